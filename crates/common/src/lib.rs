@@ -1,0 +1,52 @@
+//! What every sample app shares: reading settings from the environment and writing one
+//! machine-readable log line per event.
+
+use std::fmt::Write as _;
+
+/// Reads `key` from the environment, falling back to `default` when it is unset or empty.
+pub fn setting(key: &str, default: &str) -> String {
+    match std::env::var(key) {
+        Ok(value) if !value.is_empty() => value,
+        _ => default.to_string(),
+    }
+}
+
+/// Formats a logfmt line such as `app=worker event=done words=3`, quoting values with spaces so
+/// that log collectors can split the line back into fields.
+pub fn log_line(app: &str, event: &str, fields: &[(&str, String)]) -> String {
+    let mut line = format!("app={app} event={event}");
+    for (key, value) in fields {
+        if value.contains(' ') || value.is_empty() {
+            let _ = write!(line, " {key}={value:?}");
+        } else {
+            let _ = write!(line, " {key}={value}");
+        }
+    }
+    line
+}
+
+/// The platform the binary was compiled for, as an OCI platform string.
+pub fn platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_line_quotes_values_with_spaces() {
+        let line = log_line("api", "start", &[("addr", "0.0.0.0:80".into()), ("msg", "a b".into())]);
+        assert_eq!(line, r#"app=api event=start addr=0.0.0.0:80 msg="a b""#);
+    }
+
+    #[test]
+    fn setting_falls_back_on_unset() {
+        assert_eq!(setting("COMMON_TEST_SURELY_UNSET", "x"), "x");
+    }
+}

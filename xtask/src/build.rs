@@ -1,0 +1,281 @@
+//! `cargo xtask build`: cross-compiles each app for every platform's Rust target, stages the
+//! binaries where the apps' Dockerfiles `COPY` them from, and assembles one OCI index per app in
+//! an image layout under `target/xtask/oci/<app>`, without a Docker daemon.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::changed::{self, SelectedApp};
+use crate::config::{self, Config};
+use crate::dockerfile::{self, Base};
+use crate::flags;
+use crate::git::Git;
+use crate::layer::{self, LayerFile};
+use crate::layout::Layout;
+use crate::oci::{self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, RootFs};
+use crate::platform::Platform;
+use crate::workspace::{Member, Workspace};
+
+/// One app's built image: an index in its own layout.
+#[derive(Debug)]
+pub struct BuiltImage {
+    pub app: String,
+    pub layout: PathBuf,
+    pub index: Descriptor,
+}
+
+/// Facts about the source that every image records.
+#[derive(Debug, Default)]
+pub struct Provenance {
+    /// The commit, for `org.opencontainers.image.revision`.
+    pub revision: Option<String>,
+    /// The repository URL, for `org.opencontainers.image.source`.
+    pub source: Option<String>,
+    /// Seconds since the epoch for every timestamp in the image: `SOURCE_DATE_EPOCH`, else the
+    /// commit time, else 0; so rebuilding a commit gives the same bytes.
+    pub epoch: u64,
+}
+
+impl Provenance {
+    pub fn from_git(git: Option<&Git<'_>>, revision: Option<&str>) -> Result<Provenance> {
+        let from_env = std::env::var("SOURCE_DATE_EPOCH").ok().filter(|value| !value.is_empty());
+        let epoch = match (from_env, git, revision) {
+            (Some(text), _, _) => text.parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"))?,
+            (None, Some(git), Some(revision)) => git.commit_time(revision)?,
+            _ => 0,
+        };
+        Ok(Provenance { revision: revision.map(str::to_string), source: git.and_then(Git::origin_url), epoch })
+    }
+}
+
+pub fn run(args: flags::Build) -> Result<Vec<BuiltImage>> {
+    let sh = Shell::new()?;
+    let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
+    sh.change_dir(&workspace.root);
+    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), config::Overrides { repository: None, platforms: &args.selection.platform })?;
+    let selection = &args.selection;
+    let git = if selection.apps.is_empty() && !selection.all { Some(Git::open(&sh, &workspace.root)?) } else { Git::open(&sh, &workspace.root).ok() };
+    let head = git.as_ref().and_then(|git| git.rev_parse("HEAD").ok());
+    let apps = if !selection.apps.is_empty() {
+        workspace.select_apps(&selection.apps)?.into_iter().map(|app| requested(app)).collect()
+    } else if selection.all {
+        changed::select_all(&workspace, changed::Reason::Requested)
+    } else {
+        let git = git.as_ref().expect("opened above when changes are detected");
+        let range = changed::resolve_range(git, selection.base.as_deref(), None)?;
+        changed::detect(git, &workspace, &range)?
+    };
+    if apps.is_empty() {
+        println!("no app to build");
+        return Ok(Vec::new());
+    }
+    let provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
+    let images = build_apps(&sh, &workspace, &config, &apps, &provenance)?;
+    for image in &images {
+        println!("{} {} {}", image.app, image.index.digest, image.layout.display());
+    }
+    Ok(images)
+}
+
+pub fn requested(app: &Member) -> SelectedApp {
+    SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons: vec![changed::Reason::Requested] }
+}
+
+pub fn build_apps(sh: &Shell, workspace: &Workspace, config: &Config, apps: &[SelectedApp], provenance: &Provenance) -> Result<Vec<BuiltImage>> {
+    let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
+    // Read every Dockerfile before compiling anything, so a malformed one fails in a second.
+    let mut plans = BTreeMap::new();
+    for member in &members {
+        let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
+        let text = fs::read_to_string(workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
+        for platform in &config.platforms {
+            let plan = dockerfile::plan(&text, dockerfile, &platform.build_args())?;
+            if let Base::Image(image) = &plan.base {
+                bail!("{dockerfile}: FROM {image}: the native builder assembles images FROM scratch only; base the app on scratch");
+            }
+            plans.insert((member.name.clone(), platform.clone()), plan);
+        }
+        if member.bin.is_none() {
+            bail!("app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs", member.name, member.dir);
+        }
+    }
+
+    compile(sh, workspace, config, &members)?;
+
+    let mut images = Vec::new();
+    for member in &members {
+        let layout_dir = workspace.target_dir.join("xtask/oci").join(&member.name);
+        let layout = Layout::create(&layout_dir)?;
+        let mut manifests = Vec::new();
+        for platform in &config.platforms {
+            let plan = &plans[&(member.name.clone(), platform.clone())];
+            let descriptor = assemble_image(&layout, workspace, member, platform, plan, provenance)?;
+            manifests.push(descriptor);
+        }
+        let index = ImageIndex::new(manifests, annotations(member, provenance));
+        let index = layout.write_blob(oci::MEDIA_TYPE_INDEX, &oci::to_bytes(&index))?;
+        layout.tag("latest", &index)?;
+        images.push(BuiltImage { app: member.name.clone(), layout: layout_dir, index });
+    }
+    Ok(images)
+}
+
+/// One `cargo build` for every app and target, then each binary is copied to
+/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it.
+fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
+    let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
+    ensure_targets_installed(sh, &triples)?;
+    let mut args: Vec<String> = vec!["build".into(), "--release".into(), "--locked".into()];
+    for member in members {
+        args.extend(["--package".into(), member.name.clone()]);
+    }
+    for triple in &triples {
+        args.extend(["--target".into(), triple.to_string()]);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cmd!(sh, "{cargo} {args...}").run().with_context(|| {
+        format!(
+            "cargo could not build {} for {}: fix what cargo printed above (a missing cross linker for an app with C dependencies needs, for instance, `apt-get install gcc-aarch64-linux-gnu`)",
+            members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+            triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    for platform in &config.platforms {
+        let triple = &config.targets[platform];
+        let stage = workspace.root.join("target/stage").join(platform.to_string());
+        fs::create_dir_all(&stage)?;
+        for member in members {
+            let bin = member.bin.as_deref().expect("checked before compiling");
+            let built = workspace.target_dir.join(triple).join("release").join(bin);
+            fs::copy(&built, stage.join(bin)).with_context(|| format!("cannot stage {}", built.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds missing rustup targets, as a user would have to anyway; without rustup, says which
+/// targets the toolchain needs.
+fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
+    let Ok(installed) = cmd!(sh, "rustup target list --installed").quiet().ignore_stderr().read() else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = triples.iter().map(|t| t.as_str()).filter(|t| !installed.lines().any(|line| line.trim() == *t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listed = missing.join(" ");
+    eprintln!("installing missing Rust targets: rustup target add {listed}");
+    cmd!(sh, "rustup target add {missing...}")
+        .run()
+        .with_context(|| format!("cannot install the Rust targets the platforms need: run `rustup target add {listed}` and try again"))
+}
+
+fn assemble_image(layout: &Layout, workspace: &Workspace, member: &Member, platform: &Platform, plan: &dockerfile::ImagePlan, provenance: &Provenance) -> Result<Descriptor> {
+    let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
+    let created = oci::rfc3339(provenance.epoch);
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    for step in &plan.copies {
+        let files = copy_files(&workspace.root, dockerfile, step)?;
+        let mut writer = layout.blob_writer()?;
+        let diff_id = layer::write_layer(&files, provenance.epoch, &mut writer).with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
+        let (digest, size) = writer.finish(None)?;
+        layers.push(Descriptor { media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(), digest, size, platform: None, annotations: Default::default() });
+        diff_ids.push(diff_id);
+        history.push(History { created: Some(created.clone()), created_by: Some(format!("COPY {} {}", step.sources.join(" "), step.dest)), empty_layer: false });
+    }
+    let mut container_config = plan.config.clone();
+    container_config.labels.extend(annotations(member, provenance));
+    let config = ImageConfig {
+        created: Some(created),
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: container_config,
+        rootfs: RootFs { kind: "layers".into(), diff_ids },
+        history,
+    };
+    let config = layout.write_blob(oci::MEDIA_TYPE_CONFIG, &oci::to_bytes(&config))?;
+    let manifest = ImageManifest { schema_version: 2, media_type: oci::MEDIA_TYPE_MANIFEST.into(), config, layers, annotations: annotations(member, provenance) };
+    let mut descriptor = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;
+    descriptor.platform = Some(platform.to_oci());
+    Ok(descriptor)
+}
+
+/// The OCI annotations every image and index of an app carries (also set as config labels).
+fn annotations(member: &Member, provenance: &Provenance) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        ("org.opencontainers.image.created".to_string(), oci::rfc3339(provenance.epoch)),
+        ("org.opencontainers.image.title".to_string(), member.name.clone()),
+        ("org.opencontainers.image.version".to_string(), member.version.clone()),
+    ]);
+    if let Some(revision) = &provenance.revision {
+        annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
+    }
+    if let Some(source) = &provenance.source {
+        annotations.insert("org.opencontainers.image.source".into(), source.clone());
+    }
+    annotations
+}
+
+/// The files one COPY puts in the image: sources resolved in the build context (the workspace
+/// root), directories walked in sorted order, and destinations placed as Docker places them.
+fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> Result<Vec<LayerFile>> {
+    let into_dir = step.dest.ends_with('/') || step.sources.len() > 1;
+    let mut files = Vec::new();
+    for source in &step.sources {
+        let relative = Path::new(source);
+        if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
+            bail!("{dockerfile}:{}: COPY source `{source}` is outside the build context (the workspace root): copy files from inside it", step.line);
+        }
+        let path = context.join(relative);
+        let metadata = fs::metadata(&path).with_context(|| {
+            format!("{dockerfile}:{}: COPY source `{source}` does not exist in the build context (the workspace root); if it is a staged binary, the app's [[bin]] name must match", step.line)
+        })?;
+        if metadata.is_dir() {
+            for (relative_file, file_path) in walk(&path)? {
+                files.push(layer_file(&format!("{}/{relative_file}", step.dest.trim_end_matches('/')), file_path, step)?);
+            }
+        } else {
+            let dest = if into_dir {
+                format!("{}/{}", step.dest.trim_end_matches('/'), relative.file_name().unwrap_or_default().to_string_lossy())
+            } else {
+                step.dest.clone()
+            };
+            files.push(layer_file(&dest, path, step)?);
+        }
+    }
+    Ok(files)
+}
+
+fn layer_file(dest: &str, source: PathBuf, step: &dockerfile::CopyStep) -> Result<LayerFile> {
+    use std::os::unix::fs::PermissionsExt;
+    // Modes are normalised to 755 or 644 so that a checkout's umask does not change digests.
+    let executable = fs::metadata(&source)?.permissions().mode() & 0o111 != 0;
+    let mode = step.chmod.unwrap_or(if executable { 0o755 } else { 0o644 });
+    let (uid, gid) = step.chown.unwrap_or((0, 0));
+    Ok(LayerFile { path: dest.to_string(), source, mode, uid, gid })
+}
+
+fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, dir)) = pending.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type()?.is_dir() {
+                pending.push((format!("{name}/"), entry.path()));
+            } else {
+                found.push((name, entry.path()));
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,182 @@
+//! Release settings: `[workspace.metadata.xtask]`, overridden by `XTASK_*` environment variables,
+//! overridden by flags. Resolution is a pure function so every precedence rule is unit-tested.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::platform::Platform;
+use crate::reference::Repository;
+
+/// Where `release` writes when no repository is configured: a local OCI image layout, so that a
+/// first run works on a machine without any registry.
+pub const DEFAULT_REPOSITORY: &str = "oci:target/registry";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    platforms: Vec<String>,
+    #[serde(default)]
+    targets: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub repository: Repository,
+    pub platforms: Vec<Platform>,
+    /// The Rust target triple each platform's binaries are compiled for.
+    pub targets: BTreeMap<Platform, String>,
+}
+
+/// What the user said outside the manifest.
+#[derive(Default)]
+pub struct Overrides<'a> {
+    pub repository: Option<&'a str>,
+    pub platforms: &'a [String],
+}
+
+pub fn resolve(
+    workspace_metadata: &serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: Overrides<'_>,
+) -> Result<Config> {
+    let metadata: Metadata = match workspace_metadata.get("xtask") {
+        Some(value) => serde_json::from_value(value.clone())
+            .context("invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets)")?,
+        None => Metadata::default(),
+    };
+    let env_repository = env("XTASK_REPOSITORY").filter(|value| !value.is_empty());
+    let repository = overrides
+        .repository
+        .map(str::to_string)
+        .or(env_repository)
+        .or(Some(metadata.repository).filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
+    let repository = Repository::parse(&repository)?;
+
+    let platform_texts: Vec<String> = if !overrides.platforms.is_empty() {
+        overrides.platforms.to_vec()
+    } else if let Some(value) = env("XTASK_PLATFORMS").filter(|value| !value.is_empty()) {
+        value.split(',').map(str::to_string).collect()
+    } else if !metadata.platforms.is_empty() {
+        metadata.platforms
+    } else {
+        vec!["linux/amd64".into(), "linux/arm64".into()]
+    };
+    let mut platforms = Vec::new();
+    for text in &platform_texts {
+        let platform = Platform::parse(text)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (platform, triple) in metadata.targets {
+        targets.insert(Platform::parse(&platform).context("in [workspace.metadata.xtask.targets]")?, triple);
+    }
+    for platform in &platforms {
+        if !targets.contains_key(platform) {
+            match default_target(platform) {
+                Some(triple) => targets.insert(platform.clone(), triple.to_string()),
+                None => bail!(
+                    "no Rust target is known for platform {platform}: add `\"{platform}\" = \"<target triple>\"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"
+                ),
+            };
+        }
+    }
+    Ok(Config { repository, platforms, targets })
+}
+
+fn default_target(platform: &Platform) -> Option<&'static str> {
+    Some(match (platform.architecture.as_str(), platform.variant.as_deref()) {
+        ("amd64", None) => "x86_64-unknown-linux-musl",
+        ("arm64", None | Some("v8")) => "aarch64-unknown-linux-musl",
+        ("arm", Some("v7")) => "armv7-unknown-linux-musleabihf",
+        ("riscv64", None) => "riscv64gc-unknown-linux-musl",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(metadata: serde_json::Value, env: &[(&str, &str)], overrides: Overrides<'_>, expected: expect_test::Expect) {
+        let env_lookup = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
+        let actual = match resolve(&metadata, &env_lookup, overrides) {
+            Ok(config) => {
+                let platforms: Vec<String> = config.platforms.iter().map(|p| p.to_string()).collect();
+                let targets: Vec<String> = config.targets.iter().map(|(p, t)| format!("{p}={t}")).collect();
+                format!("repository: {}\nplatforms: {}\ntargets: {}", config.repository, platforms.join(","), targets.join(","))
+            }
+            Err(err) => format!("error: {err:#}"),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn defaults_without_metadata() {
+        check(
+            serde_json::json!(null),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: oci:target/registry
+                platforms: linux/amd64,linux/arm64
+                targets: linux/amd64=x86_64-unknown-linux-musl,linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_manifest() {
+        let metadata = serde_json::json!({"xtask": {"repository": "registry.example/acme/prod", "platforms": ["linux/amd64"]}});
+        check(
+            metadata.clone(),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: registry.example/acme/prod
+                platforms: linux/amd64
+                targets: linux/amd64=x86_64-unknown-linux-musl"#]],
+        );
+        check(
+            metadata.clone(),
+            &[("XTASK_REPOSITORY", "127.0.0.1:5000/acme/dev"), ("XTASK_PLATFORMS", "linux/arm64")],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: 127.0.0.1:5000/acme/dev
+                platforms: linux/arm64
+                targets: linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+        check(
+            metadata,
+            &[("XTASK_REPOSITORY", "127.0.0.1:5000/acme/dev")],
+            Overrides { repository: Some("oci:out"), platforms: &["linux/arm64".into(), "linux/amd64".into()] },
+            expect_test::expect![[r#"
+                repository: oci:out
+                platforms: linux/arm64,linux/amd64
+                targets: linux/amd64=x86_64-unknown-linux-musl,linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+    }
+
+    #[test]
+    fn bad_settings() {
+        check(
+            serde_json::json!({"xtask": {"repo": "x"}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets): unknown field `repo`, expected one of `repository`, `platforms`, `targets`"],
+        );
+        check(
+            serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[r#"error: no Rust target is known for platform linux/s390x: add `"linux/s390x" = "<target triple>"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"#]],
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! A Dockerfile reader for the native builder: parses the instructions a `FROM scratch`-style
+//! final image needs into an `ImagePlan`, and names the file and line of anything it declines,
+//! so that such Dockerfiles can go to a real engine instead.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::oci::ContainerConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    Image(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyStep {
+    pub line: usize,
+    /// Source paths relative to the build context, after variable expansion.
+    pub sources: Vec<String>,
+    /// The destination in the image; a trailing `/` or several sources make it a directory.
+    pub dest: String,
+    pub chmod: Option<u32>,
+    pub chown: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePlan {
+    pub base: Base,
+    pub copies: Vec<CopyStep>,
+    pub config: ContainerConfig,
+}
+
+struct Instruction {
+    line: usize,
+    keyword: String,
+    rest: String,
+}
+
+/// Joins continuation lines and drops comments and blank lines.
+fn instructions(text: &str) -> Vec<Instruction> {
+    let mut result = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_none()) {
+            continue;
+        }
+        let (continues, content) = match trimmed.strip_suffix('\\') {
+            Some(content) => (true, content),
+            None => (false, trimmed),
+        };
+        let (line, mut joined) = pending.take().unwrap_or((index + 1, String::new()));
+        if !joined.is_empty() && !content.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(content.trim());
+        if continues {
+            pending = Some((line, joined));
+        } else if !joined.is_empty() {
+            let (keyword, rest) = joined.split_once(char::is_whitespace).unwrap_or((&joined, ""));
+            result.push(Instruction { line, keyword: keyword.to_ascii_uppercase(), rest: rest.trim().to_string() });
+        }
+    }
+    if let Some((line, joined)) = pending {
+        let (keyword, rest) = joined.split_once(char::is_whitespace).unwrap_or((&joined, ""));
+        result.push(Instruction { line, keyword: keyword.to_ascii_uppercase(), rest: rest.trim().to_string() });
+    }
+    result
+}
+
+/// Reads a Dockerfile into an image plan. `build_args` are the values given for `ARG`s (the
+/// platform arguments among them); as in Docker, an argument is visible only once declared.
+pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<ImagePlan> {
+    let at = |line: usize| format!("{file}:{line}");
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut global_args: BTreeMap<String, String> = BTreeMap::new();
+    let mut base: Option<Base> = None;
+    let mut copies = Vec::new();
+    let mut config = ContainerConfig::default();
+    let lookup_arg = |name: &str, default: Option<String>| {
+        build_args.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).or(default).unwrap_or_default()
+    };
+
+    for ins in instructions(text) {
+        let line = ins.line;
+        if base.is_none() && !matches!(ins.keyword.as_str(), "FROM" | "ARG") {
+            bail!("{}: {} before FROM: a Dockerfile starts with FROM (only ARG may come before it)", at(line), ins.keyword);
+        }
+        match ins.keyword.as_str() {
+            "ARG" => {
+                let (name, default) = match ins.rest.split_once('=') {
+                    Some((name, default)) => (name.trim(), Some(unquote(&expand(default.trim(), &vars)?, line, file)?)),
+                    None => (ins.rest.trim(), None),
+                };
+                if name.is_empty() || name.contains(char::is_whitespace) {
+                    bail!("{}: malformed ARG `{}`: write ARG NAME or ARG NAME=default", at(line), ins.rest);
+                }
+                let value = lookup_arg(name, default.or_else(|| global_args.get(name).cloned()));
+                if base.is_none() {
+                    global_args.insert(name.to_string(), value);
+                } else {
+                    vars.insert(name.to_string(), value);
+                }
+            }
+            "FROM" => {
+                if base.is_some() {
+                    bail!("{}: a second FROM: multi-stage Dockerfiles are not assembled natively; build them with the engine builder", at(line));
+                }
+                let words: Vec<&str> = ins.rest.split_whitespace().filter(|w| !w.starts_with("--platform=")).collect();
+                let image = match words.as_slice() {
+                    [image] | [image, _, _] => expand(image, &global_args)?,
+                    _ => bail!("{}: malformed FROM `{}`: write FROM IMAGE [AS NAME]", at(line), ins.rest),
+                };
+                base = Some(if image == "scratch" { Base::Scratch } else { Base::Image(image) });
+            }
+            "ENV" => {
+                for (key, value) in key_values(&ins.rest, &vars, line, file)? {
+                    config.env.retain(|entry| !entry.starts_with(&format!("{key}=")));
+                    config.env.push(format!("{key}={value}"));
+                    vars.insert(key, value);
+                }
+            }
+            "LABEL" => config.labels.extend(key_values(&ins.rest, &vars, line, file)?),
+            "WORKDIR" => {
+                let dir = expand(&ins.rest, &vars)?;
+                let dir = if dir.starts_with('/') {
+                    dir
+                } else {
+                    format!("{}/{dir}", config.working_dir.as_deref().unwrap_or("").trim_end_matches('/'))
+                };
+                config.working_dir = Some(dir);
+            }
+            "USER" => config.user = Some(expand(&ins.rest, &vars)?),
+            "STOPSIGNAL" => config.stop_signal = Some(expand(&ins.rest, &vars)?),
+            "EXPOSE" => {
+                for port in expand(&ins.rest, &vars)?.split_whitespace() {
+                    let port = if port.contains('/') { port.to_string() } else { format!("{port}/tcp") };
+                    config.exposed_ports.insert(port, serde_json::Map::new());
+                }
+            }
+            "ENTRYPOINT" => {
+                config.entrypoint = Some(command(&ins.rest, line, file)?);
+                // As in Docker, a new ENTRYPOINT resets a CMD inherited from the base image.
+                config.cmd = None;
+            }
+            "CMD" => config.cmd = Some(command(&ins.rest, line, file)?),
+            "COPY" => {
+                let mut step = copy_step(&ins.rest, &vars, line, file)?;
+                // A relative destination is relative to the WORKDIR in force at this COPY.
+                if !step.dest.starts_with('/') {
+                    let workdir = config.working_dir.as_deref().unwrap_or("").trim_end_matches('/');
+                    step.dest = format!("{workdir}/{}", step.dest);
+                }
+                copies.push(step);
+            }
+            other => bail!(
+                "{}: {other} is not supported by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD and STOPSIGNAL; remove it or build this app with the engine builder",
+                at(line)
+            ),
+        }
+    }
+    let base = base.ok_or_else(|| anyhow!("{file}: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"))?;
+    Ok(ImagePlan { base, copies, config })
+}
+
+fn copy_step(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &str) -> Result<CopyStep> {
+    let mut chmod = None;
+    let mut chown = None;
+    let mut remaining = rest.trim();
+    while let Some(flag) = remaining.strip_prefix("--") {
+        let (flag, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        remaining = after.trim_start();
+        match flag.split_once('=') {
+            Some(("chmod", mode)) => {
+                chmod = Some(u32::from_str_radix(mode, 8).map_err(|_| anyhow!("{file}:{line}: --chmod={mode} is not an octal mode such as 755"))?);
+            }
+            Some(("chown", owner)) => chown = Some(parse_owner(owner).ok_or_else(|| anyhow!("{file}:{line}: --chown={owner} must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"))?),
+            Some(("from", _)) => bail!("{file}:{line}: COPY --from needs another stage; multi-stage Dockerfiles are built by the engine builder"),
+            _ => bail!("{file}:{line}: unsupported COPY flag --{flag}; the native builder knows --chmod and --chown"),
+        }
+    }
+    let words: Vec<String> = if remaining.starts_with('[') {
+        serde_json::from_str(remaining).map_err(|_| anyhow!("{file}:{line}: malformed JSON form of COPY: write COPY [\"src\", \"dest\"]"))?
+    } else {
+        remaining.split_whitespace().map(str::to_string).collect()
+    };
+    let mut words = words.into_iter().map(|word| expand(&word, vars)).collect::<Result<Vec<_>>>()?;
+    if words.len() < 2 {
+        bail!("{file}:{line}: COPY needs a source and a destination: COPY SRC... DEST");
+    }
+    let dest = words.pop().expect("at least two words");
+    Ok(CopyStep { line, sources: words, dest, chmod, chown })
+}
+
+fn parse_owner(owner: &str) -> Option<(u32, u32)> {
+    match owner.split_once(':') {
+        Some((uid, gid)) => Some((uid.parse().ok()?, gid.parse().ok()?)),
+        None => {
+            let uid = owner.parse().ok()?;
+            Some((uid, uid))
+        }
+    }
+}
+
+/// ENTRYPOINT and CMD: the JSON (exec) form as is, the shell form through `/bin/sh -c`.
+fn command(rest: &str, line: usize, file: &str) -> Result<Vec<String>> {
+    if rest.trim_start().starts_with('[') {
+        serde_json::from_str(rest).map_err(|_| anyhow!("{file}:{line}: malformed JSON array `{rest}`: write [\"/bin/app\", \"arg\"] with double quotes"))
+    } else {
+        Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_string()])
+    }
+}
+
+/// `KEY=value KEY2="quoted value"`, or the legacy `KEY value` form with a single pair.
+fn key_values(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &str) -> Result<Vec<(String, String)>> {
+    let words = split_words(rest, line, file)?;
+    if let [key, ..] = words.as_slice() {
+        if !key.contains('=') {
+            let value = rest.trim()[key.len()..].trim();
+            return Ok(vec![(key.clone(), unquote(&expand(value, vars)?, line, file)?)]);
+        }
+    }
+    let mut pairs = Vec::new();
+    for word in words {
+        let (key, value) = word.split_once('=').ok_or_else(|| anyhow!("{file}:{line}: `{word}` is not KEY=VALUE"))?;
+        pairs.push((key.to_string(), unquote(&expand(value, vars)?, line, file)?));
+    }
+    Ok(pairs)
+}
+
+/// Splits on unquoted white space, keeping quotes in the words for `unquote`.
+fn split_words(text: &str, line: usize, file: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (_, '\\') => {
+                current.push(c);
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            (_, c) => current.push(c),
+        }
+    }
+    if quote.is_some() {
+        bail!("{file}:{line}: unterminated quote in `{text}`");
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    Ok(words)
+}
+
+fn unquote(text: &str, line: usize, file: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => out.push(c),
+            (_, '\\') => out.extend(chars.next()),
+            (_, c) => out.push(c),
+        }
+    }
+    if quote.is_some() {
+        bail!("{file}:{line}: unterminated quote in `{text}`");
+    }
+    Ok(out)
+}
+
+/// Expands `$NAME`, `${NAME}`, `${NAME:-default}` and `${NAME:+alternative}`; unknown names are
+/// empty, as in Docker.
+fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            let end = braced.find('}').ok_or_else(|| anyhow!("unterminated ${{ in `{text}`"))?;
+            let inner = &braced[..end];
+            let value = if let Some((name, default)) = inner.split_once(":-") {
+                vars.get(name).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default.to_string())
+            } else if let Some((name, alternative)) = inner.split_once(":+") {
+                if vars.get(name).is_some_and(|v| !v.is_empty()) { alternative.to_string() } else { String::new() }
+            } else {
+                vars.get(inner).cloned().unwrap_or_default()
+            };
+            out.push_str(&value);
+            rest = &braced[end + 1..];
+        } else {
+            let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            if len == 0 {
+                out.push('$');
+            } else {
+                out.push_str(vars.get(&after[..len]).map(String::as_str).unwrap_or(""));
+            }
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dockerfile: &str, expected: expect_test::Expect) {
+        let args = vec![("TARGETPLATFORM".to_string(), "linux/arm64".to_string()), ("TARGETARCH".to_string(), "arm64".to_string())];
+        let actual = match plan(dockerfile, "Dockerfile", &args) {
+            Ok(plan) => format!("{plan:#?}"),
+            Err(err) => format!("error: {err:#}"),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn sample_app_dockerfile() {
+        check(
+            r#"
+# comment
+FROM scratch
+ARG TARGETPLATFORM
+COPY --chmod=755 target/stage/${TARGETPLATFORM}/api \
+     /usr/local/bin/api
+ENV LISTEN=0.0.0.0:8080 GREETING="hello world"
+LABEL org.example.team=core
+EXPOSE 8080 9090/udp
+WORKDIR /srv
+WORKDIR data
+USER 65534:65534
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/api"]
+CMD ["--verbose"]
+"#,
+            expect_test::expect![[r#"
+                ImagePlan {
+                    base: Scratch,
+                    copies: [
+                        CopyStep {
+                            line: 5,
+                            sources: [
+                                "target/stage/linux/arm64/api",
+                            ],
+                            dest: "/usr/local/bin/api",
+                            chmod: Some(
+                                493,
+                            ),
+                            chown: None,
+                        },
+                    ],
+                    config: ContainerConfig {
+                        user: Some(
+                            "65534:65534",
+                        ),
+                        exposed_ports: {
+                            "8080/tcp": {},
+                            "9090/udp": {},
+                        },
+                        env: [
+                            "LISTEN=0.0.0.0:8080",
+                            "GREETING=hello world",
+                        ],
+                        entrypoint: Some(
+                            [
+                                "/usr/local/bin/api",
+                            ],
+                        ),
+                        cmd: Some(
+                            [
+                                "--verbose",
+                            ],
+                        ),
+                        working_dir: Some(
+                            "/srv/data",
+                        ),
+                        labels: {
+                            "org.example.team": "core",
+                        },
+                        stop_signal: Some(
+                            "SIGTERM",
+                        ),
+                    },
+                }"#]],
+        );
+    }
+
+    #[test]
+    fn undeclared_arguments_expand_to_nothing() {
+        check(
+            "FROM scratch\nCOPY bin/${TARGETARCH:-none}/app /app\n",
+            expect_test::expect![[r#"
+                ImagePlan {
+                    base: Scratch,
+                    copies: [
+                        CopyStep {
+                            line: 2,
+                            sources: [
+                                "bin/none/app",
+                            ],
+                            dest: "/app",
+                            chmod: None,
+                            chown: None,
+                        },
+                    ],
+                    config: ContainerConfig {
+                        user: None,
+                        exposed_ports: {},
+                        env: [],
+                        entrypoint: None,
+                        cmd: None,
+                        working_dir: None,
+                        labels: {},
+                        stop_signal: None,
+                    },
+                }"#]],
+        );
+    }
+
+    #[test]
+    fn declined_and_malformed() {
+        check("FROM scratch\nRUN echo hi\n", expect_test::expect!["error: Dockerfile:2: RUN is not supported by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD and STOPSIGNAL; remove it or build this app with the engine builder"]);
+        check("COPY a /a\n", expect_test::expect!["error: Dockerfile:1: COPY before FROM: a Dockerfile starts with FROM (only ARG may come before it)"]);
+        check("# only a comment\n", expect_test::expect!["error: Dockerfile: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"]);
+        check("FROM scratch\nCOPY onlyone\n", expect_test::expect!["error: Dockerfile:2: COPY needs a source and a destination: COPY SRC... DEST"]);
+        check("FROM scratch\nENTRYPOINT ['/app']\n", expect_test::expect![[r#"error: Dockerfile:2: malformed JSON array `['/app']`: write ["/bin/app", "arg"] with double quotes"#]]);
+        check("FROM scratch AS a\nFROM scratch\n", expect_test::expect!["error: Dockerfile:2: a second FROM: multi-stage Dockerfiles are not assembled natively; build them with the engine builder"]);
+        check("FROM scratch\nCOPY --chown=app a /a\n", expect_test::expect!["error: Dockerfile:2: --chown=app must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"]);
+        check("FROM scratch\nENV A=\"open\n", expect_test::expect![[r#"error: Dockerfile:2: unterminated quote in `A="open`"#]]);
+    }
+
+    #[test]
+    fn base_image_and_shell_form() {
+        let plan = plan("ARG BASE=127.0.0.1:5000/base:1\nFROM $BASE\nCMD echo hi\n", "Dockerfile", &[]).unwrap();
+        assert_eq!(plan.base, Base::Image("127.0.0.1:5000/base:1".into()));
+        assert_eq!(plan.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
+    }
+}

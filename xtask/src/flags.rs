@@ -1,0 +1,104 @@
+//! Every command-line flag, parsed once in `main`.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about = "Build the workspace's apps into multi-arch OCI images and push them to one repository")]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the apps whose image must be rebuilt between two commits
+    Changed(Changed),
+    /// Build apps' multi-arch images into OCI image layouts under target/xtask/oci/
+    Build(Build),
+    /// Push an OCI image layout (image or index) to a registry or another layout
+    Push(Push),
+    /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
+    Release(Release),
+}
+
+#[derive(Args, Debug)]
+pub struct Changed {
+    /// The commit to compare against (default: the merge-base with the default branch, or the
+    /// parent commit when HEAD is on it)
+    #[arg(long)]
+    pub base: Option<String>,
+    /// The commit whose apps are wanted (default: HEAD)
+    #[arg(long)]
+    pub head: Option<String>,
+    /// Select every app
+    #[arg(long)]
+    pub all: bool,
+    /// Print a JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Selection {
+    /// Apps to select by package name (default: the changed ones)
+    #[arg(value_name = "APP")]
+    pub apps: Vec<String>,
+    /// Select every app
+    #[arg(long, conflicts_with = "apps")]
+    pub all: bool,
+    /// The commit that changes are detected against
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Image platforms, comma-separated (default: `platforms` in [workspace.metadata.xtask] or
+    /// XTASK_PLATFORMS)
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Build {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Select the apps changed since --base (the default when no app is named)
+    #[arg(long, conflicts_with_all = ["apps", "all"])]
+    pub changed: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Push {
+    /// The OCI image layout to push: `DIR` or `DIR:REF` (`oci:` prefix allowed) where REF names an
+    /// entry of the layout's index.json; without REF the layout must hold exactly one entry
+    pub layout: String,
+    /// Where to: `registry/repository:tag`, or `oci:DIR:tag` for another layout
+    pub reference: String,
+    #[command(flatten)]
+    pub transfer: Transfer,
+}
+
+#[derive(Args, Debug)]
+pub struct Transfer {
+    /// How many blobs upload at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct Release {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The one repository every app is pushed to: `registry/path` or `oci:DIR` (default:
+    /// `repository` in [workspace.metadata.xtask] or XTASK_REPOSITORY, else oci:target/registry)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print what would be built, pushed and tagged, and touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Release even with uncommitted changes (the sha tag would then not describe the image)
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Print a JSON summary instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
+}

@@ -1,0 +1,94 @@
+//! The git facts a release needs, each one `git` call through xshell.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+pub struct Git<'a> {
+    sh: &'a Shell,
+}
+
+impl<'a> Git<'a> {
+    /// Fails unless `dir` is inside a git work tree, because tags name commits.
+    pub fn open(sh: &'a Shell, dir: &Path) -> Result<Git<'a>> {
+        let inside = cmd!(sh, "git -C {dir} rev-parse --is-inside-work-tree").quiet().ignore_stderr().read();
+        if !inside.is_ok_and(|out| out.trim() == "true") {
+            bail!(
+                "{} is not a git repository: images are tagged with the commit they were built from, so run the xtask in a git checkout (for a new workspace: git init && git add -A && git commit -m initial)",
+                dir.display()
+            );
+        }
+        Ok(Git { sh })
+    }
+
+    /// The full 40-character sha of `rev`.
+    pub fn rev_parse(&self, rev: &str) -> Result<String> {
+        let sh = self.sh;
+        let spec = format!("{rev}^{{commit}}");
+        cmd!(sh, "git rev-parse --verify --quiet {spec}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|sha| !sha.is_empty())
+            .with_context(|| {
+                if self.is_shallow() {
+                    format!("commit `{rev}` is not in this clone, which is shallow: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --all")
+                } else if rev == "HEAD" {
+                    "this repository has no commit yet: commit the workspace first (git add -A && git commit)".to_string()
+                } else {
+                    format!("unknown git revision `{rev}`: name a branch, tag or commit that exists in this clone")
+                }
+            })
+    }
+
+    fn is_shallow(&self) -> bool {
+        let sh = self.sh;
+        cmd!(sh, "git rev-parse --is-shallow-repository").quiet().ignore_stderr().read().is_ok_and(|out| out.trim() == "true")
+    }
+
+    /// The first parent of `sha`, or `None` for a root commit.
+    pub fn parent(&self, sha: &str) -> Option<String> {
+        let sh = self.sh;
+        let spec = format!("{sha}^1");
+        cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty())
+    }
+
+    /// The branch changes are compared with when no base is given: `origin/HEAD` or `main`.
+    pub fn default_branch(&self) -> Option<String> {
+        ["origin/HEAD", "main", "master"].into_iter().find(|rev| self.rev_parse(rev).is_ok()).map(str::to_string)
+    }
+
+    pub fn merge_base(&self, a: &str, b: &str) -> Result<String> {
+        let sh = self.sh;
+        cmd!(sh, "git merge-base {a} {b}").quiet().read().with_context(|| format!("{a} and {b} share no history: pass --base"))
+    }
+
+    /// Paths changed between two commits. With `--no-renames` a rename counts as a deletion of
+    /// the old path and an addition of the new one, so both sides select their apps.
+    pub fn changed_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git diff --no-renames --name-only -z {base} {head}").quiet().read()?;
+        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Whether tracked or untracked, not ignored, files differ from HEAD.
+    pub fn is_dirty(&self) -> Result<bool> {
+        let sh = self.sh;
+        Ok(!cmd!(sh, "git status --porcelain").quiet().read()?.trim().is_empty())
+    }
+
+    /// The committer time of `sha` in seconds since the epoch: the default `SOURCE_DATE_EPOCH`.
+    pub fn commit_time(&self, sha: &str) -> Result<u64> {
+        let sh = self.sh;
+        let text = cmd!(sh, "git show -s --format=%ct {sha}").quiet().read()?;
+        text.trim().parse().with_context(|| format!("git printed an unexpected commit time `{text}`"))
+    }
+
+    /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation.
+    pub fn origin_url(&self) -> Option<String> {
+        let sh = self.sh;
+        cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().ok().filter(|url| !url.is_empty())
+    }
+}

@@ -1,0 +1,46 @@
+//! `cargo xtask`: finds the workspace's apps (crates with a Dockerfile) that changed, builds
+//! their multi-arch images and pushes them to one repository. See ARCHITECTURE.md for the map.
+
+mod build;
+mod changed;
+mod config;
+mod dockerfile;
+mod flags;
+mod git;
+mod layer;
+mod layout;
+mod oci;
+mod platform;
+mod progress;
+mod push;
+mod reference;
+mod registry;
+mod release;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    match run(flags) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One paragraph: the outermost context says what failed, the causes say why and the
+            // innermost usually says what to do.
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(flags: flags::Xtask) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match flags.command {
+        flags::Command::Changed(args) => changed::run(args),
+        flags::Command::Build(args) => build::run(args).map(drop),
+        flags::Command::Push(args) => runtime.block_on(push::run(args)),
+        flags::Command::Release(args) => runtime.block_on(release::run(args)),
+    }
+}

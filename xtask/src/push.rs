@@ -1,0 +1,221 @@
+//! Pushing an image or index from an OCI image layout to a repository: every blob first (in
+//! parallel, skipping what the repository has), then the platform manifests, then the root
+//! under each tag in order. A tag is written only after everything it references is present.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::flags;
+use crate::layout::Layout;
+use crate::oci::{self, Descriptor, Digest, ImageIndex, ImageManifest};
+use crate::progress::Progress;
+use crate::reference::{ImageReference, Repository};
+use crate::registry::Registry;
+
+/// State shared by every push of one run: one client per registry, and the digests already
+/// uploaded, so an app's or platform's shared blob is sent once.
+pub struct Session {
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
+    present: Mutex<HashSet<(String, Digest)>>,
+    jobs: usize,
+    progress: Progress,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PushReport {
+    pub digest: Option<Digest>,
+    pub blobs: usize,
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub tags_written: Vec<String>,
+    pub tags_unchanged: Vec<String>,
+}
+
+/// What an image references, children before parents.
+struct ImageGraph {
+    blobs: Vec<Descriptor>,
+    manifests: Vec<(Descriptor, Vec<u8>)>,
+    root: (Descriptor, Vec<u8>),
+}
+
+impl Session {
+    pub fn new(jobs: u16, progress: Progress) -> Session {
+        Session { registries: Mutex::new(HashMap::new()), present: Mutex::new(HashSet::new()), jobs: usize::from(jobs), progress }
+    }
+
+    fn registry(&self, host: &str) -> Result<Arc<Registry>> {
+        let mut registries = self.registries.lock().expect("not poisoned");
+        if let Some(registry) = registries.get(host) {
+            return Ok(registry.clone());
+        }
+        let registry = Arc::new(Registry::new(host)?);
+        registries.insert(host.to_string(), registry.clone());
+        Ok(registry)
+    }
+
+    /// Pushes the image `root` of `source` to `destination` and points each of `tags` at it, in
+    /// order: a later tag moves only once the earlier ones are written.
+    pub async fn push(&self, source: &Layout, root: &Descriptor, destination: &Repository, tags: &[String]) -> Result<PushReport> {
+        let graph = read_graph(source, root)?;
+        match destination {
+            Repository::Layout { dir } => push_to_layout(source, &graph, dir, tags),
+            Repository::Registry { host, path } => self.push_to_registry(source, &graph, &self.registry(host)?, path, tags).await,
+        }
+    }
+
+    async fn push_to_registry(&self, source: &Layout, graph: &ImageGraph, registry: &Arc<Registry>, repository: &str, tags: &[String]) -> Result<PushReport> {
+        let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
+        let total = self.progress.total(graph.blobs.iter().map(|blob| blob.size).sum());
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs));
+        let mut uploads = JoinSet::new();
+        for blob in &graph.blobs {
+            let key = (format!("{}/{repository}", registry.host()), blob.digest.clone());
+            if self.present.lock().expect("not poisoned").contains(&key) {
+                continue;
+            }
+            let (registry, repository, blob, semaphore) = (registry.clone(), repository.to_string(), blob.clone(), semaphore.clone());
+            let path = source.blob_path(&blob.digest);
+            let (bar, on_progress) = self.progress.blob(&blob.digest.hex()[..12], blob.size, &total);
+            uploads.spawn(async move {
+                let _permit = semaphore.acquire_owned().await.expect("never closed");
+                let uploaded = if registry.blob_exists(&repository, &blob.digest).await? {
+                    false
+                } else {
+                    registry.upload_blob(&repository, &blob.digest, blob.size, path, Some(on_progress)).await?;
+                    true
+                };
+                bar.finish_and_clear();
+                anyhow::Ok((key, blob.size, uploaded))
+            });
+        }
+        while let Some(joined) = uploads.join_next().await {
+            let (key, size, uploaded) = joined??;
+            self.present.lock().expect("not poisoned").insert(key);
+            if uploaded {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += size;
+            }
+        }
+        total.finish_and_clear();
+
+        for (descriptor, bytes) in &graph.manifests {
+            if registry.manifest_digest(repository, descriptor.digest.as_str()).await?.as_ref() != Some(&descriptor.digest) {
+                registry.put_manifest(repository, descriptor.digest.as_str(), &descriptor.media_type, bytes).await?;
+            }
+        }
+        let (root, bytes) = &graph.root;
+        for tag in tags {
+            if registry.manifest_digest(repository, tag).await?.as_ref() == Some(&root.digest) {
+                report.tags_unchanged.push(tag.clone());
+            } else {
+                registry.put_manifest(repository, tag, &root.media_type, bytes).await?;
+                report.tags_written.push(tag.clone());
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn push_to_layout(source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[String]) -> Result<PushReport> {
+    let destination = Layout::create(dir)?;
+    let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
+    for blob in &graph.blobs {
+        if destination.copy_blob_from(source, blob)? {
+            report.blobs_uploaded += 1;
+            report.bytes_uploaded += blob.size;
+        }
+    }
+    for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
+        destination.write_blob(&descriptor.media_type, bytes)?;
+    }
+    let root = &graph.root.0;
+    let current = destination.index()?;
+    for tag in tags {
+        let unchanged = current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
+        if unchanged {
+            report.tags_unchanged.push(tag.clone());
+        } else {
+            destination.tag(tag, root)?;
+            report.tags_written.push(tag.clone());
+        }
+    }
+    Ok(report)
+}
+
+/// Reads and verifies the manifests under `root`, collecting the blobs they reference.
+fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
+    let root_bytes = layout.read_blob(root)?;
+    let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+    let mut manifests = Vec::new();
+    let image_manifests: Vec<(Descriptor, Vec<u8>)> = if root.is_index() {
+        let index: ImageIndex = serde_json::from_slice(&root_bytes).with_context(|| format!("{} is not a valid image index", root.digest))?;
+        let mut children = Vec::new();
+        for child in index.manifests {
+            if child.is_index() {
+                bail!("index {} nests another index ({}); push the inner index instead", root.digest, child.digest);
+            }
+            let bytes = layout.read_blob(&child)?;
+            children.push((child, bytes));
+        }
+        manifests = children.clone();
+        children
+    } else {
+        vec![(root.clone(), root_bytes.clone())]
+    };
+    for (descriptor, bytes) in &image_manifests {
+        let manifest: ImageManifest = serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid image manifest", descriptor.digest))?;
+        for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+            let size = std::fs::metadata(layout.blob_path(&blob.digest))
+                .with_context(|| format!("blob {} is missing from the image layout {}: rebuild the image", blob.digest, layout.root().display()))?
+                .len();
+            if size != blob.size {
+                bail!("blob {} in {} has {size} bytes where its descriptor says {}: rebuild the image", blob.digest, layout.root().display(), blob.size);
+            }
+            blobs.insert(blob.digest.clone(), blob);
+        }
+    }
+    // The largest blobs start first so the slowest upload is not left for last.
+    let mut blobs: Vec<Descriptor> = blobs.into_values().collect();
+    blobs.sort_by(|a, b| b.size.cmp(&a.size));
+    Ok(ImageGraph { blobs, manifests, root: (root.clone(), root_bytes) })
+}
+
+/// Splits `DIR[:REF]` (with an optional `oci:` prefix) into the layout and the entry name.
+fn parse_layout_argument(text: &str) -> (&str, Option<&str>) {
+    let text = text.strip_prefix("oci:").unwrap_or(text);
+    match text.rsplit_once(':') {
+        Some((dir, name)) if !name.contains('/') && !dir.is_empty() => (dir, Some(name)),
+        _ => (text, None),
+    }
+}
+
+pub async fn run(args: flags::Push) -> Result<()> {
+    let reference = ImageReference::parse(&args.reference)?;
+    let (dir, name) = parse_layout_argument(&args.layout);
+    let layout = Layout::open(Path::new(dir))?;
+    let root = layout.resolve(name)?;
+    let session = Session::new(args.transfer.jobs, Progress::new(false));
+    let report = session
+        .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag))
+        .await
+        .with_context(|| format!("push to {reference} failed, and the tag was not moved"))?;
+    eprintln!("pushed {reference}: {} of {} blobs uploaded ({} bytes)", report.blobs_uploaded, report.blobs, report.bytes_uploaded);
+    println!("{}", root.digest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_arguments() {
+        assert_eq!(parse_layout_argument("target/xtask/oci/api"), ("target/xtask/oci/api", None));
+        assert_eq!(parse_layout_argument("oci:target/registry:api-latest"), ("target/registry", Some("api-latest")));
+    }
+}

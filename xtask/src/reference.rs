@@ -1,0 +1,115 @@
+//! Where images go: a repository on a registry (`host[:port]/path`) or a local OCI image layout
+//! (`oci:DIR`), and a tag within it. Parsing validates names as the distribution spec does, so a
+//! bad name fails before any build.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repository {
+    Registry { host: String, path: String },
+    Layout { dir: PathBuf },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageReference {
+    pub repository: Repository,
+    pub tag: String,
+}
+
+impl Repository {
+    pub fn parse(text: &str) -> Result<Repository> {
+        if let Some(dir) = text.strip_prefix("oci:") {
+            if dir.is_empty() {
+                bail!("`{text}` names no directory: write oci:DIR, for instance oci:target/registry");
+            }
+            return Ok(Repository::Layout { dir: PathBuf::from(dir) });
+        }
+        let Some((host, path)) = text.split_once('/') else {
+            bail!("`{text}` is not a repository: write it as host/path, for instance 127.0.0.1:5000/acme/prod or 123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/prod");
+        };
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            bail!("`{text}` names no registry host (`{host}` is not one): write it as host/path, for instance 127.0.0.1:5000/{text}; images are never pushed to a default registry");
+        }
+        if !is_valid_repository_path(path) {
+            bail!("`{path}` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components");
+        }
+        Ok(Repository::Registry { host: host.to_string(), path: path.to_string() })
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Repository::Registry { host, path } => write!(f, "{host}/{path}"),
+            Repository::Layout { dir } => write!(f, "oci:{}", dir.display()),
+        }
+    }
+}
+
+impl ImageReference {
+    pub fn parse(text: &str) -> Result<ImageReference> {
+        let (repository, tag) = match text.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') && repository != "oci" => (repository, tag),
+            _ => bail!("`{text}` has no tag: write REPOSITORY:TAG, for instance 127.0.0.1:5000/acme/prod:hello-api-latest or oci:target/registry:hello-api-latest"),
+        };
+        validate_tag(tag)?;
+        Ok(ImageReference { repository: Repository::parse(repository)?, tag: tag.to_string() })
+    }
+}
+
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Tags follow the distribution spec: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let mut bytes = tag.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !first_ok || tag.len() > 128 || !bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        bail!("`{tag}` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`");
+    }
+    Ok(())
+}
+
+fn is_valid_repository_path(path: &str) -> bool {
+    path.split('/').all(|component| {
+        let bytes = component.as_bytes();
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        !bytes.is_empty()
+            && bytes.first().is_some_and(alnum)
+            && bytes.last().is_some_and(alnum)
+            && bytes.iter().all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+            && !component.contains("..")
+            && !component.contains("___")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: &str) {
+        let actual = match ImageReference::parse(input) {
+            Ok(reference) => format!("{:?}", reference),
+            Err(err) => format!("error: {err}"),
+        };
+        assert_eq!(actual, expected, "for {input}");
+    }
+
+    #[test]
+    fn image_references() {
+        check("127.0.0.1:5000/acme/prod:api-1", r#"ImageReference { repository: Registry { host: "127.0.0.1:5000", path: "acme/prod" }, tag: "api-1" }"#);
+        check("oci:target/registry:api-latest", r#"ImageReference { repository: Layout { dir: "target/registry" }, tag: "api-latest" }"#);
+        check("1234.dkr.ecr.us-east-1.amazonaws.com/hoopstat-haus/prod:x", r#"ImageReference { repository: Registry { host: "1234.dkr.ecr.us-east-1.amazonaws.com", path: "hoopstat-haus/prod" }, tag: "x" }"#);
+        check("127.0.0.1:5000/acme/prod", "error: `127.0.0.1:5000/acme/prod` has no tag: write REPOSITORY:TAG, for instance 127.0.0.1:5000/acme/prod:hello-api-latest or oci:target/registry:hello-api-latest");
+        check("acme/prod:x", "error: `acme/prod` names no registry host (`acme` is not one): write it as host/path, for instance 127.0.0.1:5000/acme/prod; images are never pushed to a default registry");
+        check("localhost/Acme:x", "error: `Acme` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components");
+        check("localhost/acme:-x", "error: `-x` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`");
+        check(&format!("localhost/acme:{}", "a".repeat(129)), &format!("error: `{}` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`", "a".repeat(129)));
+    }
+}

@@ -1,0 +1,214 @@
+//! The workspace as `cargo metadata` describes it: members, their path dependencies on each other,
+//! and which of them are apps (a member with a `Dockerfile` beside its `Cargo.toml`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// Cargo's target directory, where `cargo build` puts binaries.
+    pub target_dir: PathBuf,
+    pub members: Vec<Member>,
+    /// `[workspace.metadata]` of the root manifest, as JSON.
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub version: String,
+    /// The member's directory relative to the workspace root, with `/` separators.
+    pub dir: String,
+    /// The workspace members this one depends on for its build (normal and build dependencies;
+    /// dev-dependencies do not reach the image).
+    pub deps: Vec<String>,
+    /// The binary an app's image carries: the package's first `bin` target.
+    pub bin: Option<String>,
+    /// The app's Dockerfile relative to the workspace root, if the member is an app.
+    pub dockerfile: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMetadata {
+    packages: Vec<RawPackage>,
+    workspace_members: Vec<String>,
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawPackage {
+    id: String,
+    name: String,
+    version: String,
+    manifest_path: PathBuf,
+    dependencies: Vec<RawDependency>,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+struct RawDependency {
+    kind: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct RawTarget {
+    name: String,
+    kind: Vec<String>,
+}
+
+impl Workspace {
+    /// Runs `cargo metadata` in `dir`. `--no-deps` keeps this fast and offline: path dependencies
+    /// between members are all the graph that selection needs.
+    pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
+        let _cwd = sh.push_dir(dir);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps")
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot read the Cargo workspace in {}: run the xtask inside the workspace and fix what cargo reports", dir.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&output).context("cargo metadata printed invalid JSON")?;
+        Workspace::from_metadata(json, &|app_dir| app_dir.join("Dockerfile").is_file())
+    }
+
+    pub fn from_metadata(json: serde_json::Value, has_dockerfile: &dyn Fn(&Path) -> bool) -> Result<Workspace> {
+        let raw: RawMetadata = serde_json::from_value(json).context("unexpected cargo metadata output")?;
+        let member_dirs: Vec<(String, PathBuf)> = raw
+            .packages
+            .iter()
+            .filter(|package| raw.workspace_members.contains(&package.id))
+            .map(|package| (package.name.clone(), package.manifest_path.parent().unwrap_or(Path::new("")).to_path_buf()))
+            .collect();
+        let mut members = Vec::new();
+        for package in raw.packages.iter().filter(|package| raw.workspace_members.contains(&package.id)) {
+            let abs_dir = package.manifest_path.parent().unwrap_or(Path::new(""));
+            let dir = relative(&raw.workspace_root, abs_dir);
+            let mut deps: Vec<String> = package
+                .dependencies
+                .iter()
+                .filter(|dep| dep.kind.as_deref() != Some("dev"))
+                .filter_map(|dep| {
+                    let path = dep.path.as_ref()?;
+                    member_dirs.iter().find(|(_, dir)| dir == path).map(|(name, _)| name.clone())
+                })
+                .collect();
+            deps.sort();
+            deps.dedup();
+            let bin = package.targets.iter().find(|target| target.kind.iter().any(|kind| kind == "bin")).map(|target| target.name.clone());
+            let dockerfile = has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
+            members.push(Member { name: package.name.clone(), version: package.version.clone(), dir, deps, bin, dockerfile });
+        }
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata })
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|member| member.dockerfile.is_some())
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|member| member.name == name)
+    }
+
+    /// Looks up apps named on the command line, failing on the first name that is not an app.
+    pub fn select_apps(&self, names: &[String]) -> Result<Vec<&Member>> {
+        let mut selected = Vec::new();
+        for name in names {
+            let app_names: Vec<&str> = self.apps().map(|app| app.name.as_str()).collect();
+            match self.member(name) {
+                Some(member) if member.dockerfile.is_some() => selected.push(member),
+                Some(member) => bail!(
+                    "crate `{name}` is not an app: it has no Dockerfile in {}; add one there to make it an app, or pick one of the apps: {}",
+                    if member.dir.is_empty() { "." } else { &member.dir },
+                    app_names.join(", ")
+                ),
+                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml)", app_names.join(", ")),
+            }
+        }
+        Ok(selected)
+    }
+
+    /// The members that depend on `name`, directly or through other members, and `name` itself.
+    pub fn dependents_of(&self, name: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::from([name.to_string()]);
+        loop {
+            let before = found.len();
+            for member in &self.members {
+                if member.deps.iter().any(|dep| found.contains(dep)) {
+                    found.insert(member.name.clone());
+                }
+            }
+            if found.len() == before {
+                return found;
+            }
+        }
+    }
+}
+
+fn relative(root: &Path, dir: &Path) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A workspace of `(name, dir, deps, is_app)` members, shaped as cargo metadata prints it.
+    pub(crate) fn workspace(members: &[(&str, &str, &[&str], bool)]) -> Workspace {
+        let packages: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(name, dir, deps, is_app)| {
+                let deps: Vec<serde_json::Value> = deps
+                    .iter()
+                    .map(|dep| {
+                        let dep_dir = members.iter().find(|m| m.0 == *dep).map(|m| m.1).unwrap_or(dep);
+                        serde_json::json!({"name": dep, "kind": null, "path": format!("/ws/{dep_dir}")})
+                    })
+                    .collect();
+                let kind = if *is_app { "bin" } else { "lib" };
+                serde_json::json!({
+                    "id": format!("path+file:///ws/{dir}#{name}@0.1.0"), "name": name, "version": "0.1.0",
+                    "manifest_path": format!("/ws/{dir}/Cargo.toml"), "dependencies": deps,
+                    "targets": [{"name": name, "kind": [kind]}],
+                })
+            })
+            .collect();
+        let ids: Vec<serde_json::Value> = packages.iter().map(|p| p["id"].clone()).collect();
+        let apps: Vec<PathBuf> = members.iter().filter(|m| m.3).map(|m| PathBuf::from(format!("/ws/{}", m.1))).collect();
+        let json = serde_json::json!({"packages": packages, "workspace_members": ids, "workspace_root": "/ws", "target_directory": "/ws/target", "metadata": null});
+        Workspace::from_metadata(json, &|dir| apps.iter().any(|app| app == dir)).unwrap()
+    }
+
+    #[test]
+    fn apps_and_dependents() {
+        let ws = workspace(&[
+            ("common", "crates/common", &[], false),
+            ("words", "crates/words", &["common"], false),
+            ("api", "crates/api", &["common"], true),
+            ("worker", "crates/worker", &["words"], true),
+        ]);
+        let apps: Vec<&str> = ws.apps().map(|app| app.name.as_str()).collect();
+        assert_eq!(apps, ["api", "worker"]);
+        assert_eq!(ws.member("worker").unwrap().dockerfile.as_deref(), Some("crates/worker/Dockerfile"));
+        assert_eq!(ws.dependents_of("common").into_iter().collect::<Vec<_>>(), ["api", "common", "words", "worker"]);
+        assert_eq!(ws.dependents_of("words").into_iter().collect::<Vec<_>>(), ["words", "worker"]);
+    }
+
+    #[test]
+    fn selecting_apps_by_name() {
+        let ws = workspace(&[("common", "crates/common", &[], false), ("api", "crates/api", &["common"], true)]);
+        let err = ws.select_apps(&["nope".into()]).unwrap_err();
+        assert_eq!(err.to_string(), "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml)");
+        let err = ws.select_apps(&["common".into()]).unwrap_err();
+        assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
+    }
+}
