@@ -1,0 +1,7 @@
+//! End-to-end tests: they drive the xtask binary as a user would, in scratch copies of this
+//! workspace, against real servers started on loopback (the CNCF distribution registry, skopeo
+//! as an independent client, and a Docker engine where one runs).
+
+mod errors;
+mod harness;
+mod release;

@@ -125,7 +125,8 @@ fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
     for app in &summary.apps {
         let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
         match (&app.push, &app.error) {
-            (_, Some(error)) => println!("{}: failed: {error}", app.name),
+            // The reason is in the error paragraph that follows the summary.
+            (_, Some(_)) => println!("{}: failed, tags not moved", app.name),
             (Some(report), None) => println!(
                 "{}: {verb} {} to {} as {} ({} of {} blobs uploaded, {} bytes)",
                 app.name,

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the tests need, when it is missing, then runs every test of the workspace.
+# The tests start their own servers (a distribution registry, a Docker engine when possible) on
+# loopback; this script only makes sure the programs exist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v dockerd >/dev/null || missing+=(docker.io)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >target-apt.log 2>&1; then
+    cat target-apt.log
+    echo "error: cannot install ${missing[*]} with apt-get: install them by hand and run this script again" >&2
+    exit 1
+  fi
+  rm -f target-apt.log
+fi
+
+# The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+# A Docker engine lets the tests run a built image. Start one if we may and none answers.
+if ! docker info >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v dockerd >/dev/null; then
+  mkdir -p target
+  (dockerd >target/dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+if docker info >/dev/null 2>&1; then
+  export XTASK_TEST_REQUIRE_DOCKER=1
+else
+  echo "note: no Docker engine answers; the test that runs an image will say it skipped that step"
+fi
+
+cargo test --workspace --locked

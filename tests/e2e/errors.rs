@@ -1,0 +1,77 @@
+//! Bad input: each case asserts the exit code and the message a user sees.
+
+use crate::harness::{stderr, Registry, Scratch};
+
+struct Case<'a> {
+    args: Vec<String>,
+    /// Applied to a fresh, committed scratch workspace before the command runs.
+    setup: &'a dyn Fn(&Scratch),
+    expected: &'a str,
+}
+
+/// Runs the xtask and checks that it fails with exit code 2 and a message containing `expected`.
+fn check(scratch: &Scratch, args: &[String], expected: &str) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = scratch.xtask(&args);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "cargo xtask {args:?} should fail with 2:\n{message}");
+    assert!(message.contains(expected), "cargo xtask {args:?}:\nexpected: {expected}\nfound:    {message}");
+    assert_eq!(message.trim().lines().filter(|line| line.starts_with("error:")).count(), 1, "one error paragraph: {message}");
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let registry = Registry::start_with_auth("ci", "right-password");
+    let protected = format!("{}/acme/prod", registry.host);
+    let nothing = &|_: &Scratch| {};
+    let cases = [
+        Case { args: args(&["release", "nope"]), setup: nothing, expected: "unknown app `nope`: the workspace's apps are hello-api, worker" },
+        Case { args: args(&["build", "common"]), setup: nothing, expected: "crate `common` is not an app: it has no Dockerfile in crates/common" },
+        Case {
+            args: args(&["release", "worker", "--repository", "127.0.0.1:1/acme/prod", "--platform", "linux/amd64"]),
+            setup: nothing,
+            expected: "cannot reach registry 127.0.0.1:1",
+        },
+        Case {
+            args: args(&["release", "worker", "--repository", &protected, "--platform", "linux/amd64"]),
+            setup: nothing,
+            expected: &format!("registry {} requires authentication for acme/prod and no credentials for it were found: run `docker login", registry.host),
+        },
+        Case {
+            args: args(&["release", "worker", "--repository", &protected, "--platform", "linux/amd64"]),
+            setup: &|scratch| scratch.login(&protected[..protected.find('/').unwrap()], "ci", "wrong-password"),
+            expected: "rejected the credentials for acme/prod (401 Unauthorized)",
+        },
+        Case {
+            args: args(&["release", "--all", "--dry-run"]),
+            setup: &|scratch| std::fs::remove_dir_all(scratch.path().join(".git")).unwrap(),
+            expected: "is not a git repository",
+        },
+        Case {
+            args: args(&["release", "--all"]),
+            setup: &|scratch| scratch.write("crates/worker/src/extra.rs", "// uncommitted\n"),
+            expected: "the work tree has uncommitted changes",
+        },
+        Case {
+            args: args(&["build", "worker"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", "FROM scratch\nRUN cargo build\n");
+                scratch.commit("bad dockerfile");
+            },
+            expected: "crates/worker/Dockerfile:2: RUN is not supported by the native builder",
+        },
+        Case { args: args(&["build", "worker", "--platform", "linux/x86_64"]), setup: nothing, expected: "unknown platform `linux/x86_64`" },
+        Case { args: args(&["release", "--all", "--repository", "acme/prod"]), setup: nothing, expected: "names no registry host" },
+        Case { args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod:x"]), setup: nothing, expected: "target/nowhere is not an OCI image layout" },
+        Case { args: args(&["changed", "--base", "no-such-ref"]), setup: nothing, expected: "unknown git revision `no-such-ref`" },
+    ];
+    for case in cases {
+        let scratch = Scratch::new();
+        (case.setup)(&scratch);
+        check(&scratch, &case.args, case.expected);
+    }
+}

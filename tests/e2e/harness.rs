@@ -1,0 +1,201 @@
+//! Real components for the tests: scratch git copies of the workspace, a distribution registry
+//! on a free loopback port (optionally with htpasswd Basic auth), and skopeo.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Fails with what to install when a tool the tests need is missing.
+pub fn require_tool(name: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|out| out.status.success());
+    assert!(found, "`{name}` is not installed: run `bash tests/ci.sh`, which installs what the tests need");
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A copy of this workspace's tracked files in a temporary directory, committed to a new git
+/// repository, with its own Docker configuration directory.
+pub struct Scratch {
+    dir: TempDir,
+    docker_config: TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let scratch = Scratch::uncommitted();
+        scratch.git(&["init", "-q", "-b", "main"]);
+        scratch.commit("initial");
+        scratch
+    }
+
+    /// The files without any git repository.
+    pub fn uncommitted() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let listing = run(Command::new("git").current_dir(repo_root()).args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]));
+        assert!(listing.status.success(), "git ls-files failed: {}", stderr(&listing));
+        for path in stdout(&listing).split('\0').filter(|p| !p.is_empty()) {
+            let source = repo_root().join(path);
+            if !source.is_file() {
+                continue;
+            }
+            let dest = dir.path().join(path);
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(&source, &dest).unwrap();
+        }
+        Scratch { dir, docker_config: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = run(Command::new("git")
+            .current_dir(self.path())
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"])
+            .args(args));
+        assert!(output.status.success(), "git {args:?} failed: {}", stderr(&output));
+        stdout(&output).trim().to_string()
+    }
+
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn write(&self, path: &str, contents: &str) {
+        let path = self.path().join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    /// Stores Basic credentials for `host` the way `docker login` does.
+    pub fn login(&self, host: &str, user: &str, password: &str) {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let config = serde_json::json!({"auths": {host: {"auth": auth}}});
+        fs::write(self.docker_config.path().join("config.json"), config.to_string()).unwrap();
+    }
+
+    /// Runs `cargo xtask ARGS` in the scratch workspace.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(self.path())
+            .args(args)
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .env_remove("XTASK_REPOSITORY")
+            .env_remove("XTASK_PLATFORMS")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(Stdio::null()))
+    }
+
+    /// Runs the xtask and fails the test unless it succeeds; returns standard output.
+    pub fn xtask_ok(&self, args: &[&str]) -> String {
+        let output = self.xtask(args);
+        assert!(output.status.success(), "cargo xtask {args:?} failed:\n{}\n{}", stdout(&output), stderr(&output));
+        stdout(&output)
+    }
+}
+
+/// The CNCF distribution registry, serving from a temporary directory on a free loopback port.
+pub struct Registry {
+    child: Child,
+    dir: TempDir,
+    pub host: String,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that demands Basic auth for `user` and `password`.
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Registry {
+        require_tool("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            require_tool("htpasswd");
+            let output = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+            assert!(output.status.success(), "htpasswd failed: {}", stderr(&output));
+            fs::write(dir.path().join("htpasswd"), &output.stdout).unwrap();
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display()));
+        }
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start docker-registry");
+        let host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(&host).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start:\n{}", fs::read_to_string(dir.path().join("log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, dir, host }
+    }
+
+    /// The access log: one line per request, `"METHOD PATH HTTP/1.1" STATUS ...`.
+    pub fn requests(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("log"))
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once(" \"").map(|(_, request)| request.to_string()))
+            .filter(|request| request.starts_with(|c: char| c.is_ascii_uppercase()))
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs skopeo with TLS verification off (the test registries speak plain HTTP on loopback).
+pub fn skopeo(args: &[&str]) -> Output {
+    require_tool("skopeo");
+    run(Command::new("skopeo").args(args))
+}
+
+pub fn skopeo_raw(image: &str) -> serde_json::Value {
+    let output = skopeo(&["inspect", "--tls-verify=false", "--raw", image]);
+    assert!(output.status.success(), "skopeo inspect {image} failed: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}

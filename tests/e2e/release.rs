@@ -1,0 +1,143 @@
+//! `cargo xtask release` and `changed`, end to end.
+
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::harness::{run, skopeo, skopeo_raw, stderr, stdout, Registry, Scratch};
+
+const APPS: [&str; 2] = ["hello-api", "worker"];
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn platforms(index: &serde_json::Value) -> Vec<String> {
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .collect();
+    platforms.sort();
+    platforms
+}
+
+#[test]
+fn release_pushes_multi_arch_indexes_then_uploads_nothing_the_second_time() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let sha = scratch.head();
+
+    scratch.xtask_ok(&["release", "--all", "--repository", &repository]);
+
+    let copies = tempfile::tempdir().unwrap();
+    for app in APPS {
+        let sha_tag = format!("docker://{repository}:{app}-{sha}");
+        let latest_tag = format!("docker://{repository}:{app}-latest");
+        let index = skopeo_raw(&sha_tag);
+        assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{app}");
+        assert_eq!(platforms(&index), ["linux/amd64", "linux/arm64"], "{app}");
+        assert_eq!(index["annotations"]["org.opencontainers.image.revision"], sha.as_str());
+        assert_eq!(index["annotations"]["org.opencontainers.image.title"], app);
+        let sha_bytes = skopeo(&["inspect", "--tls-verify=false", "--raw", &sha_tag]).stdout;
+        let latest_bytes = skopeo(&["inspect", "--tls-verify=false", "--raw", &latest_tag]).stdout;
+        assert_eq!(sha256(&sha_bytes), sha256(&latest_bytes), "{app}-latest names another digest than {app}-{sha}");
+
+        for arch in ["amd64", "arm64"] {
+            let dest = format!("oci:{}:{app}-{arch}", copies.path().display());
+            let copied = skopeo(&["copy", "--src-tls-verify=false", "--override-arch", arch, &sha_tag, &dest]);
+            assert!(copied.status.success(), "skopeo could not copy {app} {arch}: {}", stderr(&copied));
+            let config = skopeo(&["inspect", "--config", &dest]);
+            let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+            assert_eq!(config["architecture"], arch);
+        }
+    }
+
+    // The sha tag is written before the moving tag.
+    let requests = registry.requests();
+    let position = |needle: &str| requests.iter().position(|r| r.starts_with("PUT") && r.contains(needle)).unwrap_or_else(|| panic!("no PUT of {needle}"));
+    for app in APPS {
+        assert!(position(&format!("/manifests/{app}-{sha}")) < position(&format!("/manifests/{app}-latest")));
+    }
+
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["release", "--all", "--repository", &repository]);
+    let second: Vec<String> = registry.requests()[before..].to_vec();
+    let uploads: Vec<&String> = second.iter().filter(|r| r.contains("/blobs/uploads/") || (r.starts_with("PUT") && r.contains("/manifests/"))).collect();
+    assert!(uploads.is_empty(), "the second release of the same commit wrote {uploads:#?}");
+}
+
+#[test]
+fn default_release_writes_a_local_layout_whose_amd64_image_runs() {
+    let scratch = Scratch::new();
+    let sha = scratch.head();
+    let output = scratch.xtask_ok(&["release", "--all"]);
+    assert!(output.contains("oci:"), "{output}");
+
+    let layout = scratch.path().join("target/registry");
+    for app in APPS {
+        let sha_index = skopeo_raw(&format!("oci:{}:{app}-{sha}", layout.display()));
+        let latest_index = skopeo_raw(&format!("oci:{}:{app}-latest", layout.display()));
+        assert_eq!(sha_index, latest_index);
+        assert_eq!(platforms(&sha_index), ["linux/amd64", "linux/arm64"]);
+    }
+
+    // Run the worker's amd64 image in a real engine, when the machine has one.
+    let engine = Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
+    if !engine {
+        assert!(std::env::var_os("XTASK_TEST_REQUIRE_DOCKER").is_none(), "XTASK_TEST_REQUIRE_DOCKER is set but `docker info` fails: start dockerd");
+        eprintln!("no Docker engine: skipping the run of the image");
+        return;
+    }
+    let image = format!("xtask-e2e-worker:{}", &sha[..12]);
+    let source = format!("oci:{}:worker-latest", layout.display());
+    let copied = skopeo(&["copy", "--override-arch", "amd64", &source, &format!("docker-daemon:{image}")]);
+    assert!(copied.status.success(), "skopeo could not load the image into the engine: {}", stderr(&copied));
+    let mut child = Command::new("docker")
+        .args(["run", "--rm", "-i", &image])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"to be or not to be").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let _ = run(Command::new("docker").args(["rmi", "-f", &image]));
+    assert!(output.status.success(), "the worker failed in the engine: {}", stderr(&output));
+    assert_eq!(stdout(&output), "2 be\n2 to\n1 not\n1 or\napp=worker event=done words=4 platform=linux/amd64\n");
+}
+
+#[test]
+fn basic_auth_credentials_come_from_the_docker_configuration() {
+    let scratch = Scratch::new();
+    let registry = Registry::start_with_auth("ci", "s3cret-pa55");
+    scratch.login(&registry.host, "ci", "s3cret-pa55");
+    let repository = format!("{}/acme/prod", registry.host);
+    let output = scratch.xtask(&["release", "worker", "--repository", &repository, "--platform", "linux/amd64"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stdout(&output).contains("s3cret") && !stderr(&output).contains("s3cret"), "the password leaked into the output");
+    let listed = skopeo(&["inspect", "--tls-verify=false", "--creds", "ci:s3cret-pa55", "--raw", &format!("docker://{repository}:worker-latest")]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+}
+
+#[test]
+fn changed_follows_dependencies_to_apps() {
+    let scratch = Scratch::new();
+    let base = scratch.head();
+    scratch.write("crates/wordcount/src/extra.rs", "// a new file in a library only the worker uses\n");
+    scratch.commit("touch wordcount");
+    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["worker"]);
+    let worker = &json["apps"][0];
+    assert_eq!(worker["path"], "crates/worker");
+    assert_eq!(worker["dockerfile"], "crates/worker/Dockerfile");
+    assert_eq!(worker["reasons"][0], serde_json::json!({"kind": "dependency", "crate": "wordcount", "path": "crates/wordcount/src/extra.rs"}));
+
+    scratch.write("README.md", "docs only\n");
+    scratch.commit("docs");
+    assert_eq!(scratch.xtask_ok(&["changed"]).trim(), format!("no app changed between {} and {}", scratch.git(&["rev-parse", "HEAD^"]), scratch.head()));
+}
