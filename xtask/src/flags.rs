@@ -75,11 +75,22 @@ pub struct Push {
     pub transfer: Transfer,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct Transfer {
-    /// How many blobs upload at once
+    /// How many blobs upload at once (existence checks and manifests do not wait for these)
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Upload blobs in PATCH chunks of this many MiB (at least 5) instead of one PUT, for
+    /// registries that limit request sizes; without it, chunks are used only after a 413 answer
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=4096))]
+    pub chunk_size: Option<u64>,
+    /// Another repository of the same registry whose blobs may be mounted instead of uploaded
+    /// (repeatable); a registry that declines the mount gets an upload
+    #[arg(long, value_name = "REPOSITORY")]
+    pub mount_from: Vec<String>,
+    /// A PEM file of extra CA certificates to trust for registries (also XTASK_CA_FILE)
+    #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -15,22 +15,33 @@ use crate::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, ImageIndex, ImageManifest};
 use crate::progress::Progress;
 use crate::reference::{ImageReference, Repository};
-use crate::registry::Registry;
+use crate::registry::{BlobFile, Registry, Transfer, TrustedRoots};
 
 /// State shared by every push of one run: one client per registry, and the digests already
 /// uploaded, so an app's or platform's shared blob is sent once.
 pub struct Session {
     registries: Mutex<HashMap<String, Arc<Registry>>>,
-    present: Mutex<HashSet<(String, Digest)>>,
-    jobs: usize,
+    /// `(host, repository, digest)` of every blob known to be in a repository during this run.
+    present: Mutex<HashSet<(String, String, Digest)>>,
+    /// Big transfers (blob uploads) and small requests (existence checks) have separate budgets,
+    /// so a check never queues behind a large upload.
+    uploads: Arc<tokio::sync::Semaphore>,
+    checks: Arc<tokio::sync::Semaphore>,
+    chunk_size: Option<u64>,
+    mount_from: Vec<String>,
+    roots: TrustedRoots,
     progress: Progress,
 }
+
+/// How many existence checks run at once.
+const PARALLEL_CHECKS: usize = 16;
 
 #[derive(Debug, Default, Serialize)]
 pub struct PushReport {
     pub digest: Option<Digest>,
     pub blobs: usize,
     pub blobs_uploaded: usize,
+    pub blobs_mounted: usize,
     pub bytes_uploaded: u64,
     pub tags_written: Vec<String>,
     pub tags_unchanged: Vec<String>,
@@ -44,8 +55,33 @@ struct ImageGraph {
 }
 
 impl Session {
-    pub fn new(jobs: u16, progress: Progress) -> Session {
-        Session { registries: Mutex::new(HashMap::new()), present: Mutex::new(HashSet::new()), jobs: usize::from(jobs), progress }
+    pub fn new(transfer: &flags::Transfer, progress: Progress) -> Result<Session> {
+        for repository in &transfer.mount_from {
+            if Repository::parse(&format!("localhost/{repository}")).is_err() {
+                bail!("--mount-from `{repository}` is not a repository path: name a repository of the same registry, such as acme/staging");
+            }
+        }
+        Ok(Session {
+            registries: Mutex::new(HashMap::new()),
+            present: Mutex::new(HashSet::new()),
+            uploads: Arc::new(tokio::sync::Semaphore::new(usize::from(transfer.jobs))),
+            checks: Arc::new(tokio::sync::Semaphore::new(PARALLEL_CHECKS)),
+            chunk_size: transfer.chunk_size.map(|mib| mib << 20),
+            mount_from: transfer.mount_from.clone(),
+            roots: TrustedRoots::load(transfer.ca_file.as_deref())?,
+            progress,
+        })
+    }
+
+    /// A repository of the same registry that holds `digest`, to mount it from: one this run
+    /// pushed it to, else the first one the user named.
+    fn mount_source(&self, host: &str, repository: &str, digest: &Digest) -> Option<String> {
+        let present = self.present.lock().expect("not poisoned");
+        present
+            .iter()
+            .find(|(h, r, d)| h == host && r != repository && d == digest)
+            .map(|(_, r, _)| r.clone())
+            .or_else(|| self.mount_from.iter().find(|r| *r != repository).cloned())
     }
 
     fn registry(&self, host: &str) -> Result<Arc<Registry>> {
@@ -53,7 +89,7 @@ impl Session {
         if let Some(registry) = registries.get(host) {
             return Ok(registry.clone());
         }
-        let registry = Arc::new(Registry::new(host)?);
+        let registry = Arc::new(Registry::new(host, &self.roots)?);
         registries.insert(host.to_string(), registry.clone());
         Ok(registry)
     }
@@ -71,34 +107,42 @@ impl Session {
     async fn push_to_registry(&self, source: &Layout, graph: &ImageGraph, registry: &Arc<Registry>, repository: &str, tags: &[String]) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
         let total = self.progress.total(graph.blobs.iter().map(|blob| blob.size).sum());
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs));
-        let mut uploads = JoinSet::new();
+        let host = registry.host().to_string();
+        let mut transfers = JoinSet::new();
         for blob in &graph.blobs {
-            let key = (format!("{}/{repository}", registry.host()), blob.digest.clone());
+            let key = (host.clone(), repository.to_string(), blob.digest.clone());
             if self.present.lock().expect("not poisoned").contains(&key) {
                 continue;
             }
-            let (registry, repository, blob, semaphore) = (registry.clone(), repository.to_string(), blob.clone(), semaphore.clone());
-            let path = source.blob_path(&blob.digest);
             let (bar, on_progress) = self.progress.blob(&blob.digest.hex()[..12], blob.size, &total);
-            uploads.spawn(async move {
-                let _permit = semaphore.acquire_owned().await.expect("never closed");
-                let uploaded = if registry.blob_exists(&repository, &blob.digest).await? {
-                    false
+            let file = BlobFile { path: source.blob_path(&blob.digest), digest: blob.digest.clone(), size: blob.size, on_progress: Some(on_progress) };
+            let mount_from = self.mount_source(&host, repository, &blob.digest);
+            let (registry, repository, checks, uploads, chunk_size) = (registry.clone(), repository.to_string(), self.checks.clone(), self.uploads.clone(), self.chunk_size);
+            transfers.spawn(async move {
+                let exists = {
+                    let _permit = checks.acquire_owned().await.expect("never closed");
+                    registry.blob_exists(&repository, &file.digest).await?
+                };
+                let transfer = if exists {
+                    None
                 } else {
-                    registry.upload_blob(&repository, &blob.digest, blob.size, path, Some(on_progress)).await?;
-                    true
+                    let _permit = uploads.acquire_owned().await.expect("never closed");
+                    Some(registry.put_blob(&repository, &file, mount_from.as_deref(), chunk_size).await?)
                 };
                 bar.finish_and_clear();
-                anyhow::Ok((key, blob.size, uploaded))
+                anyhow::Ok((key, file.size, transfer))
             });
         }
-        while let Some(joined) = uploads.join_next().await {
-            let (key, size, uploaded) = joined??;
+        while let Some(joined) = transfers.join_next().await {
+            let (key, size, transfer) = joined??;
             self.present.lock().expect("not poisoned").insert(key);
-            if uploaded {
-                report.blobs_uploaded += 1;
-                report.bytes_uploaded += size;
+            match transfer {
+                Some(Transfer::Uploaded) => {
+                    report.blobs_uploaded += 1;
+                    report.bytes_uploaded += size;
+                }
+                Some(Transfer::Mounted) => report.blobs_mounted += 1,
+                None => {}
             }
         }
         total.finish_and_clear();
@@ -199,12 +243,15 @@ pub async fn run(args: flags::Push) -> Result<()> {
     let (dir, name) = parse_layout_argument(&args.layout);
     let layout = Layout::open(Path::new(dir))?;
     let root = layout.resolve(name)?;
-    let session = Session::new(args.transfer.jobs, Progress::new(false));
+    let session = Session::new(&args.transfer, Progress::new(false))?;
     let report = session
         .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag))
         .await
         .with_context(|| format!("push to {reference} failed, and the tag was not moved"))?;
-    eprintln!("pushed {reference}: {} of {} blobs uploaded ({} bytes)", report.blobs_uploaded, report.blobs, report.bytes_uploaded);
+    eprintln!(
+        "pushed {reference}: {} of {} blobs uploaded ({} bytes), {} mounted",
+        report.blobs_uploaded, report.blobs, report.bytes_uploaded, report.blobs_mounted
+    );
     println!("{}", root.digest);
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use base64::Engine as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use tokio::sync::RwLock;
 
 use crate::layout::DigestMismatch;
@@ -26,15 +27,36 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, applicat
 
 pub struct Registry {
     host: String,
-    base_url: String,
+    /// Whether plain HTTP may be used: loopback hosts and those the user lists.
+    allow_plain_http: bool,
+    /// `https://host` or, for a host that may use plain HTTP and does not speak TLS, `http://host`;
+    /// decided on first contact, as Docker does for insecure registries.
+    base_url: tokio::sync::OnceCell<String>,
     http: reqwest::Client,
     /// The `Authorization` value that last worked, per repository scope.
     authorization: RwLock<HashMap<String, HeaderValue>>,
 }
 
+/// CA certificates trusted for registries besides the system's.
+#[derive(Default)]
+pub struct TrustedRoots(Vec<reqwest::Certificate>);
+
+impl TrustedRoots {
+    pub fn load(pem_file: Option<&std::path::Path>) -> Result<TrustedRoots> {
+        let Some(path) = pem_file else { return Ok(TrustedRoots::default()) };
+        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}: pass a readable PEM file to --ca-file", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{} holds no valid PEM certificate", path.display()))?;
+        if certificates.is_empty() {
+            bail!("{} holds no PEM certificate: pass the CA's certificate to --ca-file", path.display());
+        }
+        Ok(TrustedRoots(certificates))
+    }
+}
+
 /// A request that can be sent again: its body is rebuilt for every attempt.
 struct Request<'a> {
     method: Method,
+    /// A path on the registry (`/v2/...`), or an absolute URL such as an upload location.
     url: String,
     repository: &'a str,
     headers: HeaderMap,
@@ -44,8 +66,66 @@ struct Request<'a> {
 enum Body {
     Empty,
     Bytes(Vec<u8>),
-    /// A blob streamed from disk and verified against its digest on the way.
-    File { path: PathBuf, digest: Digest, size: u64, on_progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>> },
+    /// `len` bytes of a blob file from `offset`; a whole blob is verified against its digest on
+    /// the way.
+    File { blob: BlobFile, offset: u64, len: u64 },
+}
+
+/// A blob on disk, ready to upload.
+#[derive(Clone)]
+pub struct BlobFile {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+    /// Called with the number of bytes each time some are sent.
+    pub on_progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+/// How a blob got into the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    Uploaded,
+    Mounted,
+}
+
+/// The chunk size after a registry refused a whole blob as too large.
+const FALLBACK_CHUNK_SIZE: u64 = 16 << 20;
+
+/// How one upload attempt failed.
+enum Failure {
+    /// A new upload session may succeed.
+    Retry(anyhow::Error),
+    /// The registry limits request sizes.
+    TooLarge,
+    Fatal(anyhow::Error),
+}
+
+impl Failure {
+    /// Connection failures may pass with a new session; refusals and local errors do not.
+    fn classify(err: anyhow::Error) -> Failure {
+        if err.downcast_ref::<ConnectionFailure>().is_some() {
+            Failure::Retry(err)
+        } else {
+            Failure::Fatal(err)
+        }
+    }
+}
+
+/// The network failed (unreachable, reset, cut short); the message says how.
+#[derive(Debug)]
+struct ConnectionFailure(String);
+
+impl std::fmt::Display for ConnectionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectionFailure {}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
 }
 
 /// Why a registry said no, parsed from the distribution spec's error body.
@@ -69,14 +149,20 @@ impl Refusal {
 }
 
 impl Registry {
-    pub fn new(host: &str) -> Result<Registry> {
-        let scheme = if is_plain_http(host) { "http" } else { "https" };
+    pub fn new(host: &str, roots: &TrustedRoots) -> Result<Registry> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("cargo-xtask-release/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .tls_certs_merge(roots.0.iter().cloned())
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Registry { host: host.to_string(), base_url: format!("{scheme}://{host}"), http, authorization: RwLock::new(HashMap::new()) })
+        Ok(Registry {
+            host: host.to_string(),
+            allow_plain_http: allows_plain_http(host),
+            base_url: tokio::sync::OnceCell::new(),
+            http,
+            authorization: RwLock::new(HashMap::new()),
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -84,7 +170,7 @@ impl Registry {
     }
 
     pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base_url);
+        let url = format!("/v2/{repository}/blobs/{digest}");
         let response = self.execute(self.request(Method::HEAD, url, repository), ATTEMPTS).await?;
         match response.status() {
             StatusCode::OK => Ok(true),
@@ -93,41 +179,108 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob from a file: POST to open an upload session, then one streamed PUT. A
-    /// failed attempt starts again in a new session, as no registry resumes reliably.
-    pub async fn upload_blob(&self, repository: &str, digest: &Digest, size: u64, path: PathBuf, on_progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>) -> Result<()> {
+    /// Puts a blob into `repository`: mounted from `mount_from` when the registry agrees,
+    /// else uploaded from `path` with one streamed PUT (or PATCH chunks of `chunk_size` bytes).
+    /// A failed attempt starts again in a new upload session, as no registry resumes reliably;
+    /// a 413 answer to a whole-blob PUT switches to chunks.
+    pub async fn put_blob(&self, repository: &str, blob: &BlobFile, mount_from: Option<&str>, chunk_size: Option<u64>) -> Result<Transfer> {
+        let digest = &blob.digest;
+        let mut chunk_size = chunk_size;
         let mut last_error = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt, None)).await;
             }
-            let url = format!("{}/v2/{repository}/blobs/uploads/", self.base_url);
+            let mut url = format!("/v2/{repository}/blobs/uploads/");
+            if let (0, Some(from)) = (attempt, mount_from) {
+                url.push_str(&format!("?mount={digest}&from={from}"));
+            }
             let mut start = self.request(Method::POST, url, repository);
             start.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             let response = self.execute(start, ATTEMPTS).await?;
-            if response.status() != StatusCode::ACCEPTED {
-                return Err(self.refused(&format!("start the upload of blob {digest}"), repository, response).await);
+            match response.status() {
+                StatusCode::CREATED if attempt == 0 && mount_from.is_some() => return Ok(Transfer::Mounted),
+                // Also the answer to a declined mount: the session it opens takes the upload.
+                StatusCode::ACCEPTED => {}
+                _ => return Err(self.refused(&format!("start the upload of blob {digest}"), repository, response).await),
             }
             let location = self.location(&response)?;
-            let separator = if location.contains('?') { '&' } else { '?' };
-            let mut put = self.request(Method::PUT, format!("{location}{separator}digest={digest}"), repository);
-            put.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            put.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            put.body = Body::File { path: path.clone(), digest: digest.clone(), size, on_progress: on_progress.clone() };
-            match self.execute(put, 1).await {
-                Ok(response) if response.status() == StatusCode::CREATED => return Ok(()),
-                Ok(response) if is_retryable_status(response.status()) => last_error = Some(anyhow!("{}", response.status())),
-                Ok(response) => return Err(self.refused(&format!("upload blob {digest}"), repository, response).await),
-                Err(err) if is_local_failure(&err) => return Err(err),
-                Err(err) => last_error = Some(err),
+            let attempt_result = match chunk_size {
+                None => self.put_whole(repository, blob, &location).await,
+                Some(chunk_size) => self.put_chunks(repository, blob, location, chunk_size).await,
+            };
+            match attempt_result {
+                Ok(()) => return Ok(Transfer::Uploaded),
+                Err(Failure::TooLarge) if chunk_size.is_none() => {
+                    chunk_size = Some(FALLBACK_CHUNK_SIZE);
+                    last_error = Some(anyhow!("413 Payload Too Large for a whole-blob PUT"));
+                }
+                Err(Failure::TooLarge) => return Err(anyhow!("registry {} refused a {}-byte chunk as too large: lower --chunk-size", self.host, chunk_size.unwrap_or(0))),
+                Err(Failure::Retry(err)) => last_error = Some(err),
+                Err(Failure::Fatal(err)) => return Err(err),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("uploading blob {digest} to {}/{repository} failed {ATTEMPTS} times", self.host))
     }
 
+    async fn put_whole(&self, repository: &str, blob: &BlobFile, location: &str) -> Result<(), Failure> {
+        let mut put = self.request(Method::PUT, with_digest(location, &blob.digest), repository);
+        put.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        put.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
+        put.body = Body::File { blob: blob.clone(), offset: 0, len: blob.size };
+        let response = self.execute(put, 1).await.map_err(Failure::classify)?;
+        self.expect(response, StatusCode::CREATED, repository, &blob.digest).await
+    }
+
+    /// Chunked upload. Registries differ on the answer to PATCH (202 in the spec, 201 on ECR) and
+    /// on the Range they report, so the offset is tracked here.
+    async fn put_chunks(&self, repository: &str, blob: &BlobFile, mut location: String, chunk_size: u64) -> Result<(), Failure> {
+        let mut offset = 0;
+        while offset < blob.size {
+            let len = chunk_size.min(blob.size - offset);
+            let mut patch = self.request(Method::PATCH, location.clone(), repository);
+            patch.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            patch.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            patch.headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1)).expect("ascii"));
+            patch.body = Body::File { blob: blob.clone(), offset, len };
+            let response = self.execute(patch, 1).await.map_err(Failure::classify)?;
+            let status = response.status();
+            if status != StatusCode::ACCEPTED && status != StatusCode::CREATED {
+                return Err(self.classify_refusal(response, repository, &blob.digest).await);
+            }
+            if let Ok(next) = self.location(&response) {
+                location = next;
+            }
+            offset += len;
+        }
+        let mut put = self.request(Method::PUT, with_digest(&location, &blob.digest), repository);
+        put.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self.execute(put, 1).await.map_err(Failure::classify)?;
+        self.expect(response, StatusCode::CREATED, repository, &blob.digest).await
+    }
+
+    async fn expect(&self, response: reqwest::Response, status: StatusCode, repository: &str, digest: &Digest) -> Result<(), Failure> {
+        if response.status() == status {
+            return Ok(());
+        }
+        Err(self.classify_refusal(response, repository, digest).await)
+    }
+
+    async fn classify_refusal(&self, response: reqwest::Response, repository: &str, digest: &Digest) -> Failure {
+        let status = response.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Failure::TooLarge
+        } else if is_retryable_status(status) || status == StatusCode::RANGE_NOT_SATISFIABLE || status == StatusCode::NOT_FOUND {
+            // 416 and a vanished session (404 BLOB_UPLOAD_UNKNOWN) are cured by a new session.
+            Failure::Retry(anyhow!("{status}"))
+        } else {
+            Failure::Fatal(self.refused(&format!("upload blob {digest}"), repository, response).await)
+        }
+    }
+
     /// The digest `reference` (a tag or digest) currently names, or `None` if it names nothing.
     pub async fn manifest_digest(&self, repository: &str, reference: &str) -> Result<Option<Digest>> {
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url);
+        let url = format!("/v2/{repository}/manifests/{reference}");
         let mut request = self.request(Method::HEAD, url, repository);
         request.headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         let response = self.execute(request, ATTEMPTS).await?;
@@ -145,7 +298,7 @@ impl Registry {
     /// PUTs manifest bytes under `reference` and checks the digest the registry computed.
     pub async fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
         let expected = Digest::of(bytes);
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url);
+        let url = format!("/v2/{repository}/manifests/{reference}");
         let mut request = self.request(Method::PUT, url, repository);
         request.headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(media_type)?);
         request.body = Body::Bytes(bytes.to_vec());
@@ -172,7 +325,25 @@ impl Registry {
             .get(header::LOCATION)
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| anyhow!("registry {} opened an upload without a Location header", self.host))?;
-        Ok(if location.starts_with("http://") || location.starts_with("https://") { location.to_string() } else { format!("{}{location}", self.base_url) })
+        // A relative Location is resolved when the request is sent, against the same base.
+        Ok(location.to_string())
+    }
+
+    async fn base_url(&self) -> &str {
+        self.base_url
+            .get_or_init(|| async {
+                let https = format!("https://{}", self.host);
+                if !self.allow_plain_http {
+                    return https;
+                }
+                // Only a failure to speak TLS at all selects plain HTTP; any HTTP answer over TLS,
+                // even an error status, means the registry speaks HTTPS.
+                match self.http.get(format!("{https}/v2/")).timeout(Duration::from_secs(5)).send().await {
+                    Ok(_) => https,
+                    Err(_) => format!("http://{}", self.host),
+                }
+            })
+            .await
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying what can be retried.
@@ -182,16 +353,25 @@ impl Registry {
         loop {
             attempt += 1;
             let authorization = self.authorization.read().await.get(request.repository).cloned();
-            let mut builder = self.http.request(request.method.clone(), &request.url).headers(request.headers.clone());
+            let url = if request.url.starts_with('/') { format!("{}{}", self.base_url().await, request.url) } else { request.url.clone() };
+            let mut builder = self.http.request(request.method.clone(), url).headers(request.headers.clone());
             if let Some(authorization) = authorization {
                 builder = builder.header(header::AUTHORIZATION, authorization);
             }
             builder = match &request.body {
                 Body::Empty => builder,
                 Body::Bytes(bytes) => builder.body(bytes.clone()),
-                Body::File { path, digest, size, on_progress } => {
-                    let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot read blob {}", path.display()))?;
-                    let reader = VerifyingReader { inner: file, hasher: Sha256::new(), expected: digest.clone(), expected_size: *size, read: 0, on_progress: on_progress.clone() };
+                Body::File { blob, offset, len } => {
+                    let mut file = tokio::fs::File::open(&blob.path).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
+                    file.seek(std::io::SeekFrom::Start(*offset)).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
+                    let whole = *offset == 0 && *len == blob.size;
+                    let reader = BlobReader {
+                        inner: file.take(*len),
+                        verify: whole.then(|| (Sha256::new(), blob.digest.clone())),
+                        expected_len: *len,
+                        read: 0,
+                        on_progress: blob.on_progress.clone(),
+                    };
                     builder.body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
                 }
             };
@@ -225,11 +405,11 @@ impl Registry {
     }
 
     fn unreachable(&self, err: reqwest::Error) -> anyhow::Error {
-        anyhow!(
+        anyhow::Error::new(ConnectionFailure(format!(
             "cannot reach registry {} ({}): check that it is running and that the address is right (plain HTTP is used only for loopback hosts and those in XTASK_INSECURE_REGISTRIES)",
             self.host,
             root_cause(&err)
-        )
+        )))
     }
 
     /// Answers a 401 challenge: Basic credentials from the Docker configuration, or a Bearer
@@ -321,7 +501,7 @@ impl Registry {
 }
 
 /// Plain HTTP is for loopback registries and the hosts the user lists; everything else is TLS.
-fn is_plain_http(host: &str) -> bool {
+fn allows_plain_http(host: &str) -> bool {
     let name = host.rsplit_once(':').filter(|(name, port)| !name.is_empty() && port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name);
     let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
     let listed = std::env::var("XTASK_INSECURE_REGISTRIES").is_ok_and(|list| list.split(',').any(|entry| entry.trim() == host));
@@ -330,11 +510,6 @@ fn is_plain_http(host: &str) -> bool {
 
 fn is_retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// Errors from reading our own blob files, which no retry fixes.
-fn is_local_failure(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| cause.downcast_ref::<DigestMismatch>().is_some() || cause.to_string().starts_with("cannot read blob"))
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
@@ -391,21 +566,21 @@ fn describe_transport_error(err: reqwest::Error, host: &str) -> anyhow::Error {
         }
         cause = current.source();
     }
-    anyhow!("the connection to {host} failed: {}", root_cause(&err))
+    anyhow::Error::new(ConnectionFailure(format!("the connection to {host} failed: {}", root_cause(&err))))
 }
 
-/// Streams a blob file, reporting progress and failing the stream at its end when the bytes do
-/// not hash to the expected digest, so that a corrupt layout cannot be pushed.
-struct VerifyingReader {
-    inner: tokio::fs::File,
-    hasher: Sha256,
-    expected: Digest,
-    expected_size: u64,
+/// Streams (part of) a blob file, reporting progress and failing the stream at its end when it
+/// is short or a whole blob does not hash to its digest, so that a corrupt layout cannot be
+/// pushed.
+struct BlobReader {
+    inner: tokio::io::Take<tokio::fs::File>,
+    verify: Option<(Sha256, Digest)>,
+    expected_len: u64,
     read: u64,
-    on_progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+    on_progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
-impl AsyncRead for VerifyingReader {
+impl AsyncRead for BlobReader {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
@@ -413,13 +588,21 @@ impl AsyncRead for VerifyingReader {
             Poll::Ready(Ok(())) => {
                 let chunk = &buf.filled()[before..];
                 if chunk.is_empty() {
-                    let found = Digest::from_sha256(this.hasher.finalize_reset().into());
-                    if found != this.expected || this.read != this.expected_size {
-                        let mismatch = DigestMismatch { expected: this.expected.clone(), found };
-                        return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, mismatch)));
+                    if this.read != this.expected_len {
+                        let message = format!("blob file ended after {} of {} bytes", this.read, this.expected_len);
+                        return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)));
+                    }
+                    if let Some((hasher, expected)) = &mut this.verify {
+                        let found = Digest::from_sha256(hasher.finalize_reset().into());
+                        if &found != expected {
+                            let mismatch = DigestMismatch { expected: expected.clone(), found };
+                            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, mismatch)));
+                        }
                     }
                 } else {
-                    this.hasher.update(chunk);
+                    if let Some((hasher, _)) = &mut this.verify {
+                        hasher.update(chunk);
+                    }
                     this.read += chunk.len() as u64;
                     if let Some(on_progress) = &this.on_progress {
                         on_progress(chunk.len() as u64);
@@ -446,12 +629,12 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_only_for_loopback() {
-        assert!(is_plain_http("127.0.0.1:5000"));
-        assert!(is_plain_http("localhost:5000"));
-        assert!(is_plain_http("[::1]:5000"));
-        assert!(!is_plain_http("registry.example:5000"));
-        assert!(!is_plain_http("123.dkr.ecr.us-east-1.amazonaws.com"));
+    fn plain_http_only_for_loopback_and_listed_hosts() {
+        assert!(allows_plain_http("127.0.0.1:5000"));
+        assert!(allows_plain_http("localhost:5000"));
+        assert!(allows_plain_http("[::1]:5000"));
+        assert!(!allows_plain_http("registry.example:5000"));
+        assert!(!allows_plain_http("123.dkr.ecr.us-east-1.amazonaws.com"));
     }
 
     #[test]
