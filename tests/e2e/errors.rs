@@ -29,8 +29,16 @@ fn bad_input_gets_a_clear_error() {
     let protected = format!("{}/acme/prod", registry.host);
     let nothing = &|_: &Scratch| {};
     let cases = [
-        Case { args: args(&["release", "nope"]), setup: nothing, expected: "unknown app `nope`: the workspace's apps are hello-api, worker" },
-        Case { args: args(&["build", "common"]), setup: nothing, expected: "crate `common` is not an app: it has no Dockerfile in crates/common" },
+        Case {
+            args: args(&["release", "nope"]),
+            setup: nothing,
+            expected: "unknown app `nope`: the workspace's apps are hello-api, worker",
+        },
+        Case {
+            args: args(&["build", "common"]),
+            setup: nothing,
+            expected: "crate `common` is not an app: it has no Dockerfile in crates/common",
+        },
         Case {
             args: args(&["release", "worker", "--repository", "127.0.0.1:1/acme/prod", "--platform", "linux/amd64"]),
             setup: nothing,
@@ -39,7 +47,10 @@ fn bad_input_gets_a_clear_error() {
         Case {
             args: args(&["release", "worker", "--repository", &protected, "--platform", "linux/amd64"]),
             setup: nothing,
-            expected: &format!("registry {} requires authentication for acme/prod and no credentials for it were found: run `docker login", registry.host),
+            expected: &format!(
+                "registry {} requires authentication for acme/prod and no credentials for it were found: run `docker login",
+                registry.host
+            ),
         },
         Case {
             args: args(&["release", "worker", "--repository", &protected, "--platform", "linux/amd64"]),
@@ -64,9 +75,17 @@ fn bad_input_gets_a_clear_error() {
             },
             expected: "crates/worker/Dockerfile:2: RUN is not supported by the native builder",
         },
-        Case { args: args(&["build", "worker", "--platform", "linux/x86_64"]), setup: nothing, expected: "unknown platform `linux/x86_64`" },
+        Case {
+            args: args(&["build", "worker", "--platform", "linux/x86_64"]),
+            setup: nothing,
+            expected: "unknown platform `linux/x86_64`",
+        },
         Case { args: args(&["release", "--all", "--repository", "acme/prod"]), setup: nothing, expected: "names no registry host" },
-        Case { args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod:x"]), setup: nothing, expected: "target/nowhere is not an OCI image layout" },
+        Case {
+            args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod:x"]),
+            setup: nothing,
+            expected: "target/nowhere is not an OCI image layout",
+        },
         Case { args: args(&["changed", "--base", "no-such-ref"]), setup: nothing, expected: "unknown git revision `no-such-ref`" },
     ];
     for case in cases {

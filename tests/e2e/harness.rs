@@ -46,10 +46,16 @@ impl Scratch {
         scratch
     }
 
+    /// An empty directory, for commands that need no workspace, such as `push`.
+    pub fn empty() -> Scratch {
+        Scratch { dir: tempfile::tempdir().unwrap(), docker_config: tempfile::tempdir().unwrap() }
+    }
+
     /// The files without any git repository.
     pub fn uncommitted() -> Scratch {
         let dir = tempfile::tempdir().unwrap();
-        let listing = run(Command::new("git").current_dir(repo_root()).args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]));
+        let listing =
+            run(Command::new("git").current_dir(repo_root()).args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"]));
         assert!(listing.status.success(), "git ls-files failed: {}", stderr(&listing));
         for path in stdout(&listing).split('\0').filter(|p| !p.is_empty()) {
             let source = repo_root().join(path);
@@ -137,12 +143,35 @@ impl Registry {
         Registry::start_with(Some((user, password)))
     }
 
+    /// A registry serving TLS with a certificate for 127.0.0.1 signed by a CA made for it;
+    /// returns the CA certificate's path too.
+    pub fn start_tls() -> (Registry, PathBuf) {
+        require_tool("openssl");
+        let certs = tempfile::tempdir().unwrap().keep();
+        let sh = |script: &str| {
+            let output = run(Command::new("sh").arg("-c").arg(script).current_dir(&certs));
+            assert!(output.status.success(), "{script}: {}", stderr(&output));
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null");
+        fs::write(certs.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null");
+        let tls =
+            format!("  tls:\n    certificate: {}\n    key: {}\n", certs.join("server.pem").display(), certs.join("server.key").display());
+        (Registry::start_configured(None, &tls), certs.join("ca.pem"))
+    }
+
     fn start_with(auth: Option<(&str, &str)>) -> Registry {
+        Registry::start_configured(auth, "")
+    }
+
+    /// `http_extra` is appended to the `http:` section of the configuration.
+    fn start_configured(auth: Option<(&str, &str)>, http_extra: &str) -> Registry {
         require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}",
             dir.path().join("data").display()
         );
         if let Some((user, password)) = auth {
@@ -164,7 +193,11 @@ impl Registry {
         let host = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(&host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start:\n{}", fs::read_to_string(dir.path().join("log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start:\n{}",
+                fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Registry { child, dir, host }
@@ -198,4 +231,53 @@ pub fn skopeo_raw(image: &str) -> serde_json::Value {
     let output = skopeo(&["inspect", "--tls-verify=false", "--raw", image]);
     assert!(output.status.success(), "skopeo inspect {image} failed: {}", stderr(&output));
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Writes an OCI image layout holding one linux/amd64 image whose layers are `layer_sizes` bytes
+/// of pseudo-random (incompressible) data derived from `seed`, and returns the layout's path.
+pub fn make_layout(dir: &Path, layer_sizes: &[usize], seed: u64) -> PathBuf {
+    use sha2::{Digest as _, Sha256};
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let write_blob = |bytes: &[u8]| {
+        let digest = format!("{:x}", Sha256::digest(bytes));
+        fs::write(blobs.join(&digest), bytes).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut layers = Vec::new();
+    for &size in layer_sizes {
+        let mut bytes = Vec::with_capacity(size + 8);
+        while bytes.len() < size {
+            // xorshift64*: fast, and random enough that compression gains nothing.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        bytes.truncate(size);
+        layers.push(write_blob(&bytes));
+    }
+    let diff_ids: Vec<&String> = layers.iter().map(|(digest, _)| digest).collect();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let (config_digest, config_size) = write_blob(config.to_string().as_bytes());
+    let layer_descriptors: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(digest, size)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": layer_descriptors,
+    });
+    let (manifest_digest, manifest_size) = write_blob(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "test"}}],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    dir.to_path_buf()
 }

@@ -4,4 +4,6 @@
 
 mod errors;
 mod harness;
+mod proxy;
+mod push;
 mod release;

@@ -57,7 +57,9 @@ fn release_pushes_multi_arch_indexes_then_uploads_nothing_the_second_time() {
 
     // The sha tag is written before the moving tag.
     let requests = registry.requests();
-    let position = |needle: &str| requests.iter().position(|r| r.starts_with("PUT") && r.contains(needle)).unwrap_or_else(|| panic!("no PUT of {needle}"));
+    let position = |needle: &str| {
+        requests.iter().position(|r| r.starts_with("PUT") && r.contains(needle)).unwrap_or_else(|| panic!("no PUT of {needle}"))
+    };
     for app in APPS {
         assert!(position(&format!("/manifests/{app}-{sha}")) < position(&format!("/manifests/{app}-latest")));
     }
@@ -65,7 +67,8 @@ fn release_pushes_multi_arch_indexes_then_uploads_nothing_the_second_time() {
     let before = registry.requests().len();
     scratch.xtask_ok(&["release", "--all", "--repository", &repository]);
     let second: Vec<String> = registry.requests()[before..].to_vec();
-    let uploads: Vec<&String> = second.iter().filter(|r| r.contains("/blobs/uploads/") || (r.starts_with("PUT") && r.contains("/manifests/"))).collect();
+    let uploads: Vec<&String> =
+        second.iter().filter(|r| r.contains("/blobs/uploads/") || (r.starts_with("PUT") && r.contains("/manifests/"))).collect();
     assert!(uploads.is_empty(), "the second release of the same commit wrote {uploads:#?}");
 }
 
@@ -87,7 +90,10 @@ fn default_release_writes_a_local_layout_whose_amd64_image_runs() {
     // Run the worker's amd64 image in a real engine, when the machine has one.
     let engine = Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
     if !engine {
-        assert!(std::env::var_os("XTASK_TEST_REQUIRE_DOCKER").is_none(), "XTASK_TEST_REQUIRE_DOCKER is set but `docker info` fails: start dockerd");
+        assert!(
+            std::env::var_os("XTASK_TEST_REQUIRE_DOCKER").is_none(),
+            "XTASK_TEST_REQUIRE_DOCKER is set but `docker info` fails: start dockerd"
+        );
         eprintln!("no Docker engine: skipping the run of the image");
         return;
     }
@@ -119,7 +125,8 @@ fn basic_auth_credentials_come_from_the_docker_configuration() {
     let output = scratch.xtask(&["release", "worker", "--repository", &repository, "--platform", "linux/amd64"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!stdout(&output).contains("s3cret") && !stderr(&output).contains("s3cret"), "the password leaked into the output");
-    let listed = skopeo(&["inspect", "--tls-verify=false", "--creds", "ci:s3cret-pa55", "--raw", &format!("docker://{repository}:worker-latest")]);
+    let listed =
+        skopeo(&["inspect", "--tls-verify=false", "--creds", "ci:s3cret-pa55", "--raw", &format!("docker://{repository}:worker-latest")]);
     assert!(listed.status.success(), "{}", stderr(&listed));
 }
 
@@ -135,9 +142,15 @@ fn changed_follows_dependencies_to_apps() {
     let worker = &json["apps"][0];
     assert_eq!(worker["path"], "crates/worker");
     assert_eq!(worker["dockerfile"], "crates/worker/Dockerfile");
-    assert_eq!(worker["reasons"][0], serde_json::json!({"kind": "dependency", "crate": "wordcount", "path": "crates/wordcount/src/extra.rs"}));
+    assert_eq!(
+        worker["reasons"][0],
+        serde_json::json!({"kind": "dependency", "crate": "wordcount", "path": "crates/wordcount/src/extra.rs"})
+    );
 
     scratch.write("README.md", "docs only\n");
     scratch.commit("docs");
-    assert_eq!(scratch.xtask_ok(&["changed"]).trim(), format!("no app changed between {} and {}", scratch.git(&["rev-parse", "HEAD^"]), scratch.head()));
+    assert_eq!(
+        scratch.xtask_ok(&["changed"]).trim(),
+        format!("no app changed between {} and {}", scratch.git(&["rev-parse", "HEAD^"]), scratch.head())
+    );
 }

@@ -56,9 +56,17 @@ pub fn run(args: flags::Build) -> Result<Vec<BuiltImage>> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
-    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), config::Overrides { repository: None, platforms: &args.selection.platform })?;
+    let config = config::resolve(
+        &workspace.metadata,
+        &|key| std::env::var(key).ok(),
+        config::Overrides { repository: None, platforms: &args.selection.platform },
+    )?;
     let selection = &args.selection;
-    let git = if selection.apps.is_empty() && !selection.all { Some(Git::open(&sh, &workspace.root)?) } else { Git::open(&sh, &workspace.root).ok() };
+    let git = if selection.apps.is_empty() && !selection.all {
+        Some(Git::open(&sh, &workspace.root)?)
+    } else {
+        Git::open(&sh, &workspace.root).ok()
+    };
     let head = git.as_ref().and_then(|git| git.rev_parse("HEAD").ok());
     let apps = if !selection.apps.is_empty() {
         workspace.select_apps(&selection.apps)?.into_iter().map(|app| requested(app)).collect()
@@ -82,10 +90,21 @@ pub fn run(args: flags::Build) -> Result<Vec<BuiltImage>> {
 }
 
 pub fn requested(app: &Member) -> SelectedApp {
-    SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons: vec![changed::Reason::Requested] }
+    SelectedApp {
+        name: app.name.clone(),
+        path: app.dir.clone(),
+        dockerfile: app.dockerfile.clone().unwrap_or_default(),
+        reasons: vec![changed::Reason::Requested],
+    }
 }
 
-pub fn build_apps(sh: &Shell, workspace: &Workspace, config: &Config, apps: &[SelectedApp], provenance: &Provenance) -> Result<Vec<BuiltImage>> {
+pub fn build_apps(
+    sh: &Shell,
+    workspace: &Workspace,
+    config: &Config,
+    apps: &[SelectedApp],
+    provenance: &Provenance,
+) -> Result<Vec<BuiltImage>> {
     let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
     // Read every Dockerfile before compiling anything, so a malformed one fails in a second.
     let mut plans = BTreeMap::new();
@@ -100,7 +119,11 @@ pub fn build_apps(sh: &Shell, workspace: &Workspace, config: &Config, apps: &[Se
             plans.insert((member.name.clone(), platform.clone()), plan);
         }
         if member.bin.is_none() {
-            bail!("app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs", member.name, member.dir);
+            bail!(
+                "app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs",
+                member.name,
+                member.dir
+            );
         }
     }
 
@@ -174,7 +197,14 @@ fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
         .with_context(|| format!("cannot install the Rust targets the platforms need: run `rustup target add {listed}` and try again"))
 }
 
-fn assemble_image(layout: &Layout, workspace: &Workspace, member: &Member, platform: &Platform, plan: &dockerfile::ImagePlan, provenance: &Provenance) -> Result<Descriptor> {
+fn assemble_image(
+    layout: &Layout,
+    workspace: &Workspace,
+    member: &Member,
+    platform: &Platform,
+    plan: &dockerfile::ImagePlan,
+    provenance: &Provenance,
+) -> Result<Descriptor> {
     let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
     let created = oci::rfc3339(provenance.epoch);
     let mut layers = Vec::new();
@@ -183,11 +213,22 @@ fn assemble_image(layout: &Layout, workspace: &Workspace, member: &Member, platf
     for step in &plan.copies {
         let files = copy_files(&workspace.root, dockerfile, step)?;
         let mut writer = layout.blob_writer()?;
-        let diff_id = layer::write_layer(&files, provenance.epoch, &mut writer).with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
+        let diff_id = layer::write_layer(&files, provenance.epoch, &mut writer)
+            .with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
         let (digest, size) = writer.finish(None)?;
-        layers.push(Descriptor { media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(), digest, size, platform: None, annotations: Default::default() });
+        layers.push(Descriptor {
+            media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: Default::default(),
+        });
         diff_ids.push(diff_id);
-        history.push(History { created: Some(created.clone()), created_by: Some(format!("COPY {} {}", step.sources.join(" "), step.dest)), empty_layer: false });
+        history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(format!("COPY {} {}", step.sources.join(" "), step.dest)),
+            empty_layer: false,
+        });
     }
     let mut container_config = plan.config.clone();
     container_config.labels.extend(annotations(member, provenance));
@@ -201,7 +242,13 @@ fn assemble_image(layout: &Layout, workspace: &Workspace, member: &Member, platf
         history,
     };
     let config = layout.write_blob(oci::MEDIA_TYPE_CONFIG, &oci::to_bytes(&config))?;
-    let manifest = ImageManifest { schema_version: 2, media_type: oci::MEDIA_TYPE_MANIFEST.into(), config, layers, annotations: annotations(member, provenance) };
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: oci::MEDIA_TYPE_MANIFEST.into(),
+        config,
+        layers,
+        annotations: annotations(member, provenance),
+    };
     let mut descriptor = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;
     descriptor.platform = Some(platform.to_oci());
     Ok(descriptor)
@@ -231,7 +278,10 @@ fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> 
     for source in &step.sources {
         let relative = Path::new(source);
         if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
-            bail!("{dockerfile}:{}: COPY source `{source}` is outside the build context (the workspace root): copy files from inside it", step.line);
+            bail!(
+                "{dockerfile}:{}: COPY source `{source}` is outside the build context (the workspace root): copy files from inside it",
+                step.line
+            );
         }
         let path = context.join(relative);
         let metadata = fs::metadata(&path).with_context(|| {

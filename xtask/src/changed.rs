@@ -94,12 +94,7 @@ pub fn select_all(workspace: &Workspace, reason: Reason) -> Vec<SelectedApp> {
 
 fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> SelectedApp {
     let app = workspace.member(name).expect("selected apps are workspace members");
-    SelectedApp {
-        name: app.name.clone(),
-        path: app.dir.clone(),
-        dockerfile: app.dockerfile.clone().unwrap_or_default(),
-        reasons,
-    }
+    SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons }
 }
 
 /// The commits a detection compares.

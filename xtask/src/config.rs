@@ -39,11 +39,7 @@ pub struct Overrides<'a> {
     pub platforms: &'a [String],
 }
 
-pub fn resolve(
-    workspace_metadata: &serde_json::Value,
-    env: &dyn Fn(&str) -> Option<String>,
-    overrides: Overrides<'_>,
-) -> Result<Config> {
+pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone())
             .context("invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets)")?,
@@ -176,7 +172,9 @@ mod tests {
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
             &[],
             Overrides::default(),
-            expect_test::expect![[r#"error: no Rust target is known for platform linux/s390x: add `"linux/s390x" = "<target triple>"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"#]],
+            expect_test::expect![[
+                r#"error: no Rust target is known for platform linux/s390x: add `"linux/s390x" = "<target triple>"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"#
+            ]],
         );
     }
 }

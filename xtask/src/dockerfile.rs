@@ -174,15 +174,24 @@ fn copy_step(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &st
         remaining = after.trim_start();
         match flag.split_once('=') {
             Some(("chmod", mode)) => {
-                chmod = Some(u32::from_str_radix(mode, 8).map_err(|_| anyhow!("{file}:{line}: --chmod={mode} is not an octal mode such as 755"))?);
+                chmod = Some(
+                    u32::from_str_radix(mode, 8).map_err(|_| anyhow!("{file}:{line}: --chmod={mode} is not an octal mode such as 755"))?,
+                );
             }
-            Some(("chown", owner)) => chown = Some(parse_owner(owner).ok_or_else(|| anyhow!("{file}:{line}: --chown={owner} must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"))?),
-            Some(("from", _)) => bail!("{file}:{line}: COPY --from needs another stage; multi-stage Dockerfiles are built by the engine builder"),
+            Some(("chown", owner)) => {
+                chown = Some(parse_owner(owner).ok_or_else(|| {
+                    anyhow!("{file}:{line}: --chown={owner} must be numeric UID[:GID] on a scratch image, which has no /etc/passwd")
+                })?)
+            }
+            Some(("from", _)) => {
+                bail!("{file}:{line}: COPY --from needs another stage; multi-stage Dockerfiles are built by the engine builder")
+            }
             _ => bail!("{file}:{line}: unsupported COPY flag --{flag}; the native builder knows --chmod and --chown"),
         }
     }
     let words: Vec<String> = if remaining.starts_with('[') {
-        serde_json::from_str(remaining).map_err(|_| anyhow!("{file}:{line}: malformed JSON form of COPY: write COPY [\"src\", \"dest\"]"))?
+        serde_json::from_str(remaining)
+            .map_err(|_| anyhow!("{file}:{line}: malformed JSON form of COPY: write COPY [\"src\", \"dest\"]"))?
     } else {
         remaining.split_whitespace().map(str::to_string).collect()
     };
@@ -207,7 +216,8 @@ fn parse_owner(owner: &str) -> Option<(u32, u32)> {
 /// ENTRYPOINT and CMD: the JSON (exec) form as is, the shell form through `/bin/sh -c`.
 fn command(rest: &str, line: usize, file: &str) -> Result<Vec<String>> {
     if rest.trim_start().starts_with('[') {
-        serde_json::from_str(rest).map_err(|_| anyhow!("{file}:{line}: malformed JSON array `{rest}`: write [\"/bin/app\", \"arg\"] with double quotes"))
+        serde_json::from_str(rest)
+            .map_err(|_| anyhow!("{file}:{line}: malformed JSON array `{rest}`: write [\"/bin/app\", \"arg\"] with double quotes"))
     } else {
         Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_string()])
     }
@@ -302,7 +312,11 @@ fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
             let value = if let Some((name, default)) = inner.split_once(":-") {
                 vars.get(name).filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default.to_string())
             } else if let Some((name, alternative)) = inner.split_once(":+") {
-                if vars.get(name).is_some_and(|v| !v.is_empty()) { alternative.to_string() } else { String::new() }
+                if vars.get(name).is_some_and(|v| !v.is_empty()) {
+                    alternative.to_string()
+                } else {
+                    String::new()
+                }
             } else {
                 vars.get(inner).cloned().unwrap_or_default()
             };
@@ -441,12 +455,27 @@ CMD ["--verbose"]
     #[test]
     fn declined_and_malformed() {
         check("FROM scratch\nRUN echo hi\n", expect_test::expect!["error: Dockerfile:2: RUN is not supported by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD and STOPSIGNAL; remove it or build this app with the engine builder"]);
-        check("COPY a /a\n", expect_test::expect!["error: Dockerfile:1: COPY before FROM: a Dockerfile starts with FROM (only ARG may come before it)"]);
-        check("# only a comment\n", expect_test::expect!["error: Dockerfile: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"]);
-        check("FROM scratch\nCOPY onlyone\n", expect_test::expect!["error: Dockerfile:2: COPY needs a source and a destination: COPY SRC... DEST"]);
-        check("FROM scratch\nENTRYPOINT ['/app']\n", expect_test::expect![[r#"error: Dockerfile:2: malformed JSON array `['/app']`: write ["/bin/app", "arg"] with double quotes"#]]);
+        check(
+            "COPY a /a\n",
+            expect_test::expect!["error: Dockerfile:1: COPY before FROM: a Dockerfile starts with FROM (only ARG may come before it)"],
+        );
+        check(
+            "# only a comment\n",
+            expect_test::expect!["error: Dockerfile: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"],
+        );
+        check(
+            "FROM scratch\nCOPY onlyone\n",
+            expect_test::expect!["error: Dockerfile:2: COPY needs a source and a destination: COPY SRC... DEST"],
+        );
+        check(
+            "FROM scratch\nENTRYPOINT ['/app']\n",
+            expect_test::expect![[r#"error: Dockerfile:2: malformed JSON array `['/app']`: write ["/bin/app", "arg"] with double quotes"#]],
+        );
         check("FROM scratch AS a\nFROM scratch\n", expect_test::expect!["error: Dockerfile:2: a second FROM: multi-stage Dockerfiles are not assembled natively; build them with the engine builder"]);
-        check("FROM scratch\nCOPY --chown=app a /a\n", expect_test::expect!["error: Dockerfile:2: --chown=app must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"]);
+        check(
+            "FROM scratch\nCOPY --chown=app a /a\n",
+            expect_test::expect!["error: Dockerfile:2: --chown=app must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"],
+        );
         check("FROM scratch\nENV A=\"open\n", expect_test::expect![[r#"error: Dockerfile:2: unterminated quote in `A="open`"#]]);
     }
 

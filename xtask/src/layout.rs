@@ -49,7 +49,10 @@ impl Layout {
 
     pub fn open(root: &Path) -> Result<Layout> {
         if !root.join("oci-layout").is_file() || !root.join("index.json").is_file() {
-            bail!("{} is not an OCI image layout (it has no oci-layout and index.json): build one with `cargo xtask build`", root.display());
+            bail!(
+                "{} is not an OCI image layout (it has no oci-layout and index.json): build one with `cargo xtask build`",
+                root.display()
+            );
         }
         Ok(Layout { root: root.to_path_buf() })
     }
@@ -91,11 +94,18 @@ impl Layout {
         let path = self.blob_path(&descriptor.digest);
         let bytes = fs::read(&path).with_context(|| format!("blob {} is missing from {}", descriptor.digest, self.root.display()))?;
         if bytes.len() as u64 != descriptor.size {
-            bail!("blob {} in {} has {} bytes where its descriptor says {}", descriptor.digest, self.root.display(), bytes.len(), descriptor.size);
+            bail!(
+                "blob {} in {} has {} bytes where its descriptor says {}",
+                descriptor.digest,
+                self.root.display(),
+                bytes.len(),
+                descriptor.size
+            );
         }
         let found = Digest::of(&bytes);
         if found != descriptor.digest {
-            return Err(DigestMismatch { expected: descriptor.digest.clone(), found }).with_context(|| format!("blob in {} is corrupt", self.root.display()));
+            return Err(DigestMismatch { expected: descriptor.digest.clone(), found })
+                .with_context(|| format!("blob in {} is corrupt", self.root.display()));
         }
         Ok(bytes)
     }
@@ -117,14 +127,26 @@ impl Layout {
     /// only entry when no name is given.
     pub fn resolve(&self, name: Option<&str>) -> Result<Descriptor> {
         let index = self.index()?;
-        let names: Vec<&str> = index.manifests.iter().filter_map(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str)).collect();
+        let names: Vec<&str> =
+            index.manifests.iter().filter_map(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str)).collect();
         let found = match name {
             Some(name) => index.manifests.iter().find(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) == Some(name)),
             None if index.manifests.len() == 1 => index.manifests.first(),
-            None => bail!("{} holds {} images ({}): name one as {}:NAME", self.root.display(), index.manifests.len(), names.join(", "), self.root.display()),
+            None => bail!(
+                "{} holds {} images ({}): name one as {}:NAME",
+                self.root.display(),
+                index.manifests.len(),
+                names.join(", "),
+                self.root.display()
+            ),
         };
         let Some(found) = found else {
-            bail!("{} has no image named `{}`; it has: {}", self.root.display(), name.unwrap_or(""), if names.is_empty() { "none".to_string() } else { names.join(", ") });
+            bail!(
+                "{} has no image named `{}`; it has: {}",
+                self.root.display(),
+                name.unwrap_or(""),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            );
         };
         let mut descriptor = found.clone();
         descriptor.annotations.remove(oci::ANNOTATION_REF_NAME);

@@ -75,7 +75,10 @@ mod tests {
     fn parsing() {
         check("linux/amd64", "linux/amd64");
         check(" linux/arm64/v8", "linux/arm64/v8");
-        check("linux/x86_64", "error: unknown platform `linux/x86_64`: the architecture must be one of amd64, arm64, arm, 386, ppc64le, s390x, riscv64");
+        check(
+            "linux/x86_64",
+            "error: unknown platform `linux/x86_64`: the architecture must be one of amd64, arm64, arm, 386, ppc64le, s390x, riscv64",
+        );
         check("windows/amd64", "error: unknown platform `windows/amd64`: only linux images are built; use linux/amd64 or linux/arm64");
         check("amd64", "error: unknown platform `amd64`: write it as os/architecture[/variant], for instance linux/amd64 or linux/arm64");
     }

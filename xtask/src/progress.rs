@@ -19,7 +19,11 @@ impl Progress {
 
     pub fn total(&self, bytes: u64) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(bytes));
-        bar.set_style(ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix("total");
         bar
     }
@@ -27,12 +31,17 @@ impl Progress {
     /// A bar for one blob; the returned callback counts bytes into it and into `total`.
     pub fn blob(&self, name: &str, bytes: u64, total: &ProgressBar) -> (ProgressBar, Arc<dyn Fn(u64) + Send + Sync>) {
         let bar = self.multi.add(ProgressBar::new(bytes));
-        bar.set_style(ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes}").expect("valid template").progress_chars("=> "),
+        );
         bar.set_prefix(name.to_string());
         let (blob, total) = (bar.clone(), total.clone());
-        (bar, Arc::new(move |n| {
-            blob.inc(n);
-            total.inc(n);
-        }))
+        (
+            bar,
+            Arc::new(move |n| {
+                blob.inc(n);
+                total.inc(n);
+            }),
+        )
     }
 }

@@ -104,7 +104,14 @@ impl Session {
         }
     }
 
-    async fn push_to_registry(&self, source: &Layout, graph: &ImageGraph, registry: &Arc<Registry>, repository: &str, tags: &[String]) -> Result<PushReport> {
+    async fn push_to_registry(
+        &self,
+        source: &Layout,
+        graph: &ImageGraph,
+        registry: &Arc<Registry>,
+        repository: &str,
+        tags: &[String],
+    ) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
         let total = self.progress.total(graph.blobs.iter().map(|blob| blob.size).sum());
         let host = registry.host().to_string();
@@ -115,9 +122,15 @@ impl Session {
                 continue;
             }
             let (bar, on_progress) = self.progress.blob(&blob.digest.hex()[..12], blob.size, &total);
-            let file = BlobFile { path: source.blob_path(&blob.digest), digest: blob.digest.clone(), size: blob.size, on_progress: Some(on_progress) };
+            let file = BlobFile {
+                path: source.blob_path(&blob.digest),
+                digest: blob.digest.clone(),
+                size: blob.size,
+                on_progress: Some(on_progress),
+            };
             let mount_from = self.mount_source(&host, repository, &blob.digest);
-            let (registry, repository, checks, uploads, chunk_size) = (registry.clone(), repository.to_string(), self.checks.clone(), self.uploads.clone(), self.chunk_size);
+            let (registry, repository, checks, uploads, chunk_size) =
+                (registry.clone(), repository.to_string(), self.checks.clone(), self.uploads.clone(), self.chunk_size);
             transfers.spawn(async move {
                 let exists = {
                     let _permit = checks.acquire_owned().await.expect("never closed");
@@ -180,7 +193,8 @@ fn push_to_layout(source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[Strin
     let root = &graph.root.0;
     let current = destination.index()?;
     for tag in tags {
-        let unchanged = current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
+        let unchanged =
+            current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
         if unchanged {
             report.tags_unchanged.push(tag.clone());
         } else {
@@ -197,7 +211,8 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
     let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
     let mut manifests = Vec::new();
     let image_manifests: Vec<(Descriptor, Vec<u8>)> = if root.is_index() {
-        let index: ImageIndex = serde_json::from_slice(&root_bytes).with_context(|| format!("{} is not a valid image index", root.digest))?;
+        let index: ImageIndex =
+            serde_json::from_slice(&root_bytes).with_context(|| format!("{} is not a valid image index", root.digest))?;
         let mut children = Vec::new();
         for child in index.manifests {
             if child.is_index() {
@@ -212,13 +227,21 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
         vec![(root.clone(), root_bytes.clone())]
     };
     for (descriptor, bytes) in &image_manifests {
-        let manifest: ImageManifest = serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid image manifest", descriptor.digest))?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid image manifest", descriptor.digest))?;
         for blob in std::iter::once(manifest.config).chain(manifest.layers) {
             let size = std::fs::metadata(layout.blob_path(&blob.digest))
-                .with_context(|| format!("blob {} is missing from the image layout {}: rebuild the image", blob.digest, layout.root().display()))?
+                .with_context(|| {
+                    format!("blob {} is missing from the image layout {}: rebuild the image", blob.digest, layout.root().display())
+                })?
                 .len();
             if size != blob.size {
-                bail!("blob {} in {} has {size} bytes where its descriptor says {}: rebuild the image", blob.digest, layout.root().display(), blob.size);
+                bail!(
+                    "blob {} in {} has {size} bytes where its descriptor says {}: rebuild the image",
+                    blob.digest,
+                    layout.root().display(),
+                    blob.size
+                );
             }
             blobs.insert(blob.digest.clone(), blob);
         }

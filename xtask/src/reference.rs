@@ -103,13 +103,28 @@ mod tests {
 
     #[test]
     fn image_references() {
-        check("127.0.0.1:5000/acme/prod:api-1", r#"ImageReference { repository: Registry { host: "127.0.0.1:5000", path: "acme/prod" }, tag: "api-1" }"#);
+        check(
+            "127.0.0.1:5000/acme/prod:api-1",
+            r#"ImageReference { repository: Registry { host: "127.0.0.1:5000", path: "acme/prod" }, tag: "api-1" }"#,
+        );
         check("oci:target/registry:api-latest", r#"ImageReference { repository: Layout { dir: "target/registry" }, tag: "api-latest" }"#);
-        check("1234.dkr.ecr.us-east-1.amazonaws.com/hoopstat-haus/prod:x", r#"ImageReference { repository: Registry { host: "1234.dkr.ecr.us-east-1.amazonaws.com", path: "hoopstat-haus/prod" }, tag: "x" }"#);
+        check(
+            "1234.dkr.ecr.us-east-1.amazonaws.com/hoopstat-haus/prod:x",
+            r#"ImageReference { repository: Registry { host: "1234.dkr.ecr.us-east-1.amazonaws.com", path: "hoopstat-haus/prod" }, tag: "x" }"#,
+        );
         check("127.0.0.1:5000/acme/prod", "error: `127.0.0.1:5000/acme/prod` has no tag: write REPOSITORY:TAG, for instance 127.0.0.1:5000/acme/prod:hello-api-latest or oci:target/registry:hello-api-latest");
         check("acme/prod:x", "error: `acme/prod` names no registry host (`acme` is not one): write it as host/path, for instance 127.0.0.1:5000/acme/prod; images are never pushed to a default registry");
         check("localhost/Acme:x", "error: `Acme` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components");
-        check("localhost/acme:-x", "error: `-x` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`");
-        check(&format!("localhost/acme:{}", "a".repeat(129)), &format!("error: `{}` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`", "a".repeat(129)));
+        check(
+            "localhost/acme:-x",
+            "error: `-x` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`",
+        );
+        check(
+            &format!("localhost/acme:{}", "a".repeat(129)),
+            &format!(
+                "error: `{}` is not a valid tag: a tag is 1 to 128 letters, digits, `_`, `.` or `-`, and does not start with `.` or `-`",
+                "a".repeat(129)
+            ),
+        );
     }
 }

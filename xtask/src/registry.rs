@@ -44,8 +44,10 @@ pub struct TrustedRoots(Vec<reqwest::Certificate>);
 impl TrustedRoots {
     pub fn load(pem_file: Option<&std::path::Path>) -> Result<TrustedRoots> {
         let Some(path) = pem_file else { return Ok(TrustedRoots::default()) };
-        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}: pass a readable PEM file to --ca-file", path.display()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{} holds no valid PEM certificate", path.display()))?;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}: pass a readable PEM file to --ca-file", path.display()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{} holds no valid PEM certificate", path.display()))?;
         if certificates.is_empty() {
             bail!("{} holds no PEM certificate: pass the CA's certificate to --ca-file", path.display());
         }
@@ -68,7 +70,11 @@ enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of a blob file from `offset`; a whole blob is verified against its digest on
     /// the way.
-    File { blob: BlobFile, offset: u64, len: u64 },
+    File {
+        blob: BlobFile,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A blob on disk, ready to upload.
@@ -215,12 +221,19 @@ impl Registry {
                     chunk_size = Some(FALLBACK_CHUNK_SIZE);
                     last_error = Some(anyhow!("413 Payload Too Large for a whole-blob PUT"));
                 }
-                Err(Failure::TooLarge) => return Err(anyhow!("registry {} refused a {}-byte chunk as too large: lower --chunk-size", self.host, chunk_size.unwrap_or(0))),
+                Err(Failure::TooLarge) => {
+                    return Err(anyhow!(
+                        "registry {} refused a {}-byte chunk as too large: lower --chunk-size",
+                        self.host,
+                        chunk_size.unwrap_or(0)
+                    ))
+                }
                 Err(Failure::Retry(err)) => last_error = Some(err),
                 Err(Failure::Fatal(err)) => return Err(err),
             }
         }
-        Err(last_error.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("uploading blob {digest} to {}/{repository} failed {ATTEMPTS} times", self.host))
+        Err(last_error.unwrap_or_else(|| anyhow!("no attempt made")))
+            .with_context(|| format!("uploading blob {digest} to {}/{repository} failed {ATTEMPTS} times", self.host))
     }
 
     async fn put_whole(&self, repository: &str, blob: &BlobFile, location: &str) -> Result<(), Failure> {
@@ -286,7 +299,11 @@ impl Registry {
         let response = self.execute(request, ATTEMPTS).await?;
         match response.status() {
             StatusCode::OK => {
-                let digest = response.headers().get("docker-content-digest").and_then(|value| value.to_str().ok()).and_then(|value| value.parse().ok());
+                let digest = response
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse().ok());
                 // A registry that omits the digest forces an upload, which is correct if slower.
                 Ok(digest)
             }
@@ -309,7 +326,8 @@ impl Registry {
         if let Some(found) = response.headers().get("docker-content-digest").and_then(|value| value.to_str().ok()) {
             let found: Digest = found.parse().map_err(|err| anyhow!("registry {} answered with {err}", self.host))?;
             if found != expected {
-                return Err(DigestMismatch { expected, found }).with_context(|| format!("registry {} stored manifest {reference} of {repository} under another digest", self.host));
+                return Err(DigestMismatch { expected, found })
+                    .with_context(|| format!("registry {} stored manifest {reference} of {repository} under another digest", self.host));
             }
         }
         Ok(expected)
@@ -340,6 +358,9 @@ impl Registry {
                 // even an error status, means the registry speaks HTTPS.
                 match self.http.get(format!("{https}/v2/")).timeout(Duration::from_secs(5)).send().await {
                     Ok(_) => https,
+                    // An untrusted certificate is TLS all the same; the request that follows
+                    // reports it.
+                    Err(err) if is_certificate_error(&err) => https,
                     Err(_) => format!("http://{}", self.host),
                 }
             })
@@ -362,8 +383,11 @@ impl Registry {
                 Body::Empty => builder,
                 Body::Bytes(bytes) => builder.body(bytes.clone()),
                 Body::File { blob, offset, len } => {
-                    let mut file = tokio::fs::File::open(&blob.path).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
-                    file.seek(std::io::SeekFrom::Start(*offset)).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
+                    let mut file =
+                        tokio::fs::File::open(&blob.path).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
+                    file.seek(std::io::SeekFrom::Start(*offset))
+                        .await
+                        .with_context(|| format!("cannot read blob {}", blob.path.display()))?;
                     let whole = *offset == 0 && *len == blob.size;
                     let reader = BlobReader {
                         inner: file.take(*len),
@@ -391,6 +415,7 @@ impl Registry {
                 }
                 Ok(response) if is_retryable_status(response.status()) && attempt < attempts => retry_after(&response),
                 Ok(response) => return Ok(response),
+                Err(err) if is_certificate_error(&err) => return Err(self.unreachable(err)),
                 Err(err) if attempt < attempts && !err.is_builder() => {
                     if err.is_connect() && attempt >= 2 {
                         return Err(self.unreachable(err));
@@ -405,6 +430,13 @@ impl Registry {
     }
 
     fn unreachable(&self, err: reqwest::Error) -> anyhow::Error {
+        if is_certificate_error(&err) {
+            return anyhow!(
+                "the TLS certificate of registry {} is not trusted ({}): pass the CA certificate that signed it with --ca-file (or XTASK_CA_FILE), or install it in the system's trust store",
+                self.host,
+                root_cause(&err)
+            );
+        }
         anyhow::Error::new(ConnectionFailure(format!(
             "cannot reach registry {} ({}): check that it is running and that the address is right (plain HTTP is used only for loopback hosts and those in XTASK_INSECURE_REGISTRIES)",
             self.host,
@@ -420,7 +452,8 @@ impl Registry {
         let value = if challenge.to_ascii_lowercase().starts_with("bearer") {
             let params = challenge_params(&challenge["bearer".len()..]);
             let realm = params.get("realm").ok_or_else(|| anyhow!("registry {} sent a Bearer challenge without a realm", self.host))?;
-            let mut url = reqwest::Url::parse(realm).with_context(|| format!("registry {} sent a Bearer challenge with an invalid realm", self.host))?;
+            let mut url = reqwest::Url::parse(realm)
+                .with_context(|| format!("registry {} sent a Bearer challenge with an invalid realm", self.host))?;
             url.query_pairs_mut().append_pair("scope", &format!("repository:{repository}:pull,push"));
             if let Some(service) = params.get("service") {
                 url.query_pairs_mut().append_pair("service", service);
@@ -434,8 +467,13 @@ impl Registry {
                 bail!("the token service {realm} of registry {} refused a token for {repository} ({}): check the credentials for {} in $DOCKER_CONFIG/config.json", self.host, token_response.status(), self.host);
             }
             let body = token_response.bytes().await.map_err(|err| describe_transport_error(err, realm))?;
-            let body: serde_json::Value = serde_json::from_slice(&body).with_context(|| format!("the token service {realm} answered with invalid JSON"))?;
-            let token = body.get("token").or_else(|| body.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| anyhow!("the token service {realm} answered without a token"))?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&body).with_context(|| format!("the token service {realm} answered with invalid JSON"))?;
+            let token = body
+                .get("token")
+                .or_else(|| body.get("access_token"))
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| anyhow!("the token service {realm} answered without a token"))?;
             HeaderValue::from_str(&format!("Bearer {token}"))?
         } else {
             let Some((user, password)) = credential else {
@@ -502,7 +540,10 @@ impl Registry {
 
 /// Plain HTTP is for loopback registries and the hosts the user lists; everything else is TLS.
 fn allows_plain_http(host: &str) -> bool {
-    let name = host.rsplit_once(':').filter(|(name, port)| !name.is_empty() && port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name);
+    let name = host
+        .rsplit_once(':')
+        .filter(|(name, port)| !name.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
     let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
     let listed = std::env::var("XTASK_INSECURE_REGISTRIES").is_ok_and(|list| list.split(',').any(|entry| entry.trim() == host));
     loopback || listed
@@ -524,7 +565,8 @@ fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
         return wait;
     }
     let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
-    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos())) % (base / 2 + 1);
+    let jitter =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos())) % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
 }
 
@@ -545,6 +587,10 @@ fn challenge_params(text: &str) -> HashMap<String, String> {
         rest = remaining.trim_start_matches(',').trim();
     }
     params
+}
+
+fn is_certificate_error(err: &reqwest::Error) -> bool {
+    root_cause(err).contains("certificate")
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -646,7 +692,12 @@ mod tests {
 
     #[test]
     fn manifest_media_types_are_accepted() {
-        for media_type in [oci::MEDIA_TYPE_INDEX, oci::MEDIA_TYPE_MANIFEST, oci::MEDIA_TYPE_DOCKER_LIST, "application/vnd.docker.distribution.manifest.v2+json"] {
+        for media_type in [
+            oci::MEDIA_TYPE_INDEX,
+            oci::MEDIA_TYPE_MANIFEST,
+            oci::MEDIA_TYPE_DOCKER_LIST,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ] {
             assert!(MANIFEST_ACCEPT.contains(media_type));
         }
     }

@@ -1,8 +1,6 @@
 //! `cargo xtask release`: selects apps (named, --all, or changed), builds their multi-arch
 //! images and pushes each index to the one repository as `<app>-<sha>`, then `<app>-latest`.
 
-
-
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
@@ -78,7 +76,14 @@ pub async fn run(args: flags::Release) -> Result<()> {
 
     let mut summary = Summary { repository: config.repository.to_string(), revision: &revision, dry_run: args.dry_run, apps: Vec::new() };
     for app in &apps {
-        summary.apps.push(AppSummary { name: app.name.clone(), reasons: app.reasons.clone(), tags: release_tags(&app.name, &revision)?, digest: None, push: None, error: None });
+        summary.apps.push(AppSummary {
+            name: app.name.clone(),
+            reasons: app.reasons.clone(),
+            tags: release_tags(&app.name, &revision)?,
+            digest: None,
+            push: None,
+            error: None,
+        });
     }
     if apps.is_empty() || args.dry_run {
         print_summary(&summary, args.json)?;
@@ -156,4 +161,3 @@ mod tests {
         assert!(format!("{err:#}").contains("is not a valid tag"), "{err:#}");
     }
 }
-

@@ -71,10 +71,9 @@ impl Workspace {
     pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
         let _cwd = sh.push_dir(dir);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps")
-            .quiet()
-            .read()
-            .with_context(|| format!("cannot read the Cargo workspace in {}: run the xtask inside the workspace and fix what cargo reports", dir.display()))?;
+        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().read().with_context(|| {
+            format!("cannot read the Cargo workspace in {}: run the xtask inside the workspace and fix what cargo reports", dir.display())
+        })?;
         let json: serde_json::Value = serde_json::from_str(&output).context("cargo metadata printed invalid JSON")?;
         Workspace::from_metadata(json, &|app_dir| app_dir.join("Dockerfile").is_file())
     }
@@ -103,7 +102,8 @@ impl Workspace {
             deps.sort();
             deps.dedup();
             let bin = package.targets.iter().find(|target| target.kind.iter().any(|kind| kind == "bin")).map(|target| target.name.clone());
-            let dockerfile = has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
+            let dockerfile =
+                has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
             members.push(Member { name: package.name.clone(), version: package.version.clone(), dir, deps, bin, dockerfile });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
@@ -207,7 +207,10 @@ pub(crate) mod tests {
     fn selecting_apps_by_name() {
         let ws = workspace(&[("common", "crates/common", &[], false), ("api", "crates/api", &["common"], true)]);
         let err = ws.select_apps(&["nope".into()]).unwrap_err();
-        assert_eq!(err.to_string(), "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml)");
+        assert_eq!(
+            err.to_string(),
+            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml)"
+        );
         let err = ws.select_apps(&["common".into()]).unwrap_err();
         assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
     }

@@ -6,10 +6,7 @@ use std::collections::HashMap;
 /// alphabetical order, so that the output is stable.
 pub fn top_words(text: &str, limit: usize) -> Vec<(String, usize)> {
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for word in text
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|word| !word.is_empty())
-    {
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).filter(|word| !word.is_empty()) {
         *counts.entry(word.to_lowercase()).or_default() += 1;
     }
     let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();

@@ -1,0 +1,125 @@
+//! A fault-injecting HTTP proxy for the tests: it stands between the xtask and a real registry
+//! on loopback and, on a fixed schedule, answers 500/502/503, answers 429 with Retry-After, or
+//! resets the connection in the middle of a request body. Every connection carries one request
+//! (the proxy answers `Connection: close`), so the schedule counts requests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    Pass,
+    Status(u16),
+    TooManyRequests,
+    ResetMidBody,
+}
+
+pub struct FaultProxy {
+    pub host: String,
+    /// `(request line, fault)` for every request seen, in order.
+    pub log: Arc<Mutex<Vec<(String, Fault)>>>,
+}
+
+impl FaultProxy {
+    /// Forwards to `upstream`; request number n (from 0) gets `schedule[n % schedule.len()]`.
+    pub fn start(upstream: &str, schedule: Vec<Fault>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let (upstream, thread_log) = (upstream.to_string(), log.clone());
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, log, counter, schedule) = (upstream.clone(), thread_log.clone(), counter.clone(), schedule.clone());
+                thread::spawn(move || {
+                    let _ = serve(client, &upstream, &log, &counter, &schedule);
+                });
+            }
+        });
+        FaultProxy { host, log }
+    }
+
+    pub fn faults_injected(&self) -> usize {
+        self.log.lock().unwrap().iter().filter(|(_, fault)| *fault != Fault::Pass).count()
+    }
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    log: &Mutex<Vec<(String, Fault)>>,
+    counter: &AtomicUsize,
+    schedule: &[Fault],
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(()); // Not HTTP (for instance a TLS probe) or nothing at all.
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+            if name.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+        }
+        let end = line == "\r\n";
+        if end {
+            head.extend_from_slice(b"Connection: close\r\n");
+        }
+        head.extend_from_slice(line.as_bytes());
+        if end {
+            break;
+        }
+    }
+    let request_line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+    if !request_line.contains("HTTP/1.") {
+        return Ok(());
+    }
+    let fault = schedule[counter.fetch_add(1, Ordering::SeqCst) % schedule.len()];
+    log.lock().unwrap().push((request_line, fault));
+    let mut client = client;
+    match fault {
+        Fault::ResetMidBody => {
+            let mut partial = vec![0u8; content_length / 2];
+            reader.read_exact(&mut partial)?;
+            // Closing with unread data makes the kernel send a reset.
+            client.shutdown(Shutdown::Both)?;
+            return Ok(());
+        }
+        Fault::Status(code) => {
+            drain(&mut reader, content_length)?;
+            let body = format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected {code}"}}]}}"#);
+            write!(
+                client,
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+        Fault::TooManyRequests => {
+            drain(&mut reader, content_length)?;
+            write!(client, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            return Ok(());
+        }
+        Fault::Pass => {}
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(&head)?;
+    let mut body = reader.take(content_length as u64);
+    std::io::copy(&mut body, &mut server)?;
+    std::io::copy(&mut server, &mut client)?;
+    Ok(())
+}
+
+fn drain(reader: &mut impl Read, len: usize) -> std::io::Result<()> {
+    std::io::copy(&mut reader.take(len as u64), &mut std::io::sink())?;
+    Ok(())
+}
