@@ -126,3 +126,23 @@ fn pushes_survive_server_errors_throttling_and_resets() {
         "the digest printed is the one stored"
     );
 }
+
+#[test]
+fn a_corrupt_layout_is_refused_and_the_tag_is_not_written() {
+    let scratch = Scratch::empty();
+    let registry = Registry::start();
+    let layout = make_layout(&scratch.path().join("layout"), &[1 << 20], 6);
+    // Flip bytes of the layer in place: same size, other digest.
+    let blobs = layout.join("blobs/sha256");
+    let layer = std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().path()).find(|p| p.metadata().unwrap().len() == 1 << 20).unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+
+    let reference = format!("{}/acme/prod:corrupt", registry.host);
+    let output = push(&scratch, &layout, &reference, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("do not match their digest, so the layout is corrupt: rebuild the image"), "{}", stderr(&output));
+    let tag = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")]);
+    assert!(!tag.status.success(), "the tag was written for a corrupt image");
+}

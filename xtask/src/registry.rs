@@ -13,7 +13,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use tokio::sync::RwLock;
 
@@ -388,14 +387,7 @@ impl Registry {
                     file.seek(std::io::SeekFrom::Start(*offset))
                         .await
                         .with_context(|| format!("cannot read blob {}", blob.path.display()))?;
-                    let whole = *offset == 0 && *len == blob.size;
-                    let reader = BlobReader {
-                        inner: file.take(*len),
-                        verify: whole.then(|| (Sha256::new(), blob.digest.clone())),
-                        expected_len: *len,
-                        read: 0,
-                        on_progress: blob.on_progress.clone(),
-                    };
+                    let reader = BlobReader { inner: file.take(*len), expected_len: *len, read: 0, on_progress: blob.on_progress.clone() };
                     builder.body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
                 }
             };
@@ -527,6 +519,8 @@ impl Registry {
             format!("the repository {repository} does not exist on {host}: create it (on ECR: `cargo xtask ecr setup`) or fix --repository")
         } else if status == StatusCode::FORBIDDEN || refusal.has_code("DENIED") {
             format!("the credentials for {host} may not push to {repository}: grant push access or use other credentials")
+        } else if refusal.has_code("DIGEST_INVALID") {
+            "the bytes read from the image layout do not match their digest, so the layout is corrupt: rebuild the image".to_string()
         } else if refusal.has_code("TAG_INVALID") {
             format!("the tag cannot be written, probably because the repository {repository} has immutable tags: exclude the tag from immutability or release a new tag")
         } else if refusal.has_code("MANIFEST_INVALID") || refusal.has_code("MANIFEST_BLOB_UNKNOWN") {
@@ -602,25 +596,13 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn describe_transport_error(err: reqwest::Error, host: &str) -> anyhow::Error {
-    // A failure of our own body stream (a corrupt blob) is reported as what it is.
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if let Some(mismatch) = io.get_ref().and_then(|inner| inner.downcast_ref::<DigestMismatch>()) {
-                return anyhow!("blob is corrupt in the image layout ({mismatch}): rebuild the image");
-            }
-        }
-        cause = current.source();
-    }
     anyhow::Error::new(ConnectionFailure(format!("the connection to {host} failed: {}", root_cause(&err))))
 }
 
-/// Streams (part of) a blob file, reporting progress and failing the stream at its end when it
-/// is short or a whole blob does not hash to its digest, so that a corrupt layout cannot be
-/// pushed.
+/// Streams (part of) a blob file, reporting progress and failing the stream when the file is
+/// shorter than its descriptor says, so that a truncated layout cannot be pushed.
 struct BlobReader {
     inner: tokio::io::Take<tokio::fs::File>,
-    verify: Option<(Sha256, Digest)>,
     expected_len: u64,
     read: u64,
     on_progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
@@ -632,27 +614,14 @@ impl AsyncRead for BlobReader {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let chunk = &buf.filled()[before..];
-                if chunk.is_empty() {
-                    if this.read != this.expected_len {
-                        let message = format!("blob file ended after {} of {} bytes", this.read, this.expected_len);
-                        return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)));
-                    }
-                    if let Some((hasher, expected)) = &mut this.verify {
-                        let found = Digest::from_sha256(hasher.finalize_reset().into());
-                        if &found != expected {
-                            let mismatch = DigestMismatch { expected: expected.clone(), found };
-                            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, mismatch)));
-                        }
-                    }
-                } else {
-                    if let Some((hasher, _)) = &mut this.verify {
-                        hasher.update(chunk);
-                    }
-                    this.read += chunk.len() as u64;
-                    if let Some(on_progress) = &this.on_progress {
-                        on_progress(chunk.len() as u64);
-                    }
+                let read = (buf.filled().len() - before) as u64;
+                if read == 0 && this.read != this.expected_len {
+                    let message = format!("blob file ended after {} of {} bytes", this.read, this.expected_len);
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)));
+                }
+                this.read += read;
+                if let (Some(on_progress), true) = (&this.on_progress, read > 0) {
+                    on_progress(read);
                 }
                 Poll::Ready(Ok(()))
             }
