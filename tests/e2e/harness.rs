@@ -165,8 +165,18 @@ impl Registry {
         Registry::start_configured(auth, "")
     }
 
+    /// A registry that delegates authentication to a token server (`auth: token`).
+    pub fn start_with_token_auth(auth_section: &str) -> Registry {
+        Registry::start_configured_full(None, "", auth_section)
+    }
+
     /// `http_extra` is appended to the `http:` section of the configuration.
     fn start_configured(auth: Option<(&str, &str)>, http_extra: &str) -> Registry {
+        Registry::start_configured_full(auth, http_extra, "")
+    }
+
+    /// `auth_section` is appended to the configuration as is.
+    fn start_configured_full(auth: Option<(&str, &str)>, http_extra: &str, auth_section: &str) -> Registry {
         require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -181,6 +191,7 @@ impl Registry {
             fs::write(dir.path().join("htpasswd"), &output.stdout).unwrap();
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display()));
         }
+        config.push_str(auth_section);
         fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = fs::File::create(dir.path().join("log")).unwrap();
         let child = Command::new("docker-registry")

@@ -7,3 +7,4 @@ mod harness;
 mod proxy;
 mod push;
 mod release;
+mod token;

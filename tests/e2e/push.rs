@@ -146,3 +146,33 @@ fn a_corrupt_layout_is_refused_and_the_tag_is_not_written() {
     let tag = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")]);
     assert!(!tag.status.success(), "the tag was written for a corrupt image");
 }
+
+#[test]
+fn bearer_tokens_are_fetched_with_basic_credentials_and_reused() {
+    let tokens = crate::token::TokenServer::start("ci", "token-pa55");
+    let registry = Registry::start_with_token_auth(&tokens.registry_config());
+    let scratch = Scratch::empty();
+    let layout = make_layout(&scratch.path().join("layout"), &[1 << 20, 2 << 20], 7);
+    let reference = format!("{}/acme/prod:bearer", registry.host);
+
+    let output = push(&scratch, &layout, &reference, &[]);
+    assert_eq!(output.status.code(), Some(2), "a push without credentials must fail");
+    assert!(
+        stderr(&output)
+            .contains(&format!("the token service {} of registry {} refused a token for acme/prod", tokens.realm, registry.host)),
+        "{}",
+        stderr(&output)
+    );
+
+    scratch.login(&registry.host, "ci", "token-pa55");
+    tokens.requests.lock().unwrap().clear();
+    let output = push(&scratch, &layout, &reference, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("token-pa55"));
+    let requests = tokens.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one token for the whole push: {requests:?}");
+    assert!(
+        requests[0].contains("scope=repository%3Aacme%2Fprod%3Apull%2Cpush") && requests[0].contains("service=test-registry"),
+        "{requests:?}"
+    );
+}

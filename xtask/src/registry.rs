@@ -34,6 +34,9 @@ pub struct Registry {
     http: reqwest::Client,
     /// The `Authorization` value that last worked, per repository scope.
     authorization: RwLock<HashMap<String, HeaderValue>>,
+    /// Held while answering a challenge, so parallel requests that all met a 401 fetch one
+    /// token between them.
+    authenticating: tokio::sync::Mutex<()>,
 }
 
 /// CA certificates trusted for registries besides the system's.
@@ -167,6 +170,7 @@ impl Registry {
             base_url: tokio::sync::OnceCell::new(),
             http,
             authorization: RwLock::new(HashMap::new()),
+            authenticating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -375,8 +379,8 @@ impl Registry {
             let authorization = self.authorization.read().await.get(request.repository).cloned();
             let url = if request.url.starts_with('/') { format!("{}{}", self.base_url().await, request.url) } else { request.url.clone() };
             let mut builder = self.http.request(request.method.clone(), url).headers(request.headers.clone());
-            if let Some(authorization) = authorization {
-                builder = builder.header(header::AUTHORIZATION, authorization);
+            if let Some(authorization) = &authorization {
+                builder = builder.header(header::AUTHORIZATION, authorization.clone());
             }
             builder = match &request.body {
                 Body::Empty => builder,
@@ -395,7 +399,7 @@ impl Registry {
             let retry_after = match result {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !authenticated => {
                     authenticated = true;
-                    self.authenticate(&response, request.repository).await?;
+                    self.authenticate(&response, request.repository, authorization.as_ref()).await?;
                     attempt -= 1;
                     continue;
                 }
@@ -438,7 +442,12 @@ impl Registry {
 
     /// Answers a 401 challenge: Basic credentials from the Docker configuration, or a Bearer
     /// token from the realm the registry names, fetched with those credentials if any.
-    async fn authenticate(&self, response: &reqwest::Response, repository: &str) -> Result<()> {
+    async fn authenticate(&self, response: &reqwest::Response, repository: &str, rejected: Option<&HeaderValue>) -> Result<()> {
+        let _one_at_a_time = self.authenticating.lock().await;
+        if self.authorization.read().await.get(repository) != rejected {
+            // Another request answered the challenge while this one waited.
+            return Ok(());
+        }
         let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
         let credential = self.credential().await?;
         let value = if challenge.to_ascii_lowercase().starts_with("bearer") {
