@@ -102,13 +102,21 @@ impl Scratch {
     pub fn login(&self, host: &str, user: &str, password: &str) {
         use base64::Engine as _;
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let config = serde_json::json!({"auths": {host: {"auth": auth}}});
+        self.write_docker_config(&serde_json::json!({"auths": {host: {"auth": auth}}}));
+    }
+
+    pub fn write_docker_config(&self, config: &serde_json::Value) {
         fs::write(self.docker_config.path().join("config.json"), config.to_string()).unwrap();
     }
 
     /// Runs `cargo xtask ARGS` in the scratch workspace.
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with_env(args, &[])
+    }
+
+    pub fn xtask_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .envs(env.iter().copied())
             .current_dir(self.path())
             .args(args)
             .env("DOCKER_CONFIG", self.docker_config.path())

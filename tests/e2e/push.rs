@@ -176,3 +176,22 @@ fn bearer_tokens_are_fetched_with_basic_credentials_and_reused() {
         "{requests:?}"
     );
 }
+
+#[test]
+fn credential_helpers_named_in_the_docker_configuration_are_used() {
+    let registry = Registry::start_with_auth("helper-user", "helper-pa55");
+    let scratch = Scratch::empty();
+    let bin = tempfile::tempdir().unwrap();
+    // A credential helper speaks the docker-credential-helpers protocol: the server on standard
+    // input, a JSON credential on standard output.
+    let helper = bin.path().join("docker-credential-e2e");
+    std::fs::write(&helper, "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"helper-user\\\",\\\"Secret\\\":\\\"helper-pa55\\\"}\"\n").unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    scratch.write_docker_config(&serde_json::json!({"credHelpers": {registry.host.clone(): "e2e"}}));
+    let layout = make_layout(&scratch.path().join("layout"), &[1000], 8);
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
+    let layout_arg = layout.display().to_string();
+    let reference = format!("{}/acme/prod:helper", registry.host);
+    let output = scratch.xtask_with_env(&["push", &layout_arg, &reference], &[("PATH", &path)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
