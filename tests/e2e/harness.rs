@@ -300,3 +300,57 @@ pub fn make_layout(dir: &Path, layer_sizes: &[usize], seed: u64) -> PathBuf {
     fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     dir.to_path_buf()
 }
+
+/// Writes an OCI layout holding a base image index with one image per `platforms` entry
+/// (`amd64`, `arm64`), each with one gzip layer holding `/etc/base-release`, and pushes it to
+/// `reference` with the xtask.
+pub fn push_base_image(scratch: &Scratch, reference: &str, platforms: &[&str]) {
+    use sha2::{Digest as _, Sha256};
+    let dir = scratch.path().join(format!("base-layout-{}", platforms.join("-")));
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let write_blob = |bytes: &[u8]| {
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        serde_json::json!({"digest": digest, "size": bytes.len()})
+    };
+    let mut entries = Vec::new();
+    for arch in platforms {
+        let content = format!("base for linux/{arch}\n");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        tar.append_data(&mut header, "etc/base-release", content.as_bytes()).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let diff_id = format!("sha256:{:x}", Sha256::digest(&tar));
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gzip, &tar).unwrap();
+        let mut layer = write_blob(&gzip.finish().unwrap());
+        layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin", "BASE=yes"], "Cmd": ["/bin/sh"], "WorkingDir": "/srv"},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created_by": "base layer"}],
+        });
+        let mut config_descriptor = write_blob(config.to_string().as_bytes());
+        config_descriptor["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_descriptor, "layers": [layer],
+        });
+        let mut entry = write_blob(manifest.to_string().as_bytes());
+        entry["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+        entry["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        entries.push(entry);
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    let mut root = write_blob(index.to_string().as_bytes());
+    root["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+    root["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "base"});
+    fs::write(dir.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [root]}).to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    scratch.xtask_ok(&["push", dir.to_str().unwrap(), reference]);
+}

@@ -154,3 +154,61 @@ fn changed_follows_dependencies_to_apps() {
         format!("no app changed between {} and {}", scratch.git(&["rev-parse", "HEAD^"]), scratch.head())
     );
 }
+
+#[test]
+fn base_images_are_resolved_without_downloading_their_layers_and_mounted_at_push() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let base = format!("{}/acme/base:1", registry.host);
+    crate::harness::push_base_image(&scratch, &base, &["amd64", "arm64"]);
+    let dockerfile = std::fs::read_to_string(scratch.path().join("crates/worker/Dockerfile")).unwrap();
+    scratch.write("crates/worker/Dockerfile", &dockerfile.replace("FROM scratch", &format!("FROM {base}")));
+    let sha = scratch.commit("worker on a base image");
+
+    let before = registry.requests().len();
+    let repository = format!("{}/acme/prod", registry.host);
+    scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
+    let requests = registry.requests()[before..].to_vec();
+    let layer_downloads = requests.iter().filter(|r| r.starts_with("GET") && r.contains("/acme/base/blobs/")).count();
+    assert_eq!(layer_downloads, 2, "only the two configs of the base image are read: {requests:#?}");
+    let mounts = requests.iter().filter(|r| r.starts_with("POST") && r.contains("mount=") && r.contains("from=acme/base")).count();
+    assert_eq!(mounts, 2, "each platform's base layer is mounted: {requests:#?}");
+
+    let image = format!("docker://{repository}:worker-{sha}");
+    let copies = tempfile::tempdir().unwrap();
+    for arch in ["amd64", "arm64"] {
+        let dest = format!("oci:{}:{arch}", copies.path().display());
+        let copied = skopeo(&["copy", "--src-tls-verify=false", "--override-arch", arch, &image, &dest]);
+        assert!(copied.status.success(), "{}", stderr(&copied));
+        let config: serde_json::Value = serde_json::from_slice(&skopeo(&["inspect", "--config", &dest]).stdout).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2, "base layer and worker layer");
+        assert_eq!(config["config"]["Env"], serde_json::json!(["PATH=/bin", "BASE=yes", "TOP=5"]));
+        assert_eq!(config["config"]["WorkingDir"], "/srv");
+        assert!(config["config"].get("Cmd").is_none(), "the Dockerfile's ENTRYPOINT clears the base CMD");
+    }
+
+    // The local layout has no registry to mount from, so there the layers are fetched.
+    scratch.xtask_ok(&["release", "worker"]);
+    let copied = skopeo(&[
+        "copy",
+        "--override-arch",
+        "arm64",
+        &format!("oci:{}:worker-{sha}", scratch.path().join("target/registry").display()),
+        &format!("oci:{}:local", copies.path().display()),
+    ]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+}
+
+#[test]
+fn a_base_image_without_a_requested_platform_is_named_with_its_line() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let base = format!("{}/acme/base:amd64-only", registry.host);
+    crate::harness::push_base_image(&scratch, &base, &["amd64"]);
+    scratch.write("crates/worker/Dockerfile", &format!("# a comment\nFROM {base}\nCOPY target/stage/linux/amd64/worker /worker\n"));
+    scratch.commit("amd64-only base");
+    let output = scratch.xtask(&["build", "worker"]);
+    assert_eq!(output.status.code(), Some(2));
+    let expected = format!("crates/worker/Dockerfile:2: FROM {base}: base image {base} has no linux/arm64 image (it has linux/amd64)");
+    assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
+}

@@ -18,6 +18,9 @@ use crate::layer::{self, LayerFile};
 use crate::layout::Layout;
 use crate::oci::{self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, RootFs};
 use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::pull::BaseImage;
+use crate::push::Session;
 use crate::workspace::{Member, Workspace};
 
 /// One app's built image: an index in its own layout.
@@ -52,7 +55,7 @@ impl Provenance {
     }
 }
 
-pub fn run(args: flags::Build) -> Result<Vec<BuiltImage>> {
+pub async fn run(args: flags::Build) -> Result<()> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
@@ -79,14 +82,15 @@ pub fn run(args: flags::Build) -> Result<Vec<BuiltImage>> {
     };
     if apps.is_empty() {
         println!("no app to build");
-        return Ok(Vec::new());
+        return Ok(());
     }
     let provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
-    let images = build_apps(&sh, &workspace, &config, &apps, &provenance)?;
+    let session = Session::new(&args.transfer, Progress::new(false))?;
+    let images = build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
     for image in &images {
         println!("{} {} {}", image.app, image.index.digest, image.layout.display());
     }
-    Ok(images)
+    Ok(())
 }
 
 pub fn requested(app: &Member) -> SelectedApp {
@@ -98,23 +102,34 @@ pub fn requested(app: &Member) -> SelectedApp {
     }
 }
 
-pub fn build_apps(
+/// Builds every app for every platform. Base images are resolved (manifests and configs only)
+/// through `session` before anything compiles.
+pub async fn build_apps(
     sh: &Shell,
     workspace: &Workspace,
     config: &Config,
     apps: &[SelectedApp],
     provenance: &Provenance,
+    session: &Session,
 ) -> Result<Vec<BuiltImage>> {
     let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
-    // Read every Dockerfile before compiling anything, so a malformed one fails in a second.
+    // Read every Dockerfile and base image before compiling anything, so that a malformed one
+    // fails in a second.
     let mut plans = BTreeMap::new();
+    let mut bases: BTreeMap<String, BaseImage> = BTreeMap::new();
     for member in &members {
         let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
         let text = fs::read_to_string(workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
         for platform in &config.platforms {
             let plan = dockerfile::plan(&text, dockerfile, &platform.build_args())?;
-            if let Base::Image(image) = &plan.base {
-                bail!("{dockerfile}: FROM {image}: the native builder assembles images FROM scratch only; base the app on scratch");
+            if let Base::Image { image, line } = &plan.base {
+                if !bases.contains_key(image) {
+                    let base = session
+                        .resolve_base(image, &config.platforms)
+                        .await
+                        .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
+                    bases.insert(image.clone(), base);
+                }
             }
             plans.insert((member.name.clone(), platform.clone()), plan);
         }
@@ -136,7 +151,14 @@ pub fn build_apps(
         let mut manifests = Vec::new();
         for platform in &config.platforms {
             let plan = &plans[&(member.name.clone(), platform.clone())];
-            let descriptor = assemble_image(&layout, workspace, member, platform, plan, provenance)?;
+            let base = match &plan.base {
+                Base::Scratch => None,
+                Base::Image { image, .. } => {
+                    let base = &bases[image];
+                    Some((base.source.as_str(), &base.images[platform]))
+                }
+            };
+            let descriptor = assemble_image(&layout, workspace, member, platform, plan, base, provenance)?;
             manifests.push(descriptor);
         }
         let index = ImageIndex::new(manifests, annotations(member, provenance));
@@ -197,19 +219,32 @@ fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
         .with_context(|| format!("cannot install the Rust targets the platforms need: run `rustup target add {listed}` and try again"))
 }
 
+/// A base image's repository (`host/path`), manifest and config for one platform.
+type BaseParts<'a> = (&'a str, &'a (ImageManifest, ImageConfig));
+
 fn assemble_image(
     layout: &Layout,
     workspace: &Workspace,
     member: &Member,
     platform: &Platform,
     plan: &dockerfile::ImagePlan,
+    base: Option<BaseParts<'_>>,
     provenance: &Provenance,
 ) -> Result<Descriptor> {
     let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
     let created = oci::rfc3339(provenance.epoch);
-    let mut layers = Vec::new();
-    let mut diff_ids = Vec::new();
-    let mut history = Vec::new();
+    // The base image's layers are referenced, not copied: the layout records where they are.
+    let (mut layers, mut diff_ids, mut history, base_config) = match base {
+        None => (Vec::new(), Vec::new(), Vec::new(), Default::default()),
+        Some((source, (manifest, config))) => {
+            for layer in &manifest.layers {
+                if !layout.has_blob(&layer.digest) {
+                    layout.record_foreign(&layer.digest, source)?;
+                }
+            }
+            (manifest.layers.clone(), config.rootfs.diff_ids.clone(), config.history.clone(), config.config.clone())
+        }
+    };
     for step in &plan.copies {
         let files = copy_files(&workspace.root, dockerfile, step)?;
         let mut writer = layout.blob_writer()?;
@@ -230,7 +265,7 @@ fn assemble_image(
             empty_layer: false,
         });
     }
-    let mut container_config = plan.config.clone();
+    let mut container_config = plan.config_over(&base_config);
     container_config.labels.extend(annotations(member, provenance));
     let config = ImageConfig {
         created: Some(created),

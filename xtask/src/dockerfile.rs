@@ -11,7 +11,11 @@ use crate::oci::ContainerConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Base {
     Scratch,
-    Image(String),
+    /// A registry image, and the line of its FROM for error messages.
+    Image {
+        image: String,
+        line: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +33,37 @@ pub struct CopyStep {
 pub struct ImagePlan {
     pub base: Base,
     pub copies: Vec<CopyStep>,
+    /// What the Dockerfile itself sets; see `config_over` for what the image gets.
     pub config: ContainerConfig,
+    /// An ENTRYPOINT without a later CMD clears the base image's CMD, as in Docker.
+    pub clears_base_cmd: bool,
+}
+
+impl ImagePlan {
+    /// The image's configuration: the base image's, with what the Dockerfile sets on top.
+    pub fn config_over(&self, base: &ContainerConfig) -> ContainerConfig {
+        let own = &self.config;
+        let mut env: Vec<String> = base.env.clone();
+        for entry in &own.env {
+            let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
+            env.retain(|existing| existing.split_once('=').map_or(existing.as_str(), |(k, _)| k) != key);
+            env.push(entry.clone());
+        }
+        let mut labels = base.labels.clone();
+        labels.extend(own.labels.clone());
+        let mut exposed_ports = base.exposed_ports.clone();
+        exposed_ports.extend(own.exposed_ports.clone());
+        ContainerConfig {
+            user: own.user.clone().or_else(|| base.user.clone()),
+            exposed_ports,
+            env,
+            entrypoint: own.entrypoint.clone().or_else(|| base.entrypoint.clone()),
+            cmd: if own.cmd.is_some() || self.clears_base_cmd { own.cmd.clone() } else { base.cmd.clone() },
+            working_dir: own.working_dir.clone().or_else(|| base.working_dir.clone()),
+            labels,
+            stop_signal: own.stop_signal.clone().or_else(|| base.stop_signal.clone()),
+        }
+    }
 }
 
 struct Instruction {
@@ -79,6 +113,7 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
     let mut base: Option<Base> = None;
     let mut copies = Vec::new();
     let mut config = ContainerConfig::default();
+    let mut clears_base_cmd = false;
     let lookup_arg = |name: &str, default: Option<String>| {
         build_args.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).or(default).unwrap_or_default()
     };
@@ -113,7 +148,7 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
                     [image] | [image, _, _] => expand(image, &global_args)?,
                     _ => bail!("{}: malformed FROM `{}`: write FROM IMAGE [AS NAME]", at(line), ins.rest),
                 };
-                base = Some(if image == "scratch" { Base::Scratch } else { Base::Image(image) });
+                base = Some(if image == "scratch" { Base::Scratch } else { Base::Image { image, line } });
             }
             "ENV" => {
                 for (key, value) in key_values(&ins.rest, &vars, line, file)? {
@@ -142,8 +177,9 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
             }
             "ENTRYPOINT" => {
                 config.entrypoint = Some(command(&ins.rest, line, file)?);
-                // As in Docker, a new ENTRYPOINT resets a CMD inherited from the base image.
+                // As in Docker, a new ENTRYPOINT resets a CMD set earlier or inherited.
                 config.cmd = None;
+                clears_base_cmd = true;
             }
             "CMD" => config.cmd = Some(command(&ins.rest, line, file)?),
             "COPY" => {
@@ -162,7 +198,7 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
         }
     }
     let base = base.ok_or_else(|| anyhow!("{file}: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"))?;
-    Ok(ImagePlan { base, copies, config })
+    Ok(ImagePlan { base, copies, config, clears_base_cmd })
 }
 
 fn copy_step(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &str) -> Result<CopyStep> {
@@ -416,6 +452,7 @@ CMD ["--verbose"]
                             "SIGTERM",
                         ),
                     },
+                    clears_base_cmd: true,
                 }"#]],
         );
     }
@@ -448,6 +485,7 @@ CMD ["--verbose"]
                         labels: {},
                         stop_signal: None,
                     },
+                    clears_base_cmd: false,
                 }"#]],
         );
     }
@@ -482,7 +520,31 @@ CMD ["--verbose"]
     #[test]
     fn base_image_and_shell_form() {
         let plan = plan("ARG BASE=127.0.0.1:5000/base:1\nFROM $BASE\nCMD echo hi\n", "Dockerfile", &[]).unwrap();
-        assert_eq!(plan.base, Base::Image("127.0.0.1:5000/base:1".into()));
+        assert_eq!(plan.base, Base::Image { image: "127.0.0.1:5000/base:1".into(), line: 2 });
         assert_eq!(plan.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
+    }
+
+    #[test]
+    fn configuration_inherits_from_the_base_image() {
+        let base = ContainerConfig {
+            env: vec!["PATH=/bin".into(), "MODE=base".into()],
+            cmd: Some(vec!["/bin/sh".into()]),
+            working_dir: Some("/base".into()),
+            labels: [("team".to_string(), "platform".to_string())].into(),
+            ..ContainerConfig::default()
+        };
+        let plan = plan("FROM registry.example/base:1\nENV MODE=app\nLABEL app=api\nENTRYPOINT [\"/api\"]\n", "Dockerfile", &[]).unwrap();
+        let config = plan.config_over(&base);
+        assert_eq!(config.env, ["PATH=/bin", "MODE=app"]);
+        assert_eq!(config.cmd, None, "ENTRYPOINT clears the inherited CMD");
+        assert_eq!(config.entrypoint, Some(vec!["/api".to_string()]));
+        assert_eq!(config.working_dir.as_deref(), Some("/base"));
+        assert_eq!(config.labels.len(), 2);
+        let plan = plan_without_entrypoint();
+        assert_eq!(plan.config_over(&base).cmd, Some(vec!["/bin/sh".to_string()]));
+    }
+
+    fn plan_without_entrypoint() -> ImagePlan {
+        plan("FROM registry.example/base:1\nUSER 1000\n", "Dockerfile", &[]).unwrap()
     }
 }

@@ -62,6 +62,8 @@ pub struct Build {
     /// Select the apps changed since --base (the default when no app is named)
     #[arg(long, conflicts_with_all = ["apps", "all"])]
     pub changed: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,9 @@ use crate::oci::{self, Descriptor, Digest, ImageIndex};
 
 const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// Beside `index.json`: blobs the layout references but does not hold, and where they are.
+const FOREIGN_BLOBS_FILE: &str = "xtask-foreign-blobs.json";
+
 /// A blob whose bytes do not hash to the digest that names it.
 #[derive(Debug)]
 pub struct DigestMismatch {
@@ -28,6 +31,7 @@ impl std::fmt::Display for DigestMismatch {
 
 impl std::error::Error for DigestMismatch {}
 
+#[derive(Clone)]
 pub struct Layout {
     root: PathBuf,
 }
@@ -162,6 +166,31 @@ impl Layout {
         entry.annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), name.to_string());
         index.manifests.push(entry);
         self.write_index(&index)
+    }
+
+    /// Records that `digest` is not stored here but in the repository `source` (`host/path`),
+    /// as the layers of a base image are: they are mounted or fetched only when pushed.
+    pub fn record_foreign(&self, digest: &Digest, source: &str) -> Result<()> {
+        let mut foreign = self.foreign_blobs()?;
+        if foreign.get(digest.as_str()).map(String::as_str) != Some(source) {
+            foreign.insert(digest.to_string(), source.to_string());
+            fs::write(self.root.join(FOREIGN_BLOBS_FILE), serde_json::to_vec_pretty(&foreign)?)?;
+        }
+        Ok(())
+    }
+
+    /// The repository a blob that is not stored here can be had from.
+    pub fn foreign_source(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self.foreign_blobs()?.remove(digest.as_str()))
+    }
+
+    fn foreign_blobs(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        match fs::read(self.root.join(FOREIGN_BLOBS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt: rebuild the image", self.root.join(FOREIGN_BLOBS_FILE).display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Copies a blob from another layout, verifying it on the way. Returns whether bytes moved.

@@ -12,6 +12,7 @@ mod layout;
 mod oci;
 mod platform;
 mod progress;
+mod pull;
 mod push;
 mod reference;
 mod registry;
@@ -39,7 +40,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match flags.command {
         flags::Command::Changed(args) => changed::run(args),
-        flags::Command::Build(args) => build::run(args).map(drop),
+        flags::Command::Build(args) => runtime.block_on(build::run(args)),
         flags::Command::Push(args) => runtime.block_on(push::run(args)),
         flags::Command::Release(args) => runtime.block_on(release::run(args)),
     }

@@ -49,9 +49,15 @@ pub struct PushReport {
 
 /// What an image references, children before parents.
 struct ImageGraph {
-    blobs: Vec<Descriptor>,
+    blobs: Vec<GraphBlob>,
     manifests: Vec<(Descriptor, Vec<u8>)>,
     root: (Descriptor, Vec<u8>),
+}
+
+struct GraphBlob {
+    descriptor: Descriptor,
+    /// `(host, repository)` holding the blob when the layout does not (a base image's layer).
+    foreign: Option<(String, String)>,
 }
 
 impl Session {
@@ -84,7 +90,7 @@ impl Session {
             .or_else(|| self.mount_from.iter().find(|r| *r != repository).cloned())
     }
 
-    fn registry(&self, host: &str) -> Result<Arc<Registry>> {
+    pub(crate) fn registry(&self, host: &str) -> Result<Arc<Registry>> {
         let mut registries = self.registries.lock().expect("not poisoned");
         if let Some(registry) = registries.get(host) {
             return Ok(registry.clone());
@@ -99,7 +105,7 @@ impl Session {
     pub async fn push(&self, source: &Layout, root: &Descriptor, destination: &Repository, tags: &[String]) -> Result<PushReport> {
         let graph = read_graph(source, root)?;
         match destination {
-            Repository::Layout { dir } => push_to_layout(source, &graph, dir, tags),
+            Repository::Layout { dir } => self.push_to_layout(source, &graph, dir, tags).await,
             Repository::Registry { host, path } => self.push_to_registry(source, &graph, &self.registry(host)?, path, tags).await,
         }
     }
@@ -113,10 +119,10 @@ impl Session {
         tags: &[String],
     ) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
-        let total = self.progress.total(graph.blobs.iter().map(|blob| blob.size).sum());
+        let total = self.progress.total(graph.blobs.iter().map(|blob| blob.descriptor.size).sum());
         let host = registry.host().to_string();
         let mut transfers = JoinSet::new();
-        for blob in &graph.blobs {
+        for GraphBlob { descriptor: blob, foreign } in &graph.blobs {
             let key = (host.clone(), repository.to_string(), blob.digest.clone());
             if self.present.lock().expect("not poisoned").contains(&key) {
                 continue;
@@ -129,8 +135,12 @@ impl Session {
                 on_progress: Some(on_progress),
             };
             let mount_from = self.mount_source(&host, repository, &blob.digest);
-            let (registry, repository, checks, uploads, chunk_size) =
-                (registry.clone(), repository.to_string(), self.checks.clone(), self.uploads.clone(), self.chunk_size);
+            let foreign = match foreign {
+                Some((source_host, source_repository)) => Some((self.registry(source_host)?, source_repository.clone())),
+                None => None,
+            };
+            let (registry, repository, checks, uploads, chunk_size, layout) =
+                (registry.clone(), repository.to_string(), self.checks.clone(), self.uploads.clone(), self.chunk_size, source.clone());
             transfers.spawn(async move {
                 let exists = {
                     let _permit = checks.acquire_owned().await.expect("never closed");
@@ -140,7 +150,19 @@ impl Session {
                     None
                 } else {
                     let _permit = uploads.acquire_owned().await.expect("never closed");
-                    Some(registry.put_blob(&repository, &file, mount_from.as_deref(), chunk_size).await?)
+                    match foreign {
+                        // A base image's layer in the same registry is mounted, never moved.
+                        Some((source, from))
+                            if source.host() == registry.host() && registry.mount_blob(&repository, &file.digest, &from).await? =>
+                        {
+                            Some(Transfer::Mounted)
+                        }
+                        Some((source, from)) => {
+                            fetch_blob(&source, &from, &file.digest, &layout).await?;
+                            Some(registry.put_blob(&repository, &file, None, chunk_size).await?)
+                        }
+                        None => Some(registry.put_blob(&repository, &file, mount_from.as_deref(), chunk_size).await?),
+                    }
                 };
                 bar.finish_and_clear();
                 anyhow::Ok((key, file.size, transfer))
@@ -176,39 +198,55 @@ impl Session {
         }
         Ok(report)
     }
+
+    async fn push_to_layout(&self, source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[String]) -> Result<PushReport> {
+        let destination = Layout::create(dir)?;
+        let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
+        for GraphBlob { descriptor, foreign } in &graph.blobs {
+            let copied = match foreign {
+                Some(_) if destination.has_blob(&descriptor.digest) => false,
+                Some((host, repository)) => {
+                    fetch_blob(&*self.registry(host)?, repository, &descriptor.digest, &destination).await?;
+                    true
+                }
+                None => destination.copy_blob_from(source, descriptor)?,
+            };
+            if copied {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += descriptor.size;
+            }
+        }
+        for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
+            destination.write_blob(&descriptor.media_type, bytes)?;
+        }
+        let root = &graph.root.0;
+        let current = destination.index()?;
+        for tag in tags {
+            let unchanged =
+                current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
+            if unchanged {
+                report.tags_unchanged.push(tag.clone());
+            } else {
+                destination.tag(tag, root)?;
+                report.tags_written.push(tag.clone());
+            }
+        }
+        Ok(report)
+    }
 }
 
-fn push_to_layout(source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[String]) -> Result<PushReport> {
-    let destination = Layout::create(dir)?;
-    let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
-    for blob in &graph.blobs {
-        if destination.copy_blob_from(source, blob)? {
-            report.blobs_uploaded += 1;
-            report.bytes_uploaded += blob.size;
-        }
-    }
-    for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
-        destination.write_blob(&descriptor.media_type, bytes)?;
-    }
-    let root = &graph.root.0;
-    let current = destination.index()?;
-    for tag in tags {
-        let unchanged =
-            current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
-        if unchanged {
-            report.tags_unchanged.push(tag.clone());
-        } else {
-            destination.tag(tag, root)?;
-            report.tags_written.push(tag.clone());
-        }
-    }
-    Ok(report)
+/// Downloads a blob from a registry into a layout, which verifies its digest.
+async fn fetch_blob(registry: &Registry, repository: &str, digest: &Digest, into: &Layout) -> Result<()> {
+    let mut writer = into.blob_writer()?;
+    registry.get_blob(repository, digest, &mut writer).await?;
+    writer.finish(Some(digest)).with_context(|| format!("blob {digest} from {}/{repository} is corrupt", registry.host()))?;
+    Ok(())
 }
 
 /// Reads and verifies the manifests under `root`, collecting the blobs they reference.
 fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
     let root_bytes = layout.read_blob(root)?;
-    let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, GraphBlob> = BTreeMap::new();
     let mut manifests = Vec::new();
     let image_manifests: Vec<(Descriptor, Vec<u8>)> = if root.is_index() {
         let index: ImageIndex =
@@ -230,25 +268,33 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
         let manifest: ImageManifest =
             serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid image manifest", descriptor.digest))?;
         for blob in std::iter::once(manifest.config).chain(manifest.layers) {
-            let size = std::fs::metadata(layout.blob_path(&blob.digest))
-                .with_context(|| {
-                    format!("blob {} is missing from the image layout {}: rebuild the image", blob.digest, layout.root().display())
-                })?
-                .len();
-            if size != blob.size {
-                bail!(
-                    "blob {} in {} has {size} bytes where its descriptor says {}: rebuild the image",
+            let foreign = match std::fs::metadata(layout.blob_path(&blob.digest)) {
+                Ok(metadata) if metadata.len() != blob.size => bail!(
+                    "blob {} in {} has {} bytes where its descriptor says {}: rebuild the image",
                     blob.digest,
                     layout.root().display(),
+                    metadata.len(),
                     blob.size
-                );
-            }
-            blobs.insert(blob.digest.clone(), blob);
+                ),
+                Ok(_) => None,
+                Err(_) => {
+                    let source = layout.foreign_source(&blob.digest)?.with_context(|| {
+                        format!("blob {} is missing from the image layout {}: rebuild the image", blob.digest, layout.root().display())
+                    })?;
+                    match Repository::parse(&source)? {
+                        Repository::Registry { host, path } => Some((host, path)),
+                        Repository::Layout { .. } => {
+                            bail!("{} names a layout as the source of blob {}", layout.root().display(), blob.digest)
+                        }
+                    }
+                }
+            };
+            blobs.insert(blob.digest.clone(), GraphBlob { descriptor: blob, foreign });
         }
     }
     // The largest blobs start first so the slowest upload is not left for last.
-    let mut blobs: Vec<Descriptor> = blobs.into_values().collect();
-    blobs.sort_by(|a, b| b.size.cmp(&a.size));
+    let mut blobs: Vec<GraphBlob> = blobs.into_values().collect();
+    blobs.sort_by(|a, b| b.descriptor.size.cmp(&a.descriptor.size));
     Ok(ImageGraph { blobs, manifests, root: (root.clone(), root_bytes) })
 }
 

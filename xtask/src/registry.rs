@@ -315,6 +315,60 @@ impl Registry {
         }
     }
 
+    /// Fetches a manifest or index and its media type. A manifest fetched by digest is verified.
+    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<(String, Vec<u8>)> {
+        let mut request = self.request(Method::GET, format!("/v2/{repository}/manifests/{reference}"), repository);
+        request.headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        let response = self.execute(request, ATTEMPTS).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refused(&format!("read manifest {reference}"), repository, response).await);
+        }
+        let media_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let bytes = response.bytes().await.map_err(|err| describe_transport_error(err, &self.host))?.to_vec();
+        if let Ok(expected) = reference.parse::<Digest>() {
+            let found = Digest::of(&bytes);
+            if found != expected {
+                return Err(DigestMismatch { expected, found })
+                    .with_context(|| format!("registry {} served a corrupt manifest", self.host));
+            }
+        }
+        Ok((media_type, bytes))
+    }
+
+    /// Downloads a blob into `out`, streaming; the caller checks the digest of what arrived.
+    pub async fn get_blob(&self, repository: &str, digest: &Digest, out: &mut impl std::io::Write) -> Result<u64> {
+        let request = self.request(Method::GET, format!("/v2/{repository}/blobs/{digest}"), repository);
+        let mut response = self.execute(request, ATTEMPTS).await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refused(&format!("read blob {digest}"), repository, response).await);
+        }
+        let mut size = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|err| describe_transport_error(err, &self.host))? {
+            out.write_all(&chunk)?;
+            size += chunk.len() as u64;
+        }
+        Ok(size)
+    }
+
+    /// Asks the registry to mount a blob from another repository; `false` when it declines, in
+    /// which case the upload session it opened is abandoned and the caller uploads.
+    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
+        let mut request = self.request(Method::POST, format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"), repository);
+        request.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self.execute(request, ATTEMPTS).await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                if let Ok(location) = self.location(&response) {
+                    // Best effort: a registry expires abandoned sessions anyway.
+                    let _ = self.execute(self.request(Method::DELETE, location, repository), 1).await;
+                }
+                Ok(false)
+            }
+            _ => Err(self.refused(&format!("mount blob {digest} from {from}"), repository, response).await),
+        }
+    }
+
     /// PUTs manifest bytes under `reference` and checks the digest the registry computed.
     pub async fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
         let expected = Digest::of(bytes);

@@ -91,8 +91,8 @@ pub async fn run(args: flags::Release) -> Result<()> {
     }
 
     let provenance = Provenance::from_git(Some(&git), Some(&revision))?;
-    let images = build::build_apps(&sh, &workspace, &config, &apps, &provenance)?;
     let session = Session::new(&args.transfer, Progress::new(args.json))?;
+    let images = build::build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
     let mut failures = Vec::new();
     for (image, app) in images.iter().zip(&mut summary.apps) {
         app.digest = Some(image.index.digest.clone());
