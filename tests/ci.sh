@@ -15,7 +15,7 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v dockerd >/dev/null || missing+=(docker.io)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
-  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >target-apt.log 2>&1; then
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >target-apt.log 2>&1; then
     cat target-apt.log
     echo "error: cannot install ${missing[*]} with apt-get: install them by hand and run this script again" >&2
     exit 1
