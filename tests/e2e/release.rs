@@ -212,3 +212,80 @@ fn a_base_image_without_a_requested_platform_is_named_with_its_line() {
     let expected = format!("crates/worker/Dockerfile:2: FROM {base}: base image {base} has no linux/arm64 image (it has linux/amd64)");
     assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
 }
+
+fn changed_json(scratch: &Scratch, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["changed", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&scratch.xtask_ok(&all)).unwrap()
+}
+
+fn app_names(json: &serde_json::Value) -> Vec<String> {
+    json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn lockfile_changes_select_only_the_apps_whose_dependencies_they_change() {
+    let scratch = Scratch::new();
+    let refresh_lockfile = || {
+        let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+
+    // Text that changes no dependency graph.
+    let base = scratch.head();
+    let lock = std::fs::read_to_string(scratch.path().join("Cargo.lock")).unwrap();
+    scratch.write("Cargo.lock", &lock.replacen("# This file", "# This generated file", 1));
+    scratch.commit("reword the lockfile header");
+    assert!(app_names(&changed_json(&scratch, &["--base", &base])).is_empty());
+
+    // A dependency only the xtask gains.
+    let base = scratch.head();
+    let manifest = std::fs::read_to_string(scratch.path().join("xtask/Cargo.toml")).unwrap();
+    scratch.write("xtask/Cargo.toml", &manifest.replacen("[dependencies]\n", "[dependencies]\nitoa = \"1\"\n", 1));
+    refresh_lockfile();
+    scratch.commit("xtask uses itoa");
+    let json = changed_json(&scratch, &["--base", &base]);
+    assert!(app_names(&json).is_empty(), "{json:#}");
+
+    // A dependency of the worker's library.
+    let base = scratch.head();
+    let manifest = std::fs::read_to_string(scratch.path().join("crates/wordcount/Cargo.toml")).unwrap();
+    scratch.write("crates/wordcount/Cargo.toml", &format!("{manifest}\n[dependencies]\nitoa = \"1\"\n"));
+    refresh_lockfile();
+    scratch.commit("wordcount uses itoa");
+    let json = changed_json(&scratch, &["--base", &base]);
+    assert_eq!(app_names(&json), ["worker"]);
+    let kinds: Vec<&str> = json["apps"][0]["reasons"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"lockfile") && kinds.contains(&"dependency"), "{json:#}");
+}
+
+#[test]
+fn deleted_apps_exit_codes_explanations_and_shallow_clones() {
+    let scratch = Scratch::new();
+    let first = scratch.head();
+    scratch.write("crates/wordcount/src/extra.rs", "// touched\n");
+    scratch.commit("touch wordcount");
+    let explained = scratch.xtask_ok(&["changed", "--base", &first, "--explain", "worker"]);
+    assert_eq!(explained.trim(), "crates/wordcount/src/extra.rs → wordcount → worker");
+    assert_eq!(scratch.xtask(&["changed", "--base", &first, "--exit-code"]).status.code(), Some(1));
+    assert_eq!(scratch.xtask(&["changed", "--base", "HEAD", "--exit-code"]).status.code(), Some(0));
+
+    let before_delete = scratch.head();
+    std::fs::remove_file(scratch.path().join("crates/hello-api/Dockerfile")).unwrap();
+    scratch.commit("hello-api is a library now");
+    let json = changed_json(&scratch, &["--base", &before_delete]);
+    assert!(app_names(&json).is_empty());
+    assert_eq!(json["deleted"], serde_json::json!([{"name": "hello-api", "path": "crates/hello-api"}]));
+
+    let shallow = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", scratch.path().display());
+    let cloned = run(Command::new("git").args(["clone", "-q", "--depth", "1", &url]).arg(shallow.path().join("ws")));
+    assert!(cloned.status.success(), "{}", stderr(&cloned));
+    let output = run(Command::new(env!("CARGO_BIN_EXE_xtask")).arg("changed").current_dir(shallow.path().join("ws")));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("this clone is shallow") && stderr(&output).contains("fetch-depth: 0"), "{}", stderr(&output));
+    let output =
+        run(Command::new(env!("CARGO_BIN_EXE_xtask")).args(["changed", "--fallback", "all"]).current_dir(shallow.path().join("ws")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("worker: everything, because this clone is shallow"), "{}", stdout(&output));
+}

@@ -71,15 +71,7 @@ pub async fn run(args: flags::Build) -> Result<()> {
         Git::open(&sh, &workspace.root).ok()
     };
     let head = git.as_ref().and_then(|git| git.rev_parse("HEAD").ok());
-    let apps = if !selection.apps.is_empty() {
-        workspace.select_apps(&selection.apps)?.into_iter().map(|app| requested(app)).collect()
-    } else if selection.all {
-        changed::select_all(&workspace, changed::Reason::Requested)
-    } else {
-        let git = git.as_ref().expect("opened above when changes are detected");
-        let range = changed::resolve_range(git, selection.base.as_deref(), None)?;
-        changed::detect(git, &workspace, &range)?
-    };
+    let apps = changed::selection(&sh, git.as_ref(), &workspace, selection)?;
     if apps.is_empty() {
         println!("no app to build");
         return Ok(());
@@ -91,15 +83,6 @@ pub async fn run(args: flags::Build) -> Result<()> {
         println!("{} {} {}", image.app, image.index.digest, image.layout.display());
     }
     Ok(())
-}
-
-pub fn requested(app: &Member) -> SelectedApp {
-    SelectedApp {
-        name: app.name.clone(),
-        path: app.dir.clone(),
-        dockerfile: app.dockerfile.clone().unwrap_or_default(),
-        reasons: vec![changed::Reason::Requested],
-    }
 }
 
 /// Builds every app for every platform. Base images are resolved (manifests and configs only)

@@ -1,15 +1,19 @@
 //! Change detection: which apps must be rebuilt, and why. `select` is a plain function over the
-//! changed paths and the workspace graph; git is only asked for the paths.
+//! changed paths, the workspace graph and the evidence gathered from git and cargo (lockfile graph
+//! differences, Dockerfile build contexts, the user's rules); `detect` gathers that evidence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::config::{self, PathRule, RuleApps};
+use crate::dockerfile;
 use crate::flags;
 use crate::git::Git;
-use crate::workspace::Workspace;
+use crate::glob;
+use crate::workspace::{self, Workspace};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SelectedApp {
@@ -30,12 +34,21 @@ pub enum Reason {
         crate_name: String,
         path: String,
     },
-    /// A file every app's build reads changed (lockfile, root manifest, toolchain, docker/).
+    /// The lockfile changed what the app's build resolves to.
+    Lockfile { packages: Vec<String> },
+    /// A file every app's build reads changed (root manifest, toolchain, .cargo/, docker/, or the
+    /// lockfile when its graphs could not be compared).
     Workspace { path: String },
+    /// A file the app's Dockerfile copies from outside the app's directory changed.
+    BuildContext { path: String },
+    /// A user rule of [workspace.metadata.xtask] matched.
+    Rule { paths: String, path: String },
     /// The user named the app or passed --all.
     Requested,
     /// The head commit has no parent, so everything is new.
     FirstCommit,
+    /// Changes could not be detected and --fallback all was given.
+    Fallback { why: String },
 }
 
 impl std::fmt::Display for Reason {
@@ -43,29 +56,82 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::File { path } => write!(f, "{path} changed"),
             Reason::Dependency { crate_name, path } => write!(f, "dependency {crate_name} changed ({path})"),
+            Reason::Lockfile { packages } => write!(f, "Cargo.lock changed its dependencies ({})", packages.join(", ")),
             Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
+            Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
+            Reason::Rule { paths, path } => write!(f, "{path} changed (rule {paths})"),
             Reason::Requested => write!(f, "requested"),
             Reason::FirstCommit => write!(f, "first commit"),
+            Reason::Fallback { why } => write!(f, "everything, because {why}"),
         }
     }
 }
 
-/// Files that every app's build reads.
+/// An app whose directory lost its Dockerfile or disappeared: reported, never built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedApp {
+    pub name: String,
+    pub path: String,
+}
+
+/// What detection learned besides the changed paths.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub rules: Vec<PathRule>,
+    /// Per app, the paths its Dockerfile copies from outside the app's directory.
+    pub context_sources: BTreeMap<String, Vec<String>>,
+    pub lockfile: LockfileEvidence,
+}
+
+#[derive(Debug, Default)]
+pub enum LockfileEvidence {
+    /// Cargo.lock did not change, or its graphs were not compared.
+    #[default]
+    NotCompared,
+    /// Per app, the resolved packages that differ between the two commits.
+    Compared(BTreeMap<String, Vec<String>>),
+}
+
+/// Files that every app's build reads. A change to the root manifest selects every app: it
+/// holds profiles, patches and workspace dependencies, and any of them can change any build.
 fn is_workspace_wide(path: &str) -> bool {
-    matches!(path, "Cargo.lock" | "Cargo.toml" | "rust-toolchain" | "rust-toolchain.toml")
-        || path.starts_with(".cargo/")
-        || path.starts_with("docker/")
+    matches!(path, "Cargo.toml" | "rust-toolchain" | "rust-toolchain.toml") || path.starts_with(".cargo/") || path.starts_with("docker/")
 }
 
 /// The apps that `changed_paths` affect, in name order, each with every reason that selects it.
-pub fn select(workspace: &Workspace, changed_paths: &[String]) -> Vec<SelectedApp> {
+pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Evidence) -> Vec<SelectedApp> {
     let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
+    let mut add = |app: &str, reason: Reason| reasons.entry(app.to_string()).or_default().push(reason);
+    let all_apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
     for path in changed_paths {
-        if is_workspace_wide(path) {
-            for app in workspace.apps() {
-                reasons.entry(app.name.clone()).or_default().push(Reason::Workspace { path: path.clone() });
+        if let Some(rule) = evidence.rules.iter().find(|rule| glob::matches(&rule.paths, path)) {
+            let reason = || Reason::Rule { paths: rule.paths.clone(), path: path.clone() };
+            match &rule.apps {
+                _ if rule.ignore => {}
+                Some(RuleApps::Named(names)) => names.iter().for_each(|name| add(name, reason())),
+                Some(RuleApps::All(_)) | None => all_apps.iter().for_each(|name| add(name, reason())),
             }
             continue;
+        }
+        if path == "Cargo.lock" {
+            match &evidence.lockfile {
+                LockfileEvidence::Compared(changes) => {
+                    for (app, packages) in changes.iter().filter(|(app, _)| all_apps.contains(app)) {
+                        add(app, Reason::Lockfile { packages: packages.clone() });
+                    }
+                }
+                LockfileEvidence::NotCompared => all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() })),
+            }
+            continue;
+        }
+        if is_workspace_wide(path) {
+            all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+            continue;
+        }
+        for (app, sources) in &evidence.context_sources {
+            if sources.iter().any(|source| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')))) {
+                add(app, Reason::BuildContext { path: path.clone() });
+            }
         }
         // The innermost member wins: a crate may live inside another crate's directory.
         let owner = workspace
@@ -75,13 +141,15 @@ pub fn select(workspace: &Workspace, changed_paths: &[String]) -> Vec<SelectedAp
             .max_by_key(|member| member.dir.len());
         let Some(owner) = owner else { continue };
         for dependent in workspace.dependents_of(&owner.name) {
-            let Some(app) = workspace.member(&dependent).filter(|member| member.dockerfile.is_some()) else { continue };
-            let reason = if app.name == owner.name {
+            if !all_apps.contains(&dependent) {
+                continue;
+            }
+            let reason = if dependent == owner.name {
                 Reason::File { path: path.clone() }
             } else {
                 Reason::Dependency { crate_name: owner.name.clone(), path: path.clone() }
             };
-            reasons.entry(app.name.clone()).or_default().push(reason);
+            add(&dependent, reason);
         }
     }
     reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
@@ -95,6 +163,29 @@ pub fn select_all(workspace: &Workspace, reason: Reason) -> Vec<SelectedApp> {
 fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> SelectedApp {
     let app = workspace.member(name).expect("selected apps are workspace members");
     SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons }
+}
+
+/// The packages whose resolved entries differ, per member, between two dependency graphs.
+pub fn lockfile_changes(
+    before: &BTreeMap<String, BTreeSet<String>>,
+    after: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let empty = BTreeSet::new();
+    let mut changes = BTreeMap::new();
+    for (member, now) in after {
+        let then = before.get(member).unwrap_or(&empty);
+        let mut packages: Vec<String> = now
+            .symmetric_difference(then)
+            .map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !packages.is_empty() {
+            packages.dedup();
+            changes.insert(member.clone(), packages);
+        }
+    }
+    changes
 }
 
 /// The commits a detection compares.
@@ -119,47 +210,209 @@ pub fn resolve_range(git: &Git<'_>, base: Option<&str>, head: Option<&str>) -> R
             };
             match merge_base {
                 Some(merge_base) if merge_base != head => Some(merge_base),
-                _ => git.parent(&head),
+                _ => match git.parent(&head) {
+                    None if git.is_shallow() => bail!(
+                        "this clone is shallow, so the commit before {head} is missing: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --base"
+                    ),
+                    parent => parent,
+                },
             }
         }
     };
     Ok(Range { base, head })
 }
 
-/// Selects apps between two commits, or every app for a root commit.
-pub fn detect(git: &Git<'_>, workspace: &Workspace, range: &Range) -> Result<Vec<SelectedApp>> {
-    match &range.base {
-        Some(base) => Ok(select(workspace, &git.changed_paths(base, &range.head)?)),
-        None => Ok(select_all(workspace, Reason::FirstCommit)),
+/// The outcome of a detection.
+#[derive(Debug, Serialize)]
+pub struct Detection {
+    pub base: Option<String>,
+    pub head: String,
+    /// Whether uncommitted changes of the work tree were included.
+    pub uncommitted: bool,
+    pub apps: Vec<SelectedApp>,
+    pub deleted: Vec<DeletedApp>,
+}
+
+/// Selects apps between two commits (or the base and the work tree), or every app for a root
+/// commit.
+pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, range: &Range, uncommitted: bool) -> Result<Detection> {
+    let Some(base) = &range.base else {
+        let apps = select_all(workspace, Reason::FirstCommit);
+        return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
+    };
+    let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
+    let config = config::resolve(&workspace.metadata, &|_| None, config::Overrides::default())?;
+    for rule in &config.rules {
+        if let Some(RuleApps::Named(names)) = &rule.apps {
+            workspace
+                .select_apps(names)
+                .with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
+        }
+    }
+    let mut evidence =
+        Evidence { rules: config.rules, context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+    // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
+    if changed.iter().any(|path| path == "Cargo.lock") {
+        evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if uncommitted { None } else { Some(&range.head) });
+    }
+    let apps = select(workspace, &changed, &evidence);
+    let deleted = deleted_apps(git, workspace, base, &range.head)?;
+    Ok(Detection { base: Some(base.clone()), head: range.head.clone(), uncommitted, apps, deleted })
+}
+
+/// The paths each app's Dockerfile copies from outside the app's directory (and outside
+/// `target/`, where staged binaries live), for every platform.
+fn context_sources(workspace: &Workspace, platforms: &[crate::platform::Platform]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut sources = BTreeMap::new();
+    for app in workspace.apps() {
+        let dockerfile = app.dockerfile.as_deref().expect("apps have a Dockerfile");
+        let Ok(text) = std::fs::read_to_string(workspace.root.join(dockerfile)) else { continue };
+        let mut found = BTreeSet::new();
+        for platform in platforms {
+            // A Dockerfile the builder cannot read is reported by the build, not here.
+            let Ok(plan) = dockerfile::plan(&text, dockerfile, &platform.build_args()) else { continue };
+            for step in plan.copies {
+                for source in step.sources {
+                    let source = source.trim_start_matches("./").trim_end_matches('/').to_string();
+                    if !source.starts_with("target/") && !source.starts_with(&format!("{}/", app.dir)) {
+                        found.insert(source);
+                    }
+                }
+            }
+        }
+        sources.insert(app.name.clone(), found.into_iter().collect());
+    }
+    Ok(sources)
+}
+
+/// Resolves the dependency graph at `base` and at `head` (the work tree when `None`) and says
+/// which apps' resolved packages differ. When a graph cannot be resolved offline, the lockfile
+/// counts as a workspace-wide input: a miss would ship a stale image.
+fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
+    let graph_at = |rev: Option<&String>| -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let metadata = match rev {
+            None => workspace::resolve_graph(sh, &workspace.root)?,
+            Some(rev) => {
+                let dir = workspace.target_dir.join("xtask/trees").join(&rev[..rev.len().min(12)]);
+                let worktree = git.add_worktree(&dir, rev)?;
+                workspace::resolve_graph(sh, &worktree.dir)?
+            }
+        };
+        workspace::resolved_dependencies(&metadata)
+    };
+    match (graph_at(Some(&base.to_string())), graph_at(head)) {
+        (Ok(before), Ok(after)) => LockfileEvidence::Compared(lockfile_changes(&before, &after)),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("note: cannot compare the dependency graphs ({err:#}); every app counts as changed by Cargo.lock");
+            LockfileEvidence::NotCompared
+        }
     }
 }
 
-#[derive(Serialize)]
-struct ChangedReport<'a> {
-    base: Option<&'a str>,
-    head: &'a str,
-    apps: &'a [SelectedApp],
+/// Apps whose Dockerfile was deleted and whose directory is no app any more.
+fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) -> Result<Vec<DeletedApp>> {
+    let mut deleted = Vec::new();
+    for path in git.deleted_paths(base, head)? {
+        let Some(dir) = path.strip_suffix("/Dockerfile") else { continue };
+        if workspace.apps().any(|app| app.dir == dir) {
+            continue;
+        }
+        let manifest = git.show(base, &format!("{dir}/Cargo.toml")).unwrap_or_default();
+        let name = manifest
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("name").and_then(|rest| rest.trim().strip_prefix('=')))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or(dir).to_string());
+        deleted.push(DeletedApp { name, path: dir.to_string() });
+    }
+    Ok(deleted)
 }
 
-pub fn run(args: flags::Changed) -> Result<()> {
+/// Apps for `build` and `release`: named ones, all of them, or the changed ones.
+pub fn selection(sh: &Shell, git: Option<&Git<'_>>, workspace: &Workspace, selection: &flags::Selection) -> Result<Vec<SelectedApp>> {
+    let mut apps = if !selection.apps.is_empty() {
+        workspace.select_apps(&selection.apps)?.into_iter().map(|app| selected(workspace, &app.name, vec![Reason::Requested])).collect()
+    } else if selection.all {
+        select_all(workspace, Reason::Requested)
+    } else {
+        let git = git.context("detecting changed apps needs git")?;
+        let range = resolve_range(git, selection.base.as_deref(), None)?;
+        detect(sh, git, workspace, &range, false)?.apps
+    };
+    if !selection.exclude.is_empty() {
+        workspace.select_apps(&selection.exclude).context("in --exclude")?;
+        apps.retain(|app| !selection.exclude.contains(&app.name));
+    }
+    Ok(apps)
+}
+
+pub fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
     let git = Git::open(&sh, &workspace.root)?;
-    let range = resolve_range(&git, args.base.as_deref(), args.head.as_deref())?;
-    let apps = if args.all { select_all(&workspace, Reason::Requested) } else { detect(&git, &workspace, &range)? };
-    if args.json {
-        let report = ChangedReport { base: range.base.as_deref(), head: &range.head, apps: &apps };
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if apps.is_empty() {
-        println!("no app changed between {} and {}", range.base.as_deref().unwrap_or("(root)"), range.head);
+    let detection = if args.all {
+        let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;
+        Detection { base: None, head, uncommitted: false, apps: select_all(&workspace, Reason::Requested), deleted: Vec::new() }
     } else {
-        for app in &apps {
+        match resolve_range(&git, args.base.as_deref(), args.head.as_deref()) {
+            Ok(range) => detect(&sh, &git, &workspace, &range, args.include_uncommitted)?,
+            Err(err) if args.fallback.as_deref() == Some("all") => {
+                let why = format!("{err:#}");
+                let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;
+                Detection {
+                    base: None,
+                    head,
+                    uncommitted: false,
+                    apps: select_all(&workspace, Reason::Fallback { why }),
+                    deleted: Vec::new(),
+                }
+            }
+            Err(err) => return Err(err.context("cannot tell what changed; pass --fallback all to select every app instead")),
+        }
+    };
+    if let Some(name) = &args.explain {
+        workspace.select_apps(std::slice::from_ref(name))?;
+        explain(&workspace, &detection, name);
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&detection)?);
+    } else {
+        let head = if detection.uncommitted { "the work tree".to_string() } else { detection.head.clone() };
+        if detection.apps.is_empty() {
+            println!("no app changed between {} and {head}", detection.base.as_deref().unwrap_or("(root)"));
+        }
+        for app in &detection.apps {
             let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
             println!("{}: {}", app.name, reasons.join("; "));
         }
+        for app in &detection.deleted {
+            println!("{} (deleted from {}): not built", app.name, app.path);
+        }
     }
-    Ok(())
+    let changed = !detection.apps.is_empty() || !detection.deleted.is_empty();
+    Ok(if args.exit_code && changed { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+}
+
+/// Prints why `name` is selected, each reason as a chain from the changed file to the app.
+fn explain(workspace: &Workspace, detection: &Detection, name: &str) {
+    let Some(app) = detection.apps.iter().find(|app| app.name == name) else {
+        println!(
+            "{name} is not selected: nothing it is built from changed between {} and {}",
+            detection.base.as_deref().unwrap_or("(root)"),
+            detection.head
+        );
+        return;
+    };
+    for reason in &app.reasons {
+        match reason {
+            Reason::Dependency { crate_name, path } => {
+                let chain = workspace.dependency_chain(name, crate_name);
+                println!("{path} → {}", chain.join(" → "));
+            }
+            Reason::File { path } => println!("{path} → {name}"),
+            other => println!("{other} → {name}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +421,10 @@ mod tests {
     use crate::workspace::tests::workspace;
 
     fn check(changed: &[&str], expected: expect_test::Expect) {
+        check_with(changed, &Evidence::default(), expected)
+    }
+
+    fn check_with(changed: &[&str], evidence: &Evidence, expected: expect_test::Expect) {
         let ws = workspace(&[
             ("common", "crates/common", &[], false),
             ("words", "crates/words", &["common"], false),
@@ -176,7 +433,7 @@ mod tests {
             ("xtask", "xtask", &[], false),
         ]);
         let paths: Vec<String> = changed.iter().map(|p| p.to_string()).collect();
-        let actual: Vec<String> = select(&ws, &paths)
+        let actual: Vec<String> = select(&ws, &paths, evidence)
             .iter()
             .map(|app| {
                 let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
@@ -205,11 +462,81 @@ mod tests {
     #[test]
     fn workspace_wide_inputs_select_every_app() {
         check(
+            &["Cargo.toml", ".cargo/config.toml"],
+            expect_test::expect![[r#"
+                api: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed
+                worker: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed"#]],
+        );
+    }
+
+    #[test]
+    fn lockfile_selects_only_apps_whose_graph_changed() {
+        let compared = Evidence {
+            lockfile: LockfileEvidence::Compared(BTreeMap::from([
+                ("worker".to_string(), vec!["memchr 2.7.1".to_string(), "memchr 2.7.2".to_string()]),
+                ("xtask".to_string(), vec!["tokio 1.0.0".to_string()]),
+            ])),
+            ..Evidence::default()
+        };
+        check_with(
+            &["Cargo.lock"],
+            &compared,
+            expect_test::expect!["worker: Cargo.lock changed its dependencies (memchr 2.7.1, memchr 2.7.2)"],
+        );
+        check_with(
+            &["Cargo.lock"],
+            &Evidence { lockfile: LockfileEvidence::Compared(BTreeMap::new()), ..Evidence::default() },
+            expect_test::expect![""],
+        );
+        check(
             &["Cargo.lock"],
             expect_test::expect![[r#"
                 api: workspace-wide input Cargo.lock changed
                 worker: workspace-wide input Cargo.lock changed"#]],
         );
+    }
+
+    #[test]
+    fn build_context_outside_the_app_selects_it() {
+        let evidence =
+            Evidence { context_sources: BTreeMap::from([("api".to_string(), vec!["config/api".to_string()])]), ..Evidence::default() };
+        check_with(
+            &["config/api/prod.toml", "config/apiary.toml"],
+            &evidence,
+            expect_test::expect!["api: config/api/prod.toml, which its Dockerfile copies, changed"],
+        );
+    }
+
+    #[test]
+    fn user_rules_come_first() {
+        let rule = |paths: &str, apps: Option<RuleApps>, ignore: bool| PathRule { paths: paths.into(), apps, ignore };
+        let evidence = Evidence {
+            rules: vec![
+                rule("crates/*/README.md", None, true),
+                rule("proto/**", Some(RuleApps::All("all".into())), false),
+                rule("config/worker.toml", Some(RuleApps::Named(vec!["worker".into()])), false),
+            ],
+            ..Evidence::default()
+        };
+        check_with(
+            &["crates/api/README.md", "proto/v1/a.proto", "config/worker.toml"],
+            &evidence,
+            expect_test::expect![[r#"
+                api: proto/v1/a.proto changed (rule proto/**)
+                worker: proto/v1/a.proto changed (rule proto/**); config/worker.toml changed (rule config/worker.toml)"#]],
+        );
+    }
+
+    #[test]
+    fn lockfile_changes_name_the_packages() {
+        let graph = |lines: &[&str]| BTreeMap::from([("api".to_string(), lines.iter().map(|l| l.to_string()).collect::<BTreeSet<_>>())]);
+        let before = graph(&["serde 1.0.1 registry [std]", "itoa 1.0.0 registry []"]);
+        let after = graph(&["serde 1.0.2 registry [std]", "itoa 1.0.0 registry []"]);
+        assert_eq!(
+            lockfile_changes(&before, &after),
+            BTreeMap::from([("api".to_string(), vec!["serde 1.0.1".to_string(), "serde 1.0.2".to_string()])])
+        );
+        assert!(lockfile_changes(&before, &before).is_empty());
     }
 
     #[test]

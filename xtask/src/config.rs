@@ -22,14 +22,37 @@ struct Metadata {
     platforms: Vec<String>,
     #[serde(default)]
     targets: BTreeMap<String, String>,
+    #[serde(default)]
+    rules: Vec<PathRule>,
 }
 
+/// A user's change rule, `[[workspace.metadata.xtask.rules]]`: changed paths matching `paths`
+/// select the named apps, every app (`apps = "all"`), or nothing (`ignore = true`). Rules are
+/// tried in order before the built-in ones, and the first match decides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathRule {
+    pub paths: String,
+    #[serde(default)]
+    pub apps: Option<RuleApps>,
+    #[serde(default)]
+    pub ignore: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RuleApps {
+    /// Only `"all"` is accepted here; `resolve` checks it.
+    All(String),
+    Named(Vec<String>),
+}
 #[derive(Debug)]
 pub struct Config {
     pub repository: Repository,
     pub platforms: Vec<Platform>,
     /// The Rust target triple each platform's binaries are compiled for.
     pub targets: BTreeMap<Platform, String>,
+    pub rules: Vec<PathRule>,
 }
 
 /// What the user said outside the manifest.
@@ -41,8 +64,9 @@ pub struct Overrides<'a> {
 
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
-        Some(value) => serde_json::from_value(value.clone())
-            .context("invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets)")?,
+        Some(value) => serde_json::from_value(value.clone()).context(
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules)",
+        )?,
         None => Metadata::default(),
     };
     let env_repository = env("XTASK_REPOSITORY").filter(|value| !value.is_empty());
@@ -85,7 +109,17 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
             };
         }
     }
-    Ok(Config { repository, platforms, targets })
+    for rule in &metadata.rules {
+        match (&rule.apps, rule.ignore) {
+            (Some(RuleApps::All(all)), false) if all == "all" => {}
+            (Some(RuleApps::Named(_)), false) | (None, true) => {}
+            _ => bail!(
+                "invalid rule for `{}` in [[workspace.metadata.xtask.rules]]: give either apps = [\"app\", ...], apps = \"all\" or ignore = true",
+                rule.paths
+            ),
+        }
+    }
+    Ok(Config { repository, platforms, targets, rules: metadata.rules })
 }
 
 fn default_target(platform: &Platform) -> Option<&'static str> {
@@ -166,7 +200,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets): unknown field `repo`, expected one of `repository`, `platforms`, `targets`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),

@@ -33,7 +33,20 @@ pub struct Changed {
     /// Select every app
     #[arg(long)]
     pub all: bool,
-    /// Print a JSON object instead of text
+    /// Compare the base with the work tree, uncommitted and untracked files included
+    #[arg(long, conflicts_with = "head")]
+    pub include_uncommitted: bool,
+    /// What to do when the base cannot be found (shallow clone, unknown ref): `all` selects
+    /// every app and says why; without it that is an error
+    #[arg(long, value_parser = ["all"])]
+    pub fallback: Option<String>,
+    /// Print why APP is selected: the chain from each changed file to the app
+    #[arg(long, value_name = "APP")]
+    pub explain: Option<String>,
+    /// Exit with 1 when an app changed (or was deleted), 0 when none did; errors exit with 2
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Print a JSON object (`base`, `head`, `apps` with typed `reasons`, `deleted`)
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +59,9 @@ pub struct Selection {
     /// Select every app
     #[arg(long, conflicts_with = "apps")]
     pub all: bool,
+    /// Leave these apps out (repeatable)
+    #[arg(long, value_name = "APP")]
+    pub exclude: Vec<String>,
     /// The commit that changes are detected against
     #[arg(long)]
     pub base: Option<String>,

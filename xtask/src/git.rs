@@ -43,7 +43,7 @@ impl<'a> Git<'a> {
             })
     }
 
-    fn is_shallow(&self) -> bool {
+    pub fn is_shallow(&self) -> bool {
         let sh = self.sh;
         cmd!(sh, "git rev-parse --is-shallow-repository").quiet().ignore_stderr().read().is_ok_and(|out| out.trim() == "true")
     }
@@ -73,6 +73,43 @@ impl<'a> Git<'a> {
         Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
     }
 
+    /// Paths deleted between two commits.
+    pub fn deleted_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git diff --no-renames --name-only --diff-filter=D -z {base} {head}").quiet().read()?;
+        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Paths of the work tree that differ from `base`: tracked changes and untracked files.
+    pub fn uncommitted_paths(&self, base: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let tracked = cmd!(sh, "git diff --no-renames --name-only -z {base}").quiet().read()?;
+        let untracked = cmd!(sh, "git ls-files --others --exclude-standard -z").quiet().read()?;
+        let mut paths: Vec<String> =
+            tracked.split('\0').chain(untracked.split('\0')).filter(|p| !p.is_empty()).map(str::to_string).collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// The contents of `path` at `rev`, or `None` if it did not exist there.
+    pub fn show(&self, rev: &str, path: &str) -> Option<String> {
+        let sh = self.sh;
+        let spec = format!("{rev}:{path}");
+        cmd!(sh, "git show {spec}").quiet().ignore_stderr().read().ok()
+    }
+
+    /// Checks `rev` out into `dir` as a detached worktree, for reading an old tree with cargo.
+    pub fn add_worktree(&self, dir: &Path, rev: &str) -> Result<Worktree<'_>> {
+        let sh = self.sh;
+        cmd!(sh, "git worktree add --detach --force -q {dir} {rev}")
+            .quiet()
+            .ignore_stderr()
+            .run()
+            .with_context(|| format!("cannot check {rev} out into {}", dir.display()))?;
+        Ok(Worktree { git: self, dir: dir.to_path_buf() })
+    }
+
     /// Whether tracked or untracked, not ignored, files differ from HEAD.
     pub fn is_dirty(&self) -> Result<bool> {
         let sh = self.sh;
@@ -90,5 +127,19 @@ impl<'a> Git<'a> {
     pub fn origin_url(&self) -> Option<String> {
         let sh = self.sh;
         cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().ok().filter(|url| !url.is_empty())
+    }
+}
+
+/// A temporary checkout, removed when dropped.
+pub struct Worktree<'a> {
+    git: &'a Git<'a>,
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Worktree<'_> {
+    fn drop(&mut self) {
+        let sh = self.git.sh;
+        let dir = &self.dir;
+        let _ = cmd!(sh, "git worktree remove --force {dir}").quiet().ignore_stderr().run();
     }
 }

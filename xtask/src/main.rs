@@ -7,6 +7,7 @@ mod config;
 mod dockerfile;
 mod flags;
 mod git;
+mod glob;
 mod layer;
 mod layout;
 mod oci;
@@ -26,7 +27,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     match run(flags) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // One paragraph: the outermost context says what failed, the causes say why and the
             // innermost usually says what to do.
@@ -36,12 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(flags: flags::Xtask) -> anyhow::Result<()> {
+fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match flags.command {
         flags::Command::Changed(args) => changed::run(args),
-        flags::Command::Build(args) => runtime.block_on(build::run(args)),
-        flags::Command::Push(args) => runtime.block_on(push::run(args)),
-        flags::Command::Release(args) => runtime.block_on(release::run(args)),
+        flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
     }
 }

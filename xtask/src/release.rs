@@ -6,7 +6,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::build::{self, Provenance};
-use crate::changed::{self, SelectedApp};
+use crate::changed;
 use crate::config;
 use crate::flags;
 use crate::git::Git;
@@ -64,15 +64,7 @@ pub async fn run(args: flags::Release) -> Result<()> {
         bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
     }
 
-    let selection = &args.selection;
-    let apps: Vec<SelectedApp> = if !selection.apps.is_empty() {
-        workspace.select_apps(&selection.apps)?.into_iter().map(build::requested).collect()
-    } else if selection.all {
-        changed::select_all(&workspace, changed::Reason::Requested)
-    } else {
-        let range = changed::resolve_range(&git, selection.base.as_deref(), None)?;
-        changed::detect(&git, &workspace, &range)?
-    };
+    let apps = changed::selection(&sh, Some(&git), &workspace, &args.selection)?;
 
     let mut summary = Summary { repository: config.repository.to_string(), revision: &revision, dry_run: args.dry_run, apps: Vec::new() };
     for app in &apps {

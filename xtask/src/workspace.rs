@@ -1,7 +1,7 @@
 //! The workspace as `cargo metadata` describes it: members, their path dependencies on each other,
 //! and which of them are apps (a member with a `Dockerfile` beside its `Cargo.toml`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -136,6 +136,32 @@ impl Workspace {
         Ok(selected)
     }
 
+    /// How `app` depends on `crate_name`: the members from `crate_name` up to `app`, each
+    /// depended on by the next; empty if it does not.
+    pub fn dependency_chain(&self, app: &str, crate_name: &str) -> Vec<String> {
+        let mut previous: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([crate_name]);
+        while let Some(current) = queue.pop_front() {
+            if current == app {
+                let mut chain = vec![app.to_string()];
+                let mut at = app;
+                while let Some(before) = previous.get(at) {
+                    chain.push(before.to_string());
+                    at = before;
+                }
+                chain.reverse();
+                return chain;
+            }
+            for member in self.members.iter().filter(|m| m.deps.iter().any(|d| d == current)) {
+                if member.name != crate_name && !previous.contains_key(member.name.as_str()) {
+                    previous.insert(&member.name, current);
+                    queue.push_back(&member.name);
+                }
+            }
+        }
+        Vec::new()
+    }
+
     /// The members that depend on `name`, directly or through other members, and `name` itself.
     pub fn dependents_of(&self, name: &str) -> BTreeSet<String> {
         let mut found = BTreeSet::from([name.to_string()]);
@@ -151,6 +177,83 @@ impl Workspace {
             }
         }
     }
+}
+
+/// For every workspace member, the packages its build resolves to through normal and build
+/// dependencies, as `name version source [features]` lines, from the full `cargo metadata`
+/// output (with `resolve`). Comparing two of these tells which members a lockfile change reaches.
+pub fn resolved_dependencies(metadata: &serde_json::Value) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    #[derive(Deserialize)]
+    struct Full {
+        packages: Vec<Package>,
+        workspace_members: Vec<String>,
+        resolve: Resolve,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        id: String,
+        name: String,
+        version: String,
+        source: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Resolve {
+        nodes: Vec<Node>,
+    }
+    #[derive(Deserialize)]
+    struct Node {
+        id: String,
+        deps: Vec<NodeDep>,
+        #[serde(default)]
+        features: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct NodeDep {
+        pkg: String,
+        dep_kinds: Vec<DepKind>,
+    }
+    #[derive(Deserialize)]
+    struct DepKind {
+        kind: Option<String>,
+    }
+    let full: Full = serde_json::from_value(metadata.clone()).context("unexpected cargo metadata output (no resolve graph)")?;
+    let packages: BTreeMap<&str, &Package> = full.packages.iter().map(|p| (p.id.as_str(), p)).collect();
+    let nodes: BTreeMap<&str, &Node> = full.resolve.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut result = BTreeMap::new();
+    for member in &full.workspace_members {
+        let mut seen = BTreeSet::new();
+        let mut pending = vec![member.as_str()];
+        while let Some(id) = pending.pop() {
+            let Some(node) = nodes.get(id) else { continue };
+            for dep in &node.deps {
+                let builds = dep.dep_kinds.iter().any(|kind| kind.kind.as_deref() != Some("dev"));
+                if builds && seen.insert(dep.pkg.as_str()) {
+                    pending.push(dep.pkg.as_str());
+                }
+            }
+        }
+        let lines = seen
+            .iter()
+            .filter_map(|id| {
+                let package = packages.get(id)?;
+                let features = nodes.get(id).map(|node| node.features.join(",")).unwrap_or_default();
+                Some(format!("{} {} {} [{features}]", package.name, package.version, package.source.as_deref().unwrap_or("path")))
+            })
+            .collect();
+        if let Some(package) = packages.get(member.as_str()) {
+            result.insert(package.name.clone(), lines);
+        }
+    }
+    Ok(result)
+}
+
+/// The full `cargo metadata` of the workspace in `dir`, resolved from its lockfile without the
+/// network.
+pub fn resolve_graph(sh: &Shell, dir: &Path) -> Result<serde_json::Value> {
+    let _cwd = sh.push_dir(dir);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked --offline").quiet().ignore_stderr().read()?;
+    Ok(serde_json::from_str(&output)?)
 }
 
 fn relative(root: &Path, dir: &Path) -> String {
@@ -201,6 +304,8 @@ pub(crate) mod tests {
         assert_eq!(ws.member("worker").unwrap().dockerfile.as_deref(), Some("crates/worker/Dockerfile"));
         assert_eq!(ws.dependents_of("common").into_iter().collect::<Vec<_>>(), ["api", "common", "words", "worker"]);
         assert_eq!(ws.dependents_of("words").into_iter().collect::<Vec<_>>(), ["words", "worker"]);
+        assert_eq!(ws.dependency_chain("worker", "common"), ["common", "words", "worker"]);
+        assert!(ws.dependency_chain("api", "words").is_empty());
     }
 
     #[test]
@@ -213,5 +318,42 @@ pub(crate) mod tests {
         );
         let err = ws.select_apps(&["common".into()]).unwrap_err();
         assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn metadata(serde_version: &str) -> serde_json::Value {
+        let serde = format!("registry+https://github.com/rust-lang/crates.io-index#serde@{serde_version}");
+        serde_json::json!({
+            "packages": [
+                {"id": "path+file:///ws/api#0.1.0", "name": "api", "version": "0.1.0", "source": null},
+                {"id": "path+file:///ws/worker#0.1.0", "name": "worker", "version": "0.1.0", "source": null},
+                {"id": serde, "name": "serde", "version": serde_version, "source": "registry+https://github.com/rust-lang/crates.io-index"},
+                {"id": "registry+x#tempfile@3.0.0", "name": "tempfile", "version": "3.0.0", "source": "registry+x"},
+            ],
+            "workspace_members": ["path+file:///ws/api#0.1.0", "path+file:///ws/worker#0.1.0"],
+            "resolve": {"nodes": [
+                {"id": "path+file:///ws/api#0.1.0", "deps": [{"pkg": serde, "dep_kinds": [{"kind": null}]}], "features": []},
+                {"id": "path+file:///ws/worker#0.1.0", "deps": [{"pkg": "registry+x#tempfile@3.0.0", "dep_kinds": [{"kind": "dev"}]}], "features": []},
+                {"id": serde, "deps": [], "features": ["derive", "std"]},
+                {"id": "registry+x#tempfile@3.0.0", "deps": [], "features": []},
+            ]},
+        })
+    }
+
+    #[test]
+    fn dev_dependencies_do_not_count_and_versions_do() {
+        let old = resolved_dependencies(&metadata("1.0.1")).unwrap();
+        let new = resolved_dependencies(&metadata("1.0.2")).unwrap();
+        assert_eq!(
+            old["api"].iter().collect::<Vec<_>>(),
+            ["serde 1.0.1 registry+https://github.com/rust-lang/crates.io-index [derive,std]"]
+        );
+        assert!(old["worker"].is_empty(), "dev-dependencies do not reach the image");
+        assert_ne!(old["api"], new["api"]);
+        assert_eq!(old["worker"], new["worker"]);
     }
 }
