@@ -289,3 +289,44 @@ fn deleted_apps_exit_codes_explanations_and_shallow_clones() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("worker: everything, because this clone is shallow"), "{}", stdout(&output));
 }
+
+#[test]
+fn extra_tags_no_latest_and_github_outputs() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let sha = scratch.head();
+    let outputs = tempfile::tempdir().unwrap();
+    let (output_file, summary_file) = (outputs.path().join("output"), outputs.path().join("summary"));
+    let output = scratch.xtask_with_env(
+        &[
+            "release",
+            "worker",
+            "--repository",
+            &repository,
+            "--platform",
+            "linux/amd64",
+            "--tag-extra",
+            "semver",
+            "--tag-extra",
+            "staging",
+            "--no-latest",
+        ],
+        &[("GITHUB_OUTPUT", output_file.to_str().unwrap()), ("GITHUB_STEP_SUMMARY", summary_file.to_str().unwrap())],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let digest = |tag: &str| {
+        let out = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{repository}:{tag}")]);
+        out.status.success().then(|| sha256(&out.stdout))
+    };
+    let released = digest(&format!("worker-{sha}")).expect("the sha tag exists");
+    assert_eq!(digest("worker-v0.2.0"), Some(released.clone()));
+    assert_eq!(digest("worker-staging"), Some(released.clone()));
+    assert_eq!(digest("worker-latest"), None, "--no-latest leaves -latest alone");
+
+    let outputs = std::fs::read_to_string(&output_file).unwrap();
+    assert!(outputs.contains(&format!("digests={{\"worker\":\"{released}\"}}")), "{outputs}");
+    assert!(outputs.contains("matrix={\"app\":[\"worker\"]}"), "{outputs}");
+    let summary = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(summary.contains("| worker | `") && summary.contains("released |"), "{summary}");
+}

@@ -122,6 +122,14 @@ pub struct Release {
     /// Print what would be built, pushed and tagged, and touch nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// More tags per app, each one manifest PUT (repeatable): `semver` gives `<app>-v<crate
+    /// version>`, `date` gives `<app>-<YYYYMMDD>` of the commit, anything else `<app>-<it>`
+    /// (for instance `staging`)
+    #[arg(long, value_name = "RULE")]
+    pub tag_extra: Vec<String>,
+    /// Do not move `<app>-latest`
+    #[arg(long)]
+    pub no_latest: bool,
     /// Release even with uncommitted changes (the sha tag would then not describe the image)
     #[arg(long)]
     pub allow_dirty: bool,

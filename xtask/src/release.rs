@@ -38,13 +38,33 @@ struct AppSummary {
     error: Option<String>,
 }
 
+/// What a release tags an app with, besides the commit.
+pub struct TagPlan<'a> {
+    pub revision: &'a str,
+    /// The commit's date as `YYYYMMDD`, for `date` tags.
+    pub date: &'a str,
+    pub extra: &'a [String],
+    pub latest: bool,
+}
+
 /// The tags an app's index gets, in the order they are written: the immutable sha tag first,
-/// so that `-latest` never names an image that has no sha tag.
-pub fn release_tags(app: &str, revision: &str) -> Result<Vec<String>> {
-    let tags = vec![format!("{app}-{revision}"), format!("{app}-latest")];
-    for tag in &tags {
-        validate_tag(tag).with_context(|| format!("app `{app}` makes an invalid tag; rename the package"))?;
+/// then the extra tags, and `-latest` last, so that it never names an image that lacks the others.
+pub fn release_tags(app: &str, version: &str, plan: &TagPlan<'_>) -> Result<Vec<String>> {
+    let mut tags = vec![format!("{app}-{}", plan.revision)];
+    for rule in plan.extra {
+        tags.push(match rule.as_str() {
+            "semver" => format!("{app}-v{version}"),
+            "date" => format!("{app}-{}", plan.date),
+            suffix => format!("{app}-{suffix}"),
+        });
     }
+    if plan.latest {
+        tags.push(format!("{app}-latest"));
+    }
+    for tag in &tags {
+        validate_tag(tag).with_context(|| format!("app `{app}` gets an invalid tag; rename the package or change --tag-extra"))?;
+    }
+    tags.dedup();
     Ok(tags)
 }
 
@@ -66,12 +86,16 @@ pub async fn run(args: flags::Release) -> Result<()> {
 
     let apps = changed::selection(&sh, Some(&git), &workspace, &args.selection)?;
 
+    let epoch = git.commit_time(&revision)?;
+    let date: String = crate::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
+    let tag_plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
     let mut summary = Summary { repository: config.repository.to_string(), revision: &revision, dry_run: args.dry_run, apps: Vec::new() };
     for app in &apps {
+        let version = workspace.member(&app.name).map(|member| member.version.as_str()).unwrap_or_default();
         summary.apps.push(AppSummary {
             name: app.name.clone(),
             reasons: app.reasons.clone(),
-            tags: release_tags(&app.name, &revision)?,
+            tags: release_tags(&app.name, version, &tag_plan)?,
             digest: None,
             push: None,
             error: None,
@@ -103,10 +127,45 @@ pub async fn run(args: flags::Release) -> Result<()> {
         }
     }
     print_summary(&summary, args.json)?;
+    write_github_outputs(&summary)?;
     if !failures.is_empty() {
         bail!("{} of {} apps failed to release, and their tags were not moved: {}", failures.len(), apps.len(), failures.join("; "));
     }
     Ok(())
+}
+
+/// In GitHub Actions: a Markdown table for the job summary, and `digests` (app → digest) and
+/// `matrix` (`{"app": [...]}` of the released apps) as step outputs.
+fn write_github_outputs(summary: &Summary<'_>) -> Result<()> {
+    use std::io::Write as _;
+    let append = |variable: &str, text: &str| -> Result<()> {
+        let Some(path) = std::env::var_os(variable) else { return Ok(()) };
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("cannot write ${variable}"))?;
+        file.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    let mut table = format!(
+        "### Release of {}\n\n| app | digest | tags | uploaded | result |\n| --- | --- | --- | --- | --- |\n",
+        &summary.revision[..summary.revision.len().min(12)]
+    );
+    for app in &summary.apps {
+        let digest = app.digest.as_ref().map(|d| format!("`{d}`")).unwrap_or_default();
+        let uploaded =
+            app.push.as_ref().map(|p| format!("{} of {} blobs, {} bytes", p.blobs_uploaded, p.blobs, p.bytes_uploaded)).unwrap_or_default();
+        let result = if app.error.is_some() { "failed" } else { "released" };
+        table.push_str(&format!("| {} | {digest} | {} | {uploaded} | {result} |\n", app.name, app.tags.join("<br>")));
+    }
+    append("GITHUB_STEP_SUMMARY", &table)?;
+    let digests: std::collections::BTreeMap<&str, String> = summary
+        .apps
+        .iter()
+        .filter(|app| app.error.is_none())
+        .filter_map(|app| Some((app.name.as_str(), app.digest.as_ref()?.to_string())))
+        .collect();
+    let released: Vec<&str> = digests.keys().copied().collect();
+    let outputs = format!("digests={}\nmatrix={}\n", serde_json::to_string(&digests)?, serde_json::json!({ "app": released }));
+    append("GITHUB_OUTPUT", &outputs)
 }
 
 fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
@@ -145,11 +204,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sha_tag_comes_before_latest() {
+    fn sha_tag_first_extras_then_latest() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(release_tags("hello-api", sha).unwrap(), [format!("hello-api-{sha}"), "hello-api-latest".to_string()]);
+        let extra = ["semver".to_string(), "date".to_string(), "staging".to_string()];
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true };
+        expect_test::expect![[r#"
+            hello-api-0123456789abcdef0123456789abcdef01234567
+            hello-api-v0.3.1
+            hello-api-20261122
+            hello-api-staging
+            hello-api-latest"#]]
+        .assert_eq(&release_tags("hello-api", "0.3.1", &plan).unwrap().join("\n"));
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false };
+        assert_eq!(release_tags("worker", "0.2.0", &plan).unwrap(), [format!("worker-{sha}")]);
         let long = "a".repeat(100);
-        let err = release_tags(&long, sha).unwrap_err();
+        let err = release_tags(&long, "1.0.0", &plan).unwrap_err();
         assert!(format!("{err:#}").contains("is not a valid tag"), "{err:#}");
+        let bad = ["bad/suffix".to_string()];
+        let err = release_tags("worker", "0.2.0", &TagPlan { extra: &bad, ..plan }).unwrap_err();
+        assert!(format!("{err:#}").contains("change --tag-extra"), "{err:#}");
     }
 }
