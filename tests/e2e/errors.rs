@@ -87,6 +87,89 @@ fn bad_input_gets_a_clear_error() {
             expected: "target/nowhere is not an OCI image layout",
         },
         Case { args: args(&["changed", "--base", "no-such-ref"]), setup: nothing, expected: "unknown git revision `no-such-ref`" },
+        Case {
+            args: args(&["release", "worker", "--tag-extra", "bad/suffix", "--dry-run"]),
+            setup: nothing,
+            expected: "`worker-bad/suffix` is not a valid tag",
+        },
+        Case {
+            args: args(&["release", "worker", "--tag-extra", &"x".repeat(130), "--dry-run"]),
+            setup: nothing,
+            expected: "is not a valid tag: a tag is 1 to 128 letters",
+        },
+        Case {
+            args: args(&["changed", "--fallback", "some"]),
+            setup: nothing,
+            expected: "invalid value 'some' for '--fallback <FALLBACK>'",
+        },
+        Case {
+            args: args(&["push", "x", "127.0.0.1:1/a:b", "--jobs", "0"]),
+            setup: nothing,
+            expected: "invalid value '0' for '--jobs <JOBS>'",
+        },
+        Case {
+            args: args(&["push", "x", "127.0.0.1:1/a:b", "--chunk-size", "1"]),
+            setup: nothing,
+            expected: "invalid value '1' for '--chunk-size <MIB>'",
+        },
+        Case {
+            args: args(&["release", "--all", "--dry-run"]),
+            setup: &|scratch| {
+                let manifest = std::fs::read_to_string(scratch.path().join("Cargo.toml")).unwrap();
+                scratch.write("Cargo.toml", &manifest.replace("repository = \"\"", "repository = 5"));
+                scratch.commit("broken settings");
+            },
+            expected: "invalid [workspace.metadata.xtask] in the root Cargo.toml",
+        },
+        Case {
+            args: args(&["changed"]),
+            setup: &|scratch| {
+                let manifest = std::fs::read_to_string(scratch.path().join("Cargo.toml")).unwrap();
+                scratch.write(
+                    "Cargo.toml",
+                    &format!("{manifest}\n[[workspace.metadata.xtask.rules]]\npaths = \"proto/**\"\napps = [\"nope\"]\n"),
+                );
+                scratch.commit("rule for an unknown app");
+            },
+            expected: "in the rule for `proto/**` of [[workspace.metadata.xtask.rules]]: unknown app `nope`",
+        },
+        Case { args: args(&["changed", "--explain", "common"]), setup: nothing, expected: "crate `common` is not an app" },
+        Case {
+            args: args(&["release", "--all", "--exclude", "nope", "--dry-run"]),
+            setup: nothing,
+            expected: "in --exclude: unknown app `nope`",
+        },
+        Case {
+            args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod:x", "--ca-file", "/nonexistent/ca.pem"]),
+            setup: nothing,
+            expected: "cannot read the CA file /nonexistent/ca.pem",
+        },
+        Case {
+            args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod:x", "--mount-from", "Bad Repo"]),
+            setup: nothing,
+            expected: "--mount-from `Bad Repo` is not a repository path",
+        },
+        Case {
+            args: args(&["push", "target/nowhere", "127.0.0.1:1/acme/prod"]),
+            setup: nothing,
+            expected: "has no tag: write REPOSITORY:TAG",
+        },
+        Case {
+            args: args(&["build", "worker"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", "FROM scratch\nCOPY ../outside /x\n");
+                scratch.commit("copy from outside the context");
+            },
+            expected: "crates/worker/Dockerfile:2: COPY source `../outside` is outside the build context",
+        },
+        Case {
+            args: args(&["build", "worker", "--platform", "linux/amd64"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", "FROM scratch\nCOPY crates/worker/missing.txt /x\n");
+                scratch.commit("copy a missing file");
+            },
+            expected: "crates/worker/Dockerfile:2: COPY source `crates/worker/missing.txt` does not exist in the build context",
+        },
     ];
     for case in cases {
         let scratch = Scratch::new();

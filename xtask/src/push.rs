@@ -309,10 +309,11 @@ fn parse_layout_argument(text: &str) -> (&str, Option<&str>) {
 
 pub async fn run(args: flags::Push) -> Result<()> {
     let reference = ImageReference::parse(&args.reference)?;
+    // Options are checked before the layout is read, so that a bad flag is named first.
+    let session = Session::new(&args.transfer, Progress::new(false))?;
     let (dir, name) = parse_layout_argument(&args.layout);
     let layout = Layout::open(Path::new(dir))?;
     let root = layout.resolve(name)?;
-    let session = Session::new(&args.transfer, Progress::new(false))?;
     let report = session
         .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag))
         .await
