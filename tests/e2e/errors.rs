@@ -115,8 +115,7 @@ fn bad_input_gets_a_clear_error() {
         Case {
             args: args(&["release", "--all", "--dry-run"]),
             setup: &|scratch| {
-                let manifest = std::fs::read_to_string(scratch.path().join("Cargo.toml")).unwrap();
-                scratch.write("Cargo.toml", &manifest.replace("repository = \"\"", "repository = 5"));
+                scratch.edit("Cargo.toml", |manifest| manifest.replace("repository = \"\"", "repository = 5"));
                 scratch.commit("broken settings");
             },
             expected: "invalid [workspace.metadata.xtask] in the root Cargo.toml",
@@ -124,11 +123,9 @@ fn bad_input_gets_a_clear_error() {
         Case {
             args: args(&["changed"]),
             setup: &|scratch| {
-                let manifest = std::fs::read_to_string(scratch.path().join("Cargo.toml")).unwrap();
-                scratch.write(
-                    "Cargo.toml",
-                    &format!("{manifest}\n[[workspace.metadata.xtask.rules]]\npaths = \"proto/**\"\napps = [\"nope\"]\n"),
-                );
+                scratch.edit("Cargo.toml", |manifest| {
+                    format!("{manifest}\n[[workspace.metadata.xtask.rules]]\npaths = \"proto/**\"\napps = [\"nope\"]\n")
+                });
                 scratch.commit("rule for an unknown app");
             },
             expected: "in the rule for `proto/**` of [[workspace.metadata.xtask.rules]]: unknown app `nope`",

@@ -98,6 +98,12 @@ impl Scratch {
         fs::write(path, contents).unwrap();
     }
 
+    /// Rewrites the file at `path` with `change` applied to its text.
+    pub fn edit(&self, path: &str, change: impl FnOnce(&str) -> String) {
+        let text = fs::read_to_string(self.path().join(path)).unwrap();
+        self.write(path, &change(&text));
+    }
+
     /// Stores Basic credentials for `host` the way `docker login` does.
     pub fn login(&self, host: &str, user: &str, password: &str) {
         use base64::Engine as _;

@@ -161,8 +161,7 @@ fn base_images_are_resolved_without_downloading_their_layers_and_mounted_at_push
     let registry = Registry::start();
     let base = format!("{}/acme/base:1", registry.host);
     crate::harness::push_base_image(&scratch, &base, &["amd64", "arm64"]);
-    let dockerfile = std::fs::read_to_string(scratch.path().join("crates/worker/Dockerfile")).unwrap();
-    scratch.write("crates/worker/Dockerfile", &dockerfile.replace("FROM scratch", &format!("FROM {base}")));
+    scratch.edit("crates/worker/Dockerfile", |dockerfile| dockerfile.replace("FROM scratch", &format!("FROM {base}")));
     let sha = scratch.commit("worker on a base image");
 
     let before = registry.requests().len();
@@ -233,15 +232,13 @@ fn lockfile_changes_select_only_the_apps_whose_dependencies_they_change() {
 
     // Text that changes no dependency graph.
     let base = scratch.head();
-    let lock = std::fs::read_to_string(scratch.path().join("Cargo.lock")).unwrap();
-    scratch.write("Cargo.lock", &lock.replacen("# This file", "# This generated file", 1));
+    scratch.edit("Cargo.lock", |lock| lock.replacen("# This file", "# This generated file", 1));
     scratch.commit("reword the lockfile header");
     assert!(app_names(&changed_json(&scratch, &["--base", &base])).is_empty());
 
     // A dependency only the xtask gains.
     let base = scratch.head();
-    let manifest = std::fs::read_to_string(scratch.path().join("xtask/Cargo.toml")).unwrap();
-    scratch.write("xtask/Cargo.toml", &manifest.replacen("[dependencies]\n", "[dependencies]\nitoa = \"1\"\n", 1));
+    scratch.edit("xtask/Cargo.toml", |manifest| manifest.replacen("[dependencies]\n", "[dependencies]\nitoa = \"1\"\n", 1));
     refresh_lockfile();
     scratch.commit("xtask uses itoa");
     let json = changed_json(&scratch, &["--base", &base]);
@@ -249,8 +246,7 @@ fn lockfile_changes_select_only_the_apps_whose_dependencies_they_change() {
 
     // A dependency of the worker's library.
     let base = scratch.head();
-    let manifest = std::fs::read_to_string(scratch.path().join("crates/wordcount/Cargo.toml")).unwrap();
-    scratch.write("crates/wordcount/Cargo.toml", &format!("{manifest}\n[dependencies]\nitoa = \"1\"\n"));
+    scratch.edit("crates/wordcount/Cargo.toml", |manifest| format!("{manifest}\n[dependencies]\nitoa = \"1\"\n"));
     refresh_lockfile();
     scratch.commit("wordcount uses itoa");
     let json = changed_json(&scratch, &["--base", &base]);

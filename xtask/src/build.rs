@@ -71,7 +71,7 @@ pub async fn run(args: flags::Build) -> Result<()> {
         Git::open(&sh, &workspace.root).ok()
     };
     let head = git.as_ref().and_then(|git| git.rev_parse("HEAD").ok());
-    let apps = changed::selection(&sh, git.as_ref(), &workspace, selection)?;
+    let apps = changed::selection(&sh, git.as_ref(), &workspace, &config, selection)?;
     if apps.is_empty() {
         println!("no app to build");
         return Ok(());
@@ -164,7 +164,7 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     for triple in &triples {
         args.extend(["--target".into(), triple.to_string()]);
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = crate::workspace::cargo();
     cmd!(sh, "{cargo} {args...}").run().with_context(|| {
         format!(
             "cargo could not build {} for {}: fix what cargo printed above (a missing cross linker for an app with C dependencies needs, for instance, `apt-get install gcc-aarch64-linux-gnu`)",

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::config::{self, PathRule, RuleApps};
+use crate::config::{self, Config, PathRule, RuleApps};
 use crate::dockerfile;
 use crate::flags;
 use crate::git::Git;
@@ -235,13 +235,12 @@ pub struct Detection {
 
 /// Selects apps between two commits (or the base and the work tree), or every app for a root
 /// commit.
-pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, range: &Range, uncommitted: bool) -> Result<Detection> {
+pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Range, uncommitted: bool) -> Result<Detection> {
     let Some(base) = &range.base else {
         let apps = select_all(workspace, Reason::FirstCommit);
         return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
     };
     let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
-    let config = config::resolve(&workspace.metadata, &|_| None, config::Overrides::default())?;
     for rule in &config.rules {
         if let Some(RuleApps::Named(names)) = &rule.apps {
             workspace
@@ -250,7 +249,7 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, range: &Range, u
         }
     }
     let mut evidence =
-        Evidence { rules: config.rules, context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+        Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
         evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if uncommitted { None } else { Some(&range.head) });
@@ -329,7 +328,13 @@ fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) ->
 }
 
 /// Apps for `build` and `release`: named ones, all of them, or the changed ones.
-pub fn selection(sh: &Shell, git: Option<&Git<'_>>, workspace: &Workspace, selection: &flags::Selection) -> Result<Vec<SelectedApp>> {
+pub fn selection(
+    sh: &Shell,
+    git: Option<&Git<'_>>,
+    workspace: &Workspace,
+    config: &Config,
+    selection: &flags::Selection,
+) -> Result<Vec<SelectedApp>> {
     let mut apps = if !selection.apps.is_empty() {
         workspace.select_apps(&selection.apps)?.into_iter().map(|app| selected(workspace, &app.name, vec![Reason::Requested])).collect()
     } else if selection.all {
@@ -337,7 +342,7 @@ pub fn selection(sh: &Shell, git: Option<&Git<'_>>, workspace: &Workspace, selec
     } else {
         let git = git.context("detecting changed apps needs git")?;
         let range = resolve_range(git, selection.base.as_deref(), None)?;
-        detect(sh, git, workspace, &range, false)?.apps
+        detect(sh, git, workspace, config, &range, false)?.apps
     };
     if !selection.exclude.is_empty() {
         workspace.select_apps(&selection.exclude).context("in --exclude")?;
@@ -351,12 +356,13 @@ pub fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
     let git = Git::open(&sh, &workspace.root)?;
+    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), config::Overrides::default())?;
     let detection = if args.all {
         let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;
         Detection { base: None, head, uncommitted: false, apps: select_all(&workspace, Reason::Requested), deleted: Vec::new() }
     } else {
         match resolve_range(&git, args.base.as_deref(), args.head.as_deref()) {
-            Ok(range) => detect(&sh, &git, &workspace, &range, args.include_uncommitted)?,
+            Ok(range) => detect(&sh, &git, &workspace, &config, &range, args.include_uncommitted)?,
             Err(err) if args.fallback.as_deref() == Some("all") => {
                 let why = format!("{err:#}");
                 let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;

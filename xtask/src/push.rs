@@ -63,7 +63,7 @@ struct GraphBlob {
 impl Session {
     pub fn new(transfer: &flags::Transfer, progress: Progress) -> Result<Session> {
         for repository in &transfer.mount_from {
-            if Repository::parse(&format!("localhost/{repository}")).is_err() {
+            if !crate::reference::is_valid_repository_path(repository) {
                 bail!("--mount-from `{repository}` is not a repository path: name a repository of the same registry, such as acme/staging");
             }
         }

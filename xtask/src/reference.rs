@@ -76,7 +76,7 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_valid_repository_path(path: &str) -> bool {
+pub fn is_valid_repository_path(path: &str) -> bool {
     path.split('/').all(|component| {
         let bytes = component.as_bytes();
         let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();

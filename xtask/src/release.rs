@@ -84,7 +84,7 @@ pub async fn run(args: flags::Release) -> Result<()> {
         bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
     }
 
-    let apps = changed::selection(&sh, Some(&git), &workspace, &args.selection)?;
+    let apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
 
     let epoch = git.commit_time(&revision)?;
     let date: String = crate::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();

@@ -70,7 +70,7 @@ impl Workspace {
     /// between members are all the graph that selection needs.
     pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
         let _cwd = sh.push_dir(dir);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cargo = cargo();
         let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().read().with_context(|| {
             format!("cannot read the Cargo workspace in {}: run the xtask inside the workspace and fix what cargo reports", dir.display())
         })?;
@@ -251,9 +251,15 @@ pub fn resolved_dependencies(metadata: &serde_json::Value) -> Result<BTreeMap<St
 /// network.
 pub fn resolve_graph(sh: &Shell, dir: &Path) -> Result<serde_json::Value> {
     let _cwd = sh.push_dir(dir);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
     let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked --offline").quiet().ignore_stderr().read()?;
     Ok(serde_json::from_str(&output)?)
+}
+
+/// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
+/// apps; plain `cargo` otherwise.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 fn relative(root: &Path, dir: &Path) -> String {
