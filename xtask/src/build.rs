@@ -41,6 +41,9 @@ pub struct Provenance {
     /// Seconds since the epoch for every timestamp in the image: `SOURCE_DATE_EPOCH`, else the
     /// commit time, else 0; so rebuilding a commit gives the same bytes.
     pub epoch: u64,
+    /// Per app, the digest of its inputs (see `inputs`), recorded on its index; empty when the
+    /// work tree does not match the commit.
+    pub inputs: BTreeMap<String, oci::Digest>,
 }
 
 impl Provenance {
@@ -51,7 +54,7 @@ impl Provenance {
             (None, Some(git), Some(revision)) => git.commit_time(revision)?,
             _ => 0,
         };
-        Ok(Provenance { revision: revision.map(str::to_string), source: git.and_then(Git::origin_url), epoch })
+        Ok(Provenance { revision: revision.map(str::to_string), source: git.and_then(Git::origin_url), epoch, inputs: BTreeMap::new() })
     }
 }
 
@@ -76,7 +79,13 @@ pub async fn run(args: flags::Build) -> Result<()> {
         println!("no app to build");
         return Ok(());
     }
-    let provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
+    let mut provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
+    if let (Some(git), Some(head)) = (&git, &head) {
+        if !git.is_dirty()? {
+            let inputs = crate::heal::current_inputs(&sh, git, &workspace, &config, head)?;
+            provenance.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+        }
+    }
     let session = Session::new(&args.transfer, Progress::new(false))?;
     let images = build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
     for image in &images {
@@ -144,7 +153,11 @@ pub async fn build_apps(
             let descriptor = assemble_image(&layout, workspace, member, platform, plan, base, provenance)?;
             manifests.push(descriptor);
         }
-        let index = ImageIndex::new(manifests, annotations(member, provenance));
+        let mut index_annotations = annotations(member, provenance);
+        if let Some(inputs) = provenance.inputs.get(&member.name) {
+            index_annotations.insert(crate::inputs::ANNOTATION.to_string(), inputs.to_string());
+        }
+        let index = ImageIndex::new(manifests, index_annotations);
         let index = layout.write_blob(oci::MEDIA_TYPE_INDEX, &oci::to_bytes(&index))?;
         layout.tag("latest", &index)?;
         images.push(BuiltImage { app: member.name.clone(), layout: layout_dir, index });

@@ -49,6 +49,12 @@ pub enum Reason {
     FirstCommit,
     /// Changes could not be detected and --fallback all was given.
     Fallback { why: String },
+    /// The repository has no `<app>-<sha>` image for any of the app's last changes (`searched`,
+    /// newest first): a release failed or the repository is new.
+    Unreleased { searched: Vec<String> },
+    /// The newest `<app>-<sha>` image of the app's last changes was built from other inputs than
+    /// the head's (`recorded`; none when the image predates input digests).
+    Stale { tag: String, recorded: Option<crate::oci::Digest> },
 }
 
 impl std::fmt::Display for Reason {
@@ -63,6 +69,14 @@ impl std::fmt::Display for Reason {
             Reason::Requested => write!(f, "requested"),
             Reason::FirstCommit => write!(f, "first commit"),
             Reason::Fallback { why } => write!(f, "everything, because {why}"),
+            Reason::Unreleased { searched } => match searched.first() {
+                Some(newest) => {
+                    write!(f, "not in the repository: no image of its last {} changes, the newest being {newest}", searched.len())
+                }
+                None => write!(f, "not in the repository"),
+            },
+            Reason::Stale { tag, recorded: Some(_) } => write!(f, "{tag} in the repository was built from other inputs"),
+            Reason::Stale { tag, recorded: None } => write!(f, "{tag} in the repository does not record its inputs"),
         }
     }
 }
@@ -103,6 +117,8 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
     let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
     let mut add = |app: &str, reason: Reason| reasons.entry(app.to_string()).or_default().push(reason);
     let all_apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
+    // Many paths share an owner; its dependents are computed once.
+    let mut dependents: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for path in changed_paths {
         if let Some(rule) = evidence.rules.iter().find(|rule| glob::matches(&rule.paths, path)) {
             let reason = || Reason::Rule { paths: rule.paths.clone(), path: path.clone() };
@@ -137,10 +153,11 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         let owner = workspace
             .members
             .iter()
-            .filter(|member| member.dir.is_empty() || path.starts_with(&format!("{}/", member.dir)))
+            .filter(|member| member.dir.is_empty() || path.strip_prefix(&member.dir).is_some_and(|rest| rest.starts_with('/')))
             .max_by_key(|member| member.dir.len());
         let Some(owner) = owner else { continue };
-        for dependent in workspace.dependents_of(&owner.name) {
+        let dependents = dependents.entry(&owner.name).or_insert_with(|| workspace.dependents_of(&owner.name));
+        for dependent in dependents.iter().cloned() {
             if !all_apps.contains(&dependent) {
                 continue;
             }
@@ -160,7 +177,7 @@ pub fn select_all(workspace: &Workspace, reason: Reason) -> Vec<SelectedApp> {
     workspace.apps().map(|app| selected(workspace, &app.name, vec![reason.clone()])).collect()
 }
 
-fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> SelectedApp {
+pub fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> SelectedApp {
     let app = workspace.member(name).expect("selected apps are workspace members");
     SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons }
 }
@@ -261,7 +278,7 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config,
 
 /// The paths each app's Dockerfile copies from outside the app's directory (and outside
 /// `target/`, where staged binaries live), for every platform.
-fn context_sources(workspace: &Workspace, platforms: &[crate::platform::Platform]) -> Result<BTreeMap<String, Vec<String>>> {
+pub fn context_sources(workspace: &Workspace, platforms: &[crate::platform::Platform]) -> Result<BTreeMap<String, Vec<String>>> {
     let mut sources = BTreeMap::new();
     for app in workspace.apps() {
         let dockerfile = app.dockerfile.as_deref().expect("apps have a Dockerfile");
@@ -290,11 +307,11 @@ fn context_sources(workspace: &Workspace, platforms: &[crate::platform::Platform
 fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
     let graph_at = |rev: Option<&String>| -> Result<BTreeMap<String, BTreeSet<String>>> {
         let metadata = match rev {
-            None => workspace::resolve_graph(sh, &workspace.root)?,
+            None => workspace::resolve_graph(sh, &workspace.root, true)?,
             Some(rev) => {
                 let dir = workspace.target_dir.join("xtask/trees").join(&rev[..rev.len().min(12)]);
                 let worktree = git.add_worktree(&dir, rev)?;
-                workspace::resolve_graph(sh, &worktree.dir)?
+                workspace::resolve_graph(sh, &worktree.dir, true)?
             }
         };
         workspace::resolved_dependencies(&metadata)
@@ -351,13 +368,14 @@ pub fn selection(
     Ok(apps)
 }
 
-pub fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
+pub async fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
     let git = Git::open(&sh, &workspace.root)?;
-    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), config::Overrides::default())?;
-    let detection = if args.all {
+    let overrides = config::Overrides { repository: args.repository.as_deref(), platforms: &[] };
+    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), overrides)?.rooted_at(&workspace.root);
+    let mut detection = if args.all {
         let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;
         Detection { base: None, head, uncommitted: false, apps: select_all(&workspace, Reason::Requested), deleted: Vec::new() }
     } else {
@@ -377,6 +395,13 @@ pub fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
             Err(err) => return Err(err.context("cannot tell what changed; pass --fallback all to select every app instead")),
         }
     };
+    if args.against_registry {
+        let transfer = flags::Transfer { ca_file: args.ca_file.clone(), ..flags::Transfer::default() };
+        let session = crate::push::Session::new(&transfer, crate::progress::Progress::new(true))?;
+        let inputs = crate::heal::current_inputs(&sh, &git, &workspace, &config, &detection.head)?;
+        crate::heal::add_unreleased(&git, &session, &config.repository, &detection.head, &workspace, &inputs, &[], &mut detection.apps)
+            .await?;
+    }
     if let Some(name) = &args.explain {
         workspace.select_apps(std::slice::from_ref(name))?;
         explain(&workspace, &detection, name);

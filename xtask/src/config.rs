@@ -55,6 +55,17 @@ pub struct Config {
     pub rules: Vec<PathRule>,
 }
 
+impl Config {
+    /// Makes a relative layout repository relative to the workspace root, wherever the command
+    /// runs.
+    pub fn rooted_at(mut self, root: &std::path::Path) -> Config {
+        if let Repository::Layout { dir } = &self.repository {
+            self.repository = Repository::Layout { dir: root.join(dir) };
+        }
+        self
+    }
+}
+
 /// What the user said outside the manifest.
 #[derive(Default)]
 pub struct Overrides<'a> {

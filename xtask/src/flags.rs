@@ -49,6 +49,16 @@ pub struct Changed {
     /// Print a JSON object (`base`, `head`, `apps` with typed `reasons`, `deleted`)
     #[arg(long)]
     pub json: bool,
+    /// Also select apps whose image of their current inputs is missing from the repository
+    /// (`unreleased` or `stale` reasons), as `release` does
+    #[arg(long, conflicts_with = "include_uncommitted")]
+    pub against_registry: bool,
+    /// The repository --against-registry looks in (default: as for `release`)
+    #[arg(long, requires = "against_registry")]
+    pub repository: Option<String>,
+    /// A PEM file of extra CA certificates to trust for registries (also XTASK_CA_FILE)
+    #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE", requires = "against_registry")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +121,13 @@ pub struct Transfer {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+impl Default for Transfer {
+    /// The values the flags default to, for commands that only read from registries.
+    fn default() -> Transfer {
+        Transfer { jobs: 4, chunk_size: None, mount_from: Vec::new(), ca_file: std::env::var_os("XTASK_CA_FILE").map(Into::into) }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct Release {
     #[command(flatten)]
@@ -133,6 +150,10 @@ pub struct Release {
     /// Release even with uncommitted changes (the sha tag would then not describe the image)
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Select changed apps by the git diff alone; by default the apps whose image of their
+    /// current inputs is missing from the repository are released too
+    #[arg(long)]
+    pub git_only: bool,
     /// Print a JSON summary instead of text
     #[arg(long)]
     pub json: bool,

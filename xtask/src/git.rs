@@ -5,6 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::inputs::TreeFile;
+
 pub struct Git<'a> {
     sh: &'a Shell,
 }
@@ -121,6 +123,29 @@ impl<'a> Git<'a> {
         let sh = self.sh;
         let text = cmd!(sh, "git show -s --format=%ct {sha}").quiet().read()?;
         text.trim().parse().with_context(|| format!("git printed an unexpected commit time `{text}`"))
+    }
+
+    /// Every file of `rev`'s tree with its object id.
+    pub fn tree_files(&self, rev: &str) -> Result<Vec<TreeFile>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git ls-tree -r -z --full-tree {rev}").quiet().read()?;
+        let mut files = Vec::new();
+        for entry in output.split('\0').filter(|entry| !entry.is_empty()) {
+            // `<mode> <type> <object>\t<path>`
+            let (meta, path) = entry.split_once('\t').with_context(|| format!("git ls-tree printed an unexpected line `{entry}`"))?;
+            let object = meta.rsplit(' ').next().unwrap_or_default();
+            files.push(TreeFile { path: path.to_string(), object: object.to_string() });
+        }
+        Ok(files)
+    }
+
+    /// The newest `count` commits reachable from `rev` that touched any of `pathspecs`, newest
+    /// first. Pathspecs are literal paths: a file name with `*` is not a pattern.
+    pub fn last_changes(&self, rev: &str, pathspecs: &[String], count: usize) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let count = count.to_string();
+        let output = cmd!(sh, "git --literal-pathspecs log --format=%H -n {count} {rev} -- {pathspecs...}").quiet().read()?;
+        Ok(output.lines().map(str::to_string).collect())
     }
 
     /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation.

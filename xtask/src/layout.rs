@@ -130,12 +130,13 @@ impl Layout {
     /// The entry of `index.json` named `name` (its `org.opencontainers.image.ref.name`), or the
     /// only entry when no name is given.
     pub fn resolve(&self, name: Option<&str>) -> Result<Descriptor> {
+        if let Some(found) = self.find(name)? {
+            return Ok(found);
+        }
         let index = self.index()?;
         let names: Vec<&str> =
             index.manifests.iter().filter_map(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str)).collect();
-        let found = match name {
-            Some(name) => index.manifests.iter().find(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) == Some(name)),
-            None if index.manifests.len() == 1 => index.manifests.first(),
+        match name {
             None => bail!(
                 "{} holds {} images ({}): name one as {}:NAME",
                 self.root.display(),
@@ -143,18 +144,27 @@ impl Layout {
                 names.join(", "),
                 self.root.display()
             ),
-        };
-        let Some(found) = found else {
-            bail!(
-                "{} has no image named `{}`; it has: {}",
+            Some(name) => bail!(
+                "{} has no image named `{name}`; it has: {}",
                 self.root.display(),
-                name.unwrap_or(""),
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
-            );
+            ),
+        }
+    }
+
+    /// Like `resolve`, but `None` when no entry matches.
+    pub fn find(&self, name: Option<&str>) -> Result<Option<Descriptor>> {
+        let index = self.index()?;
+        let found = match name {
+            Some(name) => index.manifests.iter().find(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) == Some(name)),
+            None if index.manifests.len() == 1 => index.manifests.first(),
+            None => None,
         };
-        let mut descriptor = found.clone();
-        descriptor.annotations.remove(oci::ANNOTATION_REF_NAME);
-        Ok(descriptor)
+        Ok(found.map(|found| {
+            let mut descriptor = found.clone();
+            descriptor.annotations.remove(oci::ANNOTATION_REF_NAME);
+            descriptor
+        }))
     }
 
     /// Points `name` at `descriptor`, replacing what it pointed at. The caller must have stored

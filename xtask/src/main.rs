@@ -8,6 +8,8 @@ mod dockerfile;
 mod flags;
 mod git;
 mod glob;
+mod heal;
+mod inputs;
 mod layer;
 mod layout;
 mod oci;
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match flags.command {
-        flags::Command::Changed(args) => changed::run(args),
+        flags::Command::Changed(args) => runtime.block_on(changed::run(args)),
         flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),

@@ -65,6 +65,35 @@ impl Session {
         Ok(BaseImage { source: format!("{host}/{path}"), images })
     }
 
+    /// The annotations of the index or manifest tagged `tag` in `repository`, or `None` when
+    /// the tag is missing.
+    pub async fn find_annotations(&self, repository: &Repository, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let bytes = match repository {
+            Repository::Layout { dir } => {
+                if !dir.join("index.json").exists() {
+                    return Ok(None);
+                }
+                let layout = crate::layout::Layout::open(dir)?;
+                match layout.find(Some(tag))? {
+                    Some(descriptor) => layout.read_blob(&descriptor)?,
+                    None => return Ok(None),
+                }
+            }
+            Repository::Registry { host, path } => match self.registry(host)?.find_manifest(path, tag).await? {
+                Some((_, bytes)) => bytes,
+                None => return Ok(None),
+            },
+        };
+        #[derive(serde::Deserialize)]
+        struct Annotated {
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+        }
+        let image: Annotated =
+            serde_json::from_slice(&bytes).with_context(|| format!("{repository}:{tag} is not an OCI index or manifest"))?;
+        Ok(Some(image.annotations))
+    }
+
     async fn fetch_config(
         &self,
         registry: &crate::registry::Registry,

@@ -144,6 +144,25 @@ struct Refusal {
 }
 
 impl Refusal {
+    /// Reads the error body of a refused request (`{"errors": [{"code", "message"}]}`).
+    async fn read(response: reqwest::Response) -> Refusal {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let codes = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json.get("errors").and_then(|errors| errors.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|error| {
+                (
+                    error.get("code").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+                    error.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        Refusal { status, codes }
+    }
+
     fn has_code(&self, code: &str) -> bool {
         self.codes.iter().any(|(c, _)| c == code)
     }
@@ -318,9 +337,23 @@ impl Registry {
 
     /// Fetches a manifest or index and its media type. A manifest fetched by digest is verified.
     pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<(String, Vec<u8>)> {
+        self.fetch_manifest(repository, reference, false).await?.context("the registry answered 404 without a body")
+    }
+
+    /// Like `get_manifest`, but `None` when the repository has no such tag or digest.
+    pub async fn find_manifest(&self, repository: &str, reference: &str) -> Result<Option<(String, Vec<u8>)>> {
+        self.fetch_manifest(repository, reference, true).await
+    }
+
+    async fn fetch_manifest(&self, repository: &str, reference: &str, missing_is_none: bool) -> Result<Option<(String, Vec<u8>)>> {
         let mut request = self.request(Method::GET, format!("/v2/{repository}/manifests/{reference}"), repository);
         request.headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         let response = self.execute(request, ATTEMPTS).await?;
+        // A repository that does not exist holds no tag either; registries that create
+        // repositories on push answer NAME_UNKNOWN until the first push.
+        if missing_is_none && response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if response.status() != StatusCode::OK {
             return Err(self.refused(&format!("read manifest {reference}"), repository, response).await);
         }
@@ -333,7 +366,7 @@ impl Registry {
                     .with_context(|| format!("registry {} served a corrupt manifest", self.host));
             }
         }
-        Ok((media_type, bytes))
+        Ok(Some((media_type, bytes)))
     }
 
     /// Downloads a blob into `out`, streaming; the caller checks the digest of what arrived.
@@ -563,21 +596,12 @@ impl Registry {
     }
 
     async fn refused(&self, action: &str, repository: &str, response: reqwest::Response) -> anyhow::Error {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        let codes = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|json| json.get("errors").and_then(|errors| errors.as_array()).cloned())
-            .unwrap_or_default()
-            .iter()
-            .map(|error| {
-                (
-                    error.get("code").and_then(|c| c.as_str()).unwrap_or("").to_string(),
-                    error.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let refusal = Refusal { status, codes };
+        let refusal = Refusal::read(response).await;
+        self.explain(action, repository, &refusal)
+    }
+
+    fn explain(&self, action: &str, repository: &str, refusal: &Refusal) -> anyhow::Error {
+        let status = refusal.status;
         let host = &self.host;
         let what_to_do = if refusal.has_code("NAME_UNKNOWN") || (status == StatusCode::NOT_FOUND && refusal.codes.is_empty()) {
             format!("the repository {repository} does not exist on {host}: create it (on ECR: `cargo xtask ecr setup`) or fix --repository")

@@ -10,11 +10,12 @@ use crate::changed;
 use crate::config;
 use crate::flags;
 use crate::git::Git;
+use crate::heal;
 use crate::layout::Layout;
 use crate::oci::Digest;
 use crate::progress::Progress;
 use crate::push::{PushReport, Session};
-use crate::reference::{validate_tag, Repository};
+use crate::reference::validate_tag;
 use crate::workspace::Workspace;
 
 #[derive(Serialize)]
@@ -73,18 +74,22 @@ pub async fn run(args: flags::Release) -> Result<()> {
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
     sh.change_dir(&workspace.root);
     let overrides = config::Overrides { repository: args.repository.as_deref(), platforms: &args.selection.platform };
-    let mut config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), overrides)?;
-    // A relative layout is relative to the workspace root, wherever the command runs.
-    if let Repository::Layout { dir } = &config.repository {
-        config.repository = Repository::Layout { dir: workspace.root.join(dir) };
-    }
+    let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), overrides)?.rooted_at(&workspace.root);
     let git = Git::open(&sh, &workspace.root)?;
     let revision = git.rev_parse("HEAD")?;
-    if !args.allow_dirty && !args.dry_run && git.is_dirty()? {
+    let dirty = git.is_dirty()?;
+    if dirty && !args.allow_dirty && !args.dry_run {
         bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
     }
 
-    let apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
+    let session = Session::new(&args.transfer, Progress::new(args.json))?;
+    let mut apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
+    let inputs = heal::current_inputs(&sh, &git, &workspace, &config, &revision)?;
+    let detected = args.selection.apps.is_empty() && !args.selection.all;
+    if detected && !args.git_only {
+        heal::add_unreleased(&git, &session, &config.repository, &revision, &workspace, &inputs, &args.selection.exclude, &mut apps)
+            .await?;
+    }
 
     let epoch = git.commit_time(&revision)?;
     let date: String = crate::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
@@ -106,8 +111,11 @@ pub async fn run(args: flags::Release) -> Result<()> {
         return Ok(());
     }
 
-    let provenance = Provenance::from_git(Some(&git), Some(&revision))?;
-    let session = Session::new(&args.transfer, Progress::new(args.json))?;
+    let mut provenance = Provenance::from_git(Some(&git), Some(&revision))?;
+    // An image built from a dirty tree does not record inputs, so a later release rebuilds it.
+    if !dirty {
+        provenance.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+    }
     let images = build::build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
     let mut failures = Vec::new();
     for (image, app) in images.iter().zip(&mut summary.apps) {

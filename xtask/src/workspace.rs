@@ -247,13 +247,19 @@ pub fn resolved_dependencies(metadata: &serde_json::Value) -> Result<BTreeMap<St
     Ok(result)
 }
 
-/// The full `cargo metadata` of the workspace in `dir`, resolved from its lockfile without the
-/// network.
-pub fn resolve_graph(sh: &Shell, dir: &Path) -> Result<serde_json::Value> {
+/// The full `cargo metadata` of the workspace in `dir`, resolved from its lockfile. `offline`
+/// forbids downloads: an old commit's graph is only worth what is already on the machine, while
+/// the head's packages are downloaded anyway by the build that follows.
+pub fn resolve_graph(sh: &Shell, dir: &Path, offline: bool) -> Result<serde_json::Value> {
     let _cwd = sh.push_dir(dir);
     let cargo = cargo();
-    let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked --offline").quiet().ignore_stderr().read()?;
-    Ok(serde_json::from_str(&output)?)
+    let offline = offline.then_some("--offline");
+    let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked {offline...}").quiet().ignore_status().output()?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the

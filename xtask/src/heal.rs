@@ -1,0 +1,90 @@
+//! Self-healing selection: apps whose image of their current inputs is not in the repository
+//! although the git diff does not show them (a release that failed half-way, a new or emptied
+//! repository). For each app, the commits that last touched its inputs are looked up as
+//! `<app>-<sha>` tags, newest first; the first one found must carry the app's current input
+//! digest (see `inputs`), else the app is selected.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use xshell::Shell;
+
+use crate::changed::{self, Evidence, Reason};
+use crate::config::Config;
+use crate::git::Git;
+use crate::inputs::{self, AppInputs};
+use crate::oci::Digest;
+use crate::push::Session;
+use crate::reference::Repository;
+use crate::workspace::{self, Workspace};
+
+/// How many of an app's last changes are looked up before it counts as never released.
+const CHANGES_SEARCHED: usize = 10;
+
+/// The inputs of every app at `rev`, whose tree the work tree must hold (the lockfile is
+/// resolved there).
+pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
+    let files = git.tree_files(rev)?;
+    let metadata = workspace::resolve_graph(sh, &workspace.root, false)?;
+    let resolved = workspace::resolved_dependencies(&metadata)?;
+    let evidence = Evidence {
+        rules: config.rules.clone(),
+        context_sources: changed::context_sources(workspace, &config.platforms)?,
+        ..Evidence::default()
+    };
+    Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
+}
+
+/// Why `app` must be released although git shows no change, or `None` when the repository holds
+/// an image of its current inputs.
+pub async fn unreleased_reason(
+    git: &Git<'_>,
+    session: &Session,
+    repository: &Repository,
+    head: &str,
+    app: &str,
+    inputs: &AppInputs,
+) -> Result<Option<Reason>> {
+    let changes = git.last_changes(head, &inputs.pathspecs, CHANGES_SEARCHED)?;
+    let mut searched = Vec::new();
+    for sha in changes {
+        let tag = format!("{app}-{sha}");
+        let Some(annotations) =
+            session.find_annotations(repository, &tag).await.with_context(|| format!("cannot look {tag} up in {repository}"))?
+        else {
+            searched.push(tag);
+            continue;
+        };
+        let recorded = annotations.get(inputs::ANNOTATION).and_then(|digest| digest.parse::<Digest>().ok());
+        return Ok(match recorded {
+            Some(digest) if digest == inputs.digest => None,
+            recorded => Some(Reason::Stale { tag, recorded }),
+        });
+    }
+    Ok(Some(Reason::Unreleased { searched }))
+}
+
+/// Adds to `apps` every app of `workspace` that is not in `apps` nor in `excluded` and whose
+/// image of its current inputs is missing from `repository`. The lookups run concurrently.
+pub async fn add_unreleased(
+    git: &Git<'_>,
+    session: &Session,
+    repository: &Repository,
+    head: &str,
+    workspace: &Workspace,
+    inputs: &BTreeMap<String, AppInputs>,
+    excluded: &[String],
+    apps: &mut Vec<changed::SelectedApp>,
+) -> Result<()> {
+    let candidates: Vec<(&String, &AppInputs)> =
+        inputs.iter().filter(|(name, _)| !excluded.contains(name) && !apps.iter().any(|app| &app.name == *name)).collect();
+    let lookups = candidates.iter().map(|(name, inputs)| unreleased_reason(git, session, repository, head, name, inputs));
+    let reasons = futures_util::future::join_all(lookups).await;
+    for ((name, _), reason) in candidates.into_iter().zip(reasons) {
+        if let Some(reason) = reason? {
+            apps.push(changed::selected(workspace, name, vec![reason]));
+        }
+    }
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(())
+}
