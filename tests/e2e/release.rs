@@ -326,3 +326,58 @@ fn extra_tags_no_latest_and_github_outputs() {
     let summary = std::fs::read_to_string(&summary_file).unwrap();
     assert!(summary.contains("| worker | `") && summary.contains("released |"), "{summary}");
 }
+
+#[test]
+fn releases_heal_what_an_earlier_release_left_out_and_keep_rollbacks() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let against = |scratch: &Scratch| changed_json(scratch, &["--against-registry", "--repository", &repository]);
+    let first = scratch.head();
+    scratch.xtask_ok(&["release", "--all", "--repository", &repository]);
+    scratch.write("CONTRIBUTING.md", "docs only\n");
+    scratch.commit("docs");
+    let json = against(&scratch);
+    assert!(app_names(&json).is_empty(), "{json:#}");
+
+    // The worker changes, but its release never happens; then a commit changes only docs.
+    scratch.write("crates/worker/src/extra.rs", "// not released\n");
+    scratch.commit("worker change whose release failed");
+    scratch.write("README.md", "docs only\n");
+    scratch.commit("docs");
+    assert!(app_names(&changed_json(&scratch, &[])).is_empty(), "the git diff alone shows nothing");
+    let json = against(&scratch);
+    assert_eq!(app_names(&json), ["worker"], "{json:#}");
+    assert_eq!(json["apps"][0]["reasons"][0]["kind"], "stale");
+    assert_eq!(json["apps"][0]["reasons"][0]["tag"], format!("worker-{first}"));
+
+    let released = scratch.xtask_ok(&["release", "--repository", &repository]);
+    assert!(released.contains(&format!("worker-{}", scratch.head())) && !released.contains("hello-api"), "{released}");
+    assert!(app_names(&against(&scratch)).is_empty());
+    assert_eq!(scratch.xtask_ok(&["release", "--repository", &repository]).trim(), "no app changed; nothing to release");
+
+    // A new repository gets every app, the ones git shows and the ones it does not.
+    let fresh = format!("{}/acme/fresh", registry.host);
+    let json = changed_json(&scratch, &["--against-registry", "--repository", &fresh]);
+    assert_eq!(app_names(&json), ["hello-api", "worker"]);
+    assert_eq!(json["apps"][0]["reasons"][0]["kind"], "unreleased");
+    assert_eq!(json["apps"][0]["reasons"][0]["searched"][0], format!("hello-api-{first}"));
+    assert!(scratch.xtask_ok(&["release", "--git-only", "--repository", &fresh]).contains("nothing to release"));
+
+    // Rolling `-latest` back to an older image is not undone by the next release.
+    scratch.write("crates/hello-api/src/extra.rs", "// a second hello-api\n");
+    scratch.commit("hello-api change");
+    scratch.xtask_ok(&["release", "--repository", &repository]);
+    let rollback = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--all",
+        &format!("docker://{repository}:hello-api-{first}"),
+        &format!("docker://{repository}:hello-api-latest"),
+    ]);
+    assert!(rollback.status.success(), "{}", stderr(&rollback));
+    scratch.write("README.md", "more docs\n");
+    scratch.commit("more docs");
+    assert!(app_names(&against(&scratch)).is_empty());
+}

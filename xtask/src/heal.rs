@@ -36,7 +36,9 @@ pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: 
 }
 
 /// Why `app` must be released although git shows no change, or `None` when the repository holds
-/// an image of its current inputs.
+/// an image of its current inputs: under `<app>-latest` (where a release that healed the app put
+/// it), or else under the newest `<app>-<sha>` of the commits that last touched its inputs (which
+/// keeps a rollback of `-latest` in place).
 pub async fn unreleased_reason(
     git: &Git<'_>,
     session: &Session,
@@ -45,21 +47,22 @@ pub async fn unreleased_reason(
     app: &str,
     inputs: &AppInputs,
 ) -> Result<Option<Reason>> {
-    let changes = git.last_changes(head, &inputs.pathspecs, CHANGES_SEARCHED)?;
+    let recorded_inputs = |tag: String| async move {
+        let annotations =
+            session.find_annotations(repository, &tag).await.with_context(|| format!("cannot look {tag} up in {repository}"))?;
+        anyhow::Ok(annotations.map(|annotations| annotations.get(inputs::ANNOTATION).and_then(|digest| digest.parse::<Digest>().ok())))
+    };
+    if recorded_inputs(format!("{app}-latest")).await? == Some(Some(inputs.digest.clone())) {
+        return Ok(None);
+    }
     let mut searched = Vec::new();
-    for sha in changes {
+    for sha in git.last_changes(head, &inputs.pathspecs, CHANGES_SEARCHED)? {
         let tag = format!("{app}-{sha}");
-        let Some(annotations) =
-            session.find_annotations(repository, &tag).await.with_context(|| format!("cannot look {tag} up in {repository}"))?
-        else {
-            searched.push(tag);
-            continue;
-        };
-        let recorded = annotations.get(inputs::ANNOTATION).and_then(|digest| digest.parse::<Digest>().ok());
-        return Ok(match recorded {
-            Some(digest) if digest == inputs.digest => None,
-            recorded => Some(Reason::Stale { tag, recorded }),
-        });
+        match recorded_inputs(tag.clone()).await? {
+            None => searched.push(tag),
+            Some(Some(digest)) if digest == inputs.digest => return Ok(None),
+            Some(recorded) => return Ok(Some(Reason::Stale { tag, recorded })),
+        }
     }
     Ok(Some(Reason::Unreleased { searched }))
 }
