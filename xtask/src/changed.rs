@@ -269,7 +269,10 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config,
         Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
-        evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if uncommitted { None } else { Some(&range.head) });
+        // The work tree is the head's tree when it is the clean HEAD: no export needed.
+        let head_is_work_tree =
+            uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
+        evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if head_is_work_tree { None } else { Some(&range.head) });
     }
     let apps = select(workspace, &changed, &evidence);
     let deleted = deleted_apps(git, workspace, base, &range.head)?;
@@ -302,27 +305,65 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::platform::Plat
 }
 
 /// Resolves the dependency graph at `base` and at `head` (the work tree when `None`) and says
-/// which apps' resolved packages differ. When a graph cannot be resolved offline, the lockfile
-/// counts as a workspace-wide input: a miss would ship a stale image.
+/// which apps' resolved packages differ. An old commit's graph is resolved from the files cargo
+/// reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when that
+/// is not enough (a target with a custom path). When a graph cannot be resolved offline, the
+/// lockfile counts as a workspace-wide input: a miss would ship a stale image.
 fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
-    let graph_at = |rev: Option<&String>| -> Result<BTreeMap<String, BTreeSet<String>>> {
-        let metadata = match rev {
-            None => workspace::resolve_graph(sh, &workspace.root, true)?,
-            Some(rev) => {
-                let dir = workspace.target_dir.join("xtask/trees").join(&rev[..rev.len().min(12)]);
-                let worktree = git.add_worktree(&dir, rev)?;
-                workspace::resolve_graph(sh, &worktree.dir, true)?
-            }
+    let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let dir = scratch_dir().join(format!("xtask-tree-{}-{}", std::process::id(), &rev[..rev.len().min(12)]));
+        let partial = git.export(rev, &dir, is_graph_input)?;
+        let metadata = match workspace::resolve_graph(sh, &partial.dir, true) {
+            Ok(metadata) => metadata,
+            Err(_) => workspace::resolve_graph(sh, &git.export(rev, &dir, |_| true)?.dir, true)?,
         };
         workspace::resolved_dependencies(&metadata)
     };
-    match (graph_at(Some(&base.to_string())), graph_at(head)) {
+    // The work tree's graph resolves on another thread while the base's tree is exported and
+    // resolved: both are mostly waiting for cargo.
+    let (before, after) = match head {
+        Some(head) => (graph_of_commit(base), graph_of_commit(head)),
+        // The work tree's graph resolves on another thread while the base's tree is exported and
+        // resolved: both mostly wait for cargo.
+        None => std::thread::scope(|scope| {
+            let work_tree = scope.spawn(|| -> Result<BTreeMap<String, BTreeSet<String>>> {
+                workspace::resolved_dependencies(&workspace::resolve_graph(&Shell::new()?, &workspace.root, true)?)
+            });
+            let before = graph_of_commit(base);
+            (before, work_tree.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the work tree's graph panicked"))))
+        }),
+    };
+    match (before, after) {
         (Ok(before), Ok(after)) => LockfileEvidence::Compared(lockfile_changes(&before, &after)),
         (Err(err), _) | (_, Err(err)) => {
             eprintln!("note: cannot compare the dependency graphs ({err:#}); every app counts as changed by Cargo.lock");
             LockfileEvidence::NotCompared
         }
     }
+}
+
+/// Where an old tree is exported: memory (`/dev/shm`) where there is such a place, because the
+/// tree is thousands of small files read once, and creating them on a disk can cost more than
+/// resolving the graph; the system's temporary directory otherwise.
+fn scratch_dir() -> std::path::PathBuf {
+    let memory = std::path::Path::new("/dev/shm");
+    if memory.is_dir() {
+        memory.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// The files `cargo metadata` needs to resolve a workspace: manifests, the lockfile, cargo's
+/// configuration and toolchain file, and the files whose presence makes targets (a crate
+/// without a target is an error).
+fn is_graph_input(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(name, "Cargo.toml" | "Cargo.lock" | "rust-toolchain" | "rust-toolchain.toml" | "build.rs")
+        || path.starts_with(".cargo/")
+        || path.ends_with("src/lib.rs")
+        || path.ends_with("src/main.rs")
+        || path.contains("src/bin/")
 }
 
 /// Apps whose Dockerfile was deleted and whose directory is no app any more.
@@ -472,6 +513,25 @@ mod tests {
             })
             .collect();
         expected.assert_eq(&actual.join("\n"));
+    }
+
+    #[test]
+    fn graph_inputs_are_what_cargo_metadata_reads() {
+        let paths = [
+            "Cargo.toml",
+            "Cargo.lock",
+            "crates/api/Cargo.toml",
+            "crates/api/src/main.rs",
+            "crates/api/src/bin/tool.rs",
+            "crates/common/src/lib.rs",
+            "crates/common/build.rs",
+            ".cargo/config.toml",
+            "crates/api/src/routes.rs",
+            "README.md",
+            "crates/api/Dockerfile",
+        ];
+        let kept: Vec<&str> = paths.into_iter().filter(|path| is_graph_input(path)).collect();
+        assert_eq!(kept, &paths[..8]);
     }
 
     #[test]

@@ -101,21 +101,47 @@ impl<'a> Git<'a> {
         cmd!(sh, "git show {spec}").quiet().ignore_stderr().read().ok()
     }
 
-    /// Checks `rev` out into `dir` as a detached worktree, for reading an old tree with cargo.
-    pub fn add_worktree(&self, dir: &Path, rev: &str) -> Result<Worktree<'_>> {
+    /// Writes the files of `rev` that `keep` accepts into `dir` (emptied first), without
+    /// touching the work tree or the index: a partial checkout for reading an old tree with cargo.
+    /// The blobs come from one `git cat-file --batch`; git trees hold no `..` components, so
+    /// every path lands inside `dir`.
+    pub fn export(&self, rev: &str, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<ExportedTree> {
         let sh = self.sh;
-        cmd!(sh, "git worktree add --detach --force -q {dir} {rev}")
-            .quiet()
-            .ignore_stderr()
-            .run()
-            .with_context(|| format!("cannot check {rev} out into {}", dir.display()))?;
-        Ok(Worktree { git: self, dir: dir.to_path_buf() })
+        let files: Vec<TreeFile> = self.tree_files(rev)?.into_iter().filter(|file| keep(&file.path)).collect();
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let exported = ExportedTree { dir: dir.to_path_buf() };
+        let request: String = files.iter().map(|file| format!("{}\n", file.object)).collect();
+        let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
+        let mut rest = output.stdout.as_slice();
+        for file in &files {
+            // Each answer is `<object> <type> <size>\n<contents>\n`.
+            let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
+            let header = std::str::from_utf8(&rest[..header_end])?;
+            let size: usize =
+                header.rsplit(' ').next().and_then(|size| size.parse().ok()).with_context(|| format!("git cat-file printed `{header}`"))?;
+            let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
+            let path = dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+            rest = &rest[(header_end + 2 + size).min(rest.len())..];
+        }
+        Ok(exported)
+    }
+
+    /// The paths `git status` reports: changed, staged and untracked files of the work tree.
+    pub fn dirty_paths(&self) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git status --porcelain -z --no-renames").quiet().read()?;
+        // Each entry is `XY <path>`.
+        Ok(output.split('\0').filter(|entry| entry.len() > 3).map(|entry| entry[3..].to_string()).collect())
     }
 
     /// Whether tracked or untracked, not ignored, files differ from HEAD.
     pub fn is_dirty(&self) -> Result<bool> {
-        let sh = self.sh;
-        Ok(!cmd!(sh, "git status --porcelain").quiet().read()?.trim().is_empty())
+        Ok(!self.dirty_paths()?.is_empty())
     }
 
     /// The committer time of `sha` in seconds since the epoch: the default `SOURCE_DATE_EPOCH`.
@@ -139,13 +165,53 @@ impl<'a> Git<'a> {
         Ok(files)
     }
 
-    /// The newest `count` commits reachable from `rev` that touched any of `pathspecs`, newest
-    /// first. Pathspecs are literal paths: a file name with `*` is not a pattern.
-    pub fn last_changes(&self, rev: &str, pathspecs: &[String], count: usize) -> Result<Vec<String>> {
-        let sh = self.sh;
-        let count = count.to_string();
-        let output = cmd!(sh, "git --literal-pathspecs log --format=%H -n {count} {rev} -- {pathspecs...}").quiet().read()?;
-        Ok(output.lines().map(str::to_string).collect())
+    /// Walks the first-parent history of `rev`, newest first (the commits a release on the
+    /// main branch tags), calling `visit` with each commit and the paths it changed against its
+    /// first parent, until `visit` returns false or the history ends. git's output is streamed
+    /// (std::process here, as xshell would read it whole), so a walk that stops early costs only
+    /// the commits it saw.
+    pub fn walk_history(&self, rev: &str, mut visit: impl FnMut(&str, &[String]) -> bool) -> Result<()> {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("git")
+            .args(["log", "--first-parent", "--diff-merges=first-parent", "--no-renames", "--name-only", "-z", "--format=%x01%H", rev])
+            .current_dir(self.sh.current_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run git log")?;
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        // Entries are NUL-terminated: `\x01<sha>` starts a commit, then its paths (the first one
+        // after a newline).
+        let mut commit: Option<(String, Vec<String>)> = None;
+        let mut entry = Vec::new();
+        let mut stopped = false;
+        while reader.read_until(0, &mut entry)? > 0 {
+            let text = String::from_utf8_lossy(entry.strip_suffix(&[0]).unwrap_or(&entry)).into_owned();
+            entry.clear();
+            let text = text.strip_prefix('\n').unwrap_or(&text);
+            if let Some(sha) = text.strip_prefix('\u{1}') {
+                if let Some((sha, paths)) = commit.replace((sha.to_string(), Vec::new())) {
+                    if !visit(&sha, &paths) {
+                        stopped = true;
+                        break;
+                    }
+                }
+            } else if let Some((_, paths)) = &mut commit {
+                if !text.is_empty() {
+                    paths.push(text.to_string());
+                }
+            }
+        }
+        if stopped {
+            let _ = child.kill();
+        } else if let Some((sha, paths)) = commit {
+            visit(&sha, &paths);
+        }
+        let status = child.wait()?;
+        if !stopped && !status.success() {
+            bail!("git log {rev} failed");
+        }
+        Ok(())
     }
 
     /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation.
@@ -155,16 +221,13 @@ impl<'a> Git<'a> {
     }
 }
 
-/// A temporary checkout, removed when dropped.
-pub struct Worktree<'a> {
-    git: &'a Git<'a>,
+/// Files exported from a commit, removed when dropped.
+pub struct ExportedTree {
     pub dir: std::path::PathBuf,
 }
 
-impl Drop for Worktree<'_> {
+impl Drop for ExportedTree {
     fn drop(&mut self) {
-        let sh = self.git.sh;
-        let dir = &self.dir;
-        let _ = cmd!(sh, "git worktree remove --force {dir}").quiet().ignore_stderr().run();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

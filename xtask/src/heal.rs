@@ -37,15 +37,14 @@ pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: 
 
 /// Why `app` must be released although git shows no change, or `None` when the repository holds
 /// an image of its current inputs: under `<app>-latest` (where a release that healed the app put
-/// it), or else under the newest `<app>-<sha>` of the commits that last touched its inputs (which
-/// keeps a rollback of `-latest` in place).
-pub async fn unreleased_reason(
-    git: &Git<'_>,
+/// it), or else under the newest `<app>-<sha>` of `last_changes`, the commits that last touched its
+/// inputs (which keeps a rollback of `-latest` in place).
+async fn unreleased_reason(
     session: &Session,
     repository: &Repository,
-    head: &str,
     app: &str,
     inputs: &AppInputs,
+    last_changes: &[String],
 ) -> Result<Option<Reason>> {
     let recorded_inputs = |tag: String| async move {
         let annotations =
@@ -56,7 +55,7 @@ pub async fn unreleased_reason(
         return Ok(None);
     }
     let mut searched = Vec::new();
-    for sha in git.last_changes(head, &inputs.pathspecs, CHANGES_SEARCHED)? {
+    for sha in last_changes {
         let tag = format!("{app}-{sha}");
         match recorded_inputs(tag.clone()).await? {
             None => searched.push(tag),
@@ -65,6 +64,22 @@ pub async fn unreleased_reason(
         }
     }
     Ok(Some(Reason::Unreleased { searched }))
+}
+
+/// The newest `CHANGES_SEARCHED` commits of `head`'s first-parent history that touched each
+/// app's inputs, from one walk of the history that stops when every app has its share.
+fn last_changes(git: &Git<'_>, head: &str, apps: &[(&String, &AppInputs)]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut found: BTreeMap<String, Vec<String>> = apps.iter().map(|(name, _)| ((*name).clone(), Vec::new())).collect();
+    git.walk_history(head, |sha, paths| {
+        for (name, inputs) in apps {
+            let commits = found.get_mut(*name).expect("every app has an entry");
+            if commits.len() < CHANGES_SEARCHED && paths.iter().any(|path| inputs.touched_by(path)) {
+                commits.push(sha.to_string());
+            }
+        }
+        found.values().any(|commits| commits.len() < CHANGES_SEARCHED)
+    })?;
+    Ok(found)
 }
 
 /// Adds to `apps` every app of `workspace` that is not in `apps` nor in `excluded` and whose
@@ -81,7 +96,8 @@ pub async fn add_unreleased(
 ) -> Result<()> {
     let candidates: Vec<(&String, &AppInputs)> =
         inputs.iter().filter(|(name, _)| !excluded.contains(name) && !apps.iter().any(|app| &app.name == *name)).collect();
-    let lookups = candidates.iter().map(|(name, inputs)| unreleased_reason(git, session, repository, head, name, inputs));
+    let changes = last_changes(git, head, &candidates)?;
+    let lookups = candidates.iter().map(|(name, inputs)| unreleased_reason(session, repository, name, inputs, &changes[*name]));
     let reasons = futures_util::future::join_all(lookups).await;
     for ((name, _), reason) in candidates.into_iter().zip(reasons) {
         if let Some(reason) = reason? {

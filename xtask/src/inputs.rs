@@ -24,9 +24,9 @@ pub struct TreeFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppInputs {
     pub digest: Digest,
-    /// Git pathspecs that cover every input, for finding the commits that changed the app: the
+    /// Paths that cover every input, for finding the commits that changed the app: the
     /// directories of the app and of the workspace crates it depends on, each other input file,
-    /// and the lockfile.
+    /// and the lockfile (`.` for a crate at the workspace root).
     pub pathspecs: Vec<String>,
 }
 
@@ -77,6 +77,15 @@ pub fn app_inputs(
         inputs.insert(app.name.clone(), AppInputs { digest: Digest::of(text.as_bytes()), pathspecs: pathspecs.into_iter().collect() });
     }
     inputs
+}
+
+impl AppInputs {
+    /// Whether a change to `path` touches one of the inputs' pathspecs.
+    pub fn touched_by(&self, path: &str) -> bool {
+        self.pathspecs
+            .iter()
+            .any(|spec| spec == "." || path == spec || path.strip_prefix(spec.as_str()).is_some_and(|rest| rest.starts_with('/')))
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +190,10 @@ mod tests {
             crates/common
             docs/api.txt"#]]
         .assert_eq(&inputs["api"].pathspecs.join("\n"));
+        let touched: Vec<&str> = ["crates/api/src/main.rs", "crates/api2/x", "crates/common", "Cargo.lock", "README.md"]
+            .into_iter()
+            .filter(|path| inputs["api"].touched_by(path))
+            .collect();
+        assert_eq!(touched, ["crates/api/src/main.rs", "crates/common", "Cargo.lock"]);
     }
 }

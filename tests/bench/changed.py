@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Change-detection benchmark: `cargo xtask changed` on a generated 500-crate workspace with
+10,000 files and a 100-commit history, against `cargo metadata` alone, in one run.
+
+The generated workspace has 500 crates under crates/ (every tenth an app with a Dockerfile),
+each depending on up to three lower-numbered crates, 20 files each. Three changes are detected:
+- `files`: a commit that edits three files of a library deep in the graph;
+- `docs`: a commit that edits only a README;
+- `lockfile`: a commit that adds a path dependency, so a manifest and Cargo.lock change and the
+  base graph is resolved from the base commit's manifests, exported from git;
+- `registry`: the same commit with `--against-registry` and an empty repository, so every app's
+  inputs are digested and its last changes looked up (the self-healing check of `release`).
+Each is timed as the median of N runs of the compiled xtask binary (`changed --json`), next to
+the median of `cargo metadata --format-version 1` (what any Cargo-aware tool pays at least once).
+Usage: python3 tests/bench/changed.py [--runs N] [--crates N] [--keep DIR]
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILES_PER_CRATE = 20
+
+
+def git(ws, *args):
+    subprocess.run(["git", *args], cwd=ws, check=True, stdout=subprocess.DEVNULL)
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def crate_name(i):
+    return f"c{i:03}"
+
+
+def generate(ws, crates):
+    """Writes the workspace and commits it in 100 commits of crates/100 crates each."""
+    rng = random.Random(7)
+    os.makedirs(ws)
+    git(ws, "init", "-q", "-b", "main")
+    git(ws, "config", "user.email", "bench@example.com")
+    git(ws, "config", "user.name", "bench")
+    write(os.path.join(ws, "Cargo.toml"), '[workspace]\nmembers = ["crates/*"]\nresolver = "2"\n')
+    write(os.path.join(ws, "README.md"), "bench workspace\n")
+    write(os.path.join(ws, ".gitignore"), "/target\n")
+    deps = {}
+    # Up to three dependencies on lower-numbered crates: a DAG where low crates have many dependents.
+    for i in range(crates):
+        deps[i] = sorted(rng.sample(range(i), min(i, rng.randint(0, 3))))
+    per_commit = max(1, crates // 100)
+    for start in range(0, crates, per_commit):
+        for i in range(start, min(crates, start + per_commit)):
+            write_crate(ws, i, deps[i])
+        if start + per_commit >= crates:
+            subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=ws, check=True, stderr=subprocess.DEVNULL)
+        git(ws, "add", "-A")
+        git(ws, "commit", "-q", "-m", f"crates from {start}")
+
+
+def write_crate(ws, i, deps):
+    name = crate_name(i)
+    d = os.path.join(ws, "crates", name)
+    is_app = i % 10 == 9
+    dependencies = "".join(f'{crate_name(j)} = {{ path = "../{crate_name(j)}" }}\n' for j in deps)
+    write(os.path.join(d, "Cargo.toml"),
+          f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n{dependencies}')
+    files = FILES_PER_CRATE
+    if is_app:
+        write(os.path.join(d, "Dockerfile"), f"FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${{TARGETPLATFORM}}/{name} /{name}\nENTRYPOINT [\"/{name}\"]\n")
+        write(os.path.join(d, "src", "main.rs"), "fn main() {}\n")
+        files -= 3
+    else:
+        files -= 2
+    write(os.path.join(d, "src", "lib.rs"), "".join(f"pub mod m{k};\n" for k in range(files)))
+    for k in range(files):
+        write(os.path.join(d, "src", f"m{k}.rs"), f"pub fn f{k}() -> u32 {{ {k} }}\n")
+
+
+def median_time(command, cwd, runs, env=None):
+    times = []
+    output = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed: {result.stderr.decode()}")
+        output = result.stdout
+    return statistics.median(times), output
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--crates", type=int, default=500)
+    parser.add_argument("--keep", help="generate the workspace here and leave it")
+    args = parser.parse_args()
+
+    subprocess.run(["cargo", "build", "--quiet", "-p", "xtask"], cwd=ROOT, check=True)
+    xtask = os.path.join(ROOT, "target", "debug", "xtask")
+    tmp = tempfile.mkdtemp(prefix="xtask-bench-changed-")
+    ws = args.keep or os.path.join(tmp, "ws")
+    try:
+        started = time.perf_counter()
+        generate(ws, args.crates)
+        files = subprocess.run(["git", "ls-files"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.count(b"\n")
+        commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        print(f"workspace: {args.crates} crates, {files} files, {commits} commits (generated in {time.perf_counter() - started:.1f} s)")
+        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(tmp, "target"))
+
+        # A low-numbered library, which many apps reach through the graph.
+        library = 3
+        for k in range(3):
+            path = os.path.join(ws, "crates", crate_name(library), "src", f"m{k}.rs")
+            with open(path, "a") as f:
+                f.write("// changed\n")
+        git(ws, "commit", "-qam", "library change")
+        scenarios = [("files", "3 files of a library")]
+        results = {}
+        results["files"] = measure(xtask, ws, env, args.runs)
+
+        with open(os.path.join(ws, "README.md"), "a") as f:
+            f.write("more\n")
+        git(ws, "commit", "-qam", "docs")
+        scenarios.append(("docs", "a README"))
+        results["docs"] = measure(xtask, ws, env, args.runs)
+
+        app = crate_name(args.crates - 1)
+        with open(os.path.join(ws, "crates", app, "Cargo.toml"), "a") as f:
+            f.write(f'{crate_name(0)}-renamed = {{ path = "../{crate_name(0)}", package = "{crate_name(0)}" }}\n')
+        subprocess.run(["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, check=True, stdout=subprocess.DEVNULL)
+        git(ws, "commit", "-qam", "manifest and lockfile change")
+        scenarios.append(("lockfile", "a manifest and Cargo.lock"))
+        results["lockfile"] = measure(xtask, ws, env, args.runs)
+
+        empty = os.path.join(tmp, "empty-repository")
+        scenarios.append(("registry", "--against-registry, empty"))
+        results["registry"] = measure(xtask, ws, env, args.runs, ["--against-registry", "--repository", f"oci:{empty}"])
+
+        metadata, _ = median_time(["cargo", "metadata", "--format-version", "1"], ws, args.runs, env)
+        metadata_no_deps, _ = median_time(["cargo", "metadata", "--format-version", "1", "--no-deps"], ws, args.runs, env)
+        print(f"cargo metadata: {metadata:.3f} s (--no-deps: {metadata_no_deps:.3f} s), median of {args.runs}")
+        print(f"{'change':<10} {'changes':<28} {'apps':>5} {'xtask changed':>14} {'/ metadata':>11}")
+        for key, what in scenarios:
+            elapsed, apps = results[key]
+            print(f"{key:<10} {what:<28} {apps:>5} {elapsed:>12.3f} s {elapsed / metadata:>10.2f}x")
+        print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves two graphs)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(xtask, ws, env, runs, extra=()):
+    elapsed, output = median_time([xtask, "changed", "--json", *extra], ws, runs, env)
+    return elapsed, len(json.loads(output)["apps"])
+
+
+if __name__ == "__main__":
+    main()
