@@ -2,6 +2,7 @@
 //! workspace, against real servers started on loopback (the CNCF distribution registry, skopeo
 //! as an independent client, and a Docker engine where one runs).
 
+mod changed;
 mod errors;
 mod harness;
 mod proxy;

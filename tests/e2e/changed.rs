@@ -1,0 +1,95 @@
+//! `cargo xtask changed` over real git repositories: one `check` driver, one table row per rule.
+//! Each row commits a setup on a scratch copy of this workspace, then a change, and compares the
+//! apps selected between the two commits, with their reasons' kinds, and the deleted apps.
+
+use crate::harness::Scratch;
+
+/// A file operation of a commit.
+enum Edit {
+    Write(&'static str, &'static str),
+    Append(&'static str, &'static str),
+    Delete(&'static str),
+    Move(&'static str, &'static str),
+}
+
+use Edit::*;
+
+fn apply(scratch: &Scratch, edits: &[Edit]) {
+    for edit in edits {
+        match edit {
+            Write(path, text) => scratch.write(path, text),
+            Append(path, text) => scratch.edit(path, |old| format!("{old}{text}")),
+            Delete(path) => std::fs::remove_file(scratch.path().join(path)).unwrap(),
+            Move(from, to) => {
+                std::fs::create_dir_all(scratch.path().join(to).parent().unwrap()).unwrap();
+                std::fs::rename(scratch.path().join(from), scratch.path().join(to)).unwrap();
+            }
+        }
+    }
+}
+
+/// Commits `setup`, then `change`, and expects `changed --base <setup commit>` to print
+/// `app: kind, kind` lines for the selected apps and `deleted: app` lines.
+fn check(setup: &[Edit], change: &[Edit], expected: &str) {
+    let scratch = Scratch::new();
+    apply(&scratch, setup);
+    let base = scratch.commit("setup");
+    apply(&scratch, change);
+    scratch.commit("change");
+    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    let mut lines = Vec::new();
+    for app in json["apps"].as_array().unwrap() {
+        let kinds: Vec<&str> = app["reasons"].as_array().unwrap().iter().map(|reason| reason["kind"].as_str().unwrap()).collect();
+        lines.push(format!("{}: {}", app["name"].as_str().unwrap(), kinds.join(", ")));
+    }
+    for app in json["deleted"].as_array().unwrap() {
+        lines.push(format!("deleted: {}", app["name"].as_str().unwrap()));
+    }
+    assert_eq!(lines.join("\n"), expected, "setup and change gave:\n{json:#}");
+}
+
+const RULES: &str = r#"
+[[workspace.metadata.xtask.rules]]
+paths = "protos/**"
+apps = ["hello-api"]
+
+[[workspace.metadata.xtask.rules]]
+paths = "crates/worker/notes/**"
+ignore = true
+"#;
+
+#[test]
+fn each_rule_selects_what_it_should_in_a_real_repository() {
+    // A file of the app, of a library it uses, of a library both use, and of neither.
+    check(&[], &[Write("crates/worker/src/extra.rs", "//\n")], "worker: file");
+    check(&[], &[Append("crates/wordcount/src/lib.rs", "//\n")], "worker: dependency");
+    check(&[], &[Append("crates/common/src/lib.rs", "//\n")], "hello-api: dependency\nworker: dependency");
+    check(&[], &[Write("README.md", "docs\n"), Write("docs/notes.md", "notes\n")], "");
+    // Workspace-wide inputs.
+    check(&[], &[Append("Cargo.toml", "\n# a comment\n")], "hello-api: workspace\nworker: workspace");
+    check(&[], &[Append(".cargo/config.toml", "\n# a comment\n")], "hello-api: workspace\nworker: workspace");
+    check(&[], &[Write("rust-toolchain.toml", "[toolchain]\nchannel = \"stable\"\n")], "hello-api: workspace\nworker: workspace");
+    // A rename counts on both sides.
+    check(
+        &[Write("crates/hello-api/src/shared.txt", "x\n")],
+        &[Move("crates/hello-api/src/shared.txt", "crates/worker/src/shared.txt")],
+        "hello-api: file\nworker: file",
+    );
+    // The Dockerfile's build context outside the app.
+    check(
+        &[Write("assets/banner.txt", "hi\n"), Append("crates/worker/Dockerfile", "COPY assets/banner.txt /banner.txt\n")],
+        &[Write("assets/banner.txt", "hello\n")],
+        "worker: build-context",
+    );
+    // A dev-dependency does not reach the image.
+    check(
+        &[Append("crates/hello-api/Cargo.toml", "\n[dev-dependencies]\nwordcount = { path = \"../wordcount\" }\n")],
+        &[Append("crates/wordcount/src/lib.rs", "//\n")],
+        "worker: dependency",
+    );
+    // The user's rules: a glob naming apps, and an ignored path inside an app.
+    check(&[Append("Cargo.toml", RULES)], &[Write("protos/api.proto", "syntax = \"proto3\";\n")], "hello-api: rule");
+    check(&[Append("Cargo.toml", RULES)], &[Write("crates/worker/notes/todo.md", "later\n")], "");
+    // A deleted app is reported, not built.
+    check(&[], &[Delete("crates/hello-api/Dockerfile")], "deleted: hello-api");
+}
