@@ -134,7 +134,7 @@ pub async fn build_apps(
         }
     }
 
-    compile(sh, workspace, config, &members)?;
+    session.progress().section("cargo build", || compile(sh, workspace, config, &members))?;
 
     let mut images = Vec::new();
     for member in &members {

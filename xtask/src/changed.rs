@@ -438,7 +438,7 @@ pub async fn run(args: flags::Changed) -> Result<std::process::ExitCode> {
     };
     if args.against_registry {
         let transfer = flags::Transfer { ca_file: args.ca_file.clone(), ..flags::Transfer::default() };
-        let session = crate::push::Session::new(&transfer, crate::progress::Progress::new(true))?;
+        let session = crate::push::Session::new(&transfer, crate::progress::Progress::quiet())?;
         let inputs = crate::heal::current_inputs(&sh, &git, &workspace, &config, &detection.head)?;
         crate::heal::add_unreleased(&git, &session, &config.repository, &detection.head, &workspace, &inputs, &[], &mut detection.apps)
             .await?;

@@ -1,20 +1,69 @@
-//! Upload progress: a bar per blob in flight and a total, drawn only on a terminal.
+//! What a long command shows while it works, on standard error: on a terminal one line per app
+//! (its current step) with a bar per blob in flight; elsewhere plain `app: step` lines; in GitHub
+//! Actions the same lines, each app's push folded into a `::group::` section.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Terminal,
+    Plain,
+    GitHubActions,
+    Quiet,
+}
+
 #[derive(Clone)]
 pub struct Progress {
+    mode: Mode,
     multi: MultiProgress,
 }
 
 impl Progress {
-    /// Bars appear only when standard error is a terminal and the output is not JSON.
+    /// Bars on a terminal, `::group::` sections when `GITHUB_ACTIONS` is set, plain lines
+    /// otherwise. With `json`, standard output is for the summary alone and standard error gets
+    /// plain lines, never bars.
     pub fn new(json: bool) -> Progress {
-        let target = if !json && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Progress { multi: MultiProgress::with_draw_target(target) }
+        let mode = if std::env::var_os("GITHUB_ACTIONS").is_some_and(|value| value == "true") {
+            Mode::GitHubActions
+        } else if !json && std::io::stderr().is_terminal() {
+            Mode::Terminal
+        } else {
+            Mode::Plain
+        };
+        Progress::with_mode(mode)
+    }
+
+    /// Shows nothing, for commands whose reads from registries are not worth narrating.
+    pub fn quiet() -> Progress {
+        Progress::with_mode(Mode::Quiet)
+    }
+
+    fn with_mode(mode: Mode) -> Progress {
+        let target = if mode == Mode::Terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Progress { mode, multi: MultiProgress::with_draw_target(target) }
+    }
+
+    /// The line of one app, which each `step` replaces.
+    pub fn app(&self, name: &str) -> AppLine {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(ProgressStyle::with_template("{prefix:>12.bold} {msg}").expect("valid template"));
+        bar.set_prefix(name.to_string());
+        AppLine { name: name.to_string(), mode: self.mode, bar, grouped: false }
+    }
+
+    /// Runs `f` as one folded section in GitHub Actions (for output of other programs, such as
+    /// cargo's), and as is elsewhere.
+    pub fn section<T>(&self, title: &str, f: impl FnOnce() -> T) -> T {
+        if self.mode != Mode::GitHubActions {
+            return f();
+        }
+        eprintln!("::group::{title}");
+        let result = f();
+        eprintln!("::endgroup::");
+        result
     }
 
     pub fn total(&self, bytes: u64) -> ProgressBar {
@@ -43,5 +92,56 @@ impl Progress {
                 total.inc(n);
             }),
         )
+    }
+}
+
+/// One app's line: `detect → build → push → tag`.
+pub struct AppLine {
+    name: String,
+    mode: Mode,
+    bar: ProgressBar,
+    /// Whether a `::group::` is open for this app.
+    grouped: bool,
+}
+
+impl AppLine {
+    pub fn step(&self, message: &str) {
+        match self.mode {
+            Mode::Terminal => self.bar.set_message(message.to_string()),
+            Mode::Plain | Mode::GitHubActions => eprintln!("{}: {message}", self.name),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Opens the app's folded section in GitHub Actions; it closes when the line finishes.
+    pub fn begin_group(&mut self, title: &str) {
+        if self.mode == Mode::GitHubActions && !self.grouped {
+            eprintln!("::group::{}: {title}", self.name);
+            self.grouped = true;
+        }
+    }
+
+    /// The last step: the line stays on a terminal with `message`.
+    pub fn finish(mut self, message: &str) {
+        self.close_group();
+        match self.mode {
+            Mode::Terminal => self.bar.finish_with_message(message.to_string()),
+            Mode::Plain | Mode::GitHubActions => eprintln!("{}: {message}", self.name),
+            Mode::Quiet => {}
+        }
+    }
+
+    fn close_group(&mut self) {
+        if self.grouped {
+            eprintln!("::endgroup::");
+            self.grouped = false;
+        }
+    }
+}
+
+impl Drop for AppLine {
+    /// A line dropped on an error path still closes its section.
+    fn drop(&mut self) {
+        self.close_group();
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::flags;
 use crate::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, ImageIndex, ImageManifest};
-use crate::progress::Progress;
+use crate::progress::{AppLine, Progress};
 use crate::reference::{ImageReference, Repository};
 use crate::registry::{BlobFile, Registry, Transfer, TrustedRoots};
 
@@ -36,13 +36,16 @@ pub struct Session {
 /// How many existence checks run at once.
 const PARALLEL_CHECKS: usize = 16;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct PushReport {
     pub digest: Option<Digest>,
     pub blobs: usize,
     pub blobs_uploaded: usize,
     pub blobs_mounted: usize,
     pub bytes_uploaded: u64,
+    /// Blobs the repository already had (or that this run sent for another image), not sent.
+    pub blobs_skipped: usize,
+    pub bytes_skipped: u64,
     pub tags_written: Vec<String>,
     pub tags_unchanged: Vec<String>,
 }
@@ -102,12 +105,25 @@ impl Session {
 
     /// Pushes the image `root` of `source` to `destination` and points each of `tags` at it, in
     /// order: a later tag moves only once the earlier ones are written.
-    pub async fn push(&self, source: &Layout, root: &Descriptor, destination: &Repository, tags: &[String]) -> Result<PushReport> {
+    pub async fn push(
+        &self,
+        source: &Layout,
+        root: &Descriptor,
+        destination: &Repository,
+        tags: &[String],
+        line: &AppLine,
+    ) -> Result<PushReport> {
         let graph = read_graph(source, root)?;
+        let size: u64 = graph.blobs.iter().map(|blob| blob.descriptor.size).sum();
+        line.step(&format!("pushing {} blobs ({}) to {destination}", graph.blobs.len(), indicatif::HumanBytes(size)));
         match destination {
-            Repository::Layout { dir } => self.push_to_layout(source, &graph, dir, tags).await,
-            Repository::Registry { host, path } => self.push_to_registry(source, &graph, &self.registry(host)?, path, tags).await,
+            Repository::Layout { dir } => self.push_to_layout(source, &graph, dir, tags, line).await,
+            Repository::Registry { host, path } => self.push_to_registry(source, &graph, &self.registry(host)?, path, tags, line).await,
         }
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     async fn push_to_registry(
@@ -117,6 +133,7 @@ impl Session {
         registry: &Arc<Registry>,
         repository: &str,
         tags: &[String],
+        line: &AppLine,
     ) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
         let total = self.progress.total(graph.blobs.iter().map(|blob| blob.descriptor.size).sum());
@@ -125,6 +142,8 @@ impl Session {
         for GraphBlob { descriptor: blob, foreign } in &graph.blobs {
             let key = (host.clone(), repository.to_string(), blob.digest.clone());
             if self.present.lock().expect("not poisoned").contains(&key) {
+                report.blobs_skipped += 1;
+                report.bytes_skipped += blob.size;
                 continue;
             }
             let (bar, on_progress) = self.progress.blob(&blob.digest.hex()[..12], blob.size, &total);
@@ -177,11 +196,15 @@ impl Session {
                     report.bytes_uploaded += size;
                 }
                 Some(Transfer::Mounted) => report.blobs_mounted += 1,
-                None => {}
+                None => {
+                    report.blobs_skipped += 1;
+                    report.bytes_skipped += size;
+                }
             }
         }
         total.finish_and_clear();
 
+        line.step("writing manifests");
         for (descriptor, bytes) in &graph.manifests {
             if registry.manifest_digest(repository, descriptor.digest.as_str()).await?.as_ref() != Some(&descriptor.digest) {
                 registry.put_manifest(repository, descriptor.digest.as_str(), &descriptor.media_type, bytes).await?;
@@ -189,6 +212,7 @@ impl Session {
         }
         let (root, bytes) = &graph.root;
         for tag in tags {
+            line.step(&format!("tagging {tag}"));
             if registry.manifest_digest(repository, tag).await?.as_ref() == Some(&root.digest) {
                 report.tags_unchanged.push(tag.clone());
             } else {
@@ -199,7 +223,7 @@ impl Session {
         Ok(report)
     }
 
-    async fn push_to_layout(&self, source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[String]) -> Result<PushReport> {
+    async fn push_to_layout(&self, source: &Layout, graph: &ImageGraph, dir: &Path, tags: &[String], line: &AppLine) -> Result<PushReport> {
         let destination = Layout::create(dir)?;
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
         for GraphBlob { descriptor, foreign } in &graph.blobs {
@@ -214,8 +238,12 @@ impl Session {
             if copied {
                 report.blobs_uploaded += 1;
                 report.bytes_uploaded += descriptor.size;
+            } else {
+                report.blobs_skipped += 1;
+                report.bytes_skipped += descriptor.size;
             }
         }
+        line.step("writing manifests and tags");
         for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
             destination.write_blob(&descriptor.media_type, bytes)?;
         }
@@ -314,14 +342,15 @@ pub async fn run(args: flags::Push) -> Result<()> {
     let (dir, name) = parse_layout_argument(&args.layout);
     let layout = Layout::open(Path::new(dir))?;
     let root = layout.resolve(name)?;
+    let line = session.progress().app(&reference.tag);
     let report = session
-        .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag))
+        .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag), &line)
         .await
         .with_context(|| format!("push to {reference} failed, and the tag was not moved"))?;
-    eprintln!(
+    line.finish(&format!(
         "pushed {reference}: {} of {} blobs uploaded ({} bytes), {} mounted",
         report.blobs_uploaded, report.blobs, report.bytes_uploaded, report.blobs_mounted
-    );
+    ));
     println!("{}", root.digest);
     Ok(())
 }

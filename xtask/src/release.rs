@@ -1,6 +1,8 @@
 //! `cargo xtask release`: selects apps (named, --all, or changed), builds their multi-arch
 //! images and pushes each index to the one repository as `<app>-<sha>`, then `<app>-latest`.
 
+use std::time::Instant;
+
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
@@ -13,7 +15,7 @@ use crate::git::Git;
 use crate::heal;
 use crate::layout::Layout;
 use crate::oci::Digest;
-use crate::progress::Progress;
+use crate::progress::{AppLine, Progress};
 use crate::push::{PushReport, Session};
 use crate::reference::validate_tag;
 use crate::workspace::Workspace;
@@ -26,10 +28,11 @@ struct Summary<'a> {
     apps: Vec<AppSummary>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct AppSummary {
     name: String,
     reasons: Vec<changed::Reason>,
+    platforms: Vec<String>,
     tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<Digest>,
@@ -37,6 +40,9 @@ struct AppSummary {
     push: Option<PushReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Seconds this app's push took (the build is shared by all apps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
 }
 
 /// What a release tags an app with, besides the commit.
@@ -100,10 +106,12 @@ pub async fn run(args: flags::Release) -> Result<()> {
         summary.apps.push(AppSummary {
             name: app.name.clone(),
             reasons: app.reasons.clone(),
+            platforms: config.platforms.iter().map(ToString::to_string).collect(),
             tags: release_tags(&app.name, version, &tag_plan)?,
             digest: None,
             push: None,
             error: None,
+            seconds: None,
         });
     }
     if apps.is_empty() || args.dry_run {
@@ -116,18 +124,31 @@ pub async fn run(args: flags::Release) -> Result<()> {
     if !dirty {
         provenance.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
     }
+    let lines: Vec<AppLine> = apps.iter().map(|app| session.progress().app(&app.name)).collect();
+    let platforms: Vec<String> = config.platforms.iter().map(ToString::to_string).collect();
+    for line in &lines {
+        line.step(&format!("building for {}", platforms.join(", ")));
+    }
     let images = build::build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
     let mut failures = Vec::new();
-    for (image, app) in images.iter().zip(&mut summary.apps) {
+    for ((image, app), mut line) in images.iter().zip(&mut summary.apps).zip(lines) {
         app.digest = Some(image.index.digest.clone());
+        line.begin_group("push");
+        let started = Instant::now();
         // One app's failure must not stop the others: each is pushed and reported on its own.
         let pushed = async {
             let layout = Layout::open(&image.layout)?;
-            session.push(&layout, &image.index, &config.repository, &app.tags).await
+            session.push(&layout, &image.index, &config.repository, &app.tags, &line).await
         };
-        match pushed.await {
-            Ok(report) => app.push = Some(report),
+        let pushed = pushed.await;
+        app.seconds = Some(started.elapsed().as_secs_f64());
+        match pushed {
+            Ok(report) => {
+                line.finish(&format!("released {} as {}", image.index.digest, app.tags.join(", ")));
+                app.push = Some(report);
+            }
             Err(err) => {
+                line.finish("failed, tags not moved");
                 let message = format!("{err:#}");
                 failures.push(format!("{}: {message}", app.name));
                 app.error = Some(message);
@@ -179,37 +200,91 @@ fn write_github_outputs(summary: &Summary<'_>) -> Result<()> {
 fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(summary)?);
-        return Ok(());
-    }
-    if summary.apps.is_empty() {
+    } else if summary.apps.is_empty() {
         println!("no app changed; nothing to release");
-        return Ok(());
-    }
-    let verb = if summary.dry_run { "would push" } else { "pushed" };
-    for app in &summary.apps {
-        let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
-        match (&app.push, &app.error) {
-            // The reason is in the error paragraph that follows the summary.
-            (_, Some(_)) => println!("{}: failed, tags not moved", app.name),
-            (Some(report), None) => println!(
-                "{}: {verb} {} to {} as {} ({} of {} blobs uploaded, {} bytes)",
-                app.name,
-                app.digest.as_ref().map(ToString::to_string).unwrap_or_default(),
-                summary.repository,
-                app.tags.join(", "),
-                report.blobs_uploaded,
-                report.blobs,
-                report.bytes_uploaded
-            ),
-            (None, None) => println!("{}: {verb} to {} as {} ({})", app.name, summary.repository, app.tags.join(", "), reasons.join("; ")),
+    } else if summary.dry_run {
+        for app in &summary.apps {
+            let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
+            println!("{}: would push to {} as {} ({})", app.name, summary.repository, app.tags.join(", "), reasons.join("; "));
         }
+    } else {
+        print!("{}", summary_table(summary));
     }
     Ok(())
+}
+
+/// The final table: one row per app with its platforms, digest, what was sent and skipped, the
+/// push time and the tags; failed apps say so (the reason is in the error paragraph).
+fn summary_table(summary: &Summary<'_>) -> String {
+    let header = ["app", "platforms", "digest", "uploaded", "skipped", "time", "tags"].map(String::from);
+    let mut rows = vec![header];
+    for app in &summary.apps {
+        let blobs = |count: usize, bytes: u64| format!("{count} blobs, {}", indicatif::HumanBytes(bytes));
+        let (digest, uploaded, skipped) = match (&app.push, &app.error) {
+            (Some(report), None) => (
+                // The full digest is in the app's last progress line, the JSON and the step outputs.
+                app.digest.as_ref().map(|digest| format!("sha256:{}", &digest.hex()[..12])).unwrap_or_default(),
+                blobs(report.blobs_uploaded + report.blobs_mounted, report.bytes_uploaded),
+                blobs(report.blobs_skipped, report.bytes_skipped),
+            ),
+            _ => ("failed, tags not moved".to_string(), String::new(), String::new()),
+        };
+        let time = app.seconds.map(|seconds| format!("{seconds:.1} s")).unwrap_or_default();
+        rows.push([app.name.clone(), app.platforms.join(","), digest, uploaded, skipped, time, app.tags.join(", ")]);
+    }
+    let widths: Vec<usize> = (0..7).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
+    let mut table = format!("released to {}\n", summary.repository);
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        table.push_str(cells.join("  ").trim_end());
+        table.push('\n');
+    }
+    table
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_table_has_a_row_per_app() {
+        let released = AppSummary {
+            name: "hello-api".into(),
+            reasons: vec![],
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            tags: vec!["hello-api-0123456789abcdef0123456789abcdef01234567".into(), "hello-api-latest".into()],
+            digest: Some(Digest::of(b"index")),
+            push: Some(PushReport {
+                blobs: 5,
+                blobs_uploaded: 2,
+                blobs_mounted: 1,
+                bytes_uploaded: 3 << 20,
+                blobs_skipped: 2,
+                bytes_skipped: 1500,
+                ..PushReport::default()
+            }),
+            error: None,
+            seconds: Some(1.25),
+        };
+        let failed = AppSummary {
+            name: "worker".into(),
+            platforms: vec!["linux/amd64".into()],
+            tags: vec!["worker-latest".into()],
+            push: None,
+            error: Some("registry refused".into()),
+            seconds: Some(0.5),
+            ..released.clone()
+        };
+        let summary =
+            Summary { repository: "127.0.0.1:5000/acme/prod".into(), revision: "0123", dry_run: false, apps: vec![released, failed] };
+        expect_test::expect![[r#"
+            released to 127.0.0.1:5000/acme/prod
+            app        platforms                digest                  uploaded           skipped            time   tags
+            hello-api  linux/amd64,linux/arm64  sha256:1bc04b5291c2     3 blobs, 3.00 MiB  2 blobs, 1.46 KiB  1.2 s  hello-api-0123456789abcdef0123456789abcdef01234567, hello-api-latest
+            worker     linux/amd64              failed, tags not moved                                        0.5 s  worker-latest
+        "#]]
+        .assert_eq(&summary_table(&summary));
+    }
 
     #[test]
     fn sha_tag_first_extras_then_latest() {
