@@ -239,6 +239,104 @@ impl Registry {
     }
 }
 
+/// The registry's storage, read straight from its filesystem driver's files, so that checks do
+/// not go through (or wait for) HTTP.
+#[derive(Clone)]
+pub struct Storage {
+    root: PathBuf,
+}
+
+impl Storage {
+    fn repository(&self, repository: &str) -> PathBuf {
+        self.root.join("repositories").join(repository)
+    }
+
+    fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        let hex = digest.strip_prefix("sha256:")?;
+        fs::read(self.root.join("blobs/sha256").join(&hex[..2]).join(hex).join("data")).ok()
+    }
+
+    fn linked(&self, repository: &str, kind: &str, digest: &str) -> bool {
+        let hex = digest.trim_start_matches("sha256:");
+        self.repository(repository).join(kind).join("sha256").join(hex).join("link").exists() && self.blob(digest).is_some()
+    }
+
+    /// Deletes a blob's bytes behind the registry's back.
+    pub fn remove_blob(&self, digest: &str) {
+        let hex = digest.trim_start_matches("sha256:");
+        fs::remove_file(self.root.join("blobs/sha256").join(&hex[..2]).join(hex).join("data")).unwrap();
+    }
+
+    /// Every tag of `repository` with the digest it names.
+    pub fn tags(&self, repository: &str) -> Vec<(String, String)> {
+        let Ok(entries) = fs::read_dir(self.repository(repository).join("_manifests/tags")) else { return Vec::new() };
+        let mut tags: Vec<(String, String)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let link = fs::read_to_string(entry.path().join("current/link")).ok()?;
+                Some((entry.file_name().to_string_lossy().into_owned(), link.trim().to_string()))
+            })
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// The digests of every blob stored, in any repository.
+    pub fn blobs(&self) -> std::collections::BTreeSet<String> {
+        let mut digests = std::collections::BTreeSet::new();
+        for prefix in fs::read_dir(self.root.join("blobs/sha256")).into_iter().flatten().flatten() {
+            for blob in fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                if blob.path().join("data").exists() {
+                    digests.insert(format!("sha256:{}", blob.file_name().to_string_lossy()));
+                }
+            }
+        }
+        digests
+    }
+
+    /// What is wrong with the tags of `repository`: a tag whose index, manifests, config or
+    /// layers are not all in the repository.
+    pub fn dangling_tags(&self, repository: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (tag, digest) in self.tags(repository) {
+            let mut missing = Vec::new();
+            let Some(root) = self.blob(&digest) else {
+                problems.push(format!("{tag} names {digest}, which is not stored"));
+                continue;
+            };
+            let root: serde_json::Value = serde_json::from_slice(&root).unwrap();
+            let manifests: Vec<String> = match root["manifests"].as_array() {
+                Some(children) => children.iter().map(|child| child["digest"].as_str().unwrap().to_string()).collect(),
+                None => vec![digest.clone()],
+            };
+            for manifest_digest in manifests {
+                if !self.linked(repository, "_manifests/revisions", &manifest_digest) {
+                    missing.push(format!("manifest {manifest_digest}"));
+                    continue;
+                }
+                let manifest: serde_json::Value = serde_json::from_slice(&self.blob(&manifest_digest).unwrap()).unwrap();
+                let blobs = std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().into_iter().flatten());
+                for blob in blobs {
+                    let blob = blob["digest"].as_str().unwrap();
+                    if !self.linked(repository, "_layers", blob) {
+                        missing.push(format!("blob {blob}"));
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                problems.push(format!("{tag} names {digest}, whose {} are missing", missing.join(", ")));
+            }
+        }
+        problems
+    }
+}
+
+impl Registry {
+    pub fn storage(&self) -> Storage {
+        Storage { root: self.dir.path().join("data/docker/registry/v2") }
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

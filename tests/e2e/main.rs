@@ -8,4 +8,5 @@ mod harness;
 mod proxy;
 mod push;
 mod release;
+mod resilience;
 mod token;

@@ -1,7 +1,9 @@
 //! A fault-injecting HTTP proxy for the tests: it stands between the xtask and a real registry
-//! on loopback and, on a fixed schedule, answers 500/502/503, answers 429 with Retry-After, or
-//! resets the connection in the middle of a request body. Every connection carries one request
-//! (the proxy answers `Connection: close`), so the schedule counts requests.
+//! on loopback and, on a fixed schedule, answers 500/502/503, answers 429 with Retry-After,
+//! resets the connection in the middle of a request body, or stalls before answering. Every
+//! connection carries one request (the proxy answers `Connection: close`), so the schedule counts
+//! requests. An optional check runs after every request, faulty or not, and records what it
+//! finds wrong (for instance a tag naming an image whose blobs are missing).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -15,31 +17,52 @@ pub enum Fault {
     Status(u16),
     TooManyRequests,
     ResetMidBody,
+    /// Waits this many milliseconds, then forwards the request.
+    Stall(u64),
 }
+
+/// Returns a description of each violated invariant; run after every request.
+pub type Check = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 pub struct FaultProxy {
     pub host: String,
     /// `(request line, fault)` for every request seen, in order.
     pub log: Arc<Mutex<Vec<(String, Fault)>>>,
+    /// What the check found after each request, with the request it followed.
+    pub violations: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultProxy {
     /// Forwards to `upstream`; request number n (from 0) gets `schedule[n % schedule.len()]`.
     pub fn start(upstream: &str, schedule: Vec<Fault>) -> FaultProxy {
+        FaultProxy::start_checked(upstream, schedule, Arc::new(Vec::new))
+    }
+
+    /// Like `start`, and runs `check` after every request.
+    pub fn start_checked(upstream: &str, schedule: Vec<Fault>, check: Check) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let violations = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicUsize::new(0));
-        let (upstream, thread_log) = (upstream.to_string(), log.clone());
+        let (upstream, thread_log, thread_violations) = (upstream.to_string(), log.clone(), violations.clone());
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, log, counter, schedule) = (upstream.clone(), thread_log.clone(), counter.clone(), schedule.clone());
+                let (upstream, log, violations, counter, schedule, check) =
+                    (upstream.clone(), thread_log.clone(), thread_violations.clone(), counter.clone(), schedule.clone(), check.clone());
                 thread::spawn(move || {
-                    let _ = serve(client, &upstream, &log, &counter, &schedule);
+                    let request = serve(client, &upstream, &log, &counter, &schedule).unwrap_or_default();
+                    for violation in check() {
+                        violations.lock().unwrap().push(format!("after {request}: {violation}"));
+                    }
                 });
             }
         });
-        FaultProxy { host, log }
+        FaultProxy { host, log, violations }
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
     }
 
     pub fn faults_injected(&self) -> usize {
@@ -47,20 +70,21 @@ impl FaultProxy {
     }
 }
 
+/// Serves one request; returns its request line.
 fn serve(
     client: TcpStream,
     upstream: &str,
     log: &Mutex<Vec<(String, Fault)>>,
     counter: &AtomicUsize,
     schedule: &[Fault],
-) -> std::io::Result<()> {
+) -> std::io::Result<String> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut content_length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(()); // Not HTTP (for instance a TLS probe) or nothing at all.
+            return Ok(String::new()); // Not HTTP (for instance a TLS probe) or nothing at all.
         }
         if let Some((name, value)) = line.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
@@ -81,10 +105,10 @@ fn serve(
     }
     let request_line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
     if !request_line.contains("HTTP/1.") {
-        return Ok(());
+        return Ok(String::new());
     }
     let fault = schedule[counter.fetch_add(1, Ordering::SeqCst) % schedule.len()];
-    log.lock().unwrap().push((request_line, fault));
+    log.lock().unwrap().push((request_line.clone(), fault));
     let mut client = client;
     match fault {
         Fault::ResetMidBody => {
@@ -92,7 +116,7 @@ fn serve(
             reader.read_exact(&mut partial)?;
             // Closing with unread data makes the kernel send a reset.
             client.shutdown(Shutdown::Both)?;
-            return Ok(());
+            return Ok(request_line);
         }
         Fault::Status(code) => {
             drain(&mut reader, content_length)?;
@@ -102,13 +126,14 @@ fn serve(
                 "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             )?;
-            return Ok(());
+            return Ok(request_line);
         }
         Fault::TooManyRequests => {
             drain(&mut reader, content_length)?;
             write!(client, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-            return Ok(());
+            return Ok(request_line);
         }
+        Fault::Stall(millis) => thread::sleep(std::time::Duration::from_millis(millis)),
         Fault::Pass => {}
     }
     let mut server = TcpStream::connect(upstream)?;
@@ -116,7 +141,7 @@ fn serve(
     let mut body = reader.take(content_length as u64);
     std::io::copy(&mut body, &mut server)?;
     std::io::copy(&mut server, &mut client)?;
-    Ok(())
+    Ok(request_line)
 }
 
 fn drain(reader: &mut impl Read, len: usize) -> std::io::Result<()> {
