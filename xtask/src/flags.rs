@@ -19,6 +19,14 @@ pub enum Command {
     Push(Push),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
+    /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
+    Completions(Completions),
+}
+
+#[derive(Args, Debug)]
+pub struct Completions {
+    /// The shell: bash, elvish, fish, powershell or zsh
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -159,4 +167,33 @@ pub struct Release {
     pub json: bool,
     #[command(flatten)]
     pub transfer: Transfer,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The README documents every command and every flag that `--help` lists.
+    #[test]
+    fn readme_names_every_command_and_flag() {
+        let readme = include_str!("../../README.md");
+        let mut missing = Vec::new();
+        for command in Xtask::command().get_subcommands() {
+            let name = format!("cargo xtask {}", command.get_name());
+            if !readme.contains(&name) {
+                missing.push(name.clone());
+            }
+            for arg in command.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let flag = format!("--{long}");
+                    if !readme.contains(&flag) {
+                        missing.push(format!("{name} {flag}"));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "README.md does not mention: {missing:?}");
+    }
 }

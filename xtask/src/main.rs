@@ -46,5 +46,9 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
