@@ -26,6 +26,14 @@ struct Summary<'a> {
     revision: &'a str,
     dry_run: bool,
     apps: Vec<AppSummary>,
+    /// The workspace's other apps, each with why it is not released.
+    skipped: Vec<SkippedApp>,
+}
+
+#[derive(Serialize)]
+struct SkippedApp {
+    name: String,
+    why: String,
 }
 
 #[derive(Serialize, Clone)]
@@ -100,7 +108,24 @@ pub async fn run(args: flags::Release) -> Result<()> {
     let epoch = git.commit_time(&revision)?;
     let date: String = crate::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
     let tag_plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
-    let mut summary = Summary { repository: config.repository.to_string(), revision: &revision, dry_run: args.dry_run, apps: Vec::new() };
+    let skipped = workspace
+        .apps()
+        .filter(|member| !apps.iter().any(|app| app.name == member.name))
+        .map(|member| {
+            let why = if args.selection.exclude.contains(&member.name) {
+                "excluded with --exclude"
+            } else if !detected {
+                "not named"
+            } else if args.git_only {
+                "unchanged in git"
+            } else {
+                "unchanged in git, and the repository has its image"
+            };
+            SkippedApp { name: member.name.clone(), why: why.to_string() }
+        })
+        .collect();
+    let mut summary =
+        Summary { repository: config.repository.to_string(), revision: &revision, dry_run: args.dry_run, apps: Vec::new(), skipped };
     for app in &apps {
         let version = workspace.member(&app.name).map(|member| member.version.as_str()).unwrap_or_default();
         summary.apps.push(AppSummary {
