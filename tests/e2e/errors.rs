@@ -1,6 +1,7 @@
 //! Bad input: each case asserts the exit code and the message a user sees.
 
 use crate::harness::{stderr, Registry, Scratch};
+use crate::proxy::{Fault, FaultProxy};
 
 struct Case<'a> {
     args: Vec<String>,
@@ -130,6 +131,11 @@ fn bad_input_gets_a_clear_error() {
             },
             expected: "in the rule for `proto/**` of [[workspace.metadata.xtask.rules]]: unknown app `nope`",
         },
+        Case {
+            args: args(&["release", "--all"]),
+            setup: &|scratch: &Scratch| scratch.edit("Cargo.toml", |manifest| format!("{manifest}\n[workspace.metadata.xtask\n")),
+            expected: "cannot read the Cargo workspace in",
+        },
         Case { args: args(&["changed", "--explain", "common"]), setup: nothing, expected: "crate `common` is not an app" },
         Case {
             args: args(&["release", "--all", "--exclude", "nope", "--dry-run"]),
@@ -172,5 +178,27 @@ fn bad_input_gets_a_clear_error() {
         let scratch = Scratch::new();
         (case.setup)(&scratch);
         check(&scratch, &case.args, case.expected);
+    }
+}
+
+/// A registry that answers with malformed JSON, or with a manifest that does not match the
+/// digest asked for, is named, and nothing is built from what it said.
+#[test]
+fn malformed_and_corrupt_registry_answers_are_errors() {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let valid_index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
+    let cases: [(Vec<Fault>, &str); 2] = [
+        (vec![Fault::Body("{not json")], "has an invalid index"),
+        (vec![Fault::Body(valid_index), Fault::Body("{}")], "served a corrupt manifest"),
+    ];
+    for (schedule, expected) in cases {
+        let proxy = FaultProxy::start(&registry.host, schedule);
+        let base = format!("{}/acme/base:1", proxy.host);
+        scratch.edit("crates/worker/Dockerfile", |dockerfile| {
+            let from = dockerfile.lines().find(|line| line.starts_with("FROM ")).unwrap().to_string();
+            dockerfile.replace(&from, &format!("FROM {base}"))
+        });
+        check(&scratch, &args(&["build", "worker", "--platform", "linux/amd64"]), expected);
     }
 }

@@ -19,6 +19,9 @@ pub enum Fault {
     ResetMidBody,
     /// Waits this many milliseconds, then forwards the request.
     Stall(u64),
+    /// Answers 200 with this body as an OCI index, whatever was asked: malformed JSON, or a
+    /// document that does not match the digest requested.
+    Body(&'static str),
 }
 
 /// Returns a description of each violated invariant; run after every request.
@@ -131,6 +134,15 @@ fn serve(
         Fault::TooManyRequests => {
             drain(&mut reader, content_length)?;
             write!(client, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            return Ok(request_line);
+        }
+        Fault::Body(body) => {
+            drain(&mut reader, content_length)?;
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
             return Ok(request_line);
         }
         Fault::Stall(millis) => thread::sleep(std::time::Duration::from_millis(millis)),

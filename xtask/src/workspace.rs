@@ -71,10 +71,19 @@ impl Workspace {
     pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
         let _cwd = sh.push_dir(dir);
         let cargo = cargo();
-        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().read().with_context(|| {
-            format!("cannot read the Cargo workspace in {}: run the xtask inside the workspace and fix what cargo reports", dir.display())
-        })?;
-        let json: serde_json::Value = serde_json::from_str(&output).context("cargo metadata printed invalid JSON")?;
+        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().ignore_status().output()?;
+        if !output.status.success() {
+            // cargo's own message becomes part of the one error paragraph.
+            let reported = String::from_utf8_lossy(&output.stderr);
+            let reported: Vec<&str> =
+                reported.lines().map(|line| line.trim_start_matches("error: ").trim()).filter(|line| !line.is_empty()).collect();
+            bail!(
+                "cannot read the Cargo workspace in {}: cargo says: {}; run the xtask inside the workspace and fix that",
+                dir.display(),
+                reported.join(" ")
+            );
+        }
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).context("cargo metadata printed invalid JSON")?;
         Workspace::from_metadata(json, &|app_dir| app_dir.join("Dockerfile").is_file())
     }
 
