@@ -300,8 +300,13 @@ mod tests {
             seconds: Some(0.5),
             ..released.clone()
         };
-        let summary =
-            Summary { repository: "127.0.0.1:5000/acme/prod".into(), revision: "0123", dry_run: false, apps: vec![released, failed] };
+        let summary = Summary {
+            repository: "127.0.0.1:5000/acme/prod".into(),
+            revision: "0123",
+            dry_run: false,
+            apps: vec![released, failed],
+            skipped: Vec::new(),
+        };
         expect_test::expect![[r#"
             released to 127.0.0.1:5000/acme/prod
             app        platforms                digest                  uploaded           skipped            time   tags
