@@ -24,6 +24,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f target-apt.log
 fi
 
+# moto's server is the ECR control plane of the tests. It comes from PyPI, into its own virtual
+# environment (Debian's Python refuses system-wide pip installs).
+if ! command -v moto_server >/dev/null; then
+  echo "installing moto[server]"
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv python3-pip; } >target-apt.log 2>&1 || { cat target-apt.log; exit 1; }
+  fi
+  $sudo python3 -m venv /opt/xtask-moto
+  $sudo /opt/xtask-moto/bin/pip install --quiet 'moto[server]'
+  $sudo ln -sf /opt/xtask-moto/bin/moto_server /usr/local/bin/moto_server
+fi
+
 # The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 

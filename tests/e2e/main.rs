@@ -3,6 +3,7 @@
 //! as an independent client, and a Docker engine where one runs).
 
 mod changed;
+mod ecr;
 mod errors;
 mod harness;
 mod proxy;

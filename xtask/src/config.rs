@@ -24,6 +24,41 @@ struct Metadata {
     targets: BTreeMap<String, String>,
     #[serde(default)]
     rules: Vec<PathRule>,
+    #[serde(default)]
+    ecr: EcrSettings,
+}
+
+/// `[workspace.metadata.xtask.ecr]`: how `cargo xtask ecr setup` shapes the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EcrSettings {
+    pub scan_on_push: bool,
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION.
+    pub tag_mutability: String,
+    /// The wildcard filters of the `_WITH_EXCLUSION` modes: tags that stay movable (or fixed).
+    pub exclusions: Vec<String>,
+    /// AES256, or KMS with `kms-key`.
+    pub encryption: String,
+    pub kms_key: Option<String>,
+    /// Images kept per app (`<app>-` tag prefix) by the lifecycle policy.
+    pub keep_images: u32,
+    /// Days after which untagged images expire.
+    pub expire_untagged_days: u32,
+}
+
+impl Default for EcrSettings {
+    /// Immutable `<app>-<sha>` tags with a movable `*-latest`, scanned on push.
+    fn default() -> EcrSettings {
+        EcrSettings {
+            scan_on_push: true,
+            tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+            exclusions: vec!["*-latest".into()],
+            encryption: "AES256".into(),
+            kms_key: None,
+            keep_images: 30,
+            expire_untagged_days: 7,
+        }
+    }
 }
 
 /// A user's change rule, `[[workspace.metadata.xtask.rules]]`: changed paths matching `paths`
@@ -53,6 +88,7 @@ pub struct Config {
     /// The Rust target triple each platform's binaries are compiled for.
     pub targets: BTreeMap<Platform, String>,
     pub rules: Vec<PathRule>,
+    pub ecr: EcrSettings,
 }
 
 impl Config {
@@ -76,7 +112,7 @@ pub struct Overrides<'a> {
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone()).context(
-            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules)",
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr)",
         )?,
         None => Metadata::default(),
     };
@@ -130,7 +166,7 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
             ),
         }
     }
-    Ok(Config { repository, platforms, targets, rules: metadata.rules })
+    Ok(Config { repository, platforms, targets, rules: metadata.rules, ecr: metadata.ecr })
 }
 
 fn default_target(platform: &Platform) -> Option<&'static str> {
@@ -211,7 +247,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),

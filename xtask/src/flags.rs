@@ -19,8 +19,42 @@ pub enum Command {
     Push(Push),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
+    /// Manage the shared ECR repository
+    Ecr(Ecr),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
     Completions(Completions),
+}
+
+#[derive(Args, Debug)]
+pub struct Ecr {
+    #[command(subcommand)]
+    pub command: EcrCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EcrCommand {
+    /// Create or update the repository from [workspace.metadata.xtask.ecr]: scan on push, tag
+    /// mutability, encryption and a lifecycle policy per app
+    Setup(EcrSetup),
+    /// Print the least-privilege IAM policy the commands need
+    Policy(EcrPolicy),
+}
+
+#[derive(Args, Debug)]
+pub struct EcrSetup {
+    /// The ECR repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EcrPolicy {
+    /// The ECR repository the policy grants (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -158,6 +192,9 @@ pub struct Release {
     /// Release even with uncommitted changes (the sha tag would then not describe the image)
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Run `cargo xtask ecr setup` first, so the repository exists with its settings
+    #[arg(long)]
+    pub create_repository: bool,
     /// Select changed apps by the git diff alone; by default the apps whose image of their
     /// current inputs is missing from the repository are released too
     #[arg(long)]

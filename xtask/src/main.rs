@@ -5,6 +5,7 @@ mod build;
 mod changed;
 mod config;
 mod dockerfile;
+mod ecr;
 mod flags;
 mod git;
 mod glob;
@@ -46,6 +47,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

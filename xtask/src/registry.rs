@@ -26,8 +26,16 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, applicat
 
 pub struct Registry {
     host: String,
-    /// Whether plain HTTP may be used: loopback hosts and those the user lists.
+    /// Where requests for `host` go: `host` itself, or the address XTASK_REGISTRY_MAP names for
+    /// it (a mirror, a tunnel, or a test registry standing in for ECR). Credentials are still
+    /// looked up for `host`.
+    address: String,
+    /// Whether plain HTTP may be used: loopback addresses and the hosts the user lists.
     allow_plain_http: bool,
+    /// For an ECR host, the account and region whose `GetAuthorizationToken` gives credentials
+    /// when the Docker configuration has none.
+    ecr: Option<crate::ecr::EcrHost>,
+    ecr_token: tokio::sync::Mutex<Option<crate::ecr::Token>>,
     /// `https://host` or, for a host that may use plain HTTP and does not speak TLS, `http://host`;
     /// decided on first contact, as Docker does for insecure registries.
     base_url: tokio::sync::OnceCell<String>,
@@ -184,9 +192,14 @@ impl Registry {
             .tls_certs_merge(roots.0.iter().cloned())
             .build()
             .context("cannot set up the HTTP client")?;
+        let address =
+            std::env::var("XTASK_REGISTRY_MAP").ok().and_then(|map| mapped_address(host, &map)).unwrap_or_else(|| host.to_string());
         Ok(Registry {
             host: host.to_string(),
-            allow_plain_http: allows_plain_http(host),
+            allow_plain_http: allows_plain_http(host) || allows_plain_http(&address),
+            address,
+            ecr: crate::ecr::parse_host(host),
+            ecr_token: tokio::sync::Mutex::new(None),
             base_url: tokio::sync::OnceCell::new(),
             http,
             authorization: RwLock::new(HashMap::new()),
@@ -441,7 +454,7 @@ impl Registry {
     async fn base_url(&self) -> &str {
         self.base_url
             .get_or_init(|| async {
-                let https = format!("https://{}", self.host);
+                let https = format!("https://{}", self.address);
                 if !self.allow_plain_http {
                     return https;
                 }
@@ -452,7 +465,7 @@ impl Registry {
                     // An untrusted certificate is TLS all the same; the request that follows
                     // reports it.
                     Err(err) if is_certificate_error(&err) => https,
-                    Err(_) => format!("http://{}", self.host),
+                    Err(_) => format!("http://{}", self.address),
                 }
             })
             .await
@@ -537,7 +550,7 @@ impl Registry {
             return Ok(());
         }
         let challenge = response.headers().get(header::WWW_AUTHENTICATE).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
-        let credential = self.credential().await?;
+        let credential = self.credential(rejected.is_some()).await?;
         let value = if challenge.to_ascii_lowercase().starts_with("bearer") {
             let params = challenge_params(&challenge["bearer".len()..]);
             let realm = params.get("realm").ok_or_else(|| anyhow!("registry {} sent a Bearer challenge without a realm", self.host))?;
@@ -580,8 +593,24 @@ impl Registry {
         Ok(())
     }
 
-    /// The user and password the Docker configuration holds for this host, if any.
-    async fn credential(&self) -> Result<Option<(String, String)>> {
+    /// The user and password for this host: what the Docker configuration holds (a credential
+    /// helper the user configured wins), else for an ECR host a token from
+    /// `GetAuthorizationToken`, cached until shortly before it expires. `renew` replaces a cached
+    /// token the registry has just refused.
+    async fn credential(&self, renew: bool) -> Result<Option<(String, String)>> {
+        if let Some(found) = self.docker_credential().await? {
+            return Ok(Some(found));
+        }
+        let Some(ecr) = &self.ecr else { return Ok(None) };
+        let mut cached = self.ecr_token.lock().await;
+        let fresh = cached.as_ref().is_some_and(|token| !renew && std::time::SystemTime::now() < token.refresh_at);
+        if !fresh {
+            *cached = Some(crate::ecr::authorization_token(ecr).await?);
+        }
+        Ok(cached.as_ref().map(|token| (token.user.clone(), token.password.clone())))
+    }
+
+    async fn docker_credential(&self) -> Result<Option<(String, String)>> {
         let host = self.host.clone();
         let lookup = tokio::task::spawn_blocking(move || docker_credential::get_credential(&host)).await?;
         use docker_credential::{CredentialRetrievalError as E, DockerCredential};
@@ -618,6 +647,14 @@ impl Registry {
         };
         anyhow!("registry {host} refused to {action} in {repository}: {}; {what_to_do}", refusal.describe())
     }
+}
+
+/// The address XTASK_REGISTRY_MAP (`host=address,...`) gives `host`, if any.
+fn mapped_address(host: &str, map: &str) -> Option<String> {
+    map.split(',')
+        .filter_map(|entry| entry.trim().split_once('='))
+        .find(|(from, _)| from.trim() == host)
+        .map(|(_, to)| to.trim().to_string())
 }
 
 /// Plain HTTP is for loopback registries and the hosts the user lists; everything else is TLS.

@@ -96,6 +96,10 @@ pub async fn run(args: flags::Release) -> Result<()> {
         bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
     }
 
+    if args.create_repository && !args.dry_run {
+        let apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
+        crate::ecr::setup(&config.repository, &config.ecr, &apps, false).await.context("--create-repository")?;
+    }
     let session = Session::new(&args.transfer, Progress::new(args.json))?;
     let mut apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
     let inputs = heal::current_inputs(&sh, &git, &workspace, &config, &revision)?;
