@@ -381,3 +381,35 @@ fn releases_heal_what_an_earlier_release_left_out_and_keep_rollbacks() {
     scratch.commit("more docs");
     assert!(app_names(&against(&scratch)).is_empty());
 }
+
+#[test]
+fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let first = scratch.head();
+    scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
+    scratch.write("crates/worker/src/extra.rs", "// a second worker\n");
+    let second = scratch.commit("worker change");
+    scratch.xtask_ok(&["release", "--repository", &repository]);
+    let tag = |name: &str| registry.storage().tags("acme/prod").into_iter().find(|(tag, _)| tag == name).map(|(_, digest)| digest);
+    assert_eq!(tag("worker-latest"), tag(&format!("worker-{second}")));
+
+    let before = registry.requests().len();
+    let output = scratch.xtask_ok(&["rollback", "worker", "--to", &first[..10], "--repository", &repository]);
+    assert!(output.contains(&format!("worker-latest now names")), "{output}");
+    assert_eq!(tag("worker-latest"), tag(&format!("worker-{first}")));
+    let writes: Vec<String> = registry.requests()[before..]
+        .iter()
+        .filter(|r| r.starts_with("PUT") || r.starts_with("POST") || r.starts_with("PATCH"))
+        .cloned()
+        .collect();
+    assert_eq!(writes.len(), 1, "one manifest PUT: {writes:#?}");
+    assert!(scratch.xtask_ok(&["rollback", "worker", "--to", &first, "--repository", &repository]).contains("already names"));
+
+    scratch.write("NOTES.md", "not released\n");
+    let unreleased = scratch.commit("docs");
+    let output = scratch.xtask(&["rollback", "worker", "--to", &unreleased, "--repository", &repository]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains(&format!("has no image worker-{unreleased}")), "{}", stderr(&output));
+}

@@ -19,10 +19,24 @@ pub enum Command {
     Push(Push),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
+    /// Point `<app>-latest` at the image released as `<app>-<sha>` (one manifest PUT)
+    Rollback(Rollback),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
     Completions(Completions),
+}
+
+#[derive(Args, Debug)]
+pub struct Rollback {
+    /// The app whose `-latest` tag moves
+    pub app: String,
+    /// The commit whose release `-latest` names afterwards (a short sha is expanded by git)
+    #[arg(long, value_name = "SHA")]
+    pub to: String,
+    /// The repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
 }
 
 #[derive(Args, Debug)]

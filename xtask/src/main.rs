@@ -21,6 +21,7 @@ mod push;
 mod reference;
 mod registry;
 mod release;
+mod rollback;
 mod workspace;
 
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Rollback(args) => runtime.block_on(rollback::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
