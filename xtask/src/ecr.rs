@@ -116,10 +116,10 @@ fn explain<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
 /// so that the documented policy cannot drift from the code. The data-plane actions are what a
 /// push and a pull through the registry API are authorised as.
 pub const ACTIONS: &[(&str, &[&str])] = &[
-    ("release", &["ecr:GetAuthorizationToken"]),
     (
         "release",
         &[
+            "ecr:GetAuthorizationToken",
             "ecr:BatchCheckLayerAvailability",
             "ecr:BatchGetImage",
             "ecr:GetDownloadUrlForLayer",
@@ -129,6 +129,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "ecr:PutImage",
         ],
     ),
+    ("rollback", &["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:PutImage"]),
     (
         "ecr setup",
         &[
