@@ -389,11 +389,29 @@ fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() 
     let repository = format!("{}/acme/prod", registry.host);
     let first = scratch.head();
     scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
+    // Images are ordered by their creation time, the commit time in seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     scratch.write("crates/worker/src/extra.rs", "// a second worker\n");
     let second = scratch.commit("worker change");
     scratch.xtask_ok(&["release", "--repository", &repository]);
     let tag = |name: &str| registry.storage().tags("acme/prod").into_iter().find(|(tag, _)| tag == name).map(|(_, digest)| digest);
     assert_eq!(tag("worker-latest"), tag(&format!("worker-{second}")));
+
+    let images = |scratch: &Scratch| -> Vec<Vec<String>> {
+        let json: serde_json::Value =
+            serde_json::from_str(&scratch.xtask_ok(&["images", "worker", "--json", "--repository", &repository])).unwrap();
+        json["worker"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|image| image["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .collect()
+    };
+    assert_eq!(
+        images(&scratch),
+        [vec![format!("worker-{second}"), "worker-latest".into()], vec![format!("worker-{first}")]],
+        "newest first"
+    );
 
     let before = registry.requests().len();
     let output = scratch.xtask_ok(&["rollback", "worker", "--to", &first[..10], "--repository", &repository]);
@@ -406,6 +424,7 @@ fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() 
         .collect();
     assert_eq!(writes.len(), 1, "one manifest PUT: {writes:#?}");
     assert!(scratch.xtask_ok(&["rollback", "worker", "--to", &first, "--repository", &repository]).contains("already names"));
+    assert_eq!(images(&scratch), [vec![format!("worker-{second}")], vec![format!("worker-{first}"), "worker-latest".into()]]);
 
     scratch.write("NOTES.md", "not released\n");
     let unreleased = scratch.commit("docs");

@@ -19,12 +19,26 @@ pub enum Command {
     Push(Push),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
+    /// List each app's images in the repository, newest first
+    Images(Images),
     /// Point `<app>-latest` at the image released as `<app>-<sha>` (one manifest PUT)
     Rollback(Rollback),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
     Completions(Completions),
+}
+
+#[derive(Args, Debug)]
+pub struct Images {
+    /// Only this app
+    pub app: Option<String>,
+    /// The repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print JSON: app → images (digest, tags, created, revision, platforms, size)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

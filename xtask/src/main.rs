@@ -10,6 +10,7 @@ mod flags;
 mod git;
 mod glob;
 mod heal;
+mod images;
 mod inputs;
 mod layer;
 mod layout;
@@ -48,6 +49,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Images(args) => runtime.block_on(images::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Rollback(args) => runtime.block_on(rollback::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Completions(args) => {

@@ -65,25 +65,32 @@ impl Session {
         Ok(BaseImage { source: format!("{host}/{path}"), images })
     }
 
-    /// The annotations of the index or manifest tagged `tag` in `repository`, or `None` when
-    /// the tag is missing.
-    pub async fn find_annotations(&self, repository: &Repository, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
-        let bytes = match repository {
+    /// The bytes of the index or manifest `reference` (a tag or digest) names in `repository`,
+    /// or `None` when it names nothing.
+    pub async fn find_manifest(&self, repository: &Repository, reference: &str) -> Result<Option<Vec<u8>>> {
+        match repository {
             Repository::Layout { dir } => {
                 if !dir.join("index.json").exists() {
                     return Ok(None);
                 }
                 let layout = crate::layout::Layout::open(dir)?;
-                match layout.find(Some(tag))? {
-                    Some(descriptor) => layout.read_blob(&descriptor)?,
-                    None => return Ok(None),
+                let digest = match reference.parse::<Digest>() {
+                    Ok(digest) => layout.has_blob(&digest).then_some(digest),
+                    Err(_) => layout.find(Some(reference))?.map(|descriptor| descriptor.digest),
+                };
+                match digest {
+                    Some(digest) => Ok(Some(std::fs::read(layout.blob_path(&digest))?)),
+                    None => Ok(None),
                 }
             }
-            Repository::Registry { host, path } => match self.registry(host)?.find_manifest(path, tag).await? {
-                Some((_, bytes)) => bytes,
-                None => return Ok(None),
-            },
-        };
+            Repository::Registry { host, path } => Ok(self.registry(host)?.find_manifest(path, reference).await?.map(|(_, bytes)| bytes)),
+        }
+    }
+
+    /// The annotations of the index or manifest tagged `tag` in `repository`, or `None` when
+    /// the tag is missing.
+    pub async fn find_annotations(&self, repository: &Repository, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let Some(bytes) = self.find_manifest(repository, tag).await? else { return Ok(None) };
         #[derive(serde::Deserialize)]
         struct Annotated {
             #[serde(default)]
@@ -92,6 +99,20 @@ impl Session {
         let image: Annotated =
             serde_json::from_slice(&bytes).with_context(|| format!("{repository}:{tag} is not an OCI index or manifest"))?;
         Ok(Some(image.annotations))
+    }
+
+    /// Every tag of `repository` (of a layout: its named entries).
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
+        match repository {
+            Repository::Layout { dir } if !dir.join("index.json").exists() => Ok(Vec::new()),
+            Repository::Layout { dir } => Ok(crate::layout::Layout::open(dir)?
+                .index()?
+                .manifests
+                .iter()
+                .filter_map(|entry| entry.annotations.get(oci::ANNOTATION_REF_NAME).cloned())
+                .collect()),
+            Repository::Registry { host, path } => self.registry(host)?.tags(path).await,
+        }
     }
 
     async fn fetch_config(

@@ -382,6 +382,42 @@ impl Registry {
         Ok(Some((media_type, bytes)))
     }
 
+    /// Every tag of the repository (`/tags/list`, following `Link` pages); none when the
+    /// repository does not exist yet.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        let mut url = format!("/v2/{repository}/tags/list?n=1000");
+        loop {
+            let response = self.execute(self.request(Method::GET, url.clone(), repository), ATTEMPTS).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if response.status() != StatusCode::OK {
+                return Err(self.refused("list tags", repository, response).await);
+            }
+            // `Link: </v2/...?last=x&n=1000>; rel="next"` names the next page.
+            let next = response
+                .headers()
+                .get(header::LINK)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|link| link.split(';').next())
+                .map(|target| target.trim().trim_start_matches('<').trim_end_matches('>').to_string());
+            let body = response.bytes().await.map_err(|err| describe_transport_error(err, &self.host))?;
+            #[derive(serde::Deserialize)]
+            struct TagList {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let page: TagList = serde_json::from_slice(&body)
+                .with_context(|| format!("registry {} answered the tag list of {repository} with invalid JSON", self.host))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) if !next.is_empty() => url = next,
+                _ => return Ok(tags),
+            }
+        }
+    }
+
     /// Downloads a blob into `out`, streaming; the caller checks the digest of what arrived.
     pub async fn get_blob(&self, repository: &str, digest: &Digest, out: &mut impl std::io::Write) -> Result<u64> {
         let request = self.request(Method::GET, format!("/v2/{repository}/blobs/{digest}"), repository);
