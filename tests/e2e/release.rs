@@ -432,3 +432,40 @@ fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() 
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains(&format!("has no image worker-{unreleased}")), "{}", stderr(&output));
 }
+
+#[test]
+fn promote_copies_an_index_across_repositories_by_mounting_its_blobs() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let host = &registry.host;
+    scratch.xtask_ok(&["release", "worker", "--repository", &format!("{host}/acme/staging")]);
+    scratch.edit("Cargo.toml", |manifest| {
+        format!(
+            "{manifest}\n[workspace.metadata.xtask.environments]\nstaging = \"{host}/acme/staging\"\nproduction = \"{host}/acme/prod\"\n"
+        )
+    });
+
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["promote", "worker", "--from", "staging", "--to", "production"]);
+    let requests = registry.requests()[before..].to_vec();
+    let mounts = requests.iter().filter(|r| r.starts_with("POST") && r.contains("mount=") && r.contains("from=acme/staging")).count();
+    let uploads = requests.iter().filter(|r| r.starts_with("PUT") && r.contains("/blobs/uploads/")).count();
+    assert_eq!((mounts, uploads), (4, 0), "two configs and two layers are mounted, none uploaded: {requests:#?}");
+    let tags = |repository: &str| registry.storage().tags(repository);
+    let staging = tags("acme/staging");
+    assert_eq!(tags("acme/prod"), staging, "the same tags name the same digests");
+    assert!(staging.iter().any(|(tag, _)| tag == "worker-latest") && staging.len() == 2, "{staging:?}");
+
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["promote", "worker", "--from", "staging", "--to", "production"]);
+    let writes = registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).count();
+    assert_eq!(writes, 0, "a second promotion writes nothing");
+
+    let output = scratch.xtask(&["promote", "worker", "--from", "qa", "--to", "production"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown environment `qa`: name one of [workspace.metadata.xtask.environments] (production, staging)"),
+        "{}",
+        stderr(&output)
+    );
+}

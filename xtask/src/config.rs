@@ -26,6 +26,8 @@ struct Metadata {
     rules: Vec<PathRule>,
     #[serde(default)]
     ecr: EcrSettings,
+    #[serde(default)]
+    environments: BTreeMap<String, String>,
 }
 
 /// `[workspace.metadata.xtask.ecr]`: how `cargo xtask ecr setup` shapes the repository.
@@ -89,6 +91,8 @@ pub struct Config {
     pub targets: BTreeMap<Platform, String>,
     pub rules: Vec<PathRule>,
     pub ecr: EcrSettings,
+    /// `[workspace.metadata.xtask.environments]`: names such as `staging` for repositories.
+    pub environments: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -112,7 +116,7 @@ pub struct Overrides<'a> {
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone()).context(
-            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr)",
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments)",
         )?,
         None => Metadata::default(),
     };
@@ -166,7 +170,7 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
             ),
         }
     }
-    Ok(Config { repository, platforms, targets, rules: metadata.rules, ecr: metadata.ecr })
+    Ok(Config { repository, platforms, targets, rules: metadata.rules, ecr: metadata.ecr, environments: metadata.environments })
 }
 
 fn default_target(platform: &Platform) -> Option<&'static str> {
@@ -247,7 +251,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),

@@ -23,6 +23,8 @@ pub enum Command {
     Images(Images),
     /// Point `<app>-latest` at the image released as `<app>-<sha>` (one manifest PUT)
     Rollback(Rollback),
+    /// Copy an app's released image from one environment's repository to another's
+    Promote(Promote),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
@@ -51,6 +53,23 @@ pub struct Rollback {
     /// The repository (default: as for `release`)
     #[arg(long)]
     pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Promote {
+    /// The app to promote
+    pub app: String,
+    /// The source: an environment of [workspace.metadata.xtask.environments] or a repository
+    #[arg(long, value_name = "ENV")]
+    pub from: String,
+    /// The destination: an environment or a repository
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// The tag to promote (default: `<app>-latest`); the image's `<app>-<sha>` comes along
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[command(flatten)]
+    pub transfer: Transfer,
 }
 
 #[derive(Args, Debug)]

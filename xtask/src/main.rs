@@ -17,6 +17,7 @@ mod layout;
 mod oci;
 mod platform;
 mod progress;
+mod promote;
 mod pull;
 mod push;
 mod reference;
@@ -51,6 +52,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Images(args) => runtime.block_on(images::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Rollback(args) => runtime.block_on(rollback::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Promote(args) => runtime.block_on(promote::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
