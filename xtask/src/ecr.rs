@@ -130,6 +130,22 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("rollback", &["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:PutImage"]),
+    // The tag list of the registry API is authorised as ListImages.
+    ("images", &["ecr:GetAuthorizationToken", "ecr:ListImages", "ecr:BatchGetImage"]),
+    // On both repositories: reads from the source, a push to the destination.
+    (
+        "promote",
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload",
+            "ecr:PutImage",
+        ],
+    ),
     (
         "ecr setup",
         &[
