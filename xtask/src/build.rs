@@ -56,6 +56,11 @@ impl Provenance {
         };
         Ok(Provenance { revision: revision.map(str::to_string), source: git.and_then(Git::origin_url), epoch, inputs: BTreeMap::new() })
     }
+
+    /// Records each app's input digest, for a build from a work tree that matches the commit.
+    pub fn record_inputs(&mut self, inputs: BTreeMap<String, crate::inputs::AppInputs>) {
+        self.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+    }
 }
 
 pub async fn run(args: flags::Build) -> Result<()> {
@@ -82,8 +87,7 @@ pub async fn run(args: flags::Build) -> Result<()> {
     let mut provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
     if let (Some(git), Some(head)) = (&git, &head) {
         if !git.is_dirty()? {
-            let inputs = crate::heal::current_inputs(&sh, git, &workspace, &config, head)?;
-            provenance.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+            provenance.record_inputs(crate::heal::current_inputs(&sh, git, &workspace, &config, head)?);
         }
     }
     let session = Session::new(&args.transfer, Progress::new(false))?;

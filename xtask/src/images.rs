@@ -44,7 +44,7 @@ pub async fn run(args: flags::Images) -> Result<()> {
         Some(app) => workspace.select_apps(std::slice::from_ref(app))?.into_iter().map(|member| member.name.clone()).collect(),
         None => apps.clone(),
     };
-    let session = Session::new(&flags::Transfer::default(), crate::progress::Progress::quiet())?;
+    let session = Session::for_reading()?;
     let repository = &config.repository;
     let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
     for tag in session.tags(repository).await.with_context(|| format!("cannot list the tags of {repository}"))? {
@@ -90,10 +90,7 @@ pub async fn run(args: flags::Images) -> Result<()> {
 
 /// Reads an index (or a single manifest) and its platform manifests for the listing.
 async fn describe(session: &Session, repository: &Repository, digest: Digest, bytes: &[u8], tag: String) -> Result<Image> {
-    let annotations: BTreeMap<String, String> = serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|json| serde_json::from_value(json.get("annotations")?.clone()).ok())
-        .unwrap_or_default();
+    let annotations = crate::oci::annotations_of(bytes).unwrap_or_default();
     let mut image = Image {
         digest,
         tags: vec![tag],

@@ -193,6 +193,17 @@ pub struct History {
 }
 
 /// Canonical JSON bytes of a structure: compact, in declaration order.
+/// The `annotations` of an index or manifest (empty when it has none); an error when the bytes
+/// are not a JSON object.
+pub fn annotations_of(bytes: &[u8]) -> serde_json::Result<BTreeMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    serde_json::from_slice::<Annotated>(bytes).map(|image| image.annotations)
+}
+
 pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("OCI structures always serialise")
 }

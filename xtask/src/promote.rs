@@ -71,10 +71,7 @@ pub async fn run(args: flags::Promote) -> Result<()> {
                 layout.record_foreign(&blob.digest, &format!("{from_host}/{from_path}"))?;
             }
         }
-        let annotations: std::collections::BTreeMap<String, String> = serde_json::from_slice::<serde_json::Value>(&root_bytes)
-            .ok()
-            .and_then(|json| serde_json::from_value(json.get("annotations")?.clone()).ok())
-            .unwrap_or_default();
+        let annotations = crate::oci::annotations_of(&root_bytes).unwrap_or_default();
         let mut tags: Vec<String> =
             annotations.get("org.opencontainers.image.revision").map(|sha| format!("{}-{sha}", args.app)).into_iter().collect();
         if !tags.contains(&tag) {

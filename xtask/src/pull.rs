@@ -91,14 +91,8 @@ impl Session {
     /// the tag is missing.
     pub async fn find_annotations(&self, repository: &Repository, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
         let Some(bytes) = self.find_manifest(repository, tag).await? else { return Ok(None) };
-        #[derive(serde::Deserialize)]
-        struct Annotated {
-            #[serde(default)]
-            annotations: BTreeMap<String, String>,
-        }
-        let image: Annotated =
-            serde_json::from_slice(&bytes).with_context(|| format!("{repository}:{tag} is not an OCI index or manifest"))?;
-        Ok(Some(image.annotations))
+        let annotations = oci::annotations_of(&bytes).with_context(|| format!("{repository}:{tag} is not an OCI index or manifest"))?;
+        Ok(Some(annotations))
     }
 
     /// Every tag of `repository` (of a layout: its named entries).

@@ -50,6 +50,13 @@ pub struct PushReport {
     pub tags_unchanged: Vec<String>,
 }
 
+/// What `retag` did.
+pub enum Retagged {
+    Moved(Digest),
+    /// The tag already named the image.
+    Unchanged,
+}
+
 /// What an image references, children before parents.
 struct ImageGraph {
     blobs: Vec<GraphBlob>,
@@ -80,6 +87,38 @@ impl Session {
             roots: TrustedRoots::load(transfer.ca_file.as_deref())?,
             progress,
         })
+    }
+
+    /// A session for commands that only read from repositories (and move tags): default
+    /// transfer settings, CA file from XTASK_CA_FILE, nothing drawn.
+    pub fn for_reading() -> Result<Session> {
+        Session::new(&flags::Transfer::default(), Progress::quiet())
+    }
+
+    /// Points `tag` at the image `source` (a tag) names in `repository`, with one manifest
+    /// write and no blob moved. `None` when `source` names nothing.
+    pub async fn retag(&self, repository: &Repository, source: &str, tag: &str) -> Result<Option<Retagged>> {
+        match repository {
+            Repository::Registry { host, path } => {
+                let registry = self.registry(host)?;
+                let Some((media_type, bytes)) = registry.find_manifest(path, source).await? else { return Ok(None) };
+                let digest = Digest::of(&bytes);
+                if registry.manifest_digest(path, tag).await?.as_ref() == Some(&digest) {
+                    return Ok(Some(Retagged::Unchanged));
+                }
+                registry.put_manifest(path, tag, &media_type, &bytes).await.with_context(|| format!("cannot move {tag}"))?;
+                Ok(Some(Retagged::Moved(digest)))
+            }
+            Repository::Layout { dir } => {
+                let layout = Layout::open(dir)?;
+                let Some(descriptor) = layout.find(Some(source))? else { return Ok(None) };
+                if layout.find(Some(tag))?.is_some_and(|current| current.digest == descriptor.digest) {
+                    return Ok(Some(Retagged::Unchanged));
+                }
+                layout.tag(tag, &descriptor)?;
+                Ok(Some(Retagged::Moved(descriptor.digest)))
+            }
+        }
     }
 
     /// A repository of the same registry that holds `digest`, to mount it from: one this run

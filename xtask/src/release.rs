@@ -102,10 +102,12 @@ pub async fn run(args: flags::Release) -> Result<()> {
     }
     let session = Session::new(&args.transfer, Progress::new(args.json))?;
     let mut apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
-    let inputs = heal::current_inputs(&sh, &git, &workspace, &config, &revision)?;
     let detected = args.selection.apps.is_empty() && !args.selection.all;
+    // The input digests cost a `cargo metadata`: computed only for the registry check or a build.
+    let mut inputs = None;
     if detected && !args.git_only {
-        heal::add_unreleased(&git, &session, &config.repository, &revision, &workspace, &inputs, &args.selection.exclude, &mut apps)
+        let current = inputs.insert(heal::current_inputs(&sh, &git, &workspace, &config, &revision)?);
+        heal::add_unreleased(&git, &session, &config.repository, &revision, &workspace, current, &args.selection.exclude, &mut apps)
             .await?;
     }
 
@@ -151,7 +153,11 @@ pub async fn run(args: flags::Release) -> Result<()> {
     let mut provenance = Provenance::from_git(Some(&git), Some(&revision))?;
     // An image built from a dirty tree does not record inputs, so a later release rebuilds it.
     if !dirty {
-        provenance.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+        let inputs = match inputs {
+            Some(inputs) => inputs,
+            None => heal::current_inputs(&sh, &git, &workspace, &config, &revision)?,
+        };
+        provenance.record_inputs(inputs);
     }
     let lines: Vec<AppLine> = apps.iter().map(|app| session.progress().app(&app.name)).collect();
     let platforms: Vec<String> = config.platforms.iter().map(ToString::to_string).collect();

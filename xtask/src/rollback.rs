@@ -2,15 +2,13 @@
 //! `<app>-<sha>`, with one manifest PUT and no blob moved. The target must exist: a rollback never
 //! invents an image.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use xshell::Shell;
 
 use crate::config;
 use crate::flags;
 use crate::git::Git;
-use crate::layout::Layout;
-use crate::push::Session;
-use crate::reference::Repository;
+use crate::push::{Retagged, Session};
 use crate::workspace::Workspace;
 
 pub async fn run(args: flags::Rollback) -> Result<()> {
@@ -27,43 +25,12 @@ pub async fn run(args: flags::Rollback) -> Result<()> {
         Err(err) => return Err(err.context(format!("--to {} is not a commit of this clone: pass the full 40-character sha", args.to))),
     };
     let (app, target, latest) = (&args.app, format!("{}-{sha}", args.app), format!("{}-latest", args.app));
-    let session = Session::new(&flags::Transfer::default(), crate::progress::Progress::quiet())?;
-    let moved = match &config.repository {
-        Repository::Registry { host, path } => {
-            let registry = session.registry(host)?;
-            let Some((media_type, bytes)) = registry.find_manifest(path, &target).await? else {
-                bail!(
-                    "{} has no image {target}, so {app} cannot roll back to it: release that commit first, or pick a sha that was released",
-                    config.repository
-                );
-            };
-            let digest = crate::oci::Digest::of(&bytes);
-            if registry.manifest_digest(path, &latest).await? == Some(digest.clone()) {
-                None
-            } else {
-                registry.put_manifest(path, &latest, &media_type, &bytes).await.with_context(|| format!("cannot move {latest}"))?;
-                Some(digest)
-            }
-        }
-        Repository::Layout { dir } => {
-            let layout = Layout::open(dir)?;
-            let Some(descriptor) = layout.find(Some(&target))? else {
-                bail!(
-                    "{} has no image {target}, so {app} cannot roll back to it: release that commit first, or pick a sha that was released",
-                    config.repository
-                );
-            };
-            if layout.find(Some(&latest))?.is_some_and(|current| current.digest == descriptor.digest) {
-                None
-            } else {
-                layout.tag(&latest, &descriptor)?;
-                Some(descriptor.digest)
-            }
-        }
-    };
-    match moved {
-        Some(digest) => println!("{latest} now names {digest} ({target}) in {}", config.repository),
-        None => println!("{latest} already names {target} in {}", config.repository),
+    let session = Session::for_reading()?;
+    let repository = &config.repository;
+    match session.retag(repository, &target, &latest).await? {
+        Some(Retagged::Moved(digest)) => println!("{latest} now names {digest} ({target}) in {repository}"),
+        Some(Retagged::Unchanged) => println!("{latest} already names {target} in {repository}"),
+        None => bail!("{repository} has no image {target}, so {app} cannot roll back to it: release that commit first, or pick a sha that was released"),
     }
     Ok(())
 }
