@@ -136,6 +136,28 @@ fn bad_input_gets_a_clear_error() {
             setup: &|scratch: &Scratch| scratch.edit("Cargo.toml", |manifest| format!("{manifest}\n[workspace.metadata.xtask\n")),
             expected: "cannot read the Cargo workspace in",
         },
+        Case {
+            args: args(&["ecr", "setup", "--repository", "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/prod"]),
+            setup: &|scratch: &Scratch| {
+                scratch.edit("Cargo.toml", |manifest| format!("{manifest}\n[workspace.metadata.xtask.ecr]\ntag-mutability = \"FROZEN\"\n"))
+            },
+            expected: "tag-mutability = \"FROZEN\" in [workspace.metadata.xtask.ecr] is not one of MUTABLE, IMMUTABLE",
+        },
+        Case {
+            args: args(&["ecr", "setup", "--repository", "ghcr.io/acme/prod"]),
+            setup: nothing,
+            expected: "ghcr.io is not an ECR registry",
+        },
+        Case {
+            args: args(&["rollback", "worker", "--to", "not-a-commit"]),
+            setup: nothing,
+            expected: "--to not-a-commit is not a commit of this clone: pass the full 40-character sha",
+        },
+        Case {
+            args: args(&["promote", "worker", "--from", "qa", "--to", "prod"]),
+            setup: nothing,
+            expected: "unknown environment `qa`: name one of [workspace.metadata.xtask.environments] (none configured)",
+        },
         Case { args: args(&["changed", "--explain", "common"]), setup: nothing, expected: "crate `common` is not an app" },
         Case {
             args: args(&["release", "--all", "--exclude", "nope", "--dry-run"]),

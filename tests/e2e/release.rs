@@ -461,6 +461,10 @@ fn promote_copies_an_index_across_repositories_by_mounting_its_blobs() {
     let writes = registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).count();
     assert_eq!(writes, 0, "a second promotion writes nothing");
 
+    let output = scratch.xtask(&["promote", "hello-api", "--from", "staging", "--to", "production"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains(&format!("{host}/acme/staging has no image hello-api-latest to promote")), "{}", stderr(&output));
+
     let output = scratch.xtask(&["promote", "worker", "--from", "qa", "--to", "production"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
