@@ -319,8 +319,6 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
         };
         workspace::resolved_dependencies(&metadata)
     };
-    // The work tree's graph resolves on another thread while the base's tree is exported and
-    // resolved: both are mostly waiting for cargo.
     let (before, after) = match head {
         Some(head) => (graph_of_commit(base), graph_of_commit(head)),
         // The work tree's graph resolves on another thread while the base's tree is exported and
