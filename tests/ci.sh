@@ -14,6 +14,8 @@ command -v skopeo >/dev/null || missing+=(skopeo)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v dockerd >/dev/null || missing+=(docker.io)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >target-apt.log 2>&1; then
@@ -38,6 +40,17 @@ fi
 
 # The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+# The engine builder runs arm64 RUN steps under qemu, through the kernel's binfmt_misc.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+fi
+$sudo update-binfmts --enable qemu-aarch64 2>/dev/null || true
+if grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+  export XTASK_TEST_REQUIRE_EMULATION=1
+else
+  echo "note: qemu-aarch64 cannot be registered with binfmt_misc here; the engine builder test builds linux/amd64 only"
+fi
 
 # A Docker engine lets the tests run a built image. Start one if we may and none answers.
 if ! docker info >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v dockerd >/dev/null; then

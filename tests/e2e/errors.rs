@@ -69,12 +69,12 @@ fn bad_input_gets_a_clear_error() {
             expected: "the work tree has uncommitted changes",
         },
         Case {
-            args: args(&["build", "worker"]),
+            args: args(&["build", "worker", "--builder", "native"]),
             setup: &|scratch| {
                 scratch.write("crates/worker/Dockerfile", "FROM scratch\nRUN cargo build\n");
                 scratch.commit("bad dockerfile");
             },
-            expected: "crates/worker/Dockerfile:2: RUN is not supported by the native builder",
+            expected: "crates/worker/Dockerfile:2: RUN is not assembled by the native builder",
         },
         Case {
             args: args(&["build", "worker", "--platform", "linux/x86_64"]),

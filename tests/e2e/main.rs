@@ -4,6 +4,7 @@
 
 mod changed;
 mod ecr;
+mod engine;
 mod errors;
 mod harness;
 mod proxy;

@@ -16,12 +16,21 @@ use crate::flags;
 use crate::git::Git;
 use crate::layer::{self, LayerFile};
 use crate::layout::Layout;
-use crate::oci::{self, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, RootFs};
+use crate::engine::{self, Engine};
+use crate::oci::{self, ContainerConfig, Descriptor, Digest, History, ImageConfig, ImageIndex, ImageManifest, RootFs};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::pull::BaseImage;
 use crate::push::Session;
 use crate::workspace::{Member, Workspace};
+
+/// One platform's image before its config and manifest are written, from either builder.
+pub struct ImageParts {
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Digest>,
+    pub history: Vec<History>,
+    pub config: ContainerConfig,
+}
 
 /// One app's built image: an index in its own layout.
 #[derive(Debug)]
@@ -91,11 +100,41 @@ pub async fn run(args: flags::Build) -> Result<()> {
         }
     }
     let session = Session::new(&args.transfer, Progress::new(false))?;
-    let images = build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
+    let images = build_apps(&sh, &workspace, &config, &apps, selection.builder, &provenance, &session).await?;
     for image in &images {
         println!("{} {} {}", image.app, image.index.digest, image.layout.display());
     }
     Ok(())
+}
+
+/// How one app's image is made.
+enum Recipe {
+    /// Assembled by the xtask: the Dockerfile's plan for each platform.
+    Native(BTreeMap<Platform, dockerfile::ImagePlan>),
+    /// Built by the Docker engine from the Dockerfile's text.
+    Engine(String),
+}
+
+/// Chooses the builder for one Dockerfile and says why. `auto` sends a Dockerfile the native
+/// builder declines (`dockerfile::Declined`) to the engine; a malformed one is an error either way.
+fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Platform]) -> Result<(Recipe, String)> {
+    if builder == flags::Builder::Engine {
+        return Ok((Recipe::Engine(text.to_string()), "built by the Docker engine (--builder engine)".into()));
+    }
+    let mut plans = BTreeMap::new();
+    for platform in platforms {
+        match dockerfile::plan(text, dockerfile, &platform.build_args()) {
+            Ok(plan) => plans.insert(platform.clone(), plan),
+            Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
+                Some(declined) if builder == flags::Builder::Auto => {
+                    let why = format!("built by the Docker engine, because {} has {}, which the native builder does not assemble", declined.at, declined.what);
+                    return Ok((Recipe::Engine(text.to_string()), why));
+                }
+                _ => return Err(err),
+            },
+        };
+    }
+    Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
 }
 
 /// Builds every app for every platform. Base images are resolved (manifests and configs only)
@@ -105,30 +144,36 @@ pub async fn build_apps(
     workspace: &Workspace,
     config: &Config,
     apps: &[SelectedApp],
+    builder: flags::Builder,
     provenance: &Provenance,
     session: &Session,
 ) -> Result<Vec<BuiltImage>> {
     let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
-    // Read every Dockerfile and base image before compiling anything, so that a malformed one
-    // fails in a second.
-    let mut plans = BTreeMap::new();
+    // Read every Dockerfile and base image, and reach the engine if one is needed, before
+    // compiling anything, so that a malformed Dockerfile fails in a second.
+    let mut recipes = BTreeMap::new();
     let mut bases: BTreeMap<String, BaseImage> = BTreeMap::new();
     for member in &members {
         let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
         let text = fs::read_to_string(workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
-        for platform in &config.platforms {
-            let plan = dockerfile::plan(&text, dockerfile, &platform.build_args())?;
-            if let Base::Image { image, line } = &plan.base {
-                if !bases.contains_key(image) {
-                    let base = session
-                        .resolve_base(image, &config.platforms)
-                        .await
-                        .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
-                    bases.insert(image.clone(), base);
+        let (recipe, why) = recipe(builder, &text, dockerfile, &config.platforms)?;
+        if builder == flags::Builder::Auto {
+            eprintln!("{}: {why}", member.name);
+        }
+        if let Recipe::Native(plans) = &recipe {
+            for plan in plans.values() {
+                if let Base::Image { image, line } = &plan.base {
+                    if !bases.contains_key(image) {
+                        let base = session
+                            .resolve_base(image, &config.platforms)
+                            .await
+                            .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
+                        bases.insert(image.clone(), base);
+                    }
                 }
             }
-            plans.insert((member.name.clone(), platform.clone()), plan);
         }
+        recipes.insert(member.name.clone(), recipe);
         if member.bin.is_none() {
             bail!(
                 "app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs",
@@ -137,6 +182,10 @@ pub async fn build_apps(
             );
         }
     }
+    let engine = match recipes.values().any(|recipe| matches!(recipe, Recipe::Engine(_))) {
+        true => Some(Engine::connect(sh)?),
+        false => None,
+    };
 
     session.progress().section("cargo build", || compile(sh, workspace, config, &members))?;
 
@@ -144,18 +193,33 @@ pub async fn build_apps(
     for member in &members {
         let layout_dir = workspace.target_dir.join("xtask/oci").join(&member.name);
         let layout = Layout::create(&layout_dir)?;
+        let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
         let mut manifests = Vec::new();
         for platform in &config.platforms {
-            let plan = &plans[&(member.name.clone(), platform.clone())];
-            let base = match &plan.base {
-                Base::Scratch => None,
-                Base::Image { image, .. } => {
-                    let base = &bases[image];
-                    Some((base.source.as_str(), &base.images[platform]))
+            let parts = match &recipes[&member.name] {
+                Recipe::Native(plans) => {
+                    let plan = &plans[platform];
+                    let base = match &plan.base {
+                        Base::Scratch => None,
+                        Base::Image { image, .. } => {
+                            let base = &bases[image];
+                            Some((base.source.as_str(), &base.images[platform]))
+                        }
+                    };
+                    assemble_native(&layout, workspace, dockerfile, plan, base, provenance)?
+                }
+                Recipe::Engine(text) => {
+                    let engine = engine.as_ref().expect("connected when a recipe needs it");
+                    let work = workspace.target_dir.join("xtask/engine").join(&member.name);
+                    let saved = session.progress().section(&format!("docker build {} {platform}", member.name), || {
+                        engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work)
+                    })?;
+                    let image = engine::import(&saved, &layout, provenance.epoch)?;
+                    fs::remove_file(&saved.archive)?;
+                    image
                 }
             };
-            let descriptor = assemble_image(&layout, workspace, member, platform, plan, base, provenance)?;
-            manifests.push(descriptor);
+            manifests.push(write_image(&layout, member, platform, parts, provenance)?);
         }
         let mut index_annotations = annotations(member, provenance);
         if let Some(inputs) = provenance.inputs.get(&member.name) {
@@ -222,18 +286,17 @@ fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
 /// A base image's repository (`host/path`), manifest and config for one platform.
 type BaseParts<'a> = (&'a str, &'a (ImageManifest, ImageConfig));
 
-fn assemble_image(
+/// The layers, history and configuration of a native image: the base image's (its layers
+/// referenced, not copied: the layout records where they are), then one layer per COPY.
+fn assemble_native(
     layout: &Layout,
     workspace: &Workspace,
-    member: &Member,
-    platform: &Platform,
+    dockerfile: &str,
     plan: &dockerfile::ImagePlan,
     base: Option<BaseParts<'_>>,
     provenance: &Provenance,
-) -> Result<Descriptor> {
-    let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
+) -> Result<ImageParts> {
     let created = oci::rfc3339(provenance.epoch);
-    // The base image's layers are referenced, not copied: the layout records where they are.
     let (mut layers, mut diff_ids, mut history, base_config) = match base {
         None => (Vec::new(), Vec::new(), Vec::new(), Default::default()),
         Some((source, (manifest, config))) => {
@@ -265,23 +328,29 @@ fn assemble_image(
             empty_layer: false,
         });
     }
-    let mut container_config = plan.config_over(&base_config);
+    Ok(ImageParts { layers, diff_ids, history, config: plan.config_over(&base_config) })
+}
+
+/// Writes one platform's image config and manifest, with the app's labels and annotations, and
+/// returns the manifest's descriptor for the index.
+fn write_image(layout: &Layout, member: &Member, platform: &Platform, parts: ImageParts, provenance: &Provenance) -> Result<Descriptor> {
+    let mut container_config = parts.config;
     container_config.labels.extend(annotations(member, provenance));
     let config = ImageConfig {
-        created: Some(created),
+        created: Some(oci::rfc3339(provenance.epoch)),
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
         config: container_config,
-        rootfs: RootFs { kind: "layers".into(), diff_ids },
-        history,
+        rootfs: RootFs { kind: "layers".into(), diff_ids: parts.diff_ids },
+        history: parts.history,
     };
     let config = layout.write_blob(oci::MEDIA_TYPE_CONFIG, &oci::to_bytes(&config))?;
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: oci::MEDIA_TYPE_MANIFEST.into(),
         config,
-        layers,
+        layers: parts.layers,
         annotations: annotations(member, provenance),
     };
     let mut descriptor = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;

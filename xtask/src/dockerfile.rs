@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::oci::ContainerConfig;
+use crate::oci::{ContainerConfig, Healthcheck};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Base {
@@ -62,8 +62,33 @@ impl ImagePlan {
             working_dir: own.working_dir.clone().or_else(|| base.working_dir.clone()),
             labels,
             stop_signal: own.stop_signal.clone().or_else(|| base.stop_signal.clone()),
+            volumes: base.volumes.clone().into_iter().chain(own.volumes.clone()).collect(),
+            healthcheck: own.healthcheck.clone().or_else(|| base.healthcheck.clone()),
         }
     }
+}
+
+/// The native builder's refusal of a well-formed Dockerfile that needs a real engine (RUN,
+/// several stages, ADD, ...), as opposed to a malformed one. `--builder auto` sends such apps to
+/// the engine builder and says why.
+#[derive(Debug)]
+pub struct Declined {
+    /// `file:line`.
+    pub at: String,
+    /// What the native builder does not do, for instance `RUN`.
+    pub what: String,
+}
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine` (or `auto`)", self.at, self.what)
+    }
+}
+
+impl std::error::Error for Declined {}
+
+fn declined(file: &str, line: usize, what: impl Into<String>) -> anyhow::Error {
+    Declined { at: format!("{file}:{line}"), what: what.into() }.into()
 }
 
 struct Instruction {
@@ -104,6 +129,69 @@ fn instructions(text: &str) -> Vec<Instruction> {
     result
 }
 
+/// Whether any stage runs a command while building (`RUN`), which on another architecture than
+/// the host's needs emulation.
+pub fn runs_commands(text: &str) -> bool {
+    instructions(text).iter().any(|ins| ins.keyword == "RUN")
+}
+
+/// The registry images the Dockerfile's stages start from: each FROM's image after expanding the
+/// ARGs declared before the first FROM, leaving out `scratch` and earlier stages named with AS.
+pub fn base_images(text: &str, build_args: &[(String, String)]) -> Vec<String> {
+    let mut global_args: BTreeMap<String, String> = BTreeMap::new();
+    let mut stages: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for ins in instructions(text) {
+        match ins.keyword.as_str() {
+            "ARG" if stages.is_empty() && images.is_empty() => {
+                let (name, default) = ins.rest.split_once('=').map_or((ins.rest.trim(), ""), |(name, value)| (name.trim(), value.trim()));
+                let given = build_args.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+                let default = expand(default.trim_matches('"'), &global_args).unwrap_or_default();
+                global_args.insert(name.to_string(), given.unwrap_or(default));
+            }
+            "FROM" => {
+                let words: Vec<&str> = ins.rest.split_whitespace().filter(|word| !word.starts_with("--")).collect();
+                let Some(image) = words.first().and_then(|word| expand(word, &global_args).ok()) else { continue };
+                let is_stage = stages.iter().any(|stage| stage.eq_ignore_ascii_case(&image));
+                if !image.eq_ignore_ascii_case("scratch") && !is_stage && !images.contains(&image) {
+                    images.push(image);
+                }
+                if let [_, as_keyword, name] = words.as_slice() {
+                    if as_keyword.eq_ignore_ascii_case("AS") {
+                        stages.push(name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    images
+}
+
+/// The Dockerfile with each `FROM scratch` naming `image` instead, other lines untouched.
+pub fn replace_scratch(text: &str, image: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let is_from = words.first().is_some_and(|word| word.eq_ignore_ascii_case("FROM"));
+        let image_word = words.iter().skip(1).position(|word| !word.starts_with("--")).map(|i| i + 1);
+        match image_word {
+            Some(i) if is_from && words[i].eq_ignore_ascii_case("scratch") => {
+                let mut words = words.clone();
+                words[i] = image;
+                out.push_str(indent);
+                out.push_str(&words.join(" "));
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Reads a Dockerfile into an image plan. `build_args` are the values given for `ARG`s (the
 /// platform arguments among them); as in Docker, an argument is visible only once declared.
 pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<ImagePlan> {
@@ -141,7 +229,7 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
             }
             "FROM" => {
                 if base.is_some() {
-                    bail!("{}: a second FROM: multi-stage Dockerfiles are not assembled natively; build them with the engine builder", at(line));
+                    return Err(declined(file, line, "a second FROM (a multi-stage build)"));
                 }
                 let words: Vec<&str> = ins.rest.split_whitespace().filter(|w| !w.starts_with("--platform=")).collect();
                 let image = match words.as_slice() {
@@ -191,10 +279,8 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
                 }
                 copies.push(step);
             }
-            other => bail!(
-                "{}: {other} is not supported by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD and STOPSIGNAL; remove it or build this app with the engine builder",
-                at(line)
-            ),
+            "HEALTHCHECK" => config.healthcheck = Some(healthcheck(&ins.rest, line, file)?),
+            other => return Err(declined(file, line, other)),
         }
     }
     let base = base.ok_or_else(|| anyhow!("{file}: no FROM instruction: a Dockerfile needs one, for instance FROM scratch"))?;
@@ -215,14 +301,12 @@ fn copy_step(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &st
                 );
             }
             Some(("chown", owner)) => {
-                chown = Some(parse_owner(owner).ok_or_else(|| {
-                    anyhow!("{file}:{line}: --chown={owner} must be numeric UID[:GID] on a scratch image, which has no /etc/passwd")
-                })?)
+                // A user name needs the image's /etc/passwd, which only an engine reads.
+                chown = Some(
+                    parse_owner(owner).ok_or_else(|| declined(file, line, format!("COPY --chown={owner} (a name, not a numeric UID[:GID])")))?,
+                )
             }
-            Some(("from", _)) => {
-                bail!("{file}:{line}: COPY --from needs another stage; multi-stage Dockerfiles are built by the engine builder")
-            }
-            _ => bail!("{file}:{line}: unsupported COPY flag --{flag}; the native builder knows --chmod and --chown"),
+            _ => return Err(declined(file, line, format!("COPY --{flag}"))),
         }
     }
     let words: Vec<String> = if remaining.starts_with('[') {
@@ -247,6 +331,63 @@ fn parse_owner(owner: &str) -> Option<(u32, u32)> {
             Some((uid, uid))
         }
     }
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+/// [--retries=N] CMD command` or `HEALTHCHECK NONE`, recorded as Docker records it.
+fn healthcheck(rest: &str, line: usize, file: &str) -> Result<Healthcheck> {
+    let mut check = Healthcheck::default();
+    let mut remaining = rest.trim();
+    while let Some(flag) = remaining.strip_prefix("--") {
+        let (flag, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        remaining = after.trim_start();
+        let (name, value) = flag.split_once('=').unwrap_or((flag, ""));
+        let duration = || {
+            duration_nanos(value).ok_or_else(|| anyhow!("{file}:{line}: HEALTHCHECK --{name}={value} is not a duration such as 30s, 1m30s or 500ms"))
+        };
+        match name {
+            "interval" => check.interval = duration()?,
+            "timeout" => check.timeout = duration()?,
+            "start-period" => check.start_period = duration()?,
+            "start-interval" => check.start_interval = duration()?,
+            "retries" => {
+                check.retries = value.parse().map_err(|_| anyhow!("{file}:{line}: HEALTHCHECK --retries={value} is not a whole number"))?
+            }
+            _ => bail!("{file}:{line}: unknown HEALTHCHECK flag --{name}; Docker knows --interval, --timeout, --start-period, --start-interval and --retries"),
+        }
+    }
+    let (keyword, command_text) = remaining.split_once(char::is_whitespace).unwrap_or((remaining, ""));
+    check.test = match keyword.to_ascii_uppercase().as_str() {
+        "NONE" if command_text.trim().is_empty() => vec!["NONE".into()],
+        "CMD" if command_text.trim_start().starts_with('[') => {
+            let mut test = vec!["CMD".to_string()];
+            test.extend(command(command_text, line, file)?);
+            test
+        }
+        "CMD" if !command_text.trim().is_empty() => vec!["CMD-SHELL".into(), command_text.trim().to_string()],
+        _ => bail!("{file}:{line}: malformed HEALTHCHECK `{rest}`: write HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE"),
+    };
+    Ok(check)
+}
+
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds, as Docker parses HEALTHCHECK flags.
+fn duration_nanos(text: &str) -> Option<u64> {
+    const UNITS: &[(&str, u64)] = &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
+    let mut rest = text;
+    let mut total: u64 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let (_, scale) = UNITS.iter().find(|(unit, _)| *unit == &rest[..unit_len])?;
+        total = total.checked_add(number.checked_mul(*scale)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 /// ENTRYPOINT and CMD: the JSON (exec) form as is, the shell form through `/bin/sh -c`.
@@ -451,6 +592,8 @@ CMD ["--verbose"]
                         stop_signal: Some(
                             "SIGTERM",
                         ),
+                        volumes: {},
+                        healthcheck: None,
                     },
                     clears_base_cmd: true,
                 }"#]],
@@ -484,6 +627,8 @@ CMD ["--verbose"]
                         working_dir: None,
                         labels: {},
                         stop_signal: None,
+                        volumes: {},
+                        healthcheck: None,
                     },
                     clears_base_cmd: false,
                 }"#]],
@@ -492,7 +637,7 @@ CMD ["--verbose"]
 
     #[test]
     fn declined_and_malformed() {
-        check("FROM scratch\nRUN echo hi\n", expect_test::expect!["error: Dockerfile:2: RUN is not supported by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD and STOPSIGNAL; remove it or build this app with the engine builder"]);
+        check("FROM scratch\nRUN echo hi\n", expect_test::expect!["error: Dockerfile:2: RUN is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine` (or `auto`)"]);
         check(
             "COPY a /a\n",
             expect_test::expect!["error: Dockerfile:1: COPY before FROM: a Dockerfile starts with FROM (only ARG may come before it)"],
@@ -509,10 +654,10 @@ CMD ["--verbose"]
             "FROM scratch\nENTRYPOINT ['/app']\n",
             expect_test::expect![[r#"error: Dockerfile:2: malformed JSON array `['/app']`: write ["/bin/app", "arg"] with double quotes"#]],
         );
-        check("FROM scratch AS a\nFROM scratch\n", expect_test::expect!["error: Dockerfile:2: a second FROM: multi-stage Dockerfiles are not assembled natively; build them with the engine builder"]);
+        check("FROM scratch AS a\nFROM scratch\n", expect_test::expect!["error: Dockerfile:2: a second FROM (a multi-stage build) is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine` (or `auto`)"]);
         check(
             "FROM scratch\nCOPY --chown=app a /a\n",
-            expect_test::expect!["error: Dockerfile:2: --chown=app must be numeric UID[:GID] on a scratch image, which has no /etc/passwd"],
+            expect_test::expect!["error: Dockerfile:2: COPY --chown=app (a name, not a numeric UID[:GID]) is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine` (or `auto`)"],
         );
         check("FROM scratch\nENV A=\"open\n", expect_test::expect![[r#"error: Dockerfile:2: unterminated quote in `A="open`"#]]);
     }
@@ -542,6 +687,42 @@ CMD ["--verbose"]
         assert_eq!(config.labels.len(), 2);
         let plan = plan_without_entrypoint();
         assert_eq!(plan.config_over(&base).cmd, Some(vec!["/bin/sh".to_string()]));
+    }
+
+    #[test]
+    fn scratch_is_replaced_only_in_from() {
+        let text = "ARG X\nFROM scratch AS build\nRUN echo scratch\n  from --platform=linux/arm64 SCRATCH\nFROM debian\nCOPY --from=build / /\n";
+        expect_test::expect![[r#"
+            ARG X
+            FROM xtask/scratch:linux-arm64 AS build
+            RUN echo scratch
+              from --platform=linux/arm64 xtask/scratch:linux-arm64
+            FROM debian
+            COPY --from=build / /
+        "#]]
+        .assert_eq(&replace_scratch(text, "xtask/scratch:linux-arm64"));
+        assert!(runs_commands(text));
+        let stages = "ARG RUST=1.80\nARG BASE\nFROM rust:${RUST} AS build\nFROM build AS test\nFROM --platform=$BUILDPLATFORM $BASE\nFROM scratch\n";
+        let args = [("BASE".to_string(), "registry.example/debian:12".to_string())];
+        assert_eq!(base_images(stages, &args), ["rust:1.80", "registry.example/debian:12"]);
+        assert!(!runs_commands("FROM scratch\n# RUN nothing\nCOPY a /a\n"));
+    }
+
+    #[test]
+    fn healthcheck() {
+        let check = |text: &str| match plan(&format!("FROM scratch\n{text}\n"), "Dockerfile", &[]) {
+            Ok(plan) => serde_json::to_string(&plan.config.healthcheck).unwrap(),
+            Err(err) => format!("error: {err:#}"),
+        };
+        expect_test::expect![[r#"{"Test":["CMD","/api","--health"],"Interval":90000000000,"Timeout":500000000,"Retries":3}"#]]
+            .assert_eq(&check(r#"HEALTHCHECK --interval=1m30s --timeout=500ms --retries=3 CMD ["/api", "--health"]"#));
+        expect_test::expect![[r#"{"Test":["CMD-SHELL","curl -f http://localhost/ || exit 1"]}"#]]
+            .assert_eq(&check("HEALTHCHECK CMD curl -f http://localhost/ || exit 1"));
+        expect_test::expect![[r#"{"Test":["NONE"]}"#]].assert_eq(&check("HEALTHCHECK NONE"));
+        expect_test::expect!["error: Dockerfile:2: HEALTHCHECK --interval=soon is not a duration such as 30s, 1m30s or 500ms"]
+            .assert_eq(&check("HEALTHCHECK --interval=soon CMD /api"));
+        expect_test::expect!["error: Dockerfile:2: malformed HEALTHCHECK `/api --health`: write HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE"]
+            .assert_eq(&check("HEALTHCHECK /api --health"));
     }
 
     fn plan_without_entrypoint() -> ImagePlan {

@@ -168,6 +168,18 @@ pub struct Selection {
     /// XTASK_PLATFORMS)
     #[arg(long, value_delimiter = ',')]
     pub platform: Vec<String>,
+    /// How images are built: `native` assembles them without a daemon, `engine` builds them with
+    /// the Docker engine (needed for RUN, several stages, ADD), `auto` takes native when the
+    /// Dockerfile allows it and says which it took
+    #[arg(long, value_enum, default_value_t = Builder::Auto)]
+    pub builder: Builder,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builder {
+    Auto,
+    Native,
+    Engine,
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
@@ -66,6 +66,52 @@ pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Resu
                 header.set_size(source.metadata()?.len());
                 builder.append_data(&mut header, &path, source)?;
             }
+        }
+    }
+    let hashing = builder.into_inner()?;
+    let diff_id = Digest::from_sha256(hashing.hasher.finalize().into());
+    hashing.inner.finish()?.flush()?;
+    Ok(diff_id)
+}
+
+/// Rewrites a layer tar that an engine produced, reproducibly: the same entries in the same order
+/// with the same contents, owners, modes, links and extended attributes, compressed with gzip at
+/// the fixed level, and with every modification time set to `mtime` when one is given. A file a
+/// RUN step writes carries the time of the build (or of an earlier build, when the engine's
+/// cache served the step), a copied file the time of the checkout; none of those may reach the
+/// image. Returns the diff ID of the rewritten tar. The input is read once, as a stream.
+pub fn normalise_layer(input: impl Read, mtime: Option<u64>, out: impl Write) -> io::Result<Digest> {
+    let encoder = GzEncoder::new(out, Compression::new(GZIP_LEVEL));
+    let mut builder = tar::Builder::new(HashingWriter { inner: encoder, hasher: Sha256::new() });
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let link = entry.link_name()?.map(|link| link.into_owned());
+        let mut attributes: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(extensions) = entry.pax_extensions()? {
+            for extension in extensions {
+                let extension = extension?;
+                let key = extension.key().map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                if key.starts_with("SCHILY.xattr.") {
+                    attributes.push((key.to_string(), extension.value_bytes().to_vec()));
+                }
+            }
+        }
+        let mut header = entry.header().clone();
+        if let Some(mtime) = mtime {
+            header.set_mtime(mtime);
+        }
+        if !attributes.is_empty() {
+            builder.append_pax_extensions(attributes.iter().map(|(key, value)| (key.as_str(), value.as_slice())))?;
+        }
+        match (kind, link) {
+            (tar::EntryType::Symlink | tar::EntryType::Link, Some(link)) => builder.append_link(&mut header, &path, &link)?,
+            _ => builder.append_data(&mut header, &path, &mut entry)?,
         }
     }
     let hashing = builder.into_inner()?;
@@ -144,6 +190,72 @@ mod tests {
         assert_eq!(first, second);
 
         let mut uncompressed = Vec::new();
+        io::copy(&mut flate2::read::GzDecoder::new(&first[..]), &mut uncompressed).unwrap();
+        assert_eq!(Digest::of(&uncompressed), diff_id);
+    }
+
+    #[test]
+    fn engine_layers_keep_their_entries_with_the_given_time() {
+        // An engine's layer: a directory and a file written "now", a symlink, a hard link, an
+        // extended attribute and a whiteout, in the engine's order.
+        let mut tar = tar::Builder::new(Vec::new());
+        let entry = |kind: tar::EntryType, mode: u32, mtime: u64, uid: u64| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_mtime(mtime);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_size(0);
+            header
+        };
+        tar.append_data(&mut entry(tar::EntryType::Directory, 0o755, 2_000_000_000, 0), "var/lib/app/", io::empty()).unwrap();
+        let mut file = entry(tar::EntryType::Regular, 0o600, 2_000_000_000, 1000);
+        file.set_size(5);
+        tar.append_pax_extensions([("SCHILY.xattr.user.origin", b"run".as_slice())]).unwrap();
+        tar.append_data(&mut file, "var/lib/app/state", &b"ready"[..]).unwrap();
+        tar.append_link(&mut entry(tar::EntryType::Symlink, 0o777, 1_000, 0), "var/lib/app/current", "state").unwrap();
+        tar.append_link(&mut entry(tar::EntryType::Link, 0o600, 1_000, 1000), "var/lib/app/hard", "var/lib/app/state").unwrap();
+        tar.append_data(&mut entry(tar::EntryType::Regular, 0o644, 1_000, 0), "etc/.wh.motd", io::empty()).unwrap();
+        let long = format!("srv/{}/file", "d".repeat(120));
+        tar.append_data(&mut entry(tar::EntryType::Regular, 0o644, 1_000, 0), &long, io::empty()).unwrap();
+        let original = tar.into_inner().unwrap();
+
+        let mut first = Vec::new();
+        let diff_id = normalise_layer(&original[..], Some(1_700_000_000), &mut first).unwrap();
+        expect_test::expect![[r#"
+            var/lib/app/ 755 0:0 mtime=1700000000 size=0 user=""
+            var/lib/app/state 600 1000:1000 mtime=1700000000 size=5 user=""
+            var/lib/app/current 777 0:0 mtime=1700000000 size=0 user=""
+            var/lib/app/hard 600 1000:1000 mtime=1700000000 size=0 user=""
+            etc/.wh.motd 644 0:0 mtime=1700000000 size=0 user=""
+            srv/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd/file 644 0:0 mtime=1700000000 size=0 user="""#]]
+        .assert_eq(&listing(&first));
+
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&first[..]));
+        let mut entries = archive.entries().unwrap();
+        let _ = entries.next();
+        let mut state = entries.next().unwrap().unwrap();
+        let attribute = state.pax_extensions().unwrap().unwrap().next().unwrap().unwrap();
+        assert_eq!((attribute.key().unwrap(), attribute.value_bytes()), ("SCHILY.xattr.user.origin", &b"run"[..]));
+        let mut contents = String::new();
+        state.read_to_string(&mut contents).unwrap();
+        assert_eq!(contents, "ready");
+        let links: Vec<_> = entries.map(|e| e.unwrap().link_name().unwrap().map(|l| l.display().to_string())).collect();
+        assert_eq!(links[..2], [Some("state".to_string()), Some("var/lib/app/state".to_string())]);
+
+        // Without a time, a base image's layer keeps its times and so its diff ID.
+        let mut kept = Vec::new();
+        let mut uncompressed = Vec::new();
+        normalise_layer(&original[..], None, &mut kept).unwrap();
+        io::copy(&mut flate2::read::GzDecoder::new(&kept[..]), &mut uncompressed).unwrap();
+        assert_eq!(uncompressed, original);
+
+        // The same input gives the same bytes, and the diff ID is that of the rewritten tar.
+        let mut second = Vec::new();
+        assert_eq!(normalise_layer(&original[..], Some(1_700_000_000), &mut second).unwrap(), diff_id);
+        assert_eq!(first, second);
+        uncompressed.clear();
         io::copy(&mut flate2::read::GzDecoder::new(&first[..]), &mut uncompressed).unwrap();
         assert_eq!(Digest::of(&uncompressed), diff_id);
     }

@@ -6,6 +6,7 @@ mod changed;
 mod config;
 mod dockerfile;
 mod ecr;
+mod engine;
 mod flags;
 mod git;
 mod glob;

@@ -164,7 +164,7 @@ pub async fn run(args: flags::Release) -> Result<()> {
     for line in &lines {
         line.step(&format!("building for {}", platforms.join(", ")));
     }
-    let images = build::build_apps(&sh, &workspace, &config, &apps, &provenance, &session).await?;
+    let images = build::build_apps(&sh, &workspace, &config, &apps, args.selection.builder, &provenance, &session).await?;
     let mut failures = Vec::new();
     for ((image, app), mut line) in images.iter().zip(&mut summary.apps).zip(lines) {
         app.digest = Some(image.index.digest.clone());

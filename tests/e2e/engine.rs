@@ -1,0 +1,185 @@
+//! The engine builder, end to end: a Dockerfile with a RUN step is built by a real Docker engine
+//! for amd64 and for arm64 (the arm64 step runs under qemu), pushed by the xtask, and read back
+//! with skopeo.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{push_base_image, run, skopeo, stderr, stdout, Registry, Scratch};
+
+/// Whether a Docker engine answers; a machine that must have one (`XTASK_TEST_REQUIRE_DOCKER`,
+/// set by tests/ci.sh) fails the test instead of skipping it.
+fn engine_answers() -> bool {
+    let answers = Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
+    if !answers {
+        assert!(std::env::var_os("XTASK_TEST_REQUIRE_DOCKER").is_none(), "XTASK_TEST_REQUIRE_DOCKER is set but `docker info` fails");
+        eprintln!("no Docker engine: skipping the engine builder test");
+    }
+    answers
+}
+
+/// The platforms the machine can run RUN steps for: arm64 needs qemu's binfmt handler, which
+/// tests/ci.sh registers (and then sets `XTASK_TEST_REQUIRE_EMULATION`, so that its absence fails).
+fn runnable_platforms() -> &'static str {
+    let handler = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
+    if handler.starts_with("enabled") || std::env::consts::ARCH == "aarch64" {
+        return "linux/amd64,linux/arm64";
+    }
+    assert!(std::env::var_os("XTASK_TEST_REQUIRE_EMULATION").is_none(), "XTASK_TEST_REQUIRE_EMULATION is set but qemu-aarch64 is not registered");
+    eprintln!("no qemu binfmt handler for arm64: building linux/amd64 only");
+    "linux/amd64"
+}
+
+/// An app whose image build runs its own binary: it writes the architecture it runs on to the
+/// file it is given, so the image proves which machine ran the RUN step.
+fn add_stamp_app(scratch: &Scratch, from: &str, run_args: &str) {
+    scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.3.0\"\nedition = \"2021\"\n");
+    scratch.write(
+        "crates/stamp/src/main.rs",
+        "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
+    );
+    scratch.write(
+        "crates/stamp/Dockerfile",
+        &format!(
+            "FROM {from}\nARG TARGETPLATFORM\nCOPY target/stage/${{TARGETPLATFORM}}/stamp /usr/local/bin/stamp\nRUN [{run_args}]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"
+        ),
+    );
+    let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    scratch.commit("add the stamp app");
+}
+
+/// The files of a gzip layer, with their contents (or their size, when not text).
+fn layer_files(blob: &Path) -> Vec<(String, String)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap()));
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let mut contents = Vec::new();
+            entry.read_to_end(&mut contents).unwrap();
+            let contents = match String::from_utf8(contents) {
+                Ok(text) => text,
+                Err(binary) => format!("<{} bytes>", binary.as_bytes().len()),
+            };
+            files.push((entry.path().unwrap().display().to_string(), contents));
+        }
+    }
+    files
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob_path(layout: &Path, digest: &serde_json::Value) -> std::path::PathBuf {
+    layout.join("blobs/sha256").join(&digest.as_str().unwrap()["sha256:".len()..])
+}
+
+fn release_json(scratch: &Scratch, args: &[&str]) -> (serde_json::Value, String) {
+    let output = scratch.xtask(args);
+    assert!(output.status.success(), "cargo xtask {args:?} failed:\n{}", stderr(&output));
+    (serde_json::from_str(&stdout(&output)).unwrap(), stderr(&output))
+}
+
+#[test]
+fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly() {
+    if !engine_answers() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let base = format!("{}/base/os:1", registry.host);
+    push_base_image(&scratch, &base, &["amd64", "arm64"]);
+    add_stamp_app(&scratch, &base, "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+    let repository = format!("{}/acme/prod", registry.host);
+
+    let platforms = runnable_platforms();
+    let release = ["release", "stamp", "--repository", &repository, "--json", "--platform", platforms];
+    let (json, log) = release_json(&scratch, &release);
+    assert!(
+        log.contains("stamp: built by the Docker engine, because crates/stamp/Dockerfile:4 has RUN, which the native builder does not assemble"),
+        "auto explains its choice:\n{log}"
+    );
+    let digest = json["apps"][0]["digest"].as_str().unwrap().to_string();
+
+    // Read what was pushed with skopeo, an independent client.
+    let copy = tempfile::tempdir().unwrap();
+    let copied = skopeo(&["copy", "--all", "--src-tls-verify=false", &format!("docker://{repository}:stamp-latest"), &format!("oci:{}:x", copy.path().display())]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let index_entry = &read_json(&copy.path().join("index.json"))["manifests"][0];
+    assert_eq!(index_entry["digest"], digest.as_str(), "skopeo reads the index the release reported");
+    let index = read_json(&blob_path(copy.path(), &index_entry["digest"]));
+    assert_eq!(index["annotations"]["org.opencontainers.image.title"], "stamp");
+    let mut seen = Vec::new();
+    for entry in index["manifests"].as_array().unwrap() {
+        let architecture = entry["platform"]["architecture"].as_str().unwrap();
+        let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
+        let config = read_json(&blob_path(copy.path(), &manifest["config"]["digest"]));
+        assert_eq!(config["architecture"], architecture);
+        assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/usr/local/bin/stamp"]));
+        assert_eq!(config["config"]["Labels"]["org.opencontainers.image.version"], "0.3.0");
+        let layers: Vec<Vec<(String, String)>> =
+            manifest["layers"].as_array().unwrap().iter().map(|layer| layer_files(&blob_path(copy.path(), &layer["digest"]))).collect();
+        // The base image's layer, then what the steps wrote (the legacy builder adds a layer for
+        // the base image's WORKDIR), the RUN step's file last.
+        assert_eq!(layers[0], [("etc/base-release".to_string(), format!("base for linux/{architecture}\n"))]);
+        assert!(layers.iter().flatten().any(|(path, _)| path == "usr/local/bin/stamp"), "{layers:?}");
+        let machine = if architecture == "arm64" { "aarch64" } else { "x86_64" };
+        assert_eq!(layers.last().unwrap(), &[("etc/stamp-arch".to_string(), machine.to_string())], "the RUN step ran on {machine}");
+        seen.push(architecture.to_string());
+    }
+    assert_eq!(seen.join(","), platforms.replace("linux/", ""));
+
+    // Without the engine's cache every step runs again, at other times: the digest stays, and
+    // the re-release uploads nothing.
+    let tags: Vec<String> = platforms.split(',').map(|platform| format!("xtask/stamp:{}", platform.replace('/', "-"))).collect();
+    let removed = run(Command::new("docker").arg("rmi").args(&tags));
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (again, _) = release_json(&scratch, &release);
+    assert_eq!(again["apps"][0]["digest"], digest.as_str());
+    assert_eq!(again["apps"][0]["push"]["blobs_uploaded"], 0, "{again:#}");
+
+    // The legacy builder's FROM scratch stage records the right platform.
+    scratch.xtask_ok(&["build", "worker", "--builder", "engine", "--platform", platforms]);
+    let layout = scratch.path().join("target/xtask/oci/worker");
+    let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let manifest = read_json(&blob_path(&layout, &entry["digest"]));
+        let config = read_json(&blob_path(&layout, &manifest["config"]["digest"]));
+        assert_eq!(config["architecture"], entry["platform"]["architecture"]);
+    }
+}
+
+#[test]
+fn engine_failures_say_what_to_do() {
+    if !engine_answers() {
+        return;
+    }
+    let scratch = Scratch::new();
+    // A RUN step that fails: the stamp binary without its argument.
+    add_stamp_app(&scratch, "scratch", "\"/usr/local/bin/stamp\"");
+    let check = |args: &[&str], env: &[(&str, &str)], expected: &str| {
+        let output = scratch.xtask_with_env(args, env);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}:\n{message}");
+        assert!(message.contains(expected), "{args:?}:\nexpected: {expected}\nfound: {message}");
+    };
+    check(
+        &["build", "stamp", "--builder", "native"],
+        &[],
+        "crates/stamp/Dockerfile:4: RUN is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine`",
+    );
+    check(
+        &["build", "stamp"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        "cannot reach the Docker engine that the engine builder needs",
+    );
+    check(
+        &["build", "stamp", "--platform", "linux/amd64"],
+        &[],
+        "the Docker engine could not build crates/stamp/Dockerfile for linux/amd64: fix what it printed above",
+    );
+}
