@@ -26,7 +26,10 @@ fn runnable_platforms() -> &'static str {
     if handler.starts_with("enabled") || std::env::consts::ARCH == "aarch64" {
         return "linux/amd64,linux/arm64";
     }
-    assert!(std::env::var_os("XTASK_TEST_REQUIRE_EMULATION").is_none(), "XTASK_TEST_REQUIRE_EMULATION is set but qemu-aarch64 is not registered");
+    assert!(
+        std::env::var_os("XTASK_TEST_REQUIRE_EMULATION").is_none(),
+        "XTASK_TEST_REQUIRE_EMULATION is set but qemu-aarch64 is not registered"
+    );
     eprintln!("no qemu binfmt handler for arm64: building linux/amd64 only");
     "linux/amd64"
 }
@@ -99,14 +102,22 @@ fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly()
     let release = ["release", "stamp", "--repository", &repository, "--json", "--platform", platforms];
     let (json, log) = release_json(&scratch, &release);
     assert!(
-        log.contains("stamp: built by the Docker engine, because crates/stamp/Dockerfile:4 has RUN, which the native builder does not assemble"),
+        log.contains(
+            "stamp: built by the Docker engine, because crates/stamp/Dockerfile:4 has RUN, which the native builder does not assemble"
+        ),
         "auto explains its choice:\n{log}"
     );
     let digest = json["apps"][0]["digest"].as_str().unwrap().to_string();
 
     // Read what was pushed with skopeo, an independent client.
     let copy = tempfile::tempdir().unwrap();
-    let copied = skopeo(&["copy", "--all", "--src-tls-verify=false", &format!("docker://{repository}:stamp-latest"), &format!("oci:{}:x", copy.path().display())]);
+    let copied = skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{repository}:stamp-latest"),
+        &format!("oci:{}:x", copy.path().display()),
+    ]);
     assert!(copied.status.success(), "{}", stderr(&copied));
     let index_entry = &read_json(&copy.path().join("index.json"))["manifests"][0];
     assert_eq!(index_entry["digest"], digest.as_str(), "skopeo reads the index the release reported");

@@ -415,7 +415,7 @@ fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() 
 
     let before = registry.requests().len();
     let output = scratch.xtask_ok(&["rollback", "worker", "--to", &first[..10], "--repository", &repository]);
-    assert!(output.contains(&format!("worker-latest now names")), "{output}");
+    assert!(output.contains("worker-latest now names"), "{output}");
     assert_eq!(tag("worker-latest"), tag(&format!("worker-{first}")));
     let writes: Vec<String> = registry.requests()[before..]
         .iter()

@@ -12,11 +12,11 @@ use xshell::{cmd, Shell};
 use crate::changed::{self, SelectedApp};
 use crate::config::{self, Config};
 use crate::dockerfile::{self, Base};
+use crate::engine::{self, Engine};
 use crate::flags;
 use crate::git::Git;
 use crate::layer::{self, LayerFile};
 use crate::layout::Layout;
-use crate::engine::{self, Engine};
 use crate::oci::{self, ContainerConfig, Descriptor, Digest, History, ImageConfig, ImageIndex, ImageManifest, RootFs};
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -93,14 +93,16 @@ pub async fn run(args: flags::Build) -> Result<()> {
         println!("no app to build");
         return Ok(());
     }
-    let mut provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
-    if let (Some(git), Some(head)) = (&git, &head) {
-        if !git.is_dirty()? {
-            provenance.record_inputs(crate::heal::current_inputs(&sh, git, &workspace, &config, head)?);
+    let provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
+    let inputs: Option<DeferredInputs<'_>> = match (&git, &head) {
+        (Some(git), Some(head)) if !git.is_dirty()? => {
+            let (workspace, config) = (&workspace, &config);
+            Some(Box::new(move || crate::heal::current_inputs_in_new_shell(workspace, config, head)))
         }
-    }
+        _ => None,
+    };
     let session = Session::new(&args.transfer, Progress::new(false))?;
-    let images = build_apps(&sh, &workspace, &config, &apps, selection.builder, &provenance, &session).await?;
+    let images = build_apps(&sh, &workspace, &config, &apps, selection.builder, provenance, inputs, &session).await?;
     for image in &images {
         println!("{} {} {}", image.app, image.index.digest, image.layout.display());
     }
@@ -127,7 +129,10 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
             Ok(plan) => plans.insert(platform.clone(), plan),
             Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
                 Some(declined) if builder == flags::Builder::Auto => {
-                    let why = format!("built by the Docker engine, because {} has {}, which the native builder does not assemble", declined.at, declined.what);
+                    let why = format!(
+                        "built by the Docker engine, because {} has {}, which the native builder does not assemble",
+                        declined.at, declined.what
+                    );
                     return Ok((Recipe::Engine(text.to_string()), why));
                 }
                 _ => return Err(err),
@@ -137,15 +142,22 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
     Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
 }
 
+/// The apps' input digests, for `build_apps` to compute while cargo compiles: they cost a full
+/// `cargo metadata`, which mostly waits for cargo, and would otherwise double a rebuild's time.
+pub type DeferredInputs<'a> = Box<dyn FnOnce() -> Result<BTreeMap<String, crate::inputs::AppInputs>> + Send + 'a>;
+
 /// Builds every app for every platform. Base images are resolved (manifests and configs only)
-/// through `session` before anything compiles.
+/// through `session` before anything compiles; `inputs`, when given, are computed meanwhile and
+/// recorded in `provenance`.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_apps(
     sh: &Shell,
     workspace: &Workspace,
     config: &Config,
     apps: &[SelectedApp],
     builder: flags::Builder,
-    provenance: &Provenance,
+    mut provenance: Provenance,
+    inputs: Option<DeferredInputs<'_>>,
     session: &Session,
 ) -> Result<Vec<BuiltImage>> {
     let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
@@ -187,7 +199,15 @@ pub async fn build_apps(
         false => None,
     };
 
-    session.progress().section("cargo build", || compile(sh, workspace, config, &members))?;
+    let inputs = std::thread::scope(|scope| {
+        let inputs = inputs.map(|compute| scope.spawn(compute));
+        session.progress().section("cargo build", || compile(sh, workspace, config, &members))?;
+        inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
+    })?;
+    if let Some(inputs) = inputs {
+        provenance.record_inputs(inputs);
+    }
+    let provenance = &provenance;
 
     let mut images = Vec::new();
     for member in &members {
@@ -266,13 +286,15 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     Ok(())
 }
 
-/// Adds missing rustup targets, as a user would have to anyway; without rustup, says which
-/// targets the toolchain needs.
+/// Adds missing rustup targets, as a user would have to anyway; without rustup, cargo's own
+/// error says which target is missing. A target is installed when the toolchain's sysroot holds
+/// its standard library, which one `rustc --print sysroot` tells faster than rustup lists targets.
 fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
-    let Ok(installed) = cmd!(sh, "rustup target list --installed").quiet().ignore_stderr().read() else {
+    let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
         return Ok(());
     };
-    let missing: Vec<&str> = triples.iter().map(|t| t.as_str()).filter(|t| !installed.lines().any(|line| line.trim() == *t)).collect();
+    let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
+    let missing: Vec<&str> = triples.iter().map(|t| t.as_str()).filter(|t| !rustlib.join(t).join("lib").is_dir()).collect();
     if missing.is_empty() {
         return Ok(());
     }

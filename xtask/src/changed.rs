@@ -313,11 +313,10 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
     let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
         let dir = scratch_dir().join(format!("xtask-tree-{}-{}", std::process::id(), &rev[..rev.len().min(12)]));
         let partial = git.export(rev, &dir, is_graph_input)?;
-        let metadata = match workspace::resolve_graph(sh, &partial.dir, true) {
-            Ok(metadata) => metadata,
-            Err(_) => workspace::resolve_graph(sh, &git.export(rev, &dir, |_| true)?.dir, true)?,
-        };
-        workspace::resolved_dependencies(&metadata)
+        match workspace::resolve_graph(sh, &partial.dir, true) {
+            Ok(resolved) => Ok(resolved),
+            Err(_) => workspace::resolve_graph(sh, &git.export(rev, &dir, |_| true)?.dir, true),
+        }
     };
     let (before, after) = match head {
         Some(head) => (graph_of_commit(base), graph_of_commit(head)),
@@ -325,7 +324,7 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
         // resolved: both mostly wait for cargo.
         None => std::thread::scope(|scope| {
             let work_tree = scope.spawn(|| -> Result<BTreeMap<String, BTreeSet<String>>> {
-                workspace::resolved_dependencies(&workspace::resolve_graph(&Shell::new()?, &workspace.root, true)?)
+                workspace::resolve_graph(&Shell::new()?, &workspace.root, true)
             });
             let before = graph_of_commit(base);
             (before, work_tree.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the work tree's graph panicked"))))
@@ -355,7 +354,7 @@ fn scratch_dir() -> std::path::PathBuf {
 /// The files `cargo metadata` needs to resolve a workspace: manifests, the lockfile, cargo's
 /// configuration and toolchain file, and the files whose presence makes targets (a crate
 /// without a target is an error).
-fn is_graph_input(path: &str) -> bool {
+pub fn is_graph_input(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     matches!(name, "Cargo.toml" | "Cargo.lock" | "rust-toolchain" | "rust-toolchain.toml" | "build.rs")
         || path.starts_with(".cargo/")

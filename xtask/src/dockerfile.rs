@@ -303,7 +303,8 @@ fn copy_step(rest: &str, vars: &BTreeMap<String, String>, line: usize, file: &st
             Some(("chown", owner)) => {
                 // A user name needs the image's /etc/passwd, which only an engine reads.
                 chown = Some(
-                    parse_owner(owner).ok_or_else(|| declined(file, line, format!("COPY --chown={owner} (a name, not a numeric UID[:GID])")))?,
+                    parse_owner(owner)
+                        .ok_or_else(|| declined(file, line, format!("COPY --chown={owner} (a name, not a numeric UID[:GID])")))?,
                 )
             }
             _ => return Err(declined(file, line, format!("COPY --{flag}"))),
@@ -343,7 +344,8 @@ fn healthcheck(rest: &str, line: usize, file: &str) -> Result<Healthcheck> {
         remaining = after.trim_start();
         let (name, value) = flag.split_once('=').unwrap_or((flag, ""));
         let duration = || {
-            duration_nanos(value).ok_or_else(|| anyhow!("{file}:{line}: HEALTHCHECK --{name}={value} is not a duration such as 30s, 1m30s or 500ms"))
+            duration_nanos(value)
+                .ok_or_else(|| anyhow!("{file}:{line}: HEALTHCHECK --{name}={value} is not a duration such as 30s, 1m30s or 500ms"))
         };
         match name {
             "interval" => check.interval = duration()?,
@@ -372,7 +374,8 @@ fn healthcheck(rest: &str, line: usize, file: &str) -> Result<Healthcheck> {
 
 /// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds, as Docker parses HEALTHCHECK flags.
 fn duration_nanos(text: &str) -> Option<u64> {
-    const UNITS: &[(&str, u64)] = &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
+    const UNITS: &[(&str, u64)] =
+        &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
     let mut rest = text;
     let mut total: u64 = 0;
     if rest.is_empty() {
@@ -691,7 +694,8 @@ CMD ["--verbose"]
 
     #[test]
     fn scratch_is_replaced_only_in_from() {
-        let text = "ARG X\nFROM scratch AS build\nRUN echo scratch\n  from --platform=linux/arm64 SCRATCH\nFROM debian\nCOPY --from=build / /\n";
+        let text =
+            "ARG X\nFROM scratch AS build\nRUN echo scratch\n  from --platform=linux/arm64 SCRATCH\nFROM debian\nCOPY --from=build / /\n";
         expect_test::expect![[r#"
             ARG X
             FROM xtask/scratch:linux-arm64 AS build
@@ -702,7 +706,8 @@ CMD ["--verbose"]
         "#]]
         .assert_eq(&replace_scratch(text, "xtask/scratch:linux-arm64"));
         assert!(runs_commands(text));
-        let stages = "ARG RUST=1.80\nARG BASE\nFROM rust:${RUST} AS build\nFROM build AS test\nFROM --platform=$BUILDPLATFORM $BASE\nFROM scratch\n";
+        let stages =
+            "ARG RUST=1.80\nARG BASE\nFROM rust:${RUST} AS build\nFROM build AS test\nFROM --platform=$BUILDPLATFORM $BASE\nFROM scratch\n";
         let args = [("BASE".to_string(), "registry.example/debian:12".to_string())];
         assert_eq!(base_images(stages, &args), ["rust:1.80", "registry.example/debian:12"]);
         assert!(!runs_commands("FROM scratch\n# RUN nothing\nCOPY a /a\n"));
@@ -721,8 +726,10 @@ CMD ["--verbose"]
         expect_test::expect![[r#"{"Test":["NONE"]}"#]].assert_eq(&check("HEALTHCHECK NONE"));
         expect_test::expect!["error: Dockerfile:2: HEALTHCHECK --interval=soon is not a duration such as 30s, 1m30s or 500ms"]
             .assert_eq(&check("HEALTHCHECK --interval=soon CMD /api"));
-        expect_test::expect!["error: Dockerfile:2: malformed HEALTHCHECK `/api --health`: write HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE"]
-            .assert_eq(&check("HEALTHCHECK /api --health"));
+        expect_test::expect![
+            "error: Dockerfile:2: malformed HEALTHCHECK `/api --health`: write HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE"
+        ]
+        .assert_eq(&check("HEALTHCHECK /api --health"));
     }
 
     fn plan_without_entrypoint() -> ImagePlan {

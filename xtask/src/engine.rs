@@ -130,7 +130,12 @@ impl<'a> Engine<'a> {
             return Ok(replaced);
         }
         let archive = empty_image_archive(platform, &image)?;
-        cmd!(self.sh, "docker load --quiet").stdin(archive).quiet().ignore_stdout().run().context("cannot load the empty platform image into the Docker engine")?;
+        cmd!(self.sh, "docker load --quiet")
+            .stdin(archive)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot load the empty platform image into the Docker engine")?;
         Ok(replaced)
     }
 }
@@ -245,7 +250,12 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
     let config: ImageConfig = serde_json::from_slice(json.get(&manifest.config).map(Vec::as_slice).unwrap_or_default())
         .with_context(|| format!("{}: its configuration {} is not an image configuration", unreadable(), manifest.config))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        bail!("{}: its configuration lists {} layers and its manifest {}", unreadable(), config.rootfs.diff_ids.len(), manifest.layers.len());
+        bail!(
+            "{}: its configuration lists {} layers and its manifest {}",
+            unreadable(),
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        );
     }
 
     let from_base = saved
@@ -263,15 +273,24 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
         let mut original = HashingReader { inner: file.take(size), hasher: Sha256::new() };
         let mut writer = layout.blob_writer()?;
         let mtime = (position >= from_base).then_some(epoch);
-        let diff_id = layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", unreadable()))?;
+        let diff_id =
+            layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", unreadable()))?;
         // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
         io::copy(&mut original, &mut io::sink())?;
         let found = Digest::from_sha256(original.hasher.finalize().into());
         if found != *expected {
-            return Err(anyhow::Error::new(DigestMismatch { expected: expected.clone(), found }).context(format!("{}: layer {path}", unreadable())));
+            return Err(
+                anyhow::Error::new(DigestMismatch { expected: expected.clone(), found }).context(format!("{}: layer {path}", unreadable()))
+            );
         }
         let (digest, size) = writer.finish(None)?;
-        layers.push(Descriptor { media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(), digest, size, platform: None, annotations: BTreeMap::new() });
+        layers.push(Descriptor {
+            media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        });
         diff_ids.push(diff_id);
     }
     let created = oci::rfc3339(epoch);

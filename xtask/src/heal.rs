@@ -4,7 +4,7 @@
 //! `<app>-<sha>` tags, newest first; the first one found must carry the app's current input
 //! digest (see `inputs`), else the app is selected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use xshell::Shell;
@@ -12,7 +12,7 @@ use xshell::Shell;
 use crate::changed::{self, Evidence, Reason};
 use crate::config::Config;
 use crate::git::Git;
-use crate::inputs::{self, AppInputs};
+use crate::inputs::{self, AppInputs, TreeFile};
 use crate::oci::Digest;
 use crate::push::Session;
 use crate::reference::Repository;
@@ -25,14 +25,50 @@ const CHANGES_SEARCHED: usize = 10;
 /// resolved there).
 pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
     let files = git.tree_files(rev)?;
-    let metadata = workspace::resolve_graph(sh, &workspace.root, false)?;
-    let resolved = workspace::resolved_dependencies(&metadata)?;
+    let resolved = resolved_with_cache(sh, workspace, &files)?;
     let evidence = Evidence {
         rules: config.rules.clone(),
         context_sources: changed::context_sources(workspace, &config.platforms)?,
         ..Evidence::default()
     };
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
+}
+
+/// The workspace's resolved dependencies (`workspace::resolve_graph`), remembered under
+/// `target/xtask/resolved/` by a digest of what resolution reads: the object ids of the files of
+/// `changed::is_graph_input` in the commit the work tree holds, and which cargo resolves. A
+/// workspace with the AWS SDK takes cargo 0.2 s to resolve, as long as a rebuild of an app's image.
+fn resolved_with_cache(sh: &Shell, workspace: &Workspace, files: &[TreeFile]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let cargo = workspace::cargo();
+    // A toolchain update replaces the cargo binary; with a rustup proxy (`cargo` on PATH) the
+    // toolchain file, part of the graph inputs, or RUSTUP_TOOLCHAIN picks it.
+    let stamp = std::fs::metadata(&cargo).ok().map(|meta| (meta.len(), meta.modified().ok()));
+    let mut key = format!("resolved dependencies v1\n{cargo} {stamp:?} {:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
+    for file in files.iter().filter(|file| changed::is_graph_input(&file.path)) {
+        key.push_str(&format!("{} {}\n", file.object, file.path));
+    }
+    let cache = workspace.target_dir.join("xtask/resolved").join(format!("{}.json", Digest::of(key.as_bytes()).hex()));
+    if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+        return Ok(resolved);
+    }
+    let resolved = workspace::resolve_graph(sh, &workspace.root, false)?;
+    // The cache is only an optimisation: a failure to write it is not the user's problem, and a
+    // rename makes a concurrent reader see the whole file or none.
+    let partial = cache.with_extension(format!("{}.tmp", std::process::id()));
+    let written = std::fs::create_dir_all(cache.parent().expect("has a parent"))
+        .and_then(|()| std::fs::write(&partial, serde_json::to_vec(&resolved).expect("serialisable")))
+        .and_then(|()| std::fs::rename(&partial, &cache));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    Ok(resolved)
+}
+
+/// `current_inputs` from another thread, which needs a shell of its own.
+pub fn current_inputs_in_new_shell(workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
+    let sh = Shell::new()?;
+    sh.change_dir(&workspace.root);
+    current_inputs(&sh, &Git::open(&sh, &workspace.root)?, workspace, config, rev)
 }
 
 /// Why `app` must be released although git shows no change, or `None` when the repository holds

@@ -152,19 +152,22 @@ pub async fn run(args: flags::Release) -> Result<()> {
 
     let mut provenance = Provenance::from_git(Some(&git), Some(&revision))?;
     // An image built from a dirty tree does not record inputs, so a later release rebuilds it.
+    let mut deferred_inputs: Option<build::DeferredInputs<'_>> = None;
     if !dirty {
-        let inputs = match inputs {
-            Some(inputs) => inputs,
-            None => heal::current_inputs(&sh, &git, &workspace, &config, &revision)?,
-        };
-        provenance.record_inputs(inputs);
+        match inputs {
+            Some(inputs) => provenance.record_inputs(inputs),
+            None => {
+                let (workspace, config, revision) = (&workspace, &config, &revision);
+                deferred_inputs = Some(Box::new(move || heal::current_inputs_in_new_shell(workspace, config, revision)));
+            }
+        }
     }
     let lines: Vec<AppLine> = apps.iter().map(|app| session.progress().app(&app.name)).collect();
     let platforms: Vec<String> = config.platforms.iter().map(ToString::to_string).collect();
     for line in &lines {
         line.step(&format!("building for {}", platforms.join(", ")));
     }
-    let images = build::build_apps(&sh, &workspace, &config, &apps, args.selection.builder, &provenance, &session).await?;
+    let images = build::build_apps(&sh, &workspace, &config, &apps, args.selection.builder, provenance, deferred_inputs, &session).await?;
     let mut failures = Vec::new();
     for ((image, app), mut line) in images.iter().zip(&mut summary.apps).zip(lines) {
         app.digest = Some(image.index.digest.clone());
