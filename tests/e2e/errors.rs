@@ -195,6 +195,16 @@ fn bad_input_gets_a_clear_error() {
             },
             expected: "crates/worker/Dockerfile:2: COPY source `crates/worker/missing.txt` does not exist in the build context",
         },
+        Case {
+            args: args(&["build", "worker", "--platform", "linux/arm64"]),
+            setup: &|scratch| {
+                let config = std::fs::read_to_string(scratch.path().join(".cargo/config.toml")).unwrap();
+                let config = config.replace("linker = \"rust-lld\"", "linker = \"riscv64-linux-gnu-gcc\"");
+                scratch.write(".cargo/config.toml", &config);
+                scratch.commit("a cross linker that is not installed");
+            },
+            expected: "the linker `riscv64-linux-gnu-gcc` that .cargo/config.toml:8 sets for aarch64-unknown-linux-musl is not installed: install it with `apt-get install gcc-riscv64-linux-gnu` (Debian and Ubuntu), or set another linker there",
+        },
     ];
     for case in cases {
         let scratch = Scratch::new();

@@ -257,7 +257,7 @@ pub async fn build_apps(
 /// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it.
 fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
     let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
-    ensure_targets_installed(sh, &triples)?;
+    crate::toolchain::prepare_targets(sh, &workspace.root, &triples)?;
     let mut args: Vec<String> = vec!["build".into(), "--release".into(), "--locked".into()];
     for member in members {
         args.extend(["--package".into(), member.name.clone()]);
@@ -268,7 +268,7 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     let cargo = crate::workspace::cargo();
     cmd!(sh, "{cargo} {args...}").run().with_context(|| {
         format!(
-            "cargo could not build {} for {}: fix what cargo printed above (a missing cross linker for an app with C dependencies needs, for instance, `apt-get install gcc-aarch64-linux-gnu`)",
+            "cargo could not build {} for {}: fix what cargo printed above and run the command again",
             members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
             triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
         )
@@ -284,25 +284,6 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
         }
     }
     Ok(())
-}
-
-/// Adds missing rustup targets, as a user would have to anyway; without rustup, cargo's own
-/// error says which target is missing. A target is installed when the toolchain's sysroot holds
-/// its standard library, which one `rustc --print sysroot` tells faster than rustup lists targets.
-fn ensure_targets_installed(sh: &Shell, triples: &[&String]) -> Result<()> {
-    let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
-        return Ok(());
-    };
-    let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
-    let missing: Vec<&str> = triples.iter().map(|t| t.as_str()).filter(|t| !rustlib.join(t).join("lib").is_dir()).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let listed = missing.join(" ");
-    eprintln!("installing missing Rust targets: rustup target add {listed}");
-    cmd!(sh, "rustup target add {missing...}")
-        .run()
-        .with_context(|| format!("cannot install the Rust targets the platforms need: run `rustup target add {listed}` and try again"))
 }
 
 /// A base image's repository (`host/path`), manifest and config for one platform.

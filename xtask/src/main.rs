@@ -25,6 +25,7 @@ mod reference;
 mod registry;
 mod release;
 mod rollback;
+mod toolchain;
 mod workspace;
 
 use std::process::ExitCode;

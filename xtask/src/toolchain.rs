@@ -1,0 +1,183 @@
+//! What the Rust toolchain needs before cargo cross-compiles: each target's standard library
+//! (added with rustup when missing) and the linker cargo is configured with for it. Both are
+//! checked before compiling, so a missing cross linker is one sentence naming the setting and
+//! the package, not a page of linker output after the build.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+/// Adds missing rustup targets, as a user would have to anyway, and checks that the linker
+/// configured for each target can be found.
+pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String]) -> Result<()> {
+    // Without rustc on PATH cargo's own error says what is missing.
+    let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
+        return Ok(());
+    };
+    let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
+    install_missing_targets(sh, &rustlib, triples)?;
+    let configs = config_files(workspace_root);
+    for triple in triples {
+        let Some(linker) = configured_linker(&configs, &|key| std::env::var(key).ok(), triple) else { continue };
+        if !linker_exists(&linker.program, &rustlib) {
+            bail!(
+                "the linker `{}` that {} sets for {triple} is not installed: {}, or set another linker there",
+                linker.program,
+                linker.origin,
+                install_hint(&linker.program)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A target is installed when the toolchain's sysroot holds its standard library, which one
+/// `rustc --print sysroot` tells faster than rustup lists targets.
+fn install_missing_targets(sh: &Shell, rustlib: &Path, triples: &[&String]) -> Result<()> {
+    let missing: Vec<&str> = triples.iter().map(|t| t.as_str()).filter(|t| !rustlib.join(t).join("lib").is_dir()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listed = missing.join(" ");
+    eprintln!("installing missing Rust targets: rustup target add {listed}");
+    cmd!(sh, "rustup target add {missing...}")
+        .run()
+        .with_context(|| format!("cannot install the Rust targets the platforms need: run `rustup target add {listed}` and try again"))
+}
+
+/// A cargo configuration file, its name for messages (relative to the workspace root when it
+/// is inside) and its text.
+struct ConfigFile {
+    path: PathBuf,
+    shown: String,
+    text: String,
+}
+
+/// Cargo's configuration files in the order it reads them, most specific first: `.cargo/` in the
+/// workspace root and each parent directory, then `$CARGO_HOME`.
+fn config_files(workspace_root: &Path) -> Vec<ConfigFile> {
+    let mut dirs: Vec<PathBuf> = workspace_root.ancestors().map(|dir| dir.join(".cargo")).collect();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    dirs.extend(cargo_home.filter(|home| !dirs.contains(home)));
+    dirs.iter()
+        .flat_map(|dir| [dir.join("config.toml"), dir.join("config")])
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let shown = path.strip_prefix(workspace_root).unwrap_or(&path).display().to_string();
+            Some(ConfigFile { path, shown, text })
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq)]
+struct ConfiguredLinker {
+    program: String,
+    /// Where it is set: `CARGO_TARGET_<TRIPLE>_LINKER` or `file:line`.
+    origin: String,
+}
+
+/// The linker cargo uses for `triple`: the environment variable wins over the files, and the
+/// first file that sets it wins over later ones. Only `[target.<triple>]` is read; a `cfg(..)`
+/// table is left to cargo.
+fn configured_linker(configs: &[ConfigFile], env: &dyn Fn(&str) -> Option<String>, triple: &str) -> Option<ConfiguredLinker> {
+    let variable = format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace(['-', '.'], "_"));
+    if let Some(program) = env(&variable).filter(|program| !program.is_empty()) {
+        return Some(ConfiguredLinker { program, origin: variable });
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        target: std::collections::BTreeMap<String, Target>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        linker: Option<toml::Spanned<String>>,
+    }
+    configs.iter().find_map(|config| {
+        // A file cargo cannot read makes cargo fail with a better message than ours.
+        let parsed: Config = toml::from_str(&config.text).ok()?;
+        let linker = parsed.target.get(triple)?.linker.as_ref()?;
+        let line = config.text[..linker.span().start].lines().count().max(1);
+        let program = linker.get_ref().clone();
+        // A relative path with a slash is relative to the directory holding `.cargo`.
+        let program = match program.contains('/') && !program.starts_with('/') {
+            true => config.path.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join(&program).display().to_string(),
+            false => program,
+        };
+        Some(ConfiguredLinker { program, origin: format!("{}:{line}", config.shown) })
+    })
+}
+
+/// Found as a path, on PATH, or among the tools the toolchain ships (`rust-lld`).
+fn linker_exists(program: &str, rustlib: &Path) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    let on_path = std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    let shipped = std::fs::read_dir(rustlib)
+        .map(|entries| entries.flatten().any(|entry| entry.path().join("bin").join(program).is_file()))
+        .unwrap_or(false);
+    on_path || shipped
+}
+
+/// How to install a linker, for the names Debian and Ubuntu package: `<triple>-gcc` comes with
+/// `gcc-<triple>` (underscores become dashes: `gcc-x86-64-linux-gnu`).
+fn install_hint(program: &str) -> String {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    match name.strip_suffix("-gcc") {
+        Some(prefix) if prefix.contains("-linux-") => {
+            format!("install it with `apt-get install gcc-{}` (Debian and Ubuntu)", prefix.replace('_', "-"))
+        }
+        _ => format!("install `{name}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(configs: &[(&str, &str)], env: &[(&str, &str)], triple: &str, expected: Option<(&str, &str)>) {
+        let configs: Vec<ConfigFile> = configs
+            .iter()
+            .map(|(path, text)| ConfigFile { path: PathBuf::from(path), shown: path.to_string(), text: text.to_string() })
+            .collect();
+        let env = |key: &str| env.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string());
+        let found = configured_linker(&configs, &env, triple);
+        let expected = expected.map(|(program, origin)| ConfiguredLinker { program: program.into(), origin: origin.into() });
+        assert_eq!(found, expected);
+    }
+
+    const WORKSPACE: &str = "[alias]\nxtask = \"run\"\n\n[target.aarch64-unknown-linux-gnu]\nlinker = \"aarch64-linux-gnu-gcc\"\n";
+
+    #[test]
+    fn the_linker_comes_from_the_environment_then_the_first_file_that_sets_it() {
+        let home = ("/home/ci/.cargo/config.toml", "[target.aarch64-unknown-linux-gnu]\nlinker = \"clang\"\n");
+        let workspace = ("/ws/.cargo/config.toml", WORKSPACE);
+        check(&[workspace, home], &[], "aarch64-unknown-linux-gnu", Some(("aarch64-linux-gnu-gcc", "/ws/.cargo/config.toml:5")));
+        check(&[home], &[], "aarch64-unknown-linux-gnu", Some(("clang", "/home/ci/.cargo/config.toml:2")));
+        check(
+            &[workspace],
+            &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "mold")],
+            "aarch64-unknown-linux-gnu",
+            Some(("mold", "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER")),
+        );
+        check(&[workspace], &[], "x86_64-unknown-linux-musl", None);
+        check(&[("/ws/.cargo/config.toml", "not toml [")], &[], "aarch64-unknown-linux-gnu", None);
+        check(
+            &[("/ws/.cargo/config.toml", "[target.aarch64-unknown-linux-gnu]\nlinker = \"tools/ld\"\n")],
+            &[],
+            "aarch64-unknown-linux-gnu",
+            Some(("/ws/tools/ld", "/ws/.cargo/config.toml:2")),
+        );
+    }
+
+    #[test]
+    fn install_hints_name_the_debian_package() {
+        assert_eq!(install_hint("aarch64-linux-gnu-gcc"), "install it with `apt-get install gcc-aarch64-linux-gnu` (Debian and Ubuntu)");
+        assert_eq!(install_hint("x86_64-linux-gnu-gcc"), "install it with `apt-get install gcc-x86-64-linux-gnu` (Debian and Ubuntu)");
+        assert_eq!(install_hint("/opt/zig/zig-cc"), "install `zig-cc`");
+    }
+}
