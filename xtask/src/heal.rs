@@ -120,6 +120,7 @@ fn last_changes(git: &Git<'_>, head: &str, apps: &[(&String, &AppInputs)]) -> Re
 
 /// Adds to `apps` every app of `workspace` that is not in `apps` nor in `excluded` and whose
 /// image of its current inputs is missing from `repository`. The lookups run concurrently.
+#[allow(clippy::too_many_arguments)]
 pub async fn add_unreleased(
     git: &Git<'_>,
     session: &Session,

@@ -361,7 +361,7 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
     }
     // The largest blobs start first so the slowest upload is not left for last.
     let mut blobs: Vec<GraphBlob> = blobs.into_values().collect();
-    blobs.sort_by(|a, b| b.descriptor.size.cmp(&a.descriptor.size));
+    blobs.sort_by_key(|blob| std::cmp::Reverse(blob.descriptor.size));
     Ok(ImageGraph { blobs, manifests, root: (root.clone(), root_bytes) })
 }
 
