@@ -2,7 +2,11 @@
 //! distribution registry whose htpasswd holds moto's token password stands in for the ECR data
 //! plane, reached through the explicit host mapping XTASK_REGISTRY_MAP.
 
-use crate::harness::{skopeo, stderr, stdout, Moto, Registry, Scratch};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use crate::harness::{moto_put_image, skopeo, stderr, stdout, Moto, Registry, Scratch};
+use crate::proxy::{Fault, FaultProxy};
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 /// moto's GetAuthorizationToken answers `AWS:<account>-auth-token`.
@@ -97,4 +101,81 @@ fn missing_aws_credentials_and_non_ecr_repositories_are_explained() {
 
     let policy: serde_json::Value = serde_json::from_str(&ecr.xtask_ok(&scratch, &["ecr", "policy", "--repository", &repository])).unwrap();
     assert_eq!(policy["Statement"][1]["Resource"], "arn:aws:ecr:us-east-1:123456789012:repository/acme/prod");
+}
+
+/// moto's control plane does not see what the distribution registry stores, as ECR's would. A
+/// proxy in front of the registry registers every manifest stored with moto (`PutImage`) after
+/// each request, so DescribeImageScanFindings and StartImageScan find the pushed images.
+fn bridge(ecr: &Ecr) -> FaultProxy {
+    let storage = ecr.registry.storage();
+    let moto_url = ecr.moto.url.clone();
+    let registered = Arc::new(Mutex::new(BTreeSet::new()));
+    FaultProxy::start_checked(
+        &ecr.registry.host,
+        vec![Fault::Pass],
+        Arc::new(move || {
+            for (digest, manifest) in storage.manifests("acme/prod") {
+                if registered.lock().unwrap().insert(digest.clone()) {
+                    moto_put_image(&moto_url, "acme/prod", &digest, &manifest);
+                }
+            }
+            Vec::new()
+        }),
+    )
+}
+
+#[test]
+fn the_scan_gate_tags_an_image_only_when_its_findings_are_within_the_thresholds() {
+    let ecr = Ecr::start();
+    let proxy = bridge(&ecr);
+    let scratch = Scratch::new();
+    // moto cannot apply tag exclusion filters to an untagged PutImage, so this repository keeps
+    // mutable tags.
+    scratch.edit("Cargo.toml", |manifest| {
+        format!("{manifest}\n[workspace.metadata.xtask.ecr]\ntag-mutability = \"MUTABLE\"\nexclusions = []\n")
+    });
+    scratch.commit("mutable tags");
+    let repository = format!("{ECR_HOST}/acme/prod");
+    let mut env = ecr.env();
+    env.retain(|(key, _)| *key != "XTASK_REGISTRY_MAP");
+    env.push(("XTASK_REGISTRY_MAP", format!("{ECR_HOST}={}", proxy.host)));
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    let release = |extra: &[&str]| {
+        let mut args = vec!["release", "worker", "--repository", &repository, "--create-repository", "--platform", "linux/amd64"];
+        args.extend(extra);
+        scratch.xtask_with_env(&args, &env)
+    };
+
+    // moto's scan finds one HIGH vulnerability (CVE-9999-9999 in moto_fake 9.9.9) in any image.
+    let refused = release(&["--max-critical", "0", "--max-high", "0"]);
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{message}");
+    assert!(message.contains("worker linux/amd64 (") && message.contains("): 1 HIGH"), "{message}");
+    assert!(message.contains("\n  HIGH          CVE-9999-9999  moto_fake 9.9.9\n"), "{message}");
+    assert!(
+        message.contains("worker: the scan gate refused the image, so its tags were not moved: linux/amd64 has 1 HIGH finding, more than the 0 that max-high allows"),
+        "{message}"
+    );
+    let storage = ecr.registry.storage();
+    assert!(storage.tags("acme/prod").is_empty(), "no tag names the refused image: {:?}", storage.tags("acme/prod"));
+    assert!(!storage.manifests("acme/prod").is_empty(), "the image itself was pushed, untagged");
+
+    // Within the thresholds (here from the configuration), the same image is tagged; its scan
+    // is read again, not started twice.
+    scratch.edit("Cargo.toml", |manifest| format!("{manifest}max-critical = 0\nmax-high = 1\n"));
+    scratch.commit("allow one high finding");
+    let released = release(&["--json"]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&released)).unwrap();
+    let scan = &summary["apps"][0]["scan"][0];
+    assert_eq!(scan["platform"], "linux/amd64");
+    assert_eq!(scan["outcome"]["scanned"]["counts"]["HIGH"], 1);
+    let head = scratch.head();
+    let tags: Vec<String> = storage.tags("acme/prod").into_iter().map(|(tag, _)| tag).collect();
+    assert_eq!(tags, [format!("worker-{head}"), "worker-latest".to_string()]);
+
+    // Flags for a repository that is not on ECR are refused before anything is built.
+    let output = scratch.xtask(&["release", "worker", "--max-high", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("is not an ECR repository"), "{}", stderr(&output));
 }

@@ -278,6 +278,34 @@ impl Moto {
     }
 }
 
+/// Registers an image with the ECR of the moto server at `moto_url` by `PutImage`, as ECR's
+/// registry API does for every manifest pushed to it (moto has no registry of its own). Without
+/// a tag: the xtask pushes manifests by digest.
+pub fn moto_put_image(moto_url: &str, repository: &str, digest: &str, manifest: &[u8]) {
+    {
+        let text = String::from_utf8(manifest.to_vec()).unwrap();
+        let media_type = serde_json::from_str::<serde_json::Value>(&text).unwrap()["mediaType"].as_str().unwrap_or_default().to_string();
+        let body = serde_json::json!({
+            "repositoryName": repository,
+            "imageManifest": text,
+            "imageManifestMediaType": media_type,
+            "imageDigest": digest,
+        })
+        .to_string();
+        let host = moto_url.trim_start_matches("http://");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonEC2ContainerRegistry_V20150921.PutImage\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(host).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "moto refused PutImage of {digest}: {response}");
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -325,6 +353,20 @@ impl Storage {
             .collect();
         tags.sort();
         tags
+    }
+
+    /// Every manifest (image or index) written to `repository`, tagged or not, with its bytes.
+    pub fn manifests(&self, repository: &str) -> Vec<(String, Vec<u8>)> {
+        let Ok(entries) = fs::read_dir(self.repository(repository).join("_manifests/revisions/sha256")) else { return Vec::new() };
+        let mut manifests: Vec<(String, Vec<u8>)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+                Some((digest.clone(), self.blob(&digest)?))
+            })
+            .collect();
+        manifests.sort();
+        manifests
     }
 
     /// The digests of every blob stored, in any repository.

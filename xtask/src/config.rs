@@ -46,6 +46,11 @@ pub struct EcrSettings {
     pub keep_images: u32,
     /// Days after which untagged images expire.
     pub expire_untagged_days: u32,
+    /// The scan gate of `release`: the most CRITICAL and HIGH findings an image may have.
+    pub max_critical: Option<u32>,
+    pub max_high: Option<u32>,
+    /// How long the scan gate waits for a scan.
+    pub scan_timeout_seconds: u64,
 }
 
 impl Default for EcrSettings {
@@ -59,6 +64,9 @@ impl Default for EcrSettings {
             kms_key: None,
             keep_images: 30,
             expire_untagged_days: 7,
+            max_critical: None,
+            max_high: None,
+            scan_timeout_seconds: 600,
         }
     }
 }

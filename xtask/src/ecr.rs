@@ -112,6 +112,132 @@ fn explain<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// Where an image's scan stands, as `DescribeImageScanFindings` tells it.
+#[derive(Debug)]
+pub enum ScanState {
+    /// The repository does not know the digest yet.
+    ImageUnknown,
+    /// No scan of the image exists yet.
+    NotStarted,
+    InProgress,
+    Complete(ScanFindings),
+    /// ECR cannot scan the image, with its reason (a static binary on `scratch` has no
+    /// operating-system packages for basic scanning to read).
+    Unsupported(String),
+    /// The scan failed or its findings are unavailable, with ECR's status and reason.
+    Failed(String),
+}
+
+/// A finished scan: the count per severity (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL,
+/// UNDEFINED) and the first page of findings.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct ScanFindings {
+    pub counts: std::collections::BTreeMap<String, u32>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub severity: String,
+    pub name: String,
+    /// `name version` of the vulnerable package, when ECR names one.
+    pub package: String,
+}
+
+/// Reads and starts image scans in one ECR repository.
+pub struct Scanner {
+    client: aws_sdk_ecr::Client,
+    account: String,
+    name: String,
+}
+
+impl Scanner {
+    pub async fn new(repository: &Repository) -> Result<Scanner> {
+        let (host, name) = ecr_repository(repository)?;
+        Ok(Scanner { client: client(&host.region).await, account: host.account, name })
+    }
+
+    fn image(digest: &crate::oci::Digest) -> aws_sdk_ecr::types::ImageIdentifier {
+        aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest.as_str()).build()
+    }
+
+    pub async fn state(&self, digest: &crate::oci::Digest) -> Result<ScanState> {
+        use aws_sdk_ecr::types::ScanStatus;
+        let described = self
+            .client
+            .describe_image_scan_findings()
+            .registry_id(&self.account)
+            .repository_name(&self.name)
+            .image_id(Scanner::image(digest))
+            .send()
+            .await;
+        let output = match described {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_scan_not_found_exception()) => return Ok(ScanState::NotStarted),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_image_not_found_exception()) => return Ok(ScanState::ImageUnknown),
+            Err(err) => {
+                return Err(explain(err, "ecr:DescribeImageScanFindings", &format!("read the scan findings of {digest} in {}", self.name)))
+            }
+        };
+        let status = output.image_scan_status();
+        let description = status.and_then(|s| s.description()).unwrap_or_default().to_string();
+        Ok(match status.and_then(|s| s.status()) {
+            Some(ScanStatus::Complete | ScanStatus::Active) => {
+                ScanState::Complete(output.image_scan_findings().map(scan_findings).unwrap_or_default())
+            }
+            None | Some(ScanStatus::InProgress | ScanStatus::Pending) => ScanState::InProgress,
+            Some(ScanStatus::UnsupportedImage) => ScanState::Unsupported(description),
+            Some(other) => ScanState::Failed(format!("{} ({description})", other.as_str())),
+        })
+    }
+
+    /// Starts a basic scan. One that already ran today (`LimitExceededException`: the scan on
+    /// push got there first) is as good.
+    pub async fn start(&self, digest: &crate::oci::Digest) -> Result<()> {
+        let started = self
+            .client
+            .start_image_scan()
+            .registry_id(&self.account)
+            .repository_name(&self.name)
+            .image_id(Scanner::image(digest))
+            .send()
+            .await;
+        match started {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_limit_exceeded_exception()) => Ok(()),
+            Err(err) => Err(explain(err, "ecr:StartImageScan", &format!("start a scan of {digest} in {}", self.name))),
+        }
+    }
+}
+
+fn scan_findings(found: &aws_sdk_ecr::types::ImageScanFindings) -> ScanFindings {
+    let counts = found
+        .finding_severity_counts()
+        .map(|counts| counts.iter().map(|(severity, count)| (severity.as_str().to_string(), (*count).max(0) as u32)).collect())
+        .unwrap_or_default();
+    let basic = found.findings().iter().map(|finding| {
+        let attribute = |key: &str| finding.attributes().iter().find(|a| a.key() == key).and_then(|a| a.value()).unwrap_or_default();
+        Finding {
+            severity: finding.severity().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            name: finding.name().unwrap_or_default().to_string(),
+            package: format!("{} {}", attribute("package_name"), attribute("package_version")).trim().to_string(),
+        }
+    });
+    let enhanced = found.enhanced_findings().iter().map(|finding| {
+        let package = finding
+            .package_vulnerability_details()
+            .and_then(|details| details.vulnerable_packages().first())
+            .map(|package| format!("{} {}", package.name().unwrap_or_default(), package.version().unwrap_or_default()).trim().to_string())
+            .unwrap_or_default();
+        Finding {
+            severity: finding.severity().unwrap_or_default().to_string(),
+            name: finding.title().unwrap_or_default().to_string(),
+            package,
+        }
+    });
+    ScanFindings { counts, findings: basic.chain(enhanced).collect() }
+}
+
 /// Every AWS action a command needs, from which `cargo xtask ecr policy` builds the IAM policy,
 /// so that the documented policy cannot drift from the code. The data-plane actions are what a
 /// push and a pull through the registry API are authorised as.
@@ -127,6 +253,9 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "ecr:UploadLayerPart",
             "ecr:CompleteLayerUpload",
             "ecr:PutImage",
+            // The scan gate.
+            "ecr:DescribeImageScanFindings",
+            "ecr:StartImageScan",
         ],
     ),
     ("rollback", &["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:PutImage"]),

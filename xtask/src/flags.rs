@@ -261,6 +261,16 @@ pub struct Release {
     /// Print a JSON summary instead of text
     #[arg(long)]
     pub json: bool,
+    /// Scan gate on ECR: each image is pushed untagged, scanned, and tagged only when it has at
+    /// most this many CRITICAL findings (default: `max-critical` in [workspace.metadata.xtask.ecr])
+    #[arg(long, value_name = "N")]
+    pub max_critical: Option<u32>,
+    /// Scan gate on ECR: at most this many HIGH findings (default: `max-high` in the same table)
+    #[arg(long, value_name = "N")]
+    pub max_high: Option<u32>,
+    /// How long the scan gate waits for a scan (default: `scan-timeout-seconds`, else 600)
+    #[arg(long, value_name = "SECONDS")]
+    pub scan_timeout: Option<u64>,
     #[command(flatten)]
     pub transfer: Transfer,
 }

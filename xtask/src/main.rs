@@ -25,6 +25,7 @@ mod reference;
 mod registry;
 mod release;
 mod rollback;
+mod scan;
 mod toolchain;
 mod workspace;
 

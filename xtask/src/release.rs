@@ -18,6 +18,7 @@ use crate::oci::Digest;
 use crate::progress::{AppLine, Progress};
 use crate::push::{PushReport, Session};
 use crate::reference::validate_tag;
+use crate::scan::{self, ScanGate, Thresholds};
 use crate::workspace::Workspace;
 
 #[derive(Serialize)]
@@ -51,6 +52,9 @@ struct AppSummary {
     /// Seconds this app's push took (the build is shared by all apps).
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
+    /// The scan gate's findings per platform, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<Vec<scan::PlatformScan>>,
 }
 
 /// What a release tags an app with, besides the commit.
@@ -100,6 +104,7 @@ pub async fn run(args: flags::Release) -> Result<()> {
         let apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
         crate::ecr::setup(&config.repository, &config.ecr, &apps, false).await.context("--create-repository")?;
     }
+    let gate = scan_gate(&args, &config).await?;
     let session = Session::new(&args.transfer, Progress::new(args.json))?;
     let mut apps = changed::selection(&sh, Some(&git), &workspace, &config, &args.selection)?;
     let detected = args.selection.apps.is_empty() && !args.selection.all;
@@ -143,6 +148,7 @@ pub async fn run(args: flags::Release) -> Result<()> {
             push: None,
             error: None,
             seconds: None,
+            scan: None,
         });
     }
     if apps.is_empty() || args.dry_run {
@@ -176,7 +182,15 @@ pub async fn run(args: flags::Release) -> Result<()> {
         // One app's failure must not stop the others: each is pushed and reported on its own.
         let pushed = async {
             let layout = Layout::open(&image.layout)?;
-            session.push(&layout, &image.index, &config.repository, &app.tags, &line).await
+            let Some(gate) = &gate else {
+                return session.push(&layout, &image.index, &config.repository, &app.tags, &line).await;
+            };
+            // Untagged first: the tags move only once the scan of every platform passed.
+            let mut report = session.push(&layout, &image.index, &config.repository, &[], &line).await?;
+            app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, &line).await?);
+            let tagged = session.push(&layout, &image.index, &config.repository, &app.tags, &line).await?;
+            (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
+            anyhow::Ok(report)
         };
         let pushed = pushed.await;
         app.seconds = Some(started.elapsed().as_secs_f64());
@@ -199,6 +213,42 @@ pub async fn run(args: flags::Release) -> Result<()> {
         bail!("{} of {} apps failed to release, and their tags were not moved: {}", failures.len(), apps.len(), failures.join("; "));
     }
     Ok(())
+}
+
+/// The scan gate, when thresholds are set by flags or configuration and the repository is on
+/// ECR. Thresholds given as flags for another repository are an error; configured ones are
+/// skipped there (a local layout while developing), with a note.
+async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
+    let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
+    let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };
+    if args.dry_run || !(flags.is_set() || configured.is_set()) {
+        return Ok(None);
+    }
+    if crate::ecr::ecr_repository(&config.repository).is_err() {
+        if flags.is_set() {
+            bail!(
+                "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, or drop the flags",
+                config.repository
+            );
+        }
+        eprintln!(
+            "note: the scan gate of [workspace.metadata.xtask.ecr] applies to ECR repositories only, so it is skipped for {}",
+            config.repository
+        );
+        return Ok(None);
+    }
+    let scanner = crate::ecr::Scanner::new(&config.repository).await?;
+    Ok(Some(ScanGate::new(scanner, flags, args.scan_timeout, &config.ecr)))
+}
+
+/// Each platform and the digest of its manifest in the app's index.
+fn platform_manifests(layout: &Layout, index: &crate::oci::Descriptor) -> Result<Vec<(String, Digest)>> {
+    let index: crate::oci::ImageIndex = serde_json::from_slice(&layout.read_blob(index)?).context("the app's index is not valid")?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .map(|manifest| (manifest.platform.as_ref().map(ToString::to_string).unwrap_or_else(|| "unknown".into()), manifest.digest))
+        .collect())
 }
 
 /// In GitHub Actions: a Markdown table for the job summary, and `digests` (app → digest) and
@@ -303,6 +353,7 @@ mod tests {
             }),
             error: None,
             seconds: Some(1.25),
+            scan: None,
         };
         let failed = AppSummary {
             name: "worker".into(),
