@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{moto_put_image, skopeo, stderr, stdout, Moto, Registry, Scratch};
+use crate::harness::{moto_call, moto_put_image, skopeo, stderr, stdout, Moto, Registry, Scratch};
 use crate::proxy::{Fault, FaultProxy};
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -64,6 +64,16 @@ fn setup_is_idempotent_and_a_release_authenticates_with_the_ecr_token() {
         changed.trim(),
         format!("{repository}: would set scan on push to false\n{repository}: would write the lifecycle policy (3 rules)")
     );
+
+    // Without --repository, the environments' repositories on ECR are set up too.
+    scratch.edit("Cargo.toml", |manifest| {
+        format!(
+            "{manifest}\n[workspace.metadata.xtask.environments]\nstaging = \"{ECR_HOST}/acme/staging\"\nproduction = \"{repository}\"\n"
+        )
+    });
+    let environments = ecr.xtask_ok(&scratch, &["ecr", "setup", "--dry-run"]);
+    assert!(environments.contains(&format!("{repository}: would set scan on push to false")), "{environments}");
+    assert!(environments.contains(&format!("{ECR_HOST}/acme/staging: would create the repository")), "{environments}");
 
     // The whole path: the SDK's token, decoded to AWS:<password>, accepted by the registry.
     ecr.xtask_ok(&scratch, &["release", "worker", "--allow-dirty", "--repository", &repository, "--create-repository"]);
@@ -173,6 +183,23 @@ fn the_scan_gate_tags_an_image_only_when_its_findings_are_within_the_thresholds(
     let head = scratch.head();
     let tags: Vec<String> = storage.tags("acme/prod").into_iter().map(|(tag, _)| tag).collect();
     assert_eq!(tags, [format!("worker-{head}"), "worker-latest".to_string()]);
+
+    // On ECR an image is deleted with BatchDeleteImage: moto no longer knows the index.
+    let index = storage.tags("acme/prod").into_iter().find(|(tag, _)| tag == "worker-latest").unwrap().1;
+    let known = |digest: &str| {
+        moto_call(
+            &ecr.moto.url,
+            "DescribeImages",
+            &serde_json::json!({"repositoryName": "acme/prod", "imageIds": [{"imageDigest": digest}]}),
+        )
+        .0
+    };
+    assert!(known(&index));
+    let tag = format!("worker-{head}");
+    let deleted = scratch.xtask_with_env(&["delete", "worker", "--tag", &tag, "--tag", "worker-latest", "--repository", &repository], &env);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(stdout(&deleted).contains(&format!("deleted {index}")), "{}", stdout(&deleted));
+    assert!(!known(&index), "BatchDeleteImage deleted the index in ECR");
 
     // Flags for a repository that is not on ECR are refused before anything is built.
     let output = scratch.xtask(&["release", "worker", "--max-high", "0"]);

@@ -278,32 +278,38 @@ impl Moto {
     }
 }
 
-/// Registers an image with the ECR of the moto server at `moto_url` by `PutImage`, as ECR's
-/// registry API does for every manifest pushed to it (moto has no registry of its own). Without
-/// a tag: the xtask pushes manifests by digest.
+/// Calls an ECR action of the moto server at `moto_url` (moto does not check signatures, and
+/// reads the region from the credential scope); returns whether it succeeded, and its answer.
+pub fn moto_call(moto_url: &str, action: &str, body: &serde_json::Value) -> (bool, serde_json::Value) {
+    use std::io::{Read, Write};
+    let host = moto_url.trim_start_matches("http://");
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonEC2ContainerRegistry_V20150921.{action}\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let answer = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    (response.starts_with("HTTP/1.1 200"), serde_json::from_str(answer).unwrap_or(serde_json::Value::Null))
+}
+
+/// Registers an image with moto's ECR by `PutImage`, as ECR's registry API does for every
+/// manifest pushed to it (moto has no registry of its own). Without a tag: the xtask pushes
+/// manifests by digest.
 pub fn moto_put_image(moto_url: &str, repository: &str, digest: &str, manifest: &[u8]) {
-    {
-        let text = String::from_utf8(manifest.to_vec()).unwrap();
-        let media_type = serde_json::from_str::<serde_json::Value>(&text).unwrap()["mediaType"].as_str().unwrap_or_default().to_string();
-        let body = serde_json::json!({
-            "repositoryName": repository,
-            "imageManifest": text,
-            "imageManifestMediaType": media_type,
-            "imageDigest": digest,
-        })
-        .to_string();
-        let host = moto_url.trim_start_matches("http://");
-        let request = format!(
-            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonEC2ContainerRegistry_V20150921.PutImage\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        use std::io::{Read, Write};
-        let mut stream = TcpStream::connect(host).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "moto refused PutImage of {digest}: {response}");
-    }
+    let text = String::from_utf8(manifest.to_vec()).unwrap();
+    let media_type = serde_json::from_str::<serde_json::Value>(&text).unwrap()["mediaType"].as_str().unwrap_or_default().to_string();
+    let body = serde_json::json!({
+        "repositoryName": repository,
+        "imageManifest": text,
+        "imageManifestMediaType": media_type,
+        "imageDigest": digest,
+    });
+    let (ok, answer) = moto_call(moto_url, "PutImage", &body);
+    assert!(ok, "moto refused PutImage of {digest}: {answer}");
 }
 
 impl Drop for Moto {

@@ -431,6 +431,34 @@ fn rollback_moves_latest_with_one_manifest_put_and_refuses_unreleased_commits() 
     let output = scratch.xtask(&["rollback", "worker", "--to", &unreleased, "--repository", &repository]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains(&format!("has no image worker-{unreleased}")), "{}", stderr(&output));
+
+    // Pruning keeps the newest images and whatever -latest names (here the older one).
+    let tags = || {
+        registry.storage().tags("acme/prod").into_iter().map(|(tag, _)| tag).filter(|tag| tag.starts_with("worker-")).collect::<Vec<_>>()
+    };
+    let before = tags();
+    let kept = scratch.xtask_ok(&["prune", "worker", "--keep", "1", "--repository", &repository]);
+    assert!(kept.contains("none beyond the newest 1 to delete"), "{kept}");
+    let planned = scratch.xtask_ok(&["prune", "worker", "--keep", "0", "--repository", &repository, "--dry-run"]);
+    assert_eq!(planned.lines().count(), 1, "{planned}");
+    assert!(planned.starts_with("would delete sha256:") && planned.contains(&format!("(worker-{second})")), "{planned}");
+    assert_eq!(tags(), before, "a dry run deletes nothing");
+    let refused = scratch.xtask(&["delete", "worker", "--tag", &format!("worker-{first}"), "--repository", &repository]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("names the same image as worker-latest"), "{}", stderr(&refused));
+
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["prune", "worker", "--keep", "0", "--repository", &repository]);
+    let deletes = registry.requests()[before..].iter().filter(|r| r.starts_with("DELETE")).count();
+    assert_eq!(deletes, 1, "one manifest DELETE");
+    assert_eq!(tags(), [format!("worker-{first}"), "worker-latest".into()]);
+    let latest = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{repository}:worker-latest")]);
+    assert!(latest.status.success(), "{}", stderr(&latest));
+
+    let deleted =
+        scratch.xtask_ok(&["delete", "worker", "--tag", "worker-latest", "--tag", &format!("worker-{first}"), "--repository", &repository]);
+    assert!(deleted.starts_with("deleted sha256:"), "{deleted}");
+    assert!(tags().is_empty(), "{:?}", tags());
 }
 
 #[test]

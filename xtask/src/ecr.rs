@@ -238,6 +238,29 @@ fn scan_findings(found: &aws_sdk_ecr::types::ImageScanFindings) -> ScanFindings 
     ScanFindings { counts, findings: basic.chain(enhanced).collect() }
 }
 
+/// Deletes the image `digest` (and every tag naming it) with `BatchDeleteImage`, ECR's way of
+/// deleting; one already gone counts as deleted.
+pub async fn delete_image(repository: &Repository, digest: &crate::oci::Digest) -> Result<()> {
+    let (host, name) = ecr_repository(repository)?;
+    let image = aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest.as_str()).build();
+    let output = client(&host.region)
+        .await
+        .batch_delete_image()
+        .registry_id(&host.account)
+        .repository_name(&name)
+        .image_ids(image)
+        .send()
+        .await
+        .map_err(|err| explain(err, "ecr:BatchDeleteImage", &format!("delete image {digest} from {name}")))?;
+    for failure in output.failures() {
+        let code = failure.failure_code().map(|code| code.as_str()).unwrap_or_default();
+        if code != "ImageNotFound" {
+            bail!("ECR did not delete image {digest} from {name}: {code} ({})", failure.failure_reason().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
 /// Every AWS action a command needs, from which `cargo xtask ecr policy` builds the IAM policy,
 /// so that the documented policy cannot drift from the code. The data-plane actions are what a
 /// push and a pull through the registry API are authorised as.
@@ -259,6 +282,9 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("rollback", &["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:PutImage"]),
+    // The images are found through the registry API, then deleted with BatchDeleteImage.
+    ("prune", &["ecr:GetAuthorizationToken", "ecr:ListImages", "ecr:BatchGetImage", "ecr:BatchDeleteImage"]),
+    ("delete", &["ecr:GetAuthorizationToken", "ecr:ListImages", "ecr:BatchGetImage", "ecr:BatchDeleteImage"]),
     // The tag list of the registry API is authorised as ListImages.
     ("images", &["ecr:GetAuthorizationToken", "ecr:ListImages", "ecr:BatchGetImage"]),
     // On both repositories: reads from the source, a push to the destination.
@@ -543,6 +569,26 @@ pub async fn setup(repository: &Repository, settings: &EcrSettings, apps: &[Stri
     Ok(changes)
 }
 
+/// The repositories `ecr setup` shapes: the one named with --repository; else the configured
+/// repository and every environment's repository on ECR (staging, production), each once. The
+/// configured repository must be on ECR unless an environment's is.
+fn setup_targets(config: &config::Config, named: bool) -> Result<Vec<Repository>> {
+    let mut targets = vec![config.repository.clone()];
+    if !named {
+        for (name, repository) in &config.environments {
+            let repository = Repository::parse(repository)
+                .with_context(|| format!("environment `{name}` in [workspace.metadata.xtask.environments]"))?;
+            if ecr_repository(&repository).is_ok() && !targets.contains(&repository) {
+                targets.push(repository);
+            }
+        }
+    }
+    match targets.iter().filter(|repository| ecr_repository(repository).is_ok()).count() {
+        0 => ecr_repository(&config.repository).map(|_| Vec::new()),
+        _ => Ok(targets.into_iter().filter(|repository| ecr_repository(repository).is_ok()).collect()),
+    }
+}
+
 pub async fn run(args: flags::Ecr) -> Result<()> {
     let sh = xshell::Shell::new()?;
     let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
@@ -551,13 +597,15 @@ pub async fn run(args: flags::Ecr) -> Result<()> {
             let overrides = config::Overrides { repository: setup_args.repository.as_deref(), platforms: &[] };
             let config = config::resolve(&workspace.metadata, &|key| std::env::var(key).ok(), overrides)?;
             let apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
-            let changes = setup(&config.repository, &config.ecr, &apps, setup_args.dry_run).await?;
             let verb = if setup_args.dry_run { "would" } else { "did" };
-            if changes.is_empty() {
-                println!("{}: up to date", config.repository);
-            }
-            for change in &changes {
-                println!("{}: {verb} {change}", config.repository);
+            for repository in setup_targets(&config, setup_args.repository.is_some())? {
+                let changes = setup(&repository, &config.ecr, &apps, setup_args.dry_run).await?;
+                if changes.is_empty() {
+                    println!("{repository}: up to date");
+                }
+                for change in &changes {
+                    println!("{repository}: {verb} {change}");
+                }
             }
         }
         flags::EcrCommand::Policy(policy_args) => {

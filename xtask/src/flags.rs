@@ -25,6 +25,10 @@ pub enum Command {
     Rollback(Rollback),
     /// Copy an app's released image from one environment's repository to another's
     Promote(Promote),
+    /// Delete an app's images beyond the newest N, never the one `<app>-latest` names
+    Prune(Prune),
+    /// Delete an app's images by tag (deleting an image deletes all of its tags)
+    Delete(Delete),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
@@ -53,6 +57,36 @@ pub struct Rollback {
     /// The repository (default: as for `release`)
     #[arg(long)]
     pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Prune {
+    /// The app whose images are pruned
+    pub app: String,
+    /// How many of the newest images to keep
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// The repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print what would be deleted, and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Delete {
+    /// The app whose images are deleted
+    pub app: String,
+    /// A tag naming an image to delete (repeatable); every tag of that image must be named
+    #[arg(long = "tag", value_name = "TAG", required = true)]
+    pub tags: Vec<String>,
+    /// The repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print what would be deleted, and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

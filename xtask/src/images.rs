@@ -14,15 +14,15 @@ use crate::push::Session;
 use crate::reference::Repository;
 use crate::workspace::Workspace;
 
-#[derive(Debug, Serialize)]
-struct Image {
-    digest: Digest,
-    tags: Vec<String>,
-    created: Option<String>,
-    revision: Option<String>,
-    platforms: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Image {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    pub created: Option<String>,
+    pub revision: Option<String>,
+    pub platforms: Vec<String>,
     /// Bytes of every config and layer of every platform, each blob counted once.
-    size: u64,
+    pub size: u64,
 }
 
 /// Which app a tag belongs to: the longest app name that, followed by `-`, starts the tag (so
@@ -46,28 +46,7 @@ pub async fn run(args: flags::Images) -> Result<()> {
     };
     let session = Session::for_reading()?;
     let repository = &config.repository;
-    let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
-    for tag in session.tags(repository).await.with_context(|| format!("cannot list the tags of {repository}"))? {
-        let Some(app) = app_of(&tag, &apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
-        let Some(bytes) = session.find_manifest(repository, &tag).await? else { continue };
-        let digest = Digest::of(&bytes);
-        let images = by_app.entry(app.to_string()).or_default();
-        if let Some(image) = images.get_mut(&digest) {
-            image.tags.push(tag);
-            continue;
-        }
-        let image = describe(&session, repository, digest.clone(), &bytes, tag).await?;
-        images.insert(digest, image);
-    }
-    let mut listing: BTreeMap<String, Vec<Image>> = BTreeMap::new();
-    for app in &wanted {
-        let mut images: Vec<Image> = by_app.remove(app).unwrap_or_default().into_values().collect();
-        images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.digest.cmp(&b.digest)));
-        for image in &mut images {
-            image.tags.sort();
-        }
-        listing.insert(app.clone(), images);
-    }
+    let listing = list(&session, repository, &apps, &wanted).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());
@@ -86,6 +65,34 @@ pub async fn run(args: flags::Images) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The images of each of the `wanted` apps in `repository`, newest first, found through the
+/// tags of the repository (`apps` are all of the workspace's, to tell whose a tag is).
+pub async fn list(session: &Session, repository: &Repository, apps: &[String], wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
+    let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
+    for tag in session.tags(repository).await.with_context(|| format!("cannot list the tags of {repository}"))? {
+        let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
+        let Some(bytes) = session.find_manifest(repository, &tag).await? else { continue };
+        let digest = Digest::of(&bytes);
+        let images = by_app.entry(app.to_string()).or_default();
+        if let Some(image) = images.get_mut(&digest) {
+            image.tags.push(tag);
+            continue;
+        }
+        let image = describe(session, repository, digest.clone(), &bytes, tag).await?;
+        images.insert(digest, image);
+    }
+    let mut listing: BTreeMap<String, Vec<Image>> = BTreeMap::new();
+    for app in wanted {
+        let mut images: Vec<Image> = by_app.remove(app).unwrap_or_default().into_values().collect();
+        images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.digest.cmp(&b.digest)));
+        for image in &mut images {
+            image.tags.sort();
+        }
+        listing.insert(app.clone(), images);
+    }
+    Ok(listing)
 }
 
 /// Reads an index (or a single manifest) and its platform manifests for the listing.

@@ -178,6 +178,14 @@ impl Layout {
         self.write_index(&index)
     }
 
+    /// Removes every name of the image `digest` from the index. Its blobs stay: other images
+    /// may share them, and an unnamed blob harms nothing.
+    pub fn untag_digest(&self, digest: &Digest) -> Result<()> {
+        let mut index = self.index()?;
+        index.manifests.retain(|entry| &entry.digest != digest);
+        self.write_index(&index)
+    }
+
     /// Records that `digest` is not stored here but in the repository `source` (`host/path`),
     /// as the layers of a base image are: they are mounted or fetched only when pushed.
     pub fn record_foreign(&self, digest: &Digest, source: &str) -> Result<()> {

@@ -19,6 +19,7 @@ mod oci;
 mod platform;
 mod progress;
 mod promote;
+mod prune;
 mod pull;
 mod push;
 mod reference;
@@ -55,6 +56,8 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Images(args) => runtime.block_on(images::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Rollback(args) => runtime.block_on(rollback::run(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Prune(args) => runtime.block_on(prune::run_prune(args)).map(|()| ExitCode::SUCCESS),
+        flags::Command::Delete(args) => runtime.block_on(prune::run_delete(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Promote(args) => runtime.block_on(promote::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
         flags::Command::Completions(args) => {

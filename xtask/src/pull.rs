@@ -95,6 +95,18 @@ impl Session {
         Ok(Some(annotations))
     }
 
+    /// Deletes the image `digest` from `repository` with every tag naming it: on ECR with
+    /// `BatchDeleteImage`, elsewhere through the registry API, in a layout by dropping its names.
+    pub async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        match repository {
+            Repository::Layout { dir } => crate::layout::Layout::open(dir)?.untag_digest(digest),
+            Repository::Registry { host, .. } if crate::ecr::parse_host(host).is_some() => {
+                crate::ecr::delete_image(repository, digest).await
+            }
+            Repository::Registry { host, path } => self.registry(host)?.delete_manifest(path, digest).await,
+        }
+    }
+
     /// Every tag of `repository` (of a layout: its named entries).
     pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>> {
         match repository {

@@ -452,6 +452,28 @@ impl Registry {
         }
     }
 
+    /// Deletes the manifest or index `digest` and, with it, every tag that names it. One that is
+    /// already gone counts as deleted.
+    pub async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<()> {
+        let response =
+            self.execute(self.request(Method::DELETE, format!("/v2/{repository}/manifests/{digest}"), repository), ATTEMPTS).await?;
+        match response.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::NOT_FOUND => {
+                let refusal = Refusal::read(response).await;
+                match refusal.has_code("MANIFEST_UNKNOWN") {
+                    true => Ok(()),
+                    false => Err(self.explain(&format!("delete manifest {digest}"), repository, &refusal)),
+                }
+            }
+            StatusCode::METHOD_NOT_ALLOWED => bail!(
+                "registry {} does not allow deleting images in {repository}: enable deletes (a distribution registry needs `storage: delete: enabled: true`) or delete them with the registry's own tools",
+                self.host
+            ),
+            _ => Err(self.refused(&format!("delete manifest {digest}"), repository, response).await),
+        }
+    }
+
     /// PUTs manifest bytes under `reference` and checks the digest the registry computed.
     pub async fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
         let expected = Digest::of(bytes);
