@@ -234,3 +234,45 @@ fn malformed_and_corrupt_registry_answers_are_errors() {
         check(&scratch, &args(&["build", "worker", "--platform", "linux/amd64"]), expected);
     }
 }
+
+/// A registry with immutable tags, as ECR's IMMUTABLE mode behaves: writing a tag that exists
+/// is refused with TAG_INVALID (the proxy consults the registry's storage before each PUT).
+#[test]
+fn immutable_tags_are_skipped_when_unchanged_and_a_moved_tag_stops_with_the_fix() {
+    let registry = Registry::start();
+    let storage = registry.storage();
+    let immutable: crate::proxy::Rule = std::sync::Arc::new(move |_, request: &str| {
+        let tag = request.strip_prefix("PUT /v2/acme/prod/manifests/").and_then(|rest| rest.split(' ').next()).unwrap_or_default();
+        match !tag.starts_with("sha256:") && storage.tags("acme/prod").iter().any(|(existing, _)| existing == tag) {
+            true => Fault::Refuse(
+                400,
+                r#"{"errors":[{"code":"TAG_INVALID","message":"The image tag already exists in the 'acme/prod' repository and cannot be overwritten because the repository is immutable."}]}"#,
+            ),
+            false => Fault::Pass,
+        }
+    });
+    let proxy = FaultProxy::start_with_rule(&registry.host, immutable, std::sync::Arc::new(Vec::new));
+    let scratch = Scratch::new();
+    let repository = format!("{}/acme/prod", proxy.host);
+    let release = ["release", "worker", "--repository", &repository, "--platform", "linux/amd64"];
+    scratch.xtask_ok(&release);
+    // Nothing changed: both tags already name the image, so neither is written again.
+    scratch.xtask_ok(&release);
+    let refused = proxy.log.lock().unwrap().iter().filter(|(_, fault)| *fault != Fault::Pass).count();
+    assert_eq!(refused, 0, "a re-release writes no existing tag");
+
+    scratch.write("crates/worker/src/extra.rs", "// changed\n");
+    let head = scratch.commit("worker change");
+    let output = scratch.xtask(&release);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(message.contains("refused to write manifest worker-latest in acme/prod"), "{message}");
+    assert!(
+        message.contains("TAG_INVALID") && message.contains("has immutable tags: exclude the tag from immutability or release a new tag"),
+        "{message}"
+    );
+    assert!(
+        registry.storage().tags("acme/prod").iter().any(|(tag, _)| *tag == format!("worker-{head}")),
+        "the new sha tag is written first"
+    );
+}

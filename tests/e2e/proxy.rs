@@ -22,7 +22,12 @@ pub enum Fault {
     /// Answers 200 with this body as an OCI index, whatever was asked: malformed JSON, or a
     /// document that does not match the digest requested.
     Body(&'static str),
+    /// Answers this status with this JSON body (a registry's refusal, such as TAG_INVALID).
+    Refuse(u16, &'static str),
 }
+
+/// Which fault request number n (from 0), with this request line, gets.
+pub type Rule = Arc<dyn Fn(usize, &str) -> Fault + Send + Sync>;
 
 /// Returns a description of each violated invariant; run after every request.
 pub type Check = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
@@ -43,6 +48,11 @@ impl FaultProxy {
 
     /// Like `start`, and runs `check` after every request.
     pub fn start_checked(upstream: &str, schedule: Vec<Fault>, check: Check) -> FaultProxy {
+        FaultProxy::start_with_rule(upstream, Arc::new(move |n, _| schedule[n % schedule.len()]), check)
+    }
+
+    /// Forwards to `upstream`, with the fault `rule` picks for each request.
+    pub fn start_with_rule(upstream: &str, schedule: Rule, check: Check) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -79,7 +89,7 @@ fn serve(
     upstream: &str,
     log: &Mutex<Vec<(String, Fault)>>,
     counter: &AtomicUsize,
-    schedule: &[Fault],
+    schedule: &Rule,
 ) -> std::io::Result<String> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
@@ -110,7 +120,7 @@ fn serve(
     if !request_line.contains("HTTP/1.") {
         return Ok(String::new());
     }
-    let fault = schedule[counter.fetch_add(1, Ordering::SeqCst) % schedule.len()];
+    let fault = schedule(counter.fetch_add(1, Ordering::SeqCst), &request_line);
     log.lock().unwrap().push((request_line.clone(), fault));
     let mut client = client;
     match fault {
@@ -141,6 +151,15 @@ fn serve(
             write!(
                 client,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(request_line);
+        }
+        Fault::Refuse(code, body) => {
+            drain(&mut reader, content_length)?;
+            write!(
+                client,
+                "HTTP/1.1 {code} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             )?;
             return Ok(request_line);
