@@ -36,9 +36,23 @@ pub fn parse_host(host: &str) -> Option<EcrHost> {
         .then(|| EcrHost { account: account.to_string(), region: region.to_string() })
 }
 
+/// What to say when the configured region is not the registry host's: the host's wins, since
+/// a repository lives in one region only, but a user who set another one should know.
+fn region_note(host_region: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let (variable, configured) =
+        ["AWS_REGION", "AWS_DEFAULT_REGION"].into_iter().find_map(|variable| Some((variable, env(variable).filter(|v| !v.is_empty())?)))?;
+    (configured != host_region).then(|| {
+        format!("note: the repository is in {host_region} (its host says so), so ECR is called there and not in {variable}={configured}")
+    })
+}
+
 /// An ECR client for `region` with the default credential chain. `AWS_ENDPOINT_URL` (or
 /// `AWS_ENDPOINT_URL_ECR`) redirects it, as for every AWS SDK.
 pub async fn client(region: &str) -> aws_sdk_ecr::Client {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    if let Some(note) = region_note(region, &|key| std::env::var(key).ok()) {
+        NOTED.call_once(|| eprintln!("{note}"));
+    }
     let config =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region.to_string())).load().await;
     aws_sdk_ecr::Client::new(&config)
@@ -643,6 +657,19 @@ mod tests {
         check("public.ecr.aws", None);
         check("ghcr.io", None);
         check("123456789012.dkr.ecr..amazonaws.com", None);
+    }
+
+    #[test]
+    fn a_configured_region_other_than_the_hosts_is_noted() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| pairs.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string())
+        };
+        assert_eq!(region_note("us-east-1", &env(&[("AWS_REGION", "us-east-1")])), None);
+        assert_eq!(region_note("us-east-1", &env(&[])), None);
+        assert_eq!(
+            region_note("us-east-1", &env(&[("AWS_DEFAULT_REGION", "eu-west-1")])).as_deref(),
+            Some("note: the repository is in us-east-1 (its host says so), so ECR is called there and not in AWS_DEFAULT_REGION=eu-west-1")
+        );
     }
 
     fn state(policy: Option<serde_json::Value>) -> RepositoryState {
