@@ -317,13 +317,7 @@ fn assemble_native(
         let diff_id = layer::write_layer(&files, provenance.epoch, &mut writer)
             .with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
         let (digest, size) = writer.finish(None)?;
-        layers.push(Descriptor {
-            media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
-            digest,
-            size,
-            platform: None,
-            annotations: Default::default(),
-        });
+        layers.push(Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size));
         diff_ids.push(diff_id);
         history.push(History {
             created: Some(created.clone()),

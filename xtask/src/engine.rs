@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::build::ImageParts;
@@ -270,45 +269,26 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
         let &(offset, size) = members.get(path).with_context(|| format!("{}: layer {path} is missing", unreadable()))?;
         let mut file = File::open(archive_path)?;
         file.seek(SeekFrom::Start(offset))?;
-        let mut original = HashingReader { inner: file.take(size), hasher: Sha256::new() };
+        let mut original = layer::Hashing::new(file.take(size));
         let mut writer = layout.blob_writer()?;
         let mtime = (position >= from_base).then_some(epoch);
         let diff_id =
             layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", unreadable()))?;
         // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
         io::copy(&mut original, &mut io::sink())?;
-        let found = Digest::from_sha256(original.hasher.finalize().into());
+        let found = original.digest();
         if found != *expected {
             return Err(
                 anyhow::Error::new(DigestMismatch { expected: expected.clone(), found }).context(format!("{}: layer {path}", unreadable()))
             );
         }
         let (digest, size) = writer.finish(None)?;
-        layers.push(Descriptor {
-            media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
-            digest,
-            size,
-            platform: None,
-            annotations: BTreeMap::new(),
-        });
+        layers.push(Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size));
         diff_ids.push(diff_id);
     }
     let created = oci::rfc3339(epoch);
     let history = config.history.into_iter().map(|entry| History { created: Some(created.clone()), ..entry }).collect();
     Ok(ImageParts { layers, diff_ids, history, config: config.config })
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..read]);
-        Ok(read)
-    }
 }
 
 fn first_line(text: &str) -> &str {

@@ -30,8 +30,7 @@ pub struct LayerFile {
 /// Writes the layer to `out` and returns its diff ID (the digest of the uncompressed tar),
 /// which the image config lists.
 pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Result<Digest> {
-    let encoder = GzEncoder::new(out, Compression::new(GZIP_LEVEL));
-    let mut builder = tar::Builder::new(HashingWriter { inner: encoder, hasher: Sha256::new() });
+    let mut builder = layer_builder(out);
 
     let mut entries: BTreeMap<String, Option<&LayerFile>> = BTreeMap::new();
     for file in files {
@@ -68,10 +67,7 @@ pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Resu
             }
         }
     }
-    let hashing = builder.into_inner()?;
-    let diff_id = Digest::from_sha256(hashing.hasher.finalize().into());
-    hashing.inner.finish()?.flush()?;
-    Ok(diff_id)
+    finish_layer(builder)
 }
 
 /// Rewrites a layer tar that an engine produced, reproducibly: the same entries in the same order
@@ -81,8 +77,7 @@ pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Resu
 /// cache served the step), a copied file the time of the checkout; none of those may reach the
 /// image. Returns the diff ID of the rewritten tar. The input is read once, as a stream.
 pub fn normalise_layer(input: impl Read, mtime: Option<u64>, out: impl Write) -> io::Result<Digest> {
-    let encoder = GzEncoder::new(out, Compression::new(GZIP_LEVEL));
-    let mut builder = tar::Builder::new(HashingWriter { inner: encoder, hasher: Sha256::new() });
+    let mut builder = layer_builder(out);
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -114,18 +109,42 @@ pub fn normalise_layer(input: impl Read, mtime: Option<u64>, out: impl Write) ->
             _ => builder.append_data(&mut header, &path, &mut entry)?,
         }
     }
+    finish_layer(builder)
+}
+
+/// A tar written through a hash (for the diff ID) into gzip at the fixed level.
+type LayerBuilder<W> = tar::Builder<Hashing<GzEncoder<W>>>;
+
+fn layer_builder<W: Write>(out: W) -> LayerBuilder<W> {
+    tar::Builder::new(Hashing::new(GzEncoder::new(out, Compression::new(GZIP_LEVEL))))
+}
+
+/// Ends the tar and the gzip stream; returns the diff ID.
+fn finish_layer<W: Write>(builder: LayerBuilder<W>) -> io::Result<Digest> {
     let hashing = builder.into_inner()?;
-    let diff_id = Digest::from_sha256(hashing.hasher.finalize().into());
+    let diff_id = hashing.digest();
     hashing.inner.finish()?.flush()?;
     Ok(diff_id)
 }
 
-struct HashingWriter<W> {
-    inner: W,
+/// A stream that hashes what passes through it, read or written.
+pub struct Hashing<T> {
+    inner: T,
     hasher: Sha256,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<T> Hashing<T> {
+    pub fn new(inner: T) -> Hashing<T> {
+        Hashing { inner, hasher: Sha256::new() }
+    }
+
+    /// The digest of everything read or written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hasher.clone().finalize().into())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.inner.write(buf)?;
         self.hasher.update(&buf[..written]);
@@ -134,6 +153,14 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
     }
 }
 

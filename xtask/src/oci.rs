@@ -107,13 +107,12 @@ pub struct Descriptor {
 
 impl Descriptor {
     pub fn new(media_type: &str, bytes: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
+        Descriptor::of_blob(media_type, Digest::of(bytes), bytes.len() as u64)
+    }
+
+    /// The descriptor of a blob already stored under `digest`.
+    pub fn of_blob(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor { media_type: media_type.to_string(), digest, size, platform: None, annotations: BTreeMap::new() }
     }
 
     pub fn is_index(&self) -> bool {
@@ -239,7 +238,6 @@ pub struct History {
     pub empty_layer: bool,
 }
 
-/// Canonical JSON bytes of a structure: compact, in declaration order.
 /// The `annotations` of an index or manifest (empty when it has none); an error when the bytes
 /// are not a JSON object.
 pub fn annotations_of(bytes: &[u8]) -> serde_json::Result<BTreeMap<String, String>> {
@@ -251,6 +249,7 @@ pub fn annotations_of(bytes: &[u8]) -> serde_json::Result<BTreeMap<String, Strin
     serde_json::from_slice::<Annotated>(bytes).map(|image| image.annotations)
 }
 
+/// Canonical JSON bytes of a structure: compact, in declaration order.
 pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("OCI structures always serialise")
 }
