@@ -196,6 +196,16 @@ fn bad_input_gets_a_clear_error() {
             expected: "crates/worker/Dockerfile:2: COPY source `crates/worker/missing.txt` does not exist in the build context",
         },
         Case {
+            args: args(&["delete", "worker", "--tag", "worker-nope"]),
+            setup: nothing,
+            expected: "worker has no image tagged `worker-nope`: `cargo xtask images worker` lists its images and tags",
+        },
+        Case {
+            args: args(&["delete", "worker", "--tag", "hello-api-latest", "--dry-run"]),
+            setup: nothing,
+            expected: "`hello-api-latest` is not a tag of worker's images, which start with `worker-`",
+        },
+        Case {
             args: args(&["build", "worker", "--platform", "linux/arm64"]),
             setup: &|scratch| {
                 let config = std::fs::read_to_string(scratch.path().join(".cargo/config.toml")).unwrap();

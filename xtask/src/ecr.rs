@@ -252,24 +252,28 @@ fn scan_findings(found: &aws_sdk_ecr::types::ImageScanFindings) -> ScanFindings 
     ScanFindings { counts, findings: basic.chain(enhanced).collect() }
 }
 
-/// Deletes the image `digest` (and every tag naming it) with `BatchDeleteImage`, ECR's way of
-/// deleting; one already gone counts as deleted.
-pub async fn delete_image(repository: &Repository, digest: &crate::oci::Digest) -> Result<()> {
+/// Deletes the images `digests` (and every tag naming them) with `BatchDeleteImage`, ECR's way of
+/// deleting, one call per hundred images (its limit) on one client; an image already gone
+/// counts as deleted.
+pub async fn delete_images(repository: &Repository, digests: &[crate::oci::Digest]) -> Result<()> {
     let (host, name) = ecr_repository(repository)?;
-    let image = aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest.as_str()).build();
-    let output = client(&host.region)
-        .await
-        .batch_delete_image()
-        .registry_id(&host.account)
-        .repository_name(&name)
-        .image_ids(image)
-        .send()
-        .await
-        .map_err(|err| explain(err, "ecr:BatchDeleteImage", &format!("delete image {digest} from {name}")))?;
-    for failure in output.failures() {
-        let code = failure.failure_code().map(|code| code.as_str()).unwrap_or_default();
-        if code != "ImageNotFound" {
-            bail!("ECR did not delete image {digest} from {name}: {code} ({})", failure.failure_reason().unwrap_or_default());
+    let client = client(&host.region).await;
+    for batch in digests.chunks(100) {
+        let images = batch.iter().map(|digest| aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest.as_str()).build());
+        let output = client
+            .batch_delete_image()
+            .registry_id(&host.account)
+            .repository_name(&name)
+            .set_image_ids(Some(images.collect()))
+            .send()
+            .await
+            .map_err(|err| explain(err, "ecr:BatchDeleteImage", &format!("delete images from {name}")))?;
+        for failure in output.failures() {
+            let code = failure.failure_code().map(|code| code.as_str()).unwrap_or_default();
+            if code != "ImageNotFound" {
+                let digest = failure.image_id().and_then(|id| id.image_digest()).unwrap_or_default();
+                bail!("ECR did not delete image {digest} from {name}: {code} ({})", failure.failure_reason().unwrap_or_default());
+            }
         }
     }
     Ok(())

@@ -64,13 +64,13 @@ async fn app_images(app: &str, repository: Option<&str>) -> Result<(Repository, 
 }
 
 async fn delete_all(session: &Session, repository: &Repository, images: &[&Image], dry_run: bool) -> Result<()> {
+    if !dry_run {
+        let digests: Vec<crate::oci::Digest> = images.iter().map(|image| image.digest.clone()).collect();
+        session.delete_images(repository, &digests).await?;
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
     for image in images {
-        if dry_run {
-            println!("would delete {} ({})", image.digest, image.tags.join(", "));
-        } else {
-            session.delete_image(repository, &image.digest).await?;
-            println!("deleted {} ({})", image.digest, image.tags.join(", "));
-        }
+        println!("{verb} {} ({})", image.digest, image.tags.join(", "));
     }
     Ok(())
 }

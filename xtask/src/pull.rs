@@ -95,15 +95,24 @@ impl Session {
         Ok(Some(annotations))
     }
 
-    /// Deletes the image `digest` from `repository` with every tag naming it: on ECR with
-    /// `BatchDeleteImage`, elsewhere through the registry API, in a layout by dropping its names.
-    pub async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+    /// Deletes the images `digests` from `repository` with every tag naming them: on ECR with
+    /// `BatchDeleteImage`, elsewhere through the registry API, in a layout by dropping their names.
+    pub async fn delete_images(&self, repository: &Repository, digests: &[Digest]) -> Result<()> {
         match repository {
-            Repository::Layout { dir } => crate::layout::Layout::open(dir)?.untag_digest(digest),
-            Repository::Registry { host, .. } if crate::ecr::parse_host(host).is_some() => {
-                crate::ecr::delete_image(repository, digest).await
+            Repository::Layout { dir } => {
+                let layout = crate::layout::Layout::open(dir)?;
+                digests.iter().try_for_each(|digest| layout.untag_digest(digest))
             }
-            Repository::Registry { host, path } => self.registry(host)?.delete_manifest(path, digest).await,
+            Repository::Registry { host, .. } if crate::ecr::parse_host(host).is_some() => {
+                crate::ecr::delete_images(repository, digests).await
+            }
+            Repository::Registry { host, path } => {
+                let registry = self.registry(host)?;
+                for digest in digests {
+                    registry.delete_manifest(path, digest).await?;
+                }
+                Ok(())
+            }
         }
     }
 
