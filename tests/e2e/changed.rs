@@ -2,7 +2,7 @@
 //! Each row commits a setup on a scratch copy of this workspace, then a change, and compares the
 //! apps selected between the two commits, with their reasons' kinds, and the deleted apps.
 
-use crate::harness::Scratch;
+use crate::support::harness::Scratch;
 
 /// A file operation of a commit.
 enum Edit {

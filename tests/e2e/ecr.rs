@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{moto_call, moto_put_image, skopeo, stderr, stdout, Moto, Registry, Scratch};
-use crate::proxy::{Fault, FaultProxy};
+use crate::support::harness::{moto_call, moto_put_image, skopeo, stderr, stdout, Moto, Registry, Scratch};
+use crate::support::proxy::{Fault, FaultProxy};
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 /// moto's GetAuthorizationToken answers `AWS:<account>-auth-token`.

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{push_base_image, run, skopeo, stderr, stdout, Registry, Scratch};
+use crate::support::harness::{push_base_image, run, skopeo, stderr, stdout, Registry, Scratch};
 
 /// Whether a Docker engine answers; a machine that must have one (`XTASK_TEST_REQUIRE_DOCKER`,
 /// set by tests/ci.sh) fails the test instead of skipping it.

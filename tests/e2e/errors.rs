@@ -1,7 +1,7 @@
 //! Bad input: each case asserts the exit code and the message a user sees.
 
-use crate::harness::{stderr, Registry, Scratch};
-use crate::proxy::{Fault, FaultProxy};
+use crate::support::harness::{stderr, Registry, Scratch};
+use crate::support::proxy::{Fault, FaultProxy};
 
 struct Case<'a> {
     args: Vec<String>,
@@ -251,7 +251,7 @@ fn malformed_and_corrupt_registry_answers_are_errors() {
 fn immutable_tags_are_skipped_when_unchanged_and_a_moved_tag_stops_with_the_fix() {
     let registry = Registry::start();
     let storage = registry.storage();
-    let immutable: crate::proxy::Rule = std::sync::Arc::new(move |_, request: &str| {
+    let immutable: crate::support::proxy::Rule = std::sync::Arc::new(move |_, request: &str| {
         let tag = request.strip_prefix("PUT /v2/acme/prod/manifests/").and_then(|rest| rest.split(' ').next()).unwrap_or_default();
         match !tag.starts_with("sha256:") && storage.tags("acme/prod").iter().any(|(existing, _)| existing == tag) {
             true => Fault::Refuse(

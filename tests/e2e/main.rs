@@ -1,14 +1,13 @@
 //! End-to-end tests: they drive the xtask binary as a user would, in scratch copies of this
 //! workspace, against real servers started on loopback (the CNCF distribution registry, skopeo
-//! as an independent client, and a Docker engine where one runs).
+//! as an independent client, and a Docker engine where one runs). `support/` holds what they
+//! stand on; every other module is a group of tests.
 
 mod changed;
 mod ecr;
 mod engine;
 mod errors;
-mod harness;
-mod proxy;
 mod push;
 mod release;
 mod resilience;
-mod token;
+mod support;

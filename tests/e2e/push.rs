@@ -1,7 +1,7 @@
 //! `cargo xtask push`: the protocol engine against a real registry, read back with skopeo.
 
-use crate::harness::{make_layout, skopeo, stderr, Registry, Scratch};
-use crate::proxy::{Fault, FaultProxy};
+use crate::support::harness::{make_layout, skopeo, stderr, Registry, Scratch};
+use crate::support::proxy::{Fault, FaultProxy};
 
 fn push(scratch: &Scratch, layout: &std::path::Path, reference: &str, extra: &[&str]) -> std::process::Output {
     let layout = layout.display().to_string();
@@ -149,7 +149,7 @@ fn a_corrupt_layout_is_refused_and_the_tag_is_not_written() {
 
 #[test]
 fn bearer_tokens_are_fetched_with_basic_credentials_and_reused() {
-    let tokens = crate::token::TokenServer::start("ci", "token-pa55");
+    let tokens = crate::support::token::TokenServer::start("ci", "token-pa55");
     let registry = Registry::start_with_token_auth(&tokens.registry_config());
     let scratch = Scratch::empty();
     let layout = make_layout(&scratch.path().join("layout"), &[1 << 20, 2 << 20], 7);

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::{run, skopeo, skopeo_raw, stderr, stdout, Registry, Scratch};
+use crate::support::harness::{run, skopeo, skopeo_raw, stderr, stdout, Registry, Scratch};
 
 const APPS: [&str; 2] = ["hello-api", "worker"];
 
@@ -160,7 +160,7 @@ fn base_images_are_resolved_without_downloading_their_layers_and_mounted_at_push
     let scratch = Scratch::new();
     let registry = Registry::start();
     let base = format!("{}/acme/base:1", registry.host);
-    crate::harness::push_base_image(&scratch, &base, &["amd64", "arm64"]);
+    crate::support::harness::push_base_image(&scratch, &base, &["amd64", "arm64"]);
     scratch.edit("crates/worker/Dockerfile", |dockerfile| dockerfile.replace("FROM scratch", &format!("FROM {base}")));
     let sha = scratch.commit("worker on a base image");
 
@@ -203,7 +203,7 @@ fn a_base_image_without_a_requested_platform_is_named_with_its_line() {
     let scratch = Scratch::new();
     let registry = Registry::start();
     let base = format!("{}/acme/base:amd64-only", registry.host);
-    crate::harness::push_base_image(&scratch, &base, &["amd64"]);
+    crate::support::harness::push_base_image(&scratch, &base, &["amd64"]);
     scratch.write("crates/worker/Dockerfile", &format!("# a comment\nFROM {base}\nCOPY target/stage/linux/amd64/worker /worker\n"));
     scratch.commit("amd64-only base");
     let output = scratch.xtask(&["build", "worker"]);

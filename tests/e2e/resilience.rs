@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{stderr, Registry, Scratch};
-use crate::proxy::{Fault, FaultProxy};
+use crate::support::harness::{stderr, Registry, Scratch};
+use crate::support::proxy::{Fault, FaultProxy};
 
 const REPOSITORY: &str = "acme/prod";
 

@@ -1,38 +1,28 @@
 //! `cargo xtask`: finds the workspace's apps (crates with a Dockerfile) that changed, builds
 //! their multi-arch images and pushes them to one repository. See ARCHITECTURE.md for the map.
+//!
+//! This file only parses the flags, builds the shared `Context` once and hands both to the
+//! command's module; errors are printed as one paragraph with exit code 2.
 
-mod build;
-mod changed;
-mod config;
-mod dockerfile;
-mod ecr;
-mod engine;
+mod aws;
+mod builder;
+mod commands;
+mod context;
+mod detect;
 mod flags;
-mod git;
-mod glob;
-mod heal;
-mod images;
-mod inputs;
-mod layer;
-mod layout;
-mod oci;
-mod platform;
+mod image;
 mod progress;
-mod promote;
-mod prune;
-mod pull;
-mod push;
-mod reference;
-mod registry;
-mod release;
-mod rollback;
-mod scan;
-mod toolchain;
+mod repository;
+#[cfg(test)]
+mod tidy;
 mod workspace;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::context::Context;
+use crate::flags::Command;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -49,20 +39,29 @@ fn main() -> ExitCode {
 
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match flags.command {
-        flags::Command::Changed(args) => runtime.block_on(changed::run(args)),
-        flags::Command::Build(args) => runtime.block_on(build::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Push(args) => runtime.block_on(push::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Release(args) => runtime.block_on(release::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Images(args) => runtime.block_on(images::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Rollback(args) => runtime.block_on(rollback::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Prune(args) => runtime.block_on(prune::run_prune(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Delete(args) => runtime.block_on(prune::run_delete(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Promote(args) => runtime.block_on(promote::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Ecr(args) => runtime.block_on(ecr::run(args)).map(|()| ExitCode::SUCCESS),
-        flags::Command::Completions(args) => {
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
+    // The two commands that need no workspace: pushing a layout, and the completion script.
+    let command = match flags.command {
+        Command::Push(args) => return done(runtime.block_on(commands::push::run(args))),
+        Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            return Ok(ExitCode::SUCCESS);
         }
-    }
+        command => command,
+    };
+    let ctx = Context::load()?;
+    runtime.block_on(async {
+        match command {
+            Command::Changed(args) => commands::changed::run(&ctx, args).await,
+            Command::Build(args) => done(commands::build::run(&ctx, args).await),
+            Command::Release(args) => done(commands::release::run(&ctx, args).await),
+            Command::Images(args) => done(commands::images::run(&ctx, args).await),
+            Command::Rollback(args) => done(commands::rollback::run(&ctx, args).await),
+            Command::Promote(args) => done(commands::promote::run(&ctx, args).await),
+            Command::Prune(args) => done(commands::prune::run_prune(&ctx, args).await),
+            Command::Delete(args) => done(commands::prune::run_delete(&ctx, args).await),
+            Command::Ecr(args) => done(commands::ecr::run(&ctx, args).await),
+            Command::Push(_) | Command::Completions(_) => unreachable!("handled without a workspace"),
+        }
+    })
 }

@@ -12,7 +12,6 @@ enum Mode {
     Terminal,
     Plain,
     GitHubActions,
-    Quiet,
 }
 
 #[derive(Clone)]
@@ -34,11 +33,6 @@ impl Progress {
             Mode::Plain
         };
         Progress::with_mode(mode)
-    }
-
-    /// Shows nothing, for commands whose reads from registries are not worth narrating.
-    pub fn quiet() -> Progress {
-        Progress::with_mode(Mode::Quiet)
     }
 
     fn with_mode(mode: Mode) -> Progress {
@@ -109,7 +103,6 @@ impl AppLine {
         match self.mode {
             Mode::Terminal => self.bar.set_message(message.to_string()),
             Mode::Plain | Mode::GitHubActions => eprintln!("{}: {message}", self.name),
-            Mode::Quiet => {}
         }
     }
 
@@ -127,7 +120,6 @@ impl AppLine {
         match self.mode {
             Mode::Terminal => self.bar.finish_with_message(message.to_string()),
             Mode::Plain | Mode::GitHubActions => eprintln!("{}: {message}", self.name),
-            Mode::Quiet => {}
         }
     }
 

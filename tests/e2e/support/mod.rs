@@ -1,0 +1,7 @@
+//! What the end-to-end tests stand on, and no test of its own: scratch workspaces and the real
+//! programs started on loopback (`harness`), a proxy that plays a faulty or hostile registry
+//! (`proxy`), and a Bearer token server (`token`).
+
+pub mod harness;
+pub mod proxy;
+pub mod token;

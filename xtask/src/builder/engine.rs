@@ -1,0 +1,424 @@
+//! The engine builder: a Dockerfile the native builder declines (RUN, several stages, ADD, ...)
+//! is built by the Docker engine once per platform (`docker build --platform`), and the image it
+//! saves (`docker save`) becomes layers and a config in the app's OCI layout. The layers are
+//! rewritten with modification times clamped to the build's epoch and compressed at the fixed
+//! level, so that a rebuild of the same commit gives the same digests whenever the RUN steps
+//! themselves are deterministic. The push engine pushes the result; `docker push` is never used.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+use crate::image::dockerfile;
+use crate::image::layer;
+use crate::image::layout::{DigestMismatch, Layout};
+use crate::image::oci::{self, Descriptor, Digest, History, ImageConfig};
+use crate::image::platform::Platform;
+use crate::image::ImageParts;
+
+/// An image the engine built and saved, and the layers of the base images it could start from.
+pub struct SavedImage {
+    pub archive: PathBuf,
+    /// Each base image's layers (diff IDs), as the engine holds them for the platform.
+    pub base_layers: Vec<Vec<Digest>>,
+}
+
+/// A reachable Docker engine.
+pub struct Engine<'a> {
+    sh: &'a Shell,
+    /// Without the buildx plugin `docker build` is the legacy builder, which needs the
+    /// platform's automatic build arguments passed and a stand-in for `scratch` (see `build`).
+    legacy: bool,
+}
+
+impl<'a> Engine<'a> {
+    pub fn connect(sh: &'a Shell) -> Result<Engine<'a>> {
+        if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+            bail!(
+                "the engine builder needs the docker command and a Docker engine, and `docker` is not installed: install Docker (`apt-get install docker.io` on Debian and Ubuntu, Docker Desktop elsewhere), or make the Dockerfile native so that `--builder native` can assemble it"
+            );
+        }
+        let server_version = "{{.Server.Version}}";
+        let version = cmd!(sh, "docker version --format {server_version}").quiet().ignore_status().output()?;
+        if !version.status.success() {
+            bail!(
+                "cannot reach the Docker engine that the engine builder needs (`docker version` says: {}): start it (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one",
+                first_line(&String::from_utf8_lossy(&version.stderr))
+            );
+        }
+        let legacy = cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_err();
+        Ok(Engine { sh, legacy })
+    }
+
+    /// Builds `dockerfile` (its path relative to `context`, and its text) for `platform`, tags
+    /// the result `xtask/<app>:<os>-<arch>` in the engine so it can be run locally, and saves it
+    /// to an archive in `work`.
+    pub fn build(&self, app: &str, dockerfile: &str, text: &str, platform: &Platform, context: &Path, work: &Path) -> Result<SavedImage> {
+        if dockerfile::runs_commands(text) {
+            check_emulation(platform)?;
+        }
+        let slug = platform.to_string().replace('/', "-");
+        if self.legacy {
+            self.pull_bases(dockerfile, text, platform)?;
+        }
+        let text = if self.legacy { self.with_platform_scratch(text, platform, &slug)? } else { text.to_string() };
+        std::fs::create_dir_all(work)?;
+        let image_id_file = work.join(format!("{slug}.iid"));
+        let tag = format!("xtask/{app}:{slug}");
+        let mut command = Command::new("docker");
+        command.current_dir(context).args(["build", "--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
+        command.arg(&image_id_file);
+        for (name, value) in platform.build_args() {
+            command.args(["--build-arg", &format!("{name}={value}")]);
+        }
+        command.arg(".");
+        // The engine's output goes to standard error: standard output carries the results.
+        command.stdin(Stdio::piped()).stdout(io::stderr()).stderr(io::stderr());
+        let mut child = command.spawn().context("cannot run `docker build`")?;
+        // A write error means docker exited early; its status and output say why.
+        let _ = io::Write::write_all(&mut child.stdin.take().expect("stdin is piped"), text.as_bytes());
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "the Docker engine could not build {dockerfile} for {platform}: fix what it printed above (a RUN step that fails with `exec format error` needs qemu emulation: `apt-get install qemu-user-static binfmt-support` and `update-binfmts --enable`)"
+            );
+        }
+        let image_id = std::fs::read_to_string(&image_id_file)?.trim().to_string();
+        let archive = work.join(format!("{slug}.tar"));
+        let archive_arg = &archive;
+        cmd!(self.sh, "docker save --output {archive_arg} {image_id}")
+            .quiet()
+            .run()
+            .with_context(|| format!("`docker save` of the image built from {dockerfile} for {platform} failed"))?;
+        let layers_format = "{{json .RootFS.Layers}}";
+        let mut base_layers = Vec::new();
+        for image in dockerfile::base_images(&text, &platform.build_args()) {
+            let layers = cmd!(self.sh, "docker image inspect --format {layers_format} {image}").quiet().read()?;
+            base_layers.push(serde_json::from_str::<Option<Vec<Digest>>>(&layers)?.unwrap_or_default());
+        }
+        Ok(SavedImage { archive, base_layers })
+    }
+
+    /// The engine's image store keeps one platform per tag, and the legacy builder uses whatever
+    /// platform a base image's tag holds; so each base is pulled for the platform about to be
+    /// built, which is cheap when its layers are already there.
+    fn pull_bases(&self, dockerfile: &str, text: &str, platform: &Platform) -> Result<()> {
+        let platform_text = platform.to_string();
+        for image in dockerfile::base_images(text, &platform.build_args()) {
+            cmd!(self.sh, "docker pull --quiet --platform {platform_text} {image}").quiet().ignore_stdout().run().with_context(|| {
+                format!("the Docker engine could not pull {image} for {platform}, a base image of {dockerfile}: check that the image exists for that platform and that `docker login` was run for its registry")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The legacy builder records the host's architecture on a `FROM scratch` stage whose first
+    /// instruction writes no files (`ARG TARGETPLATFORM` does that), then refuses the stage's next
+    /// COPY as being of the wrong platform. An empty image of the right platform in place of
+    /// `scratch` behaves the same and avoids that; it is made once per platform.
+    fn with_platform_scratch(&self, text: &str, platform: &Platform, slug: &str) -> Result<String> {
+        let image = format!("xtask/scratch:{slug}");
+        let replaced = dockerfile::replace_scratch(text, &image);
+        if replaced == text || cmd!(self.sh, "docker image inspect {image}").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+            return Ok(replaced);
+        }
+        let archive = empty_image_archive(platform, &image)?;
+        cmd!(self.sh, "docker load --quiet")
+            .stdin(archive)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot load the empty platform image into the Docker engine")?;
+        Ok(replaced)
+    }
+}
+
+/// A `docker load` archive of an image without layers for `platform`, tagged `tag`.
+fn empty_image_archive(platform: &Platform, tag: &str) -> Result<Vec<u8>> {
+    let config = ImageConfig {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        rootfs: oci::RootFs { kind: "layers".into(), diff_ids: Vec::new() },
+        ..ImageConfig::default()
+    };
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": []}]);
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, bytes) in [("config.json", oci::to_bytes(&config)), ("manifest.json", manifest.to_string().into_bytes())] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        archive.append_data(&mut header, name, &bytes[..])?;
+    }
+    Ok(archive.into_inner()?)
+}
+
+/// On Linux, an image of another architecture runs its RUN steps through a binfmt handler
+/// (qemu-user-static registers them); without one, the build fails with `exec format error`
+/// half-way, so it is checked before.
+fn check_emulation(platform: &Platform) -> Result<()> {
+    let remote = std::env::var("DOCKER_HOST").is_ok_and(|host| !host.is_empty() && !host.starts_with("unix://"));
+    let Some(qemu) = emulator(host_architecture(), &platform.architecture) else {
+        return Ok(());
+    };
+    if remote || !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let handler = Path::new("/proc/sys/fs/binfmt_misc").join(qemu);
+    let enabled = std::fs::read_to_string(&handler).is_ok_and(|state| state.lines().next() == Some("enabled"));
+    if !enabled {
+        bail!(
+            "building {platform} runs the Dockerfile's RUN steps under emulation on this {} machine, and no binfmt handler `{qemu}` is registered: install one with `apt-get install qemu-user-static binfmt-support && update-binfmts --enable`, then build again",
+            host_architecture()
+        );
+    }
+    Ok(())
+}
+
+/// The host's architecture as image platforms spell it.
+fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The binfmt handler qemu-user-static registers for running `target` binaries on `host`, or
+/// none when no emulation is needed.
+fn emulator(host: &str, target: &str) -> Option<&'static str> {
+    if host == target || (host == "amd64" && target == "386") || (host == "arm64" && target == "arm") {
+        return None;
+    }
+    Some(match target {
+        "amd64" => "qemu-x86_64",
+        "arm64" => "qemu-aarch64",
+        "arm" => "qemu-arm",
+        "386" => "qemu-i386",
+        "ppc64le" => "qemu-ppc64le",
+        "s390x" => "qemu-s390x",
+        "riscv64" => "qemu-riscv64",
+        _ => return None,
+    })
+}
+
+/// One entry of a `docker save` archive's `manifest.json`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SavedManifest {
+    config: String,
+    layers: Vec<String>,
+}
+
+/// Reads a `docker save` archive into `layout`: each layer streamed from the archive, checked
+/// against the diff ID the engine recorded, rewritten reproducibly (`layer::normalise_layer`)
+/// and stored by digest; the configuration kept with every timestamp set to `epoch`. The layers
+/// the image shares with a base image keep their times, so they stay the same from one commit
+/// to the next; every later layer's files get `epoch` as their time.
+pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImageParts> {
+    let archive = SavedArchive::read(&saved.archive)?;
+    let unreadable = || archive.unreadable();
+    let manifests: Vec<SavedManifest> =
+        serde_json::from_slice(archive.json.get("manifest.json").map(Vec::as_slice).unwrap_or_default()).with_context(unreadable)?;
+    let [manifest] = manifests.as_slice() else {
+        bail!("{}: expected one image in the archive, found {}", unreadable(), manifests.len());
+    };
+    let config: ImageConfig = serde_json::from_slice(archive.json.get(&manifest.config).map(Vec::as_slice).unwrap_or_default())
+        .with_context(|| format!("{}: its configuration {} is not an image configuration", unreadable(), manifest.config))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        bail!(
+            "{}: its configuration lists {} layers and its manifest {}",
+            unreadable(),
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        );
+    }
+    let from_base = saved
+        .base_layers
+        .iter()
+        .map(|base| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count())
+        .max()
+        .unwrap_or(0);
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (position, (path, expected)) in manifest.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+        let mtime = (position >= from_base).then_some(epoch);
+        let (layer, diff_id) = archive.import_layer(path, expected, mtime, layout)?;
+        layers.push(layer);
+        diff_ids.push(diff_id);
+    }
+    let created = oci::rfc3339(epoch);
+    let history = config.history.into_iter().map(|entry| History { created: Some(created.clone()), ..entry }).collect();
+    Ok(ImageParts { layers, diff_ids, history, config: config.config })
+}
+
+/// A `docker save` archive: a tar of small JSON files and one tar per layer. The JSON is read
+/// into memory; the layers are located, to be streamed afterwards (manifest.json comes last).
+struct SavedArchive<'a> {
+    path: &'a Path,
+    json: BTreeMap<String, Vec<u8>>,
+    /// Each member's offset and size in the archive.
+    members: BTreeMap<String, (u64, u64)>,
+}
+
+impl<'a> SavedArchive<'a> {
+    fn read(path: &'a Path) -> Result<SavedArchive<'a>> {
+        let mut archive = SavedArchive { path, json: BTreeMap::new(), members: BTreeMap::new() };
+        let unreadable = || archive_unreadable(path);
+        let mut tar = tar::Archive::new(File::open(path).with_context(unreadable)?);
+        for entry in tar.entries().with_context(unreadable)? {
+            let mut entry = entry.with_context(unreadable)?;
+            let name = entry.path().with_context(unreadable)?.to_string_lossy().into_owned();
+            archive.members.insert(name.clone(), (entry.raw_file_position(), entry.size()));
+            if name.ends_with(".json") || name.ends_with("/json") {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).with_context(unreadable)?;
+                archive.json.insert(name, bytes);
+            }
+        }
+        Ok(archive)
+    }
+
+    fn unreadable(&self) -> String {
+        archive_unreadable(self.path)
+    }
+
+    /// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times),
+    /// after checking that its bytes hash to `expected`, the diff ID the engine recorded.
+    fn import_layer(&self, path: &str, expected: &Digest, mtime: Option<u64>, layout: &Layout) -> Result<(Descriptor, Digest)> {
+        let &(offset, size) = self.members.get(path).with_context(|| format!("{}: layer {path} is missing", self.unreadable()))?;
+        let mut file = File::open(self.path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut original = layer::Hashing::new(file.take(size));
+        let mut writer = layout.blob_writer()?;
+        let diff_id =
+            layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
+        // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
+        io::copy(&mut original, &mut io::sink())?;
+        let found = original.digest();
+        if found != *expected {
+            return Err(anyhow::Error::new(DigestMismatch { expected: expected.clone(), found })
+                .context(format!("{}: layer {path}", self.unreadable())));
+        }
+        let (digest, size) = writer.finish(None)?;
+        Ok((Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size), diff_id))
+    }
+}
+
+fn archive_unreadable(path: &Path) -> String {
+    format!("cannot read the image the Docker engine saved in {}", path.display())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|line| !line.trim().is_empty()).unwrap_or(text).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulation_is_needed_only_across_architectures() {
+        assert_eq!(emulator("amd64", "amd64"), None);
+        assert_eq!(emulator("amd64", "arm64"), Some("qemu-aarch64"));
+        assert_eq!(emulator("arm64", "amd64"), Some("qemu-x86_64"));
+        assert_eq!(emulator("arm64", "arm"), None);
+        assert_eq!(emulator("amd64", "riscv64"), Some("qemu-riscv64"));
+    }
+
+    /// A `docker save` archive as Docker 20.10 writes it: layer directories, the configuration
+    /// under the image ID, manifest.json last.
+    fn saved_archive(layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
+        let mut layer = tar::Builder::new(Vec::new());
+        for (path, contents) in layer_files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o755);
+            header.set_mtime(2_000_000_000);
+            layer.append_data(&mut header, path, *contents).unwrap();
+        }
+        let layer = layer.into_inner().unwrap();
+        let diff_id = diff_id_override.map(str::to_string).unwrap_or_else(|| Digest::of(&layer).to_string());
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "created": "2026-11-22T15:41:11.654849736Z",
+            "container": "9f22664475f0", "docker_version": "20.10.24",
+            "config": {"Env": ["PATH=/bin"], "Cmd": null, "Labels": null, "Volumes": {"/data": {}}, "Image": "sha256:abc",
+                       "Entrypoint": ["/worker"], "Healthcheck": {"Test": ["CMD", "/worker", "--check"], "Retries": 2}},
+            "history": [{"created": "2026-11-22T15:41:11Z", "created_by": "/bin/sh -c #(nop) COPY file:ca15 in /worker "},
+                        {"created": "2026-11-22T15:41:12Z", "created_by": "/worker", "empty_layer": true}],
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            archive.append_data(&mut header, name, bytes).unwrap();
+        };
+        add("3333/layer.tar", &layer);
+        add("6025.json", config.to_string().as_bytes());
+        add("manifest.json", br#"[{"Config":"6025.json","RepoTags":null,"Layers":["3333/layer.tar"]}]"#);
+        archive.into_inner().unwrap()
+    }
+
+    /// The diff ID the engine recorded for the archive's only layer.
+    fn image_diff_id(archive: &[u8]) -> Digest {
+        let mut archive = tar::Archive::new(archive);
+        let mut entry = archive.entries().unwrap().map(Result::unwrap).find(|entry| entry.path().unwrap().ends_with("layer.tar")).unwrap();
+        let mut layer = Vec::new();
+        entry.read_to_end(&mut layer).unwrap();
+        Digest::of(&layer)
+    }
+
+    fn import_bytes(archive: &[u8], base_layers: Vec<Vec<Digest>>) -> Result<(ImageParts, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let archive_path = dir.path().join("image.tar");
+        std::fs::write(&archive_path, archive).unwrap();
+        let layout = Layout::create(&dir.path().join("layout")).unwrap();
+        let saved = SavedImage { archive: archive_path, base_layers };
+        Ok((import(&saved, &layout, 1_700_000_000)?, dir))
+    }
+
+    fn layer_times(dir: &Path, layer: &Descriptor) -> Vec<u64> {
+        let file = File::open(dir.join("layout/blobs/sha256").join(layer.digest.hex())).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        archive.entries().unwrap().map(|entry| entry.unwrap().header().mtime().unwrap()).collect()
+    }
+
+    #[test]
+    fn saved_images_become_reproducible_layers_and_configs() {
+        let archive = saved_archive(&[("worker", b"\x7fELF binary")], None);
+        let (image, dir) = import_bytes(&archive, Vec::new()).unwrap();
+        assert_eq!(layer_times(dir.path(), &image.layers[0]), [1_700_000_000]);
+        let config = serde_json::to_string(&image.config).unwrap();
+        expect_test::expect![[r#"{"Env":["PATH=/bin"],"Entrypoint":["/worker"],"Volumes":{"/data":{}},"Healthcheck":{"Test":["CMD","/worker","--check"],"Retries":2}}"#]]
+            .assert_eq(&config);
+        expect_test::expect![[r#"[{"created":"2023-11-14T22:13:20Z","created_by":"/bin/sh -c #(nop) COPY file:ca15 in /worker "},{"created":"2023-11-14T22:13:20Z","created_by":"/worker","empty_layer":true}]"#]]
+            .assert_eq(&serde_json::to_string(&image.history).unwrap());
+        assert_eq!(image.layers.len(), 1);
+        assert_eq!(image.diff_ids.len(), 1);
+        // A layer the base image has keeps its times.
+        let (from_base, dir) = import_bytes(&archive, vec![vec![image_diff_id(&archive)]]).unwrap();
+        assert_eq!(layer_times(dir.path(), &from_base.layers[0]), [2_000_000_000]);
+        assert_eq!(from_base.diff_ids, [image_diff_id(&archive)]);
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_its_diff_id_is_refused() {
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let Err(err) = import_bytes(&saved_archive(&[("worker", b"binary")], Some(&wrong)), Vec::new()) else {
+            panic!("a corrupt layer was accepted");
+        };
+        let mismatch = err.downcast_ref::<DigestMismatch>().expect("a DigestMismatch");
+        assert_eq!(mismatch.expected.to_string(), wrong);
+        assert!(format!("{err:#}").contains("layer 3333/layer.tar"), "{err:#}");
+    }
+}

@@ -1,0 +1,295 @@
+//! The build pipeline of `build` and `release`: reads every app's Dockerfile and base image,
+//! cross-compiles the apps for every platform's Rust target in one cargo run, stages the binaries
+//! where the Dockerfiles `COPY` them from, and makes one OCI index per app in an image layout under
+//! `target/xtask/oci/<app>`. Each platform's image comes from one of two builders that produce the
+//! same `ImageParts`: `native` (assembled here, without a daemon) or `engine` (the Docker engine).
+
+pub mod engine;
+pub mod native;
+pub mod toolchain;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use xshell::{cmd, Shell};
+
+use crate::builder::engine::Engine;
+use crate::context::Context;
+use crate::detect::inputs::AppInputs;
+use crate::detect::SelectedApp;
+use crate::flags;
+use crate::image::dockerfile::{self, Base};
+use crate::image::layout::Layout;
+use crate::image::oci::{self, Descriptor};
+use crate::image::platform::Platform;
+use crate::image::{self as assembly, ImageParts};
+use crate::progress::Progress;
+use crate::repository::read::{self, BaseImage};
+use crate::repository::store::Registries;
+use crate::workspace::config::Config;
+use crate::workspace::git::Git;
+use crate::workspace::{Member, Workspace};
+
+/// One app's built image: an index in its own layout.
+#[derive(Debug)]
+pub struct BuiltImage {
+    pub app: String,
+    pub layout: PathBuf,
+    pub index: Descriptor,
+}
+
+/// Facts about the source that every image records.
+#[derive(Debug, Default)]
+pub struct Provenance {
+    /// The commit, for `org.opencontainers.image.revision`.
+    pub revision: Option<String>,
+    /// The repository URL, for `org.opencontainers.image.source`.
+    pub source: Option<String>,
+    /// Seconds since the epoch for every timestamp in the image: `SOURCE_DATE_EPOCH`, else the
+    /// commit time, else 0; so rebuilding a commit gives the same bytes.
+    pub epoch: u64,
+    /// Per app, the digest of its inputs (see `inputs`), recorded on its index; empty when the
+    /// work tree does not match the commit.
+    pub inputs: BTreeMap<String, oci::Digest>,
+}
+
+impl Provenance {
+    pub fn from_git(git: Option<&Git<'_>>, revision: Option<&str>) -> Result<Provenance> {
+        let from_env = std::env::var("SOURCE_DATE_EPOCH").ok().filter(|value| !value.is_empty());
+        let epoch = match (from_env, git, revision) {
+            (Some(text), _, _) => text.parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{text}` is not a number of seconds"))?,
+            (None, Some(git), Some(revision)) => git.commit_time(revision)?,
+            _ => 0,
+        };
+        Ok(Provenance { revision: revision.map(str::to_string), source: git.and_then(Git::origin_url), epoch, inputs: BTreeMap::new() })
+    }
+
+    /// Records each app's input digest, for a build from a work tree that matches the commit.
+    pub fn record_inputs(&mut self, inputs: BTreeMap<String, AppInputs>) {
+        self.inputs = inputs.into_iter().map(|(app, inputs)| (app, inputs.digest)).collect();
+    }
+}
+
+/// The apps' input digests, for `Builder::build` to compute while cargo compiles: they cost a
+/// full `cargo metadata`, which mostly waits for cargo, and would otherwise double a rebuild's time.
+pub type DeferredInputs<'a> = Box<dyn FnOnce() -> Result<BTreeMap<String, AppInputs>> + Send + 'a>;
+
+/// How `build` and `release` build: the workspace, its settings, the builder the user asked for,
+/// the registries base images are read from, and where progress goes.
+pub struct Builder<'a> {
+    pub ctx: &'a Context,
+    pub config: &'a Config,
+    pub builder: flags::Builder,
+    pub registries: &'a Registries,
+    pub progress: &'a Progress,
+}
+
+/// What is read before anything compiles: each app's recipe, and the base images of the native
+/// recipes (manifests and configs only).
+struct Plans {
+    recipes: BTreeMap<String, Recipe>,
+    bases: BTreeMap<String, BaseImage>,
+}
+
+impl Builder<'_> {
+    /// Builds every app for every platform. Every Dockerfile and base image is read, and the
+    /// engine reached if one is needed, before compiling anything, so that a malformed
+    /// Dockerfile fails in a second; `inputs`, when given, are computed while cargo compiles and
+    /// recorded in `provenance`.
+    pub async fn build(
+        &self,
+        apps: &[SelectedApp],
+        mut provenance: Provenance,
+        inputs: Option<DeferredInputs<'_>>,
+    ) -> Result<Vec<BuiltImage>> {
+        let workspace = &self.ctx.workspace;
+        let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
+        let plans = self.plan(&members).await?;
+        let engine = match plans.recipes.values().any(|recipe| matches!(recipe, Recipe::Engine(_))) {
+            true => Some(Engine::connect(&self.ctx.sh)?),
+            false => None,
+        };
+        let inputs = std::thread::scope(|scope| {
+            let inputs = inputs.map(|compute| scope.spawn(compute));
+            self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &members))?;
+            inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
+        })?;
+        if let Some(inputs) = inputs {
+            provenance.record_inputs(inputs);
+        }
+        members.iter().map(|member| self.assemble(member, &plans, engine.as_ref(), &provenance)).collect()
+    }
+
+    async fn plan(&self, members: &[&Member]) -> Result<Plans> {
+        let mut plans = Plans { recipes: BTreeMap::new(), bases: BTreeMap::new() };
+        for member in members {
+            let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
+            let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
+            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms)?;
+            if self.builder == flags::Builder::Auto {
+                eprintln!("{}: {why}", member.name);
+            }
+            if let Recipe::Native(native) = &recipe {
+                for plan in native.values() {
+                    if let Base::Image { image, line } = &plan.base {
+                        if !plans.bases.contains_key(image) {
+                            let base = read::resolve_base(self.registries, image, &self.config.platforms)
+                                .await
+                                .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
+                            plans.bases.insert(image.clone(), base);
+                        }
+                    }
+                }
+            }
+            plans.recipes.insert(member.name.clone(), recipe);
+            if member.bin.is_none() {
+                bail!(
+                    "app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs",
+                    member.name,
+                    member.dir
+                );
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Writes one app's image for every platform, and its index tagged `latest`, into its layout.
+    fn assemble(&self, member: &Member, plans: &Plans, engine: Option<&Engine<'_>>, provenance: &Provenance) -> Result<BuiltImage> {
+        let layout_dir = self.ctx.workspace.target_dir.join("xtask/oci").join(&member.name);
+        let layout = Layout::create(&layout_dir)?;
+        let annotations = annotations(member, provenance);
+        let mut manifests = Vec::new();
+        for platform in &self.config.platforms {
+            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
+            manifests.push(assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?);
+        }
+        let mut index_annotations = annotations;
+        if let Some(inputs) = provenance.inputs.get(&member.name) {
+            index_annotations.insert(crate::detect::inputs::ANNOTATION.to_string(), inputs.to_string());
+        }
+        let index = assembly::write_index(&layout, manifests, index_annotations)?;
+        layout.tag("latest", &index)?;
+        Ok(BuiltImage { app: member.name.clone(), layout: layout_dir, index })
+    }
+
+    /// One platform's layers and configuration, from the app's recipe.
+    fn platform_parts(
+        &self,
+        layout: &Layout,
+        member: &Member,
+        platform: &Platform,
+        plans: &Plans,
+        engine: Option<&Engine<'_>>,
+        epoch: u64,
+    ) -> Result<ImageParts> {
+        let workspace = &self.ctx.workspace;
+        let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
+        match &plans.recipes[&member.name] {
+            Recipe::Native(native) => {
+                let plan = &native[platform];
+                let base = match &plan.base {
+                    Base::Scratch => None,
+                    Base::Image { image, .. } => {
+                        let base = &plans.bases[image];
+                        Some((base.source.as_str(), &base.images[platform]))
+                    }
+                };
+                native::assemble(layout, &workspace.root, dockerfile, plan, base, epoch)
+            }
+            Recipe::Engine(text) => {
+                let engine = engine.expect("connected when a recipe needs it");
+                let work = workspace.target_dir.join("xtask/engine").join(&member.name);
+                let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
+                    engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work)
+                })?;
+                let image = engine::import(&saved, layout, epoch)?;
+                fs::remove_file(&saved.archive)?;
+                Ok(image)
+            }
+        }
+    }
+}
+
+/// How one app's image is made.
+enum Recipe {
+    /// Assembled by the xtask: the Dockerfile's plan for each platform.
+    Native(BTreeMap<Platform, dockerfile::ImagePlan>),
+    /// Built by the Docker engine from the Dockerfile's text.
+    Engine(String),
+}
+
+/// Chooses the builder for one Dockerfile and says why. `auto` sends a Dockerfile the native
+/// builder declines (`dockerfile::Declined`) to the engine; a malformed one is an error either way.
+fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Platform]) -> Result<(Recipe, String)> {
+    if builder == flags::Builder::Engine {
+        return Ok((Recipe::Engine(text.to_string()), "built by the Docker engine (--builder engine)".into()));
+    }
+    let mut plans = BTreeMap::new();
+    for platform in platforms {
+        match dockerfile::plan(text, dockerfile, &platform.build_args()) {
+            Ok(plan) => plans.insert(platform.clone(), plan),
+            Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
+                Some(declined) if builder == flags::Builder::Auto => {
+                    let why = format!(
+                        "built by the Docker engine, because {} has {}, which the native builder does not assemble",
+                        declined.at, declined.what
+                    );
+                    return Ok((Recipe::Engine(text.to_string()), why));
+                }
+                _ => return Err(err),
+            },
+        };
+    }
+    Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
+}
+
+/// One `cargo build` for every app and target, then each binary is copied to
+/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it.
+fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
+    let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
+    toolchain::prepare_targets(sh, &workspace.root, &triples)?;
+    let mut args: Vec<String> = vec!["build".into(), "--release".into(), "--locked".into()];
+    for member in members {
+        args.extend(["--package".into(), member.name.clone()]);
+    }
+    for triple in &triples {
+        args.extend(["--target".into(), triple.to_string()]);
+    }
+    let cargo = crate::workspace::cargo();
+    cmd!(sh, "{cargo} {args...}").run().with_context(|| {
+        format!(
+            "cargo could not build {} for {}: fix what cargo printed above and run the command again",
+            members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+            triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    for platform in &config.platforms {
+        let triple = &config.targets[platform];
+        let stage = workspace.root.join("target/stage").join(platform.to_string());
+        fs::create_dir_all(&stage)?;
+        for member in members {
+            let bin = member.bin.as_deref().expect("checked before compiling");
+            let built = workspace.target_dir.join(triple).join("release").join(bin);
+            fs::copy(&built, stage.join(bin)).with_context(|| format!("cannot stage {}", built.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The OCI annotations every image and index of an app carries (also set as config labels).
+fn annotations(member: &Member, provenance: &Provenance) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        ("org.opencontainers.image.created".to_string(), oci::rfc3339(provenance.epoch)),
+        ("org.opencontainers.image.title".to_string(), member.name.clone()),
+        ("org.opencontainers.image.version".to_string(), member.version.clone()),
+    ]);
+    if let Some(revision) = &provenance.revision {
+        annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
+    }
+    if let Some(source) = &provenance.source {
+        annotations.insert("org.opencontainers.image.source".into(), source.clone());
+    }
+    annotations
+}

@@ -1,0 +1,117 @@
+//! The native builder: a Dockerfile the reader could plan (`FROM` scratch or an image, `COPY`,
+//! and metadata) is assembled without a daemon. The base image's layers are referenced, never
+//! downloaded (the layout records the repository they live in); each `COPY` becomes one
+//! reproducible layer of the files Docker would copy from the build context.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::image::dockerfile;
+use crate::image::layer::{self, LayerFile};
+use crate::image::layout::Layout;
+use crate::image::oci::{self, Descriptor, History, ImageConfig, ImageManifest};
+use crate::image::ImageParts;
+
+/// A base image's repository (`host/path`), manifest and config for one platform.
+pub type BaseParts<'a> = (&'a str, &'a (ImageManifest, ImageConfig));
+
+/// The layers, history and configuration of a native image: the base image's (its layers
+/// referenced, not copied: the layout records where they are), then one layer per COPY.
+pub fn assemble(
+    layout: &Layout,
+    context: &Path,
+    dockerfile: &str,
+    plan: &dockerfile::ImagePlan,
+    base: Option<BaseParts<'_>>,
+    epoch: u64,
+) -> Result<ImageParts> {
+    let created = oci::rfc3339(epoch);
+    let (mut layers, mut diff_ids, mut history, base_config) = match base {
+        None => (Vec::new(), Vec::new(), Vec::new(), Default::default()),
+        Some((source, (manifest, config))) => {
+            for layer in &manifest.layers {
+                if !layout.has_blob(&layer.digest) {
+                    layout.record_foreign(&layer.digest, source)?;
+                }
+            }
+            (manifest.layers.clone(), config.rootfs.diff_ids.clone(), config.history.clone(), config.config.clone())
+        }
+    };
+    for step in &plan.copies {
+        let files = copy_files(context, dockerfile, step)?;
+        let mut writer = layout.blob_writer()?;
+        let diff_id = layer::write_layer(&files, epoch, &mut writer)
+            .with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
+        let (digest, size) = writer.finish(None)?;
+        layers.push(Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size));
+        diff_ids.push(diff_id);
+        history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(format!("COPY {} {}", step.sources.join(" "), step.dest)),
+            empty_layer: false,
+        });
+    }
+    Ok(ImageParts { layers, diff_ids, history, config: plan.config_over(&base_config) })
+}
+
+/// The files one COPY puts in the image: sources resolved in the build context (the workspace
+/// root), directories walked in sorted order, and destinations placed as Docker places them.
+fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> Result<Vec<LayerFile>> {
+    let into_dir = step.dest.ends_with('/') || step.sources.len() > 1;
+    let mut files = Vec::new();
+    for source in &step.sources {
+        let relative = Path::new(source);
+        if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
+            bail!(
+                "{dockerfile}:{}: COPY source `{source}` is outside the build context (the workspace root): copy files from inside it",
+                step.line
+            );
+        }
+        let path = context.join(relative);
+        let metadata = fs::metadata(&path).with_context(|| {
+            format!("{dockerfile}:{}: COPY source `{source}` does not exist in the build context (the workspace root); if it is a staged binary, the app's [[bin]] name must match", step.line)
+        })?;
+        if metadata.is_dir() {
+            for (relative_file, file_path) in walk(&path)? {
+                files.push(layer_file(&format!("{}/{relative_file}", step.dest.trim_end_matches('/')), file_path, step)?);
+            }
+        } else {
+            let dest = if into_dir {
+                format!("{}/{}", step.dest.trim_end_matches('/'), relative.file_name().unwrap_or_default().to_string_lossy())
+            } else {
+                step.dest.clone()
+            };
+            files.push(layer_file(&dest, path, step)?);
+        }
+    }
+    Ok(files)
+}
+
+fn layer_file(dest: &str, source: PathBuf, step: &dockerfile::CopyStep) -> Result<LayerFile> {
+    use std::os::unix::fs::PermissionsExt;
+    // Modes are normalised to 755 or 644 so that a checkout's umask does not change digests.
+    let executable = fs::metadata(&source)?.permissions().mode() & 0o111 != 0;
+    let mode = step.chmod.unwrap_or(if executable { 0o755 } else { 0o644 });
+    let (uid, gid) = step.chown.unwrap_or((0, 0));
+    Ok(LayerFile { path: dest.to_string(), source, mode, uid, gid })
+}
+
+fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, dir)) = pending.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type()?.is_dir() {
+                pending.push((format!("{name}/"), entry.path()));
+            } else {
+                found.push((name, entry.path()));
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,102 @@
+//! `cargo xtask promote APP --from ENV --to ENV`: copies an app's released index from one
+//! repository to another with the same digest, then tags it there as in the source
+//! (`<app>-<sha>`, then the promoted tag). Only the index and its manifests are read; configs and
+//! layers are recorded as living in the source repository, so the push mounts them across
+//! repositories of one registry and fetches and uploads them otherwise.
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::context::Context;
+use crate::flags;
+use crate::image::layout::Layout;
+use crate::image::oci::{Descriptor, ImageIndex, ImageManifest};
+use crate::image::reference::Repository;
+use crate::progress::Progress;
+use crate::repository::push::Pusher;
+use crate::repository::registry::Registry;
+use crate::workspace::config::{self, Overrides};
+
+/// The repository an environment name stands for, or the argument itself when it is a
+/// repository.
+fn environment(config: &config::Config, name: &str) -> Result<Repository> {
+    match config.environments.get(name) {
+        Some(repository) => {
+            Repository::parse(repository).with_context(|| format!("environment `{name}` in [workspace.metadata.xtask.environments]"))
+        }
+        None if name.contains('/') => Repository::parse(name),
+        None => {
+            let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+            bail!(
+                "unknown environment `{name}`: name one of [workspace.metadata.xtask.environments] ({}) or a repository such as registry.example.com/acme/staging",
+                if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+            )
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
+    ctx.workspace.select_apps(std::slice::from_ref(&args.app))?;
+    let config = ctx.config(Overrides::default())?;
+    let (from, to) = (environment(&config, &args.from)?, environment(&config, &args.to)?);
+    let Repository::Registry { host: from_host, path: from_path } = &from else {
+        bail!("promote copies between registry repositories, and {from} is a local layout: push it with `cargo xtask push` instead");
+    };
+    let tag = args.tag.clone().unwrap_or_else(|| format!("{}-latest", args.app));
+    let pusher = Pusher::new(&args.transfer, Progress::new(false))?;
+    let source = pusher.registries().client(from_host)?;
+    let Some((media_type, root_bytes)) = source.find_manifest(from_path, &tag).await? else {
+        bail!("{from} has no image {tag} to promote: release {} there first", args.app);
+    };
+
+    // The index and manifests go into a scratch layout; the blobs stay where they are.
+    let scratch = std::env::temp_dir().join(format!("xtask-promote-{}", std::process::id()));
+    let layout = Layout::create(&scratch)?;
+    let promoted = async {
+        let root = layout.write_blob(&media_type, &root_bytes)?;
+        copy_manifests(&source, (&from, from_path, &tag), &root, &root_bytes, &layout).await?;
+        let annotations = crate::image::oci::annotations_of(&root_bytes).unwrap_or_default();
+        let mut tags: Vec<String> =
+            annotations.get("org.opencontainers.image.revision").map(|sha| format!("{}-{sha}", args.app)).into_iter().collect();
+        if !tags.contains(&tag) {
+            tags.push(tag.clone());
+        }
+        let line = pusher.progress().app(&args.app);
+        let report = pusher.push(&layout, &root, &to, &tags, &line).await?;
+        line.finish(&format!("promoted {} from {from} to {to} as {}", root.digest, tags.join(", ")));
+        println!(
+            "{} {}: {} blobs mounted, {} uploaded ({} bytes), {} already there",
+            args.app, root.digest, report.blobs_mounted, report.blobs_uploaded, report.bytes_uploaded, report.blobs_skipped
+        );
+        anyhow::Ok(())
+    };
+    let result = promoted.await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.with_context(|| format!("cannot promote {} from {from} to {to}; no tag moved there", args.app))
+}
+
+/// Writes the platform manifests under `root` (the root itself when it is a manifest) into
+/// `layout`, and records their configs and layers as living in the source repository.
+async fn copy_manifests(
+    source: &Registry,
+    (from, from_path, tag): (&Repository, &str, &str),
+    root: &Descriptor,
+    root_bytes: &[u8],
+    layout: &Layout,
+) -> Result<()> {
+    let children: Vec<Descriptor> = if root.is_index() {
+        serde_json::from_slice::<ImageIndex>(root_bytes).with_context(|| format!("{from}:{tag} is not a valid index"))?.manifests
+    } else {
+        vec![root.clone()]
+    };
+    for child in &children {
+        let bytes =
+            if child.digest == root.digest { root_bytes.to_vec() } else { source.get_manifest(from_path, child.digest.as_str()).await?.1 };
+        layout.write_blob(&child.media_type, &bytes)?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", child.digest))?;
+        for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+            layout.record_foreign(&blob.digest, &from.to_string())?;
+        }
+    }
+    Ok(())
+}

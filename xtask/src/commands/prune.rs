@@ -1,0 +1,168 @@
+//! `cargo xtask prune APP --keep N` and `cargo xtask delete APP --tag T`: the two commands that
+//! remove an app's images from the repository. Which images go is decided by pure functions over
+//! the listing of `images`; registries delete images, not single tags, so a deletion that would
+//! take a tag the user did not name is refused, and `<app>-latest` is never pruned.
+
+use anyhow::{bail, Result};
+
+use crate::context::Context;
+use crate::flags;
+use crate::image::oci::Digest;
+use crate::image::reference::Repository;
+use crate::repository::delete::delete_images;
+use crate::repository::images::{self, app_of, Image};
+use crate::repository::store::Registries;
+use crate::workspace::config::Overrides;
+
+/// The images `prune` deletes: all but the newest `keep` (`images` come newest first), and
+/// never the one `<app>-latest` names, wherever it is in the list.
+pub fn prune_plan<'a>(app: &str, images: &'a [Image], keep: usize) -> Vec<&'a Image> {
+    let latest = format!("{app}-latest");
+    images.iter().skip(keep).filter(|image| !image.tags.contains(&latest)).collect()
+}
+
+/// The images `delete` removes for `tags`, or why not: a tag that is not the app's or names no
+/// image, or an image that another tag, not asked for, also names.
+pub fn delete_plan<'a>(app: &str, apps: &[String], images: &'a [Image], tags: &[String]) -> Result<Vec<&'a Image>> {
+    let mut doomed: Vec<&Image> = Vec::new();
+    for tag in tags {
+        if app_of(tag, apps) != Some(app) {
+            bail!("`{tag}` is not a tag of {app}'s images, which start with `{app}-`: `cargo xtask images {app}` lists them");
+        }
+        let Some(image) = images.iter().find(|image| image.tags.contains(tag)) else {
+            bail!("{app} has no image tagged `{tag}`: `cargo xtask images {app}` lists its images and tags");
+        };
+        let others: Vec<&str> = image.tags.iter().filter(|other| !tags.contains(other)).map(String::as_str).collect();
+        if !others.is_empty() {
+            bail!(
+                "`{tag}` names the same image as {}, and a registry deletes an image with all of its tags: add --tag for each of them{}",
+                others.join(", "),
+                if others.contains(&format!("{app}-latest").as_str()) {
+                    format!(", or first point {app}-latest at another image with `cargo xtask rollback {app} --to SHA`")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if !doomed.iter().any(|chosen| chosen.digest == image.digest) {
+            doomed.push(image);
+        }
+    }
+    Ok(doomed)
+}
+
+/// What both commands start from: the repository, the workspace's apps and the listing of one
+/// app's images there, newest first.
+struct AppImages {
+    repository: Repository,
+    registries: Registries,
+    apps: Vec<String>,
+    images: Vec<Image>,
+}
+
+impl AppImages {
+    async fn list(ctx: &Context, app: &str, repository: Option<&str>) -> Result<AppImages> {
+        ctx.workspace.select_apps(&[app.to_string()])?;
+        let config = ctx.config(Overrides { repository, platforms: &[] })?;
+        let apps = ctx.app_names();
+        let registries = Registries::for_reading()?;
+        let mut listing = images::list(&registries.open(&config.repository)?, &apps, &[app.to_string()]).await?;
+        let images = listing.remove(app).unwrap_or_default();
+        Ok(AppImages { repository: config.repository, registries, apps, images })
+    }
+
+    async fn delete(&self, doomed: &[&Image], dry_run: bool) -> Result<()> {
+        if !dry_run {
+            let digests: Vec<Digest> = doomed.iter().map(|image| image.digest.clone()).collect();
+            delete_images(&self.registries, &self.repository, &digests).await?;
+        }
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        for image in doomed {
+            println!("{verb} {} ({})", image.digest, image.tags.join(", "));
+        }
+        Ok(())
+    }
+}
+
+pub async fn run_prune(ctx: &Context, args: flags::Prune) -> Result<()> {
+    let listed = AppImages::list(ctx, &args.app, args.repository.as_deref()).await?;
+    let doomed = prune_plan(&args.app, &listed.images, args.keep);
+    if doomed.is_empty() {
+        println!("{}: {} images in {}, none beyond the newest {} to delete", args.app, listed.images.len(), listed.repository, args.keep);
+        return Ok(());
+    }
+    listed.delete(&doomed, args.dry_run).await
+}
+
+pub async fn run_delete(ctx: &Context, args: flags::Delete) -> Result<()> {
+    let listed = AppImages::list(ctx, &args.app, args.repository.as_deref()).await?;
+    let doomed = delete_plan(&args.app, &listed.apps, &listed.images, &args.tags)?;
+    listed.delete(&doomed, args.dry_run).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(n: u8, tags: &[&str]) -> Image {
+        Image {
+            digest: Digest::of(&[n]),
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            created: Some(format!("2026-11-{:02}T00:00:00Z", 20 - n)),
+            revision: None,
+            platforms: vec!["linux/amd64".into()],
+            size: 1,
+        }
+    }
+
+    /// Newest first: a release, the rolled-back-to `-latest`, two older releases.
+    fn images() -> Vec<Image> {
+        vec![image(0, &["api-c3"]), image(1, &["api-b2", "api-latest"]), image(2, &["api-a1", "api-v1.0.0"]), image(3, &["api-91"])]
+    }
+
+    fn check_prune(keep: usize, expected: &[&str]) {
+        let images = images();
+        let pruned: Vec<&str> = prune_plan("api", &images, keep).iter().map(|image| image.tags[0].as_str()).collect();
+        assert_eq!(pruned, expected, "keep {keep}");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_whatever_latest_names() {
+        check_prune(3, &["api-91"]);
+        check_prune(1, &["api-a1", "api-91"]);
+        check_prune(0, &["api-c3", "api-a1", "api-91"]);
+        check_prune(10, &[]);
+    }
+
+    fn check_delete(tags: &[&str], expected: Result<&[&str], &str>) {
+        let images = images();
+        let apps = vec!["api".to_string(), "api-gateway".to_string()];
+        let tags: Vec<String> = tags.iter().map(|tag| tag.to_string()).collect();
+        let found =
+            delete_plan("api", &apps, &images, &tags).map(|doomed| doomed.iter().map(|image| image.tags[0].clone()).collect::<Vec<_>>());
+        match (found, expected) {
+            (Ok(found), Ok(expected)) => assert_eq!(found, expected),
+            (Err(err), Err(expected)) => assert_eq!(err.to_string(), expected),
+            (found, expected) => panic!("{tags:?}: expected {expected:?}, found {found:?}"),
+        }
+    }
+
+    #[test]
+    fn delete_takes_whole_images_only() {
+        check_delete(&["api-91"], Ok(&["api-91"]));
+        check_delete(&["api-a1", "api-v1.0.0"], Ok(&["api-a1"]));
+        check_delete(
+            &["api-a1"],
+            Err("`api-a1` names the same image as api-v1.0.0, and a registry deletes an image with all of its tags: add --tag for each of them"),
+        );
+        check_delete(
+            &["api-b2"],
+            Err("`api-b2` names the same image as api-latest, and a registry deletes an image with all of its tags: add --tag for each of them, or first point api-latest at another image with `cargo xtask rollback api --to SHA`"),
+        );
+        check_delete(&["api-77"], Err("api has no image tagged `api-77`: `cargo xtask images api` lists its images and tags"));
+        check_delete(
+            &["api-gateway-latest"],
+            Err("`api-gateway-latest` is not a tag of api's images, which start with `api-`: `cargo xtask images api` lists them"),
+        );
+    }
+}

@@ -1,0 +1,476 @@
+//! `cargo xtask release`: selects apps (named, --all, or changed), builds their multi-arch
+//! images and pushes each index to the one repository as `<app>-<sha>`, then `<app>-latest`.
+
+use std::time::Instant;
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use crate::aws::scan::{self, ScanGate, Thresholds};
+use crate::builder::{Builder, BuiltImage, DeferredInputs, Provenance};
+use crate::context::Context;
+use crate::detect::evidence;
+use crate::detect::heal::{self, Released};
+use crate::detect::inputs::AppInputs;
+use crate::detect::{self, SelectedApp};
+use crate::flags;
+use crate::image::layout::Layout;
+use crate::image::oci::Digest;
+use crate::image::reference::validate_tag;
+use crate::progress::{AppLine, Progress};
+use crate::repository::push::{PushReport, Pusher};
+use crate::workspace::config::{self, Config, Overrides};
+use crate::workspace::git::Git;
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    repository: String,
+    revision: &'a str,
+    dry_run: bool,
+    apps: Vec<AppSummary>,
+    /// The workspace's other apps, each with why it is not released.
+    skipped: Vec<SkippedApp>,
+}
+
+#[derive(Serialize)]
+struct SkippedApp {
+    name: String,
+    why: String,
+}
+
+#[derive(Serialize, Clone)]
+struct AppSummary {
+    name: String,
+    reasons: Vec<detect::Reason>,
+    platforms: Vec<String>,
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<PushReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Seconds this app's push took (the build is shared by all apps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
+    /// The scan gate's findings per platform, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<Vec<scan::PlatformScan>>,
+}
+
+/// What a release tags an app with, besides the commit.
+pub struct TagPlan<'a> {
+    pub revision: &'a str,
+    /// The commit's date as `YYYYMMDD`, for `date` tags.
+    pub date: &'a str,
+    pub extra: &'a [String],
+    pub latest: bool,
+}
+
+/// The tags an app's index gets, in the order they are written: the immutable sha tag first,
+/// then the extra tags, and `-latest` last, so that it never names an image that lacks the others.
+pub fn release_tags(app: &str, version: &str, plan: &TagPlan<'_>) -> Result<Vec<String>> {
+    let mut tags = vec![format!("{app}-{}", plan.revision)];
+    for rule in plan.extra {
+        tags.push(match rule.as_str() {
+            "semver" => format!("{app}-v{version}"),
+            "date" => format!("{app}-{}", plan.date),
+            suffix => format!("{app}-{suffix}"),
+        });
+    }
+    if plan.latest {
+        tags.push(format!("{app}-latest"));
+    }
+    for tag in &tags {
+        validate_tag(tag).with_context(|| format!("app `{app}` gets an invalid tag; rename the package or change --tag-extra"))?;
+    }
+    tags.dedup();
+    Ok(tags)
+}
+
+pub async fn run(ctx: &Context, args: flags::Release) -> Result<()> {
+    let release = Release::prepare(ctx, &args).await?;
+    let selection = release.select().await?;
+    let mut summary = release.plan(&selection)?;
+    if selection.apps.is_empty() || args.dry_run {
+        return print_summary(&summary, args.json);
+    }
+    let lines = release.app_lines(&selection);
+    let images = release.build(&selection).await?;
+    let failures = release.push_gate_and_tag(&images, lines, &mut summary).await;
+    print_summary(&summary, args.json)?;
+    write_github_outputs(&summary)?;
+    if !failures.is_empty() {
+        bail!("{} of {} apps failed to release, and their tags were not moved: {}", failures.len(), images.len(), failures.join("; "));
+    }
+    Ok(())
+}
+
+/// One release: the settings, the commit, and the push engine every app shares.
+struct Release<'a> {
+    ctx: &'a Context,
+    args: &'a flags::Release,
+    config: Config,
+    git: Git<'a>,
+    revision: String,
+    /// Whether the work tree differs from the commit (only with --allow-dirty or --dry-run).
+    dirty: bool,
+    gate: Option<ScanGate>,
+    pusher: Pusher,
+}
+
+/// The apps a release takes and why, with their input digests when they were computed.
+struct Selection {
+    apps: Vec<SelectedApp>,
+    /// Whether the apps were detected (not named, not --all).
+    detected: bool,
+    inputs: Option<BTreeMap<String, AppInputs>>,
+}
+
+impl<'a> Release<'a> {
+    /// Settings, the commit and its cleanliness, the repository (created with
+    /// --create-repository), the scan gate and the push engine: everything that can refuse the
+    /// release before it selects anything.
+    async fn prepare(ctx: &'a Context, args: &'a flags::Release) -> Result<Release<'a>> {
+        let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &args.selection.platform })?;
+        let git = ctx.git()?;
+        let revision = git.rev_parse("HEAD")?;
+        let dirty = git.is_dirty()?;
+        if dirty && !args.allow_dirty && !args.dry_run {
+            bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
+        }
+        if args.create_repository && !args.dry_run {
+            crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
+        }
+        let gate = scan_gate(args, &config).await?;
+        let pusher = Pusher::new(&args.transfer, Progress::new(args.json))?;
+        Ok(Release { ctx, args, config, git, revision, dirty, gate, pusher })
+    }
+
+    /// The named apps, every app, or the changed ones and (unless --git-only) those whose image
+    /// of their current inputs the repository lacks.
+    async fn select(&self) -> Result<Selection> {
+        let (ctx, args) = (self.ctx, self.args);
+        let mut apps = evidence::selection(&ctx.sh, Some(&self.git), &ctx.workspace, &self.config, &args.selection)?;
+        let detected = args.selection.apps.is_empty() && !args.selection.all;
+        // The input digests cost a `cargo metadata`: computed only for the registry check or a build.
+        let mut inputs = None;
+        if detected && !args.git_only {
+            let current = inputs.insert(evidence::current_inputs(&ctx.sh, &self.git, &ctx.workspace, &self.config, &self.revision)?);
+            let store = self.pusher.registries().open(&self.config.repository)?;
+            let released = Released { store: &store, git: &self.git, head: &self.revision };
+            heal::add_unreleased(&released, &ctx.workspace, current, &args.selection.exclude, &mut apps).await?;
+        }
+        Ok(Selection { apps, detected, inputs })
+    }
+
+    /// The summary before anything is built: each app's tags, and why the others are skipped.
+    fn plan(&self, selection: &Selection) -> Result<Summary<'_>> {
+        let (workspace, args) = (&self.ctx.workspace, self.args);
+        let epoch = self.git.commit_time(&self.revision)?;
+        let date: String = crate::image::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
+        let tag_plan = TagPlan { revision: &self.revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
+        let skipped = workspace
+            .apps()
+            .filter(|member| !selection.apps.iter().any(|app| app.name == member.name))
+            .map(|member| {
+                let why = if args.selection.exclude.contains(&member.name) {
+                    "excluded with --exclude"
+                } else if !selection.detected {
+                    "not named"
+                } else if args.git_only {
+                    "unchanged in git"
+                } else {
+                    "unchanged in git, and the repository has its image"
+                };
+                SkippedApp { name: member.name.clone(), why: why.to_string() }
+            })
+            .collect();
+        let mut summary = Summary {
+            repository: self.config.repository.to_string(),
+            revision: &self.revision,
+            dry_run: args.dry_run,
+            apps: Vec::new(),
+            skipped,
+        };
+        for app in &selection.apps {
+            let version = workspace.member(&app.name).map(|member| member.version.as_str()).unwrap_or_default();
+            summary.apps.push(AppSummary {
+                name: app.name.clone(),
+                reasons: app.reasons.clone(),
+                platforms: self.config.platforms.iter().map(ToString::to_string).collect(),
+                tags: release_tags(&app.name, version, &tag_plan)?,
+                digest: None,
+                push: None,
+                error: None,
+                seconds: None,
+                scan: None,
+            });
+        }
+        Ok(summary)
+    }
+
+    /// One progress line per app, from the build to its tags.
+    fn app_lines(&self, selection: &Selection) -> Vec<AppLine> {
+        let platforms: Vec<String> = self.config.platforms.iter().map(ToString::to_string).collect();
+        let lines: Vec<AppLine> = selection.apps.iter().map(|app| self.pusher.progress().app(&app.name)).collect();
+        for line in &lines {
+            line.step(&format!("building for {}", platforms.join(", ")));
+        }
+        lines
+    }
+
+    /// Builds the selected apps; an image built from a dirty tree does not record inputs, so a
+    /// later release rebuilds it.
+    async fn build(&self, selection: &Selection) -> Result<Vec<BuiltImage>> {
+        let (ctx, config, revision) = (self.ctx, &self.config, &self.revision);
+        let workspace = &ctx.workspace;
+        let mut provenance = Provenance::from_git(Some(&self.git), Some(revision))?;
+        let mut deferred_inputs: Option<DeferredInputs<'_>> = None;
+        if !self.dirty {
+            match &selection.inputs {
+                Some(inputs) => provenance.record_inputs(inputs.clone()),
+                None => deferred_inputs = Some(Box::new(move || evidence::current_inputs_in_new_shell(workspace, config, revision))),
+            }
+        }
+        let builder = Builder {
+            ctx,
+            config,
+            builder: self.args.selection.builder,
+            registries: self.pusher.registries(),
+            progress: self.pusher.progress(),
+        };
+        builder.build(&selection.apps, provenance, deferred_inputs).await
+    }
+
+    /// Pushes each app, gates it on its scans when a gate is set, and moves its tags. One app's
+    /// failure does not stop the others: each is pushed and reported on its own. Returns the
+    /// failures, one line per app.
+    async fn push_gate_and_tag(&self, images: &[BuiltImage], lines: Vec<AppLine>, summary: &mut Summary<'_>) -> Vec<String> {
+        let mut failures = Vec::new();
+        for ((image, app), mut line) in images.iter().zip(&mut summary.apps).zip(lines) {
+            app.digest = Some(image.index.digest.clone());
+            line.begin_group("push");
+            let started = Instant::now();
+            let pushed = self.push_app(image, app, &line).await;
+            app.seconds = Some(started.elapsed().as_secs_f64());
+            match pushed {
+                Ok(report) => {
+                    line.finish(&format!("released {} as {}", image.index.digest, app.tags.join(", ")));
+                    app.push = Some(report);
+                }
+                Err(err) => {
+                    line.finish("failed, tags not moved");
+                    let message = format!("{err:#}");
+                    failures.push(format!("{}: {message}", app.name));
+                    app.error = Some(message);
+                }
+            }
+        }
+        failures
+    }
+
+    async fn push_app(&self, image: &BuiltImage, app: &mut AppSummary, line: &AppLine) -> Result<PushReport> {
+        let (pusher, repository) = (&self.pusher, &self.config.repository);
+        let layout = Layout::open(&image.layout)?;
+        let Some(gate) = &self.gate else {
+            return pusher.push(&layout, &image.index, repository, &app.tags, line).await;
+        };
+        // Untagged first: the tags move only once the scan of every platform passed.
+        let mut report = pusher.push(&layout, &image.index, repository, &[], line).await?;
+        app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        let tagged = pusher.push(&layout, &image.index, repository, &app.tags, line).await?;
+        (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
+        Ok(report)
+    }
+}
+
+/// The scan gate, when thresholds are set by flags or configuration and the repository is on
+/// ECR. Thresholds given as flags for another repository are an error; configured ones are
+/// skipped there (a local layout while developing), with a note.
+async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
+    let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
+    let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };
+    if args.dry_run || !(flags.is_set() || configured.is_set()) {
+        return Ok(None);
+    }
+    if crate::aws::ecr::ecr_repository(&config.repository).is_err() {
+        if flags.is_set() {
+            bail!(
+                "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, or drop the flags",
+                config.repository
+            );
+        }
+        eprintln!(
+            "note: the scan gate of [workspace.metadata.xtask.ecr] applies to ECR repositories only, so it is skipped for {}",
+            config.repository
+        );
+        return Ok(None);
+    }
+    let scanner = crate::aws::ecr::Scanner::new(&config.repository).await?;
+    Ok(Some(ScanGate::new(scanner, flags, args.scan_timeout, &config.ecr)))
+}
+
+/// Each platform and the digest of its manifest in the app's index.
+fn platform_manifests(layout: &Layout, index: &crate::image::oci::Descriptor) -> Result<Vec<(String, Digest)>> {
+    let index: crate::image::oci::ImageIndex = serde_json::from_slice(&layout.read_blob(index)?).context("the app's index is not valid")?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .map(|manifest| (manifest.platform.as_ref().map(ToString::to_string).unwrap_or_else(|| "unknown".into()), manifest.digest))
+        .collect())
+}
+
+/// In GitHub Actions: a Markdown table for the job summary, and `digests` (app → digest) and
+/// `matrix` (`{"app": [...]}` of the released apps) as step outputs.
+fn write_github_outputs(summary: &Summary<'_>) -> Result<()> {
+    use std::io::Write as _;
+    let append = |variable: &str, text: &str| -> Result<()> {
+        let Some(path) = std::env::var_os(variable) else { return Ok(()) };
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("cannot write ${variable}"))?;
+        file.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    let mut table = format!(
+        "### Release of {}\n\n| app | digest | tags | uploaded | result |\n| --- | --- | --- | --- | --- |\n",
+        &summary.revision[..summary.revision.len().min(12)]
+    );
+    for app in &summary.apps {
+        let digest = app.digest.as_ref().map(|d| format!("`{d}`")).unwrap_or_default();
+        let uploaded =
+            app.push.as_ref().map(|p| format!("{} of {} blobs, {} bytes", p.blobs_uploaded, p.blobs, p.bytes_uploaded)).unwrap_or_default();
+        let result = if app.error.is_some() { "failed" } else { "released" };
+        table.push_str(&format!("| {} | {digest} | {} | {uploaded} | {result} |\n", app.name, app.tags.join("<br>")));
+    }
+    append("GITHUB_STEP_SUMMARY", &table)?;
+    let digests: std::collections::BTreeMap<&str, String> = summary
+        .apps
+        .iter()
+        .filter(|app| app.error.is_none())
+        .filter_map(|app| Some((app.name.as_str(), app.digest.as_ref()?.to_string())))
+        .collect();
+    let released: Vec<&str> = digests.keys().copied().collect();
+    let outputs = format!("digests={}\nmatrix={}\n", serde_json::to_string(&digests)?, serde_json::json!({ "app": released }));
+    append("GITHUB_OUTPUT", &outputs)
+}
+
+fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else if summary.apps.is_empty() {
+        println!("no app changed; nothing to release");
+    } else if summary.dry_run {
+        for app in &summary.apps {
+            let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
+            println!("{}: would push to {} as {} ({})", app.name, summary.repository, app.tags.join(", "), reasons.join("; "));
+        }
+    } else {
+        print!("{}", summary_table(summary));
+    }
+    Ok(())
+}
+
+/// The final table: one row per app with its platforms, digest, what was sent and skipped, the
+/// push time and the tags; failed apps say so (the reason is in the error paragraph).
+fn summary_table(summary: &Summary<'_>) -> String {
+    let header = ["app", "platforms", "digest", "uploaded", "skipped", "time", "tags"].map(String::from);
+    let mut rows = vec![header];
+    for app in &summary.apps {
+        let blobs = |count: usize, bytes: u64| format!("{count} blobs, {}", indicatif::HumanBytes(bytes));
+        let (digest, uploaded, skipped) = match (&app.push, &app.error) {
+            (Some(report), None) => (
+                // The full digest is in the app's last progress line, the JSON and the step outputs.
+                app.digest.as_ref().map(|digest| format!("sha256:{}", &digest.hex()[..12])).unwrap_or_default(),
+                blobs(report.blobs_uploaded + report.blobs_mounted, report.bytes_uploaded),
+                blobs(report.blobs_skipped, report.bytes_skipped),
+            ),
+            _ => ("failed, tags not moved".to_string(), String::new(), String::new()),
+        };
+        let time = app.seconds.map(|seconds| format!("{seconds:.1} s")).unwrap_or_default();
+        rows.push([app.name.clone(), app.platforms.join(","), digest, uploaded, skipped, time, app.tags.join(", ")]);
+    }
+    let widths: Vec<usize> = (0..7).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
+    let mut table = format!("released to {}\n", summary.repository);
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        table.push_str(cells.join("  ").trim_end());
+        table.push('\n');
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_table_has_a_row_per_app() {
+        let released = AppSummary {
+            name: "hello-api".into(),
+            reasons: vec![],
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            tags: vec!["hello-api-0123456789abcdef0123456789abcdef01234567".into(), "hello-api-latest".into()],
+            digest: Some(Digest::of(b"index")),
+            push: Some(PushReport {
+                blobs: 5,
+                blobs_uploaded: 2,
+                blobs_mounted: 1,
+                bytes_uploaded: 3 << 20,
+                blobs_skipped: 2,
+                bytes_skipped: 1500,
+                ..PushReport::default()
+            }),
+            error: None,
+            seconds: Some(1.25),
+            scan: None,
+        };
+        let failed = AppSummary {
+            name: "worker".into(),
+            platforms: vec!["linux/amd64".into()],
+            tags: vec!["worker-latest".into()],
+            push: None,
+            error: Some("registry refused".into()),
+            seconds: Some(0.5),
+            ..released.clone()
+        };
+        let summary = Summary {
+            repository: "127.0.0.1:5000/acme/prod".into(),
+            revision: "0123",
+            dry_run: false,
+            apps: vec![released, failed],
+            skipped: Vec::new(),
+        };
+        expect_test::expect![[r#"
+            released to 127.0.0.1:5000/acme/prod
+            app        platforms                digest                  uploaded           skipped            time   tags
+            hello-api  linux/amd64,linux/arm64  sha256:1bc04b5291c2     3 blobs, 3.00 MiB  2 blobs, 1.46 KiB  1.2 s  hello-api-0123456789abcdef0123456789abcdef01234567, hello-api-latest
+            worker     linux/amd64              failed, tags not moved                                        0.5 s  worker-latest
+        "#]]
+        .assert_eq(&summary_table(&summary));
+    }
+
+    #[test]
+    fn sha_tag_first_extras_then_latest() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let extra = ["semver".to_string(), "date".to_string(), "staging".to_string()];
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true };
+        expect_test::expect![[r#"
+            hello-api-0123456789abcdef0123456789abcdef01234567
+            hello-api-v0.3.1
+            hello-api-20261122
+            hello-api-staging
+            hello-api-latest"#]]
+        .assert_eq(&release_tags("hello-api", "0.3.1", &plan).unwrap().join("\n"));
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false };
+        assert_eq!(release_tags("worker", "0.2.0", &plan).unwrap(), [format!("worker-{sha}")]);
+        let long = "a".repeat(100);
+        let err = release_tags(&long, "1.0.0", &plan).unwrap_err();
+        assert!(format!("{err:#}").contains("is not a valid tag"), "{err:#}");
+        let bad = ["bad/suffix".to_string()];
+        let err = release_tags("worker", "0.2.0", &TagPlan { extra: &bad, ..plan }).unwrap_err();
+        assert!(format!("{err:#}").contains("change --tag-extra"), "{err:#}");
+    }
+}

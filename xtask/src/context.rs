@@ -1,0 +1,42 @@
+//! What every command that works on the workspace starts from, built once in `main`: a shell in
+//! the workspace root and the workspace `cargo metadata` describes. Settings are resolved per
+//! command, because each command has its own overriding flags.
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::workspace::config::{self, Config, Overrides};
+use crate::workspace::git::Git;
+use crate::workspace::Workspace;
+
+pub struct Context {
+    /// A shell whose directory is the workspace root, so every program runs there.
+    pub sh: Shell,
+    pub workspace: Workspace,
+}
+
+impl Context {
+    /// Loads the workspace the current directory belongs to.
+    pub fn load() -> Result<Context> {
+        let sh = Shell::new()?;
+        let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
+        sh.change_dir(&workspace.root);
+        Ok(Context { sh, workspace })
+    }
+
+    /// `[workspace.metadata.xtask]` < `XTASK_*` variables < `overrides`; a local layout
+    /// repository is taken relative to the workspace root, wherever the command runs.
+    pub fn config(&self, overrides: Overrides<'_>) -> Result<Config> {
+        let config = config::resolve(&self.workspace.metadata, &|key| std::env::var(key).ok(), overrides)?;
+        Ok(config.rooted_at(&self.workspace.root))
+    }
+
+    pub fn git(&self) -> Result<Git<'_>> {
+        Git::open(&self.sh, &self.workspace.root)
+    }
+
+    /// The names of the workspace's apps, in name order.
+    pub fn app_names(&self) -> Vec<String> {
+        self.workspace.apps().map(|app| app.name.clone()).collect()
+    }
+}

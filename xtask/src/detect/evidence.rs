@@ -1,0 +1,298 @@
+//! The evidence change detection needs, gathered from git and cargo: the commits compared, the
+//! changed paths, the lockfile's graphs at both commits, the paths each Dockerfile copies from
+//! outside its app, and the apps' current input digests. Everything here runs programs; the
+//! decisions are made by the pure core in `detect`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::detect::inputs::{self, AppInputs};
+use crate::detect::{lockfile_changes, select, select_all, selected, Evidence, LockfileEvidence, Reason, SelectedApp};
+use crate::flags;
+use crate::image::dockerfile;
+use crate::image::oci::Digest;
+use crate::workspace::config::{Config, RuleApps};
+use crate::workspace::git::{Git, TreeFile};
+use crate::workspace::{self, Workspace};
+
+/// An app whose directory lost its Dockerfile or disappeared: reported, never built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedApp {
+    pub name: String,
+    pub path: String,
+}
+
+/// The commits a detection compares.
+#[derive(Debug, Serialize)]
+pub struct Range {
+    /// `None` when the head commit has no parent.
+    pub base: Option<String>,
+    pub head: String,
+}
+
+/// Resolves `--base` and `--head`. Without a base, the merge-base with the default branch is
+/// used, or the head's parent when the head is on that branch (a push to main compares with the
+/// previous commit).
+pub fn resolve_range(git: &Git<'_>, base: Option<&str>, head: Option<&str>) -> Result<Range> {
+    let head = git.rev_parse(head.unwrap_or("HEAD"))?;
+    let base = match base {
+        Some(base) => Some(git.rev_parse(base)?),
+        None => {
+            let merge_base = match git.default_branch() {
+                Some(branch) => Some(git.merge_base(&branch, &head)?),
+                None => None,
+            };
+            match merge_base {
+                Some(merge_base) if merge_base != head => Some(merge_base),
+                _ => match git.parent(&head) {
+                    None if git.is_shallow() => bail!(
+                        "this clone is shallow, so the commit before {head} is missing: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --base"
+                    ),
+                    parent => parent,
+                },
+            }
+        }
+    };
+    Ok(Range { base, head })
+}
+
+/// The outcome of a detection.
+#[derive(Debug, Serialize)]
+pub struct Detection {
+    pub base: Option<String>,
+    pub head: String,
+    /// Whether uncommitted changes of the work tree were included.
+    pub uncommitted: bool,
+    pub apps: Vec<SelectedApp>,
+    pub deleted: Vec<DeletedApp>,
+}
+
+/// Selects apps between two commits (or the base and the work tree), or every app for a root
+/// commit.
+pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Range, uncommitted: bool) -> Result<Detection> {
+    let Some(base) = &range.base else {
+        let apps = select_all(workspace, Reason::FirstCommit);
+        return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
+    };
+    let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
+    for rule in &config.rules {
+        if let Some(RuleApps::Named(names)) = &rule.apps {
+            workspace
+                .select_apps(names)
+                .with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
+        }
+    }
+    let mut evidence =
+        Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+    // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
+    if changed.iter().any(|path| path == "Cargo.lock") {
+        // The work tree is the head's tree when it is the clean HEAD: no export needed.
+        let head_is_work_tree =
+            uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
+        evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if head_is_work_tree { None } else { Some(&range.head) });
+    }
+    let apps = select(workspace, &changed, &evidence);
+    let deleted = deleted_apps(git, workspace, base, &range.head)?;
+    Ok(Detection { base: Some(base.clone()), head: range.head.clone(), uncommitted, apps, deleted })
+}
+
+/// The paths each app's Dockerfile copies from outside the app's directory (and outside
+/// `target/`, where staged binaries live), for every platform.
+pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platform::Platform]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut sources = BTreeMap::new();
+    for app in workspace.apps() {
+        let dockerfile = app.dockerfile.as_deref().expect("apps have a Dockerfile");
+        let Ok(text) = std::fs::read_to_string(workspace.root.join(dockerfile)) else { continue };
+        let mut found = BTreeSet::new();
+        for platform in platforms {
+            // A Dockerfile the builder cannot read is reported by the build, not here.
+            let Ok(plan) = dockerfile::plan(&text, dockerfile, &platform.build_args()) else { continue };
+            for step in plan.copies {
+                for source in step.sources {
+                    let source = source.trim_start_matches("./").trim_end_matches('/').to_string();
+                    if !source.starts_with("target/") && !source.starts_with(&format!("{}/", app.dir)) {
+                        found.insert(source);
+                    }
+                }
+            }
+        }
+        sources.insert(app.name.clone(), found.into_iter().collect());
+    }
+    Ok(sources)
+}
+
+/// Resolves the dependency graph at `base` and at `head` (the work tree when `None`) and says
+/// which apps' resolved packages differ. An old commit's graph is resolved from the files cargo
+/// reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when that
+/// is not enough (a target with a custom path). When a graph cannot be resolved offline, the
+/// lockfile counts as a workspace-wide input: a miss would ship a stale image.
+fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
+    let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let dir = scratch_dir().join(format!("xtask-tree-{}-{}", std::process::id(), &rev[..rev.len().min(12)]));
+        let partial = git.export(rev, &dir, is_graph_input)?;
+        match workspace::resolve_graph(sh, &partial.dir, true) {
+            Ok(resolved) => Ok(resolved),
+            Err(_) => workspace::resolve_graph(sh, &git.export(rev, &dir, |_| true)?.dir, true),
+        }
+    };
+    let (before, after) = match head {
+        Some(head) => (graph_of_commit(base), graph_of_commit(head)),
+        // The work tree's graph resolves on another thread while the base's tree is exported and
+        // resolved: both mostly wait for cargo.
+        None => std::thread::scope(|scope| {
+            let work_tree = scope.spawn(|| -> Result<BTreeMap<String, BTreeSet<String>>> {
+                workspace::resolve_graph(&Shell::new()?, &workspace.root, true)
+            });
+            let before = graph_of_commit(base);
+            (before, work_tree.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the work tree's graph panicked"))))
+        }),
+    };
+    match (before, after) {
+        (Ok(before), Ok(after)) => LockfileEvidence::Compared(lockfile_changes(&before, &after)),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("note: cannot compare the dependency graphs ({err:#}); every app counts as changed by Cargo.lock");
+            LockfileEvidence::NotCompared
+        }
+    }
+}
+
+/// Where an old tree is exported: memory (`/dev/shm`) where there is such a place, because the
+/// tree is thousands of small files read once, and creating them on a disk can cost more than
+/// resolving the graph; the system's temporary directory otherwise.
+fn scratch_dir() -> std::path::PathBuf {
+    let memory = std::path::Path::new("/dev/shm");
+    if memory.is_dir() {
+        memory.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// The files `cargo metadata` needs to resolve a workspace: manifests, the lockfile, cargo's
+/// configuration and toolchain file, and the files whose presence makes targets (a crate
+/// without a target is an error).
+pub fn is_graph_input(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(name, "Cargo.toml" | "Cargo.lock" | "rust-toolchain" | "rust-toolchain.toml" | "build.rs")
+        || path.starts_with(".cargo/")
+        || path.ends_with("src/lib.rs")
+        || path.ends_with("src/main.rs")
+        || path.contains("src/bin/")
+}
+
+/// Apps whose Dockerfile was deleted and whose directory is no app any more.
+fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) -> Result<Vec<DeletedApp>> {
+    let mut deleted = Vec::new();
+    for path in git.deleted_paths(base, head)? {
+        let Some(dir) = path.strip_suffix("/Dockerfile") else { continue };
+        if workspace.apps().any(|app| app.dir == dir) {
+            continue;
+        }
+        let manifest = git.show(base, &format!("{dir}/Cargo.toml")).unwrap_or_default();
+        let name = manifest
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("name").and_then(|rest| rest.trim().strip_prefix('=')))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or(dir).to_string());
+        deleted.push(DeletedApp { name, path: dir.to_string() });
+    }
+    Ok(deleted)
+}
+
+/// Apps for `build` and `release`: named ones, all of them, or the changed ones.
+pub fn selection(
+    sh: &Shell,
+    git: Option<&Git<'_>>,
+    workspace: &Workspace,
+    config: &Config,
+    selection: &flags::Selection,
+) -> Result<Vec<SelectedApp>> {
+    let mut apps = if !selection.apps.is_empty() {
+        workspace.select_apps(&selection.apps)?.into_iter().map(|app| selected(workspace, &app.name, vec![Reason::Requested])).collect()
+    } else if selection.all {
+        select_all(workspace, Reason::Requested)
+    } else {
+        let git = git.context("detecting changed apps needs git")?;
+        let range = resolve_range(git, selection.base.as_deref(), None)?;
+        detect(sh, git, workspace, config, &range, false)?.apps
+    };
+    if !selection.exclude.is_empty() {
+        workspace.select_apps(&selection.exclude).context("in --exclude")?;
+        apps.retain(|app| !selection.exclude.contains(&app.name));
+    }
+    Ok(apps)
+}
+
+/// The inputs of every app at `rev`, whose tree the work tree must hold (the lockfile is
+/// resolved there).
+pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
+    let files = git.tree_files(rev)?;
+    let resolved = resolved_with_cache(sh, workspace, &files)?;
+    let evidence =
+        Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+    Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
+}
+
+/// The workspace's resolved dependencies (`workspace::resolve_graph`), remembered under
+/// `target/xtask/resolved/` by a digest of what resolution reads: the object ids of the files of
+/// `is_graph_input` in the commit the work tree holds, and which cargo resolves. A
+/// workspace with the AWS SDK takes cargo 0.2 s to resolve, as long as a rebuild of an app's image.
+fn resolved_with_cache(sh: &Shell, workspace: &Workspace, files: &[TreeFile]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let cargo = workspace::cargo();
+    // A toolchain update replaces the cargo binary; with a rustup proxy (`cargo` on PATH) the
+    // toolchain file, part of the graph inputs, or RUSTUP_TOOLCHAIN picks it.
+    let stamp = std::fs::metadata(&cargo).ok().map(|meta| (meta.len(), meta.modified().ok()));
+    let mut key = format!("resolved dependencies v1\n{cargo} {stamp:?} {:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
+    for file in files.iter().filter(|file| is_graph_input(&file.path)) {
+        key.push_str(&format!("{} {}\n", file.object, file.path));
+    }
+    let cache = workspace.target_dir.join("xtask/resolved").join(format!("{}.json", Digest::of(key.as_bytes()).hex()));
+    if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+        return Ok(resolved);
+    }
+    let resolved = workspace::resolve_graph(sh, &workspace.root, false)?;
+    // The cache is only an optimisation: a failure to write it is not the user's problem, and a
+    // rename makes a concurrent reader see the whole file or none.
+    let partial = cache.with_extension(format!("{}.tmp", std::process::id()));
+    let written = std::fs::create_dir_all(cache.parent().expect("has a parent"))
+        .and_then(|()| std::fs::write(&partial, serde_json::to_vec(&resolved).expect("serialisable")))
+        .and_then(|()| std::fs::rename(&partial, &cache));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    Ok(resolved)
+}
+
+/// `current_inputs` from another thread, which needs a shell of its own.
+pub fn current_inputs_in_new_shell(workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
+    let sh = Shell::new()?;
+    sh.change_dir(&workspace.root);
+    current_inputs(&sh, &Git::open(&sh, &workspace.root)?, workspace, config, rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_inputs_are_what_cargo_metadata_reads() {
+        let paths = [
+            "Cargo.toml",
+            "Cargo.lock",
+            "crates/api/Cargo.toml",
+            "crates/api/src/main.rs",
+            "crates/api/src/bin/tool.rs",
+            "crates/common/src/lib.rs",
+            "crates/common/build.rs",
+            ".cargo/config.toml",
+            "crates/api/src/routes.rs",
+            "README.md",
+            "crates/api/Dockerfile",
+        ];
+        let kept: Vec<&str> = paths.into_iter().filter(|path| is_graph_input(path)).collect();
+        assert_eq!(kept, &paths[..8]);
+    }
+}

@@ -1,0 +1,330 @@
+//! Change detection: which apps must be rebuilt, and why. The core is pure: `select` is a plain
+//! function over the changed paths, the workspace graph and the evidence; `inputs` is an app's
+//! input digest computed by the same rules. `evidence` gathers what the core needs from git and
+//! cargo (the range, lockfile graph differences, Dockerfile build contexts), and `heal` asks the
+//! repository which apps' images of their current inputs are missing.
+
+pub mod evidence;
+pub mod glob;
+pub mod heal;
+pub mod inputs;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::workspace::config::{PathRule, RuleApps};
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SelectedApp {
+    pub name: String,
+    pub path: String,
+    pub dockerfile: String,
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    /// A file of the app itself changed.
+    File { path: String },
+    /// A file of a workspace crate the app depends on changed.
+    Dependency {
+        #[serde(rename = "crate")]
+        crate_name: String,
+        path: String,
+    },
+    /// The lockfile changed what the app's build resolves to.
+    Lockfile { packages: Vec<String> },
+    /// A file every app's build reads changed (root manifest, toolchain, .cargo/, docker/, or the
+    /// lockfile when its graphs could not be compared).
+    Workspace { path: String },
+    /// A file the app's Dockerfile copies from outside the app's directory changed.
+    BuildContext { path: String },
+    /// A user rule of [workspace.metadata.xtask] matched.
+    Rule { paths: String, path: String },
+    /// The user named the app or passed --all.
+    Requested,
+    /// The head commit has no parent, so everything is new.
+    FirstCommit,
+    /// Changes could not be detected and --fallback all was given.
+    Fallback { why: String },
+    /// The repository has no `<app>-<sha>` image for any of the app's last changes (`searched`,
+    /// newest first): a release failed or the repository is new.
+    Unreleased { searched: Vec<String> },
+    /// The newest `<app>-<sha>` image of the app's last changes was built from other inputs than
+    /// the head's (`recorded`; none when the image predates input digests).
+    Stale { tag: String, recorded: Option<crate::image::oci::Digest> },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::File { path } => write!(f, "{path} changed"),
+            Reason::Dependency { crate_name, path } => write!(f, "dependency {crate_name} changed ({path})"),
+            Reason::Lockfile { packages } => write!(f, "Cargo.lock changed its dependencies ({})", packages.join(", ")),
+            Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
+            Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
+            Reason::Rule { paths, path } => write!(f, "{path} changed (rule {paths})"),
+            Reason::Requested => write!(f, "requested"),
+            Reason::FirstCommit => write!(f, "first commit"),
+            Reason::Fallback { why } => write!(f, "everything, because {why}"),
+            Reason::Unreleased { searched } => match searched.first() {
+                Some(newest) => {
+                    write!(f, "not in the repository: no image of its last {} changes, the newest being {newest}", searched.len())
+                }
+                None => write!(f, "not in the repository"),
+            },
+            Reason::Stale { tag, recorded: Some(_) } => write!(f, "{tag} in the repository was built from other inputs"),
+            Reason::Stale { tag, recorded: None } => write!(f, "{tag} in the repository does not record its inputs"),
+        }
+    }
+}
+
+/// What detection learned besides the changed paths.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub rules: Vec<PathRule>,
+    /// Per app, the paths its Dockerfile copies from outside the app's directory.
+    pub context_sources: BTreeMap<String, Vec<String>>,
+    pub lockfile: LockfileEvidence,
+}
+
+#[derive(Debug, Default)]
+pub enum LockfileEvidence {
+    /// Cargo.lock did not change, or its graphs were not compared.
+    #[default]
+    NotCompared,
+    /// Per app, the resolved packages that differ between the two commits.
+    Compared(BTreeMap<String, Vec<String>>),
+}
+
+/// Files that every app's build reads. A change to the root manifest selects every app: it
+/// holds profiles, patches and workspace dependencies, and any of them can change any build.
+fn is_workspace_wide(path: &str) -> bool {
+    matches!(path, "Cargo.toml" | "rust-toolchain" | "rust-toolchain.toml") || path.starts_with(".cargo/") || path.starts_with("docker/")
+}
+
+/// The apps that `changed_paths` affect, in name order, each with every reason that selects it.
+pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Evidence) -> Vec<SelectedApp> {
+    let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
+    let mut add = |app: &str, reason: Reason| reasons.entry(app.to_string()).or_default().push(reason);
+    let all_apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
+    // Many paths share an owner; its dependents are computed once.
+    let mut dependents: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for path in changed_paths {
+        if let Some(rule) = evidence.rules.iter().find(|rule| glob::matches(&rule.paths, path)) {
+            let reason = || Reason::Rule { paths: rule.paths.clone(), path: path.clone() };
+            match &rule.apps {
+                _ if rule.ignore => {}
+                Some(RuleApps::Named(names)) => names.iter().for_each(|name| add(name, reason())),
+                Some(RuleApps::All(_)) | None => all_apps.iter().for_each(|name| add(name, reason())),
+            }
+            continue;
+        }
+        if path == "Cargo.lock" {
+            match &evidence.lockfile {
+                LockfileEvidence::Compared(changes) => {
+                    for (app, packages) in changes.iter().filter(|(app, _)| all_apps.contains(app)) {
+                        add(app, Reason::Lockfile { packages: packages.clone() });
+                    }
+                }
+                LockfileEvidence::NotCompared => all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() })),
+            }
+            continue;
+        }
+        if is_workspace_wide(path) {
+            all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+            continue;
+        }
+        for (app, sources) in &evidence.context_sources {
+            if sources.iter().any(|source| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')))) {
+                add(app, Reason::BuildContext { path: path.clone() });
+            }
+        }
+        // The innermost member wins: a crate may live inside another crate's directory.
+        let owner = workspace
+            .members
+            .iter()
+            .filter(|member| member.dir.is_empty() || path.strip_prefix(&member.dir).is_some_and(|rest| rest.starts_with('/')))
+            .max_by_key(|member| member.dir.len());
+        let Some(owner) = owner else { continue };
+        let dependents = dependents.entry(&owner.name).or_insert_with(|| workspace.dependents_of(&owner.name));
+        for dependent in dependents.iter().cloned() {
+            if !all_apps.contains(&dependent) {
+                continue;
+            }
+            let reason = if dependent == owner.name {
+                Reason::File { path: path.clone() }
+            } else {
+                Reason::Dependency { crate_name: owner.name.clone(), path: path.clone() }
+            };
+            add(&dependent, reason);
+        }
+    }
+    reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
+}
+
+/// Every app, for the same reason.
+pub fn select_all(workspace: &Workspace, reason: Reason) -> Vec<SelectedApp> {
+    workspace.apps().map(|app| selected(workspace, &app.name, vec![reason.clone()])).collect()
+}
+
+pub fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> SelectedApp {
+    let app = workspace.member(name).expect("selected apps are workspace members");
+    SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons }
+}
+
+/// The packages whose resolved entries differ, per member, between two dependency graphs.
+pub fn lockfile_changes(
+    before: &BTreeMap<String, BTreeSet<String>>,
+    after: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let empty = BTreeSet::new();
+    let mut changes = BTreeMap::new();
+    for (member, now) in after {
+        let then = before.get(member).unwrap_or(&empty);
+        let mut packages: Vec<String> = now
+            .symmetric_difference(then)
+            .map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !packages.is_empty() {
+            packages.dedup();
+            changes.insert(member.clone(), packages);
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::tests::workspace;
+
+    fn check(changed: &[&str], expected: expect_test::Expect) {
+        check_with(changed, &Evidence::default(), expected)
+    }
+
+    fn check_with(changed: &[&str], evidence: &Evidence, expected: expect_test::Expect) {
+        let ws = workspace(&[
+            ("common", "crates/common", &[], false),
+            ("words", "crates/words", &["common"], false),
+            ("api", "crates/api", &["common"], true),
+            ("worker", "crates/worker", &["words"], true),
+            ("xtask", "xtask", &[], false),
+        ]);
+        let paths: Vec<String> = changed.iter().map(|p| p.to_string()).collect();
+        let actual: Vec<String> = select(&ws, &paths, evidence)
+            .iter()
+            .map(|app| {
+                let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
+                format!("{}: {}", app.name, reasons.join("; "))
+            })
+            .collect();
+        expected.assert_eq(&actual.join("\n"));
+    }
+
+    #[test]
+    fn app_file_selects_only_that_app() {
+        check(&["crates/api/src/main.rs"], expect_test::expect!["api: crates/api/src/main.rs changed"]);
+    }
+
+    #[test]
+    fn shared_library_selects_every_dependent_app() {
+        check(
+            &["crates/common/src/lib.rs"],
+            expect_test::expect![[r#"
+                api: dependency common changed (crates/common/src/lib.rs)
+                worker: dependency common changed (crates/common/src/lib.rs)"#]],
+        );
+        check(&["crates/words/src/lib.rs"], expect_test::expect!["worker: dependency words changed (crates/words/src/lib.rs)"]);
+    }
+
+    #[test]
+    fn workspace_wide_inputs_select_every_app() {
+        check(
+            &["Cargo.toml", ".cargo/config.toml"],
+            expect_test::expect![[r#"
+                api: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed
+                worker: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed"#]],
+        );
+    }
+
+    #[test]
+    fn lockfile_selects_only_apps_whose_graph_changed() {
+        let compared = Evidence {
+            lockfile: LockfileEvidence::Compared(BTreeMap::from([
+                ("worker".to_string(), vec!["memchr 2.7.1".to_string(), "memchr 2.7.2".to_string()]),
+                ("xtask".to_string(), vec!["tokio 1.0.0".to_string()]),
+            ])),
+            ..Evidence::default()
+        };
+        check_with(
+            &["Cargo.lock"],
+            &compared,
+            expect_test::expect!["worker: Cargo.lock changed its dependencies (memchr 2.7.1, memchr 2.7.2)"],
+        );
+        check_with(
+            &["Cargo.lock"],
+            &Evidence { lockfile: LockfileEvidence::Compared(BTreeMap::new()), ..Evidence::default() },
+            expect_test::expect![""],
+        );
+        check(
+            &["Cargo.lock"],
+            expect_test::expect![[r#"
+                api: workspace-wide input Cargo.lock changed
+                worker: workspace-wide input Cargo.lock changed"#]],
+        );
+    }
+
+    #[test]
+    fn build_context_outside_the_app_selects_it() {
+        let evidence =
+            Evidence { context_sources: BTreeMap::from([("api".to_string(), vec!["config/api".to_string()])]), ..Evidence::default() };
+        check_with(
+            &["config/api/prod.toml", "config/apiary.toml"],
+            &evidence,
+            expect_test::expect!["api: config/api/prod.toml, which its Dockerfile copies, changed"],
+        );
+    }
+
+    #[test]
+    fn user_rules_come_first() {
+        let rule = |paths: &str, apps: Option<RuleApps>, ignore: bool| PathRule { paths: paths.into(), apps, ignore };
+        let evidence = Evidence {
+            rules: vec![
+                rule("crates/*/README.md", None, true),
+                rule("proto/**", Some(RuleApps::All("all".into())), false),
+                rule("config/worker.toml", Some(RuleApps::Named(vec!["worker".into()])), false),
+            ],
+            ..Evidence::default()
+        };
+        check_with(
+            &["crates/api/README.md", "proto/v1/a.proto", "config/worker.toml"],
+            &evidence,
+            expect_test::expect![[r#"
+                api: proto/v1/a.proto changed (rule proto/**)
+                worker: proto/v1/a.proto changed (rule proto/**); config/worker.toml changed (rule config/worker.toml)"#]],
+        );
+    }
+
+    #[test]
+    fn lockfile_changes_name_the_packages() {
+        let graph = |lines: &[&str]| BTreeMap::from([("api".to_string(), lines.iter().map(|l| l.to_string()).collect::<BTreeSet<_>>())]);
+        let before = graph(&["serde 1.0.1 registry [std]", "itoa 1.0.0 registry []"]);
+        let after = graph(&["serde 1.0.2 registry [std]", "itoa 1.0.0 registry []"]);
+        assert_eq!(
+            lockfile_changes(&before, &after),
+            BTreeMap::from([("api".to_string(), vec!["serde 1.0.1".to_string(), "serde 1.0.2".to_string()])])
+        );
+        assert!(lockfile_changes(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn unrelated_files_select_nothing() {
+        check(&["README.md", "xtask/src/main.rs", "crates/apiary/x.rs"], expect_test::expect![""]);
+    }
+}

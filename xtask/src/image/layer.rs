@@ -1,0 +1,289 @@
+//! Reproducible layer assembly: a gzip-compressed tar of files, with entries sorted by path,
+//! parent directories included, a fixed modification time, owner 0:0 unless asked otherwise and
+//! no user or group names. Same files in, same bytes out. Files are streamed, never held whole.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use sha2::{Digest as _, Sha256};
+
+use crate::image::oci::Digest;
+
+/// The gzip level: speed matters more than a few percent of size for binaries that are
+/// re-compressed on every build, and a fixed level keeps the output reproducible.
+const GZIP_LEVEL: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct LayerFile {
+    /// Absolute path inside the image, for instance `/usr/local/bin/api`.
+    pub path: String,
+    pub source: PathBuf,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Writes the layer to `out` and returns its diff ID (the digest of the uncompressed tar),
+/// which the image config lists.
+pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Result<Digest> {
+    let mut builder = layer_builder(out);
+
+    let mut entries: BTreeMap<String, Option<&LayerFile>> = BTreeMap::new();
+    for file in files {
+        let relative = file.path.trim_start_matches('/').to_string();
+        let mut parent = std::path::Path::new(&relative).parent();
+        while let Some(dir) = parent.filter(|dir| !dir.as_os_str().is_empty()) {
+            entries.entry(format!("{}/", dir.to_string_lossy())).or_insert(None);
+            parent = dir.parent();
+        }
+        entries.insert(relative, Some(file));
+    }
+
+    for (path, file) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_mtime(mtime);
+        match file {
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_size(0);
+                builder.append_data(&mut header, &path, io::empty())?;
+            }
+            Some(file) => {
+                let source = File::open(&file.source)
+                    .map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", file.source.display())))?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(file.mode);
+                header.set_uid(u64::from(file.uid));
+                header.set_gid(u64::from(file.gid));
+                header.set_size(source.metadata()?.len());
+                builder.append_data(&mut header, &path, source)?;
+            }
+        }
+    }
+    finish_layer(builder)
+}
+
+/// Rewrites a layer tar that an engine produced, reproducibly: the same entries in the same order
+/// with the same contents, owners, modes, links and extended attributes, compressed with gzip at
+/// the fixed level, and with every modification time set to `mtime` when one is given. A file a
+/// RUN step writes carries the time of the build (or of an earlier build, when the engine's
+/// cache served the step), a copied file the time of the checkout; none of those may reach the
+/// image. Returns the diff ID of the rewritten tar. The input is read once, as a stream.
+pub fn normalise_layer(input: impl Read, mtime: Option<u64>, out: impl Write) -> io::Result<Digest> {
+    let mut builder = layer_builder(out);
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let link = entry.link_name()?.map(|link| link.into_owned());
+        let mut attributes: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(extensions) = entry.pax_extensions()? {
+            for extension in extensions {
+                let extension = extension?;
+                let key = extension.key().map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                if key.starts_with("SCHILY.xattr.") {
+                    attributes.push((key.to_string(), extension.value_bytes().to_vec()));
+                }
+            }
+        }
+        let mut header = entry.header().clone();
+        if let Some(mtime) = mtime {
+            header.set_mtime(mtime);
+        }
+        if !attributes.is_empty() {
+            builder.append_pax_extensions(attributes.iter().map(|(key, value)| (key.as_str(), value.as_slice())))?;
+        }
+        match (kind, link) {
+            (tar::EntryType::Symlink | tar::EntryType::Link, Some(link)) => builder.append_link(&mut header, &path, &link)?,
+            _ => builder.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
+    finish_layer(builder)
+}
+
+/// A tar written through a hash (for the diff ID) into gzip at the fixed level.
+type LayerBuilder<W> = tar::Builder<Hashing<GzEncoder<W>>>;
+
+fn layer_builder<W: Write>(out: W) -> LayerBuilder<W> {
+    tar::Builder::new(Hashing::new(GzEncoder::new(out, Compression::new(GZIP_LEVEL))))
+}
+
+/// Ends the tar and the gzip stream; returns the diff ID.
+fn finish_layer<W: Write>(builder: LayerBuilder<W>) -> io::Result<Digest> {
+    let hashing = builder.into_inner()?;
+    let diff_id = hashing.digest();
+    hashing.inner.finish()?.flush()?;
+    Ok(diff_id)
+}
+
+/// A stream that hashes what passes through it, read or written.
+pub struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+}
+
+impl<T> Hashing<T> {
+    pub fn new(inner: T) -> Hashing<T> {
+        Hashing { inner, hasher: Sha256::new() }
+    }
+
+    /// The digest of everything read or written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hasher.clone().finalize().into())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(layer: &[u8]) -> String {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+        let mut lines = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let header = entry.header();
+            lines.push(format!(
+                "{} {:o} {}:{} mtime={} size={} user={:?}",
+                entry.path().unwrap().display(),
+                header.mode().unwrap(),
+                header.uid().unwrap(),
+                header.gid().unwrap(),
+                header.mtime().unwrap(),
+                header.size().unwrap(),
+                header.username().unwrap().unwrap_or(""),
+            ));
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn layers_are_sorted_owned_by_root_and_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api"), b"binary").unwrap();
+        std::fs::write(dir.path().join("conf"), b"key=value\n").unwrap();
+        let files = vec![
+            LayerFile { path: "/usr/local/bin/api".into(), source: dir.path().join("api"), mode: 0o755, uid: 0, gid: 0 },
+            LayerFile { path: "/etc/api.conf".into(), source: dir.path().join("conf"), mode: 0o644, uid: 10, gid: 20 },
+        ];
+        let mut first = Vec::new();
+        let diff_id = write_layer(&files, 1_700_000_000, &mut first).unwrap();
+        expect_test::expect![[r#"
+            etc/ 755 0:0 mtime=1700000000 size=0 user=""
+            etc/api.conf 644 10:20 mtime=1700000000 size=10 user=""
+            usr/ 755 0:0 mtime=1700000000 size=0 user=""
+            usr/local/ 755 0:0 mtime=1700000000 size=0 user=""
+            usr/local/bin/ 755 0:0 mtime=1700000000 size=0 user=""
+            usr/local/bin/api 755 0:0 mtime=1700000000 size=6 user="""#]]
+        .assert_eq(&listing(&first));
+
+        // Rewriting the sources with new modification times changes nothing.
+        std::fs::write(dir.path().join("api"), b"binary").unwrap();
+        let mut second = Vec::new();
+        let mut reversed = files.clone();
+        reversed.reverse();
+        assert_eq!(write_layer(&reversed, 1_700_000_000, &mut second).unwrap(), diff_id);
+        assert_eq!(first, second);
+
+        let mut uncompressed = Vec::new();
+        io::copy(&mut flate2::read::GzDecoder::new(&first[..]), &mut uncompressed).unwrap();
+        assert_eq!(Digest::of(&uncompressed), diff_id);
+    }
+
+    #[test]
+    fn engine_layers_keep_their_entries_with_the_given_time() {
+        // An engine's layer: a directory and a file written "now", a symlink, a hard link, an
+        // extended attribute and a whiteout, in the engine's order.
+        let mut tar = tar::Builder::new(Vec::new());
+        let entry = |kind: tar::EntryType, mode: u32, mtime: u64, uid: u64| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_mtime(mtime);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_size(0);
+            header
+        };
+        tar.append_data(&mut entry(tar::EntryType::Directory, 0o755, 2_000_000_000, 0), "var/lib/app/", io::empty()).unwrap();
+        let mut file = entry(tar::EntryType::Regular, 0o600, 2_000_000_000, 1000);
+        file.set_size(5);
+        tar.append_pax_extensions([("SCHILY.xattr.user.origin", b"run".as_slice())]).unwrap();
+        tar.append_data(&mut file, "var/lib/app/state", &b"ready"[..]).unwrap();
+        tar.append_link(&mut entry(tar::EntryType::Symlink, 0o777, 1_000, 0), "var/lib/app/current", "state").unwrap();
+        tar.append_link(&mut entry(tar::EntryType::Link, 0o600, 1_000, 1000), "var/lib/app/hard", "var/lib/app/state").unwrap();
+        tar.append_data(&mut entry(tar::EntryType::Regular, 0o644, 1_000, 0), "etc/.wh.motd", io::empty()).unwrap();
+        let long = format!("srv/{}/file", "d".repeat(120));
+        tar.append_data(&mut entry(tar::EntryType::Regular, 0o644, 1_000, 0), &long, io::empty()).unwrap();
+        let original = tar.into_inner().unwrap();
+
+        let mut first = Vec::new();
+        let diff_id = normalise_layer(&original[..], Some(1_700_000_000), &mut first).unwrap();
+        expect_test::expect![[r#"
+            var/lib/app/ 755 0:0 mtime=1700000000 size=0 user=""
+            var/lib/app/state 600 1000:1000 mtime=1700000000 size=5 user=""
+            var/lib/app/current 777 0:0 mtime=1700000000 size=0 user=""
+            var/lib/app/hard 600 1000:1000 mtime=1700000000 size=0 user=""
+            etc/.wh.motd 644 0:0 mtime=1700000000 size=0 user=""
+            srv/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd/file 644 0:0 mtime=1700000000 size=0 user="""#]]
+        .assert_eq(&listing(&first));
+
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&first[..]));
+        let mut entries = archive.entries().unwrap();
+        let _ = entries.next();
+        let mut state = entries.next().unwrap().unwrap();
+        let attribute = state.pax_extensions().unwrap().unwrap().next().unwrap().unwrap();
+        assert_eq!((attribute.key().unwrap(), attribute.value_bytes()), ("SCHILY.xattr.user.origin", &b"run"[..]));
+        let mut contents = String::new();
+        state.read_to_string(&mut contents).unwrap();
+        assert_eq!(contents, "ready");
+        let links: Vec<_> = entries.map(|e| e.unwrap().link_name().unwrap().map(|l| l.display().to_string())).collect();
+        assert_eq!(links[..2], [Some("state".to_string()), Some("var/lib/app/state".to_string())]);
+
+        // Without a time, a base image's layer keeps its times and so its diff ID.
+        let mut kept = Vec::new();
+        let mut uncompressed = Vec::new();
+        normalise_layer(&original[..], None, &mut kept).unwrap();
+        io::copy(&mut flate2::read::GzDecoder::new(&kept[..]), &mut uncompressed).unwrap();
+        assert_eq!(uncompressed, original);
+
+        // The same input gives the same bytes, and the diff ID is that of the rewritten tar.
+        let mut second = Vec::new();
+        assert_eq!(normalise_layer(&original[..], Some(1_700_000_000), &mut second).unwrap(), diff_id);
+        assert_eq!(first, second);
+        uncompressed.clear();
+        io::copy(&mut flate2::read::GzDecoder::new(&first[..]), &mut uncompressed).unwrap();
+        assert_eq!(Digest::of(&uncompressed), diff_id);
+    }
+}

@@ -1,0 +1,320 @@
+//! OCI image layouts on disk (`oci-layout`, `index.json`, `blobs/sha256/`). No network here.
+//! Every blob write is verified against its digest, and every blob read for parsing is too, so a
+//! corrupt layout fails loudly instead of being pushed.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::image::oci::{self, Descriptor, Digest, ImageIndex};
+
+const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Beside `index.json`: blobs the layout references but does not hold, and where they are.
+const FOREIGN_BLOBS_FILE: &str = "xtask-foreign-blobs.json";
+
+/// A blob whose bytes do not hash to the digest that names it.
+#[derive(Debug)]
+pub struct DigestMismatch {
+    pub expected: Digest,
+    pub found: Digest,
+}
+
+impl std::fmt::Display for DigestMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "digest mismatch: expected {}, found {}", self.expected, self.found)
+    }
+}
+
+impl std::error::Error for DigestMismatch {}
+
+#[derive(Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout at `root`, creating an empty one if the directory holds none.
+    pub fn create(root: &Path) -> Result<Layout> {
+        let blobs = root.join("blobs/sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create the image layout {}", root.display()))?;
+        if !root.join("oci-layout").exists() {
+            fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)?;
+        }
+        let layout = Layout { root: root.to_path_buf() };
+        if !root.join("index.json").exists() {
+            layout.write_index(&ImageIndex::new(Vec::new(), Default::default()))?;
+        }
+        Ok(layout)
+    }
+
+    pub fn open(root: &Path) -> Result<Layout> {
+        if !root.join("oci-layout").is_file() || !root.join("index.json").is_file() {
+            bail!(
+                "{} is not an OCI image layout (it has no oci-layout and index.json): build one with `cargo xtask build`",
+                root.display()
+            );
+        }
+        Ok(Layout { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Stores `bytes` as a blob and describes it.
+    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
+        let descriptor = Descriptor::new(media_type, bytes);
+        if !self.has_blob(&descriptor.digest) {
+            let mut writer = self.blob_writer()?;
+            writer.write_all(bytes)?;
+            writer.finish(Some(&descriptor.digest))?;
+        }
+        Ok(descriptor)
+    }
+
+    /// A writer that hashes what it is given into a temporary file, which `finish` names by its
+    /// digest; so a blob appears under its name only once complete and verified.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let dir = self.root.join("blobs/sha256");
+        let temp = dir.join(format!(".partial-{}-{}", std::process::id(), unique()));
+        let file = File::create(&temp).with_context(|| format!("cannot write in {}", dir.display()))?;
+        Ok(BlobWriter { file, temp, dir, hasher: Sha256::new(), size: 0 })
+    }
+
+    /// Reads a small blob (a manifest, index or config), checking its size and digest.
+    pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let path = self.blob_path(&descriptor.digest);
+        let bytes = fs::read(&path).with_context(|| format!("blob {} is missing from {}", descriptor.digest, self.root.display()))?;
+        if bytes.len() as u64 != descriptor.size {
+            bail!(
+                "blob {} in {} has {} bytes where its descriptor says {}",
+                descriptor.digest,
+                self.root.display(),
+                bytes.len(),
+                descriptor.size
+            );
+        }
+        let found = Digest::of(&bytes);
+        if found != descriptor.digest {
+            return Err(DigestMismatch { expected: descriptor.digest.clone(), found })
+                .with_context(|| format!("blob in {} is corrupt", self.root.display()));
+        }
+        Ok(bytes)
+    }
+
+    pub fn index(&self) -> Result<ImageIndex> {
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid OCI index", path.display()))
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let temp = self.root.join(format!(".index.json.{}-{}", std::process::id(), unique()));
+        fs::write(&temp, serde_json::to_vec_pretty(index)?)?;
+        fs::rename(&temp, self.root.join("index.json"))?;
+        Ok(())
+    }
+
+    /// The entry of `index.json` named `name` (its `org.opencontainers.image.ref.name`), or the
+    /// only entry when no name is given.
+    pub fn resolve(&self, name: Option<&str>) -> Result<Descriptor> {
+        if let Some(found) = self.find(name)? {
+            return Ok(found);
+        }
+        let index = self.index()?;
+        let names: Vec<&str> =
+            index.manifests.iter().filter_map(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str)).collect();
+        match name {
+            None => bail!(
+                "{} holds {} images ({}): name one as {}:NAME",
+                self.root.display(),
+                index.manifests.len(),
+                names.join(", "),
+                self.root.display()
+            ),
+            Some(name) => bail!(
+                "{} has no image named `{name}`; it has: {}",
+                self.root.display(),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ),
+        }
+    }
+
+    /// Like `resolve`, but `None` when no entry matches.
+    pub fn find(&self, name: Option<&str>) -> Result<Option<Descriptor>> {
+        let index = self.index()?;
+        let found = match name {
+            Some(name) => index.manifests.iter().find(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) == Some(name)),
+            None if index.manifests.len() == 1 => index.manifests.first(),
+            None => None,
+        };
+        Ok(found.map(|found| {
+            let mut descriptor = found.clone();
+            descriptor.annotations.remove(oci::ANNOTATION_REF_NAME);
+            descriptor
+        }))
+    }
+
+    /// Points `name` at `descriptor`, replacing what it pointed at. The caller must have stored
+    /// everything the descriptor references first.
+    pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
+        let mut index = self.index()?;
+        index.manifests.retain(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) != Some(name));
+        let mut entry = descriptor.clone();
+        entry.annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), name.to_string());
+        index.manifests.push(entry);
+        self.write_index(&index)
+    }
+
+    /// Removes every name of the image `digest` from the index. Its blobs stay: other images
+    /// may share them, and an unnamed blob harms nothing.
+    pub fn untag_digest(&self, digest: &Digest) -> Result<()> {
+        let mut index = self.index()?;
+        index.manifests.retain(|entry| &entry.digest != digest);
+        self.write_index(&index)
+    }
+
+    /// Records that `digest` is not stored here but in the repository `source` (`host/path`),
+    /// as the layers of a base image are: they are mounted or fetched only when pushed.
+    pub fn record_foreign(&self, digest: &Digest, source: &str) -> Result<()> {
+        let mut foreign = self.foreign_blobs()?;
+        if foreign.get(digest.as_str()).map(String::as_str) != Some(source) {
+            foreign.insert(digest.to_string(), source.to_string());
+            fs::write(self.root.join(FOREIGN_BLOBS_FILE), serde_json::to_vec_pretty(&foreign)?)?;
+        }
+        Ok(())
+    }
+
+    /// The repository a blob that is not stored here can be had from.
+    pub fn foreign_source(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self.foreign_blobs()?.remove(digest.as_str()))
+    }
+
+    fn foreign_blobs(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        match fs::read(self.root.join(FOREIGN_BLOBS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt: rebuild the image", self.root.join(FOREIGN_BLOBS_FILE).display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Copies a blob from another layout, verifying it on the way. Returns whether bytes moved.
+    pub fn copy_blob_from(&self, source: &Layout, descriptor: &Descriptor) -> Result<bool> {
+        if self.has_blob(&descriptor.digest) {
+            return Ok(false);
+        }
+        let mut input = File::open(source.blob_path(&descriptor.digest))
+            .with_context(|| format!("blob {} is missing from {}", descriptor.digest, source.root.display()))?;
+        let mut writer = self.blob_writer()?;
+        let size = io::copy(&mut input, &mut writer)?;
+        if size != descriptor.size {
+            bail!("blob {} in {} has {size} bytes where its descriptor says {}", descriptor.digest, source.root.display(), descriptor.size);
+        }
+        writer.finish(Some(&descriptor.digest))?;
+        Ok(true)
+    }
+}
+
+pub struct BlobWriter {
+    file: File,
+    temp: PathBuf,
+    dir: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Names the blob by its digest, after checking it against `expected` when one is known.
+    pub fn finish(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        self.file.flush()?;
+        let found = Digest::from_sha256(self.hasher.finalize_reset().into());
+        if let Some(expected) = expected {
+            if *expected != found {
+                let _ = fs::remove_file(&self.temp);
+                return Err(DigestMismatch { expected: expected.clone(), found }.into());
+            }
+        }
+        fs::rename(&self.temp, self.dir.join(found.hex()))?;
+        Ok((found, self.size))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // After a successful finish the temporary file is gone and this does nothing.
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_verified_on_write_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let descriptor = layout.write_blob(oci::MEDIA_TYPE_CONFIG, b"{}").unwrap();
+        assert_eq!(layout.read_blob(&descriptor).unwrap(), b"{}");
+
+        let mut writer = layout.blob_writer().unwrap();
+        writer.write_all(b"abc").unwrap();
+        let err = writer.finish(Some(&Digest::of(b"abd"))).unwrap_err();
+        assert!(err.downcast_ref::<DigestMismatch>().is_some(), "{err}");
+        assert!(!layout.has_blob(&Digest::of(b"abc")));
+
+        fs::write(layout.blob_path(&descriptor.digest), b"[]").unwrap();
+        let err = layout.read_blob(&descriptor).unwrap_err();
+        assert!(err.downcast_ref::<DigestMismatch>().is_some(), "{err:#}");
+    }
+
+    #[test]
+    fn tags_replace_and_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let first = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, b"1").unwrap();
+        let second = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, b"2").unwrap();
+        layout.tag("app-latest", &first).unwrap();
+        assert_eq!(layout.resolve(None).unwrap(), first);
+        layout.tag("app-abc", &second).unwrap();
+        layout.tag("app-latest", &second).unwrap();
+        assert_eq!(layout.resolve(Some("app-latest")).unwrap(), second);
+        assert_eq!(layout.index().unwrap().manifests.len(), 2);
+        let err = layout.resolve(Some("nope")).unwrap_err().to_string();
+        assert!(err.ends_with("has no image named `nope`; it has: app-abc, app-latest"), "{err}");
+        let err = layout.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("holds 2 images (app-abc, app-latest): name one as"), "{err}");
+    }
+}

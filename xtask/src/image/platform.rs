@@ -1,0 +1,85 @@
+//! Image platforms (`linux/amd64`, `linux/arm64/v8`) and the Docker build arguments they imply.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+
+use crate::image::oci;
+
+/// The architectures an OCI image index may name for Linux, as Go spells them.
+const KNOWN_ARCHITECTURES: &[&str] = &["amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64"];
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(text: &str) -> Result<Platform> {
+        let parts: Vec<&str> = text.trim().split('/').collect();
+        let (os, architecture, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some(variant.to_string())),
+            _ => bail!("unknown platform `{text}`: write it as os/architecture[/variant], for instance linux/amd64 or linux/arm64"),
+        };
+        if os != "linux" {
+            bail!("unknown platform `{text}`: only linux images are built; use linux/amd64 or linux/arm64");
+        }
+        if !KNOWN_ARCHITECTURES.contains(&architecture) {
+            bail!("unknown platform `{text}`: the architecture must be one of {}", KNOWN_ARCHITECTURES.join(", "));
+        }
+        Ok(Platform { os: os.to_string(), architecture: architecture.to_string(), variant })
+    }
+
+    /// The value of the automatic build arguments `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH` and
+    /// `TARGETVARIANT` that Docker defines for a platform.
+    pub fn build_args(&self) -> Vec<(String, String)> {
+        vec![
+            ("TARGETPLATFORM".into(), self.to_string()),
+            ("TARGETOS".into(), self.os.clone()),
+            ("TARGETARCH".into(), self.architecture.clone()),
+            ("TARGETVARIANT".into(), self.variant.clone().unwrap_or_default()),
+        ]
+    }
+
+    pub fn to_oci(&self) -> oci::Platform {
+        oci::Platform { architecture: self.architecture.clone(), os: self.os.clone(), variant: self.variant.clone() }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: &str) {
+        let actual = match Platform::parse(input) {
+            Ok(platform) => platform.to_string(),
+            Err(err) => format!("error: {err}"),
+        };
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn parsing() {
+        check("linux/amd64", "linux/amd64");
+        check(" linux/arm64/v8", "linux/arm64/v8");
+        check(
+            "linux/x86_64",
+            "error: unknown platform `linux/x86_64`: the architecture must be one of amd64, arm64, arm, 386, ppc64le, s390x, riscv64",
+        );
+        check("windows/amd64", "error: unknown platform `windows/amd64`: only linux images are built; use linux/amd64 or linux/arm64");
+        check("amd64", "error: unknown platform `amd64`: write it as os/architecture[/variant], for instance linux/amd64 or linux/arm64");
+    }
+}

@@ -1,0 +1,110 @@
+//! The images of each app in a repository, newest first: digest, tags, creation time and
+//! revision (from the index's annotations), platforms and size. Read through the registry API
+//! (tag list, manifests), so it works on any registry, and from a layout alike.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::image::oci::{Digest, ImageIndex, ImageManifest};
+use crate::repository::store::Store;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Image {
+    pub digest: Digest,
+    pub tags: Vec<String>,
+    pub created: Option<String>,
+    pub revision: Option<String>,
+    pub platforms: Vec<String>,
+    /// Bytes of every config and layer of every platform, each blob counted once.
+    pub size: u64,
+}
+
+/// Which app a tag belongs to: the longest app name that, followed by `-`, starts the tag (so
+/// `hello-api-1` belongs to `hello-api`, not to an app called `hello`).
+pub fn app_of<'a>(tag: &str, apps: &'a [String]) -> Option<&'a str> {
+    apps.iter()
+        .filter(|app| tag.strip_prefix(app.as_str()).is_some_and(|rest| rest.starts_with('-')))
+        .max_by_key(|app| app.len())
+        .map(String::as_str)
+}
+
+/// The images of each of the `wanted` apps in `store`, newest first, found through the
+/// tags of the repository (`apps` are all of the workspace's, to tell whose a tag is).
+pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
+    let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
+    for tag in store.tags().await.with_context(|| format!("cannot list the tags of {store}"))? {
+        let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
+        let Some(bytes) = store.find_manifest(&tag).await? else { continue };
+        let digest = Digest::of(&bytes);
+        let images = by_app.entry(app.to_string()).or_default();
+        if let Some(image) = images.get_mut(&digest) {
+            image.tags.push(tag);
+            continue;
+        }
+        let image = describe(store, digest.clone(), &bytes, tag).await?;
+        images.insert(digest, image);
+    }
+    let mut listing: BTreeMap<String, Vec<Image>> = BTreeMap::new();
+    for app in wanted {
+        let mut images: Vec<Image> = by_app.remove(app).unwrap_or_default().into_values().collect();
+        images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.digest.cmp(&b.digest)));
+        for image in &mut images {
+            image.tags.sort();
+        }
+        listing.insert(app.clone(), images);
+    }
+    Ok(listing)
+}
+
+/// Reads an index (or a single manifest) and its platform manifests for the listing.
+async fn describe(store: &Store, digest: Digest, bytes: &[u8], tag: String) -> Result<Image> {
+    let annotations = crate::image::oci::annotations_of(bytes).unwrap_or_default();
+    let mut image = Image {
+        digest,
+        tags: vec![tag],
+        created: annotations.get("org.opencontainers.image.created").cloned(),
+        revision: annotations.get("org.opencontainers.image.revision").cloned(),
+        platforms: Vec::new(),
+        size: 0,
+    };
+    let manifests: Vec<Vec<u8>> = match serde_json::from_slice::<ImageIndex>(bytes) {
+        Ok(index) => {
+            let mut manifests = Vec::new();
+            for entry in index.manifests {
+                if let Some(platform) = &entry.platform {
+                    image.platforms.push(format!("{}/{}", platform.os, platform.architecture));
+                }
+                manifests.extend(store.find_manifest(entry.digest.as_str()).await?);
+            }
+            manifests
+        }
+        Err(_) => vec![bytes.to_vec()],
+    };
+    let mut blobs = BTreeMap::new();
+    for manifest in manifests {
+        let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&manifest) else { continue };
+        for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+            blobs.insert(blob.digest, blob.size);
+        }
+    }
+    image.size = blobs.values().sum();
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_belong_to_the_longest_matching_app() {
+        let apps = vec!["hello".to_string(), "hello-api".to_string(), "worker".to_string()];
+        let owners: Vec<Option<&str>> =
+            ["hello-api-latest", "hello-1234", "hello-api-v1.0.0", "worker-latest", "workers-latest", "other-latest", "hello"]
+                .iter()
+                .map(|tag| app_of(tag, &apps))
+                .collect();
+        assert_eq!(owners, [Some("hello-api"), Some("hello"), Some("hello-api"), Some("worker"), None, None, None]);
+    }
+}

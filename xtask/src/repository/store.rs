@@ -1,0 +1,149 @@
+//! One interface over the two kinds of repository, a registry's (through `Registry`, one client
+//! per registry host for the whole run) and a local OCI image layout: reading manifests and tags,
+//! and moving a tag to an image the repository already holds. Commands that only read or retag
+//! use this; the push engine builds on the same clients.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+use crate::image::layout::Layout;
+use crate::image::oci::{self, Digest};
+use crate::image::reference::Repository;
+use crate::repository::registry::{Registry, TrustedRoots};
+
+/// The registry clients of one run, one per host, sharing the CA certificates trusted besides
+/// the system's.
+pub struct Registries {
+    clients: Mutex<HashMap<String, Arc<Registry>>>,
+    roots: TrustedRoots,
+}
+
+impl Registries {
+    pub fn new(ca_file: Option<&std::path::Path>) -> Result<Registries> {
+        Ok(Registries { clients: Mutex::new(HashMap::new()), roots: TrustedRoots::load(ca_file)? })
+    }
+
+    /// For commands without transfer flags: the CA file comes from XTASK_CA_FILE.
+    pub fn for_reading() -> Result<Registries> {
+        Registries::new(std::env::var_os("XTASK_CA_FILE").map(PathBuf::from).as_deref())
+    }
+
+    pub fn client(&self, host: &str) -> Result<Arc<Registry>> {
+        let mut clients = self.clients.lock().expect("not poisoned");
+        if let Some(registry) = clients.get(host) {
+            return Ok(registry.clone());
+        }
+        let registry = Arc::new(Registry::new(host, &self.roots)?);
+        clients.insert(host.to_string(), registry.clone());
+        Ok(registry)
+    }
+
+    pub fn open(&self, repository: &Repository) -> Result<Store> {
+        Ok(match repository {
+            Repository::Layout { dir } => Store::Layout { dir: dir.clone() },
+            Repository::Registry { host, path } => Store::Registry { registry: self.client(host)?, path: path.clone() },
+        })
+    }
+}
+
+/// A repository opened for reading and retagging.
+pub enum Store {
+    /// A layout that may not exist yet: it then holds nothing.
+    Layout {
+        dir: PathBuf,
+    },
+    Registry {
+        registry: Arc<Registry>,
+        path: String,
+    },
+}
+
+/// What `retag` did.
+pub enum Retagged {
+    Moved(Digest),
+    /// The tag already named the image.
+    Unchanged,
+}
+
+impl Store {
+    /// The bytes of the index or manifest `reference` (a tag or digest) names, or `None` when it
+    /// names nothing.
+    pub async fn find_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::Layout { dir } => {
+                if !dir.join("index.json").exists() {
+                    return Ok(None);
+                }
+                let layout = Layout::open(dir)?;
+                let digest = match reference.parse::<Digest>() {
+                    Ok(digest) => layout.has_blob(&digest).then_some(digest),
+                    Err(_) => layout.find(Some(reference))?.map(|descriptor| descriptor.digest),
+                };
+                match digest {
+                    Some(digest) => Ok(Some(std::fs::read(layout.blob_path(&digest))?)),
+                    None => Ok(None),
+                }
+            }
+            Store::Registry { registry, path } => Ok(registry.find_manifest(path, reference).await?.map(|(_, bytes)| bytes)),
+        }
+    }
+
+    /// The annotations of the index or manifest tagged `tag`, or `None` when the tag is missing.
+    pub async fn find_annotations(&self, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let Some(bytes) = self.find_manifest(tag).await? else { return Ok(None) };
+        let annotations = oci::annotations_of(&bytes).with_context(|| format!("{self}:{tag} is not an OCI index or manifest"))?;
+        Ok(Some(annotations))
+    }
+
+    /// Every tag (of a layout: its named entries).
+    pub async fn tags(&self) -> Result<Vec<String>> {
+        match self {
+            Store::Layout { dir } if !dir.join("index.json").exists() => Ok(Vec::new()),
+            Store::Layout { dir } => Ok(Layout::open(dir)?
+                .index()?
+                .manifests
+                .iter()
+                .filter_map(|entry| entry.annotations.get(oci::ANNOTATION_REF_NAME).cloned())
+                .collect()),
+            Store::Registry { registry, path } => registry.tags(path).await,
+        }
+    }
+
+    /// Points `tag` at the image `source` (a tag) names, with one manifest write and no blob
+    /// moved. `None` when `source` names nothing.
+    pub async fn retag(&self, source: &str, tag: &str) -> Result<Option<Retagged>> {
+        match self {
+            Store::Registry { registry, path } => {
+                let Some((media_type, bytes)) = registry.find_manifest(path, source).await? else { return Ok(None) };
+                let digest = Digest::of(&bytes);
+                if registry.manifest_digest(path, tag).await?.as_ref() == Some(&digest) {
+                    return Ok(Some(Retagged::Unchanged));
+                }
+                registry.put_manifest(path, tag, &media_type, &bytes).await.with_context(|| format!("cannot move {tag}"))?;
+                Ok(Some(Retagged::Moved(digest)))
+            }
+            Store::Layout { dir } => {
+                let layout = Layout::open(dir)?;
+                let Some(descriptor) = layout.find(Some(source))? else { return Ok(None) };
+                if layout.find(Some(tag))?.is_some_and(|current| current.digest == descriptor.digest) {
+                    return Ok(Some(Retagged::Unchanged));
+                }
+                layout.tag(tag, &descriptor)?;
+                Ok(Some(Retagged::Moved(descriptor.digest)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Store {
+    /// As the repository it was opened from is written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Layout { dir } => write!(f, "oci:{}", dir.display()),
+            Store::Registry { registry, path } => write!(f, "{}/{path}", registry.host()),
+        }
+    }
+}

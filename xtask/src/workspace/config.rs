@@ -1,0 +1,273 @@
+//! Release settings: `[workspace.metadata.xtask]`, overridden by `XTASK_*` environment variables,
+//! overridden by flags. Resolution is a pure function so every precedence rule is unit-tested.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::image::platform::Platform;
+use crate::image::reference::Repository;
+
+/// Where `release` writes when no repository is configured: a local OCI image layout, so that a
+/// first run works on a machine without any registry.
+pub const DEFAULT_REPOSITORY: &str = "oci:target/registry";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    platforms: Vec<String>,
+    #[serde(default)]
+    targets: BTreeMap<String, String>,
+    #[serde(default)]
+    rules: Vec<PathRule>,
+    #[serde(default)]
+    ecr: EcrSettings,
+    #[serde(default)]
+    environments: BTreeMap<String, String>,
+}
+
+/// `[workspace.metadata.xtask.ecr]`: how `cargo xtask ecr setup` shapes the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EcrSettings {
+    pub scan_on_push: bool,
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION.
+    pub tag_mutability: String,
+    /// The wildcard filters of the `_WITH_EXCLUSION` modes: tags that stay movable (or fixed).
+    pub exclusions: Vec<String>,
+    /// AES256, or KMS with `kms-key`.
+    pub encryption: String,
+    pub kms_key: Option<String>,
+    /// Images kept per app (`<app>-` tag prefix) by the lifecycle policy.
+    pub keep_images: u32,
+    /// Days after which untagged images expire.
+    pub expire_untagged_days: u32,
+    /// The scan gate of `release`: the most CRITICAL and HIGH findings an image may have.
+    pub max_critical: Option<u32>,
+    pub max_high: Option<u32>,
+    /// How long the scan gate waits for a scan.
+    pub scan_timeout_seconds: u64,
+}
+
+impl Default for EcrSettings {
+    /// Immutable `<app>-<sha>` tags with a movable `*-latest`, scanned on push.
+    fn default() -> EcrSettings {
+        EcrSettings {
+            scan_on_push: true,
+            tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+            exclusions: vec!["*-latest".into()],
+            encryption: "AES256".into(),
+            kms_key: None,
+            keep_images: 30,
+            expire_untagged_days: 7,
+            max_critical: None,
+            max_high: None,
+            scan_timeout_seconds: 600,
+        }
+    }
+}
+
+/// A user's change rule, `[[workspace.metadata.xtask.rules]]`: changed paths matching `paths`
+/// select the named apps, every app (`apps = "all"`), or nothing (`ignore = true`). Rules are
+/// tried in order before the built-in ones, and the first match decides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathRule {
+    pub paths: String,
+    #[serde(default)]
+    pub apps: Option<RuleApps>,
+    #[serde(default)]
+    pub ignore: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RuleApps {
+    /// Only `"all"` is accepted here; `resolve` checks it.
+    All(String),
+    Named(Vec<String>),
+}
+#[derive(Debug)]
+pub struct Config {
+    pub repository: Repository,
+    pub platforms: Vec<Platform>,
+    /// The Rust target triple each platform's binaries are compiled for.
+    pub targets: BTreeMap<Platform, String>,
+    pub rules: Vec<PathRule>,
+    pub ecr: EcrSettings,
+    /// `[workspace.metadata.xtask.environments]`: names such as `staging` for repositories.
+    pub environments: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Makes a relative layout repository relative to the workspace root, wherever the command
+    /// runs.
+    pub fn rooted_at(mut self, root: &std::path::Path) -> Config {
+        if let Repository::Layout { dir } = &self.repository {
+            self.repository = Repository::Layout { dir: root.join(dir) };
+        }
+        self
+    }
+}
+
+/// What the user said outside the manifest.
+#[derive(Default)]
+pub struct Overrides<'a> {
+    pub repository: Option<&'a str>,
+    pub platforms: &'a [String],
+}
+
+pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
+    let metadata: Metadata = match workspace_metadata.get("xtask") {
+        Some(value) => serde_json::from_value(value.clone()).context(
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments)",
+        )?,
+        None => Metadata::default(),
+    };
+    let env_repository = env("XTASK_REPOSITORY").filter(|value| !value.is_empty());
+    let repository = overrides
+        .repository
+        .map(str::to_string)
+        .or(env_repository)
+        .or(Some(metadata.repository).filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
+    let repository = Repository::parse(&repository)?;
+
+    let platform_texts: Vec<String> = if !overrides.platforms.is_empty() {
+        overrides.platforms.to_vec()
+    } else if let Some(value) = env("XTASK_PLATFORMS").filter(|value| !value.is_empty()) {
+        value.split(',').map(str::to_string).collect()
+    } else if !metadata.platforms.is_empty() {
+        metadata.platforms
+    } else {
+        vec!["linux/amd64".into(), "linux/arm64".into()]
+    };
+    let mut platforms = Vec::new();
+    for text in &platform_texts {
+        let platform = Platform::parse(text)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (platform, triple) in metadata.targets {
+        targets.insert(Platform::parse(&platform).context("in [workspace.metadata.xtask.targets]")?, triple);
+    }
+    for platform in &platforms {
+        if !targets.contains_key(platform) {
+            match default_target(platform) {
+                Some(triple) => targets.insert(platform.clone(), triple.to_string()),
+                None => bail!(
+                    "no Rust target is known for platform {platform}: add `\"{platform}\" = \"<target triple>\"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"
+                ),
+            };
+        }
+    }
+    for rule in &metadata.rules {
+        match (&rule.apps, rule.ignore) {
+            (Some(RuleApps::All(all)), false) if all == "all" => {}
+            (Some(RuleApps::Named(_)), false) | (None, true) => {}
+            _ => bail!(
+                "invalid rule for `{}` in [[workspace.metadata.xtask.rules]]: give either apps = [\"app\", ...], apps = \"all\" or ignore = true",
+                rule.paths
+            ),
+        }
+    }
+    Ok(Config { repository, platforms, targets, rules: metadata.rules, ecr: metadata.ecr, environments: metadata.environments })
+}
+
+fn default_target(platform: &Platform) -> Option<&'static str> {
+    Some(match (platform.architecture.as_str(), platform.variant.as_deref()) {
+        ("amd64", None) => "x86_64-unknown-linux-musl",
+        ("arm64", None | Some("v8")) => "aarch64-unknown-linux-musl",
+        ("arm", Some("v7")) => "armv7-unknown-linux-musleabihf",
+        ("riscv64", None) => "riscv64gc-unknown-linux-musl",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(metadata: serde_json::Value, env: &[(&str, &str)], overrides: Overrides<'_>, expected: expect_test::Expect) {
+        let env_lookup = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
+        let actual = match resolve(&metadata, &env_lookup, overrides) {
+            Ok(config) => {
+                let platforms: Vec<String> = config.platforms.iter().map(|p| p.to_string()).collect();
+                let targets: Vec<String> = config.targets.iter().map(|(p, t)| format!("{p}={t}")).collect();
+                format!("repository: {}\nplatforms: {}\ntargets: {}", config.repository, platforms.join(","), targets.join(","))
+            }
+            Err(err) => format!("error: {err:#}"),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn defaults_without_metadata() {
+        check(
+            serde_json::json!(null),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: oci:target/registry
+                platforms: linux/amd64,linux/arm64
+                targets: linux/amd64=x86_64-unknown-linux-musl,linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_manifest() {
+        let metadata = serde_json::json!({"xtask": {"repository": "registry.example/acme/prod", "platforms": ["linux/amd64"]}});
+        check(
+            metadata.clone(),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: registry.example/acme/prod
+                platforms: linux/amd64
+                targets: linux/amd64=x86_64-unknown-linux-musl"#]],
+        );
+        check(
+            metadata.clone(),
+            &[("XTASK_REPOSITORY", "127.0.0.1:5000/acme/dev"), ("XTASK_PLATFORMS", "linux/arm64")],
+            Overrides::default(),
+            expect_test::expect![[r#"
+                repository: 127.0.0.1:5000/acme/dev
+                platforms: linux/arm64
+                targets: linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+        check(
+            metadata,
+            &[("XTASK_REPOSITORY", "127.0.0.1:5000/acme/dev")],
+            Overrides { repository: Some("oci:out"), platforms: &["linux/arm64".into(), "linux/amd64".into()] },
+            expect_test::expect![[r#"
+                repository: oci:out
+                platforms: linux/arm64,linux/amd64
+                targets: linux/amd64=x86_64-unknown-linux-musl,linux/arm64=aarch64-unknown-linux-musl"#]],
+        );
+    }
+
+    #[test]
+    fn bad_settings() {
+        check(
+            serde_json::json!({"xtask": {"repo": "x"}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`"],
+        );
+        check(
+            serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[
+                r#"error: no Rust target is known for platform linux/s390x: add `"linux/s390x" = "<target triple>"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"#
+            ]],
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! The git facts a release needs, each one `git` call through xshell.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+pub struct Git<'a> {
+    sh: &'a Shell,
+}
+
+impl<'a> Git<'a> {
+    /// Fails unless `dir` is inside a git work tree, because tags name commits.
+    pub fn open(sh: &'a Shell, dir: &Path) -> Result<Git<'a>> {
+        let inside = cmd!(sh, "git -C {dir} rev-parse --is-inside-work-tree").quiet().ignore_stderr().read();
+        if !inside.is_ok_and(|out| out.trim() == "true") {
+            bail!(
+                "{} is not a git repository: images are tagged with the commit they were built from, so run the xtask in a git checkout (for a new workspace: git init && git add -A && git commit -m initial)",
+                dir.display()
+            );
+        }
+        Ok(Git { sh })
+    }
+
+    /// The full 40-character sha of `rev`.
+    pub fn rev_parse(&self, rev: &str) -> Result<String> {
+        let sh = self.sh;
+        let spec = format!("{rev}^{{commit}}");
+        cmd!(sh, "git rev-parse --verify --quiet {spec}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|sha| !sha.is_empty())
+            .with_context(|| {
+                if self.is_shallow() {
+                    format!("commit `{rev}` is not in this clone, which is shallow: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --all")
+                } else if rev == "HEAD" {
+                    "this repository has no commit yet: commit the workspace first (git add -A && git commit)".to_string()
+                } else {
+                    format!("unknown git revision `{rev}`: name a branch, tag or commit that exists in this clone")
+                }
+            })
+    }
+
+    pub fn is_shallow(&self) -> bool {
+        let sh = self.sh;
+        cmd!(sh, "git rev-parse --is-shallow-repository").quiet().ignore_stderr().read().is_ok_and(|out| out.trim() == "true")
+    }
+
+    /// The first parent of `sha`, or `None` for a root commit.
+    pub fn parent(&self, sha: &str) -> Option<String> {
+        let sh = self.sh;
+        let spec = format!("{sha}^1");
+        cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty())
+    }
+
+    /// The branch changes are compared with when no base is given: `origin/HEAD` or `main`.
+    pub fn default_branch(&self) -> Option<String> {
+        ["origin/HEAD", "main", "master"].into_iter().find(|rev| self.rev_parse(rev).is_ok()).map(str::to_string)
+    }
+
+    pub fn merge_base(&self, a: &str, b: &str) -> Result<String> {
+        let sh = self.sh;
+        cmd!(sh, "git merge-base {a} {b}").quiet().read().with_context(|| format!("{a} and {b} share no history: pass --base"))
+    }
+
+    /// Paths changed between two commits. With `--no-renames` a rename counts as a deletion of
+    /// the old path and an addition of the new one, so both sides select their apps.
+    pub fn changed_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git diff --no-renames --name-only -z {base} {head}").quiet().read()?;
+        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Paths deleted between two commits.
+    pub fn deleted_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git diff --no-renames --name-only --diff-filter=D -z {base} {head}").quiet().read()?;
+        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Paths of the work tree that differ from `base`: tracked changes and untracked files.
+    pub fn uncommitted_paths(&self, base: &str) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let tracked = cmd!(sh, "git diff --no-renames --name-only -z {base}").quiet().read()?;
+        let untracked = cmd!(sh, "git ls-files --others --exclude-standard -z").quiet().read()?;
+        let mut paths: Vec<String> =
+            tracked.split('\0').chain(untracked.split('\0')).filter(|p| !p.is_empty()).map(str::to_string).collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// The contents of `path` at `rev`, or `None` if it did not exist there.
+    pub fn show(&self, rev: &str, path: &str) -> Option<String> {
+        let sh = self.sh;
+        let spec = format!("{rev}:{path}");
+        cmd!(sh, "git show {spec}").quiet().ignore_stderr().read().ok()
+    }
+
+    /// Writes the files of `rev` that `keep` accepts into `dir` (emptied first), without
+    /// touching the work tree or the index: a partial checkout for reading an old tree with cargo.
+    /// The blobs come from one `git cat-file --batch`; git trees hold no `..` components, so
+    /// every path lands inside `dir`.
+    pub fn export(&self, rev: &str, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<ExportedTree> {
+        let sh = self.sh;
+        let files: Vec<TreeFile> = self.tree_files(rev)?.into_iter().filter(|file| keep(&file.path)).collect();
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let exported = ExportedTree { dir: dir.to_path_buf() };
+        let request: String = files.iter().map(|file| format!("{}\n", file.object)).collect();
+        let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
+        let mut rest = output.stdout.as_slice();
+        for file in &files {
+            // Each answer is `<object> <type> <size>\n<contents>\n`.
+            let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
+            let header = std::str::from_utf8(&rest[..header_end])?;
+            let size: usize =
+                header.rsplit(' ').next().and_then(|size| size.parse().ok()).with_context(|| format!("git cat-file printed `{header}`"))?;
+            let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
+            let path = dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+            rest = &rest[(header_end + 2 + size).min(rest.len())..];
+        }
+        Ok(exported)
+    }
+
+    /// The paths `git status` reports: changed, staged and untracked files of the work tree.
+    pub fn dirty_paths(&self) -> Result<Vec<String>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git status --porcelain -z --no-renames").quiet().read()?;
+        // Each entry is `XY <path>`.
+        Ok(output.split('\0').filter(|entry| entry.len() > 3).map(|entry| entry[3..].to_string()).collect())
+    }
+
+    /// Whether tracked or untracked, not ignored, files differ from HEAD.
+    pub fn is_dirty(&self) -> Result<bool> {
+        Ok(!self.dirty_paths()?.is_empty())
+    }
+
+    /// The committer time of `sha` in seconds since the epoch: the default `SOURCE_DATE_EPOCH`.
+    pub fn commit_time(&self, sha: &str) -> Result<u64> {
+        let sh = self.sh;
+        let text = cmd!(sh, "git show -s --format=%ct {sha}").quiet().read()?;
+        text.trim().parse().with_context(|| format!("git printed an unexpected commit time `{text}`"))
+    }
+
+    /// Every file of `rev`'s tree with its object id.
+    pub fn tree_files(&self, rev: &str) -> Result<Vec<TreeFile>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git ls-tree -r -z --full-tree {rev}").quiet().read()?;
+        let mut files = Vec::new();
+        for entry in output.split('\0').filter(|entry| !entry.is_empty()) {
+            // `<mode> <type> <object>\t<path>`
+            let (meta, path) = entry.split_once('\t').with_context(|| format!("git ls-tree printed an unexpected line `{entry}`"))?;
+            let object = meta.rsplit(' ').next().unwrap_or_default();
+            files.push(TreeFile { path: path.to_string(), object: object.to_string() });
+        }
+        Ok(files)
+    }
+
+    /// Walks the first-parent history of `rev`, newest first (the commits a release on the
+    /// main branch tags), calling `visit` with each commit and the paths it changed against its
+    /// first parent, until `visit` returns false or the history ends. git's output is streamed
+    /// (std::process here, as xshell would read it whole), so a walk that stops early costs only
+    /// the commits it saw.
+    pub fn walk_history(&self, rev: &str, mut visit: impl FnMut(&str, &[String]) -> bool) -> Result<()> {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("git")
+            .args(["log", "--first-parent", "--diff-merges=first-parent", "--no-renames", "--name-only", "-z", "--format=%x01%H", rev])
+            .current_dir(self.sh.current_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run git log")?;
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        // Entries are NUL-terminated: `\x01<sha>` starts a commit, then its paths (the first one
+        // after a newline).
+        let mut commit: Option<(String, Vec<String>)> = None;
+        let mut entry = Vec::new();
+        let mut stopped = false;
+        while reader.read_until(0, &mut entry)? > 0 {
+            let text = String::from_utf8_lossy(entry.strip_suffix(&[0]).unwrap_or(&entry)).into_owned();
+            entry.clear();
+            let text = text.strip_prefix('\n').unwrap_or(&text);
+            if let Some(sha) = text.strip_prefix('\u{1}') {
+                if let Some((sha, paths)) = commit.replace((sha.to_string(), Vec::new())) {
+                    if !visit(&sha, &paths) {
+                        stopped = true;
+                        break;
+                    }
+                }
+            } else if let Some((_, paths)) = &mut commit {
+                if !text.is_empty() {
+                    paths.push(text.to_string());
+                }
+            }
+        }
+        if stopped {
+            let _ = child.kill();
+        } else if let Some((sha, paths)) = commit {
+            visit(&sha, &paths);
+        }
+        let status = child.wait()?;
+        if !stopped && !status.success() {
+            bail!("git log {rev} failed");
+        }
+        Ok(())
+    }
+
+    /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation.
+    pub fn origin_url(&self) -> Option<String> {
+        let sh = self.sh;
+        cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().ok().filter(|url| !url.is_empty())
+    }
+}
+
+/// Files exported from a commit, removed when dropped.
+/// A file of a commit's tree: its path and git object id.
+#[derive(Debug, Clone)]
+pub struct TreeFile {
+    pub path: String,
+    pub object: String,
+}
+
+pub struct ExportedTree {
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for ExportedTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

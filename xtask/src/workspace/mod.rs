@@ -1,0 +1,389 @@
+//! The workspace as `cargo metadata` describes it: members, their path dependencies on each other,
+//! and which of them are apps (a member with a `Dockerfile` beside its `Cargo.toml`); its
+//! release settings (`config`); and the git repository it lives in (`git`).
+
+pub mod config;
+pub mod git;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use xshell::{cmd, Shell};
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// Cargo's target directory, where `cargo build` puts binaries.
+    pub target_dir: PathBuf,
+    pub members: Vec<Member>,
+    /// `[workspace.metadata]` of the root manifest, as JSON.
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub version: String,
+    /// The member's directory relative to the workspace root, with `/` separators.
+    pub dir: String,
+    /// The workspace members this one depends on for its build (normal and build dependencies;
+    /// dev-dependencies do not reach the image).
+    pub deps: Vec<String>,
+    /// The binary an app's image carries: the package's first `bin` target.
+    pub bin: Option<String>,
+    /// The app's Dockerfile relative to the workspace root, if the member is an app.
+    pub dockerfile: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMetadata {
+    packages: Vec<RawPackage>,
+    workspace_members: Vec<String>,
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawPackage {
+    id: String,
+    name: String,
+    version: String,
+    manifest_path: PathBuf,
+    dependencies: Vec<RawDependency>,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+struct RawDependency {
+    kind: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct RawTarget {
+    name: String,
+    kind: Vec<String>,
+}
+
+impl Workspace {
+    /// Runs `cargo metadata` in `dir`. `--no-deps` keeps this fast and offline: path dependencies
+    /// between members are all the graph that selection needs.
+    pub fn load(sh: &Shell, dir: &Path) -> Result<Workspace> {
+        let _cwd = sh.push_dir(dir);
+        let cargo = cargo();
+        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().ignore_status().output()?;
+        if !output.status.success() {
+            // cargo's own message becomes part of the one error paragraph.
+            let reported = String::from_utf8_lossy(&output.stderr);
+            let reported: Vec<&str> =
+                reported.lines().map(|line| line.trim_start_matches("error: ").trim()).filter(|line| !line.is_empty()).collect();
+            bail!(
+                "cannot read the Cargo workspace in {}: cargo says: {}; run the xtask inside the workspace and fix that",
+                dir.display(),
+                reported.join(" ")
+            );
+        }
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).context("cargo metadata printed invalid JSON")?;
+        Workspace::from_metadata(json, &|app_dir| app_dir.join("Dockerfile").is_file())
+    }
+
+    pub fn from_metadata(json: serde_json::Value, has_dockerfile: &dyn Fn(&Path) -> bool) -> Result<Workspace> {
+        let raw: RawMetadata = serde_json::from_value(json).context("unexpected cargo metadata output")?;
+        let member_dirs: Vec<(String, PathBuf)> = raw
+            .packages
+            .iter()
+            .filter(|package| raw.workspace_members.contains(&package.id))
+            .map(|package| (package.name.clone(), package.manifest_path.parent().unwrap_or(Path::new("")).to_path_buf()))
+            .collect();
+        let mut members = Vec::new();
+        for package in raw.packages.iter().filter(|package| raw.workspace_members.contains(&package.id)) {
+            let abs_dir = package.manifest_path.parent().unwrap_or(Path::new(""));
+            let dir = relative(&raw.workspace_root, abs_dir);
+            let mut deps: Vec<String> = package
+                .dependencies
+                .iter()
+                .filter(|dep| dep.kind.as_deref() != Some("dev"))
+                .filter_map(|dep| {
+                    let path = dep.path.as_ref()?;
+                    member_dirs.iter().find(|(_, dir)| dir == path).map(|(name, _)| name.clone())
+                })
+                .collect();
+            deps.sort();
+            deps.dedup();
+            let bin = package.targets.iter().find(|target| target.kind.iter().any(|kind| kind == "bin")).map(|target| target.name.clone());
+            let dockerfile =
+                has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
+            members.push(Member { name: package.name.clone(), version: package.version.clone(), dir, deps, bin, dockerfile });
+        }
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata })
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|member| member.dockerfile.is_some())
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|member| member.name == name)
+    }
+
+    /// Looks up apps named on the command line, failing on the first name that is not an app.
+    pub fn select_apps(&self, names: &[String]) -> Result<Vec<&Member>> {
+        let mut selected = Vec::new();
+        for name in names {
+            let app_names: Vec<&str> = self.apps().map(|app| app.name.as_str()).collect();
+            match self.member(name) {
+                Some(member) if member.dockerfile.is_some() => selected.push(member),
+                Some(member) => bail!(
+                    "crate `{name}` is not an app: it has no Dockerfile in {}; add one there to make it an app, or pick one of the apps: {}",
+                    if member.dir.is_empty() { "." } else { &member.dir },
+                    app_names.join(", ")
+                ),
+                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml)", app_names.join(", ")),
+            }
+        }
+        Ok(selected)
+    }
+
+    /// How `app` depends on `crate_name`: the members from `crate_name` up to `app`, each
+    /// depended on by the next; empty if it does not.
+    pub fn dependency_chain(&self, app: &str, crate_name: &str) -> Vec<String> {
+        let mut previous: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([crate_name]);
+        while let Some(current) = queue.pop_front() {
+            if current == app {
+                let mut chain = vec![app.to_string()];
+                let mut at = app;
+                while let Some(before) = previous.get(at) {
+                    chain.push(before.to_string());
+                    at = before;
+                }
+                chain.reverse();
+                return chain;
+            }
+            for member in self.members.iter().filter(|m| m.deps.iter().any(|d| d == current)) {
+                if member.name != crate_name && !previous.contains_key(member.name.as_str()) {
+                    previous.insert(&member.name, current);
+                    queue.push_back(&member.name);
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// The members that depend on `name`, directly or through other members, and `name` itself.
+    pub fn dependents_of(&self, name: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::from([name.to_string()]);
+        loop {
+            let before = found.len();
+            for member in &self.members {
+                if member.deps.iter().any(|dep| found.contains(dep)) {
+                    found.insert(member.name.clone());
+                }
+            }
+            if found.len() == before {
+                return found;
+            }
+        }
+    }
+}
+
+/// For every workspace member, the packages its build resolves to through normal and build
+/// dependencies, as `name version source [features]` lines, from the full `cargo metadata`
+/// output (with `resolve`). Comparing two of these tells which members a lockfile change reaches.
+/// The output is deserialised straight into the few fields read: it is over a megabyte for a
+/// workspace with the AWS SDK, and going through a `serde_json::Value` tripled the time.
+pub fn resolved_dependencies(metadata: &[u8]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    #[derive(Deserialize)]
+    struct Full {
+        packages: Vec<Package>,
+        workspace_members: Vec<String>,
+        resolve: Resolve,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        id: String,
+        name: String,
+        version: String,
+        source: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Resolve {
+        nodes: Vec<Node>,
+    }
+    #[derive(Deserialize)]
+    struct Node {
+        id: String,
+        deps: Vec<NodeDep>,
+        #[serde(default)]
+        features: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct NodeDep {
+        pkg: String,
+        dep_kinds: Vec<DepKind>,
+    }
+    #[derive(Deserialize)]
+    struct DepKind {
+        kind: Option<String>,
+    }
+    let full: Full = serde_json::from_slice(metadata).context("unexpected cargo metadata output (no resolve graph)")?;
+    let packages: BTreeMap<&str, &Package> = full.packages.iter().map(|p| (p.id.as_str(), p)).collect();
+    let nodes: BTreeMap<&str, &Node> = full.resolve.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut result = BTreeMap::new();
+    for member in &full.workspace_members {
+        let mut seen = BTreeSet::new();
+        let mut pending = vec![member.as_str()];
+        while let Some(id) = pending.pop() {
+            let Some(node) = nodes.get(id) else { continue };
+            for dep in &node.deps {
+                let builds = dep.dep_kinds.iter().any(|kind| kind.kind.as_deref() != Some("dev"));
+                if builds && seen.insert(dep.pkg.as_str()) {
+                    pending.push(dep.pkg.as_str());
+                }
+            }
+        }
+        let lines = seen
+            .iter()
+            .filter_map(|id| {
+                let package = packages.get(id)?;
+                let features = nodes.get(id).map(|node| node.features.join(",")).unwrap_or_default();
+                Some(format!("{} {} {} [{features}]", package.name, package.version, package.source.as_deref().unwrap_or("path")))
+            })
+            .collect();
+        if let Some(package) = packages.get(member.as_str()) {
+            result.insert(package.name.clone(), lines);
+        }
+    }
+    Ok(result)
+}
+
+/// The resolved dependencies (see `resolved_dependencies`) of the workspace in `dir`, from the
+/// full `cargo metadata` resolved from its lockfile. `offline` forbids downloads: an old commit's
+/// graph is only worth what is already on the machine, while the head's packages are downloaded
+/// anyway by the build that follows.
+pub fn resolve_graph(sh: &Shell, dir: &Path, offline: bool) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let _cwd = sh.push_dir(dir);
+    let cargo = cargo();
+    let offline = offline.then_some("--offline");
+    let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked {offline...}").quiet().ignore_status().output()?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
+    }
+    resolved_dependencies(&output.stdout)
+}
+
+/// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
+/// apps; plain `cargo` otherwise.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn relative(root: &Path, dir: &Path) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A workspace of `(name, dir, deps, is_app)` members, shaped as cargo metadata prints it.
+    pub(crate) fn workspace(members: &[(&str, &str, &[&str], bool)]) -> Workspace {
+        let packages: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(name, dir, deps, is_app)| {
+                let deps: Vec<serde_json::Value> = deps
+                    .iter()
+                    .map(|dep| {
+                        let dep_dir = members.iter().find(|m| m.0 == *dep).map(|m| m.1).unwrap_or(dep);
+                        serde_json::json!({"name": dep, "kind": null, "path": format!("/ws/{dep_dir}")})
+                    })
+                    .collect();
+                let kind = if *is_app { "bin" } else { "lib" };
+                serde_json::json!({
+                    "id": format!("path+file:///ws/{dir}#{name}@0.1.0"), "name": name, "version": "0.1.0",
+                    "manifest_path": format!("/ws/{dir}/Cargo.toml"), "dependencies": deps,
+                    "targets": [{"name": name, "kind": [kind]}],
+                })
+            })
+            .collect();
+        let ids: Vec<serde_json::Value> = packages.iter().map(|p| p["id"].clone()).collect();
+        let apps: Vec<PathBuf> = members.iter().filter(|m| m.3).map(|m| PathBuf::from(format!("/ws/{}", m.1))).collect();
+        let json = serde_json::json!({"packages": packages, "workspace_members": ids, "workspace_root": "/ws", "target_directory": "/ws/target", "metadata": null});
+        Workspace::from_metadata(json, &|dir| apps.iter().any(|app| app == dir)).unwrap()
+    }
+
+    #[test]
+    fn apps_and_dependents() {
+        let ws = workspace(&[
+            ("common", "crates/common", &[], false),
+            ("words", "crates/words", &["common"], false),
+            ("api", "crates/api", &["common"], true),
+            ("worker", "crates/worker", &["words"], true),
+        ]);
+        let apps: Vec<&str> = ws.apps().map(|app| app.name.as_str()).collect();
+        assert_eq!(apps, ["api", "worker"]);
+        assert_eq!(ws.member("worker").unwrap().dockerfile.as_deref(), Some("crates/worker/Dockerfile"));
+        assert_eq!(ws.dependents_of("common").into_iter().collect::<Vec<_>>(), ["api", "common", "words", "worker"]);
+        assert_eq!(ws.dependents_of("words").into_iter().collect::<Vec<_>>(), ["words", "worker"]);
+        assert_eq!(ws.dependency_chain("worker", "common"), ["common", "words", "worker"]);
+        assert!(ws.dependency_chain("api", "words").is_empty());
+    }
+
+    #[test]
+    fn selecting_apps_by_name() {
+        let ws = workspace(&[("common", "crates/common", &[], false), ("api", "crates/api", &["common"], true)]);
+        let err = ws.select_apps(&["nope".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml)"
+        );
+        let err = ws.select_apps(&["common".into()]).unwrap_err();
+        assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn metadata(serde_version: &str) -> Vec<u8> {
+        let serde = format!("registry+https://github.com/rust-lang/crates.io-index#serde@{serde_version}");
+        serde_json::json!({
+            "packages": [
+                {"id": "path+file:///ws/api#0.1.0", "name": "api", "version": "0.1.0", "source": null},
+                {"id": "path+file:///ws/worker#0.1.0", "name": "worker", "version": "0.1.0", "source": null},
+                {"id": serde, "name": "serde", "version": serde_version, "source": "registry+https://github.com/rust-lang/crates.io-index"},
+                {"id": "registry+x#tempfile@3.0.0", "name": "tempfile", "version": "3.0.0", "source": "registry+x"},
+            ],
+            "workspace_members": ["path+file:///ws/api#0.1.0", "path+file:///ws/worker#0.1.0"],
+            "resolve": {"nodes": [
+                {"id": "path+file:///ws/api#0.1.0", "deps": [{"pkg": serde, "dep_kinds": [{"kind": null}]}], "features": []},
+                {"id": "path+file:///ws/worker#0.1.0", "deps": [{"pkg": "registry+x#tempfile@3.0.0", "dep_kinds": [{"kind": "dev"}]}], "features": []},
+                {"id": serde, "deps": [], "features": ["derive", "std"]},
+                {"id": "registry+x#tempfile@3.0.0", "deps": [], "features": []},
+            ]},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn dev_dependencies_do_not_count_and_versions_do() {
+        let old = resolved_dependencies(&metadata("1.0.1")).unwrap();
+        let new = resolved_dependencies(&metadata("1.0.2")).unwrap();
+        assert_eq!(
+            old["api"].iter().collect::<Vec<_>>(),
+            ["serde 1.0.1 registry+https://github.com/rust-lang/crates.io-index [derive,std]"]
+        );
+        assert!(old["worker"].is_empty(), "dev-dependencies do not reach the image");
+        assert_ne!(old["api"], new["api"]);
+        assert_eq!(old["worker"], new["worker"]);
+    }
+}
