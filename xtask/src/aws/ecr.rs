@@ -24,8 +24,11 @@ pub struct EcrHost {
     pub region: String,
 }
 
+/// Only a host that is exactly an ECR host (on the default port) is one: credentials minted for
+/// an account go nowhere else.
 pub fn parse_host(host: &str) -> Option<EcrHost> {
-    let name = host.split(':').next().unwrap_or(host);
+    crate::image::reference::validate_host(host).ok()?;
+    let name = host.strip_suffix(":443").unwrap_or(host);
     let rest = name.strip_suffix(".amazonaws.com").or_else(|| name.strip_suffix(".amazonaws.com.cn"))?;
     let (account, rest) = rest.split_once('.')?;
     let region = ["dkr.ecr.", "dkr-ecr-fips.", "dkr.ecr-fips."].iter().find_map(|prefix| rest.strip_prefix(prefix))?;
@@ -604,6 +607,9 @@ mod tests {
         check("123456789012.dkr.ecr-fips.us-east-2.amazonaws.com", Some(("123456789012", "us-east-2")));
         check("123456789012.dkr.ecr.us-east-1.amazonaws.com:443", Some(("123456789012", "us-east-1")));
         check("12345.dkr.ecr.us-east-1.amazonaws.com", None);
+        check("123456789012.dkr.ecr.us-east-1.amazonaws.com:x@evil", None);
+        check("123456789012.dkr.ecr.us-east-1.amazonaws.com:5000", None);
+        check("evil.example/123456789012.dkr.ecr.us-east-1.amazonaws.com", None);
         check("public.ecr.aws", None);
         check("ghcr.io", None);
         check("123456789012.dkr.ecr..amazonaws.com", None);

@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, args: flags::Build) -> Result<()> {
         }
         _ => None,
     };
-    let registries = Registries::new(args.transfer.ca_file.as_deref())?;
+    let registries = Registries::new(args.transfer.ca_file.as_deref(), config.repository.host())?;
     let progress = Progress::new(false);
     let builder = Builder { ctx, config: &config, builder: selection.builder, registries: &registries, progress: &progress };
     for image in builder.build(&apps, provenance, inputs).await? {

@@ -22,7 +22,7 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
     let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &[] })?;
     let mut detection = detection(ctx, &git, &config, &args)?;
     if args.against_registry {
-        let store = Registries::new(args.ca_file.as_deref())?.open(&config.repository)?;
+        let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;
         let inputs = evidence::current_inputs(sh, &git, workspace, &config, &detection.head)?;
         let released = Released { store: &store, git: &git, head: &detection.head };
         heal::add_unreleased(&released, workspace, &inputs, &[], &mut detection.apps).await?;

@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, args: flags::Images) -> Result<()> {
         None => apps.clone(),
     };
     let repository = &config.repository;
-    let listing = images::list(&Registries::for_reading()?.open(repository)?, &apps, &wanted).await?;
+    let listing = images::list(&Registries::for_reading(repository.host())?.open(repository)?, &apps, &wanted).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());

@@ -42,7 +42,7 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         bail!("promote copies between registry repositories, and {from} is a local layout: push it with `cargo xtask push` instead");
     };
     let tag = args.tag.clone().unwrap_or_else(|| format!("{}-latest", args.app));
-    let pusher = Pusher::new(&args.transfer, Progress::new(false))?;
+    let pusher = Pusher::new(&args.transfer, to.host(), Progress::new(false))?;
     let source = pusher.registries().client(from_host)?;
     let Some((media_type, root_bytes)) = source.find_manifest(from_path, &tag).await? else {
         bail!("{from} has no image {tag} to promote: release {} there first", args.app);

@@ -65,7 +65,7 @@ impl AppImages {
         ctx.workspace.select_apps(&[app.to_string()])?;
         let config = ctx.config(Overrides { repository, platforms: &[] })?;
         let apps = ctx.app_names();
-        let registries = Registries::for_reading()?;
+        let registries = Registries::for_reading(config.repository.host())?;
         let mut listing = images::list(&registries.open(&config.repository)?, &apps, &[app.to_string()]).await?;
         let images = listing.remove(app).unwrap_or_default();
         Ok(AppImages { repository: config.repository, registries, apps, images })

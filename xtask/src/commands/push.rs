@@ -23,7 +23,7 @@ fn parse_layout_argument(text: &str) -> (&str, Option<&str>) {
 pub async fn run(args: flags::Push) -> Result<()> {
     let reference = ImageReference::parse(&args.reference)?;
     // Options are checked before the layout is read, so that a bad flag is named first.
-    let pusher = Pusher::new(&args.transfer, Progress::new(false))?;
+    let pusher = Pusher::new(&args.transfer, reference.repository.host(), Progress::new(false))?;
     let (dir, name) = parse_layout_argument(&args.layout);
     let layout = Layout::open(Path::new(dir))?;
     let root = layout.resolve(name)?;

@@ -145,7 +145,7 @@ impl<'a> Release<'a> {
             crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
         }
         let gate = scan_gate(args, &config).await?;
-        let pusher = Pusher::new(&args.transfer, Progress::new(args.json))?;
+        let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json))?;
         Ok(Release { ctx, args, config, git, revision, dirty, gate, pusher })
     }
 

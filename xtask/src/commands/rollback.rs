@@ -20,7 +20,7 @@ pub async fn run(ctx: &Context, args: flags::Rollback) -> Result<()> {
     };
     let (app, target, latest) = (&args.app, format!("{}-{sha}", args.app), format!("{}-latest", args.app));
     let repository = &config.repository;
-    match Registries::for_reading()?.open(repository)?.retag(&target, &latest).await? {
+    match Registries::for_reading(repository.host())?.open(repository)?.retag(&target, &latest).await? {
         Some(Retagged::Moved(digest)) => println!("{latest} now names {digest} ({target}) in {repository}"),
         Some(Retagged::Unchanged) => println!("{latest} already names {target} in {repository}"),
         None => bail!("{repository} has no image {target}, so {app} cannot roll back to it: release that commit first, or pick a sha that was released"),

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Repository {
@@ -33,10 +33,21 @@ impl Repository {
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
             bail!("`{text}` names no registry host (`{host}` is not one): write it as host/path, for instance 127.0.0.1:5000/{text}; images are never pushed to a default registry");
         }
+        validate_host(host).with_context(|| format!("in `{text}`"))?;
         if !is_valid_repository_path(path) {
             bail!("`{path}` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components");
         }
         Ok(Repository::Registry { host: host.to_string(), path: path.to_string() })
+    }
+}
+
+impl Repository {
+    /// The registry host, for a registry repository.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Repository::Registry { host, .. } => Some(host),
+            Repository::Layout { .. } => None,
+        }
     }
 }
 
@@ -63,6 +74,43 @@ impl ImageReference {
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// A registry host is a host name or IP address with an optional port, and nothing else: no
+/// user, password, path, query or odd port, as the URL parser requests go through reads it. So
+/// every part of the xtask (credentials, ECR, plain-HTTP rules) sees the one host a request
+/// reaches.
+pub fn validate_host(host: &str) -> Result<()> {
+    let invalid = || {
+        anyhow::anyhow!(
+            "`{host}` is not a registry host: write a host name or IP address with an optional port, such as registry.example.com or 127.0.0.1:5000, without a user, password or path"
+        )
+    };
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']');
+    if host.is_empty() || host.ends_with(':') || !host.bytes().all(allowed) {
+        return Err(invalid());
+    }
+    let url = url::Url::parse(&format!("https://{host}/")).map_err(|_| invalid())?;
+    let name = url.host_str().ok_or_else(invalid)?;
+    let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
+    // `https://h:443/` loses its default port; anything else must read back as written.
+    let canonical = host.strip_suffix(":443").unwrap_or(host);
+    if !canonical.eq_ignore_ascii_case(&format!("{name}{port}")) {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+/// Whether `host` (validated) is this machine: a loopback IP address or `localhost`, with any
+/// port. A name that merely starts with `127.` is not.
+pub fn is_loopback(host: &str) -> bool {
+    let Ok(url) = url::Url::parse(&format!("http://{host}/")) else { return false };
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -102,6 +150,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_exactly_one_host() {
+        let verdicts: Vec<String> = [
+            "127.0.0.1:5000",
+            "registry.example.com",
+            "REGISTRY.example.com:443",
+            "[::1]:5000",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:x@evil",
+            "evil@registry.example.com",
+            "registry.example.com:5000:6000",
+            "registry.example.com:99999",
+            "registry.example.com:",
+            "registry.example.com/path",
+            "registry.example.com%2F",
+        ]
+        .iter()
+        .map(|host| format!("{host}: {}", if validate_host(host).is_ok() { "ok" } else { "refused" }))
+        .collect();
+        expect_test::expect![[r#"
+            127.0.0.1:5000: ok
+            registry.example.com: ok
+            REGISTRY.example.com:443: ok
+            [::1]:5000: ok
+            123456789012.dkr.ecr.us-east-1.amazonaws.com:x@evil: refused
+            evil@registry.example.com: refused
+            registry.example.com:5000:6000: refused
+            registry.example.com:99999: refused
+            registry.example.com:: refused
+            registry.example.com/path: refused
+            registry.example.com%2F: refused"#]]
+        .assert_eq(&verdicts.join("\n"));
+        let loopback: Vec<&str> = ["127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000", "127.evil.example:5000", "10.0.0.1"]
+            .into_iter()
+            .filter(|host| is_loopback(host))
+            .collect();
+        assert_eq!(loopback, ["127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000"]);
+    }
+
+    #[test]
     fn image_references() {
         check(
             "127.0.0.1:5000/acme/prod:api-1",
@@ -111,6 +197,10 @@ mod tests {
         check(
             "1234.dkr.ecr.us-east-1.amazonaws.com/hoopstat-haus/prod:x",
             r#"ImageReference { repository: Registry { host: "1234.dkr.ecr.us-east-1.amazonaws.com", path: "hoopstat-haus/prod" }, tag: "x" }"#,
+        );
+        check(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:x@evil/acme/prod:x",
+            "error: in `123456789012.dkr.ecr.us-east-1.amazonaws.com:x@evil/acme/prod`",
         );
         check("127.0.0.1:5000/acme/prod", "error: `127.0.0.1:5000/acme/prod` has no tag: write REPOSITORY:TAG, for instance 127.0.0.1:5000/acme/prod:hello-api-latest or oci:target/registry:hello-api-latest");
         check("acme/prod:x", "error: `acme/prod` names no registry host (`acme` is not one): write it as host/path, for instance 127.0.0.1:5000/acme/prod; images are never pushed to a default registry");

@@ -65,14 +65,15 @@ struct GraphBlob {
 }
 
 impl Pusher {
-    pub fn new(transfer: &flags::Transfer, progress: Progress) -> Result<Pusher> {
+    /// `registry` is the host the push goes to, for which `--ca-file` is trusted.
+    pub fn new(transfer: &flags::Transfer, registry: Option<&str>, progress: Progress) -> Result<Pusher> {
         for repository in &transfer.mount_from {
             if !crate::image::reference::is_valid_repository_path(repository) {
                 bail!("--mount-from `{repository}` is not a repository path: name a repository of the same registry, such as acme/staging");
             }
         }
         Ok(Pusher {
-            registries: Registries::new(transfer.ca_file.as_deref())?,
+            registries: Registries::new(transfer.ca_file.as_deref(), registry)?,
             present: Mutex::new(HashSet::new()),
             uploads: Arc::new(Semaphore::new(usize::from(transfer.jobs))),
             checks: Arc::new(Semaphore::new(PARALLEL_CHECKS)),
@@ -215,7 +216,7 @@ impl Pusher {
             let copied = match foreign {
                 Some(_) if destination.has_blob(&descriptor.digest) => false,
                 Some((host, repository)) => {
-                    fetch_blob(&*self.registries.client(host)?, repository, &descriptor.digest, &destination).await?;
+                    fetch_blob(&*self.registries.client(host)?, repository, &descriptor.digest, descriptor.size, &destination).await?;
                     true
                 }
                 None => destination.copy_blob_from(source, descriptor)?,
@@ -290,7 +291,7 @@ impl BlobJob {
                 Transfer::Mounted
             }
             Some((source, from)) => {
-                fetch_blob(source, from, digest, &self.layout).await?;
+                fetch_blob(source, from, digest, self.file.size, &self.layout).await?;
                 registry.put_blob(repository, &self.file, None, self.chunk_size).await?
             }
             None => registry.put_blob(repository, &self.file, self.mount_from.as_deref(), self.chunk_size).await?,
@@ -299,10 +300,10 @@ impl BlobJob {
     }
 }
 
-/// Downloads a blob from a registry into a layout, which verifies its digest.
-async fn fetch_blob(registry: &Registry, repository: &str, digest: &Digest, into: &Layout) -> Result<()> {
+/// Downloads a blob of `size` bytes from a registry into a layout, which verifies its digest.
+async fn fetch_blob(registry: &Registry, repository: &str, digest: &Digest, size: u64, into: &Layout) -> Result<()> {
     let mut writer = into.blob_writer()?;
-    registry.get_blob(repository, digest, &mut writer).await?;
+    registry.get_blob(repository, digest, size, &mut writer).await?;
     writer.finish(Some(digest)).with_context(|| format!("blob {digest} from {}/{repository} is corrupt", registry.host()))?;
     Ok(())
 }

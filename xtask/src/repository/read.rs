@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::image::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest};
 use crate::image::platform::Platform;
 use crate::image::reference::{ImageReference, Repository};
+use crate::repository::registry::transport::MANIFEST_LIMIT;
 use crate::repository::registry::Registry;
 use crate::repository::store::Registries;
 
@@ -67,7 +68,10 @@ pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Pla
 
 async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, image: &str) -> Result<ImageConfig> {
     let mut bytes = Vec::new();
-    registry.get_blob(path, &descriptor.digest, &mut bytes).await?;
+    if descriptor.size > MANIFEST_LIMIT {
+        bail!("the config of base image {image} is {} bytes, more than a config can be: check the image", descriptor.size);
+    }
+    registry.get_blob(path, &descriptor.digest, descriptor.size, &mut bytes).await?;
     let found = Digest::of(&bytes);
     if found != descriptor.digest {
         return Err(crate::image::layout::DigestMismatch { expected: descriptor.digest.clone(), found })

@@ -9,26 +9,43 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+use crate::aws::ecr;
 use crate::image::layout::Layout;
 use crate::image::oci::{self, Digest};
+use crate::image::reference::validate_host;
 use crate::image::reference::Repository;
-use crate::repository::registry::{Registry, TrustedRoots};
+use crate::repository::registry::auth::{Minted, TokenSource};
+use crate::repository::registry::transport::TrustedRoots;
+use crate::repository::registry::Registry;
 
-/// The registry clients of one run, one per host, sharing the CA certificates trusted besides
-/// the system's.
+/// The registry clients of one run, one per host. The CA certificates of `--ca-file` are
+/// trusted for one registry only: the one the file was given for.
 pub struct Registries {
     clients: Mutex<HashMap<String, Arc<Registry>>>,
-    roots: TrustedRoots,
+    ca: Option<(String, TrustedRoots)>,
 }
 
 impl Registries {
-    pub fn new(ca_file: Option<&std::path::Path>) -> Result<Registries> {
-        Ok(Registries { clients: Mutex::new(HashMap::new()), roots: TrustedRoots::load(ca_file)? })
+    /// `ca_file` is `PEM` (trusted for `registry`, the command's own registry) or `HOST=PEM`.
+    pub fn new(ca_file: Option<&std::path::Path>, registry: Option<&str>) -> Result<Registries> {
+        let ca = match ca_file {
+            None => None,
+            Some(argument) => {
+                let text = argument.to_string_lossy();
+                let (host, pem) = match text.split_once('=') {
+                    Some((host, pem)) if validate_host(host).is_ok() => (Some(host.to_string()), PathBuf::from(pem)),
+                    _ => (registry.map(str::to_string), argument.to_path_buf()),
+                };
+                let roots = TrustedRoots::load(Some(&pem))?;
+                host.map(|host| (host, roots))
+            }
+        };
+        Ok(Registries { clients: Mutex::new(HashMap::new()), ca })
     }
 
     /// For commands without transfer flags: the CA file comes from XTASK_CA_FILE.
-    pub fn for_reading() -> Result<Registries> {
-        Registries::new(std::env::var_os("XTASK_CA_FILE").map(PathBuf::from).as_deref())
+    pub fn for_reading(registry: Option<&str>) -> Result<Registries> {
+        Registries::new(std::env::var_os("XTASK_CA_FILE").map(PathBuf::from).as_deref(), registry)
     }
 
     pub fn client(&self, host: &str) -> Result<Arc<Registry>> {
@@ -36,7 +53,11 @@ impl Registries {
         if let Some(registry) = clients.get(host) {
             return Ok(registry.clone());
         }
-        let registry = Arc::new(Registry::new(host, &self.roots)?);
+        let roots = match &self.ca {
+            Some((ca_host, roots)) if ca_host == host => roots.clone(),
+            _ => TrustedRoots::default(),
+        };
+        let registry = Arc::new(Registry::new(host, &roots, ecr_token_source(host))?);
         clients.insert(host.to_string(), registry.clone());
         Ok(registry)
     }
@@ -47,6 +68,19 @@ impl Registries {
             Repository::Registry { host, path } => Store::Registry { registry: self.client(host)?, path: path.clone() },
         })
     }
+}
+
+/// For an ECR host (exactly one), credentials from `GetAuthorizationToken` when the Docker
+/// configuration has none.
+fn ecr_token_source(host: &str) -> Option<TokenSource> {
+    let ecr = ecr::parse_host(host)?;
+    Some(Arc::new(move || {
+        let ecr = ecr.clone();
+        Box::pin(async move {
+            let token = ecr::authorization_token(&ecr).await?;
+            Ok(Minted { user: token.user, password: token.password, refresh_at: token.refresh_at })
+        })
+    }))
 }
 
 /// A repository opened for reading and retagging.
