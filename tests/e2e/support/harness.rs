@@ -121,15 +121,21 @@ impl Scratch {
     }
 
     pub fn xtask_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        run(Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .envs(env.iter().copied())
+        run(self.command(args).envs(env.iter().copied()))
+    }
+
+    /// The command `xtask` runs, to run otherwise (within a time limit, say).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command
             .current_dir(self.path())
             .args(args)
             .env("DOCKER_CONFIG", self.docker_config.path())
             .env_remove("XTASK_REPOSITORY")
             .env_remove("XTASK_PLATFORMS")
             .env_remove("SOURCE_DATE_EPOCH")
-            .stdin(Stdio::null()))
+            .stdin(Stdio::null());
+        command
     }
 
     /// Runs the xtask and fails the test unless it succeeds; returns standard output.
@@ -138,6 +144,21 @@ impl Scratch {
         assert!(output.status.success(), "cargo xtask {args:?} failed:\n{}\n{}", stdout(&output), stderr(&output));
         stdout(&output)
     }
+}
+
+/// Runs `command`, killed after `seconds`: `None` when it had to be (it hung).
+pub fn run_within(command: &mut Command, seconds: u64) -> Option<Output> {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cannot start the command");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
 }
 
 /// The CNCF distribution registry, serving from a temporary directory on a free loopback port.

@@ -4,6 +4,7 @@
 //! `target/xtask/oci/<app>`. Each platform's image comes from one of two builders that produce the
 //! same `ImageParts`: `native` (assembled here, without a daemon) or `engine` (the Docker engine).
 
+pub mod dockerignore;
 pub mod engine;
 pub mod native;
 pub mod toolchain;
@@ -26,6 +27,7 @@ use crate::image::oci::{self, Descriptor};
 use crate::image::platform::Platform;
 use crate::image::{self as assembly, ImageParts};
 use crate::progress::Progress;
+use crate::repository::images::APP_ANNOTATION;
 use crate::repository::read::{self, BaseImage};
 use crate::repository::store::Registries;
 use crate::workspace::config::Config;
@@ -166,6 +168,7 @@ impl Builder<'_> {
             manifests.push(assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?);
         }
         let mut index_annotations = annotations;
+        index_annotations.insert(APP_ANNOTATION.to_string(), member.name.clone());
         if let Some(inputs) = provenance.inputs.get(&member.name) {
             index_annotations.insert(crate::detect::inputs::ANNOTATION.to_string(), inputs.to_string());
         }

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::flags;
 use crate::image::layout::Layout;
 use crate::image::oci::{Descriptor, ImageIndex, ImageManifest};
-use crate::image::reference::Repository;
+use crate::image::reference::{validate_tag, Repository};
 use crate::progress::Progress;
 use crate::repository::push::Pusher;
 use crate::repository::registry::Registry;
@@ -42,6 +42,7 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         bail!("promote copies between registry repositories, and {from} is a local layout: push it with `cargo xtask push` instead");
     };
     let tag = args.tag.clone().unwrap_or_else(|| format!("{}-latest", args.app));
+    validate_tag(&tag).context("in --tag")?;
     let pusher = Pusher::new(&args.transfer, to.host(), Progress::new(false))?;
     let source = pusher.registries().client(from_host)?;
     let Some((media_type, root_bytes)) = source.find_manifest(from_path, &tag).await? else {
@@ -49,14 +50,20 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
     };
 
     // The index and manifests go into a scratch layout; the blobs stay where they are.
-    let scratch = std::env::temp_dir().join(format!("xtask-promote-{}", std::process::id()));
-    let layout = Layout::create(&scratch)?;
+    let scratch = ctx.workspace.scratch_dir("promote")?;
+    let layout = Layout::create(scratch.path())?;
     let promoted = async {
         let root = layout.write_blob(&media_type, &root_bytes)?;
         copy_manifests(&source, (&from, from_path, &tag), &root, &root_bytes, &layout).await?;
         let annotations = crate::image::oci::annotations_of(&root_bytes).unwrap_or_default();
         let mut tags: Vec<String> =
             annotations.get("org.opencontainers.image.revision").map(|sha| format!("{}-{sha}", args.app)).into_iter().collect();
+        // The revision comes from the image, so from whoever wrote it: it must make a tag.
+        for revision_tag in &tags {
+            validate_tag(revision_tag).with_context(|| {
+                format!("{from}:{tag} records a revision that makes no valid tag ({revision_tag}); promote images released by `cargo xtask release`")
+            })?;
+        }
         if !tags.contains(&tag) {
             tags.push(tag.clone());
         }
@@ -69,9 +76,7 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         );
         anyhow::Ok(())
     };
-    let result = promoted.await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result.with_context(|| format!("cannot promote {} from {from} to {to}; no tag moved there", args.app))
+    promoted.await.with_context(|| format!("cannot promote {} from {from} to {to}; no tag moved there", args.app))
 }
 
 /// Writes the platform manifests under `root` (the root itself when it is a manifest) into

@@ -2,10 +2,11 @@
 //! `<app>-<sha>`, with one manifest PUT and no blob moved. The target must exist: a rollback never
 //! invents an image.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::context::Context;
 use crate::flags;
+use crate::image::reference::validate_tag;
 use crate::repository::store::{Registries, Retagged};
 use crate::workspace::config::Overrides;
 
@@ -19,6 +20,7 @@ pub async fn run(ctx: &Context, args: flags::Rollback) -> Result<()> {
         Err(err) => return Err(err.context(format!("--to {} is not a commit of this clone: pass the full 40-character sha", args.to))),
     };
     let (app, target, latest) = (&args.app, format!("{}-{sha}", args.app), format!("{}-latest", args.app));
+    validate_tag(&target).with_context(|| format!("--to {} does not name a release of {app}: pass a commit sha", args.to))?;
     let repository = &config.repository;
     match Registries::for_reading(repository.host())?.open(repository)?.retag(&target, &latest).await? {
         Some(Retagged::Moved(digest)) => println!("{latest} now names {digest} ({target}) in {repository}"),

@@ -131,11 +131,15 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
 /// lockfile counts as a workspace-wide input: a miss would ship a stale image.
 fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
     let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
-        let dir = scratch_dir().join(format!("xtask-tree-{}-{}", std::process::id(), &rev[..rev.len().min(12)]));
-        let partial = git.export(rev, &dir, is_graph_input)?;
-        match workspace::resolve_graph(sh, &partial.dir, true) {
+        let partial = workspace.scratch_dir("tree")?;
+        git.export(rev, partial.path(), is_graph_input)?;
+        match workspace::resolve_graph(sh, partial.path(), true) {
             Ok(resolved) => Ok(resolved),
-            Err(_) => workspace::resolve_graph(sh, &git.export(rev, &dir, |_| true)?.dir, true),
+            Err(_) => {
+                let whole = workspace.scratch_dir("tree")?;
+                git.export(rev, whole.path(), |_| true)?;
+                workspace::resolve_graph(sh, whole.path(), true)
+            }
         }
     };
     let (before, after) = match head {
@@ -156,18 +160,6 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
             eprintln!("note: cannot compare the dependency graphs ({err:#}); every app counts as changed by Cargo.lock");
             LockfileEvidence::NotCompared
         }
-    }
-}
-
-/// Where an old tree is exported: memory (`/dev/shm`) where there is such a place, because the
-/// tree is thousands of small files read once, and creating them on a disk can cost more than
-/// resolving the graph; the system's temporary directory otherwise.
-fn scratch_dir() -> std::path::PathBuf {
-    let memory = std::path::Path::new("/dev/shm");
-    if memory.is_dir() {
-        memory.to_path_buf()
-    } else {
-        std::env::temp_dir()
     }
 }
 

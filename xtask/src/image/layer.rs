@@ -21,7 +21,10 @@ const GZIP_LEVEL: u32 = 1;
 pub struct LayerFile {
     /// Absolute path inside the image, for instance `/usr/local/bin/api`.
     pub path: String,
+    /// The file whose bytes the entry holds; unused for a link.
     pub source: PathBuf,
+    /// For a symbolic link, its target, stored as is: the link is copied, not what it names.
+    pub link: Option<PathBuf>,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -56,18 +59,56 @@ pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Resu
                 builder.append_data(&mut header, &path, io::empty())?;
             }
             Some(file) => {
-                let source = File::open(&file.source)
-                    .map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", file.source.display())))?;
-                header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(file.mode);
                 header.set_uid(u64::from(file.uid));
                 header.set_gid(u64::from(file.gid));
-                header.set_size(source.metadata()?.len());
-                builder.append_data(&mut header, &path, source)?;
+                if let Some(target) = &file.link {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    builder.append_link(&mut header, &path, target)?;
+                    continue;
+                }
+                let mut source = File::open(&file.source)
+                    .map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", file.source.display())))?;
+                let size = source.metadata()?.len();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(size);
+                builder.append_data(&mut header, &path, ExactSize { inner: (&mut source).take(size), left: size, file: &file.source })?;
+                // A file that grew while it was read would have been cut: say so instead.
+                if source.read(&mut [0u8])? != 0 {
+                    return Err(changed_while_read(&file.source));
+                }
             }
         }
     }
     finish_layer(builder)
+}
+
+/// Reads exactly the size a tar header announced, and fails when the file ends sooner (it
+/// shrank while it was archived) instead of letting a short entry corrupt the tar.
+struct ExactSize<'a, R> {
+    inner: R,
+    left: u64,
+    file: &'a std::path::Path,
+}
+
+impl<R: Read> Read for ExactSize<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        if read == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(changed_while_read(self.file));
+        }
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+fn changed_while_read(file: &std::path::Path) -> io::Error {
+    io::Error::other(format!(
+        "{} changed size while it was archived: make sure nothing writes to the build context during a build",
+        file.display()
+    ))
 }
 
 /// Rewrites a layer tar that an engine produced, reproducibly: the same entries in the same order
@@ -194,8 +235,8 @@ mod tests {
         std::fs::write(dir.path().join("api"), b"binary").unwrap();
         std::fs::write(dir.path().join("conf"), b"key=value\n").unwrap();
         let files = vec![
-            LayerFile { path: "/usr/local/bin/api".into(), source: dir.path().join("api"), mode: 0o755, uid: 0, gid: 0 },
-            LayerFile { path: "/etc/api.conf".into(), source: dir.path().join("conf"), mode: 0o644, uid: 10, gid: 20 },
+            LayerFile { path: "/usr/local/bin/api".into(), source: dir.path().join("api"), link: None, mode: 0o755, uid: 0, gid: 0 },
+            LayerFile { path: "/etc/api.conf".into(), source: dir.path().join("conf"), link: None, mode: 0o644, uid: 10, gid: 20 },
         ];
         let mut first = Vec::new();
         let diff_id = write_layer(&files, 1_700_000_000, &mut first).unwrap();

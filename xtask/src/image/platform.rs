@@ -24,6 +24,10 @@ impl Platform {
             [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some(variant.to_string())),
             _ => bail!("unknown platform `{text}`: write it as os/architecture[/variant], for instance linux/amd64 or linux/arm64"),
         };
+        // A variant reaches file paths (`target/stage/<platform>`): letters and digits only.
+        if variant.as_deref().is_some_and(|v| v.len() > 16 || !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())) {
+            bail!("unknown platform `{text}`: a variant is a few lower-case letters and digits, such as v7 or v8");
+        }
         if os != "linux" {
             bail!("unknown platform `{text}`: only linux images are built; use linux/amd64 or linux/arm64");
         }

@@ -30,13 +30,23 @@ pub fn app_of<'a>(tag: &str, apps: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The images of each of the `wanted` apps in `store`, newest first, found through the
-/// tags of the repository (`apps` are all of the workspace's, to tell whose a tag is).
+/// The index annotation naming the app an image belongs to.
+pub const APP_ANNOTATION: &str = "dev.xtask.app";
+
+/// The images of each of the `wanted` apps in `store`, newest first, found through the tags of
+/// the repository (`apps` are all of the workspace's). An image belongs to the app its
+/// `dev.xtask.app` annotation names; one without it (released before it existed, or by other
+/// tools) to the app whose name is the longest prefix of its tag. So `api`'s images never
+/// include those of an `api-gateway` that is not in this workspace.
 pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
     let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
     for tag in store.tags().await.with_context(|| format!("cannot list the tags of {store}"))? {
         let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
         let Some(bytes) = store.find_manifest(&tag).await? else { continue };
+        let annotations = crate::image::oci::annotations_of(&bytes).unwrap_or_default();
+        if annotations.get(APP_ANNOTATION).is_some_and(|owner| owner != app) {
+            continue;
+        }
         let digest = Digest::of(&bytes);
         let images = by_app.entry(app.to_string()).or_default();
         if let Some(image) = images.get_mut(&digest) {

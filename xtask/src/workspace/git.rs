@@ -99,16 +99,13 @@ impl<'a> Git<'a> {
         cmd!(sh, "git show {spec}").quiet().ignore_stderr().read().ok()
     }
 
-    /// Writes the files of `rev` that `keep` accepts into `dir` (emptied first), without
-    /// touching the work tree or the index: a partial checkout for reading an old tree with cargo.
-    /// The blobs come from one `git cat-file --batch`; git trees hold no `..` components, so
-    /// every path lands inside `dir`.
-    pub fn export(&self, rev: &str, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<ExportedTree> {
+    /// Writes the files of `rev` that `keep` accepts into `dir`, an empty directory the caller
+    /// made, without touching the work tree or the index: a partial checkout for reading an old
+    /// tree with cargo. The blobs come from one `git cat-file --batch`; git trees hold no `..`
+    /// components, so every path lands inside `dir`.
+    pub fn export(&self, rev: &str, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
         let sh = self.sh;
         let files: Vec<TreeFile> = self.tree_files(rev)?.into_iter().filter(|file| keep(&file.path)).collect();
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let exported = ExportedTree { dir: dir.to_path_buf() };
         let request: String = files.iter().map(|file| format!("{}\n", file.object)).collect();
         let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
         let mut rest = output.stdout.as_slice();
@@ -126,7 +123,7 @@ impl<'a> Git<'a> {
             std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
             rest = &rest[(header_end + 2 + size).min(rest.len())..];
         }
-        Ok(exported)
+        Ok(())
     }
 
     /// The paths `git status` reports: changed, staged and untracked files of the work tree.
@@ -212,14 +209,46 @@ impl<'a> Git<'a> {
         Ok(())
     }
 
-    /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation.
+    /// The `origin` remote's URL, for the `org.opencontainers.image.source` annotation, without
+    /// credentials (see `public_url`).
     pub fn origin_url(&self) -> Option<String> {
         let sh = self.sh;
-        cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().ok().filter(|url| !url.is_empty())
+        cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read().ok().and_then(|url| public_url(&url))
     }
 }
 
-/// Files exported from a commit, removed when dropped.
+/// A remote URL as it may be published in an image: without a user or password (CI clones
+/// carry tokens there, such as `https://gitlab-ci-token:<token>@host/...`), without a query or
+/// fragment, and an scp-like `git@host:org/repo.git` in its https form. `None` for what is not a
+/// URL of a host (a local path).
+pub fn public_url(remote: &str) -> Option<String> {
+    let remote = remote.trim();
+    let parsed = match url::Url::parse(remote) {
+        Ok(url) => url,
+        // scp-like syntax: `[user@]host:path`, with no scheme.
+        Err(_) => {
+            let (login, path) = remote.split_once(':')?;
+            let host = login.rsplit_once('@').map_or(login, |(_, host)| host);
+            if host.is_empty() || host.contains('/') || path.starts_with("//") {
+                return None;
+            }
+            url::Url::parse(&format!("https://{host}/{}", path.trim_start_matches('/'))).ok()?
+        }
+    };
+    let mut url = parsed;
+    if url.host_str().is_none() || !matches!(url.scheme(), "https" | "http" | "ssh" | "git") {
+        return None;
+    }
+    if url.scheme() != "https" && url.scheme() != "http" {
+        url = url::Url::parse(&format!("https://{}{}", url.host_str()?, url.path())).ok()?;
+    }
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url.to_string())
+}
+
 /// A file of a commit's tree: its path and git object id.
 #[derive(Debug, Clone)]
 pub struct TreeFile {
@@ -227,12 +256,30 @@ pub struct TreeFile {
     pub object: String,
 }
 
-pub struct ExportedTree {
-    pub dir: std::path::PathBuf,
-}
+#[cfg(test)]
+mod tests {
+    use super::public_url;
 
-impl Drop for ExportedTree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    #[test]
+    fn published_urls_carry_no_credentials() {
+        let published: Vec<String> = [
+            "https://gitlab-ci-token:glpat-secret@gitlab.example.com/acme/mono.git",
+            "https://x-access-token:ghs_secret@github.com/acme/mono.git?token=1#frag",
+            "git@github.com:acme/mono.git",
+            "ssh://git@github.com:22/acme/mono.git",
+            "https://github.com/acme/mono",
+            "/srv/git/mono.git",
+        ]
+        .iter()
+        .map(|remote| format!("{remote} -> {}", public_url(remote).unwrap_or_else(|| "none".into())))
+        .collect();
+        expect_test::expect![[r#"
+            https://gitlab-ci-token:glpat-secret@gitlab.example.com/acme/mono.git -> https://gitlab.example.com/acme/mono.git
+            https://x-access-token:ghs_secret@github.com/acme/mono.git?token=1#frag -> https://github.com/acme/mono.git
+            git@github.com:acme/mono.git -> https://github.com/acme/mono.git
+            ssh://git@github.com:22/acme/mono.git -> https://github.com/acme/mono.git
+            https://github.com/acme/mono -> https://github.com/acme/mono
+            /srv/git/mono.git -> none"#]]
+        .assert_eq(&published.join("\n"));
     }
 }

@@ -123,6 +123,19 @@ impl Workspace {
         Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata })
     }
 
+    /// A new, empty directory for scratch files, removed when dropped: under the workspace's
+    /// `target/xtask/tmp/`, with an unpredictable name, created atomically. Never in a shared
+    /// temporary directory: cargo reads `.cargo/config.toml` in every ancestor of the directory
+    /// it runs in, and anyone can write one into `/tmp` or `/dev/shm`.
+    pub fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        let parent = self.target_dir.join("xtask/tmp");
+        std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot create a directory in {}", parent.display()))
+    }
+
     pub fn apps(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|member| member.dockerfile.is_some())
     }

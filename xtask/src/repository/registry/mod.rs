@@ -165,7 +165,7 @@ impl Registry {
             }
             let mut url = format!("/v2/{repository}/blobs/uploads/");
             if let (0, Some(from)) = (attempt, mount_from) {
-                url.push_str(&format!("?mount={digest}&from={}", segment(from)));
+                url.push_str(&format!("?mount={digest}&from={from}"));
             }
             let mut start = self.request(Method::POST, url, repository);
             start.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -381,8 +381,7 @@ impl Registry {
     /// Asks the registry to mount a blob from another repository; `false` when it declines, in
     /// which case the upload session it opened is abandoned and the caller uploads.
     pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
-        let mut request =
-            self.request(Method::POST, format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={}", segment(from)), repository);
+        let mut request = self.request(Method::POST, format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"), repository);
         request.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         let response = self.execute(request, ATTEMPTS).await?;
         match response.status() {

@@ -393,11 +393,7 @@ mod tests {
             "https://bucket.s3.example/upload?sig=1",
             "https://bucket.s3.example/upload?sig=1 without credentials",
         );
-        check(
-            "https://registry.example/",
-            "http://registry.example/v2/x",
-            "refused: registry registry.example sent the client to http:/",
-        );
+        check("https://registry.example/", "http://registry.example/v2/x", "refused: registry registry.example sent the client to http:/");
         check("http://127.0.0.1:5000/", "http://127.0.0.1:5001/v2/x", "http://127.0.0.1:5001/v2/x without credentials");
         check("http://127.0.0.1:5000/", "/v2/a/tags/list?last=x", "http://127.0.0.1:5000/v2/a/tags/list?last=x with credentials");
     }

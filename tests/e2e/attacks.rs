@@ -1,0 +1,429 @@
+//! The trust boundaries, attacked: one row per way a registry that lies, a name from outside, a
+//! file of someone else's or a link in the build context could make the xtask hand over
+//! credentials, write where it should not, run someone else's code or bake a secret into an
+//! image. Every row drives the real binary against a real registry on loopback.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::support::harness::{make_layout, run, run_within, skopeo, stderr, stdout, Registry, Scratch};
+use crate::support::hostile::{send_to, Answer, Hostile};
+
+type Row = (&'static str, fn() -> Result<(), String>);
+
+const ATTACKS: &[Row] = &[
+    ("an upload Location on another origin gets no credentials", location_on_another_origin),
+    ("a tag list Link on another origin gets no credentials", link_on_another_origin),
+    ("a tag list Link back to a page already read ends", link_loop),
+    ("an endless manifest is cut at 4 MiB", endless_manifest),
+    ("a blob longer than its descriptor is cut", endless_blob),
+    ("an ECR host with a user part is refused before any request", ecr_host_with_userinfo),
+    ("a FROM host with a user part is refused with its line", from_host_with_userinfo),
+    ("a foreign-blob source with a user part is refused", foreign_source_with_userinfo),
+    ("a revision annotation cannot make promote write another tag", promote_revision_traversal),
+    ("rollback --to cannot name another app's tag", rollback_traversal),
+    ("prune lists only the images the app owns", prune_owns_only_its_app),
+    ("--ca-file is trusted only for its registry", ca_file_is_scoped),
+    ("a link out of the build context is refused and nothing is pushed", link_out_of_the_context),
+    ("a link inside a copied directory is copied as a link", link_inside_a_directory),
+    (".dockerignore with exceptions is honoured", dockerignore_is_honoured),
+    ("a FIFO in the build context is refused, not read", fifo_is_refused),
+    ("the source annotation carries no credentials", source_without_credentials),
+    ("a .cargo/config.toml in /tmp or /dev/shm never runs", planted_cargo_config),
+];
+
+#[test]
+fn every_attack_fails() {
+    let mut failures = Vec::new();
+    for (name, row) in ATTACKS {
+        if let Err(why) = row() {
+            failures.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} attacks succeeded:\n{}", failures.len(), ATTACKS.len(), failures.join("\n\n"));
+}
+
+fn ensure(condition: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+/// The command was refused with exit code 2 and a paragraph containing `expected`.
+fn refused(output: &Output, expected: &str) -> Result<(), String> {
+    ensure(output.status.code() == Some(2) && stderr(output).contains(expected), || {
+        format!("expected exit 2 and `{expected}`, got {:?}:\n{}{}", output.status.code(), stdout(output), stderr(output))
+    })
+}
+
+fn succeeded(output: &Output) -> Result<(), String> {
+    ensure(output.status.success(), || format!("the command failed:\n{}{}", stdout(output), stderr(output)))
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A one-image layout whose manifest carries `annotations`, pushed to `reference` by the xtask.
+fn push_image(scratch: &Scratch, seed: u64, annotations: serde_json::Value, reference: &str) -> String {
+    let dir = scratch.path().join(format!("image-{seed}"));
+    make_layout(&dir, &[512], seed);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&old)).unwrap()).unwrap();
+    manifest["annotations"] = annotations;
+    let bytes = manifest.to_string();
+    let digest = format!("{:x}", Sha256::digest(bytes.as_bytes()));
+    std::fs::write(dir.join("blobs/sha256").join(&digest), &bytes).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{digest}"), "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "test"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let output = scratch.xtask(&["push", dir.to_str().unwrap(), reference]);
+    assert!(output.status.success(), "push {reference}: {}", stderr(&output));
+    format!("sha256:{digest}")
+}
+
+/// The digest a tag names, read by skopeo; `None` when it names nothing.
+fn digest_of(reference: &str) -> Option<String> {
+    let output = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")]);
+    output.status.success().then(|| format!("sha256:{:x}", Sha256::digest(&output.stdout)))
+}
+
+fn location_on_another_origin() -> Result<(), String> {
+    let registry = Registry::start_with_auth("ci", "pa55");
+    // The other origin stands for blob storage: it needs no credentials of the xtask's.
+    let storage = Hostile::forwarding(&registry.host, Some(basic("ci", "pa55")));
+    let storage_host = storage.host.clone();
+    let front = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(|_| Answer::Forward),
+        Arc::new(move |line, headers| {
+            if line.starts_with("POST ") || line.starts_with("PATCH ") {
+                send_to(headers, "Location", &storage_host);
+            }
+        }),
+    );
+    let scratch = Scratch::empty();
+    scratch.login(&front.host, "ci", "pa55");
+    let layout = make_layout(&scratch.path().join("layout"), &[4096, 2048], 7);
+    succeeded(&scratch.xtask(&["push", layout.to_str().unwrap(), &format!("{}/acme/prod:t", front.host)]))?;
+    ensure(!storage.seen().is_empty(), || "the uploads never went to the other origin".into())?;
+    ensure(storage.authorized().is_empty(), || format!("the other origin got credentials with {:?}", storage.authorized()))
+}
+
+fn link_on_another_origin() -> Result<(), String> {
+    let registry = Registry::start_with_auth("ci", "pa55");
+    let elsewhere = Hostile::forwarding(&registry.host, Some(basic("ci", "pa55")));
+    let elsewhere_host = elsewhere.host.clone();
+    let front = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(|_| Answer::Forward),
+        Arc::new(move |line, headers| {
+            if line.contains("/tags/list") && !line.contains("last=") {
+                headers.push(("Link".into(), format!("<http://{elsewhere_host}/v2/acme/prod/tags/list?n=1000&last=zzz>; rel=\"next\"")));
+            }
+        }),
+    );
+    let scratch = Scratch::new();
+    scratch.login(&front.host, "ci", "pa55");
+    push_image(&scratch, 1, serde_json::json!({}), &format!("{}/acme/prod:worker-latest", front.host));
+    let output = scratch.xtask(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]);
+    succeeded(&output)?;
+    ensure(!elsewhere.seen().is_empty(), || "the next page was never asked for".into())?;
+    ensure(elsewhere.authorized().is_empty(), || format!("the other origin got credentials with {:?}", elsewhere.authorized()))
+}
+
+/// A proxy that answers or rewrites what `rule` says for each request line.
+fn front_of(registry: &Registry, answer: fn(&str) -> Answer, rewrite: fn(&str, &mut Vec<(String, String)>)) -> Hostile {
+    Hostile::start(&registry.host, None, Arc::new(answer), Arc::new(rewrite))
+}
+
+fn link_loop() -> Result<(), String> {
+    let registry = Registry::start();
+    let front = front_of(
+        &registry,
+        |_| Answer::Forward,
+        |line, headers| {
+            if line.contains("/tags/list") {
+                headers.push(("Link".into(), "</v2/acme/prod/tags/list?n=1000>; rel=\"next\"".into()));
+            }
+        },
+    );
+    let scratch = Scratch::new();
+    push_image(&scratch, 2, serde_json::json!({}), &format!("{}/acme/prod:worker-latest", registry.host));
+    let listing = run_within(&mut scratch.command(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]), 60);
+    let output = listing.ok_or("`images` still followed the loop after 60 s")?;
+    refused(&output, "pages it had sent already")
+}
+
+fn endless_manifest() -> Result<(), String> {
+    let registry = Registry::start();
+    let front = front_of(
+        &registry,
+        |line| match line.contains("/manifests/") && line.starts_with("GET ") {
+            true => Answer::Endless(200, "application/vnd.oci.image.index.v1+json"),
+            false => Answer::Forward,
+        },
+        |_, _| {},
+    );
+    let scratch = Scratch::new();
+    push_image(&scratch, 3, serde_json::json!({}), &format!("{}/acme/prod:worker-latest", registry.host));
+    refused(&scratch.xtask(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]), "larger than 4096 KiB")
+}
+
+/// A layout whose first layer is not stored but recorded as living in `source`.
+fn layout_with_foreign_layer(scratch: &Scratch, source: &str) -> String {
+    let layout = make_layout(&scratch.path().join("foreign"), &[4096, 2048], 11);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&manifest_digest)).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::remove_file(layout.join("blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
+    std::fs::write(layout.join("xtask-foreign-blobs.json"), serde_json::json!({ layer: source }).to_string()).unwrap();
+    layout.to_str().unwrap().to_string()
+}
+
+fn endless_blob() -> Result<(), String> {
+    let registry = Registry::start();
+    let front = front_of(
+        &registry,
+        |line| match line.contains("/blobs/sha256:") && line.starts_with("GET ") {
+            true => Answer::Endless(200, "application/octet-stream"),
+            false => Answer::Forward,
+        },
+        |_, _| {},
+    );
+    let scratch = Scratch::empty();
+    let layout = layout_with_foreign_layer(&scratch, &format!("{}/acme/base", front.host));
+    let destination = format!("oci:{}:t", scratch.path().join("copy").display());
+    refused(&scratch.xtask(&["push", &layout, &destination]), "more than the 4096 bytes")
+}
+
+fn ecr_host_with_userinfo() -> Result<(), String> {
+    let evil = Hostile::forwarding("127.0.0.1:9", None);
+    let scratch = Scratch::empty();
+    let layout = make_layout(&scratch.path().join("layout"), &[512], 5);
+    let reference = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com:x@{}/acme/prod:t", evil.host);
+    refused(&scratch.xtask(&["push", layout.to_str().unwrap(), &reference]), "is not a registry host")?;
+    ensure(evil.connections() == 0, || format!("{} connections reached the host after the `@`", evil.connections()))
+}
+
+fn from_host_with_userinfo() -> Result<(), String> {
+    let evil = Hostile::forwarding("127.0.0.1:9", None);
+    let scratch = Scratch::new();
+    let base = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com:x@{}/acme/base:1", evil.host);
+    scratch.edit("crates/worker/Dockerfile", |text| text.replace("FROM scratch", &format!("FROM {base}")));
+    scratch.commit("a base image with a user part");
+    let output = scratch.xtask(&["build", "worker", "--builder", "native"]);
+    refused(&output, "crates/worker/Dockerfile:2: FROM")?;
+    refused(&output, "is not a registry host")?;
+    ensure(evil.connections() == 0, || format!("{} connections reached the host after the `@`", evil.connections()))
+}
+
+fn foreign_source_with_userinfo() -> Result<(), String> {
+    let evil = Hostile::forwarding("127.0.0.1:9", None);
+    let registry = Registry::start();
+    let scratch = Scratch::empty();
+    let layout = layout_with_foreign_layer(&scratch, &format!("x@{}/acme/base", evil.host));
+    refused(&scratch.xtask(&["push", &layout, &format!("{}/acme/prod:t", registry.host)]), "is not a registry host")?;
+    ensure(evil.connections() == 0, || format!("{} connections reached the host after the `@`", evil.connections()))
+}
+
+fn promote_revision_traversal() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let revision = serde_json::json!({"org.opencontainers.image.revision": "x/../../manifests/hello-api-latest"});
+    push_image(&scratch, 21, revision, &format!("{}/acme/staging:worker-latest", registry.host));
+    let production = format!("{}/acme/production", registry.host);
+    let before = push_image(&scratch, 22, serde_json::json!({}), &format!("{production}:hello-api-latest"));
+    let output = scratch.xtask(&["promote", "worker", "--from", &format!("{}/acme/staging", registry.host), "--to", &production]);
+    refused(&output, "records a revision that makes no valid tag")?;
+    let after = digest_of(&format!("{production}:hello-api-latest"));
+    ensure(after.as_deref() == Some(before.as_str()), || format!("hello-api-latest moved from {before} to {after:?}"))
+}
+
+fn rollback_traversal() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let repository = format!("{}/acme/prod", registry.host);
+    push_image(&scratch, 31, serde_json::json!({}), &format!("{repository}:hello-api-latest"));
+    // Forty characters, so it is taken as a full sha when git does not know it.
+    let to = "xxxxxxx/../../manifests/hello-api-latest";
+    refused(&scratch.xtask(&["rollback", "worker", "--to", to, "--repository", &repository]), "does not name a release of worker")?;
+    let moved = digest_of(&format!("{repository}:worker-latest"));
+    ensure(moved.is_none(), || format!("worker-latest now names {moved:?}"))
+}
+
+fn prune_owns_only_its_app() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let repository = format!("{}/acme/prod", registry.host);
+    let image = |app: &str, created: &str| serde_json::json!({"dev.xtask.app": app, "org.opencontainers.image.created": created});
+    push_image(&scratch, 41, image("hello-api", "2026-01-01T00:00:00Z"), &format!("{repository}:hello-api-1"));
+    push_image(&scratch, 42, image("hello-api", "2026-01-02T00:00:00Z"), &format!("{repository}:hello-api-2"));
+    // An app of another workspace whose name starts like this one's.
+    push_image(&scratch, 43, image("hello-api-gateway", "2025-06-01T00:00:00Z"), &format!("{repository}:hello-api-gateway-latest"));
+    let output = scratch.xtask(&["prune", "hello-api", "--keep", "1", "--dry-run", "--repository", &repository]);
+    succeeded(&output)?;
+    ensure(stdout(&output).contains("hello-api-1") && !stdout(&output).contains("gateway"), || {
+        format!("prune hello-api would delete:\n{}", stdout(&output))
+    })
+}
+
+fn ca_file_is_scoped() -> Result<(), String> {
+    let (tls, ca) = Registry::start_tls();
+    let plain = Registry::start();
+    let scratch = Scratch::new();
+    let ca = ca.to_str().unwrap();
+    let staging = format!("{}/acme/staging", tls.host);
+    let layout = make_layout(&scratch.path().join("layout"), &[512], 51);
+    succeeded(&scratch.xtask(&["push", layout.to_str().unwrap(), &format!("{staging}:worker-latest"), "--ca-file", ca]))?;
+    let production = format!("{}/acme/production", plain.host);
+    let promote = |ca_file: &str| scratch.xtask(&["promote", "worker", "--from", &staging, "--to", &production, "--ca-file", ca_file]);
+    refused(&promote(ca), "is not trusted")?;
+    succeeded(&promote(&format!("{}={ca}", tls.host)))
+}
+
+/// A workspace whose worker image also copies `crates/worker/assets/` (a file, a key that
+/// .dockerignore excludes, one it excepts, a link to a file outside the workspace) and whose git
+/// remote carries a CI token; built natively for linux/amd64, once for the rows that read it.
+fn built_with_assets() -> &'static (Scratch, Output) {
+    static BUILT: std::sync::OnceLock<(Scratch, Output)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_with_assets)
+}
+
+fn build_with_assets() -> (Scratch, Output) {
+    let scratch = Scratch::new();
+    scratch.write("crates/worker/assets/a.txt", "kept\n");
+    scratch.write("crates/worker/assets/secret.key", "-----BEGIN PRIVATE KEY-----\n");
+    scratch.write("crates/worker/assets/public.key", "-----BEGIN PUBLIC KEY-----\n");
+    std::os::unix::fs::symlink("/etc/hostname", scratch.path().join("crates/worker/assets/link")).unwrap();
+    scratch.edit(".dockerignore", |text| format!("{text}**/*.key\n!crates/worker/assets/public.key\n"));
+    scratch.edit("crates/worker/Dockerfile", |text| format!("{text}COPY crates/worker/assets /assets/\n"));
+    scratch.git(&["remote", "add", "origin", "https://gitlab-ci-token:glpat-s3cret@gitlab.example.com/acme/mono.git"]);
+    scratch.commit("assets");
+    let output = scratch.xtask(&["build", "worker", "--platform", "linux/amd64", "--builder", "native"]);
+    (scratch, output)
+}
+
+/// The built worker image's config and its last layer's entries (`tar -tvz`), from its layout.
+fn built_image(scratch: &Scratch) -> (serde_json::Value, String) {
+    let layout = scratch.path().join("target/xtask/oci/worker");
+    let blob = |digest: &str| std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap();
+    let json = |digest: &str| -> serde_json::Value { serde_json::from_slice(&blob(digest)).unwrap() };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let root = json(index["manifests"][0]["digest"].as_str().unwrap());
+    let manifest = json(root["manifests"][0]["digest"].as_str().unwrap());
+    let config = json(manifest["config"]["digest"].as_str().unwrap());
+    let layers = manifest["layers"].as_array().unwrap();
+    let last = layers.last().unwrap()["digest"].as_str().unwrap();
+    let listing = run(Command::new("tar").arg("-tvzf").arg(layout.join("blobs/sha256").join(last.trim_start_matches("sha256:"))));
+    (serde_json::json!({"config": config, "index": root}), stdout(&listing))
+}
+
+fn link_inside_a_directory() -> Result<(), String> {
+    let (scratch, output) = built_with_assets();
+    succeeded(output)?;
+    let (_, listing) = built_image(scratch);
+    ensure(listing.lines().any(|line| line.starts_with('l') && line.contains("assets/link -> /etc/hostname")), || {
+        format!("the layer does not hold the link as a link:\n{listing}")
+    })
+}
+
+fn dockerignore_is_honoured() -> Result<(), String> {
+    let (scratch, output) = built_with_assets();
+    succeeded(output)?;
+    let (_, listing) = built_image(scratch);
+    let kept = listing.contains("assets/a.txt") && listing.contains("assets/public.key");
+    ensure(kept && !listing.contains("secret.key"), || format!("the layer holds:\n{listing}"))
+}
+
+fn source_without_credentials() -> Result<(), String> {
+    let (scratch, output) = built_with_assets();
+    succeeded(output)?;
+    let (image, _) = built_image(scratch);
+    let text = image.to_string();
+    ensure(!text.contains("s3cret") && text.contains("\"https://gitlab.example.com/acme/mono.git\""), || {
+        format!("the image records the remote as:\n{:#}", image["index"]["annotations"])
+    })
+}
+
+fn link_out_of_the_context() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    std::os::unix::fs::symlink("/proc/self/environ", scratch.path().join("crates/worker/leak")).unwrap();
+    scratch.edit("crates/worker/Dockerfile", |text| format!("{text}COPY crates/worker/leak /leak\n"));
+    scratch.commit("leak the environment");
+    let output = scratch.xtask_with_env(
+        &["release", "worker", "--platform", "linux/amd64", "--builder", "native", "--repository", &format!("{}/acme/prod", registry.host)],
+        &[("XTASK_TEST_SECRET", "hunter2")],
+    );
+    refused(&output, "COPY source `crates/worker/leak` leads out of the build context")?;
+    let writes: Vec<String> = registry.requests().into_iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).collect();
+    ensure(writes.is_empty(), || format!("the registry received {writes:?}"))
+}
+
+fn fifo_is_refused() -> Result<(), String> {
+    let scratch = Scratch::new();
+    scratch.write("crates/worker/assets/a.txt", "kept\n");
+    scratch.edit("crates/worker/Dockerfile", |text| format!("{text}COPY crates/worker/assets /assets/\n"));
+    scratch.commit("assets");
+    let fifo = scratch.path().join("crates/worker/assets/pipe");
+    let made = run(Command::new("mkfifo").arg(&fifo));
+    assert!(made.status.success(), "mkfifo: {}", stderr(&made));
+    let command = &mut scratch.command(&["build", "worker", "--platform", "linux/amd64", "--builder", "native"]);
+    let output = run_within(command, 180).ok_or("the build hung on the FIFO")?;
+    refused(&output, "neither a file, a directory nor a link")
+}
+
+/// Plants `.cargo/config.toml` with a `rustc` that leaves a mark in `dir`; removed when dropped
+/// (never over a file that was there).
+struct Planted(Option<std::path::PathBuf>);
+
+impl Planted {
+    fn new(dir: &Path, wrapper: &Path) -> Planted {
+        let config = dir.join(".cargo/config.toml");
+        if config.exists() || std::fs::create_dir_all(dir.join(".cargo")).is_err() {
+            return Planted(None);
+        }
+        match std::fs::write(&config, format!("[build]\nrustc = \"{}\"\n", wrapper.display())) {
+            Ok(()) => Planted(Some(config)),
+            Err(_) => Planted(None),
+        }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        if let Some(config) = &self.0 {
+            let _ = std::fs::remove_file(config);
+        }
+    }
+}
+
+fn planted_cargo_config() -> Result<(), String> {
+    let scratch = Scratch::new();
+    let temp = tempfile::tempdir().unwrap();
+    let mark = temp.path().join("ran");
+    let wrapper = temp.path().join("rustc-wrapper");
+    std::fs::write(&wrapper, format!("#!/bin/sh\ntouch {}\nexec rustc \"$@\"\n", mark.display())).unwrap();
+    run(Command::new("chmod").arg("+x").arg(&wrapper));
+    let _in_temp = Planted::new(temp.path(), &wrapper);
+    let _in_shm = Planted::new(Path::new("/dev/shm"), &wrapper);
+    // A lockfile change makes detection resolve the base commit's graph from an exported tree.
+    let base = scratch.head();
+    scratch.edit("Cargo.lock", |lock| lock.replacen("# This file", "# This generated file", 1));
+    scratch.commit("reword the lockfile header");
+    let output = scratch.xtask_with_env(&["changed", "--base", &base], &[("TMPDIR", temp.path().to_str().unwrap())]);
+    succeeded(&output)?;
+    ensure(!mark.exists(), || "a rustc named by a planted .cargo/config.toml ran".into())
+}
