@@ -179,7 +179,8 @@ pub struct Changed {
     /// The repository --against-registry looks in (default: as for `release`)
     #[arg(long, requires = "against_registry")]
     pub repository: Option<String>,
-    /// A PEM file of extra CA certificates to trust for registries (also XTASK_CA_FILE)
+    /// A PEM file of extra CA certificates, trusted for the command's own registry only; `HOST=PEM`
+    /// trusts it for HOST instead (also XTASK_CA_FILE)
     #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE", requires = "against_registry")]
     pub ca_file: Option<std::path::PathBuf>,
 }
@@ -251,7 +252,8 @@ pub struct Transfer {
     /// (repeatable); a registry that declines the mount gets an upload
     #[arg(long, value_name = "REPOSITORY")]
     pub mount_from: Vec<String>,
-    /// A PEM file of extra CA certificates to trust for registries (also XTASK_CA_FILE)
+    /// A PEM file of extra CA certificates, trusted for the command's own registry only; `HOST=PEM`
+    /// trusts it for HOST instead (also XTASK_CA_FILE)
     #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
 }
