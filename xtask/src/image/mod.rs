@@ -50,7 +50,7 @@ pub fn write_image(
     let config = layout.write_blob(oci::MEDIA_TYPE_CONFIG, &oci::to_bytes(&config))?;
     let manifest = ImageManifest {
         schema_version: 2,
-        media_type: oci::MEDIA_TYPE_MANIFEST.into(),
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
         config,
         layers: parts.layers,
         annotations: annotations.clone(),

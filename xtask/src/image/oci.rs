@@ -124,7 +124,9 @@ impl Descriptor {
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
     pub schema_version: u32,
-    pub media_type: String,
+    /// Optional in the image spec (SHOULD): umoci and `podman import` leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -295,12 +297,21 @@ mod tests {
     fn manifest_serialises_in_spec_order() {
         let manifest = ImageManifest {
             schema_version: 2,
-            media_type: MEDIA_TYPE_MANIFEST.into(),
+            media_type: Some(MEDIA_TYPE_MANIFEST.into()),
             config: Descriptor::new(MEDIA_TYPE_CONFIG, b"{}"),
             layers: vec![],
             annotations: BTreeMap::new(),
         };
         expect_test::expect![[r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#]]
         .assert_eq(&String::from_utf8(to_bytes(&manifest)).unwrap());
+    }
+
+    #[test]
+    fn manifests_without_the_optional_media_type_are_read() {
+        // As umoci and `podman import` write them.
+        let umoci = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        let manifest: ImageManifest = serde_json::from_str(umoci).unwrap();
+        assert_eq!(manifest.media_type, None);
+        assert_eq!(String::from_utf8(to_bytes(&manifest)).unwrap(), umoci);
     }
 }

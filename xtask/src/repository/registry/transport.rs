@@ -197,9 +197,10 @@ impl Transport {
     pub fn unreachable(&self, err: reqwest::Error) -> anyhow::Error {
         if is_certificate_error(&err) {
             return anyhow!(
-                "the TLS certificate of registry {} is not trusted ({}): pass the CA certificate that signed it with --ca-file (or XTASK_CA_FILE), or install it in the system's trust store",
+                "the TLS certificate of registry {} is not trusted ({}): pass the CA certificate that signed it with --ca-file (or XTASK_CA_FILE), as {}=PEM when the registry is not the command's own, or install it in the system's trust store",
                 self.host,
-                root_cause(&err)
+                root_cause(&err),
+                self.host
             );
         }
         anyhow::Error::new(ConnectionFailure(format!(
