@@ -231,7 +231,7 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
     let [manifest] = manifests.as_slice() else {
         bail!("{}: expected one image in the archive, found {}", unreadable(), manifests.len());
     };
-    let config: ImageConfig = serde_json::from_slice(archive.json.get(&manifest.config).map(Vec::as_slice).unwrap_or_default())
+    let config: ImageConfig = serde_json::from_slice(&archive.member(&manifest.config)?)
         .with_context(|| format!("{}: its configuration {} is not an image configuration", unreadable(), manifest.config))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         bail!(
@@ -291,6 +291,20 @@ impl<'a> SavedArchive<'a> {
         archive_unreadable(self.path)
     }
 
+    /// A small member's bytes: Docker 20.10 names the configuration `<id>.json`, Docker 25 and
+    /// later `blobs/sha256/<hex>` (its archive is also an OCI layout), read here by its offset.
+    fn member(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.json.get(name) {
+            return Ok(bytes.clone());
+        }
+        let &(offset, size) = self.members.get(name).with_context(|| format!("{}: {name} is missing", self.unreadable()))?;
+        let mut file = File::open(self.path).with_context(|| self.unreadable())?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::new();
+        file.take(size).read_to_end(&mut bytes).with_context(|| self.unreadable())?;
+        Ok(bytes)
+    }
+
     /// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times),
     /// after checking that its bytes hash to `expected`, the diff ID the engine recorded.
     fn import_layer(&self, path: &str, expected: &Digest, mtime: Option<u64>, layout: &Layout) -> Result<(Descriptor, Digest)> {
@@ -337,6 +351,18 @@ mod tests {
     /// A `docker save` archive as Docker 20.10 writes it: layer directories, the configuration
     /// under the image ID, manifest.json last.
     fn saved_archive(layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
+        saved_archive_as(Docker::V20, layer_files, diff_id_override)
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Docker {
+        /// `<id>/layer.tar` and `<id>.json`.
+        V20,
+        /// Docker 25 and later: an OCI layout, every member under `blobs/sha256/<hex>`.
+        V25,
+    }
+
+    fn saved_archive_as(docker: Docker, layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
         let mut layer = tar::Builder::new(Vec::new());
         for (path, contents) in layer_files {
             let mut header = tar::Header::new_ustar();
@@ -363,9 +389,19 @@ mod tests {
             header.set_mode(0o644);
             archive.append_data(&mut header, name, bytes).unwrap();
         };
-        add("3333/layer.tar", &layer);
-        add("6025.json", config.to_string().as_bytes());
-        add("manifest.json", br#"[{"Config":"6025.json","RepoTags":null,"Layers":["3333/layer.tar"]}]"#);
+        let config = config.to_string();
+        let (layer_name, config_name) = match docker {
+            Docker::V20 => ("3333/layer.tar".to_string(), "6025.json".to_string()),
+            Docker::V25 => {
+                (format!("blobs/sha256/{}", Digest::of(&layer).hex()), format!("blobs/sha256/{}", Digest::of(config.as_bytes()).hex()))
+            }
+        };
+        add(&layer_name, &layer);
+        add(&config_name, config.as_bytes());
+        if docker == Docker::V25 {
+            add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        }
+        add("manifest.json", format!(r#"[{{"Config":"{config_name}","RepoTags":null,"Layers":["{layer_name}"]}}]"#).as_bytes());
         archive.into_inner().unwrap()
     }
 
@@ -391,6 +427,14 @@ mod tests {
         let file = File::open(dir.join("layout/blobs/sha256").join(layer.digest.hex())).unwrap();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
         archive.entries().unwrap().map(|entry| entry.unwrap().header().mtime().unwrap()).collect()
+    }
+
+    #[test]
+    fn docker_25_archives_name_their_configuration_by_digest() {
+        let archive = saved_archive_as(Docker::V25, &[("worker", b"\x7fELF binary")], None);
+        let (v25, _dir) = import_bytes(&archive, Vec::new()).unwrap();
+        let (v20, _dir) = import_bytes(&saved_archive(&[("worker", b"\x7fELF binary")], None), Vec::new()).unwrap();
+        assert_eq!((v25.layers, v25.diff_ids, v25.config), (v20.layers, v20.diff_ids, v20.config));
     }
 
     #[test]
