@@ -340,8 +340,11 @@ fn write_github_outputs(summary: &Summary<'_>) -> Result<()> {
     );
     for app in &summary.apps {
         let digest = app.digest.as_ref().map(|d| format!("`{d}`")).unwrap_or_default();
-        let uploaded =
-            app.push.as_ref().map(|p| format!("{} of {} blobs, {} bytes", p.blobs_uploaded, p.blobs, p.bytes_uploaded)).unwrap_or_default();
+        let uploaded = app
+            .push
+            .as_ref()
+            .map(|p| format!("{} of {} blobs, {} bytes; {} mounted", p.blobs_uploaded, p.blobs, p.bytes_uploaded, p.blobs_mounted))
+            .unwrap_or_default();
         let result = if app.error.is_some() { "failed" } else { "released" };
         table.push_str(&format!("| {} | {digest} | {} | {uploaded} | {result} |\n", app.name, app.tags.join("<br>")));
     }
@@ -373,26 +376,27 @@ fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The final table: one row per app with its platforms, digest, what was sent and skipped, the
-/// push time and the tags; failed apps say so (the reason is in the error paragraph).
+/// The final table: one row per app with its platforms, digest, what was uploaded, mounted and
+/// skipped, the push time and the tags; failed apps say so (the reason is in the error paragraph).
 fn summary_table(summary: &Summary<'_>) -> String {
-    let header = ["app", "platforms", "digest", "uploaded", "skipped", "time", "tags"].map(String::from);
+    let header = ["app", "platforms", "digest", "uploaded", "mounted", "skipped", "time", "tags"].map(String::from);
     let mut rows = vec![header];
     for app in &summary.apps {
         let blobs = |count: usize, bytes: u64| format!("{count} blobs, {}", indicatif::HumanBytes(bytes));
-        let (digest, uploaded, skipped) = match (&app.push, &app.error) {
+        let (digest, uploaded, mounted, skipped) = match (&app.push, &app.error) {
             (Some(report), None) => (
                 // The full digest is in the app's last progress line, the JSON and the step outputs.
                 app.digest.as_ref().map(|digest| format!("sha256:{}", &digest.hex()[..12])).unwrap_or_default(),
-                blobs(report.blobs_uploaded + report.blobs_mounted, report.bytes_uploaded),
+                blobs(report.blobs_uploaded, report.bytes_uploaded),
+                format!("{} blobs", report.blobs_mounted),
                 blobs(report.blobs_skipped, report.bytes_skipped),
             ),
-            _ => ("failed, tags not moved".to_string(), String::new(), String::new()),
+            _ => ("failed, tags not moved".to_string(), String::new(), String::new(), String::new()),
         };
         let time = app.seconds.map(|seconds| format!("{seconds:.1} s")).unwrap_or_default();
-        rows.push([app.name.clone(), app.platforms.join(","), digest, uploaded, skipped, time, app.tags.join(", ")]);
+        rows.push([app.name.clone(), app.platforms.join(","), digest, uploaded, mounted, skipped, time, app.tags.join(", ")]);
     }
-    let widths: Vec<usize> = (0..7).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..8).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
     let mut table = format!("released to {}\n", summary.repository);
     for row in &rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
@@ -445,9 +449,9 @@ mod tests {
         };
         expect_test::expect![[r#"
             released to 127.0.0.1:5000/acme/prod
-            app        platforms                digest                  uploaded           skipped            time   tags
-            hello-api  linux/amd64,linux/arm64  sha256:1bc04b5291c2     3 blobs, 3.00 MiB  2 blobs, 1.46 KiB  1.2 s  hello-api-0123456789abcdef0123456789abcdef01234567, hello-api-latest
-            worker     linux/amd64              failed, tags not moved                                        0.5 s  worker-latest
+            app        platforms                digest                  uploaded           mounted  skipped            time   tags
+            hello-api  linux/amd64,linux/arm64  sha256:1bc04b5291c2     2 blobs, 3.00 MiB  1 blobs  2 blobs, 1.46 KiB  1.2 s  hello-api-0123456789abcdef0123456789abcdef01234567, hello-api-latest
+            worker     linux/amd64              failed, tags not moved                                                 0.5 s  worker-latest
         "#]]
         .assert_eq(&summary_table(&summary));
     }
