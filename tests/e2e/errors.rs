@@ -69,6 +69,11 @@ fn bad_input_gets_a_clear_error() {
             expected: "the work tree has uncommitted changes",
         },
         Case {
+            args: args(&["release", "--all"]),
+            setup: &|scratch| scratch.edit("Cargo.lock", |lock| lock.replacen("# This file", "# This rewritten file", 1)),
+            expected: "uncommitted changes (Cargo.lock), so an image",
+        },
+        Case {
             args: args(&["build", "worker", "--builder", "native"]),
             setup: &|scratch| {
                 scratch.write("crates/worker/Dockerfile", "FROM scratch\nRUN cargo build\n");

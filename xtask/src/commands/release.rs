@@ -137,9 +137,10 @@ impl<'a> Release<'a> {
         let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &args.selection.platform })?;
         let git = ctx.git()?;
         let revision = git.rev_parse("HEAD")?;
-        let dirty = git.is_dirty()?;
+        let dirty_paths = git.dirty_paths()?;
+        let dirty = !dirty_paths.is_empty();
         if dirty && !args.allow_dirty && !args.dry_run {
-            bail!("the work tree has uncommitted changes, so an image tagged with {revision} would not be that commit: commit or stash them, or pass --allow-dirty");
+            bail!("{}", dirty_tree(&revision, &dirty_paths));
         }
         if args.create_repository && !args.dry_run {
             crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
@@ -285,6 +286,22 @@ impl<'a> Release<'a> {
         (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
         Ok(report)
     }
+}
+
+/// Why a release refuses a dirty work tree, naming the files; a rewritten Cargo.lock gets its
+/// usual cause, since `cargo xtask` (an unlocked `cargo run`) updates it after a crate is added.
+fn dirty_tree(revision: &str, paths: &[String]) -> String {
+    const NAMED: usize = 5;
+    let mut named = paths.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    if paths.len() > NAMED {
+        named.push_str(&format!(" and {} more", paths.len() - NAMED));
+    }
+    let lockfile = if paths.iter().any(|path| path == "Cargo.lock") {
+        " (Cargo.lock changed: cargo updates it when a crate is added or its manifest changes, `cargo xtask` included; commit it)"
+    } else {
+        ""
+    };
+    format!("the work tree has uncommitted changes ({named}), so an image tagged with {revision} would not be that commit{lockfile}: commit or stash them, or pass --allow-dirty")
 }
 
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
@@ -454,6 +471,15 @@ mod tests {
             worker     linux/amd64              failed, tags not moved                                                 0.5 s  worker-latest
         "#]]
         .assert_eq(&summary_table(&summary));
+    }
+
+    #[test]
+    fn a_dirty_tree_is_named() {
+        let paths = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        expect_test::expect![[r#"the work tree has uncommitted changes (Cargo.lock, crates/api/Cargo.toml), so an image tagged with 0123 would not be that commit (Cargo.lock changed: cargo updates it when a crate is added or its manifest changes, `cargo xtask` included; commit it): commit or stash them, or pass --allow-dirty"#]]
+        .assert_eq(&dirty_tree("0123", &paths(&["Cargo.lock", "crates/api/Cargo.toml"])));
+        expect_test::expect![[r#"the work tree has uncommitted changes (a, b, c, d, e and 2 more), so an image tagged with 0123 would not be that commit: commit or stash them, or pass --allow-dirty"#]]
+        .assert_eq(&dirty_tree("0123", &paths(&["a", "b", "c", "d", "e", "f", "g"])));
     }
 
     #[test]
