@@ -377,6 +377,7 @@ mod tests {
             "architecture": "amd64", "os": "linux", "created": "2026-11-22T15:41:11.654849736Z",
             "container": "9f22664475f0", "docker_version": "20.10.24",
             "config": {"Env": ["PATH=/bin"], "Cmd": null, "Labels": null, "Volumes": {"/data": {}}, "Image": "sha256:abc",
+                       "Shell": ["/bin/bash", "-c"], "OnBuild": ["RUN make"],
                        "Entrypoint": ["/worker"], "Healthcheck": {"Test": ["CMD", "/worker", "--check"], "Retries": 2}},
             "history": [{"created": "2026-11-22T15:41:11Z", "created_by": "/bin/sh -c #(nop) COPY file:ca15 in /worker "},
                         {"created": "2026-11-22T15:41:12Z", "created_by": "/worker", "empty_layer": true}],
@@ -443,7 +444,7 @@ mod tests {
         let (image, dir) = import_bytes(&archive, Vec::new()).unwrap();
         assert_eq!(layer_times(dir.path(), &image.layers[0]), [1_700_000_000]);
         let config = serde_json::to_string(&image.config).unwrap();
-        expect_test::expect![[r#"{"Env":["PATH=/bin"],"Entrypoint":["/worker"],"Volumes":{"/data":{}},"Healthcheck":{"Test":["CMD","/worker","--check"],"Retries":2}}"#]]
+        expect_test::expect![[r#"{"Env":["PATH=/bin"],"Entrypoint":["/worker"],"Volumes":{"/data":{}},"Healthcheck":{"Test":["CMD","/worker","--check"],"Retries":2},"Image":"sha256:abc","OnBuild":["RUN make"],"Shell":["/bin/bash","-c"]}"#]]
             .assert_eq(&config);
         expect_test::expect![[r#"[{"created":"2023-11-14T22:13:20Z","created_by":"/bin/sh -c #(nop) COPY file:ca15 in /worker "},{"created":"2023-11-14T22:13:20Z","created_by":"/worker","empty_layer":true}]"#]]
             .assert_eq(&serde_json::to_string(&image.history).unwrap());

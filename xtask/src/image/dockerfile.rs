@@ -64,6 +64,9 @@ impl ImagePlan {
             stop_signal: own.stop_signal.clone().or_else(|| base.stop_signal.clone()),
             volumes: base.volumes.clone().into_iter().chain(own.volumes.clone()).collect(),
             healthcheck: own.healthcheck.clone().or_else(|| base.healthcheck.clone()),
+            // What the Dockerfile cannot set is inherited (`Shell`, say), except the base's
+            // ONBUILD triggers, which are the base's children's and not passed further.
+            other: base.other.iter().filter(|(key, _)| *key != "OnBuild").map(|(k, v)| (k.clone(), v.clone())).collect(),
         }
     }
 }
@@ -636,6 +639,7 @@ CMD ["--verbose"]
                         ),
                         volumes: {},
                         healthcheck: None,
+                        other: {},
                     },
                     clears_base_cmd: true,
                 }"#]],
@@ -671,6 +675,7 @@ CMD ["--verbose"]
                         stop_signal: None,
                         volumes: {},
                         healthcheck: None,
+                        other: {},
                     },
                     clears_base_cmd: false,
                 }"#]],
@@ -718,6 +723,7 @@ CMD ["--verbose"]
             cmd: Some(vec!["/bin/sh".into()]),
             working_dir: Some("/base".into()),
             labels: [("team".to_string(), "platform".to_string())].into(),
+            other: serde_json::json!({"Shell": ["/bin/bash", "-c"], "OnBuild": ["RUN make"]}).as_object().unwrap().clone(),
             ..ContainerConfig::default()
         };
         let plan = plan("FROM registry.example/base:1\nENV MODE=app\nLABEL app=api\nENTRYPOINT [\"/api\"]\n", "Dockerfile", &[]).unwrap();
@@ -727,6 +733,11 @@ CMD ["--verbose"]
         assert_eq!(config.entrypoint, Some(vec!["/api".to_string()]));
         assert_eq!(config.working_dir.as_deref(), Some("/base"));
         assert_eq!(config.labels.len(), 2);
+        assert_eq!(
+            serde_json::Value::Object(config.other),
+            serde_json::json!({"Shell": ["/bin/bash", "-c"]}),
+            "SHELL is inherited, ONBUILD is not"
+        );
         let plan = plan_without_entrypoint();
         assert_eq!(plan.config_over(&base).cmd, Some(vec!["/bin/sh".to_string()]));
     }

@@ -167,7 +167,8 @@ pub struct ImageConfig {
 }
 
 /// The container configuration of an image. Docker writes `null` for empty lists and maps, so
-/// those read as empty.
+/// those read as empty. Fields the builder does not set (`Shell`, `OnBuild`, and whatever an
+/// engine or a newer spec adds) are kept as they are, after the named ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
@@ -191,6 +192,8 @@ pub struct ContainerConfig {
     pub volumes: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `HEALTHCHECK` as Docker records it: durations in nanoseconds, zero meaning the default.
