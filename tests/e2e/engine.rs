@@ -108,6 +108,9 @@ fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly()
         "auto explains its choice:\n{log}"
     );
     let digest = json["apps"][0]["digest"].as_str().unwrap().to_string();
+    // The base image's layer keeps its bytes: mounted from its repository, once per platform.
+    let platform_count = platforms.split(',').count();
+    assert_eq!(json["apps"][0]["push"]["blobs_mounted"], platform_count, "{json:#}");
 
     // Read what was pushed with skopeo, an independent client.
     let copy = tempfile::tempdir().unwrap();

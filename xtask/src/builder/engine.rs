@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
+use crate::builder::native::BaseParts;
 use crate::image::dockerfile;
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout};
@@ -218,12 +219,14 @@ struct SavedManifest {
     layers: Vec<String>,
 }
 
-/// Reads a `docker save` archive into `layout`: each layer streamed from the archive, checked
-/// against the diff ID the engine recorded, rewritten reproducibly (`layer::normalise_layer`)
-/// and stored by digest; the configuration kept with every timestamp set to `epoch`. The layers
-/// the image shares with a base image keep their times, so they stay the same from one commit
-/// to the next; every later layer's files get `epoch` as their time.
-pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImageParts> {
+/// Reads a `docker save` archive into `layout`. The layers the image shares with a base image
+/// that `bases` (read from its registry) holds keep the base's bytes: the layout references the
+/// base's blobs, which the push mounts from the base's repository. Every other layer is streamed
+/// from the archive, checked against the diff ID the engine recorded, rewritten reproducibly
+/// (`layer::normalise_layer`) and stored by digest: a base's layer that no registry offers keeps
+/// its times, so it stays the same from one commit to the next, and every later layer's files
+/// get `epoch` as their time. The configuration is kept with every timestamp set to `epoch`.
+pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoch: u64) -> Result<ImageParts> {
     let archive = SavedArchive::read(&saved.archive)?;
     let unreadable = || archive.unreadable();
     let manifests: Vec<SavedManifest> =
@@ -247,9 +250,25 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
         .map(|base| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count())
         .max()
         .unwrap_or(0);
+    // The base from a registry whose layers are the image's first ones, as many as the engine's.
+    let registry_base = bases.iter().find(|(_, (base_manifest, base_config))| {
+        let base_ids = &base_config.rootfs.diff_ids;
+        base_ids.len() >= from_base
+            && base_manifest.layers.len() >= from_base
+            && base_ids[..from_base] == config.rootfs.diff_ids[..from_base]
+    });
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for (position, (path, expected)) in manifest.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+        if let (true, Some((source, (base_manifest, _)))) = (position < from_base, registry_base) {
+            let layer = base_manifest.layers[position].clone();
+            if !layout.has_blob(&layer.digest) {
+                layout.record_foreign(&layer.digest, source)?;
+            }
+            layers.push(layer);
+            diff_ids.push(expected.clone());
+            continue;
+        }
         let mtime = (position >= from_base).then_some(epoch);
         let (layer, diff_id) = archive.import_layer(path, expected, mtime, layout)?;
         layers.push(layer);
@@ -257,7 +276,12 @@ pub fn import(saved: &SavedImage, layout: &Layout, epoch: u64) -> Result<ImagePa
     }
     let created = oci::rfc3339(epoch);
     let history = config.history.into_iter().map(|entry| History { created: Some(created.clone()), ..entry }).collect();
-    Ok(ImageParts { layers, diff_ids, history, config: config.config })
+    let mut container_config = config.config;
+    // The legacy builder records the ID of the image the last step ran in, which is new whenever
+    // the engine's cache is not used: it names nothing outside that engine, and would make every
+    // rebuild a new image.
+    container_config.other.remove("Image");
+    Ok(ImageParts { layers, diff_ids, history, config: container_config })
 }
 
 /// A `docker save` archive: a tar of small JSON files and one tar per layer. The JSON is read
@@ -421,7 +445,7 @@ mod tests {
         std::fs::write(&archive_path, archive).unwrap();
         let layout = Layout::create(&dir.path().join("layout")).unwrap();
         let saved = SavedImage { archive: archive_path, base_layers };
-        Ok((import(&saved, &layout, 1_700_000_000)?, dir))
+        Ok((import(&saved, &[], &layout, 1_700_000_000)?, dir))
     }
 
     fn layer_times(dir: &Path, layer: &Descriptor) -> Vec<u64> {
@@ -444,7 +468,7 @@ mod tests {
         let (image, dir) = import_bytes(&archive, Vec::new()).unwrap();
         assert_eq!(layer_times(dir.path(), &image.layers[0]), [1_700_000_000]);
         let config = serde_json::to_string(&image.config).unwrap();
-        expect_test::expect![[r#"{"Env":["PATH=/bin"],"Entrypoint":["/worker"],"Volumes":{"/data":{}},"Healthcheck":{"Test":["CMD","/worker","--check"],"Retries":2},"Image":"sha256:abc","OnBuild":["RUN make"],"Shell":["/bin/bash","-c"]}"#]]
+        expect_test::expect![[r#"{"Env":["PATH=/bin"],"Entrypoint":["/worker"],"Volumes":{"/data":{}},"Healthcheck":{"Test":["CMD","/worker","--check"],"Retries":2},"OnBuild":["RUN make"],"Shell":["/bin/bash","-c"]}"#]]
             .assert_eq(&config);
         expect_test::expect![[r#"[{"created":"2023-11-14T22:13:20Z","created_by":"/bin/sh -c #(nop) COPY file:ca15 in /worker "},{"created":"2023-11-14T22:13:20Z","created_by":"/worker","empty_layer":true}]"#]]
             .assert_eq(&serde_json::to_string(&image.history).unwrap());

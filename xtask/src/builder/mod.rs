@@ -17,6 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
 
 use crate::builder::engine::Engine;
+use crate::builder::native::BaseParts;
 use crate::context::Context;
 use crate::detect::inputs::AppInputs;
 use crate::detect::SelectedApp;
@@ -88,11 +89,13 @@ pub struct Builder<'a> {
     pub progress: &'a Progress,
 }
 
-/// What is read before anything compiles: each app's recipe, and the base images of the native
-/// recipes (manifests and configs only).
+/// What is read before anything compiles: each app's recipe, and the base images of the recipes
+/// (manifests and configs only). An engine recipe's base that cannot be read from a registry (an
+/// image only the engine has) is `None`: its layers are then taken from what the engine saved.
 struct Plans {
     recipes: BTreeMap<String, Recipe>,
     bases: BTreeMap<String, BaseImage>,
+    engine_bases: BTreeMap<String, Option<BaseImage>>,
 }
 
 impl Builder<'_> {
@@ -125,7 +128,7 @@ impl Builder<'_> {
     }
 
     async fn plan(&self, members: &[&Member]) -> Result<Plans> {
-        let mut plans = Plans { recipes: BTreeMap::new(), bases: BTreeMap::new() };
+        let mut plans = Plans { recipes: BTreeMap::new(), bases: BTreeMap::new(), engine_bases: BTreeMap::new() };
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
@@ -145,6 +148,9 @@ impl Builder<'_> {
                     }
                 }
             }
+            if let Recipe::Engine(text) = &recipe {
+                self.read_engine_bases(text, &mut plans.engine_bases).await;
+            }
             plans.recipes.insert(member.name.clone(), recipe);
             if member.bin.is_none() {
                 bail!(
@@ -155,6 +161,26 @@ impl Builder<'_> {
             }
         }
         Ok(plans)
+    }
+
+    /// The base images of an engine recipe, from their registries, so that the layers an image
+    /// shares with its base keep the base's bytes and are mounted rather than re-encoded.
+    async fn read_engine_bases(&self, text: &str, bases: &mut BTreeMap<String, Option<BaseImage>>) {
+        for platform in &self.config.platforms {
+            for image in dockerfile::base_images(text, &platform.build_args()) {
+                if bases.contains_key(&image) {
+                    continue;
+                }
+                let base = match read::resolve_base(self.registries, &image, &self.config.platforms).await {
+                    Ok(base) => Some(base),
+                    Err(err) => {
+                        eprintln!("note: base image {image} cannot be read from a registry ({err:#}), so the layers it gives the image are re-encoded and uploaded");
+                        None
+                    }
+                };
+                bases.insert(image, base);
+            }
+        }
     }
 
     /// Writes one app's image for every platform, and its index tagged `latest`, into its layout.
@@ -207,7 +233,13 @@ impl Builder<'_> {
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
                     engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work)
                 })?;
-                let image = engine::import(&saved, layout, epoch)?;
+                let bases: Vec<BaseParts<'_>> = plans
+                    .engine_bases
+                    .values()
+                    .flatten()
+                    .filter_map(|base| Some((base.source.as_str(), base.images.get(platform)?)))
+                    .collect();
+                let image = engine::import(&saved, &bases, layout, epoch)?;
                 fs::remove_file(&saved.archive)?;
                 Ok(image)
             }
