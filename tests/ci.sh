@@ -16,6 +16,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+# Tools whose images the corpus test pushes and builds on.
+command -v umoci >/dev/null || missing+=(umoci)
+command -v buildah >/dev/null || missing+=(buildah)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >target-apt.log 2>&1; then

@@ -5,6 +5,7 @@
 
 mod attacks;
 mod changed;
+mod corpus;
 mod ecr;
 mod engine;
 mod errors;
