@@ -275,15 +275,23 @@ pub fn resolved_dependencies(metadata: &[u8]) -> Result<BTreeMap<String, BTreeSe
     Ok(result)
 }
 
-/// The resolved dependencies (see `resolved_dependencies`) of the workspace in `dir`, from the
-/// full `cargo metadata` resolved from its lockfile. `offline` forbids downloads: an old commit's
-/// graph is only worth what is already on the machine, while the head's packages are downloaded
-/// anyway by the build that follows.
-pub fn resolve_graph(sh: &Shell, dir: &Path, offline: bool) -> Result<BTreeMap<String, BTreeSet<String>>> {
+/// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`), into each
+/// member's resolved packages. With `prefer_offline` cargo first tries without the network (fast,
+/// and enough when the crates are cached); when that fails, as on a fresh CI runner whose crates
+/// are not downloaded yet, it resolves online (downloading them), unless `CARGO_NET_OFFLINE`
+/// forbids it. An error names what cargo said.
+pub fn resolve_graph(sh: &Shell, dir: &Path, prefer_offline: bool) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let _cwd = sh.push_dir(dir);
     let cargo = cargo();
-    let offline = offline.then_some("--offline");
-    let output = cmd!(sh, "{cargo} metadata --format-version 1 --locked {offline...}").quiet().ignore_status().output()?;
+    let metadata =
+        |offline: Option<&str>| cmd!(sh, "{cargo} metadata --format-version 1 --locked {offline...}").quiet().ignore_status().output();
+    let mut output = metadata(prefer_offline.then_some("--offline"))?;
+    let network_allowed = !std::env::var("CARGO_NET_OFFLINE").is_ok_and(|value| value == "true");
+    // Only a refusal that offline mode caused (cargo's message says so) is worth the network.
+    let for_want_of_downloads = String::from_utf8_lossy(&output.stderr).contains("offline");
+    if !output.status.success() && prefer_offline && network_allowed && for_want_of_downloads {
+        output = metadata(None)?;
+    }
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
