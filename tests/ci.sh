@@ -19,6 +19,7 @@ command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 # Tools whose images the corpus test pushes and builds on.
 command -v umoci >/dev/null || missing+=(umoci)
 command -v buildah >/dev/null || missing+=(buildah)
+command -v podman >/dev/null || missing+=(podman)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >target-apt.log 2>&1; then

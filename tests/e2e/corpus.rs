@@ -1,6 +1,6 @@
 //! Images written by other tools: each is pushed byte-identically, read back by skopeo, listed by
 //! `images` and used as a `FROM` base. The corpus is made at test time by the tools themselves
-//! (umoci, skopeo, buildah), so it is what those tools write today, not what we think they write.
+//! (umoci, skopeo, buildah, podman), so it is what those tools write today, not what we think they write.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +22,7 @@ fn sh(dir: &Path, script: &str) {
 
 /// Makes the corpus in `dir`; images the tools push go to `repository` as `worker-<name>`.
 fn make_corpus(dir: &Path, repository: &str) -> Vec<(&'static str, Source)> {
-    for tool in ["umoci", "skopeo", "buildah"] {
+    for tool in ["umoci", "skopeo", "buildah", "podman"] {
         require_tool(tool);
     }
     // umoci writes manifests without the optional mediaType.
@@ -45,8 +45,21 @@ fn make_corpus(dir: &Path, repository: &str) -> Vec<(&'static str, Source)> {
              && {buildah} push --quiet --tls-verify=false corpus-docker docker://{repository}:worker-buildah-docker"
         ),
     );
+    // podman import, which also leaves out mediaType, written as a layout and pushed as Docker's.
+    let podman = "podman --root $PWD/podman-storage --runroot $PWD/podman-run --storage-driver vfs";
+    sh(
+        dir,
+        &format!(
+            "mkdir -p rootfs/etc && echo podman > rootfs/etc/base-release && tar -C rootfs -cf rootfs.tar . \
+             && {podman} import --quiet rootfs.tar localhost/corpus-podman:t >/dev/null \
+             && {podman} push --quiet localhost/corpus-podman:t oci:$PWD/podman:t \
+             && {podman} push --quiet --format v2s2 --tls-verify=false localhost/corpus-podman:t docker://{repository}:worker-podman-v2s2"
+        ),
+    );
     vec![
         ("umoci", Source::Layout(dir.join("umoci"))),
+        ("podman-import", Source::Layout(dir.join("podman"))),
+        ("podman-v2s2", Source::Pushed),
         ("skopeo", Source::Layout(dir.join("skopeo"))),
         ("buildah-oci", Source::Layout(dir.join("buildah"))),
         ("skopeo-v2s2", Source::Pushed),
