@@ -40,8 +40,11 @@ pub fn assemble(
             (manifest.layers.clone(), config.rootfs.diff_ids.clone(), config.history.clone(), config.config.clone())
         }
     };
+    // Read once per image: every COPY resolves its sources against the same context.
+    let ignore = Dockerignore::read(context)?;
+    let context = context.canonicalize().with_context(|| format!("cannot read the build context {}", context.display()))?;
     for step in &plan.copies {
-        let files = copy_files(context, dockerfile, step)?;
+        let files = copy_files(&context, &ignore, dockerfile, step)?;
         let mut writer = layout.blob_writer()?;
         let diff_id = layer::write_layer(&files, epoch, &mut writer)
             .with_context(|| format!("{dockerfile}:{}: cannot assemble the layer", step.line))?;
@@ -61,10 +64,9 @@ pub fn assemble(
 /// build context (the workspace root), which a source may not leave, not even through a
 /// symbolic link; directories walked in sorted order, their links copied as links; what
 /// `.dockerignore` excludes left out; destinations placed as Docker places them.
-fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> Result<Vec<LayerFile>> {
+/// `context` is canonical, so that a resolved source can be checked against it.
+fn copy_files(context: &Path, ignore: &Dockerignore, dockerfile: &str, step: &dockerfile::CopyStep) -> Result<Vec<LayerFile>> {
     let at = format!("{dockerfile}:{}", step.line);
-    let ignore = Dockerignore::read(context)?;
-    let context = context.canonicalize().with_context(|| format!("cannot read the build context {}", context.display()))?;
     let into_dir = step.dest.ends_with('/') || step.sources.len() > 1;
     let mut files = Vec::new();
     for source in &step.sources {
@@ -80,7 +82,7 @@ fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> 
         fs::symlink_metadata(&path).with_context(missing)?;
         // Like Docker, a source that is a link is followed, but only to a file of the context.
         let resolved = path.canonicalize().with_context(missing)?;
-        let Ok(inside) = resolved.strip_prefix(&context) else {
+        let Ok(inside) = resolved.strip_prefix(context) else {
             bail!(
                 "{at}: COPY source `{source}` leads out of the build context, to {} (through a symbolic link): copy the file into the workspace instead of linking to it",
                 resolved.display()
@@ -90,7 +92,7 @@ fn copy_files(context: &Path, dockerfile: &str, step: &dockerfile::CopyStep) -> 
             bail!("{at}: COPY source `{source}` is excluded by .dockerignore, so Docker would not find it either: remove the pattern or the COPY");
         }
         if resolved.is_dir() {
-            for (relative_file, file_path) in walk(&context, &resolved, &ignore, &at)? {
+            for (relative_file, file_path) in walk(context, &resolved, ignore, &at)? {
                 files.push(layer_file(&format!("{}/{relative_file}", step.dest.trim_end_matches('/')), file_path, step, &at)?);
             }
         } else {

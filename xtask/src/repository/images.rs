@@ -53,7 +53,7 @@ pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<B
             image.tags.push(tag);
             continue;
         }
-        let image = describe(store, digest.clone(), &bytes, tag).await?;
+        let image = describe(store, digest.clone(), &bytes, &annotations, tag).await?;
         images.insert(digest, image);
     }
     let mut listing: BTreeMap<String, Vec<Image>> = BTreeMap::new();
@@ -69,8 +69,7 @@ pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<B
 }
 
 /// Reads an index (or a single manifest) and its platform manifests for the listing.
-async fn describe(store: &Store, digest: Digest, bytes: &[u8], tag: String) -> Result<Image> {
-    let annotations = crate::image::oci::annotations_of(bytes).unwrap_or_default();
+async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTreeMap<String, String>, tag: String) -> Result<Image> {
     let mut image = Image {
         digest,
         tags: vec![tag],
