@@ -77,6 +77,43 @@ else
   echo "note: no Docker engine answers; the test that runs an image will say it skipped that step"
 fi
 
+# A second engine, Docker 26 (Debian trixie's docker.io, with its buildx plugin): its builds go
+# through BuildKit and its `docker save` writes the OCI-layout format. Its packages are downloaded
+# from trixie (not installed: bookworm's libc cannot run trixie's runc, so bookworm's runc serves)
+# and it runs from the extracted files on its own socket and data root, in its own network
+# namespace, where its bridge setup cannot remove the first engine's docker0.
+docker26=/opt/xtask-docker26
+if [ "$(id -u)" -eq 0 ] && [ ! -x $docker26/usr/sbin/dockerd ]; then
+  echo "fetching Docker 26 from Debian trixie"
+  apt_dir=$(mktemp -d)
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+  apt_options=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+  apt-get "${apt_options[@]}" update -qq
+  (cd "$apt_dir" && apt-get "${apt_options[@]}" download -qq docker.io containerd docker-buildx)
+  for package in "$apt_dir"/*.deb; do dpkg-deb -x "$package" $docker26; done
+  rm -rf "$apt_dir"
+fi
+docker26_socket=/run/xtask-docker26/docker.sock
+if [ -x $docker26/usr/sbin/dockerd ] && ! DOCKER_HOST=unix://$docker26_socket docker info >/dev/null 2>&1; then
+  [ -e /run/netns/xtask-docker26 ] || { ip netns add xtask-docker26 && ip netns exec xtask-docker26 ip link set lo up; }
+  mkdir -p /run/xtask-docker26 target
+  # nsenter enters the network namespace only (`ip netns exec` would remount /sys, hiding cgroups).
+  (nsenter --net=/run/netns/xtask-docker26 env PATH="$docker26/usr/bin:$docker26/usr/sbin:$PATH" \
+    $docker26/usr/sbin/dockerd --host unix://$docker26_socket --data-root /var/lib/xtask-docker26 \
+    --exec-root /run/xtask-docker26/exec --pidfile /run/xtask-docker26/docker.pid >target/dockerd26.log 2>&1 &)
+  for _ in $(seq 1 60); do DOCKER_HOST=unix://$docker26_socket docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+# As root the engine must answer: the test fails, rather than skips, when it does not.
+if [ "$(id -u)" -eq 0 ] || DOCKER_HOST=unix://$docker26_socket docker info >/dev/null 2>&1; then
+  export XTASK_TEST_DOCKER26=unix://$docker26_socket
+  export XTASK_TEST_DOCKER26_BUILDX=$docker26/usr/libexec/docker/cli-plugins/docker-buildx
+  export XTASK_TEST_DOCKER26_NETNS=/run/netns/xtask-docker26
+else
+  echo "note: only root can start Docker 26 here; its engine test says it skipped"
+fi
+
 # Doc tests are left out (the workspace has none), so the last runner line counts real tests; the
 # total of every runner's counts closes the output.
 mkdir -p target

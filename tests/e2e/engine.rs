@@ -1,23 +1,14 @@
 //! The engine builder, end to end: a Dockerfile with a RUN step is built by a real Docker engine
 //! for amd64 and for arm64 (the arm64 step runs under qemu), pushed by the xtask, and read back
-//! with skopeo.
+//! with skopeo; on the machine's Docker (20.10, the legacy builder) and on Docker 26 (BuildKit,
+//! and the OCI-layout `docker save` format).
 
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::docker::Engine;
 use crate::support::harness::{push_base_image, run, skopeo, stderr, stdout, Registry, Scratch};
-
-/// Whether a Docker engine answers; a machine that must have one (`XTASK_TEST_REQUIRE_DOCKER`,
-/// set by tests/ci.sh) fails the test instead of skipping it.
-fn engine_answers() -> bool {
-    let answers = Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
-    if !answers {
-        assert!(std::env::var_os("XTASK_TEST_REQUIRE_DOCKER").is_none(), "XTASK_TEST_REQUIRE_DOCKER is set but `docker info` fails");
-        eprintln!("no Docker engine: skipping the engine builder test");
-    }
-    answers
-}
 
 /// The platforms the machine can run RUN steps for: arm64 needs qemu's binfmt handler, which
 /// tests/ci.sh registers (and then sets `XTASK_TEST_REQUIRE_EMULATION`, so that its absence fails).
@@ -80,19 +71,30 @@ fn blob_path(layout: &Path, digest: &serde_json::Value) -> std::path::PathBuf {
     layout.join("blobs/sha256").join(&digest.as_str().unwrap()["sha256:".len()..])
 }
 
-fn release_json(scratch: &Scratch, args: &[&str]) -> (serde_json::Value, String) {
-    let output = scratch.xtask(args);
+fn release_json(scratch: &Scratch, engine: &Engine, args: &[&str]) -> (serde_json::Value, String) {
+    let output = scratch.xtask_with_env(args, &engine.env());
     assert!(output.status.success(), "cargo xtask {args:?} failed:\n{}", stderr(&output));
     (serde_json::from_str(&stdout(&output)).unwrap(), stderr(&output))
 }
 
 #[test]
-fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly() {
-    if !engine_answers() {
-        return;
+fn run_steps_are_built_by_the_default_engine_for_each_platform_and_pushed_reproducibly() {
+    if let Some(engine) = Engine::default_engine() {
+        check_run_steps_built_and_pushed_reproducibly(&engine);
     }
+}
+
+#[test]
+fn run_steps_are_built_by_docker_26_with_buildkit_for_each_platform_and_pushed_reproducibly() {
+    if let Some(engine) = Engine::docker26() {
+        check_run_steps_built_and_pushed_reproducibly(&engine);
+    }
+}
+
+fn check_run_steps_built_and_pushed_reproducibly(engine: &Engine) {
     let scratch = Scratch::new();
     let registry = Registry::start();
+    engine.prepare(&scratch, &registry);
     let base = format!("{}/base/os:1", registry.host);
     push_base_image(&scratch, &base, &["amd64", "arm64"]);
     add_stamp_app(&scratch, &base, "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
@@ -100,7 +102,7 @@ fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly()
 
     let platforms = runnable_platforms();
     let release = ["release", "stamp", "--repository", &repository, "--json", "--platform", platforms];
-    let (json, log) = release_json(&scratch, &release);
+    let (json, log) = release_json(&scratch, engine, &release);
     assert!(
         log.contains(
             "stamp: built by the Docker engine, because crates/stamp/Dockerfile:4 has RUN, which the native builder does not assemble"
@@ -149,15 +151,16 @@ fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly()
     // Without the engine's cache every step runs again, at other times: the digest stays, and
     // the re-release uploads nothing.
     let tags: Vec<String> = platforms.split(',').map(|platform| format!("xtask/stamp:{}", platform.replace('/', "-"))).collect();
-    let removed = run(Command::new("docker").arg("rmi").args(&tags));
+    let removed = run(engine.docker().arg("rmi").args(&tags));
     assert!(removed.status.success(), "{}", stderr(&removed));
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (again, _) = release_json(&scratch, &release);
+    let (again, _) = release_json(&scratch, engine, &release);
     assert_eq!(again["apps"][0]["digest"], digest.as_str());
     assert_eq!(again["apps"][0]["push"]["blobs_uploaded"], 0, "{again:#}");
 
-    // The legacy builder's FROM scratch stage records the right platform.
-    scratch.xtask_ok(&["build", "worker", "--builder", "engine", "--platform", platforms]);
+    // A FROM scratch stage records the platform built (the legacy builder needs a stand-in).
+    let built = scratch.xtask_with_env(&["build", "worker", "--builder", "engine", "--platform", platforms], &engine.env());
+    assert!(built.status.success(), "{}", stderr(&built));
     let layout = scratch.path().join("target/xtask/oci/worker");
     let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
     for entry in index["manifests"].as_array().unwrap() {
@@ -169,7 +172,7 @@ fn run_steps_are_built_by_the_engine_for_each_platform_and_pushed_reproducibly()
 
 #[test]
 fn engine_failures_say_what_to_do() {
-    if !engine_answers() {
+    if Engine::default_engine().is_none() {
         return;
     }
     let scratch = Scratch::new();

@@ -111,6 +111,11 @@ impl Scratch {
         self.write_docker_config(&serde_json::json!({"auths": {host: {"auth": auth}}}));
     }
 
+    /// The directory the xtask and docker read as `DOCKER_CONFIG`.
+    pub fn docker_config(&self) -> &Path {
+        self.docker_config.path()
+    }
+
     pub fn write_docker_config(&self, config: &serde_json::Value) {
         fs::write(self.docker_config.path().join("config.json"), config.to_string()).unwrap();
     }

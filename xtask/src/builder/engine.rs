@@ -100,7 +100,11 @@ impl<'a> Engine<'a> {
         let layers_format = "{{json .RootFS.Layers}}";
         let mut base_layers = Vec::new();
         for image in dockerfile::base_images(&text, &platform.build_args()) {
-            let layers = cmd!(self.sh, "docker image inspect --format {layers_format} {image}").quiet().read()?;
+            // BuildKit keeps the bases it pulls out of the engine's image store; those come from
+            // a registry, and `import` matches their layers there instead.
+            let Ok(layers) = cmd!(self.sh, "docker image inspect --format {layers_format} {image}").quiet().ignore_stderr().read() else {
+                continue;
+            };
             base_layers.push(serde_json::from_str::<Option<Vec<Digest>>>(&layers)?.unwrap_or_default());
         }
         Ok(SavedImage { archive, base_layers })
@@ -244,23 +248,20 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
             manifest.layers.len()
         );
     }
-    let from_base = saved
-        .base_layers
+    let shared = |base: &[Digest]| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count();
+    // The base from a registry that shares the most leading layers with the image: those keep
+    // the base's bytes and are mounted from its repository.
+    let (from_registry, registry_base) = bases
         .iter()
-        .map(|base| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count())
-        .max()
-        .unwrap_or(0);
-    // The base from a registry whose layers are the image's first ones, as many as the engine's.
-    let registry_base = bases.iter().find(|(_, (base_manifest, base_config))| {
-        let base_ids = &base_config.rootfs.diff_ids;
-        base_ids.len() >= from_base
-            && base_manifest.layers.len() >= from_base
-            && base_ids[..from_base] == config.rootfs.diff_ids[..from_base]
-    });
+        .map(|base @ (_, (base_manifest, base_config))| (shared(&base_config.rootfs.diff_ids).min(base_manifest.layers.len()), base))
+        .max_by_key(|(count, _)| *count)
+        .map_or((0, None), |(count, base)| (count, Some(base)));
+    // Layers of a base the engine holds but no registry offers keep their own times.
+    let from_base = saved.base_layers.iter().map(|base| shared(base)).max().unwrap_or(0).max(from_registry);
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for (position, (path, expected)) in manifest.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
-        if let (true, Some((source, (base_manifest, _)))) = (position < from_base, registry_base) {
+        if let (true, Some((source, (base_manifest, _)))) = (position < from_registry, registry_base) {
             let layer = base_manifest.layers[position].clone();
             if !layout.has_blob(&layer.digest) {
                 layout.record_foreign(&layer.digest, source)?;

@@ -1,0 +1,115 @@
+//! The Docker engines the tests build with: the machine's (Debian bookworm's 20.10, the legacy
+//! builder), and the second one tests/ci.sh starts from Debian trixie's packages (26, with the
+//! buildx plugin, so builds go through BuildKit and `docker save` writes an OCI layout). The
+//! second engine lives in its own network namespace, so that its bridge setup leaves the first
+//! engine's alone; a registry on the host's loopback reaches it through a forwarder.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::harness::{Registry, Scratch};
+
+/// A Docker engine: the `docker` command's environment that reaches it, and what it needs.
+pub struct Engine {
+    pub name: &'static str,
+    host: Option<String>,
+    /// The buildx CLI plugin, to put in the scratch workspace's Docker configuration.
+    buildx: Option<PathBuf>,
+    /// The network namespace the engine runs in, when not the tests' own.
+    netns: Option<PathBuf>,
+}
+
+impl Engine {
+    /// The engine `docker` reaches by default. `None` (the test then skips) when none answers,
+    /// unless the machine must have one (`XTASK_TEST_REQUIRE_DOCKER`, set by tests/ci.sh).
+    pub fn default_engine() -> Option<Engine> {
+        Engine { name: "the default Docker engine", host: None, buildx: None, netns: None }
+            .answering("XTASK_TEST_REQUIRE_DOCKER", "`docker info` fails")
+    }
+
+    /// Docker 26, as tests/ci.sh starts it: `XTASK_TEST_DOCKER26` is its socket, with
+    /// `XTASK_TEST_DOCKER26_BUILDX` (the plugin) and `XTASK_TEST_DOCKER26_NETNS` (its namespace).
+    pub fn docker26() -> Option<Engine> {
+        let Some(host) = std::env::var_os("XTASK_TEST_DOCKER26") else {
+            eprintln!("XTASK_TEST_DOCKER26 is not set (tests/ci.sh sets it): skipping the Docker 26 test");
+            return None;
+        };
+        let engine = Engine {
+            name: "Docker 26",
+            host: Some(host.to_string_lossy().into_owned()),
+            buildx: std::env::var_os("XTASK_TEST_DOCKER26_BUILDX").map(PathBuf::from),
+            netns: std::env::var_os("XTASK_TEST_DOCKER26_NETNS").map(PathBuf::from),
+        };
+        Some(engine.answering("XTASK_TEST_DOCKER26", "the engine it names does not answer").expect("XTASK_TEST_DOCKER26 answers"))
+    }
+
+    fn answering(self, required_by: &str, failure: &str) -> Option<Engine> {
+        let answers = self.docker().arg("info").output().is_ok_and(|out| out.status.success());
+        if !answers {
+            assert!(std::env::var_os(required_by).is_none(), "{required_by} is set but {failure}");
+            eprintln!("{} does not answer: skipping", self.name);
+            return None;
+        }
+        Some(self)
+    }
+
+    /// The environment that points `docker` (and so the xtask) at this engine.
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        self.host.as_deref().map(|host| ("DOCKER_HOST", host)).into_iter().collect()
+    }
+
+    /// A `docker` command for this engine.
+    pub fn docker(&self) -> Command {
+        let mut command = Command::new("docker");
+        command.envs(self.env());
+        command
+    }
+
+    /// Makes the engine usable from `scratch` (its buildx plugin in the scratch's Docker
+    /// configuration) and able to pull from `registry`.
+    pub fn prepare(&self, scratch: &Scratch, registry: &Registry) {
+        if let Some(buildx) = &self.buildx {
+            let plugins = scratch.docker_config().join("cli-plugins");
+            std::fs::create_dir_all(&plugins).unwrap();
+            std::os::unix::fs::symlink(buildx, plugins.join("docker-buildx")).unwrap();
+        }
+        if let Some(netns) = &self.netns {
+            let port = registry.host.rsplit_once(':').unwrap().1.parse().unwrap();
+            forward_into(netns, port);
+        }
+    }
+}
+
+/// Listens on loopback port `port` inside the network namespace `netns` and forwards every
+/// connection to the same port on the tests' own loopback, for as long as the tests run. A
+/// thread's network namespace is its own: the forwarding thread enters `netns` to open the
+/// listener, then returns, and the sockets it opens afterwards are the host's.
+fn forward_into(netns: &Path, port: u16) {
+    let target = File::open(netns).unwrap_or_else(|error| panic!("cannot open {}: {error}", netns.display()));
+    let (opened, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let own = File::open("/proc/thread-self/ns/net").unwrap();
+        let enter = |namespace: &File| assert_eq!(unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns failed");
+        enter(&target);
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("cannot listen in the engine's network namespace");
+        enter(&own);
+        opened.send(()).unwrap();
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { continue };
+            let Ok(outbound) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+            pipe(inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+            pipe(outbound, inbound);
+        }
+    });
+    listening.recv().unwrap();
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
