@@ -1,10 +1,12 @@
 //! Images written by other tools: each is pushed byte-identically, read back by skopeo, listed by
 //! `images` and used as a `FROM` base. The corpus is made at test time by the tools themselves
-//! (umoci, skopeo, buildah, podman), so it is what those tools write today, not what we think they write.
+//! (umoci, skopeo, buildah, podman, and `docker save` on Docker 20.10 and 26, whose archive
+//! formats differ), so it is what those tools write today, not what we think they write.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::docker::Engine;
 use crate::support::harness::{require_tool, run, skopeo, stderr, stdout, Registry, Scratch};
 
 /// One image of the corpus: how it reaches the registry.
@@ -13,6 +15,9 @@ enum Source {
     Layout(PathBuf),
     /// Already pushed by the tool itself (Docker's manifest format, which a layout cannot carry).
     Pushed,
+    /// A `docker save` archive, pushed by the xtask, of the image whose ID (its configuration's
+    /// digest) is the second field.
+    Archive(PathBuf, String),
 }
 
 fn sh(dir: &Path, script: &str) {
@@ -56,7 +61,7 @@ fn make_corpus(dir: &Path, repository: &str) -> Vec<(&'static str, Source)> {
              && {podman} push --quiet --format v2s2 --tls-verify=false localhost/corpus-podman:t docker://{repository}:worker-podman-v2s2"
         ),
     );
-    vec![
+    let mut corpus = vec![
         ("umoci", Source::Layout(dir.join("umoci"))),
         ("podman-import", Source::Layout(dir.join("podman"))),
         ("podman-v2s2", Source::Pushed),
@@ -64,7 +69,21 @@ fn make_corpus(dir: &Path, repository: &str) -> Vec<(&'static str, Source)> {
         ("buildah-oci", Source::Layout(dir.join("buildah"))),
         ("skopeo-v2s2", Source::Pushed),
         ("buildah-docker", Source::Pushed),
-    ]
+    ];
+    // `docker import` of the same root file system, then `docker save`: Docker 20.10 writes its
+    // own archive format, Docker 26 an OCI layout.
+    for (name, engine) in [("docker-save", Engine::default_engine()), ("docker26-save", Engine::docker26())] {
+        let Some(engine) = engine else { continue };
+        let image = format!("xtask-corpus/{name}:t");
+        let imported = run(engine.docker().args(["import", "rootfs.tar", &image]).current_dir(dir));
+        assert!(imported.status.success(), "{}", stderr(&imported));
+        let archive = dir.join(format!("{name}.tar"));
+        let saved = run(engine.docker().args(["save", "--output", archive.to_str().unwrap(), &image]));
+        assert!(saved.status.success(), "{}", stderr(&saved));
+        let id = run(engine.docker().args(["image", "inspect", "--format", "{{.Id}}", &image]));
+        corpus.push((name, Source::Archive(archive, stdout(&id).trim().to_string())));
+    }
+    corpus
 }
 
 /// The manifest the layout names `t`, as its bytes.
@@ -74,6 +93,16 @@ fn layout_manifest(layout: &Path) -> Vec<u8> {
         index["manifests"].as_array().unwrap().iter().find(|entry| entry["annotations"]["org.opencontainers.image.ref.name"] == "t");
     let digest = entry.expect("the layout names t")["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     std::fs::read(layout.join("blobs/sha256").join(digest)).unwrap()
+}
+
+/// The manifest a Docker 25+ archive (an OCI layout) holds, as its bytes; none in older archives.
+fn archive_manifest(archive: &Path) -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).ok()?).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    Some(std::fs::read(dir.path().join("blobs/sha256").join(digest)).unwrap())
 }
 
 #[test]
@@ -92,6 +121,16 @@ fn images_other_tools_write_are_pushed_unchanged_listed_and_built_on() {
             let pushed = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")]);
             assert!(pushed.status.success(), "{}", stderr(&pushed));
             assert_eq!(pushed.stdout, layout_manifest(layout), "the {name} manifest is pushed byte for byte");
+        }
+        if let Source::Archive(archive, image_id) = source {
+            let output = scratch.xtask(&["push", archive.to_str().unwrap(), &reference]);
+            assert!(output.status.success(), "push of the {name} archive failed:\n{}", stderr(&output));
+            let pushed = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{reference}")]);
+            let manifest: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
+            assert_eq!(&manifest["config"]["digest"], image_id, "the {name} configuration is pushed byte for byte");
+            if let Some(layout_manifest) = archive_manifest(archive) {
+                assert_eq!(pushed.stdout, layout_manifest, "the {name} manifest is pushed byte for byte");
+            }
         }
         // As a base: the image's layer is the first of the built image, referenced as it is.
         scratch.write("crates/worker/Dockerfile", &dockerfile.replace("FROM scratch", &format!("FROM {reference}")));

@@ -15,7 +15,7 @@ pub enum Command {
     Changed(Changed),
     /// Build apps' multi-arch images into OCI image layouts under target/xtask/oci/
     Build(Build),
-    /// Push an OCI image layout (image or index) to a registry or another layout
+    /// Push an OCI image layout (image or index) or a `docker save` archive to a registry or another layout
     Push(Push),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
@@ -231,7 +231,8 @@ pub struct Build {
 #[derive(Args, Debug)]
 pub struct Push {
     /// The OCI image layout to push: `DIR` or `DIR:REF` (`oci:` prefix allowed) where REF names an
-    /// entry of the layout's index.json; without REF the layout must hold exactly one entry
+    /// entry of the layout's index.json; without REF the layout must hold exactly one entry. Or a
+    /// `docker save` archive (`FILE.tar`, either format) of one image
     pub layout: String,
     /// Where to: `registry/repository:tag`, or `oci:DIR:tag` for another layout
     pub reference: String,

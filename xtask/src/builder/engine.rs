@@ -5,17 +5,15 @@
 //! level, so that a rebuild of the same commit gives the same digests whenever the RUN steps
 //! themselves are deterministic. The push engine pushes the result; `docker push` is never used.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 use xshell::{cmd, Shell};
 
 use crate::builder::native::BaseParts;
+use crate::image::archive::{SavedArchive, SavedEntry};
 use crate::image::dockerfile;
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout};
@@ -215,14 +213,6 @@ fn emulator(host: &str, target: &str) -> Option<&'static str> {
     })
 }
 
-/// One entry of a `docker save` archive's `manifest.json`.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SavedManifest {
-    config: String,
-    layers: Vec<String>,
-}
-
 /// Reads a `docker save` archive into `layout`. The layers the image shares with a base image
 /// that `bases` (read from its registry) holds keep the base's bytes: the layout references the
 /// base's blobs, which the push mounts from the base's repository. Every other layer is streamed
@@ -232,22 +222,7 @@ struct SavedManifest {
 /// get `epoch` as their time. The configuration is kept with every timestamp set to `epoch`.
 pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoch: u64) -> Result<ImageParts> {
     let archive = SavedArchive::read(&saved.archive)?;
-    let unreadable = || archive.unreadable();
-    let manifests: Vec<SavedManifest> =
-        serde_json::from_slice(archive.json.get("manifest.json").map(Vec::as_slice).unwrap_or_default()).with_context(unreadable)?;
-    let [manifest] = manifests.as_slice() else {
-        bail!("{}: expected one image in the archive, found {}", unreadable(), manifests.len());
-    };
-    let config: ImageConfig = serde_json::from_slice(&archive.member(&manifest.config)?)
-        .with_context(|| format!("{}: its configuration {} is not an image configuration", unreadable(), manifest.config))?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        bail!(
-            "{}: its configuration lists {} layers and its manifest {}",
-            unreadable(),
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        );
-    }
+    let SavedEntry { config, layers: layer_paths, .. } = archive.entry()?;
     let shared = |base: &[Digest]| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count();
     // The base from a registry that shares the most leading layers with the image: those keep
     // the base's bytes and are mounted from its repository.
@@ -260,7 +235,7 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
     let from_base = saved.base_layers.iter().map(|base| shared(base)).max().unwrap_or(0).max(from_registry);
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
-    for (position, (path, expected)) in manifest.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+    for (position, (path, expected)) in layer_paths.iter().zip(&config.rootfs.diff_ids).enumerate() {
         if let (true, Some((source, (base_manifest, _)))) = (position < from_registry, registry_base) {
             let layer = base_manifest.layers[position].clone();
             if !layout.has_blob(&layer.digest) {
@@ -271,7 +246,7 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
             continue;
         }
         let mtime = (position >= from_base).then_some(epoch);
-        let (layer, diff_id) = archive.import_layer(path, expected, mtime, layout)?;
+        let (layer, diff_id) = import_layer(&archive, path, expected, mtime, layout)?;
         layers.push(layer);
         diff_ids.push(diff_id);
     }
@@ -285,75 +260,28 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
     Ok(ImageParts { layers, diff_ids, history, config: container_config })
 }
 
-/// A `docker save` archive: a tar of small JSON files and one tar per layer. The JSON is read
-/// into memory; the layers are located, to be streamed afterwards (manifest.json comes last).
-struct SavedArchive<'a> {
-    path: &'a Path,
-    json: BTreeMap<String, Vec<u8>>,
-    /// Each member's offset and size in the archive.
-    members: BTreeMap<String, (u64, u64)>,
-}
-
-impl<'a> SavedArchive<'a> {
-    fn read(path: &'a Path) -> Result<SavedArchive<'a>> {
-        let mut archive = SavedArchive { path, json: BTreeMap::new(), members: BTreeMap::new() };
-        let unreadable = || archive_unreadable(path);
-        let mut tar = tar::Archive::new(File::open(path).with_context(unreadable)?);
-        for entry in tar.entries().with_context(unreadable)? {
-            let mut entry = entry.with_context(unreadable)?;
-            let name = entry.path().with_context(unreadable)?.to_string_lossy().into_owned();
-            archive.members.insert(name.clone(), (entry.raw_file_position(), entry.size()));
-            if name.ends_with(".json") || name.ends_with("/json") {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).with_context(unreadable)?;
-                archive.json.insert(name, bytes);
-            }
-        }
-        Ok(archive)
+/// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times), after
+/// checking that its bytes hash to `expected`, the diff ID the engine recorded.
+fn import_layer(
+    archive: &SavedArchive,
+    path: &str,
+    expected: &Digest,
+    mtime: Option<u64>,
+    layout: &Layout,
+) -> Result<(Descriptor, Digest)> {
+    let mut original = layer::Hashing::new(archive.open(path)?);
+    let mut writer = layout.blob_writer()?;
+    let diff_id =
+        layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", archive.unreadable()))?;
+    // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
+    io::copy(&mut original, &mut io::sink())?;
+    let found = original.digest();
+    if found != *expected {
+        return Err(anyhow::Error::new(DigestMismatch { expected: expected.clone(), found })
+            .context(format!("{}: layer {path}", archive.unreadable())));
     }
-
-    fn unreadable(&self) -> String {
-        archive_unreadable(self.path)
-    }
-
-    /// A small member's bytes: Docker 20.10 names the configuration `<id>.json`, Docker 25 and
-    /// later `blobs/sha256/<hex>` (its archive is also an OCI layout), read here by its offset.
-    fn member(&self, name: &str) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.json.get(name) {
-            return Ok(bytes.clone());
-        }
-        let &(offset, size) = self.members.get(name).with_context(|| format!("{}: {name} is missing", self.unreadable()))?;
-        let mut file = File::open(self.path).with_context(|| self.unreadable())?;
-        file.seek(SeekFrom::Start(offset))?;
-        let mut bytes = Vec::new();
-        file.take(size).read_to_end(&mut bytes).with_context(|| self.unreadable())?;
-        Ok(bytes)
-    }
-
-    /// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times),
-    /// after checking that its bytes hash to `expected`, the diff ID the engine recorded.
-    fn import_layer(&self, path: &str, expected: &Digest, mtime: Option<u64>, layout: &Layout) -> Result<(Descriptor, Digest)> {
-        let &(offset, size) = self.members.get(path).with_context(|| format!("{}: layer {path} is missing", self.unreadable()))?;
-        let mut file = File::open(self.path)?;
-        file.seek(SeekFrom::Start(offset))?;
-        let mut original = layer::Hashing::new(file.take(size));
-        let mut writer = layout.blob_writer()?;
-        let diff_id =
-            layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
-        // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
-        io::copy(&mut original, &mut io::sink())?;
-        let found = original.digest();
-        if found != *expected {
-            return Err(anyhow::Error::new(DigestMismatch { expected: expected.clone(), found })
-                .context(format!("{}: layer {path}", self.unreadable())));
-        }
-        let (digest, size) = writer.finish(None)?;
-        Ok((Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size), diff_id))
-    }
-}
-
-fn archive_unreadable(path: &Path) -> String {
-    format!("cannot read the image the Docker engine saved in {}", path.display())
+    let (digest, size) = writer.finish(None)?;
+    Ok((Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size), diff_id))
 }
 
 fn first_line(text: &str) -> &str {
@@ -362,7 +290,11 @@ fn first_line(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+    use std::io::Read;
+
     use super::*;
+    use crate::image::archive::fixtures::{self, Docker};
 
     #[test]
     fn emulation_is_needed_only_across_architectures() {
@@ -373,62 +305,8 @@ mod tests {
         assert_eq!(emulator("amd64", "riscv64"), Some("qemu-riscv64"));
     }
 
-    /// A `docker save` archive as Docker 20.10 writes it: layer directories, the configuration
-    /// under the image ID, manifest.json last.
     fn saved_archive(layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
-        saved_archive_as(Docker::V20, layer_files, diff_id_override)
-    }
-
-    #[derive(Clone, Copy, PartialEq)]
-    enum Docker {
-        /// `<id>/layer.tar` and `<id>.json`.
-        V20,
-        /// Docker 25 and later: an OCI layout, every member under `blobs/sha256/<hex>`.
-        V25,
-    }
-
-    fn saved_archive_as(docker: Docker, layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
-        let mut layer = tar::Builder::new(Vec::new());
-        for (path, contents) in layer_files {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(contents.len() as u64);
-            header.set_mode(0o755);
-            header.set_mtime(2_000_000_000);
-            layer.append_data(&mut header, path, *contents).unwrap();
-        }
-        let layer = layer.into_inner().unwrap();
-        let diff_id = diff_id_override.map(str::to_string).unwrap_or_else(|| Digest::of(&layer).to_string());
-        let config = serde_json::json!({
-            "architecture": "amd64", "os": "linux", "created": "2026-11-22T15:41:11.654849736Z",
-            "container": "9f22664475f0", "docker_version": "20.10.24",
-            "config": {"Env": ["PATH=/bin"], "Cmd": null, "Labels": null, "Volumes": {"/data": {}}, "Image": "sha256:abc",
-                       "Shell": ["/bin/bash", "-c"], "OnBuild": ["RUN make"],
-                       "Entrypoint": ["/worker"], "Healthcheck": {"Test": ["CMD", "/worker", "--check"], "Retries": 2}},
-            "history": [{"created": "2026-11-22T15:41:11Z", "created_by": "/bin/sh -c #(nop) COPY file:ca15 in /worker "},
-                        {"created": "2026-11-22T15:41:12Z", "created_by": "/worker", "empty_layer": true}],
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        });
-        let mut archive = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, bytes: &[u8]| {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            archive.append_data(&mut header, name, bytes).unwrap();
-        };
-        let config = config.to_string();
-        let (layer_name, config_name) = match docker {
-            Docker::V20 => ("3333/layer.tar".to_string(), "6025.json".to_string()),
-            Docker::V25 => {
-                (format!("blobs/sha256/{}", Digest::of(&layer).hex()), format!("blobs/sha256/{}", Digest::of(config.as_bytes()).hex()))
-            }
-        };
-        add(&layer_name, &layer);
-        add(&config_name, config.as_bytes());
-        if docker == Docker::V25 {
-            add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-        }
-        add("manifest.json", format!(r#"[{{"Config":"{config_name}","RepoTags":null,"Layers":["{layer_name}"]}}]"#).as_bytes());
-        archive.into_inner().unwrap()
+        fixtures::saved_archive(Docker::V20, layer_files, diff_id_override)
     }
 
     /// The diff ID the engine recorded for the archive's only layer.
@@ -457,7 +335,7 @@ mod tests {
 
     #[test]
     fn docker_25_archives_name_their_configuration_by_digest() {
-        let archive = saved_archive_as(Docker::V25, &[("worker", b"\x7fELF binary")], None);
+        let archive = fixtures::saved_archive(Docker::V25, &[("worker", b"\x7fELF binary")], None);
         let (v25, _dir) = import_bytes(&archive, Vec::new()).unwrap();
         let (v20, _dir) = import_bytes(&saved_archive(&[("worker", b"\x7fELF binary")], None), Vec::new()).unwrap();
         assert_eq!((v25.layers, v25.diff_ids, v25.config), (v20.layers, v20.diff_ids, v20.config));

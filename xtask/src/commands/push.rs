@@ -1,11 +1,13 @@
-//! `cargo xtask push LAYOUT REFERENCE`: pushes an image or index from an OCI image layout to a
-//! registry or another layout, and moves the one tag named.
+//! `cargo xtask push LAYOUT REFERENCE`: pushes an image or index from an OCI image layout, or
+//! the image of a `docker save` archive, to a registry or another layout, and moves the one tag
+//! named.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::flags;
+use crate::image::archive::SavedArchive;
 use crate::image::layout::Layout;
 use crate::image::reference::ImageReference;
 use crate::progress::Progress;
@@ -24,9 +26,19 @@ pub async fn run(args: flags::Push) -> Result<()> {
     let reference = ImageReference::parse(&args.reference)?;
     // Options are checked before the layout is read, so that a bad flag is named first.
     let pusher = Pusher::new(&args.transfer, reference.repository.host(), Progress::new(false))?;
-    let (dir, name) = parse_layout_argument(&args.layout);
-    let layout = Layout::open(Path::new(dir))?;
-    let root = layout.resolve(name)?;
+    // An archive is written into a layout of its own first, verified blob by blob.
+    let archive_layout;
+    let (layout, root) = if Path::new(&args.layout).is_file() {
+        archive_layout = tempfile::tempdir().context("cannot create a temporary directory for the archive's image")?;
+        let layout = Layout::create(archive_layout.path())?;
+        let root = SavedArchive::read(Path::new(&args.layout))?.to_layout(&layout)?;
+        (layout, root)
+    } else {
+        let (dir, name) = parse_layout_argument(&args.layout);
+        let layout = Layout::open(Path::new(dir))?;
+        let root = layout.resolve(name)?;
+        (layout, root)
+    };
     let line = pusher.progress().app(&reference.tag);
     let report = pusher
         .push(&layout, &root, &reference.repository, std::slice::from_ref(&reference.tag), &line)

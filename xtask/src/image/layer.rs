@@ -153,6 +153,14 @@ pub fn normalise_layer(input: impl Read, mtime: Option<u64>, out: impl Write) ->
     finish_layer(builder)
 }
 
+/// Compresses a layer tar with gzip at the fixed level, its bytes unchanged: for layers whose
+/// diff ID is already recorded (a `docker save` archive's).
+pub fn compress(mut input: impl Read, out: impl Write) -> io::Result<()> {
+    let mut gzip = GzEncoder::new(out, Compression::new(GZIP_LEVEL));
+    io::copy(&mut input, &mut gzip)?;
+    gzip.finish()?.flush()
+}
+
 /// A tar written through a hash (for the diff ID) into gzip at the fixed level.
 type LayerBuilder<W> = tar::Builder<Hashing<GzEncoder<W>>>;
 

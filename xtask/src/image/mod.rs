@@ -1,8 +1,9 @@
 //! What an image is and how it is written, with no network and no program run: the OCI model
 //! (`oci`, `platform`, `reference`), the Dockerfile reader, reproducible layers, OCI image layouts
-//! on disk, and here the last step of either builder: one platform's config and manifest from its
+//! on disk, `docker save` archives, and here the last step of either builder: one platform's config and manifest from its
 //! `ImageParts`, and the index over the platforms.
 
+pub mod archive;
 pub mod dockerfile;
 pub mod layer;
 pub mod layout;

@@ -1,0 +1,317 @@
+//! `docker save` archives, in both formats: Docker 20.10's (a tar of `<id>.json`, one
+//! `<id>/layer.tar` per layer and `manifest.json`) and Docker 25's and later (the same
+//! `manifest.json` over an OCI image layout: `index.json`, `oci-layout`, `blobs/sha256/<hex>`).
+//! The engine builder reads the image it saved; `push` takes an archive as `crane push` does. No
+//! network here, and every blob written to a layout is verified against its digest.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::image::layer;
+use crate::image::layout::{DigestMismatch, Layout};
+use crate::image::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex};
+
+const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// A `docker save` archive: its small JSON members are read into memory, its layers located to
+/// be streamed afterwards (Docker 20.10 writes manifest.json last).
+pub struct SavedArchive<'a> {
+    path: &'a Path,
+    json: BTreeMap<String, Vec<u8>>,
+    /// Each member's offset and size in the archive.
+    members: BTreeMap<String, (u64, u64)>,
+}
+
+/// The one image an archive holds, as its manifest.json lists it.
+pub struct SavedEntry {
+    pub config: ImageConfig,
+    pub config_bytes: Vec<u8>,
+    /// The archive member of each layer, an uncompressed tar whose digest is its diff ID.
+    pub layers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ManifestEntry {
+    config: String,
+    layers: Vec<String>,
+}
+
+impl<'a> SavedArchive<'a> {
+    pub fn read(path: &'a Path) -> Result<SavedArchive<'a>> {
+        let mut archive = SavedArchive { path, json: BTreeMap::new(), members: BTreeMap::new() };
+        let unreadable = || unreadable(path);
+        let mut tar = tar::Archive::new(File::open(path).with_context(unreadable)?);
+        for entry in tar.entries().with_context(unreadable)? {
+            let mut entry = entry.with_context(unreadable)?;
+            if entry.header().entry_type().is_dir() {
+                continue;
+            }
+            let name = entry.path().with_context(unreadable)?.to_string_lossy().trim_start_matches("./").to_string();
+            archive.members.insert(name.clone(), (entry.raw_file_position(), entry.size()));
+            if name.ends_with(".json") || name.ends_with("/json") || name == "oci-layout" {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).with_context(unreadable)?;
+                archive.json.insert(name, bytes);
+            }
+        }
+        Ok(archive)
+    }
+
+    pub fn unreadable(&self) -> String {
+        unreadable(self.path)
+    }
+
+    /// The archive's one image: its configuration and its layers.
+    pub fn entry(&self) -> Result<SavedEntry> {
+        let Some(list) = self.json.get("manifest.json") else {
+            bail!("{}: it has no manifest.json, so it is not a `docker save` archive", self.unreadable());
+        };
+        let entries: Vec<ManifestEntry> = serde_json::from_slice(list).with_context(|| self.unreadable())?;
+        let [entry] = entries.as_slice() else {
+            bail!("{}: expected one image in the archive, found {}: save one image per archive", self.unreadable(), entries.len());
+        };
+        let config_bytes = self.member(&entry.config)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .with_context(|| format!("{}: its configuration {} is not an image configuration", self.unreadable(), entry.config))?;
+        if config.rootfs.diff_ids.len() != entry.layers.len() {
+            bail!(
+                "{}: its configuration lists {} layers and its manifest {}",
+                self.unreadable(),
+                config.rootfs.diff_ids.len(),
+                entry.layers.len()
+            );
+        }
+        Ok(SavedEntry { config, config_bytes, layers: entry.layers.clone() })
+    }
+
+    /// A small member's bytes: Docker 20.10 names the configuration `<id>.json`, Docker 25 and
+    /// later `blobs/sha256/<hex>`, read here by its offset.
+    pub fn member(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.json.get(name) {
+            return Ok(bytes.clone());
+        }
+        let mut bytes = Vec::new();
+        self.open(name)?.read_to_end(&mut bytes).with_context(|| self.unreadable())?;
+        Ok(bytes)
+    }
+
+    /// Streams the member `name`.
+    pub fn open(&self, name: &str) -> Result<io::Take<File>> {
+        let &(offset, size) = self.members.get(name).with_context(|| format!("{}: {name} is missing", self.unreadable()))?;
+        let mut file = File::open(self.path).with_context(|| self.unreadable())?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(file.take(size))
+    }
+
+    /// Writes the archive's image into `layout` and returns its root descriptor. An archive that
+    /// is an OCI layout (Docker 25 and later) is copied blob for blob, its manifests unchanged;
+    /// an older one becomes a Docker v2 manifest over its configuration, unchanged, and its
+    /// layers, each the archive's tar byte for byte, compressed with gzip at the fixed level (as
+    /// `crane push` makes one of a tarball).
+    pub fn to_layout(&self, layout: &Layout) -> Result<Descriptor> {
+        if self.json.contains_key("oci-layout") && self.json.contains_key("index.json") {
+            return self.copy_layout(layout);
+        }
+        let entry = self.entry()?;
+        let config = layout.write_blob(MEDIA_TYPE_DOCKER_CONFIG, &entry.config_bytes)?;
+        let mut layers = Vec::new();
+        for (path, expected) in entry.layers.iter().zip(&entry.config.rootfs.diff_ids) {
+            let mut original = layer::Hashing::new(self.open(path)?);
+            let mut writer = layout.blob_writer()?;
+            layer::compress(&mut original, &mut writer).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
+            check_digest(original.digest(), expected).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
+            let (digest, size) = writer.finish(None)?;
+            layers.push(Descriptor::of_blob(MEDIA_TYPE_DOCKER_LAYER_GZIP, digest, size));
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_DOCKER_MANIFEST,
+            "config": config,
+            "layers": layers,
+        });
+        layout.write_blob(MEDIA_TYPE_DOCKER_MANIFEST, &oci::to_bytes(&manifest))
+    }
+
+    fn copy_layout(&self, layout: &Layout) -> Result<Descriptor> {
+        let index: ImageIndex =
+            serde_json::from_slice(&self.json["index.json"]).with_context(|| format!("{}: its index.json", self.unreadable()))?;
+        let [root] = index.manifests.as_slice() else {
+            bail!("{}: expected one image in the archive, found {}: save one image per archive", self.unreadable(), index.manifests.len());
+        };
+        for (name, &(_, size)) in &self.members {
+            let Some(hex) = name.strip_prefix("blobs/sha256/") else { continue };
+            let expected: Digest = format!("sha256:{hex}")
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: member {name}", self.unreadable()))?;
+            if layout.has_blob(&expected) {
+                continue;
+            }
+            let mut writer = layout.blob_writer()?;
+            let copied = io::copy(&mut self.open(name)?, &mut writer)?;
+            if copied != size {
+                bail!("{}: member {name} is truncated", self.unreadable());
+            }
+            writer.finish(Some(&expected)).with_context(|| format!("{}: member {name}", self.unreadable()))?;
+        }
+        let mut root = root.clone();
+        // The engine's own names for the image are not the layout's business.
+        root.annotations.clear();
+        if !layout.has_blob(&root.digest) {
+            bail!("{}: its index names {}, which it does not hold", self.unreadable(), root.digest);
+        }
+        Ok(root)
+    }
+}
+
+fn check_digest(found: Digest, expected: &Digest) -> Result<()> {
+    if found != *expected {
+        return Err(DigestMismatch { expected: expected.clone(), found }.into());
+    }
+    Ok(())
+}
+
+fn unreadable(path: &Path) -> String {
+    format!("cannot read the `docker save` archive {}", path.display())
+}
+
+/// Archives as Docker writes them, for the tests of this module and of the engine builder.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Docker {
+        /// `<id>/layer.tar` and `<id>.json`.
+        V20,
+        /// Docker 25 and later: an OCI layout, every member under `blobs/sha256/<hex>`.
+        V25,
+    }
+
+    /// A `docker save` archive of one image with one layer holding `layer_files`; its
+    /// configuration records `diff_id_override` instead of the layer's diff ID when given.
+    pub fn saved_archive(docker: Docker, layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
+        let mut layer = tar::Builder::new(Vec::new());
+        for (path, contents) in layer_files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o755);
+            header.set_mtime(2_000_000_000);
+            layer.append_data(&mut header, path, *contents).unwrap();
+        }
+        let layer = layer.into_inner().unwrap();
+        let diff_id = diff_id_override.map(str::to_string).unwrap_or_else(|| Digest::of(&layer).to_string());
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "created": "2026-11-22T15:41:11.654849736Z",
+            "container": "9f22664475f0", "docker_version": "20.10.24",
+            "config": {"Env": ["PATH=/bin"], "Cmd": null, "Labels": null, "Volumes": {"/data": {}}, "Image": "sha256:abc",
+                       "Shell": ["/bin/bash", "-c"], "OnBuild": ["RUN make"],
+                       "Entrypoint": ["/worker"], "Healthcheck": {"Test": ["CMD", "/worker", "--check"], "Retries": 2}},
+            "history": [{"created": "2026-11-22T15:41:11Z", "created_by": "/bin/sh -c #(nop) COPY file:ca15 in /worker "},
+                        {"created": "2026-11-22T15:41:12Z", "created_by": "/worker", "empty_layer": true}],
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let mut archive = tar::Builder::new(Vec::new());
+        if docker == Docker::V25 {
+            for directory in ["blobs/", "blobs/sha256/"] {
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_mode(0o755);
+                archive.append_data(&mut header, directory, io::empty()).unwrap();
+            }
+        }
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            archive.append_data(&mut header, name, bytes).unwrap();
+        };
+        let config = config.to_string();
+        let blob_name = |bytes: &[u8]| format!("blobs/sha256/{}", Digest::of(bytes).hex());
+        let (layer_name, config_name) = match docker {
+            Docker::V20 => ("3333/layer.tar".to_string(), "6025.json".to_string()),
+            Docker::V25 => (blob_name(&layer), blob_name(config.as_bytes())),
+        };
+        add(&layer_name, &layer);
+        add(&config_name, config.as_bytes());
+        if docker == Docker::V25 {
+            let manifest = serde_json::json!({
+                "schemaVersion": 2, "mediaType": oci::MEDIA_TYPE_MANIFEST,
+                "config": Descriptor::new(oci::MEDIA_TYPE_CONFIG, config.as_bytes()),
+                "layers": [Descriptor::new("application/vnd.oci.image.layer.v1.tar", &layer)],
+            })
+            .to_string();
+            add(&blob_name(manifest.as_bytes()), manifest.as_bytes());
+            let mut root = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, manifest.as_bytes());
+            root.annotations.insert("io.containerd.image.name".into(), "docker.io/library/worker:1".into());
+            add("index.json", &oci::to_bytes(&ImageIndex::new(vec![root], BTreeMap::new())));
+            add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        }
+        add("manifest.json", format!(r#"[{{"Config":"{config_name}","RepoTags":null,"Layers":["{layer_name}"]}}]"#).as_bytes());
+        archive.into_inner().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{saved_archive, Docker};
+    use super::*;
+
+    /// Writes `archive` into a new layout; returns the root and the layout's directory.
+    fn to_layout(archive: &[u8]) -> Result<(Descriptor, Layout, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.tar");
+        std::fs::write(&path, archive).unwrap();
+        let layout = Layout::create(&dir.path().join("layout")).unwrap();
+        let root = SavedArchive::read(&path)?.to_layout(&layout)?;
+        Ok((root, layout, dir))
+    }
+
+    #[test]
+    fn docker_25_archives_are_copied_blob_for_blob() {
+        let archive = saved_archive(Docker::V25, &[("worker", b"\x7fELF binary")], None);
+        let (root, layout, _dir) = to_layout(&archive).unwrap();
+        assert_eq!(root.media_type, oci::MEDIA_TYPE_MANIFEST);
+        assert!(root.annotations.is_empty());
+        let manifest: serde_json::Value = serde_json::from_slice(&layout.read_blob(&root).unwrap()).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar", "the manifest is unchanged");
+        assert_eq!(std::fs::read_dir(layout.root().join("blobs/sha256")).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn docker_20_archives_become_docker_manifests_over_their_own_layers() {
+        let archive = saved_archive(Docker::V20, &[("worker", b"\x7fELF binary")], None);
+        let (root, layout, _dir) = to_layout(&archive).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&layout.read_blob(&root).unwrap()).unwrap();
+        assert_eq!(root.media_type, MEDIA_TYPE_DOCKER_MANIFEST);
+        assert_eq!(manifest["mediaType"], MEDIA_TYPE_DOCKER_MANIFEST);
+        let config: Descriptor = serde_json::from_value(manifest["config"].clone()).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&layout.read_blob(&config).unwrap()).unwrap();
+        assert_eq!(config["docker_version"], "20.10.24", "the configuration is kept as it is");
+        // The layer is the archive's tar, byte for byte, only compressed.
+        let layer: Descriptor = serde_json::from_value(manifest["layers"][0].clone()).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&layout.read_blob(&layer).unwrap()[..]).read_to_end(&mut tar).unwrap();
+        assert_eq!(Digest::of(&tar).to_string(), config["rootfs"]["diff_ids"][0]);
+        assert_eq!(to_layout(&archive).unwrap().0, root, "the same archive gives the same manifest");
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_its_diff_id_is_refused() {
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let Err(err) = to_layout(&saved_archive(Docker::V20, &[("worker", b"binary")], Some(&wrong))) else {
+            panic!("a corrupt layer was accepted");
+        };
+        assert!(err.downcast_ref::<DigestMismatch>().is_some(), "{err:#}");
+        assert!(format!("{err:#}").contains("layer 3333/layer.tar"), "{err:#}");
+    }
+}
