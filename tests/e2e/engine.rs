@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::docker::Engine;
-use crate::support::harness::{push_base_image, run, skopeo, stderr, stdout, Registry, Scratch};
+use crate::support::harness::{push_base_image, require_tool, run, skopeo, skopeo_raw, stderr, stdout, Registry, Scratch};
 
 /// The platforms the machine can run RUN steps for: arm64 needs qemu's binfmt handler, which
 /// tests/ci.sh registers (and then sets `XTASK_TEST_REQUIRE_EMULATION`, so that its absence fails).
@@ -199,4 +199,55 @@ fn engine_failures_say_what_to_do() {
         &[],
         "the Docker engine could not build crates/stamp/Dockerfile for linux/amd64: fix what it printed above",
     );
+}
+
+/// A base image as Go tooling writes it: a Debian root file system made by debootstrap (tests/ci.sh
+/// makes it and names its tar `XTASK_TEST_ROOTFS`), imported and pushed by podman. A release of an
+/// app on it, on every engine, mounts the base's layer unchanged and uploads the app's own layers
+/// and configuration, exactly the bytes they weigh.
+#[test]
+fn a_release_on_a_debian_base_podman_pushed_uploads_only_the_apps_own_layers() {
+    let Some(rootfs) = std::env::var_os("XTASK_TEST_ROOTFS") else {
+        eprintln!("XTASK_TEST_ROOTFS is not set (tests/ci.sh sets it): skipping the Debian base test");
+        return;
+    };
+    require_tool("podman");
+    let registry = Registry::start();
+    let base = format!("{}/base/debian:bookworm", registry.host);
+    let storage = tempfile::tempdir().unwrap();
+    let podman = |args: &[&str]| {
+        let output = run(Command::new("podman")
+            .arg("--root")
+            .arg(storage.path().join("root"))
+            .arg("--runroot")
+            .arg(storage.path().join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args));
+        assert!(output.status.success(), "podman {args:?}: {}", stderr(&output));
+    };
+    podman(&["import", "--quiet", rootfs.to_str().unwrap(), "localhost/debian:bookworm"]);
+    podman(&["push", "--quiet", "--tls-verify=false", "localhost/debian:bookworm", &format!("docker://{base}")]);
+    let base_manifest = skopeo_raw(&format!("docker://{base}"));
+    let base_layer = &base_manifest["layers"][0];
+
+    let engines: Vec<Engine> = [Engine::default_engine(), Engine::docker26()].into_iter().flatten().collect();
+    for (number, engine) in engines.iter().enumerate() {
+        let scratch = Scratch::new();
+        engine.prepare(&scratch, &registry);
+        // The RUN step needs the base: Debian's shell, and its package manager checked for.
+        add_stamp_app(&scratch, &base, "\"/bin/sh\", \"-c\", \"/usr/local/bin/stamp /etc/stamp-arch && test -x /usr/bin/apt-get\"");
+        let repository = format!("{}/acme/prod{number}", registry.host);
+        let release = ["release", "stamp", "--repository", &repository, "--json", "--platform", "linux/amd64"];
+        let (json, _) = release_json(&scratch, engine, &release);
+        let index = skopeo_raw(&format!("docker://{repository}:stamp-latest"));
+        let manifest = skopeo_raw(&format!("docker://{repository}@{}", index["manifests"][0]["digest"].as_str().unwrap()));
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers[0]["digest"], base_layer["digest"], "{}: the base's layer keeps its bytes", engine.name);
+        let own_bytes: u64 = layers[1..].iter().chain([&manifest["config"]]).map(|blob| blob["size"].as_u64().unwrap()).sum();
+        let push = &json["apps"][0]["push"];
+        assert_eq!(push["blobs_mounted"], 1, "{}: {json:#}", engine.name);
+        assert_eq!(push["blobs_uploaded"], layers.len(), "{}: the app's layers and its configuration: {json:#}", engine.name);
+        assert_eq!(push["bytes_uploaded"], own_bytes, "{}: {json:#}", engine.name);
+        assert!(own_bytes < base_layer["size"].as_u64().unwrap() / 10, "{}: the app's layers are small beside the base's", engine.name);
+    }
 }
