@@ -54,7 +54,7 @@ pub fn assemble(
         history.push(History {
             created: Some(created.clone()),
             created_by: Some(format!("COPY {} {}", step.sources.join(" "), step.dest)),
-            empty_layer: false,
+            ..History::default()
         });
     }
     Ok(ImageParts { layers, diff_ids, history, config: plan.config_over(&base_config) })

@@ -14,11 +14,9 @@ use serde::Deserialize;
 
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout};
-use crate::image::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex};
-
-const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+use crate::image::oci::{
+    self, Descriptor, Digest, ImageConfig, ImageIndex, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST,
+};
 
 /// A `docker save` archive: its small JSON members are read into memory, its layers located to
 /// be streamed afterwards (Docker 20.10 writes manifest.json last).

@@ -83,7 +83,7 @@ mod tests {
             let parts = ImageParts {
                 layers: vec![layer.clone()],
                 diff_ids: vec![Digest::of(b"diff")],
-                history: vec![History { created: None, created_by: Some("COPY app /app".into()), empty_layer: false }],
+                history: vec![History { created_by: Some("COPY app /app".into()), ..History::default() }],
                 config: ContainerConfig { entrypoint: Some(vec!["/app".into()]), ..ContainerConfig::default() },
             };
             manifests.push(write_image(&layout, &Platform::parse(platform).unwrap(), parts, &annotations, 86_400).unwrap());

@@ -12,6 +12,9 @@ pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -159,10 +162,10 @@ pub struct ImageConfig {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub config: ContainerConfig,
     pub rootfs: RootFs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
 }
 
@@ -241,6 +244,9 @@ pub struct History {
     pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty_layer: bool,
+    /// `author`, `comment` (BuildKit names itself there) and whatever else an entry has.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The `annotations` of an index or manifest (empty when it has none); an error when the bytes
@@ -294,6 +300,98 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_359_599), "2026-11-22T14:59:59Z");
+    }
+
+    /// Reads `json` as what `kind` names, the way every reader of the xtask does, and shows what
+    /// was understood (or the error).
+    fn check_read(kind: &str, json: &str, expected: expect_test::Expect) {
+        let read = match kind {
+            "manifest" => serde_json::from_str::<ImageManifest>(json)
+                .map(|m| format!("{} config {} layers {}", m.media_type.as_deref().unwrap_or("-"), m.config.media_type, m.layers.len())),
+            "index" => serde_json::from_str::<ImageIndex>(json).map(|index| {
+                let platforms = index
+                    .manifests
+                    .iter()
+                    .map(|entry| entry.platform.as_ref().map_or("-".into(), |p| format!("{}/{}", p.os, p.architecture)));
+                platforms.collect::<Vec<_>>().join(", ")
+            }),
+            "config" => serde_json::from_str::<ImageConfig>(json).map(|config| String::from_utf8(to_bytes(&config)).unwrap()),
+            _ => unreachable!(),
+        };
+        expected.assert_eq(&read.unwrap_or_else(|err| format!("error: {err}")));
+    }
+
+    /// What the OCI image spec and Docker's v2 schema allow is read: optional fields absent,
+    /// `null`s, unknown fields, attestation entries, artifacts, Docker's formats.
+    #[test]
+    fn documents_other_tools_write_are_read() {
+        let descriptor = r#"{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}"#;
+        let config = descriptor.replace("image.layer.v1.tar+gzip", "image.config.v1+json");
+        // umoci and `podman import`: no mediaType.
+        check_read(
+            "manifest",
+            &format!(r#"{{"schemaVersion":2,"config":{config},"layers":[{descriptor}]}}"#),
+            expect_test::expect!["- config application/vnd.oci.image.config.v1+json layers 1"],
+        );
+        // An OCI 1.1 artifact (a signature, an SBOM): artifactType, the empty config, a subject.
+        let empty = descriptor.replace("image.layer.v1.tar+gzip", "empty.v1+json");
+        check_read(
+            "manifest",
+            &format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/spdx+json","config":{empty},"layers":[],"subject":{descriptor},"annotations":{{"a":"b"}}}}"#
+            ),
+            expect_test::expect!["application/vnd.oci.image.manifest.v1+json config application/vnd.oci.empty.v1+json layers 0"],
+        );
+        // Docker's v2 schema 2, with Docker's media types.
+        check_read(
+            "manifest",
+            &format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{},"layers":[]}}"#,
+                config.replace("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+            ),
+            expect_test::expect![
+                "application/vnd.docker.distribution.manifest.v2+json config application/vnd.docker.container.image.v1+json layers 0"
+            ],
+        );
+        // BuildKit's index: an attestation manifest for `unknown/unknown` beside the image.
+        let entry = |platform: &str| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"platform":{platform}}}"#
+            )
+        };
+        check_read(
+            "index",
+            &format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
+                entry(r#"{"architecture":"amd64","os":"linux"}"#),
+                entry(r#"{"architecture":"unknown","os":"unknown"}"#)
+                    .replace(r#""size":2,"#, r#""size":2,"annotations":{"vnd.docker.reference.type":"attestation-manifest"},"#)
+            ),
+            expect_test::expect!["linux/amd64, unknown/unknown"],
+        );
+        // A Docker manifest list, with a variant and os.version; an entry without a platform.
+        check_read(
+            "index",
+            &format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{},{descriptor}]}}"#,
+                entry(r#"{"architecture":"arm","os":"linux","variant":"v7","os.version":"1"}"#)
+            ),
+            expect_test::expect!["linux/arm, -"],
+        );
+        // Docker's nulls, and fields the model does not name: kept in the container
+        // configuration and the history, the legacy builder's top-level extras dropped.
+        check_read(
+            "config",
+            r#"{"architecture":"amd64","os":"linux","config":{"Env":null,"Cmd":null,"Labels":null,"ExposedPorts":null,"Volumes":null,"ArgsEscaped":true},"container_config":{"Cmd":["x"]},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN x","comment":"buildkit.dockerfile.v0"}]}"#,
+            expect_test::expect![[
+                r#"{"architecture":"amd64","os":"linux","config":{"ArgsEscaped":true},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN x","comment":"buildkit.dockerfile.v0"}]}"#
+            ]],
+        );
+        check_read(
+            "config",
+            r#"{"architecture":"amd64","os":"linux","config":null,"rootfs":{"type":"layers","diff_ids":[]},"history":null}"#,
+            expect_test::expect![[r#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#]],
+        );
     }
 
     #[test]

@@ -43,17 +43,30 @@ pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Pla
     let mut images = BTreeMap::new();
     let mut available = Vec::new();
     for (platform_hint, digest) in manifests {
+        // Entries for other platforms (and BuildKit's attestations, `unknown/unknown`) are named,
+        // not read.
+        if let Some(named) = &platform_hint {
+            if named.os != "unknown" {
+                available.push(describe(named));
+            }
+            if !platforms.iter().any(|wanted| matches(wanted, named)) {
+                continue;
+            }
+        }
         let (_, manifest_bytes) = registry.get_manifest(path, digest.as_str()).await?;
         let manifest: ImageManifest =
             serde_json::from_slice(&manifest_bytes).with_context(|| format!("base image {image} has an invalid manifest {digest}"))?;
+        // An artifact (a signature, an SBOM) is no platform's image.
+        if ![oci::MEDIA_TYPE_CONFIG, oci::MEDIA_TYPE_DOCKER_CONFIG].contains(&manifest.config.media_type.as_str()) {
+            continue;
+        }
         // An index names each entry's platform; a lone manifest's platform is in its config.
         let config: ImageConfig = fetch_config(&registry, path, &manifest.config, image).await?;
-        let named = platform_hint.unwrap_or_else(|| oci::Platform {
-            architecture: config.architecture.clone(),
-            os: config.os.clone(),
-            variant: config.variant.clone(),
+        let named = platform_hint.unwrap_or_else(|| {
+            let named = oci::Platform { architecture: config.architecture.clone(), os: config.os.clone(), variant: config.variant.clone() };
+            available.push(describe(&named));
+            named
         });
-        available.push(describe(&named));
         if let Some(wanted) = platforms.iter().find(|wanted| matches(wanted, &named)) {
             images.insert(wanted.clone(), (manifest, config));
         }
