@@ -9,6 +9,7 @@ mod corpus;
 mod ecr;
 mod engine;
 mod errors;
+mod laptop;
 mod push;
 mod release;
 mod resilience;

@@ -1,5 +1,5 @@
-//! A dependency-free HTTP/1.1 service. `GET /` greets, `GET /healthz` answers `ok`, anything else
-//! is a 404. It listens on `LISTEN` (default `0.0.0.0:8080`).
+//! A small HTTP/1.1 service. `GET /` greets, `GET /healthz` answers `ok`, anything else is a 404;
+//! paths are percent-decoded first. It listens on `LISTEN` (default `0.0.0.0:8080`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,7 +27,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         header.clear();
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = respond(path);
+    let (status, body) = respond(&percent_encoding::percent_decode_str(path).decode_utf8_lossy());
     let mut stream = stream;
     write!(stream, "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
 }

@@ -69,6 +69,16 @@ impl Scratch {
         Scratch { dir, docker_config: tempfile::tempdir().unwrap() }
     }
 
+    /// A clone of `other`'s repository at another path: the same commit, no remote.
+    pub fn clone_of(other: &Scratch) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(Command::new("git").arg("clone").arg("-q").arg(other.path()).arg(dir.path()));
+        assert!(output.status.success(), "git clone failed: {}", stderr(&output));
+        let scratch = Scratch { dir, docker_config: tempfile::tempdir().unwrap() };
+        scratch.git(&["remote", "remove", "origin"]);
+        scratch
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

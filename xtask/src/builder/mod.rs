@@ -285,6 +285,7 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
 fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
     let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
     toolchain::prepare_targets(sh, &workspace.root, &triples)?;
+    let cargo = crate::workspace::cargo();
     let mut args: Vec<String> = vec!["build".into(), "--release".into(), "--locked".into()];
     for member in members {
         args.extend(["--package".into(), member.name.clone()]);
@@ -292,10 +293,15 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     for triple in &triples {
         args.extend(["--target".into(), triple.to_string()]);
     }
-    let cargo = crate::workspace::cargo();
-    cmd!(sh, "{cargo} {args...}").run().with_context(|| {
+    let cargo_home = toolchain::cargo_home().unwrap_or_default();
+    let mut command = cmd!(sh, "{cargo}");
+    match toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok()) {
+        toolchain::RemapFlags::Environment(flags) => command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS"),
+        toolchain::RemapFlags::Config(config) => args.extend(config),
+    }
+    command.args(args).run().with_context(|| {
         format!(
-            "cargo could not build {} for {}: fix what cargo printed above and run the command again",
+            "cargo could not build {} for {}: fix what cargo printed above and run the command again (rust-lld links pure-Rust apps for both targets on any host; a crate that compiles C code needs a C compiler for the target too, such as musl-tools' musl-gcc or gcc-aarch64-linux-gnu, named in `CC_<target>`)",
             members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
             triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
         )

@@ -32,6 +32,49 @@ pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String]) -
     Ok(())
 }
 
+/// Where the remapping flags go: cargo reads `CARGO_ENCODED_RUSTFLAGS` or `RUSTFLAGS` instead of
+/// any configured rustflags, so when either is set the flags join it; otherwise they join each
+/// release target's configured rustflags (`--config`: cargo concatenates lists across sources).
+#[derive(Debug, PartialEq)]
+pub enum RemapFlags {
+    /// `CARGO_ENCODED_RUSTFLAGS`: the user's flags, then ours, separated by 0x1f.
+    Environment(String),
+    /// Arguments of `cargo build`.
+    Config(Vec<String>),
+}
+
+/// The rustc flags that keep host paths out of the binaries, so that the same commit gives the
+/// same images on every machine: panic locations in registry crates carry their source path
+/// under `CARGO_HOME`, and absolute paths under the workspace (a build script's `OUT_DIR`) can
+/// reach a binary too. Each prefix is remapped as given and canonicalised, to `/cargo` and
+/// `/workspace`; rustc applies the last matching flag, so the workspace comes last.
+pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String], env: &dyn Fn(&str) -> Option<String>) -> RemapFlags {
+    let mut flags = Vec::new();
+    for (prefix, replacement) in [(cargo_home, "/cargo"), (workspace_root, "/workspace")] {
+        let canonical = prefix.canonicalize().unwrap_or_else(|_| prefix.to_path_buf());
+        for path in [prefix.to_path_buf(), canonical] {
+            let flag = format!("--remap-path-prefix={}={replacement}", path.display());
+            if !flags.contains(&flag) {
+                flags.push(flag);
+            }
+        }
+    }
+    let from_env = env("CARGO_ENCODED_RUSTFLAGS")
+        .map(|encoded| encoded.split('\x1f').filter(|flag| !flag.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .or_else(|| env("RUSTFLAGS").map(|text| text.split_whitespace().map(str::to_string).collect()));
+    if let Some(mut user) = from_env {
+        user.extend(flags);
+        return RemapFlags::Environment(user.join("\x1f"));
+    }
+    let list = serde_json::to_string(&flags).expect("strings serialise");
+    RemapFlags::Config(triples.iter().flat_map(|triple| ["--config".to_string(), format!("target.{triple}.rustflags={list}")]).collect())
+}
+
+/// `CARGO_HOME` as cargo finds it.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+}
+
 /// A target is installed when the toolchain's sysroot holds its standard library, which one
 /// `rustc --print sysroot` tells faster than rustup lists targets.
 fn install_missing_targets(sh: &Shell, rustlib: &Path, triples: &[&String]) -> Result<()> {
@@ -58,9 +101,7 @@ struct ConfigFile {
 /// workspace root and each parent directory, then `$CARGO_HOME`.
 fn config_files(workspace_root: &Path) -> Vec<ConfigFile> {
     let mut dirs: Vec<PathBuf> = workspace_root.ancestors().map(|dir| dir.join(".cargo")).collect();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let cargo_home = cargo_home();
     dirs.extend(cargo_home.filter(|home| !dirs.contains(home)));
     dirs.iter()
         .flat_map(|dir| [dir.join("config.toml"), dir.join("config")])
@@ -138,6 +179,47 @@ fn install_hint(program: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_remap(env: &[(&str, &str)], expected: expect_test::Expect) {
+        let env = |key: &str| env.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string());
+        let triples = ["x86_64-unknown-linux-musl".to_string(), "aarch64-unknown-linux-musl".to_string()];
+        let remap =
+            remap_flags(Path::new("/nonexistent/ws"), Path::new("/nonexistent/home/.cargo"), &triples.iter().collect::<Vec<_>>(), &env);
+        expected.assert_debug_eq(&remap);
+    }
+
+    #[test]
+    fn host_paths_are_remapped_beside_the_users_flags() {
+        check_remap(
+            &[],
+            expect_test::expect![[r#"
+                Config(
+                    [
+                        "--config",
+                        "target.x86_64-unknown-linux-musl.rustflags=[\"--remap-path-prefix=/nonexistent/home/.cargo=/cargo\",\"--remap-path-prefix=/nonexistent/ws=/workspace\"]",
+                        "--config",
+                        "target.aarch64-unknown-linux-musl.rustflags=[\"--remap-path-prefix=/nonexistent/home/.cargo=/cargo\",\"--remap-path-prefix=/nonexistent/ws=/workspace\"]",
+                    ],
+                )
+            "#]],
+        );
+        check_remap(
+            &[("RUSTFLAGS", "-C target-cpu=native")],
+            expect_test::expect![[r#"
+                Environment(
+                    "-C\u{1f}target-cpu=native\u{1f}--remap-path-prefix=/nonexistent/home/.cargo=/cargo\u{1f}--remap-path-prefix=/nonexistent/ws=/workspace",
+                )
+            "#]],
+        );
+        check_remap(
+            &[("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=1"), ("RUSTFLAGS", "ignored, as cargo does")],
+            expect_test::expect![[r#"
+                Environment(
+                    "-Cdebuginfo=1\u{1f}--remap-path-prefix=/nonexistent/home/.cargo=/cargo\u{1f}--remap-path-prefix=/nonexistent/ws=/workspace",
+                )
+            "#]],
+        );
+    }
 
     fn check(configs: &[(&str, &str)], env: &[(&str, &str)], triple: &str, expected: Option<(&str, &str)>) {
         let configs: Vec<ConfigFile> = configs
