@@ -36,6 +36,11 @@ fn bad_input_gets_a_clear_error() {
             expected: "unknown app `nope`: the workspace's apps are hello-api, worker",
         },
         Case {
+            args: args(&["build", "worker", "--load", "--platform", "linux/amd64,linux/arm64"]),
+            setup: nothing,
+            expected: "--load puts one platform's image into the engine, and --platform names several: name one (or none, for this machine's)",
+        },
+        Case {
             args: args(&["build", "common"]),
             setup: nothing,
             expected: "crate `common` is not an app: it has no Dockerfile in crates/common",
@@ -214,11 +219,12 @@ fn bad_input_gets_a_clear_error() {
             args: args(&["build", "worker", "--platform", "linux/arm64"]),
             setup: &|scratch| {
                 let config = std::fs::read_to_string(scratch.path().join(".cargo/config.toml")).unwrap();
-                let config = config.replace("linker = \"rust-lld\"", "linker = \"riscv64-linux-gnu-gcc\"");
+                let aarch64 = "[target.aarch64-unknown-linux-musl]\nlinker = ";
+                let config = config.replace(&format!("{aarch64}\"rust-lld\""), &format!("{aarch64}\"riscv64-linux-gnu-gcc\""));
                 scratch.write(".cargo/config.toml", &config);
                 scratch.commit("a cross linker that is not installed");
             },
-            expected: "the linker `riscv64-linux-gnu-gcc` that .cargo/config.toml:8 sets for aarch64-unknown-linux-musl is not installed: install it with `apt-get install gcc-riscv64-linux-gnu` (Debian and Ubuntu), or set another linker there",
+            expected: "the linker `riscv64-linux-gnu-gcc` that .cargo/config.toml:13 sets for aarch64-unknown-linux-musl is not installed: install it with `apt-get install gcc-riscv64-linux-gnu` (Debian and Ubuntu), or set another linker there",
         },
     ];
     for case in cases {

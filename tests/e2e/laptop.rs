@@ -1,10 +1,12 @@
 //! Builds on a developer's machine: the same commit gives the same images whatever the checkout's
-//! path and `CARGO_HOME`, so a laptop's images are CI's.
+//! path and `CARGO_HOME`, so a laptop's images are CI's; `build --load` puts them into the local
+//! Docker (20.10 and 26) or podman, to run.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::harness::{run, stderr, Scratch};
+use crate::support::docker::Engine;
+use crate::support::harness::{require_tool, run, stderr, stdout, Scratch};
 
 /// The digest of the index `build` wrote for `app`.
 fn built_digest(scratch: &Scratch, app: &str) -> String {
@@ -54,4 +56,111 @@ fn the_same_commit_gives_the_same_images_from_any_checkout_path_and_cargo_home()
             }
         }
     }
+}
+
+/// The configuration digest (what the engine calls the image ID) of `app`'s image for
+/// `platform` in the layout `build` wrote.
+fn built_config_digest(scratch: &Scratch, app: &str, platform: &str) -> String {
+    let layout = scratch.path().join("target/xtask/oci").join(app);
+    let read = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()).unwrap()
+    };
+    let index = read(&built_digest(scratch, app));
+    let entry = index["manifests"].as_array().unwrap().iter().find(|entry| {
+        format!("{}/{}", entry["platform"]["os"].as_str().unwrap(), entry["platform"]["architecture"].as_str().unwrap()) == platform
+    });
+    read(entry.expect("the platform was built")["digest"].as_str().unwrap())["config"]["digest"].as_str().unwrap().to_string()
+}
+
+fn host_platform() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    }
+}
+
+/// Runs the worker image `image` with `engine` (`docker` or `podman` and their environment) on a
+/// line of text and returns what it printed.
+fn run_worker(mut engine: Command, image: &str) -> String {
+    let mut child = engine
+        .args(["run", "--rm", "-i", image])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"to be or not to be\n").unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+}
+
+#[test]
+fn build_load_puts_the_image_into_docker_and_podman_under_latest_and_the_commit() {
+    let scratch = Scratch::new();
+    let head = scratch.head();
+    let engines: Vec<Engine> = [Engine::default_engine(), Engine::docker26()].into_iter().flatten().collect();
+    for engine in &engines {
+        let output = scratch.xtask_with_env(&["build", "worker", "hello-api", "--load"], &engine.env());
+        assert!(output.status.success(), "{}: {}", engine.name, stderr(&output));
+        for app in ["worker", "hello-api"] {
+            for tag in ["latest", head.as_str()] {
+                let id = run(engine.docker().args(["image", "inspect", "--format", "{{.Id}}", &format!("{app}:{tag}")]));
+                assert!(id.status.success(), "{}: {app}:{tag} is not loaded: {}", engine.name, stderr(&id));
+                assert_eq!(stdout(&id).trim(), built_config_digest(&scratch, app, host_platform()), "{}: {app}:{tag}", engine.name);
+            }
+        }
+        let printed = run_worker(engine.docker(), &format!("worker:{head}"));
+        assert_eq!(printed, format!("2 be\n2 to\n1 not\n1 or\napp=worker event=done words=4 platform={}\n", host_platform()));
+    }
+
+    // The HTTP app answers from the default engine, on the host's network.
+    if let Some(engine) = engines.iter().find(|engine| engine.env().is_empty()) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let name = format!("xtask-load-test-{port}");
+        let listen = format!("LISTEN=127.0.0.1:{port}");
+        let started =
+            run(engine.docker().args(["run", "--detach", "--rm", "--name", &name, "--network", "host", "-e", &listen, "hello-api:latest"]));
+        assert!(started.status.success(), "{}", stderr(&started));
+        let answer = http_get(port, "/healthz");
+        let _ = run(engine.docker().args(["rm", "--force", &name]));
+        assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    }
+
+    // Without a Docker engine, podman takes the image.
+    require_tool("podman");
+    let storage = tempfile::tempdir().unwrap();
+    let conf = storage.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n", storage.path().display()),
+    )
+    .unwrap();
+    let podman_env = [("DOCKER_HOST", "unix:///nonexistent/docker.sock"), ("CONTAINERS_STORAGE_CONF", conf.to_str().unwrap())];
+    let output = scratch.xtask_with_env(&["build", "worker", "--load"], &podman_env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("into podman"), "{}", stderr(&output));
+    // (Running it is left to Docker: podman's runtime cannot set its rlimits in every sandbox.)
+    for tag in ["latest", head.as_str()] {
+        let id = run(Command::new("podman").envs(podman_env).args(["image", "inspect", "--format", "{{.Id}}", &format!("worker:{tag}")]));
+        assert!(id.status.success(), "podman: worker:{tag} is not loaded: {}", stderr(&id));
+        assert_eq!(format!("sha256:{}", stdout(&id).trim()), built_config_digest(&scratch, "worker", host_platform()));
+    }
+}
+
+/// A GET on loopback `port`, retried while the server starts; the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            return answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing answers on port {port}");
 }

@@ -224,6 +224,10 @@ pub struct Build {
     /// Select the apps changed since --base (the default when no app is named)
     #[arg(long, conflicts_with_all = ["apps", "all"])]
     pub changed: bool,
+    /// Also put each image into the local Docker engine (or podman) as `<app>:latest` and
+    /// `<app>:<sha>`: the host's platform, or the one --platform names
+    #[arg(long)]
+    pub load: bool,
     #[command(flatten)]
     pub transfer: Transfer,
 }

@@ -142,6 +142,43 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// Loads an archive that `image::archive::write_archive` wrote, named `tags`, into the machine's
+/// engine: Docker when one answers, podman when that is what the machine has. The tags after the
+/// first are set once the image is in: podman names an image from an OCI archive once. Returns
+/// the program used.
+pub fn load_archive(sh: &Shell, archive: &Path, tags: &[String]) -> Result<&'static str> {
+    let server_version = "{{.Server.Version}}";
+    let program = if cmd!(sh, "docker version --format {server_version}").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        "docker"
+    } else if cmd!(sh, "podman --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        "podman"
+    } else {
+        bail!(
+            "--load puts the image into the local Docker engine (or podman), and neither answers here: start Docker (`sudo systemctl start docker`, Docker Desktop) or install podman, or build without --load and push the layout"
+        );
+    };
+    cmd!(sh, "{program} load --quiet --input {archive}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("`{program} load` did not take the image in {}: see what it printed above", archive.display()))?;
+    if let [first, others @ ..] = tags {
+        for tag in others {
+            cmd!(sh, "{program} tag {first} {tag}")
+                .quiet()
+                .run()
+                .with_context(|| format!("`{program} tag` could not name the image {tag}"))?;
+        }
+    }
+    Ok(program)
+}
+
+/// The platform of the machine's own engine: Linux on this machine's architecture (Docker
+/// Desktop on a Mac runs Linux on the Mac's).
+pub fn host_platform() -> Platform {
+    Platform::parse(&format!("linux/{}", host_architecture())).expect("a valid platform")
+}
+
 /// A `docker load` archive of an image without layers for `platform`, tagged `tag`.
 fn empty_image_archive(platform: &Platform, tag: &str) -> Result<Vec<u8>> {
     let config = ImageConfig {

@@ -6,6 +6,7 @@
 
 pub mod dockerignore;
 pub mod engine;
+pub mod load;
 pub mod native;
 pub mod toolchain;
 

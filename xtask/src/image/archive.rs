@@ -170,6 +170,51 @@ impl<'a> SavedArchive<'a> {
     }
 }
 
+/// Writes the platform image `manifest` of `layout` (which must hold every blob it references)
+/// as an archive that `docker load` reads on every version, named `repo_tags`: what Docker 25
+/// and later save, an OCI image layout (read by engines with the containerd image store) with a
+/// manifest.json beside it (read by the others, Docker 20.10 among them, which decompress the
+/// gzip layers themselves), and which podman loads too. Same layout, same bytes.
+pub fn write_archive(layout: &Layout, manifest: &Descriptor, repo_tags: &[String], out: impl io::Write) -> Result<()> {
+    let manifest_bytes = layout.read_blob(manifest)?;
+    let image: oci::ImageManifest = serde_json::from_slice(&manifest_bytes).context("the image's manifest is not an image manifest")?;
+    let blob_name = |digest: &Digest| format!("blobs/sha256/{}", digest.hex());
+    let mut tar = tar::Builder::new(out);
+    let mut add = |name: &str, size: u64, data: &mut dyn Read| -> io::Result<()> {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        tar.append_data(&mut header, name, data)
+    };
+    add("oci-layout", OCI_LAYOUT.len() as u64, &mut OCI_LAYOUT.as_bytes())?;
+    for blob in std::iter::once(&image.config).chain(&image.layers) {
+        let mut file = File::open(layout.blob_path(&blob.digest))
+            .with_context(|| format!("blob {} is not in {}", blob.digest, layout.root().display()))?;
+        add(&blob_name(&blob.digest), blob.size, &mut file)?;
+    }
+    add(&blob_name(&manifest.digest), manifest_bytes.len() as u64, &mut manifest_bytes.as_slice())?;
+    let mut root = Descriptor::of_blob(&manifest.media_type, manifest.digest.clone(), manifest.size);
+    if let Some(first) = repo_tags.first() {
+        let qualified = if first.contains('/') { first.clone() } else { format!("docker.io/library/{first}") };
+        root.annotations.insert("io.containerd.image.name".into(), qualified);
+        root.annotations.insert(oci::ANNOTATION_REF_NAME.into(), first.rsplit_once(':').map_or("latest", |(_, tag)| tag).into());
+    }
+    let index = oci::to_bytes(&ImageIndex::new(vec![root], BTreeMap::new()));
+    add("index.json", index.len() as u64, &mut index.as_slice())?;
+    let entries = serde_json::json!([{
+        "Config": blob_name(&image.config.digest),
+        "RepoTags": repo_tags,
+        "Layers": image.layers.iter().map(|layer| blob_name(&layer.digest)).collect::<Vec<_>>(),
+    }]);
+    let entries = oci::to_bytes(&entries);
+    add("manifest.json", entries.len() as u64, &mut entries.as_slice())?;
+    tar.into_inner()?.flush()?;
+    Ok(())
+}
+
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
 fn check_digest(found: Digest, expected: &Digest) -> Result<()> {
     if found != *expected {
         return Err(DigestMismatch { expected: expected.clone(), found }.into());
@@ -301,6 +346,26 @@ mod tests {
         flate2::read::GzDecoder::new(&layout.read_blob(&layer).unwrap()[..]).read_to_end(&mut tar).unwrap();
         assert_eq!(Digest::of(&tar).to_string(), config["rootfs"]["diff_ids"][0]);
         assert_eq!(to_layout(&archive).unwrap().0, root, "the same archive gives the same manifest");
+    }
+
+    #[test]
+    fn archives_for_docker_load_are_both_formats_and_read_back() {
+        // A Docker 20.10 archive, as a layout: then written for `docker load` and read again.
+        let (root, layout, dir) = to_layout(&saved_archive(Docker::V20, &[("worker", b"\x7fELF binary")], None)).unwrap();
+        let path = dir.path().join("load.tar");
+        let tags = ["worker:latest".to_string(), "worker:0123abc".to_string()];
+        write_archive(&layout, &root, &tags, File::create(&path).unwrap()).unwrap();
+        let archive = SavedArchive::read(&path).unwrap();
+        let entry = archive.entry().unwrap();
+        assert_eq!(entry.config.architecture, "amd64");
+        assert_eq!(entry.layers.len(), 1);
+        expect_test::expect![[r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:8a798a24622380dfaea09d6e6f03b00bcebff134b9fd798b8768fd329ad8c977","size":423,"annotations":{"io.containerd.image.name":"docker.io/library/worker:latest","org.opencontainers.image.ref.name":"latest"}}]}"#]]
+            .assert_eq(std::str::from_utf8(&archive.member("index.json").unwrap()).unwrap());
+        let copied = Layout::create(&dir.path().join("copied")).unwrap();
+        assert_eq!(archive.to_layout(&copied).unwrap().digest, root.digest, "the OCI layout inside names the same manifest");
+        let again = dir.path().join("again.tar");
+        write_archive(&layout, &root, &tags, File::create(&again).unwrap()).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
     }
 
     #[test]
