@@ -1,6 +1,6 @@
 //! Builds on a developer's machine: the same commit gives the same images whatever the checkout's
 //! path and `CARGO_HOME`, so a laptop's images are CI's; `build --load` puts them into the local
-//! Docker (20.10 and 26) or podman, to run.
+//! Docker (20.10 and 26) or podman, to run; the pre-push hook builds what a push changes.
 
 use std::path::Path;
 use std::process::Command;
@@ -163,4 +163,68 @@ fn http_get(port: u16, path: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("nothing answers on port {port}");
+}
+
+/// `git` in `scratch` with `cargo` on PATH being the xtask under test (the hook runs `cargo xtask`).
+fn git_with_hook(scratch: &Scratch, cargo_shim: &Path, args: &[&str]) -> std::process::Output {
+    let path = format!("{}:{}", cargo_shim.display(), std::env::var("PATH").unwrap());
+    run(Command::new("git")
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args))
+}
+
+#[test]
+fn the_pre_push_hook_stops_a_push_whose_app_does_not_build_and_uninstalls_cleanly() {
+    let scratch = Scratch::new();
+    let remote = tempfile::tempdir().unwrap();
+    let bare = run(Command::new("git").args(["init", "-q", "--bare"]).arg(remote.path()));
+    assert!(bare.status.success(), "{}", stderr(&bare));
+    scratch.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    scratch.git(&["push", "-q", "origin", "main"]);
+    // `cargo xtask ARGS` runs the xtask under test.
+    let shim = tempfile::tempdir().unwrap();
+    std::fs::write(shim.path().join("cargo"), format!("#!/bin/sh\nshift\nexec {} \"$@\"\n", env!("CARGO_BIN_EXE_xtask"))).unwrap();
+    run(Command::new("chmod").arg("755").arg(shim.path().join("cargo")));
+    // A hook of the developer's own, which must keep running and come back on uninstall.
+    let hooks = scratch.path().join(".git/hooks");
+    let own_hook = "#!/bin/sh\necho \"$1\" >> \"$(dirname \"$0\")/../own-hook-ran\"\n";
+    std::fs::write(hooks.join("pre-push"), own_hook).unwrap();
+    run(Command::new("chmod").arg("755").arg(hooks.join("pre-push")));
+    let installed = scratch.xtask_ok(&["hook", "install"]);
+    assert!(installed.contains("the hook that was there runs first"), "{installed}");
+
+    // A push that changes no app goes through without building.
+    scratch.write("docs/notes.md", "notes\n");
+    scratch.commit("notes");
+    let pushed = git_with_hook(&scratch, shim.path(), &["push", "origin", "main"]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert!(stderr(&pushed).contains("pre-push: no app changed, nothing to build"), "{}", stderr(&pushed));
+    assert_eq!(std::fs::read_to_string(scratch.path().join(".git/own-hook-ran")).unwrap(), "origin\n");
+
+    // A push whose app does not compile is stopped, and the remote keeps its commit.
+    let before = scratch.head();
+    scratch.edit("crates/worker/src/main.rs", |text| {
+        text.replace("fn main()", "fn main() { let broken: u8 = \"not a number\"; }\nfn unused()")
+    });
+    scratch.commit("break the worker");
+    let pushed = git_with_hook(&scratch, shim.path(), &["push", "origin", "main"]);
+    assert!(!pushed.status.success(), "the push went through");
+    assert!(stderr(&pushed).contains("the push was stopped: worker did not build"), "{}", stderr(&pushed));
+    let remote_head = run(Command::new("git").arg("--git-dir").arg(remote.path()).args(["rev-parse", "main"]));
+    assert_eq!(stdout(&remote_head).trim(), before);
+
+    // A new branch is compared with the default base: it changes the worker too.
+    let branch = git_with_hook(&scratch, shim.path(), &["push", "origin", "main:topic"]);
+    assert!(!branch.status.success() && stderr(&branch).contains("worker did not build"), "{}", stderr(&branch));
+    // Deleting a branch builds nothing.
+    scratch.git(&["push", "-q", "--no-verify", "origin", "main:doomed"]);
+    let deleted = git_with_hook(&scratch, shim.path(), &["push", "origin", ":doomed"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+
+    // Uninstall puts the developer's hook back as it was.
+    scratch.xtask_ok(&["hook", "uninstall"]);
+    assert_eq!(std::fs::read_to_string(hooks.join("pre-push")).unwrap(), own_hook);
+    assert!(!hooks.join("pre-push.before-xtask").exists());
 }

@@ -31,6 +31,8 @@ pub enum Command {
     Delete(Delete),
     /// Manage the shared ECR repository
     Ecr(Ecr),
+    /// Install or remove the git pre-push hook that builds the apps a push changes
+    Hook(Hook),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
     Completions(Completions),
 }
@@ -136,6 +138,27 @@ pub struct EcrPolicy {
     /// The ECR repository the policy grants (default: as for `release`)
     #[arg(long)]
     pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Hook {
+    #[command(subcommand)]
+    pub command: HookCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// Write the pre-push hook; a hook already there is kept and runs first
+    Install,
+    /// Remove the hook `install` wrote and put back the one it found
+    Uninstall,
+    /// What the hook runs: builds the apps the refs git passes on standard input change
+    Run {
+        /// The remote's name, as git passes it
+        remote: Option<String>,
+        /// The remote's URL, as git passes it
+        url: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -80,6 +80,29 @@ impl Provenance {
 /// full `cargo metadata`, which mostly waits for cargo, and would otherwise double a rebuild's time.
 pub type DeferredInputs<'a> = Box<dyn FnOnce() -> Result<BTreeMap<String, AppInputs>> + Send + 'a>;
 
+/// Builds `apps` from the work tree for `config`'s platforms into their layouts, as `build` and
+/// the pre-push hook do: the commit's provenance, and its input digests when the tree is clean.
+pub async fn build_work_tree(
+    ctx: &Context,
+    config: &Config,
+    git: Option<&Git<'_>>,
+    apps: &[SelectedApp],
+    builder: flags::Builder,
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Vec<BuiltImage>> {
+    let head = git.and_then(|git| git.rev_parse("HEAD").ok());
+    let provenance = Provenance::from_git(git, head.as_deref())?;
+    let inputs: Option<DeferredInputs<'_>> = match (git, &head) {
+        (Some(git), Some(head)) if !git.is_dirty()? => {
+            let workspace = &ctx.workspace;
+            Some(Box::new(move || crate::detect::evidence::current_inputs_in_new_shell(workspace, config, head)))
+        }
+        _ => None,
+    };
+    Builder { ctx, config, builder, registries, progress }.build(apps, provenance, inputs).await
+}
+
 /// How `build` and `release` build: the workspace, its settings, the builder the user asked for,
 /// the registries base images are read from, and where progress goes.
 pub struct Builder<'a> {

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::builder::{engine, load, Builder, DeferredInputs, Provenance};
+use crate::builder::{self, engine, load};
 use crate::context::Context;
 use crate::detect::evidence;
 use crate::flags;
@@ -35,22 +35,13 @@ pub async fn run(ctx: &Context, args: flags::Build) -> Result<()> {
         println!("no app to build");
         return Ok(());
     }
-    let provenance = Provenance::from_git(git.as_ref(), head.as_deref())?;
-    let inputs: Option<DeferredInputs<'_>> = match (&git, &head) {
-        (Some(git), Some(head)) if !git.is_dirty()? => {
-            let (workspace, config) = (&ctx.workspace, &config);
-            Some(Box::new(move || evidence::current_inputs_in_new_shell(workspace, config, head)))
-        }
-        _ => None,
-    };
     let registries = Registries::new(args.transfer.ca_file.as_deref(), config.repository.host())?;
     let progress = Progress::new(false);
-    let builder = Builder { ctx, config: &config, builder: selection.builder, registries: &registries, progress: &progress };
+    let images = builder::build_work_tree(ctx, &config, git.as_ref(), &apps, selection.builder, &registries, &progress).await?;
     let dirty = match &git {
         Some(git) => git.is_dirty()?,
         None => true,
     };
-    let images = builder.build(&apps, provenance, inputs).await?;
     for image in &images {
         println!("{} {} {}", image.app, image.index.digest, image.layout.display());
     }

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod changed;
 pub mod ecr;
+pub mod hook;
 pub mod images;
 pub mod promote;
 pub mod prune;

@@ -1,6 +1,6 @@
 //! The git facts a release needs, each one `git` call through xshell.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -41,6 +41,13 @@ impl<'a> Git<'a> {
                     format!("unknown git revision `{rev}`: name a branch, tag or commit that exists in this clone")
                 }
             })
+    }
+
+    /// Where git looks for hooks (`core.hooksPath` or `.git/hooks`), as an absolute path.
+    pub fn hooks_dir(&self) -> Result<PathBuf> {
+        let sh = self.sh;
+        let dir = cmd!(sh, "git rev-parse --git-path hooks").quiet().read().context("cannot find this repository's hooks directory")?;
+        Ok(sh.current_dir().join(dir))
     }
 
     pub fn is_shallow(&self) -> bool {
