@@ -9,6 +9,7 @@ mod corpus;
 mod ecr;
 mod engine;
 mod errors;
+mod inputs;
 mod laptop;
 mod push;
 mod release;

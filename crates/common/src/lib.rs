@@ -12,10 +12,12 @@ pub fn setting(key: &str, default: &str) -> String {
 }
 
 /// Formats a logfmt line such as `app=worker event=done words=3`, quoting values with spaces so
-/// that log collectors can split the line back into fields.
+/// that log collectors can split the line back into fields. With the `ascii-logs` feature, values
+/// have their non-ASCII characters escaped (`\u{e9}`), for collectors that read ASCII only.
 pub fn log_line(app: &str, event: &str, fields: &[(&str, String)]) -> String {
     let mut line = format!("app={app} event={event}");
     for (key, value) in fields {
+        let value = &if cfg!(feature = "ascii-logs") { ascii(value) } else { value.clone() };
         if value.contains(' ') || value.is_empty() {
             let _ = write!(line, " {key}={value:?}");
         } else {
@@ -23,6 +25,10 @@ pub fn log_line(app: &str, event: &str, fields: &[(&str, String)]) -> String {
         }
     }
     line
+}
+
+fn ascii(value: &str) -> String {
+    value.chars().map(|c| if c.is_ascii() { c.to_string() } else { c.escape_unicode().to_string() }).collect()
 }
 
 /// The platform the binary was compiled for, as an OCI platform string.
@@ -43,6 +49,13 @@ mod tests {
     fn log_line_quotes_values_with_spaces() {
         let line = log_line("api", "start", &[("addr", "0.0.0.0:80".into()), ("msg", "a b".into())]);
         assert_eq!(line, r#"app=api event=start addr=0.0.0.0:80 msg="a b""#);
+    }
+
+    #[test]
+    fn non_ascii_values_are_escaped_with_ascii_logs() {
+        let line = log_line("api", "greet", &[("name", "Zoë".into())]);
+        let expected = if cfg!(feature = "ascii-logs") { r"app=api event=greet name=Zo\u{eb}" } else { "app=api event=greet name=Zoë" };
+        assert_eq!(line, expected);
     }
 
     #[test]

@@ -304,32 +304,36 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
     Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
 }
 
-/// One `cargo build` for every app and target, then each binary is copied to
-/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it.
+/// One `cargo build` per app and target, then each binary is copied to
+/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it. Separate runs keep cargo
+/// from unifying a shared dependency's features across the apps (or targets) of one run: each
+/// binary is what `cargo build -p APP --target T` makes alone, whatever else is released with
+/// it. Artifacts whose features agree are still shared through the target directory.
 fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
     let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
     toolchain::prepare_targets(sh, &workspace.root, &triples)?;
     let cargo = crate::workspace::cargo();
-    let mut args: Vec<String> = vec!["build".into(), "--release".into(), "--locked".into()];
-    for member in members {
-        args.extend(["--package".into(), member.name.clone()]);
-    }
-    for triple in &triples {
-        args.extend(["--target".into(), triple.to_string()]);
-    }
     let cargo_home = toolchain::cargo_home().unwrap_or_default();
-    let mut command = cmd!(sh, "{cargo}");
-    match toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok()) {
-        toolchain::RemapFlags::Environment(flags) => command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS"),
-        toolchain::RemapFlags::Config(config) => args.extend(config),
+    let remap = toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok());
+    for member in members {
+        for triple in &triples {
+            let mut args: Vec<String> =
+                ["build", "--release", "--locked", "--package", &member.name, "--target", triple].map(String::from).to_vec();
+            let mut command = cmd!(sh, "{cargo}");
+            match &remap {
+                toolchain::RemapFlags::Environment(flags) => {
+                    command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS")
+                }
+                toolchain::RemapFlags::Config(config) => args.extend(config.iter().cloned()),
+            }
+            command.args(args).run().with_context(|| {
+                format!(
+                    "cargo could not build {} for {triple}: fix what cargo printed above and run the command again (rust-lld links pure-Rust apps for both targets on any host; a crate that compiles C code needs a C compiler for the target too, such as musl-tools' musl-gcc or gcc-aarch64-linux-gnu, named in `CC_<target>`)",
+                    member.name
+                )
+            })?;
+        }
     }
-    command.args(args).run().with_context(|| {
-        format!(
-            "cargo could not build {} for {}: fix what cargo printed above and run the command again (rust-lld links pure-Rust apps for both targets on any host; a crate that compiles C code needs a C compiler for the target too, such as musl-tools' musl-gcc or gcc-aarch64-linux-gnu, named in `CC_<target>`)",
-            members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
-            triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-        )
-    })?;
     for platform in &config.platforms {
         let triple = &config.targets[platform];
         let stage = workspace.root.join("target/stage").join(platform.to_string());
