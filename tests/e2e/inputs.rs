@@ -1,6 +1,7 @@
 //! An app's image depends on its own inputs only: its binary is what `cargo build -p APP` makes
 //! alone, whatever else is built in the same run (the sample's `common` has a feature only
-//! hello-api turns on, which cargo would otherwise unify into the worker's build).
+//! hello-api turns on, which cargo would otherwise unify into the worker's build); and a Cargo.lock
+//! change reaches the apps whose own build compiles what changed, per target.
 
 use crate::support::harness::Scratch;
 
@@ -21,4 +22,40 @@ fn an_apps_image_is_the_same_whatever_is_built_with_it() {
     assert_eq!(built_digest(&scratch, "worker"), alone, "worker built with every app");
     scratch.xtask_ok(&[&["build", "hello-api", "worker"][..], &platforms].concat());
     assert_eq!(built_digest(&scratch, "worker"), alone, "worker built with hello-api");
+}
+
+/// Moves `common`'s base64 to the other release Cargo.lock holds (both are there, for other
+/// crates): a change to Cargo.lock alone.
+fn switch_commons_base64(lockfile: &str) -> String {
+    let versions: Vec<&str> = lockfile
+        .split("[[package]]")
+        .filter(|block| block.contains("\nname = \"base64\"\n"))
+        .map(|block| block.split("version = \"").nth(1).unwrap().split('"').next().unwrap())
+        .collect();
+    assert_eq!(versions.len(), 2, "Cargo.lock holds two releases of base64: {versions:?}");
+    let blocks: Vec<String> = lockfile
+        .split("[[package]]")
+        .map(|block| {
+            if !block.contains("\nname = \"common\"\n") {
+                return block.to_string();
+            }
+            let used = versions.iter().find(|version| block.contains(&format!("\"base64 {version}\""))).expect("common uses base64");
+            let other = versions.iter().find(|version| version != &used).unwrap();
+            block.replace(&format!("\"base64 {used}\""), &format!("\"base64 {other}\""))
+        })
+        .collect();
+    blocks.join("[[package]]")
+}
+
+#[test]
+fn a_lockfile_change_reaching_one_apps_features_selects_that_app_only() {
+    let scratch = Scratch::new();
+    let base = scratch.head();
+    scratch.edit("Cargo.lock", switch_commons_base64);
+    scratch.commit("common's base64, which only hello-api's features compile");
+    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["hello-api"], "{json:#}");
+    let explained = scratch.xtask_ok(&["changed", "--base", &base, "--explain", "hello-api"]);
+    assert!(explained.contains("Cargo.lock changed its dependencies (base64 "), "{explained}");
 }

@@ -13,11 +13,13 @@ pub fn setting(key: &str, default: &str) -> String {
 
 /// Formats a logfmt line such as `app=worker event=done words=3`, quoting values with spaces so
 /// that log collectors can split the line back into fields. With the `ascii-logs` feature, values
-/// have their non-ASCII characters escaped (`\u{e9}`), for collectors that read ASCII only.
+/// have their non-ASCII characters escaped (`\u{e9}`), and values with control characters are
+/// written in base64, for collectors that read ASCII only.
 pub fn log_line(app: &str, event: &str, fields: &[(&str, String)]) -> String {
     let mut line = format!("app={app} event={event}");
     for (key, value) in fields {
-        let value = &if cfg!(feature = "ascii-logs") { ascii(value) } else { value.clone() };
+        #[cfg(feature = "ascii-logs")]
+        let value = &ascii(value);
         if value.contains(' ') || value.is_empty() {
             let _ = write!(line, " {key}={value:?}");
         } else {
@@ -27,7 +29,12 @@ pub fn log_line(app: &str, event: &str, fields: &[(&str, String)]) -> String {
     line
 }
 
+#[cfg(feature = "ascii-logs")]
 fn ascii(value: &str) -> String {
+    use base64::Engine as _;
+    if value.chars().any(char::is_control) {
+        return format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(value));
+    }
     value.chars().map(|c| if c.is_ascii() { c.to_string() } else { c.escape_unicode().to_string() }).collect()
 }
 
@@ -55,6 +62,9 @@ mod tests {
     fn non_ascii_values_are_escaped_with_ascii_logs() {
         let line = log_line("api", "greet", &[("name", "Zoë".into())]);
         let expected = if cfg!(feature = "ascii-logs") { r"app=api event=greet name=Zo\u{eb}" } else { "app=api event=greet name=Zoë" };
+        assert_eq!(line, expected);
+        let line = log_line("api", "greet", &[("name", "a\tb".into())]);
+        let expected = if cfg!(feature = "ascii-logs") { "app=api event=greet name=base64:YQli" } else { "app=api event=greet name=a\tb" };
         assert_eq!(line, expected);
     }
 

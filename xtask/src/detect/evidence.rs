@@ -92,7 +92,7 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config,
         // The work tree is the head's tree when it is the clean HEAD: no export needed.
         let head_is_work_tree =
             uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
-        evidence.lockfile = compare_lockfiles(sh, git, workspace, base, if head_is_work_tree { None } else { Some(&range.head) });
+        evidence.lockfile = compare_lockfiles(sh, git, workspace, config, base, if head_is_work_tree { None } else { Some(&range.head) });
     }
     let apps = select(workspace, &changed, &evidence);
     let deleted = deleted_apps(git, workspace, base, &range.head)?;
@@ -129,16 +129,25 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
 /// reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when that
 /// is not enough (a target with a custom path). When a graph cannot be resolved offline, the
 /// lockfile counts as a workspace-wide input: a miss would ship a stale image.
-fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &str, head: Option<&String>) -> LockfileEvidence {
+fn compare_lockfiles(
+    sh: &Shell,
+    git: &Git<'_>,
+    workspace: &Workspace,
+    config: &Config,
+    base: &str,
+    head: Option<&String>,
+) -> LockfileEvidence {
+    let (apps, triples) = (app_names(workspace), release_triples(config));
+    let (apps, triples) = (&apps, &triples);
     let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
         let partial = workspace.scratch_dir("tree")?;
         git.export(rev, partial.path(), is_graph_input)?;
-        match workspace::resolve_graph(sh, partial.path(), true) {
+        match workspace::resolve_graph(sh, partial.path(), true, apps, triples) {
             Ok(resolved) => Ok(resolved),
             Err(_) => {
                 let whole = workspace.scratch_dir("tree")?;
                 git.export(rev, whole.path(), |_| true)?;
-                workspace::resolve_graph(sh, whole.path(), true)
+                workspace::resolve_graph(sh, whole.path(), true, apps, triples)
             }
         }
     };
@@ -148,7 +157,7 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
         // resolved: both mostly wait for cargo.
         None => std::thread::scope(|scope| {
             let work_tree = scope.spawn(|| -> Result<BTreeMap<String, BTreeSet<String>>> {
-                workspace::resolve_graph(&Shell::new()?, &workspace.root, true)
+                workspace::resolve_graph(&Shell::new()?, &workspace.root, true, apps, triples)
             });
             let before = graph_of_commit(base);
             (before, work_tree.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the work tree's graph panicked"))))
@@ -161,6 +170,15 @@ fn compare_lockfiles(sh: &Shell, git: &Git<'_>, workspace: &Workspace, base: &st
             LockfileEvidence::NotCompared
         }
     }
+}
+
+fn app_names(workspace: &Workspace) -> Vec<String> {
+    workspace.apps().map(|app| app.name.clone()).collect()
+}
+
+/// The Rust targets of the release's platforms, whose builds the graphs resolve.
+fn release_triples(config: &Config) -> Vec<&str> {
+    config.platforms.iter().map(|platform| config.targets[platform].as_str()).collect()
 }
 
 /// The files `cargo metadata` needs to resolve a workspace: manifests, the lockfile, cargo's
@@ -222,7 +240,7 @@ pub fn selection(
 /// resolved there).
 pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
     let files = git.tree_files(rev)?;
-    let resolved = resolved_with_cache(sh, workspace, &files)?;
+    let resolved = resolved_with_cache(sh, workspace, &release_triples(config), &files)?;
     let evidence =
         Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
@@ -232,12 +250,19 @@ pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: 
 /// `target/xtask/resolved/` by a digest of what resolution reads: the object ids of the files of
 /// `is_graph_input` in the commit the work tree holds, and which cargo resolves. A
 /// workspace with the AWS SDK takes cargo 0.2 s to resolve, as long as a rebuild of an app's image.
-fn resolved_with_cache(sh: &Shell, workspace: &Workspace, files: &[TreeFile]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+fn resolved_with_cache(
+    sh: &Shell,
+    workspace: &Workspace,
+    triples: &[&str],
+    files: &[TreeFile],
+) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let cargo = workspace::cargo();
     // A toolchain update replaces the cargo binary; with a rustup proxy (`cargo` on PATH) the
     // toolchain file, part of the graph inputs, or RUSTUP_TOOLCHAIN picks it.
     let stamp = std::fs::metadata(&cargo).ok().map(|meta| (meta.len(), meta.modified().ok()));
-    let mut key = format!("resolved dependencies v1\n{cargo} {stamp:?} {:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
+    let apps = app_names(workspace);
+    let mut key =
+        format!("resolved dependencies v2\n{cargo} {stamp:?} {:?}\n{triples:?} {apps:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
     for file in files.iter().filter(|file| is_graph_input(&file.path)) {
         key.push_str(&format!("{} {}\n", file.object, file.path));
     }
@@ -245,7 +270,7 @@ fn resolved_with_cache(sh: &Shell, workspace: &Workspace, files: &[TreeFile]) ->
     if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
         return Ok(resolved);
     }
-    let resolved = workspace::resolve_graph(sh, &workspace.root, false)?;
+    let resolved = workspace::resolve_graph(sh, &workspace.root, false, &apps, triples)?;
     // The cache is only an optimisation: a failure to write it is not the user's problem, and a
     // rename makes a concurrent reader see the whole file or none.
     let partial = cache.with_extension(format!("{}.tmp", std::process::id()));

@@ -205,72 +205,50 @@ impl Workspace {
     }
 }
 
-/// For every workspace member, the packages its build resolves to through normal and build
-/// dependencies, as `name version source [features]` lines, from the full `cargo metadata`
-/// output (with `resolve`). Comparing two of these tells which members a lockfile change reaches.
-/// The output is deserialised straight into the few fields read: it is over a megabyte for a
-/// workspace with the AWS SDK, and going through a `serde_json::Value` tripled the time.
-pub fn resolved_dependencies(metadata: &[u8]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    #[derive(Deserialize)]
-    struct Full {
-        packages: Vec<Package>,
-        workspace_members: Vec<String>,
-        resolve: Resolve,
-    }
-    #[derive(Deserialize)]
-    struct Package {
-        id: String,
-        name: String,
-        version: String,
-        source: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Resolve {
-        nodes: Vec<Node>,
-    }
-    #[derive(Deserialize)]
-    struct Node {
-        id: String,
-        deps: Vec<NodeDep>,
-        #[serde(default)]
-        features: Vec<String>,
-    }
-    #[derive(Deserialize)]
-    struct NodeDep {
-        pkg: String,
-        dep_kinds: Vec<DepKind>,
-    }
-    #[derive(Deserialize)]
-    struct DepKind {
-        kind: Option<String>,
-    }
-    let full: Full = serde_json::from_slice(metadata).context("unexpected cargo metadata output (no resolve graph)")?;
-    let packages: BTreeMap<&str, &Package> = full.packages.iter().map(|p| (p.id.as_str(), p)).collect();
-    let nodes: BTreeMap<&str, &Node> = full.resolve.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+/// For every app, the packages its own build compiles for each of `triples`, as cargo would
+/// resolve `cargo build -p APP --target T` alone (no feature unified in from another member):
+/// `name version source [features] for T` lines, and `... for the host` for build scripts and
+/// proc macros. guppy simulates cargo's resolver in-process from the full `cargo metadata`
+/// output; comparing two of these tells which apps a lockfile change reaches.
+pub fn resolved_dependencies(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
+    use guppy::graph::feature::StandardFeatures;
+    use guppy::graph::{DependencyDirection, PackageGraph};
+    use guppy::platform::{Platform, PlatformSpec, TargetFeatures};
+
+    let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
+    let graph = PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
+    let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
     let mut result = BTreeMap::new();
-    for member in &full.workspace_members {
-        let mut seen = BTreeSet::new();
-        let mut pending = vec![member.as_str()];
-        while let Some(id) = pending.pop() {
-            let Some(node) = nodes.get(id) else { continue };
-            for dep in &node.deps {
-                let builds = dep.dep_kinds.iter().any(|kind| kind.kind.as_deref() != Some("dev"));
-                if builds && seen.insert(dep.pkg.as_str()) {
-                    pending.push(dep.pkg.as_str());
+    for app in apps {
+        let Ok(member) = graph.workspace().member_by_name(app) else { continue };
+        // The app alone, with its default features, is what cargo starts from.
+        let initials = graph.resolve_ids([member.id()])?.to_feature_set(StandardFeatures::Default);
+        let mut lines = BTreeSet::new();
+        for triple in triples {
+            let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
+                .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
+            let mut options = CargoOptions::new();
+            options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(host.clone());
+            let built = initials.clone().into_cargo_set(&options)?;
+            for (features, on) in [(built.target_features(), format!("for {triple}")), (built.host_features(), "for the host".to_string())]
+            {
+                for list in features.packages_with_features(DependencyDirection::Forward) {
+                    let package = list.package();
+                    if package.id() == member.id() {
+                        continue;
+                    }
+                    let named: Vec<&str> = list.named_features().collect();
+                    let source = if package.source().is_workspace() || package.source().is_path() {
+                        "path".to_string()
+                    } else {
+                        package.source().to_string()
+                    };
+                    lines.insert(format!("{} {} {source} [{}] {on}", package.name(), package.version(), named.join(",")));
                 }
             }
         }
-        let lines = seen
-            .iter()
-            .filter_map(|id| {
-                let package = packages.get(id)?;
-                let features = nodes.get(id).map(|node| node.features.join(",")).unwrap_or_default();
-                Some(format!("{} {} {} [{features}]", package.name, package.version, package.source.as_deref().unwrap_or("path")))
-            })
-            .collect();
-        if let Some(package) = packages.get(member.as_str()) {
-            result.insert(package.name.clone(), lines);
-        }
+        result.insert(app.clone(), lines);
     }
     Ok(result)
 }
@@ -280,7 +258,13 @@ pub fn resolved_dependencies(metadata: &[u8]) -> Result<BTreeMap<String, BTreeSe
 /// and enough when the crates are cached); when that fails, as on a fresh CI runner whose crates
 /// are not downloaded yet, it resolves online (downloading them), unless `CARGO_NET_OFFLINE`
 /// forbids it. An error names what cargo said.
-pub fn resolve_graph(sh: &Shell, dir: &Path, prefer_offline: bool) -> Result<BTreeMap<String, BTreeSet<String>>> {
+pub fn resolve_graph(
+    sh: &Shell,
+    dir: &Path,
+    prefer_offline: bool,
+    apps: &[String],
+    triples: &[&str],
+) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let _cwd = sh.push_dir(dir);
     let cargo = cargo();
     let metadata =
@@ -296,7 +280,7 @@ pub fn resolve_graph(sh: &Shell, dir: &Path, prefer_offline: bool) -> Result<BTr
         let stderr = String::from_utf8_lossy(&output.stderr);
         bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
     }
-    resolved_dependencies(&output.stdout)
+    resolved_dependencies(&output.stdout, apps, triples)
 }
 
 /// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
@@ -374,37 +358,80 @@ pub(crate) mod tests {
 mod resolve_tests {
     use super::*;
 
-    fn metadata(serde_version: &str) -> Vec<u8> {
-        let serde = format!("registry+https://github.com/rust-lang/crates.io-index#serde@{serde_version}");
-        serde_json::json!({
-            "packages": [
-                {"id": "path+file:///ws/api#0.1.0", "name": "api", "version": "0.1.0", "source": null},
-                {"id": "path+file:///ws/worker#0.1.0", "name": "worker", "version": "0.1.0", "source": null},
-                {"id": serde, "name": "serde", "version": serde_version, "source": "registry+https://github.com/rust-lang/crates.io-index"},
-                {"id": "registry+x#tempfile@3.0.0", "name": "tempfile", "version": "3.0.0", "source": "registry+x"},
-            ],
-            "workspace_members": ["path+file:///ws/api#0.1.0", "path+file:///ws/worker#0.1.0"],
-            "resolve": {"nodes": [
-                {"id": "path+file:///ws/api#0.1.0", "deps": [{"pkg": serde, "dep_kinds": [{"kind": null}]}], "features": []},
-                {"id": "path+file:///ws/worker#0.1.0", "deps": [{"pkg": "registry+x#tempfile@3.0.0", "dep_kinds": [{"kind": "dev"}]}], "features": []},
-                {"id": serde, "deps": [], "features": ["derive", "std"]},
-                {"id": "registry+x#tempfile@3.0.0", "deps": [], "features": []},
-            ]},
-        })
-        .to_string()
-        .into_bytes()
+    /// A workspace of path crates only (resolved offline): `lib` has an optional dependency
+    /// behind its `fancy` feature, a dependency for arm64 only and a build dependency; `api`
+    /// turns `fancy` on, `worker` does not and has a dev-dependency.
+    fn resolved(lib_version: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("Cargo.toml", "[workspace]\nmembers = [\"*\"]\nresolver = \"2\"\n");
+        let package = |name: &str, version: &str, rest: &str| {
+            format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{rest}")
+        };
+        for (name, kind) in
+            [("extra", "lib"), ("armonly", "lib"), ("codegen", "lib"), ("testutil", "lib"), ("api", "main"), ("worker", "main")]
+        {
+            write(&format!("{name}/src/{kind}.rs"), "");
+        }
+        for name in ["extra", "armonly", "codegen", "testutil"] {
+            write(&format!("{name}/Cargo.toml"), &package(name, "0.1.0", ""));
+        }
+        write(
+            "lib/Cargo.toml",
+            &package(
+                "lib",
+                lib_version,
+                "[features]\nfancy = [\"dep:extra\"]\n[dependencies]\nextra = { path = \"../extra\", optional = true }\n\
+                 [target.'cfg(target_arch = \"aarch64\")'.dependencies]\narmonly = { path = \"../armonly\" }\n\
+                 [build-dependencies]\ncodegen = { path = \"../codegen\" }\n",
+            ),
+        );
+        write("lib/src/lib.rs", "");
+        write("lib/build.rs", "fn main() {}");
+        write("api/Cargo.toml", &package("api", "0.1.0", "[dependencies]\nlib = { path = \"../lib\", features = [\"fancy\"] }\n"));
+        write(
+            "worker/Cargo.toml",
+            &package(
+                "worker",
+                "0.1.0",
+                "[dependencies]\nlib = { path = \"../lib\" }\n[dev-dependencies]\ntestutil = { path = \"../testutil\" }\n",
+            ),
+        );
+        let output = std::process::Command::new(cargo())
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let apps = ["api".to_string(), "worker".to_string()];
+        resolved_dependencies(&output.stdout, &apps, &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]).unwrap()
     }
 
     #[test]
-    fn dev_dependencies_do_not_count_and_versions_do() {
-        let old = resolved_dependencies(&metadata("1.0.1")).unwrap();
-        let new = resolved_dependencies(&metadata("1.0.2")).unwrap();
-        assert_eq!(
-            old["api"].iter().collect::<Vec<_>>(),
-            ["serde 1.0.1 registry+https://github.com/rust-lang/crates.io-index [derive,std]"]
-        );
-        assert!(old["worker"].is_empty(), "dev-dependencies do not reach the image");
-        assert_ne!(old["api"], new["api"]);
-        assert_eq!(old["worker"], new["worker"]);
+    fn each_app_resolves_its_own_features_per_target() {
+        let old = resolved("0.1.0");
+        let show = |app: &str| old[app].iter().map(|line| format!("{line}\n")).collect::<String>();
+        expect_test::expect![[r#"
+            armonly 0.1.0 path [] for aarch64-unknown-linux-musl
+            codegen 0.1.0 path [] for the host
+            extra 0.1.0 path [] for aarch64-unknown-linux-musl
+            extra 0.1.0 path [] for x86_64-unknown-linux-musl
+            lib 0.1.0 path [fancy] for aarch64-unknown-linux-musl
+            lib 0.1.0 path [fancy] for x86_64-unknown-linux-musl
+        "#]]
+        .assert_eq(&show("api"));
+        expect_test::expect![[r#"
+            armonly 0.1.0 path [] for aarch64-unknown-linux-musl
+            codegen 0.1.0 path [] for the host
+            lib 0.1.0 path [] for aarch64-unknown-linux-musl
+            lib 0.1.0 path [] for x86_64-unknown-linux-musl
+        "#]]
+        .assert_eq(&show("worker"));
+        let new = resolved("0.2.0");
+        assert_ne!(old["worker"], new["worker"], "a version the app compiles counts");
     }
 }
