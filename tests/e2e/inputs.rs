@@ -59,3 +59,45 @@ fn a_lockfile_change_reaching_one_apps_features_selects_that_app_only() {
     let explained = scratch.xtask_ok(&["changed", "--base", &base, "--explain", "hello-api"]);
     assert!(explained.contains("Cargo.lock changed its dependencies (base64 "), "{explained}");
 }
+
+#[test]
+fn files_a_build_reads_outside_its_crates_select_the_apps_that_read_them() {
+    let scratch = Scratch::new();
+    // Without the sample's rules for them, only what the builds read tells.
+    scratch.edit("Cargo.toml", |text| {
+        let rules = text.find("\n# Files outside the crates").expect("the sample has rules");
+        let end = text[rules..].find("\n# Dependencies carry").map_or(text.len(), |end| rules + end);
+        format!("{}{}", &text[..rules], &text[end..])
+    });
+    scratch.commit("no rules");
+    let output = scratch.xtask(&["build", "--all", "--platform", "linux/amd64"]);
+    let log = crate::support::harness::stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("note: worker's build reads .sqlx/query-top-words.json, shared/ignored-words.txt, outside its crates")
+            && log.contains("[[workspace.metadata.xtask.rules]]\npaths = \"shared/ignored-words.txt\"\napps = [\"worker\"]"),
+        "{log}"
+    );
+    assert!(log.contains("note: hello-api's build reads api, outside its crates"), "{log}");
+    let again = scratch.xtask(&["build", "--all", "--platform", "linux/amd64"]);
+    assert!(!crate::support::harness::stderr(&again).contains("note:"), "said once");
+
+    for (path, app) in [("shared/ignored-words.txt", "worker"), ("api/greeting.txt", "hello-api"), (".sqlx/query-top-words.json", "worker")]
+    {
+        let base = scratch.head();
+        scratch.edit(path, |text| format!("{text}\n"));
+        scratch.commit(&format!("edit {path}"));
+        let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+        let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+        assert_eq!(apps, [app], "{path}: {json:#}");
+        let explained = scratch.xtask_ok(&["changed", "--base", &base, "--explain", app]);
+        assert_eq!(explained.trim(), format!("{path}, which its build reads (dep-info), changed → {app}"));
+    }
+
+    // A test the binary does not compile selects nothing.
+    let base = scratch.head();
+    scratch.write("crates/worker/tests/cli.rs", "#[test]\nfn runs() {}\n");
+    scratch.commit("a test");
+    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    assert_eq!(json["apps"], serde_json::json!([]), "{json:#}");
+}

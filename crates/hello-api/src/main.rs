@@ -34,7 +34,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
 
 fn respond(path: &str) -> (&'static str, String) {
     match path {
-        "/" => ("200 OK", format!("hello from hello-api on {}\n", common::platform())),
+        "/" => ("200 OK", format!("{} from hello-api on {}\n", env!("HELLO_API_GREETING"), common::platform())),
         "/healthz" => ("200 OK", "ok\n".to_string()),
         _ => ("404 Not Found", "not found\n".to_string()),
     }

@@ -5,6 +5,10 @@ use std::io::Read;
 
 fn main() -> std::io::Result<()> {
     let limit = common::setting("TOP", "5").parse().unwrap_or(5);
+    // With SHOW_QUERY=1 the worker prints the query a database-backed ranking would run.
+    if common::setting("SHOW_QUERY", "") == "1" {
+        println!("{}", offline_query::query!("top-words"));
+    }
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
     let top = wordcount::top_words(&text, limit);

@@ -20,6 +20,7 @@ use xshell::{cmd, Shell};
 use crate::builder::engine::Engine;
 use crate::builder::native::BaseParts;
 use crate::context::Context;
+use crate::detect::harvest;
 use crate::detect::inputs::AppInputs;
 use crate::detect::SelectedApp;
 use crate::flags;
@@ -333,6 +334,7 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
                 )
             })?;
         }
+        report_reads_outside_crates(workspace, config, member, &triples)?;
     }
     for platform in &config.platforms {
         let triple = &config.targets[platform];
@@ -343,6 +345,32 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
             let built = workspace.target_dir.join(triple).join("release").join(bin);
             fs::copy(&built, stage.join(bin)).with_context(|| format!("cannot stage {}", built.display()))?;
         }
+    }
+    Ok(())
+}
+
+/// Records what `member`'s build read outside its crates (`detect::harvest`) and, for files no
+/// rule covers that this build read for the first time, says once which rule to add: the record
+/// lives in this machine's target directory, and only a rule tells a fresh clone (CI) and the
+/// input digest about them.
+fn report_reads_outside_crates(workspace: &Workspace, config: &Config, member: &Member, triples: &[&String]) -> Result<()> {
+    let bin = member.bin.as_deref().expect("checked before compiling");
+    let new = harvest::record(workspace, &member.name, bin, triples)?;
+    // Files in the app's own crates' tests/ are found by the record alone: no rule is needed.
+    let dirs = harvest::crate_dirs(workspace, &member.name);
+    let outside: Vec<String> = new.into_iter().filter(|path| !dirs.iter().any(|dir| path.starts_with(&format!("{dir}/")))).collect();
+    let uncovered = harvest::uncovered(&member.name, &outside, &config.rules);
+    if !uncovered.is_empty() {
+        let rules: String = uncovered
+            .iter()
+            .map(|path| format!("\n[[workspace.metadata.xtask.rules]]\npaths = \"{path}\"\napps = [\"{}\"]", member.name))
+            .collect();
+        eprintln!(
+            "note: {}'s build reads {}, outside its crates: this machine selects {} when that changes, but a fresh clone (CI) and the input digest know it only from a rule; add to Cargo.toml:{rules}",
+            member.name,
+            uncovered.iter().map(|path| path.as_str()).collect::<Vec<_>>().join(", "),
+            member.name,
+        );
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::detect::harvest;
 use crate::detect::inputs::{self, AppInputs};
 use crate::detect::{lockfile_changes, select, select_all, selected, Evidence, LockfileEvidence, Reason, SelectedApp};
 use crate::flags;
@@ -79,14 +80,26 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config,
     };
     let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
     for rule in &config.rules {
-        if let Some(RuleApps::Named(names)) = &rule.apps {
-            workspace
-                .select_apps(names)
-                .with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
+        let Some(RuleApps::Named(names)) = &rule.apps else { continue };
+        // A crate that stopped being an app (its Dockerfile deleted) leaves the rule stale, not
+        // wrong: it selects nothing for it. A name that is no crate at all is a mistake.
+        let (apps, former): (Vec<&String>, Vec<&String>) =
+            names.iter().partition(|name| workspace.member(name).is_none_or(|member| member.dockerfile.is_some()));
+        let apps: Vec<String> = apps.into_iter().cloned().collect();
+        workspace.select_apps(&apps).with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
+        for name in former {
+            eprintln!(
+                "note: the rule for `{}` of [[workspace.metadata.xtask.rules]] names {name}, which has no Dockerfile any more: it selects nothing for it; take {name} out of the rule",
+                rule.paths
+            );
         }
     }
-    let mut evidence =
-        Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+    let mut evidence = Evidence {
+        rules: config.rules.clone(),
+        context_sources: context_sources(workspace, &config.platforms)?,
+        read_by_build: harvest::recorded(workspace),
+        ..Evidence::default()
+    };
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
         // The work tree is the head's tree when it is the clean HEAD: no export needed.

@@ -41,6 +41,9 @@ pub fn app_inputs(
         rules: evidence.rules.clone(),
         context_sources: evidence.context_sources.clone(),
         lockfile: LockfileEvidence::Compared(BTreeMap::new()),
+        // What a build read is known where it ran, not from the commit: the digest stays a
+        // function of the commit, and such files enter it through rules (the build names them).
+        read_by_build: BTreeMap::new(),
     };
     let mut selected: BTreeMap<String, Vec<Reason>> =
         detect::select(workspace, &paths, &evidence).into_iter().map(|app| (app.name, app.reasons)).collect();

@@ -6,6 +6,7 @@
 
 pub mod evidence;
 pub mod glob;
+pub mod harvest;
 pub mod heal;
 pub mod inputs;
 
@@ -44,6 +45,8 @@ pub enum Reason {
     BuildContext { path: String },
     /// A user rule of [workspace.metadata.xtask] matched.
     Rule { paths: String, path: String },
+    /// A file the app's last build read (its dep-info says so) changed.
+    ReadByBuild { path: String },
     /// The user named the app or passed --all.
     Requested,
     /// The head commit has no parent, so everything is new.
@@ -67,6 +70,7 @@ impl std::fmt::Display for Reason {
             Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
             Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
             Reason::Rule { paths, path } => write!(f, "{path} changed (rule {paths})"),
+            Reason::ReadByBuild { path } => write!(f, "{path}, which its build reads (dep-info), changed"),
             Reason::Requested => write!(f, "requested"),
             Reason::FirstCommit => write!(f, "first commit"),
             Reason::Fallback { why } => write!(f, "everything, because {why}"),
@@ -89,6 +93,9 @@ pub struct Evidence {
     /// Per app, the paths its Dockerfile copies from outside the app's directory.
     pub context_sources: BTreeMap<String, Vec<String>>,
     pub lockfile: LockfileEvidence,
+    /// Per app, the files its last build read outside its crates, and those under its crates'
+    /// tests/, benches/ and examples/ (see `harvest`).
+    pub read_by_build: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +125,7 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             let reason = || Reason::Rule { paths: rule.paths.clone(), path: path.clone() };
             match &rule.apps {
                 _ if rule.ignore => {}
-                Some(RuleApps::Named(names)) => names.iter().for_each(|name| add(name, reason())),
+                Some(RuleApps::Named(names)) => names.iter().filter(|name| all_apps.contains(name)).for_each(|name| add(name, reason())),
                 Some(RuleApps::All(_)) | None => all_apps.iter().for_each(|name| add(name, reason())),
             }
             continue;
@@ -138,9 +145,15 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
             continue;
         }
+        let within = |source: &String| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')));
         for (app, sources) in &evidence.context_sources {
-            if sources.iter().any(|source| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')))) {
+            if sources.iter().any(within) {
                 add(app, Reason::BuildContext { path: path.clone() });
+            }
+        }
+        for (app, read) in &evidence.read_by_build {
+            if read.iter().any(within) {
+                add(app, Reason::ReadByBuild { path: path.clone() });
             }
         }
         // The innermost member wins: a crate may live inside another crate's directory.
@@ -150,6 +163,11 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             .filter(|member| member.dir.is_empty() || path.strip_prefix(&member.dir).is_some_and(|rest| rest.starts_with('/')))
             .max_by_key(|member| member.dir.len());
         let Some(owner) = owner else { continue };
+        // Tests, benches and examples are targets of their own: a file there reaches no image,
+        // unless a library or binary target lives there, or a build read it (above).
+        if is_auxiliary(owner, path) {
+            continue;
+        }
         let dependents = dependents.entry(&owner.name).or_insert_with(|| workspace.dependents_of(&owner.name));
         for dependent in dependents.iter().cloned() {
             if !all_apps.contains(&dependent) {
@@ -164,6 +182,14 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         }
     }
     reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
+}
+
+/// Whether `path`, a file of `owner`, lies under its `tests/`, `benches/` or `examples/` and
+/// outside every directory of a target its build compiles.
+fn is_auxiliary(owner: &crate::workspace::Member, path: &str) -> bool {
+    let rest = if owner.dir.is_empty() { path } else { &path[owner.dir.len() + 1..] };
+    let auxiliary = ["tests/", "benches/", "examples/"].iter().any(|dir| rest.starts_with(dir));
+    auxiliary && !owner.build_source_dirs.iter().any(|dir| path.starts_with(&format!("{dir}/")))
 }
 
 /// Every app, for the same reason.
@@ -250,6 +276,18 @@ mod tests {
             expect_test::expect![[r#"
                 api: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed
                 worker: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed"#]],
+        );
+    }
+
+    #[test]
+    fn tests_benches_and_examples_reach_no_image_unless_a_build_read_them() {
+        check(&["crates/worker/tests/it.rs", "crates/common/benches/b.rs", "crates/api/examples/demo.rs"], expect_test::expect![""]);
+        let read = ["crates/worker/tests/fixture.txt", "shared/schema.json", "proto"].map(String::from).to_vec();
+        let evidence = Evidence { read_by_build: BTreeMap::from([("worker".to_string(), read)]), ..Evidence::default() };
+        check_with(
+            &["crates/worker/tests/fixture.txt", "shared/schema.json", "proto/jobs.proto", "shared/other.json"],
+            &evidence,
+            expect_test::expect!["worker: crates/worker/tests/fixture.txt, which its build reads (dep-info), changed; shared/schema.json, which its build reads (dep-info), changed; proto/jobs.proto, which its build reads (dep-info), changed"],
         );
     }
 

@@ -35,6 +35,9 @@ pub struct Member {
     pub bin: Option<String>,
     /// The app's Dockerfile relative to the workspace root, if the member is an app.
     pub dockerfile: Option<String>,
+    /// The directories (relative to the workspace root) of the targets a build compiles: the
+    /// library, binaries, build script and proc macro; not tests, benches or examples.
+    pub build_source_dirs: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,8 @@ struct RawDependency {
 struct RawTarget {
     name: String,
     kind: Vec<String>,
+    #[serde(default)]
+    src_path: Option<PathBuf>,
 }
 
 impl Workspace {
@@ -117,7 +122,25 @@ impl Workspace {
             let bin = package.targets.iter().find(|target| target.kind.iter().any(|kind| kind == "bin")).map(|target| target.name.clone());
             let dockerfile =
                 has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
-            members.push(Member { name: package.name.clone(), version: package.version.clone(), dir, deps, bin, dockerfile });
+            let mut build_source_dirs: Vec<String> = package
+                .targets
+                .iter()
+                .filter(|target| {
+                    target.kind.iter().any(|kind| matches!(kind.as_str(), "bin" | "lib" | "rlib" | "proc-macro" | "custom-build"))
+                })
+                .filter_map(|target| Some(relative(&raw.workspace_root, target.src_path.as_ref()?.parent()?)))
+                .collect();
+            build_source_dirs.sort();
+            build_source_dirs.dedup();
+            members.push(Member {
+                name: package.name.clone(),
+                version: package.version.clone(),
+                dir,
+                deps,
+                bin,
+                dockerfile,
+                build_source_dirs,
+            });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata })
