@@ -11,7 +11,7 @@ use xshell::Shell;
 
 use crate::detect::harvest;
 use crate::detect::inputs::{self, AppInputs};
-use crate::detect::{lockfile_changes, select, select_all, selected, Evidence, LockfileEvidence, Reason, SelectedApp};
+use crate::detect::{lockfile, select, select_all, selected, Evidence, LockfileEvidence, Reason, SelectedApp};
 use crate::flags;
 use crate::image::dockerfile;
 use crate::image::oci::Digest;
@@ -137,10 +137,11 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
     Ok(sources)
 }
 
-/// Resolves the dependency graph at `base` and at `head` (the work tree when `None`) and says
-/// which apps' resolved packages differ. An old commit's graph is resolved from the files cargo
-/// reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when that
-/// is not enough (a target with a custom path). When a graph cannot be resolved offline, the
+/// Says which apps a Cargo.lock change reaches (`detect::lockfile`): the two lockfiles' entries
+/// are compared, and each app's head build (resolved per target) tells what it compiles. The
+/// head's graph is the work tree's when `head` is `None`; a commit's is resolved from the files
+/// cargo reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when
+/// that is not enough. When the graph cannot be resolved offline, or a lockfile not read, the
 /// lockfile counts as a workspace-wide input: a miss would ship a stale image.
 fn compare_lockfiles(
     sh: &Shell,
@@ -151,34 +152,36 @@ fn compare_lockfiles(
     head: Option<&String>,
 ) -> LockfileEvidence {
     let (apps, triples) = (app_names(workspace), release_triples(config));
-    let (apps, triples) = (&apps, &triples);
-    let graph_of_commit = |rev: &str| -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let graph = || -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let Some(rev) = head else { return workspace::resolve_graph(sh, &workspace.root, true, &apps, &triples) };
         let partial = workspace.scratch_dir("tree")?;
         git.export(rev, partial.path(), is_graph_input)?;
-        match workspace::resolve_graph(sh, partial.path(), true, apps, triples) {
+        match workspace::resolve_graph(sh, partial.path(), true, &apps, &triples) {
             Ok(resolved) => Ok(resolved),
             Err(_) => {
                 let whole = workspace.scratch_dir("tree")?;
                 git.export(rev, whole.path(), |_| true)?;
-                workspace::resolve_graph(sh, whole.path(), true, apps, triples)
+                workspace::resolve_graph(sh, whole.path(), true, &apps, &triples)
             }
         }
     };
-    let (before, after) = match head {
-        Some(head) => (graph_of_commit(base), graph_of_commit(head)),
-        // The work tree's graph resolves on another thread while the base's tree is exported and
-        // resolved: both mostly wait for cargo.
-        None => std::thread::scope(|scope| {
-            let work_tree = scope.spawn(|| -> Result<BTreeMap<String, BTreeSet<String>>> {
-                workspace::resolve_graph(&Shell::new()?, &workspace.root, true, apps, triples)
-            });
-            let before = graph_of_commit(base);
-            (before, work_tree.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the work tree's graph panicked"))))
-        }),
+    let compared = || -> Result<BTreeMap<String, Vec<String>>> {
+        let before = git.show(base, "Cargo.lock").unwrap_or_default();
+        let after = match head {
+            Some(rev) => git.show(rev, "Cargo.lock").unwrap_or_default(),
+            None => std::fs::read_to_string(workspace.root.join("Cargo.lock")).unwrap_or_default(),
+        };
+        let diff = lockfile::diff(&before, &after).context("a Cargo.lock is not a lockfile cargo wrote")?;
+        // Each resolved line starts with the package's `name version`.
+        let compiled: BTreeMap<String, BTreeSet<String>> = graph()?
+            .into_iter()
+            .map(|(app, lines)| (app, lines.iter().map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect()))
+            .collect();
+        Ok(diff.reaching(&compiled))
     };
-    match (before, after) {
-        (Ok(before), Ok(after)) => LockfileEvidence::Compared(lockfile_changes(&before, &after)),
-        (Err(err), _) | (_, Err(err)) => {
+    match compared() {
+        Ok(reached) => LockfileEvidence::Compared(reached),
+        Err(err) => {
             eprintln!("note: cannot compare the dependency graphs ({err:#}); every app counts as changed by Cargo.lock");
             LockfileEvidence::NotCompared
         }

@@ -9,6 +9,7 @@ pub mod glob;
 pub mod harvest;
 pub mod heal;
 pub mod inputs;
+pub mod lockfile;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +37,8 @@ pub enum Reason {
         crate_name: String,
         path: String,
     },
-    /// The lockfile changed what the app's build resolves to.
+    /// The lockfile changed what the app's build compiles (each change, as `detect::lockfile`
+    /// describes it).
     Lockfile { packages: Vec<String> },
     /// A file every app's build reads changed (root manifest, toolchain, .cargo/, docker/, or the
     /// lockfile when its graphs could not be compared).
@@ -202,29 +204,6 @@ pub fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> Sele
     SelectedApp { name: app.name.clone(), path: app.dir.clone(), dockerfile: app.dockerfile.clone().unwrap_or_default(), reasons }
 }
 
-/// The packages whose resolved entries differ, per member, between two dependency graphs.
-pub fn lockfile_changes(
-    before: &BTreeMap<String, BTreeSet<String>>,
-    after: &BTreeMap<String, BTreeSet<String>>,
-) -> BTreeMap<String, Vec<String>> {
-    let empty = BTreeSet::new();
-    let mut changes = BTreeMap::new();
-    for (member, now) in after {
-        let then = before.get(member).unwrap_or(&empty);
-        let mut packages: Vec<String> = now
-            .symmetric_difference(then)
-            .map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" "))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !packages.is_empty() {
-            packages.dedup();
-            changes.insert(member.clone(), packages);
-        }
-    }
-    changes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,18 +326,6 @@ mod tests {
                 api: proto/v1/a.proto changed (rule proto/**)
                 worker: proto/v1/a.proto changed (rule proto/**); config/worker.toml changed (rule config/worker.toml)"#]],
         );
-    }
-
-    #[test]
-    fn lockfile_changes_name_the_packages() {
-        let graph = |lines: &[&str]| BTreeMap::from([("api".to_string(), lines.iter().map(|l| l.to_string()).collect::<BTreeSet<_>>())]);
-        let before = graph(&["serde 1.0.1 registry [std]", "itoa 1.0.0 registry []"]);
-        let after = graph(&["serde 1.0.2 registry [std]", "itoa 1.0.0 registry []"]);
-        assert_eq!(
-            lockfile_changes(&before, &after),
-            BTreeMap::from([("api".to_string(), vec!["serde 1.0.1".to_string(), "serde 1.0.2".to_string()])])
-        );
-        assert!(lockfile_changes(&before, &before).is_empty());
     }
 
     #[test]
