@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Per-app compile benchmark: what compiling each app in a cargo run of its own per target (what
+`xtask build` does, so that no app's features leak into another's binary) costs against the
+single `cargo build -p A -p B --target X --target Y` it replaced, in the same run.
+
+Both compile the sample apps (hello-api, worker) for both release targets, each case from an
+empty target directory (cold) and then again with nothing to do (warm: cargo's start-up per
+run). The apps' features disagree on one shared crate (`common`'s `ascii-logs`, hello-api only),
+so the per-app runs compile `common` twice, as they must; the `agreeing` case leaves that
+feature out of hello-api in a copy of the workspace, where per-app runs can share every artifact.
+Usage: python3 tests/bench/perapp.py [--runs N]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+APPS = ["hello-api", "worker"]
+TRIPLES = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]
+LINKERS = [f"--config=target.{triple}.linker=\"rust-lld\"" for triple in TRIPLES]
+
+
+def cargo(ws, target_dir, args):
+    env = dict(os.environ, CARGO_TARGET_DIR=target_dir)
+    result = subprocess.run(["cargo", "build", "--release", "--locked", "--offline", "--quiet"] + LINKERS + args, cwd=ws, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"cargo build {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+
+
+def single(ws, target_dir):
+    cargo(ws, target_dir, [a for app in APPS for a in ("-p", app)] + [a for t in TRIPLES for a in ("--target", t)])
+
+
+def per_app(ws, target_dir):
+    for app in APPS:
+        for triple in TRIPLES:
+            cargo(ws, target_dir, ["-p", app, "--target", triple])
+
+
+def timed(build, ws, tmp, runs):
+    cold, warm = [], []
+    for run in range(runs):
+        target_dir = os.path.join(tmp, f"target-{build.__name__}-{run}")
+        start = time.perf_counter()
+        build(ws, target_dir)
+        cold.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        build(ws, target_dir)
+        warm.append(time.perf_counter() - start)
+        shutil.rmtree(target_dir, ignore_errors=True)
+    return statistics.median(cold), statistics.median(warm)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="xtask-bench-perapp-")
+    try:
+        disagreeing = os.path.join(tmp, "ws")
+        subprocess.run(["git", "clone", "-q", ROOT, disagreeing], check=True)
+        agreeing = os.path.join(tmp, "ws-agreeing")
+        subprocess.run(["git", "clone", "-q", ROOT, agreeing], check=True)
+        manifest = os.path.join(agreeing, "crates", "hello-api", "Cargo.toml")
+        with open(manifest) as f:
+            text = f.read()
+        with open(manifest, "w") as f:
+            f.write(text.replace(', features = ["ascii-logs"]', ""))
+        print(f"sample apps {', '.join(APPS)} for {', '.join(TRIPLES)}, median of {args.runs}, seconds")
+        print(f"{'features':<12} {'single run cold':>16} {'per app cold':>13} {'ratio':>6} {'single warm':>12} {'per app warm':>13} {'ratio':>6}")
+        for name, ws in [("disagreeing", disagreeing), ("agreeing", agreeing)]:
+            single_cold, single_warm = timed(single, ws, tmp, args.runs)
+            app_cold, app_warm = timed(per_app, ws, tmp, args.runs)
+            print(f"{name:<12} {single_cold:>16.2f} {app_cold:>13.2f} {app_cold / single_cold:>5.2f}x {single_warm:>12.2f} {app_warm:>13.2f} {app_warm / single_warm:>5.2f}x")
+        print("goal: per app at most 1.2x of the single run when features agree")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
