@@ -10,7 +10,7 @@ pub mod load;
 pub mod native;
 pub mod toolchain;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 
@@ -305,21 +305,39 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
     Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
 }
 
-/// One `cargo build` per app and target, then each binary is copied to
-/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it. Separate runs keep cargo
-/// from unifying a shared dependency's features across the apps (or targets) of one run: each
-/// binary is what `cargo build -p APP --target T` makes alone, whatever else is released with
-/// it. Artifacts whose features agree are still shared through the target directory.
+/// Compiles every app for every target, then copies each binary to
+/// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it. Each binary must be what
+/// `cargo build -p APP --target T` makes alone: one cargo run for several apps unifies a shared
+/// dependency's features across them, and one run for several targets across those. So each
+/// target gets a run of its own, and the apps share it only where the simulated resolution
+/// (`workspace::targets_where_builds_agree`) shows that no app's build would change by it;
+/// elsewhere each app gets a run of its own. Artifacts whose features agree are shared through
+/// the target directory either way.
 fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
     let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
     toolchain::prepare_targets(sh, &workspace.root, &triples)?;
     let cargo = crate::workspace::cargo();
     let cargo_home = toolchain::cargo_home().unwrap_or_default();
     let remap = toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok());
-    for member in members {
-        for triple in &triples {
-            let mut args: Vec<String> =
-                ["build", "--release", "--locked", "--package", &member.name, "--target", triple].map(String::from).to_vec();
+    let names: Vec<String> = members.iter().map(|member| member.name.clone()).collect();
+    // Without a resolvable graph (offline, crates not downloaded) every app builds alone.
+    let agreeing = match names.len() {
+        0 | 1 => BTreeSet::new(),
+        _ => crate::workspace::full_metadata(sh, &workspace.root, true)
+            .and_then(|metadata| {
+                let triples: Vec<&str> = triples.iter().map(|triple| triple.as_str()).collect();
+                crate::workspace::targets_where_builds_agree(&metadata, &names, &triples)
+            })
+            .unwrap_or_default(),
+    };
+    for triple in &triples {
+        let runs: Vec<Vec<&String>> =
+            if agreeing.contains(triple.as_str()) { vec![names.iter().collect()] } else { names.iter().map(|name| vec![name]).collect() };
+        for apps in runs {
+            let mut args: Vec<String> = ["build", "--release", "--locked", "--target", triple].map(String::from).to_vec();
+            for app in &apps {
+                args.extend(["--package".to_string(), app.to_string()]);
+            }
             let mut command = cmd!(sh, "{cargo}");
             match &remap {
                 toolchain::RemapFlags::Environment(flags) => {
@@ -330,10 +348,12 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
             command.args(args).run().with_context(|| {
                 format!(
                     "cargo could not build {} for {triple}: fix what cargo printed above and run the command again (rust-lld links pure-Rust apps for both targets on any host; a crate that compiles C code needs a C compiler for the target too, such as musl-tools' musl-gcc or gcc-aarch64-linux-gnu, named in `CC_<target>`)",
-                    member.name
+                    apps.iter().map(|app| app.as_str()).collect::<Vec<_>>().join(", ")
                 )
             })?;
         }
+    }
+    for member in members {
         report_reads_outside_crates(workspace, config, member, &triples)?;
     }
     for platform in &config.platforms {

@@ -234,46 +234,90 @@ impl Workspace {
 /// proc macros. guppy simulates cargo's resolver in-process from the full `cargo metadata`
 /// output; comparing two of these tells which apps a lockfile change reaches.
 pub fn resolved_dependencies(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
-    use guppy::graph::feature::StandardFeatures;
-    use guppy::graph::{DependencyDirection, PackageGraph};
-    use guppy::platform::{Platform, PlatformSpec, TargetFeatures};
-
-    let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
-    let graph = PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
-    let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
+    let resolver = Resolver::new(metadata)?;
     let mut result = BTreeMap::new();
     for app in apps {
-        let Ok(member) = graph.workspace().member_by_name(app) else { continue };
-        // The app alone, with its default features, is what cargo starts from.
-        let initials = graph.resolve_ids([member.id()])?.to_feature_set(StandardFeatures::Default);
+        if resolver.graph.workspace().member_by_name(app).is_err() {
+            continue;
+        }
         let mut lines = BTreeSet::new();
         for triple in triples {
-            let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
-                .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
-            let mut options = CargoOptions::new();
-            options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(host.clone());
-            let built = initials.clone().into_cargo_set(&options)?;
-            for (features, on) in [(built.target_features(), format!("for {triple}")), (built.host_features(), "for the host".to_string())]
-            {
-                for list in features.packages_with_features(DependencyDirection::Forward) {
-                    let package = list.package();
-                    if package.id() == member.id() {
-                        continue;
-                    }
-                    let named: Vec<&str> = list.named_features().collect();
-                    let source = if package.source().is_workspace() || package.source().is_path() {
-                        "path".to_string()
-                    } else {
-                        package.source().to_string()
-                    };
-                    lines.insert(format!("{} {} {source} [{}] {on}", package.name(), package.version(), named.join(",")));
-                }
-            }
+            lines.extend(resolver.compiled(std::slice::from_ref(app), triple)?);
         }
         result.insert(app.clone(), lines);
     }
     Ok(result)
+}
+
+/// The targets of `triples` for which building `apps` together in one cargo run compiles every
+/// package each of them compiles with the features it has when the app is built alone: there
+/// one run gives each app the binary it would get alone, and shares every artifact.
+pub fn targets_where_builds_agree(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeSet<String>> {
+    let resolver = Resolver::new(metadata)?;
+    let mut agreeing = BTreeSet::new();
+    for triple in triples {
+        let together = resolver.compiled(apps, triple)?;
+        let mut agree = true;
+        for app in apps {
+            agree &= resolver.compiled(std::slice::from_ref(app), triple)?.is_subset(&together);
+        }
+        if agree {
+            agreeing.insert(triple.to_string());
+        }
+    }
+    Ok(agreeing)
+}
+
+/// Cargo's feature resolution (resolver 2), simulated by guppy over one `cargo metadata`.
+struct Resolver {
+    graph: guppy::graph::PackageGraph,
+    host: guppy::platform::PlatformSpec,
+}
+
+impl Resolver {
+    fn new(metadata: &[u8]) -> Result<Resolver> {
+        use guppy::platform::{Platform, PlatformSpec};
+        let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
+        let graph = guppy::graph::PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
+        let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
+        Ok(Resolver { graph, host })
+    }
+
+    /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as
+    /// `name version source [features] for <triple | the host>` lines.
+    fn compiled(&self, members: &[String], triple: &str) -> Result<BTreeSet<String>> {
+        use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
+        use guppy::graph::feature::StandardFeatures;
+        use guppy::graph::DependencyDirection;
+        use guppy::platform::{Platform, TargetFeatures};
+
+        let ids: Vec<&guppy::PackageId> =
+            members.iter().map(|name| Ok(self.graph.workspace().member_by_name(name)?.id())).collect::<Result<_>>()?;
+        // The members with their default features are what cargo starts from.
+        let initials = self.graph.resolve_ids(ids.iter().copied())?.to_feature_set(StandardFeatures::Default);
+        let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
+            .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
+        let mut options = CargoOptions::new();
+        options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(self.host.clone());
+        let built = initials.into_cargo_set(&options)?;
+        let mut lines = BTreeSet::new();
+        for (features, on) in [(built.target_features(), format!("for {triple}")), (built.host_features(), "for the host".to_string())] {
+            for list in features.packages_with_features(DependencyDirection::Forward) {
+                let package = list.package();
+                if ids.contains(&package.id()) {
+                    continue;
+                }
+                let named: Vec<&str> = list.named_features().collect();
+                let source = if package.source().is_workspace() || package.source().is_path() {
+                    "path".to_string()
+                } else {
+                    package.source().to_string()
+                };
+                lines.insert(format!("{} {} {source} [{}] {on}", package.name(), package.version(), named.join(",")));
+            }
+        }
+        Ok(lines)
+    }
 }
 
 /// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`), into each
@@ -288,6 +332,12 @@ pub fn resolve_graph(
     apps: &[String],
     triples: &[&str],
 ) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    resolved_dependencies(&full_metadata(sh, dir, prefer_offline)?, apps, triples)
+}
+
+/// `cargo metadata` of the workspace in `dir` with its resolve graph, from its Cargo.lock as
+/// `resolve_graph` describes.
+pub fn full_metadata(sh: &Shell, dir: &Path, prefer_offline: bool) -> Result<Vec<u8>> {
     let _cwd = sh.push_dir(dir);
     let cargo = cargo();
     let metadata =
@@ -303,7 +353,7 @@ pub fn resolve_graph(
         let stderr = String::from_utf8_lossy(&output.stderr);
         bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
     }
-    resolved_dependencies(&output.stdout, apps, triples)
+    Ok(output.stdout)
 }
 
 /// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
@@ -385,6 +435,14 @@ mod resolve_tests {
     /// behind its `fancy` feature, a dependency for arm64 only and a build dependency; `api`
     /// turns `fancy` on, `worker` does not and has a dev-dependency.
     fn resolved(lib_version: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let apps = ["api".to_string(), "worker".to_string()];
+        resolved_dependencies(&metadata(lib_version, "fancy"), &apps, &TRIPLES).unwrap()
+    }
+
+    const TRIPLES: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+
+    /// The workspace's full `cargo metadata`, `api` turning on `lib`'s features `api_features`.
+    fn metadata(lib_version: &str, api_features: &str) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let write = |path: &str, text: &str| {
             let path = dir.path().join(path);
@@ -415,7 +473,8 @@ mod resolve_tests {
         );
         write("lib/src/lib.rs", "");
         write("lib/build.rs", "fn main() {}");
-        write("api/Cargo.toml", &package("api", "0.1.0", "[dependencies]\nlib = { path = \"../lib\", features = [\"fancy\"] }\n"));
+        let features = if api_features.is_empty() { String::new() } else { format!(", features = [\"{api_features}\"]") };
+        write("api/Cargo.toml", &package("api", "0.1.0", &format!("[dependencies]\nlib = {{ path = \"../lib\"{features} }}\n")));
         write(
             "worker/Cargo.toml",
             &package(
@@ -430,8 +489,14 @@ mod resolve_tests {
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    }
+
+    #[test]
+    fn apps_share_a_cargo_run_only_where_their_features_agree() {
         let apps = ["api".to_string(), "worker".to_string()];
-        resolved_dependencies(&output.stdout, &apps, &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]).unwrap()
+        assert!(targets_where_builds_agree(&metadata("0.1.0", "fancy"), &apps, &TRIPLES).unwrap().is_empty());
+        assert_eq!(targets_where_builds_agree(&metadata("0.1.0", ""), &apps, &TRIPLES).unwrap().len(), 2);
     }
 
     #[test]
