@@ -147,16 +147,8 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
             continue;
         }
-        let within = |source: &String| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')));
-        for (app, sources) in &evidence.context_sources {
-            if sources.iter().any(within) {
-                add(app, Reason::BuildContext { path: path.clone() });
-            }
-        }
-        for (app, read) in &evidence.read_by_build {
-            if read.iter().any(within) {
-                add(app, Reason::ReadByBuild { path: path.clone() });
-            }
+        for (app, reason) in reads_outside_crates(path, evidence) {
+            add(app, reason);
         }
         // The innermost member wins: a crate may live inside another crate's directory.
         let owner = workspace
@@ -184,6 +176,17 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         }
     }
     reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
+}
+
+/// The apps whose Dockerfile copies `path`, or whose build read it, from outside their crates.
+fn reads_outside_crates<'e>(path: &str, evidence: &'e Evidence) -> Vec<(&'e str, Reason)> {
+    let within = |source: &String| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')));
+    let copied = evidence.context_sources.iter().filter(|(_, sources)| sources.iter().any(within));
+    let read = evidence.read_by_build.iter().filter(|(_, read)| read.iter().any(within));
+    copied
+        .map(|(app, _)| (app.as_str(), Reason::BuildContext { path: path.to_string() }))
+        .chain(read.map(|(app, _)| (app.as_str(), Reason::ReadByBuild { path: path.to_string() })))
+        .collect()
 }
 
 /// Whether `path`, a file of `owner`, lies under its `tests/`, `benches/` or `examples/` and
