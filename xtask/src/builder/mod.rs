@@ -376,10 +376,7 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
 fn report_reads_outside_crates(workspace: &Workspace, config: &Config, member: &Member, triples: &[&String]) -> Result<()> {
     let bin = member.bin.as_deref().expect("checked before compiling");
     let new = harvest::record(workspace, &member.name, bin, triples)?;
-    // Files in the app's own crates' tests/ are found by the record alone: no rule is needed.
-    let dirs = harvest::crate_dirs(workspace, &member.name);
-    let outside: Vec<String> = new.into_iter().filter(|path| !dirs.iter().any(|dir| path.starts_with(&format!("{dir}/")))).collect();
-    let uncovered = harvest::uncovered(&member.name, &outside, &config.rules);
+    let uncovered = harvest::unknown_to_a_fresh_clone(workspace, &member.name, &new, &config.rules);
     if !uncovered.is_empty() {
         let rules: String = uncovered
             .iter()

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::detect::{select, Evidence, AUXILIARY_DIRS};
 use crate::workspace::config::PathRule;
 use crate::workspace::Workspace;
 
@@ -54,7 +55,7 @@ pub fn outside_crates(read: &[String], root: &Path, crate_dirs: &[&str]) -> Vec<
             false => relative.strip_prefix(&format!("{dir}/")),
         });
         let kept = match in_crate {
-            Some(rest) => ["tests/", "benches/", "examples/"].iter().any(|aux| rest.starts_with(aux)),
+            Some(rest) => AUXILIARY_DIRS.iter().any(|aux| rest.starts_with(aux)),
             None => !relative.starts_with("target/") && !relative.is_empty(),
         };
         if kept {
@@ -80,37 +81,18 @@ fn normalised(path: &Path) -> std::path::PathBuf {
     result
 }
 
-/// The paths of `read` that no rule of `rules` makes an input of `app`.
-pub fn uncovered<'a>(app: &str, read: &'a [String], rules: &[PathRule]) -> Vec<&'a String> {
+/// The paths of `read` whose change a fresh clone's detection would not tie to `app`: the same
+/// `select` over the committed rules, without this machine's record of what builds read.
+pub fn unknown_to_a_fresh_clone<'a>(workspace: &Workspace, app: &str, read: &'a [String], rules: &[PathRule]) -> Vec<&'a String> {
+    let evidence = Evidence { rules: rules.to_vec(), ..Evidence::default() };
     read.iter()
-        .filter(|path| {
-            !rules.iter().any(|rule| {
-                crate::detect::glob::matches(&rule.paths, path)
-                    && !rule.ignore
-                    && match &rule.apps {
-                        Some(crate::workspace::config::RuleApps::Named(names)) => names.iter().any(|name| name == app),
-                        _ => true,
-                    }
-            })
-        })
+        .filter(|path| !select(workspace, std::slice::from_ref(*path), &evidence).iter().any(|selected| selected.name == app))
         .collect()
 }
 
 /// The directories of the crates `app` is built from: its own and its workspace dependencies'.
-pub fn crate_dirs<'a>(workspace: &'a Workspace, app: &str) -> Vec<&'a str> {
-    let mut dirs = Vec::new();
-    let mut pending = vec![app.to_string()];
-    let mut seen = BTreeSet::new();
-    while let Some(name) = pending.pop() {
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        if let Some(member) = workspace.member(&name) {
-            dirs.push(member.dir.as_str());
-            pending.extend(member.deps.iter().cloned());
-        }
-    }
-    dirs
+fn crate_dirs<'a>(workspace: &'a Workspace, app: &str) -> Vec<&'a str> {
+    workspace.dependencies_of(app).iter().filter_map(|name| workspace.member(name)).map(|member| member.dir.as_str()).collect()
 }
 
 fn cache_file(workspace: &Workspace, app: &str) -> std::path::PathBuf {

@@ -189,11 +189,14 @@ fn reads_outside_crates<'e>(path: &str, evidence: &'e Evidence) -> Vec<(&'e str,
         .collect()
 }
 
+/// A crate's directories of targets no image carries (tests, benches, examples).
+pub const AUXILIARY_DIRS: [&str; 3] = ["tests/", "benches/", "examples/"];
+
 /// Whether `path`, a file of `owner`, lies under its `tests/`, `benches/` or `examples/` and
 /// outside every directory of a target its build compiles.
 fn is_auxiliary(owner: &crate::workspace::Member, path: &str) -> bool {
     let rest = if owner.dir.is_empty() { path } else { &path[owner.dir.len() + 1..] };
-    let auxiliary = ["tests/", "benches/", "examples/"].iter().any(|dir| rest.starts_with(dir));
+    let auxiliary = AUXILIARY_DIRS.iter().any(|dir| rest.starts_with(dir));
     auxiliary && !owner.build_source_dirs.iter().any(|dir| path.starts_with(&format!("{dir}/")))
 }
 

@@ -212,6 +212,20 @@ impl Workspace {
     }
 
     /// The members that depend on `name`, directly or through other members, and `name` itself.
+    /// The workspace members `name`'s build compiles (through normal and build dependencies),
+    /// `name` included.
+    pub fn dependencies_of(&self, name: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let mut pending = vec![name.to_string()];
+        while let Some(current) = pending.pop() {
+            if let (Some(member), true) = (self.member(&current), !found.contains(&current)) {
+                pending.extend(member.deps.iter().cloned());
+                found.insert(current);
+            }
+        }
+        found
+    }
+
     pub fn dependents_of(&self, name: &str) -> BTreeSet<String> {
         let mut found = BTreeSet::from([name.to_string()]);
         loop {
@@ -410,6 +424,7 @@ pub(crate) mod tests {
         assert_eq!(ws.member("worker").unwrap().dockerfile.as_deref(), Some("crates/worker/Dockerfile"));
         assert_eq!(ws.dependents_of("common").into_iter().collect::<Vec<_>>(), ["api", "common", "words", "worker"]);
         assert_eq!(ws.dependents_of("words").into_iter().collect::<Vec<_>>(), ["words", "worker"]);
+        assert_eq!(ws.dependencies_of("worker").into_iter().collect::<Vec<_>>(), ["common", "words", "worker"]);
         assert_eq!(ws.dependency_chain("worker", "common"), ["common", "words", "worker"]);
         assert!(ws.dependency_chain("api", "words").is_empty());
     }
