@@ -312,11 +312,7 @@ fn import_layer(
         layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", archive.unreadable()))?;
     // The tar reader stops at the end-of-archive marker; the rest is padding, hashed too.
     io::copy(&mut original, &mut io::sink())?;
-    let found = original.digest();
-    if found != *expected {
-        return Err(anyhow::Error::new(DigestMismatch { expected: expected.clone(), found })
-            .context(format!("{}: layer {path}", archive.unreadable())));
-    }
+    DigestMismatch::check(expected, original.digest()).with_context(|| format!("{}: layer {path}", archive.unreadable()))?;
     let (digest, size) = writer.finish(None)?;
     Ok((Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size), diff_id))
 }

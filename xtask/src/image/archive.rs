@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::image::layer;
-use crate::image::layout::{DigestMismatch, Layout};
+use crate::image::layout::{DigestMismatch, Layout, OCI_LAYOUT_FILE};
 use crate::image::oci::{
     self, Descriptor, Digest, ImageConfig, ImageIndex, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST,
 };
@@ -125,7 +125,7 @@ impl<'a> SavedArchive<'a> {
             let mut original = layer::Hashing::new(self.open(path)?);
             let mut writer = layout.blob_writer()?;
             layer::compress(&mut original, &mut writer).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
-            check_digest(original.digest(), expected).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
+            DigestMismatch::check(expected, original.digest()).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
             let (digest, size) = writer.finish(None)?;
             layers.push(Descriptor::of_blob(MEDIA_TYPE_DOCKER_LAYER_GZIP, digest, size));
         }
@@ -187,7 +187,7 @@ pub fn write_archive(layout: &Layout, manifest: &Descriptor, repo_tags: &[String
         header.set_mtime(0);
         tar.append_data(&mut header, name, data)
     };
-    add("oci-layout", OCI_LAYOUT.len() as u64, &mut OCI_LAYOUT.as_bytes())?;
+    add("oci-layout", OCI_LAYOUT_FILE.len() as u64, &mut OCI_LAYOUT_FILE.as_bytes())?;
     for blob in std::iter::once(&image.config).chain(&image.layers) {
         let mut file = File::open(layout.blob_path(&blob.digest))
             .with_context(|| format!("blob {} is not in {}", blob.digest, layout.root().display()))?;
@@ -210,15 +210,6 @@ pub fn write_archive(layout: &Layout, manifest: &Descriptor, repo_tags: &[String
     let entries = oci::to_bytes(&entries);
     add("manifest.json", entries.len() as u64, &mut entries.as_slice())?;
     tar.into_inner()?.flush()?;
-    Ok(())
-}
-
-const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
-
-fn check_digest(found: Digest, expected: &Digest) -> Result<()> {
-    if found != *expected {
-        return Err(DigestMismatch { expected: expected.clone(), found }.into());
-    }
     Ok(())
 }
 

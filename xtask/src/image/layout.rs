@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::image::oci::{self, Descriptor, Digest, ImageIndex};
 
-const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// The `oci-layout` file of every layout (and of the archives `docker load` reads).
+pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Beside `index.json`: blobs the layout references but does not hold, and where they are.
 const FOREIGN_BLOBS_FILE: &str = "xtask-foreign-blobs.json";
@@ -30,6 +31,16 @@ impl std::fmt::Display for DigestMismatch {
 }
 
 impl std::error::Error for DigestMismatch {}
+
+impl DigestMismatch {
+    /// An error unless `found`, the digest bytes hashed to, is `expected`.
+    pub fn check(expected: &Digest, found: Digest) -> Result<(), DigestMismatch> {
+        match found == *expected {
+            true => Ok(()),
+            false => Err(DigestMismatch { expected: expected.clone(), found }),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Layout {
@@ -106,11 +117,8 @@ impl Layout {
                 descriptor.size
             );
         }
-        let found = Digest::of(&bytes);
-        if found != descriptor.digest {
-            return Err(DigestMismatch { expected: descriptor.digest.clone(), found })
-                .with_context(|| format!("blob in {} is corrupt", self.root.display()));
-        }
+        DigestMismatch::check(&descriptor.digest, Digest::of(&bytes))
+            .with_context(|| format!("blob in {} is corrupt", self.root.display()))?;
         Ok(bytes)
     }
 
@@ -254,11 +262,9 @@ impl BlobWriter {
     pub fn finish(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         self.file.flush()?;
         let found = Digest::from_sha256(self.hasher.finalize_reset().into());
-        if let Some(expected) = expected {
-            if *expected != found {
-                let _ = fs::remove_file(&self.temp);
-                return Err(DigestMismatch { expected: expected.clone(), found }.into());
-            }
+        if let Some(mismatch) = expected.and_then(|expected| DigestMismatch::check(expected, found.clone()).err()) {
+            let _ = fs::remove_file(&self.temp);
+            return Err(mismatch.into());
         }
         fs::rename(&self.temp, self.dir.join(found.hex()))?;
         Ok((found, self.size))

@@ -85,11 +85,8 @@ async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, 
         bail!("the config of base image {image} is {} bytes, more than a config can be: check the image", descriptor.size);
     }
     registry.get_blob(path, &descriptor.digest, descriptor.size, &mut bytes).await?;
-    let found = Digest::of(&bytes);
-    if found != descriptor.digest {
-        return Err(crate::image::layout::DigestMismatch { expected: descriptor.digest.clone(), found })
-            .with_context(|| format!("the config of base image {image} is corrupt"));
-    }
+    crate::image::layout::DigestMismatch::check(&descriptor.digest, Digest::of(&bytes))
+        .with_context(|| format!("the config of base image {image} is corrupt"))?;
     serde_json::from_slice(&bytes).with_context(|| format!("base image {image} has an invalid config"))
 }
 
