@@ -39,10 +39,9 @@ printf '%s\n' "$input" | exec cargo xtask hook run "$@"
 }
 
 pub async fn run(ctx: &Context, args: flags::Hook) -> Result<()> {
-    let hooks = ctx.git()?.hooks_dir()?;
     match args.command {
-        HookCommand::Install => install(&hooks),
-        HookCommand::Uninstall => uninstall(&hooks),
+        HookCommand::Install => install(&ctx.git()?.hooks_dir()?),
+        HookCommand::Uninstall => uninstall(&ctx.git()?.hooks_dir()?),
         HookCommand::Run { .. } => {
             let mut pushed = String::new();
             std::io::stdin().read_to_string(&mut pushed).context("cannot read the refs git is pushing")?;

@@ -101,13 +101,11 @@ fn cache_file(workspace: &Workspace, app: &str) -> std::path::PathBuf {
 
 /// What the last build of each app read outside its crates, where a build recorded it.
 pub fn recorded(workspace: &Workspace) -> BTreeMap<String, Vec<String>> {
-    workspace
-        .apps()
-        .filter_map(|app| {
-            let bytes = std::fs::read(cache_file(workspace, &app.name)).ok()?;
-            Some((app.name.clone(), serde_json::from_slice(&bytes).ok()?))
-        })
-        .collect()
+    workspace.apps().filter_map(|app| Some((app.name.clone(), recorded_for(workspace, &app.name)?))).collect()
+}
+
+fn recorded_for(workspace: &Workspace, app: &str) -> Option<Vec<String>> {
+    serde_json::from_slice(&std::fs::read(cache_file(workspace, app)).ok()?).ok()
 }
 
 /// Reads the dep-info of `app`'s binary for each of `triples` after its build and records what
@@ -121,7 +119,7 @@ pub fn record(workspace: &Workspace, app: &str, bin: &str, triples: &[&String]) 
         read.extend(outside_crates(&parse_dep_info(&text), &workspace.root, &dirs));
     }
     let read: Vec<String> = read.into_iter().collect();
-    let before = recorded(workspace).remove(app).unwrap_or_default();
+    let before = recorded_for(workspace, app).unwrap_or_default();
     let file = cache_file(workspace, app);
     std::fs::create_dir_all(file.parent().expect("has a parent"))?;
     std::fs::write(&file, serde_json::to_vec(&read)?)?;
