@@ -17,7 +17,7 @@ struct Lockfile {
     package: Vec<Entry>,
 }
 
-#[derive(Deserialize, PartialEq, Clone, Debug)]
+#[derive(Deserialize)]
 struct Entry {
     name: String,
     version: String,
@@ -50,9 +50,8 @@ pub fn diff(before: &str, after: &str) -> Result<LockfileDiff, toml::de::Error> 
             result.new.insert(key(entry), (!replaced.is_empty()).then_some(replaced));
             continue;
         };
-        let resolve = |lock: &Lockfile, dependency: &str| resolve_dependency(lock, dependency);
-        let was: BTreeSet<String> = previous.dependencies.iter().map(|dep| resolve(&before, dep)).collect();
-        let now: BTreeSet<String> = entry.dependencies.iter().map(|dep| resolve(&after, dep)).collect();
+        let was: BTreeSet<String> = previous.dependencies.iter().map(|dep| resolve_dependency(&before, dep)).collect();
+        let now: BTreeSet<String> = entry.dependencies.iter().map(|dep| resolve_dependency(&after, dep)).collect();
         let gained: Vec<String> = now.difference(&was).cloned().collect();
         // A dependency that moved to another release is judged by the new one: the manifest's
         // declaration (optional, behind which feature) is the same for both.
