@@ -216,6 +216,16 @@ fn bad_input_gets_a_clear_error() {
             expected: "`hello-api-latest` is not a tag of worker's images, which start with `worker-`",
         },
         Case {
+            args: args(&["push", "notes.tar", "oci:out:t"]),
+            setup: &|scratch| scratch.write("notes.tar", "not an archive\n"),
+            expected: "notes.tar is a file, so push reads it as a `docker save` archive of one image, and it is not one: pass an OCI image layout directory, or an archive that `docker save --output FILE IMAGE` wrote",
+        },
+        Case {
+            args: args(&["hook", "uninstall"]),
+            setup: nothing,
+            expected: "so there is nothing to remove (`cargo xtask hook install` writes one)",
+        },
+        Case {
             args: args(&["build", "worker", "--platform", "linux/arm64"]),
             setup: &|scratch| {
                 let config = std::fs::read_to_string(scratch.path().join(".cargo/config.toml")).unwrap();

@@ -78,7 +78,10 @@ fn uninstall(hooks: &Path) -> Result<()> {
     match std::fs::read_to_string(&hook) {
         Ok(text) if text.contains(MARKER) => std::fs::remove_file(&hook)?,
         Ok(_) => bail!("{} is not the xtask's hook, so it stays: remove it by hand if you want it gone", hook.display()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("no pre-push hook is installed in {}", hooks.display()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no pre-push hook is installed in {}, so there is nothing to remove (`cargo xtask hook install` writes one)",
+            hooks.display()
+        ),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", hook.display())),
     }
     if previous.exists() {

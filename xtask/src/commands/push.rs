@@ -31,7 +31,12 @@ pub async fn run(args: flags::Push) -> Result<()> {
     let (layout, root) = if Path::new(&args.layout).is_file() {
         archive_layout = tempfile::tempdir().context("cannot create a temporary directory for the archive's image")?;
         let layout = Layout::create(archive_layout.path())?;
-        let root = SavedArchive::read(Path::new(&args.layout))?.to_layout(&layout)?;
+        let root = SavedArchive::read(Path::new(&args.layout)).and_then(|archive| archive.to_layout(&layout)).with_context(|| {
+            format!(
+                "{} is a file, so push reads it as a `docker save` archive of one image, and it is not one: pass an OCI image layout directory, or an archive that `docker save --output FILE IMAGE` wrote",
+                args.layout
+            )
+        })?;
         (layout, root)
     } else {
         let (dir, name) = parse_layout_argument(&args.layout);
