@@ -116,7 +116,10 @@ def main():
         files = subprocess.run(["git", "ls-files"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.count(b"\n")
         commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.decode().strip()
         print(f"workspace: {args.crates} crates, {files} files, {commits} commits (generated in {time.perf_counter() - started:.1f} s)")
-        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(tmp, "target"))
+        # `cargo xtask` runs the xtask with CARGO set to the toolchain's cargo, past rustup's
+        # proxy; both sides here use that cargo.
+        cargo = toolchain_cargo()
+        env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(tmp, "target"), CARGO=cargo)
 
         # A low-numbered library, which many apps reach through the graph.
         library = 3
@@ -147,8 +150,8 @@ def main():
         scenarios.append(("registry", "--against-registry, empty"))
         results["registry"] = measure(xtask, ws, env, args.runs, ["--against-registry", "--repository", f"oci:{empty}"])
 
-        metadata, _ = median_time(["cargo", "metadata", "--format-version", "1"], ws, args.runs, env)
-        metadata_no_deps, _ = median_time(["cargo", "metadata", "--format-version", "1", "--no-deps"], ws, args.runs, env)
+        metadata, _ = median_time([cargo, "metadata", "--format-version", "1"], ws, args.runs, env)
+        metadata_no_deps, _ = median_time([cargo, "metadata", "--format-version", "1", "--no-deps"], ws, args.runs, env)
         print(f"cargo metadata: {metadata:.3f} s (--no-deps: {metadata_no_deps:.3f} s), median of {args.runs}")
         print(f"{'change':<10} {'changes':<28} {'apps':>5} {'xtask changed':>14} {'/ metadata':>11}")
         for key, what in scenarios:
@@ -158,6 +161,12 @@ def main():
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def toolchain_cargo():
+    """The cargo binary rustup's proxy would run here, or `cargo` without rustup."""
+    found = subprocess.run(["rustup", "which", "cargo"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return found.stdout.strip() if found.returncode == 0 else "cargo"
 
 
 def measure(xtask, ws, env, runs, extra=()):

@@ -16,10 +16,11 @@ pub struct Context {
 }
 
 impl Context {
-    /// Loads the workspace the current directory belongs to.
-    pub fn load() -> Result<Context> {
+    /// Loads the workspace the current directory belongs to; with `resolve_graph` its resolved
+    /// graph starts resolving in the background too, for a command that may need it.
+    pub fn load(resolve_graph: bool) -> Result<Context> {
         let sh = Shell::new()?;
-        let workspace = Workspace::load(&sh, &std::env::current_dir()?)?;
+        let workspace = Workspace::load(&sh, &std::env::current_dir()?, resolve_graph)?;
         sh.change_dir(&workspace.root);
         Ok(Context { sh, workspace })
     }

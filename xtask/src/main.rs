@@ -49,7 +49,9 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         command => command,
     };
-    let ctx = Context::load()?;
+    // Detection may compare dependency graphs and a build of several apps checks them.
+    let resolves_graph = matches!(command, Command::Changed(_) | Command::Build(_) | Command::Release(_) | Command::Hook(_));
+    let ctx = Context::load(resolves_graph)?;
     runtime.block_on(async {
         match command {
             Command::Changed(args) => commands::changed::run(&ctx, args).await,

@@ -38,6 +38,8 @@ pub struct FaultProxy {
     pub log: Arc<Mutex<Vec<(String, Fault)>>>,
     /// What the check found after each request, with the request it followed.
     pub violations: Arc<Mutex<Vec<String>>>,
+    /// Connections being served: a request whose client died may still reach the registry.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -58,20 +60,38 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let violations = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicUsize::new(0));
-        let (upstream, thread_log, thread_violations) = (upstream.to_string(), log.clone(), violations.clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (upstream, thread_log, thread_violations, serving) = (upstream.to_string(), log.clone(), violations.clone(), in_flight.clone());
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, log, violations, counter, schedule, check) =
-                    (upstream.clone(), thread_log.clone(), thread_violations.clone(), counter.clone(), schedule.clone(), check.clone());
+                let (upstream, log, violations, counter, schedule, check, serving) = (
+                    upstream.clone(),
+                    thread_log.clone(),
+                    thread_violations.clone(),
+                    counter.clone(),
+                    schedule.clone(),
+                    check.clone(),
+                    serving.clone(),
+                );
+                serving.fetch_add(1, Ordering::SeqCst);
                 thread::spawn(move || {
                     let request = serve(client, &upstream, &log, &counter, &schedule).unwrap_or_default();
                     for violation in check() {
                         violations.lock().unwrap().push(format!("after {request}: {violation}"));
                     }
+                    serving.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        FaultProxy { host, log, violations }
+        FaultProxy { host, log, violations, in_flight }
+    }
+
+    /// Waits until no connection is being served (at most 30 s).
+    pub fn wait_idle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     pub fn violations(&self) -> Vec<String> {

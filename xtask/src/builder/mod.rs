@@ -323,10 +323,12 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     // Without a resolvable graph (offline, crates not downloaded) every app builds alone.
     let agreeing = match names.len() {
         0 | 1 => BTreeSet::new(),
-        _ => crate::workspace::full_metadata(sh, &workspace.root, true)
+        _ => workspace
+            .graph
+            .metadata()
             .and_then(|metadata| {
                 let triples: Vec<&str> = triples.iter().map(|triple| triple.as_str()).collect();
-                crate::workspace::targets_where_builds_agree(&metadata, &names, &triples)
+                crate::workspace::graph::targets_where_builds_agree(&metadata, &names, &triples)
             })
             .unwrap_or_default(),
     };

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: flags::Build) -> Result<()> {
     let selection = &args.selection;
     let git = if selection.apps.is_empty() && !selection.all { Some(ctx.git()?) } else { ctx.git().ok() };
     let head = git.as_ref().and_then(|git| git.rev_parse("HEAD").ok());
-    let apps = evidence::selection(&ctx.sh, git.as_ref(), &ctx.workspace, &config, selection)?;
+    let apps = evidence::selection(git.as_ref(), &ctx.workspace, &config, selection)?;
     if apps.is_empty() {
         println!("no app to build");
         return Ok(());

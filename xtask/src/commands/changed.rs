@@ -17,13 +17,13 @@ use crate::workspace::git::Git;
 use crate::workspace::Workspace;
 
 pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
-    let (sh, workspace) = (&ctx.sh, &ctx.workspace);
+    let workspace = &ctx.workspace;
     let git = ctx.git()?;
     let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &[] })?;
     let mut detection = detection(ctx, &git, &config, &args)?;
     if args.against_registry {
         let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;
-        let inputs = evidence::current_inputs(sh, &git, workspace, &config, &detection.head)?;
+        let inputs = evidence::current_inputs(&git, workspace, &config, &detection.head)?;
         let released = Released { store: &store, git: &git, head: &detection.head };
         heal::add_unreleased(&released, workspace, &inputs, &[], &mut detection.apps).await?;
     }
@@ -42,13 +42,13 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
 /// The apps between the range the flags give, every app with --all, or every app with the
 /// reason when the range cannot be found and --fallback all was given.
 fn detection(ctx: &Context, git: &Git<'_>, config: &Config, args: &flags::Changed) -> Result<Detection> {
-    let (sh, workspace) = (&ctx.sh, &ctx.workspace);
+    let workspace = &ctx.workspace;
     Ok(if args.all {
         let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;
         Detection { base: None, head, uncommitted: false, apps: select_all(workspace, Reason::Requested), deleted: Vec::new() }
     } else {
         match resolve_range(git, args.base.as_deref(), args.head.as_deref()) {
-            Ok(range) => detect(sh, git, workspace, config, &range, args.include_uncommitted)?,
+            Ok(range) => detect(git, workspace, config, &range, args.include_uncommitted)?,
             Err(err) if args.fallback.as_deref() == Some("all") => {
                 let why = format!("{err:#}");
                 let head = git.rev_parse(args.head.as_deref().unwrap_or("HEAD"))?;

@@ -141,7 +141,7 @@ async fn build_pushed(ctx: &Context, pushed: &str) -> Result<()> {
             continue;
         }
         let range = resolve_range(&git, base.as_deref(), Some(&local))?;
-        for app in detect(&ctx.sh, &git, &ctx.workspace, &config, &range, false)?.apps {
+        for app in detect(&git, &ctx.workspace, &config, &range, false)?.apps {
             apps.entry(app.name.clone()).or_insert(app);
         }
         heads.push(local);

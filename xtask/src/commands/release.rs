@@ -154,12 +154,12 @@ impl<'a> Release<'a> {
     /// of their current inputs the repository lacks.
     async fn select(&self) -> Result<Selection> {
         let (ctx, args) = (self.ctx, self.args);
-        let mut apps = evidence::selection(&ctx.sh, Some(&self.git), &ctx.workspace, &self.config, &args.selection)?;
+        let mut apps = evidence::selection(Some(&self.git), &ctx.workspace, &self.config, &args.selection)?;
         let detected = args.selection.apps.is_empty() && !args.selection.all;
         // The input digests cost a `cargo metadata`: computed only for the registry check or a build.
         let mut inputs = None;
         if detected && !args.git_only {
-            let current = inputs.insert(evidence::current_inputs(&ctx.sh, &self.git, &ctx.workspace, &self.config, &self.revision)?);
+            let current = inputs.insert(evidence::current_inputs(&self.git, &ctx.workspace, &self.config, &self.revision)?);
             let store = self.pusher.registries().open(&self.config.repository)?;
             let released = Released { store: &store, git: &self.git, head: &self.revision };
             heal::add_unreleased(&released, &ctx.workspace, current, &args.selection.exclude, &mut apps).await?;

@@ -17,7 +17,7 @@ use crate::image::dockerfile;
 use crate::image::oci::Digest;
 use crate::workspace::config::{Config, RuleApps};
 use crate::workspace::git::{Git, TreeFile};
-use crate::workspace::{self, Workspace};
+use crate::workspace::{self, graph, Workspace};
 
 /// An app whose directory lost its Dockerfile or disappeared: reported, never built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +73,7 @@ pub struct Detection {
 
 /// Selects apps between two commits (or the base and the work tree), or every app for a root
 /// commit.
-pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Range, uncommitted: bool) -> Result<Detection> {
+pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Range, uncommitted: bool) -> Result<Detection> {
     let Some(base) = &range.base else {
         let apps = select_all(workspace, Reason::FirstCommit);
         return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
@@ -105,7 +105,7 @@ pub fn detect(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config,
         // The work tree is the head's tree when it is the clean HEAD: no export needed.
         let head_is_work_tree =
             uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
-        evidence.lockfile = compare_lockfiles(sh, git, workspace, config, base, if head_is_work_tree { None } else { Some(&range.head) });
+        evidence.lockfile = compare_lockfiles(git, workspace, config, base, if head_is_work_tree { None } else { Some(&range.head) });
     }
     let apps = select(workspace, &changed, &evidence);
     let deleted = deleted_apps(git, workspace, base, &range.head)?;
@@ -143,25 +143,18 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
 /// cargo reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when
 /// that is not enough. When the graph cannot be resolved offline, or a lockfile not read, the
 /// lockfile counts as a workspace-wide input: a miss would ship a stale image.
-fn compare_lockfiles(
-    sh: &Shell,
-    git: &Git<'_>,
-    workspace: &Workspace,
-    config: &Config,
-    base: &str,
-    head: Option<&String>,
-) -> LockfileEvidence {
+fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base: &str, head: Option<&String>) -> LockfileEvidence {
     let (apps, triples) = (app_names(workspace), release_triples(config));
     let graph = || -> Result<BTreeMap<String, BTreeSet<String>>> {
-        let Some(rev) = head else { return workspace::resolve_graph(sh, &workspace.root, true, &apps, &triples) };
+        let Some(rev) = head else { return graph::resolved_dependencies(&workspace.graph.metadata()?, &apps, &triples) };
         let partial = workspace.scratch_dir("tree")?;
         git.export(rev, partial.path(), is_graph_input)?;
-        match workspace::resolve_graph(sh, partial.path(), true, &apps, &triples) {
+        match graph::resolve_graph(partial.path(), true, &apps, &triples) {
             Ok(resolved) => Ok(resolved),
             Err(_) => {
                 let whole = workspace.scratch_dir("tree")?;
                 git.export(rev, whole.path(), |_| true)?;
-                workspace::resolve_graph(sh, whole.path(), true, &apps, &triples)
+                graph::resolve_graph(whole.path(), true, &apps, &triples)
             }
         }
     };
@@ -229,13 +222,7 @@ fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) ->
 }
 
 /// Apps for `build` and `release`: named ones, all of them, or the changed ones.
-pub fn selection(
-    sh: &Shell,
-    git: Option<&Git<'_>>,
-    workspace: &Workspace,
-    config: &Config,
-    selection: &flags::Selection,
-) -> Result<Vec<SelectedApp>> {
+pub fn selection(git: Option<&Git<'_>>, workspace: &Workspace, config: &Config, selection: &flags::Selection) -> Result<Vec<SelectedApp>> {
     let mut apps = if !selection.apps.is_empty() {
         workspace.select_apps(&selection.apps)?.into_iter().map(|app| selected(workspace, &app.name, vec![Reason::Requested])).collect()
     } else if selection.all {
@@ -243,7 +230,7 @@ pub fn selection(
     } else {
         let git = git.context("detecting changed apps needs git")?;
         let range = resolve_range(git, selection.base.as_deref(), None)?;
-        detect(sh, git, workspace, config, &range, false)?.apps
+        detect(git, workspace, config, &range, false)?.apps
     };
     if !selection.exclude.is_empty() {
         workspace.select_apps(&selection.exclude).context("in --exclude")?;
@@ -254,24 +241,19 @@ pub fn selection(
 
 /// The inputs of every app at `rev`, whose tree the work tree must hold (the lockfile is
 /// resolved there).
-pub fn current_inputs(sh: &Shell, git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
+pub fn current_inputs(git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
     let files = git.tree_files(rev)?;
-    let resolved = resolved_with_cache(sh, workspace, &release_triples(config), &files)?;
+    let resolved = resolved_with_cache(workspace, &release_triples(config), &files)?;
     let evidence =
         Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
 }
 
-/// The workspace's resolved dependencies (`workspace::resolve_graph`), remembered under
+/// The workspace's resolved dependencies (`graph::resolved_dependencies`), remembered under
 /// `target/xtask/resolved/` by a digest of what resolution reads: the object ids of the files of
 /// `is_graph_input` in the commit the work tree holds, and which cargo resolves. A
 /// workspace with the AWS SDK takes cargo 0.2 s to resolve, as long as a rebuild of an app's image.
-fn resolved_with_cache(
-    sh: &Shell,
-    workspace: &Workspace,
-    triples: &[&str],
-    files: &[TreeFile],
-) -> Result<BTreeMap<String, BTreeSet<String>>> {
+fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFile]) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let cargo = workspace::cargo();
     // A toolchain update replaces the cargo binary; with a rustup proxy (`cargo` on PATH) the
     // toolchain file, part of the graph inputs, or RUSTUP_TOOLCHAIN picks it.
@@ -286,7 +268,7 @@ fn resolved_with_cache(
     if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
         return Ok(resolved);
     }
-    let resolved = workspace::resolve_graph(sh, &workspace.root, false, &apps, triples)?;
+    let resolved = graph::resolved_dependencies(&workspace.graph.metadata()?, &apps, triples)?;
     // The cache is only an optimisation: a failure to write it is not the user's problem, and a
     // rename makes a concurrent reader see the whole file or none.
     let partial = cache.with_extension(format!("{}.tmp", std::process::id()));
@@ -303,7 +285,7 @@ fn resolved_with_cache(
 pub fn current_inputs_in_new_shell(workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
     let sh = Shell::new()?;
     sh.change_dir(&workspace.root);
-    current_inputs(&sh, &Git::open(&sh, &workspace.root)?, workspace, config, rev)
+    current_inputs(&Git::open(&sh, &workspace.root)?, workspace, config, rev)
 }
 
 #[cfg(test)]

@@ -24,23 +24,15 @@ impl<'a> Git<'a> {
 
     /// The full 40-character sha of `rev`.
     pub fn rev_parse(&self, rev: &str) -> Result<String> {
-        let sh = self.sh;
-        let spec = format!("{rev}^{{commit}}");
-        cmd!(sh, "git rev-parse --verify --quiet {spec}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .filter(|sha| !sha.is_empty())
-            .with_context(|| {
-                if self.is_shallow() {
-                    format!("commit `{rev}` is not in this clone, which is shallow: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --all")
-                } else if rev == "HEAD" {
-                    "this repository has no commit yet: commit the workspace first (git add -A && git commit)".to_string()
-                } else {
-                    format!("unknown git revision `{rev}`: name a branch, tag or commit that exists in this clone")
-                }
-            })
+        self.commit(rev).with_context(|| {
+            if self.is_shallow() {
+                format!("commit `{rev}` is not in this clone, which is shallow: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --all")
+            } else if rev == "HEAD" {
+                "this repository has no commit yet: commit the workspace first (git add -A && git commit)".to_string()
+            } else {
+                format!("unknown git revision `{rev}`: name a branch, tag or commit that exists in this clone")
+            }
+        })
     }
 
     /// Where git looks for hooks (`core.hooksPath` or `.git/hooks`), as an absolute path.
@@ -62,9 +54,16 @@ impl<'a> Git<'a> {
         cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty())
     }
 
+    /// The sha of `rev` when it names a commit (a probe: a missing one is no error to explain).
+    fn commit(&self, rev: &str) -> Option<String> {
+        let sh = self.sh;
+        let spec = format!("{rev}^{{commit}}");
+        cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|sha| !sha.is_empty())
+    }
+
     /// The branch changes are compared with when no base is given: `origin/HEAD` or `main`.
     pub fn default_branch(&self) -> Option<String> {
-        ["origin/HEAD", "main", "master"].into_iter().find(|rev| self.rev_parse(rev).is_ok()).map(str::to_string)
+        ["origin/HEAD", "main", "master"].into_iter().find(|rev| self.commit(rev).is_some()).map(str::to_string)
     }
 
     pub fn merge_base(&self, a: &str, b: &str) -> Result<String> {

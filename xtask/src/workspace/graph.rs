@@ -1,0 +1,344 @@
+//! The workspace's resolved dependency graph: `cargo metadata` with its resolve section, and
+//! cargo's feature resolution over it simulated per app and per target (guppy). Detection reads it
+//! when Cargo.lock changed; input digests record it; a build of several apps checks with it
+//! whether they may share a cargo run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::cargo;
+
+/// The work tree's `cargo metadata` with its resolve graph, asked for at most once per run. A
+/// command that may need it (detection when Cargo.lock changed, a build of several apps) starts
+/// it in the background beside the `--no-deps` run that loads the workspace, so its time runs
+/// alongside the git calls instead of after them; a command that never asks for it kills it
+/// when the workspace is dropped.
+pub struct WorkTreeGraph {
+    dir: PathBuf,
+    state: Mutex<State>,
+}
+
+enum State {
+    NotStarted,
+    Running(Background),
+    /// The metadata, or the error message (shared by every later caller).
+    Done(Result<Arc<[u8]>, String>),
+}
+
+/// An offline `cargo metadata --locked` run, its output read by threads of its own so that a
+/// full pipe never stalls it.
+struct Background {
+    cargo: KilledUnlessWaited,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+/// A process killed when dropped before it exits: a run nobody asked for is not left running.
+struct KilledUnlessWaited(Child);
+
+impl WorkTreeGraph {
+    /// Resolved when first asked for.
+    pub fn on_demand(dir: &Path) -> WorkTreeGraph {
+        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(State::NotStarted) }
+    }
+
+    /// Started now, in the background; when the process cannot even start, it is resolved when
+    /// asked for (and that reports the error).
+    pub fn started(dir: &Path) -> WorkTreeGraph {
+        let state = match Background::start(dir) {
+            Ok(background) => State::Running(background),
+            Err(_) => State::NotStarted,
+        };
+        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(state) }
+    }
+
+    /// The metadata, waiting for the background run (or resolving now), offline first as
+    /// `full_metadata` describes.
+    pub fn metadata(&self) -> Result<Arc<[u8]>> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let resolved = match std::mem::replace(&mut *state, State::NotStarted) {
+            State::Done(resolved) => resolved,
+            State::NotStarted => full_metadata(&self.dir, true).map(Arc::from).map_err(|err| format!("{err:#}")),
+            State::Running(background) => {
+                background.finish().and_then(|output| settle(&self.dir, true, output)).map(Arc::from).map_err(|err| format!("{err:#}"))
+            }
+        };
+        *state = State::Done(resolved.clone());
+        resolved.map_err(|message| anyhow!(message))
+    }
+}
+
+impl std::fmt::Debug for WorkTreeGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkTreeGraph").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Background {
+    fn start(dir: &Path) -> std::io::Result<Background> {
+        let mut child = metadata_command(dir, true).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        Ok(Background { cargo: KilledUnlessWaited(child), stdout, stderr })
+    }
+
+    fn finish(self) -> Result<Output> {
+        let Background { mut cargo, stdout, stderr } = self;
+        let status = cargo.0.wait().context("cannot wait for cargo metadata")?;
+        // The pipes close when cargo exits, so the readers end.
+        let read = |reader: JoinHandle<Vec<u8>>| reader.join().map_err(|_| anyhow!("reading cargo metadata's output failed"));
+        Ok(Output { status, stdout: read(stdout)?, stderr: read(stderr)? })
+    }
+}
+
+impl Drop for KilledUnlessWaited {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// For every app, the packages its own build compiles for each of `triples`, as cargo would
+/// resolve `cargo build -p APP --target T` alone (no feature unified in from another member):
+/// `name version source [features] for T` lines, and `... for the host` for build scripts and
+/// proc macros. guppy simulates cargo's resolver in-process from the full `cargo metadata`
+/// output; comparing two of these tells which apps a lockfile change reaches.
+pub fn resolved_dependencies(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let resolver = Resolver::new(metadata)?;
+    let mut result = BTreeMap::new();
+    for app in apps {
+        if resolver.graph.workspace().member_by_name(app).is_err() {
+            continue;
+        }
+        let mut lines = BTreeSet::new();
+        for triple in triples {
+            lines.extend(resolver.compiled(std::slice::from_ref(app), triple)?);
+        }
+        result.insert(app.clone(), lines);
+    }
+    Ok(result)
+}
+
+/// The targets of `triples` for which building `apps` together in one cargo run compiles every
+/// package each of them compiles with the features it has when the app is built alone: there
+/// one run gives each app the binary it would get alone, and shares every artifact.
+pub fn targets_where_builds_agree(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeSet<String>> {
+    let resolver = Resolver::new(metadata)?;
+    let mut agreeing = BTreeSet::new();
+    for triple in triples {
+        let together = resolver.compiled(apps, triple)?;
+        let mut agree = true;
+        for app in apps {
+            agree &= resolver.compiled(std::slice::from_ref(app), triple)?.is_subset(&together);
+        }
+        if agree {
+            agreeing.insert(triple.to_string());
+        }
+    }
+    Ok(agreeing)
+}
+
+/// Cargo's feature resolution (resolver 2), simulated by guppy over one `cargo metadata`.
+struct Resolver {
+    graph: guppy::graph::PackageGraph,
+    host: guppy::platform::PlatformSpec,
+}
+
+impl Resolver {
+    fn new(metadata: &[u8]) -> Result<Resolver> {
+        use guppy::platform::{Platform, PlatformSpec};
+        let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
+        let graph = guppy::graph::PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
+        let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
+        Ok(Resolver { graph, host })
+    }
+
+    /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as
+    /// `name version source [features] for <triple | the host>` lines.
+    fn compiled(&self, members: &[String], triple: &str) -> Result<BTreeSet<String>> {
+        use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
+        use guppy::graph::feature::StandardFeatures;
+        use guppy::graph::DependencyDirection;
+        use guppy::platform::{Platform, TargetFeatures};
+
+        let ids: Vec<&guppy::PackageId> =
+            members.iter().map(|name| Ok(self.graph.workspace().member_by_name(name)?.id())).collect::<Result<_>>()?;
+        // The members with their default features are what cargo starts from.
+        let initials = self.graph.resolve_ids(ids.iter().copied())?.to_feature_set(StandardFeatures::Default);
+        let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
+            .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
+        let mut options = CargoOptions::new();
+        options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(self.host.clone());
+        let built = initials.into_cargo_set(&options)?;
+        let mut lines = BTreeSet::new();
+        for (features, on) in [(built.target_features(), format!("for {triple}")), (built.host_features(), "for the host".to_string())] {
+            for list in features.packages_with_features(DependencyDirection::Forward) {
+                let package = list.package();
+                if ids.contains(&package.id()) {
+                    continue;
+                }
+                let named: Vec<&str> = list.named_features().collect();
+                let source = if package.source().is_workspace() || package.source().is_path() {
+                    "path".to_string()
+                } else {
+                    package.source().to_string()
+                };
+                lines.insert(format!("{} {} {source} [{}] {on}", package.name(), package.version(), named.join(",")));
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`), into each
+/// member's resolved packages (`resolved_dependencies`).
+pub fn resolve_graph(dir: &Path, prefer_offline: bool, apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    resolved_dependencies(&full_metadata(dir, prefer_offline)?, apps, triples)
+}
+
+/// `cargo metadata` of the workspace in `dir` with its resolve graph, from its Cargo.lock (never
+/// changing it: `--locked`). With `prefer_offline` cargo first tries without the network (fast,
+/// and enough when the crates are cached); when that fails, as on a fresh CI runner whose crates
+/// are not downloaded yet, it resolves online (downloading them), unless `CARGO_NET_OFFLINE`
+/// forbids it. An error names what cargo said.
+pub fn full_metadata(dir: &Path, prefer_offline: bool) -> Result<Vec<u8>> {
+    let output = metadata_command(dir, prefer_offline).output().context("cannot run cargo metadata")?;
+    settle(dir, prefer_offline, output)
+}
+
+fn metadata_command(dir: &Path, offline: bool) -> Command {
+    let mut command = Command::new(cargo());
+    command.args(["metadata", "--format-version", "1", "--locked"]).current_dir(dir);
+    if offline {
+        command.arg("--offline");
+    }
+    command
+}
+
+/// The metadata of a finished run, or of an online one when an offline run failed for want of
+/// downloads and the network is allowed.
+fn settle(dir: &Path, tried_offline: bool, mut output: Output) -> Result<Vec<u8>> {
+    let network_allowed = !std::env::var("CARGO_NET_OFFLINE").is_ok_and(|value| value == "true");
+    // Only a refusal that offline mode caused (cargo's message says so) is worth the network.
+    let for_want_of_downloads = String::from_utf8_lossy(&output.stderr).contains("offline");
+    if !output.status.success() && tried_offline && network_allowed && for_want_of_downloads {
+        output = metadata_command(dir, false).output().context("cannot run cargo metadata")?;
+    }
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("cannot resolve the dependency graph of {} from its Cargo.lock: {}", dir.display(), stderr.trim());
+    }
+    Ok(output.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workspace of path crates only (resolved offline): `lib` has an optional dependency
+    /// behind its `fancy` feature, a dependency for arm64 only and a build dependency; `api`
+    /// turns `fancy` on, `worker` does not and has a dev-dependency.
+    fn resolved(lib_version: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let apps = ["api".to_string(), "worker".to_string()];
+        resolved_dependencies(&metadata(lib_version, "fancy"), &apps, &TRIPLES).unwrap()
+    }
+
+    const TRIPLES: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+
+    /// The workspace's full `cargo metadata`, `api` turning on `lib`'s features `api_features`.
+    fn metadata(lib_version: &str, api_features: &str) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("Cargo.toml", "[workspace]\nmembers = [\"*\"]\nresolver = \"2\"\n");
+        let package = |name: &str, version: &str, rest: &str| {
+            format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{rest}")
+        };
+        for (name, kind) in
+            [("extra", "lib"), ("armonly", "lib"), ("codegen", "lib"), ("testutil", "lib"), ("api", "main"), ("worker", "main")]
+        {
+            write(&format!("{name}/src/{kind}.rs"), "");
+        }
+        for name in ["extra", "armonly", "codegen", "testutil"] {
+            write(&format!("{name}/Cargo.toml"), &package(name, "0.1.0", ""));
+        }
+        write(
+            "lib/Cargo.toml",
+            &package(
+                "lib",
+                lib_version,
+                "[features]\nfancy = [\"dep:extra\"]\n[dependencies]\nextra = { path = \"../extra\", optional = true }\n\
+                 [target.'cfg(target_arch = \"aarch64\")'.dependencies]\narmonly = { path = \"../armonly\" }\n\
+                 [build-dependencies]\ncodegen = { path = \"../codegen\" }\n",
+            ),
+        );
+        write("lib/src/lib.rs", "");
+        write("lib/build.rs", "fn main() {}");
+        let features = if api_features.is_empty() { String::new() } else { format!(", features = [\"{api_features}\"]") };
+        write("api/Cargo.toml", &package("api", "0.1.0", &format!("[dependencies]\nlib = {{ path = \"../lib\"{features} }}\n")));
+        write(
+            "worker/Cargo.toml",
+            &package(
+                "worker",
+                "0.1.0",
+                "[dependencies]\nlib = { path = \"../lib\" }\n[dev-dependencies]\ntestutil = { path = \"../testutil\" }\n",
+            ),
+        );
+        let output = std::process::Command::new(cargo())
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    }
+
+    #[test]
+    fn apps_share_a_cargo_run_only_where_their_features_agree() {
+        let apps = ["api".to_string(), "worker".to_string()];
+        assert!(targets_where_builds_agree(&metadata("0.1.0", "fancy"), &apps, &TRIPLES).unwrap().is_empty());
+        assert_eq!(targets_where_builds_agree(&metadata("0.1.0", ""), &apps, &TRIPLES).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn each_app_resolves_its_own_features_per_target() {
+        let old = resolved("0.1.0");
+        let show = |app: &str| old[app].iter().map(|line| format!("{line}\n")).collect::<String>();
+        expect_test::expect![[r#"
+            armonly 0.1.0 path [] for aarch64-unknown-linux-musl
+            codegen 0.1.0 path [] for the host
+            extra 0.1.0 path [] for aarch64-unknown-linux-musl
+            extra 0.1.0 path [] for x86_64-unknown-linux-musl
+            lib 0.1.0 path [fancy] for aarch64-unknown-linux-musl
+            lib 0.1.0 path [fancy] for x86_64-unknown-linux-musl
+        "#]]
+        .assert_eq(&show("api"));
+        expect_test::expect![[r#"
+            armonly 0.1.0 path [] for aarch64-unknown-linux-musl
+            codegen 0.1.0 path [] for the host
+            lib 0.1.0 path [] for aarch64-unknown-linux-musl
+            lib 0.1.0 path [] for x86_64-unknown-linux-musl
+        "#]]
+        .assert_eq(&show("worker"));
+        let new = resolved("0.2.0");
+        assert_ne!(old["worker"], new["worker"], "a version the app compiles counts");
+    }
+}
