@@ -102,10 +102,15 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
     };
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
-        // The work tree is the head's tree when it is the clean HEAD: no export needed.
-        let head_is_work_tree =
-            uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
-        evidence.lockfile = compare_lockfiles(git, workspace, config, base, if head_is_work_tree { None } else { Some(&range.head) });
+        evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {
+            // The work tree's graph is resolved while git tells whether the work tree holds the
+            // head's graph inputs (the clean HEAD: nearly always); then no export is needed.
+            let work_tree = scope.spawn(|| graph::Resolver::new(&workspace.graph.metadata()?));
+            let head_is_work_tree =
+                uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
+            let head = if head_is_work_tree { Head::WorkTree(work_tree) } else { Head::Commit(&range.head) };
+            Ok(compare_lockfiles(git, workspace, config, base, head))
+        })?;
     }
     let apps = select(workspace, &changed, &evidence);
     let deleted = deleted_apps(git, workspace, base, &range.head)?;
@@ -137,36 +142,47 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
     Ok(sources)
 }
 
+/// The tree whose dependency graph a lockfile comparison resolves.
+enum Head<'a, 'scope> {
+    /// The work tree's, being resolved by this thread.
+    WorkTree(std::thread::ScopedJoinHandle<'scope, Result<graph::Resolver>>),
+    /// A commit's.
+    Commit(&'a String),
+}
+
 /// Says which apps a Cargo.lock change reaches (`detect::lockfile`): the two lockfiles' entries
-/// are compared, and each app's head build (resolved per target) tells what it compiles. The
-/// head's graph is the work tree's when `head` is `None`; a commit's is resolved from the files
-/// cargo reads to resolve (see `is_graph_input`), exported from git, and from the whole tree when
-/// that is not enough. When the graph cannot be resolved offline, or a lockfile not read, the
-/// lockfile counts as a workspace-wide input: a miss would ship a stale image.
-fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base: &str, head: Option<&String>) -> LockfileEvidence {
+/// are compared, and each app's head build (resolved per target) tells what it compiles. A
+/// commit's graph is resolved from the files cargo reads to resolve (see `is_graph_input`),
+/// exported from git, and from the whole tree when that is not enough. When the graph cannot be
+/// resolved offline, or a lockfile not read, the lockfile counts as a workspace-wide input: a
+/// miss would ship a stale image.
+fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base: &str, head: Head<'_, '_>) -> LockfileEvidence {
     let (apps, triples) = (app_names(workspace), release_triples(config));
-    let graph = || -> Result<BTreeMap<String, BTreeSet<String>>> {
-        let Some(rev) = head else { return graph::resolved_dependencies(&workspace.graph.metadata()?, &apps, &triples) };
-        let partial = workspace.scratch_dir("tree")?;
-        git.export(rev, partial.path(), is_graph_input)?;
-        match graph::resolve_graph(partial.path(), true, &apps, &triples) {
-            Ok(resolved) => Ok(resolved),
-            Err(_) => {
-                let whole = workspace.scratch_dir("tree")?;
-                git.export(rev, whole.path(), |_| true)?;
-                graph::resolve_graph(whole.path(), true, &apps, &triples)
-            }
-        }
-    };
     let compared = || -> Result<BTreeMap<String, Vec<String>>> {
         let before = git.show(base, "Cargo.lock").unwrap_or_default();
         let after = match head {
-            Some(rev) => git.show(rev, "Cargo.lock").unwrap_or_default(),
-            None => std::fs::read_to_string(workspace.root.join("Cargo.lock")).unwrap_or_default(),
+            Head::Commit(rev) => git.show(rev, "Cargo.lock").unwrap_or_default(),
+            Head::WorkTree(_) => std::fs::read_to_string(workspace.root.join("Cargo.lock")).unwrap_or_default(),
         };
         let diff = lockfile::diff(&before, &after).context("a Cargo.lock is not a lockfile cargo wrote")?;
+        let resolver = match head {
+            Head::WorkTree(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the dependency graph failed"))??,
+            Head::Commit(rev) => {
+                let partial = workspace.scratch_dir("tree")?;
+                git.export(rev, partial.path(), is_graph_input)?;
+                match graph::resolve_graph(partial.path(), true) {
+                    Ok(resolver) => resolver,
+                    Err(_) => {
+                        let whole = workspace.scratch_dir("tree")?;
+                        git.export(rev, whole.path(), |_| true)?;
+                        graph::resolve_graph(whole.path(), true)?
+                    }
+                }
+            }
+        };
+        let resolved = resolver.per_app(&resolver.apps_that_may_compile(&apps, &diff.packages())?, &triples)?;
         // Each resolved line starts with the package's `name version`.
-        let compiled: BTreeMap<String, BTreeSet<String>> = graph()?
+        let compiled: BTreeMap<String, BTreeSet<String>> = resolved
             .into_iter()
             .map(|(app, lines)| (app, lines.iter().map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect()))
             .collect();

@@ -80,6 +80,12 @@ fn resolve_dependency(lock: &Lockfile, dependency: &str) -> String {
 }
 
 impl LockfileDiff {
+    /// The packages (`name version`) whose entries changed: only apps that compile one of them
+    /// can be reached.
+    pub fn packages(&self) -> BTreeSet<String> {
+        self.new.keys().chain(self.gained.keys()).chain(self.lost.keys()).cloned().collect()
+    }
+
     /// Per app, how the lockfile change reaches its build, given the packages (`name version`)
     /// each app's head build compiles; apps it does not reach are left out.
     pub fn reaching(&self, compiled: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, Vec<String>> {

@@ -119,19 +119,7 @@ impl Drop for KilledUnlessWaited {
 /// proc macros. guppy simulates cargo's resolver in-process from the full `cargo metadata`
 /// output; comparing two of these tells which apps a lockfile change reaches.
 pub fn resolved_dependencies(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    let resolver = Resolver::new(metadata)?;
-    let mut result = BTreeMap::new();
-    for app in apps {
-        if resolver.graph.workspace().member_by_name(app).is_err() {
-            continue;
-        }
-        let mut lines = BTreeSet::new();
-        for triple in triples {
-            lines.extend(resolver.compiled(std::slice::from_ref(app), triple)?);
-        }
-        result.insert(app.clone(), lines);
-    }
-    Ok(result)
+    Resolver::new(metadata)?.per_app(apps, triples)
 }
 
 /// The targets of `triples` for which building `apps` together in one cargo run compiles every
@@ -154,18 +142,50 @@ pub fn targets_where_builds_agree(metadata: &[u8], apps: &[String], triples: &[&
 }
 
 /// Cargo's feature resolution (resolver 2), simulated by guppy over one `cargo metadata`.
-struct Resolver {
+pub struct Resolver {
     graph: guppy::graph::PackageGraph,
     host: guppy::platform::PlatformSpec,
 }
 
 impl Resolver {
-    fn new(metadata: &[u8]) -> Result<Resolver> {
+    pub fn new(metadata: &[u8]) -> Result<Resolver> {
         use guppy::platform::{Platform, PlatformSpec};
         let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
         let graph = guppy::graph::PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
         let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
         Ok(Resolver { graph, host })
+    }
+
+    /// `resolved_dependencies` of the apps among `apps` that are members.
+    pub fn per_app(&self, apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let mut result = BTreeMap::new();
+        for app in apps {
+            if self.graph.workspace().member_by_name(app).is_err() {
+                continue;
+            }
+            let mut lines = BTreeSet::new();
+            for triple in triples {
+                lines.extend(self.compiled(std::slice::from_ref(app), triple)?);
+            }
+            result.insert(app.clone(), lines);
+        }
+        Ok(result)
+    }
+
+    /// The apps among `apps` whose build could compile one of `packages` (`name version`): their
+    /// normal and build dependencies, optional ones included, for every platform. That is more
+    /// than any feature set compiles, so the other apps need no simulated build to be ruled out.
+    pub fn apps_that_may_compile(&self, apps: &[String], packages: &BTreeSet<String>) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for app in apps {
+            let Ok(member) = self.graph.workspace().member_by_name(app) else { continue };
+            let reachable = self.graph.query_forward([member.id()])?.resolve_with_fn(|_, link| !link.dev_only());
+            let mut names = reachable.packages(guppy::graph::DependencyDirection::Forward);
+            if names.any(|package| packages.contains(&format!("{} {}", package.name(), package.version()))) {
+                found.push(app.clone());
+            }
+        }
+        Ok(found)
     }
 
     /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as
@@ -205,10 +225,9 @@ impl Resolver {
     }
 }
 
-/// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`), into each
-/// member's resolved packages (`resolved_dependencies`).
-pub fn resolve_graph(dir: &Path, prefer_offline: bool, apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    resolved_dependencies(&full_metadata(dir, prefer_offline)?, apps, triples)
+/// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`).
+pub fn resolve_graph(dir: &Path, prefer_offline: bool) -> Result<Resolver> {
+    Resolver::new(&full_metadata(dir, prefer_offline)?)
 }
 
 /// `cargo metadata` of the workspace in `dir` with its resolve graph, from its Cargo.lock (never
@@ -309,6 +328,22 @@ mod tests {
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         output.stdout
+    }
+
+    #[test]
+    fn only_apps_that_reach_a_package_through_some_feature_or_target_may_compile_it() {
+        let resolver = Resolver::new(&metadata("0.1.0", "fancy")).unwrap();
+        let apps = ["api".to_string(), "worker".to_string()];
+        let check = |package: &str, expected: &[&str]| {
+            let packages = BTreeSet::from([package.to_string()]);
+            assert_eq!(resolver.apps_that_may_compile(&apps, &packages).unwrap(), expected, "{package}");
+        };
+        // Optional (worker's build leaves `fancy` off), for arm64 only, a build dependency: all count.
+        check("extra 0.1.0", &["api", "worker"]);
+        check("armonly 0.1.0", &["api", "worker"]);
+        check("codegen 0.1.0", &["api", "worker"]);
+        check("testutil 0.1.0", &[]);
+        check("lib 0.2.0", &[]);
     }
 
     #[test]
