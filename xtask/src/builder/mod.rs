@@ -135,7 +135,11 @@ impl Builder<'_> {
         inputs: Option<DeferredInputs<'_>>,
     ) -> Result<Vec<BuiltImage>> {
         let workspace = &self.ctx.workspace;
-        let members: Vec<&Member> = apps.iter().map(|app| workspace.member(&app.name).expect("selected apps are members")).collect();
+        // The monorepo images the apps start FROM are built first, in this run, whether or not
+        // they are released with them.
+        let names: Vec<String> = apps.iter().map(|app| app.name.clone()).collect();
+        let (order, _) = workspace.build_order(&names);
+        let members: Vec<&Member> = order.iter().map(|name| workspace.member(name).expect("selected apps are members")).collect();
         let plans = self.plan(&members).await?;
         let engine = match plans.recipes.values().any(|recipe| matches!(recipe, Recipe::Engine(_))) {
             true => Some(Engine::connect(&self.ctx.sh)?),
@@ -143,13 +147,23 @@ impl Builder<'_> {
         };
         let inputs = std::thread::scope(|scope| {
             let inputs = inputs.map(|compute| scope.spawn(compute));
-            self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &members))?;
+            let crates: Vec<&Member> = members.iter().copied().filter(|member| member.is_crate).collect();
+            self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &crates))?;
             inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
         })?;
         if let Some(inputs) = inputs {
             provenance.record_inputs(inputs);
         }
-        members.iter().map(|member| self.assemble(member, &plans, engine.as_ref(), &provenance)).collect()
+        let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
+        let mut local_bases = BTreeMap::new();
+        for member in &members {
+            let image = self.assemble(member, &plans, engine.as_ref(), &provenance, &local_bases)?;
+            if !member.is_crate {
+                local_bases.insert(member.name.clone(), LocalBase::read(&image, &self.config.platforms)?);
+            }
+            built.insert(member.name.clone(), image);
+        }
+        Ok(names.iter().map(|name| built.remove(name).expect("every selected app was built")).collect())
     }
 
     async fn plan(&self, members: &[&Member]) -> Result<Plans> {
@@ -161,10 +175,16 @@ impl Builder<'_> {
             if self.builder == flags::Builder::Auto {
                 eprintln!("{}: {why}", member.name);
             }
+            let monorepo_bases = self.ctx.workspace.image_bases(&member.name);
+            if let (Recipe::Engine(_), Some(base)) = (&recipe, monorepo_bases.first()) {
+                bail!(
+                    "{dockerfile} starts FROM {base}, an image of docker/, and needs the Docker engine (it has RUN steps): the engine does not get the monorepo's images yet; build on {base} without RUN steps (COPY, ENV, USER ... are assembled natively), or start FROM a registry image"
+                );
+            }
             if let Recipe::Native(native) = &recipe {
                 for plan in native.values() {
                     if let Base::Image { image, line } = &plan.base {
-                        if !plans.bases.contains_key(image) {
+                        if !plans.bases.contains_key(image) && !monorepo_bases.contains(&image.as_str()) {
                             let base = read::resolve_base(self.registries, image, &self.config.platforms)
                                 .await
                                 .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
@@ -177,7 +197,7 @@ impl Builder<'_> {
                 self.read_engine_bases(text, &mut plans.engine_bases).await;
             }
             plans.recipes.insert(member.name.clone(), recipe);
-            if member.bin.is_none() {
+            if member.is_crate && member.bin.is_none() {
                 bail!(
                     "app `{}` has no binary target: an app's image carries its crate's binary, so give {}/Cargo.toml a [[bin]] or src/main.rs",
                     member.name,
@@ -209,13 +229,25 @@ impl Builder<'_> {
     }
 
     /// Writes one app's image for every platform, and its index tagged `latest`, into its layout.
-    fn assemble(&self, member: &Member, plans: &Plans, engine: Option<&Engine<'_>>, provenance: &Provenance) -> Result<BuiltImage> {
+    fn assemble(
+        &self,
+        member: &Member,
+        plans: &Plans,
+        engine: Option<&Engine<'_>>,
+        provenance: &Provenance,
+        local_bases: &BTreeMap<String, LocalBase>,
+    ) -> Result<BuiltImage> {
         let layout_dir = self.ctx.workspace.target_dir.join("xtask/oci").join(&member.name);
         let layout = Layout::create(&layout_dir)?;
+        // A monorepo base's layers are copied from its layout: the image is whole without a
+        // registry, and a push finds them in the repository the base was pushed to first.
+        for base in self.ctx.workspace.image_bases(&member.name) {
+            local_bases[base].copy_layers_into(&layout)?;
+        }
         let annotations = annotations(member, provenance);
         let mut manifests = Vec::new();
         for platform in &self.config.platforms {
-            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
+            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch, local_bases)?;
             manifests.push(assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?);
         }
         let mut index_annotations = annotations;
@@ -237,6 +269,7 @@ impl Builder<'_> {
         plans: &Plans,
         engine: Option<&Engine<'_>>,
         epoch: u64,
+        local_bases: &BTreeMap<String, LocalBase>,
     ) -> Result<ImageParts> {
         let workspace = &self.ctx.workspace;
         let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
@@ -246,7 +279,7 @@ impl Builder<'_> {
                 let base = match &plan.base {
                     Base::Scratch => None,
                     Base::Image { image, .. } => {
-                        let base = &plans.bases[image];
+                        let base = local_bases.get(image).map_or_else(|| &plans.bases[image], |local| &local.image);
                         Some((base.source.as_str(), &base.images[platform]))
                     }
                 };
@@ -269,6 +302,47 @@ impl Builder<'_> {
                 Ok(image)
             }
         }
+    }
+}
+
+/// An image of `docker/` built earlier in the run, read back from its layout as a base.
+struct LocalBase {
+    layout: PathBuf,
+    image: BaseImage,
+}
+
+impl LocalBase {
+    fn read(built: &BuiltImage, platforms: &[Platform]) -> Result<LocalBase> {
+        let layout = Layout::open(&built.layout)?;
+        let index: oci::ImageIndex = serde_json::from_slice(&layout.read_blob(&built.index)?).context("a built index is unreadable")?;
+        let mut images = BTreeMap::new();
+        for (platform, entry) in platforms.iter().zip(&index.manifests) {
+            let manifest: oci::ImageManifest =
+                serde_json::from_slice(&layout.read_blob(entry)?).context("a built manifest is unreadable")?;
+            let config: oci::ImageConfig =
+                serde_json::from_slice(&layout.read_blob(&manifest.config)?).context("a built configuration is unreadable")?;
+            images.insert(platform.clone(), (manifest, config));
+        }
+        Ok(LocalBase {
+            layout: built.layout.clone(),
+            image: BaseImage { source: format!("the layout {}", built.layout.display()), images },
+        })
+    }
+
+    fn copy_layers_into(&self, layout: &Layout) -> Result<()> {
+        let source = Layout::open(&self.layout)?;
+        for (manifest, _) in self.image.images.values() {
+            for layer in &manifest.layers {
+                // The base's own base layers may live in a registry: they stay recorded there.
+                match source.foreign_source(&layer.digest)? {
+                    Some(repository) if !source.has_blob(&layer.digest) => layout.record_foreign(&layer.digest, &repository)?,
+                    _ => {
+                        layout.copy_blob_from(&source, layer)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

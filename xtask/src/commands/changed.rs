@@ -91,8 +91,8 @@ fn explain(workspace: &Workspace, detection: &Detection, name: &str) {
     };
     for reason in &app.reasons {
         match reason {
-            Reason::Dependency { crate_name, path } => {
-                let chain = workspace.dependency_chain(name, crate_name);
+            Reason::Dependency { crate_name: owner, path } | Reason::BaseImage { image: owner, path } => {
+                let chain = workspace.dependency_chain(name, owner);
                 println!("{path} → {}", chain.join(" → "));
             }
             Reason::File { path } => println!("{path} → {name}"),

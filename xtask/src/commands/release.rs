@@ -164,6 +164,10 @@ impl<'a> Release<'a> {
             let released = Released { store: &store, git: &self.git, head: &self.revision };
             heal::add_unreleased(&released, &ctx.workspace, current, &args.selection.exclude, &mut apps).await?;
         }
+        // Pushed in this order: an image of docker/ and its tags before the images built on it.
+        let names: Vec<String> = apps.iter().map(|app| app.name.clone()).collect();
+        let (order, _) = ctx.workspace.build_order(&names);
+        apps.sort_by_key(|app| order.iter().position(|name| *name == app.name));
         Ok(Selection { apps, detected, inputs })
     }
 

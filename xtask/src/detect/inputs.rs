@@ -55,8 +55,8 @@ pub fn app_inputs(
         for reason in &reasons {
             let (path, pathspec) = match reason {
                 Reason::File { path } => (path, app.dir.clone()),
-                Reason::Dependency { crate_name, path } => {
-                    (path, workspace.member(crate_name).map_or_else(|| path.clone(), |member| member.dir.clone()))
+                Reason::Dependency { crate_name: owner, path } | Reason::BaseImage { image: owner, path } => {
+                    (path, workspace.member(owner).map_or_else(|| path.clone(), |member| member.dir.clone()))
                 }
                 Reason::Workspace { path } | Reason::BuildContext { path } | Reason::Rule { path, .. } => (path, path.clone()),
                 _ => continue,

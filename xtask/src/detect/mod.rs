@@ -31,6 +31,9 @@ pub struct SelectedApp {
 pub enum Reason {
     /// A file of the app itself changed.
     File { path: String },
+    /// A file of a monorepo image (`docker/<name>/`) the app is built on, directly or through
+    /// another such image, changed.
+    BaseImage { image: String, path: String },
     /// A file of a workspace crate the app depends on changed.
     Dependency {
         #[serde(rename = "crate")]
@@ -40,7 +43,7 @@ pub enum Reason {
     /// The lockfile changed what the app's build compiles (each change, as `detect::lockfile`
     /// describes it).
     Lockfile { packages: Vec<String> },
-    /// A file every app's build reads changed (root manifest, toolchain, .cargo/, docker/, or the
+    /// A file every app's build reads changed (root manifest, toolchain, .cargo/, or the
     /// lockfile when its graphs could not be compared).
     Workspace { path: String },
     /// A file the app's Dockerfile copies from outside the app's directory changed.
@@ -68,6 +71,7 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::File { path } => write!(f, "{path} changed"),
             Reason::Dependency { crate_name, path } => write!(f, "dependency {crate_name} changed ({path})"),
+            Reason::BaseImage { image, path } => write!(f, "base image {image} changed ({path})"),
             Reason::Lockfile { packages } => write!(f, "Cargo.lock changed its dependencies ({})", packages.join(", ")),
             Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
             Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
@@ -112,7 +116,7 @@ pub enum LockfileEvidence {
 /// Files that every app's build reads. A change to the root manifest selects every app: it
 /// holds profiles, patches and workspace dependencies, and any of them can change any build.
 fn is_workspace_wide(path: &str) -> bool {
-    matches!(path, "Cargo.toml" | "rust-toolchain" | "rust-toolchain.toml") || path.starts_with(".cargo/") || path.starts_with("docker/")
+    matches!(path, "Cargo.toml" | "rust-toolchain" | "rust-toolchain.toml") || path.starts_with(".cargo/")
 }
 
 /// The apps that `changed_paths` affect, in name order, each with every reason that selects it.
@@ -169,8 +173,10 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             }
             let reason = if dependent == owner.name {
                 Reason::File { path: path.clone() }
-            } else {
+            } else if owner.is_crate {
                 Reason::Dependency { crate_name: owner.name.clone(), path: path.clone() }
+            } else {
+                Reason::BaseImage { image: owner.name.clone(), path: path.clone() }
             };
             add(&dependent, reason);
         }
@@ -195,6 +201,9 @@ pub const AUXILIARY_DIRS: [&str; 3] = ["tests/", "benches/", "examples/"];
 /// Whether `path`, a file of `owner`, lies under its `tests/`, `benches/` or `examples/` and
 /// outside every directory of a target its build compiles.
 fn is_auxiliary(owner: &crate::workspace::Member, path: &str) -> bool {
+    if !owner.is_crate {
+        return false;
+    }
     let rest = if owner.dir.is_empty() { path } else { &path[owner.dir.len() + 1..] };
     let auxiliary = AUXILIARY_DIRS.iter().any(|dir| rest.starts_with(dir));
     auxiliary && !owner.build_source_dirs.iter().any(|dir| path.starts_with(&format!("{dir}/")))
@@ -220,15 +229,22 @@ mod tests {
     }
 
     fn check_with(changed: &[&str], evidence: &Evidence, expected: expect_test::Expect) {
-        let ws = workspace(&[
+        check_in(&sample(), changed, evidence, expected)
+    }
+
+    fn sample() -> Workspace {
+        workspace(&[
             ("common", "crates/common", &[], false),
             ("words", "crates/words", &["common"], false),
             ("api", "crates/api", &["common"], true),
             ("worker", "crates/worker", &["words"], true),
             ("xtask", "xtask", &[], false),
-        ]);
+        ])
+    }
+
+    fn check_in(ws: &Workspace, changed: &[&str], evidence: &Evidence, expected: expect_test::Expect) {
         let paths: Vec<String> = changed.iter().map(|p| p.to_string()).collect();
-        let actual: Vec<String> = select(&ws, &paths, evidence)
+        let actual: Vec<String> = select(ws, &paths, evidence)
             .iter()
             .map(|app| {
                 let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
@@ -262,6 +278,27 @@ mod tests {
                 api: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed
                 worker: workspace-wide input Cargo.toml changed; workspace-wide input .cargo/config.toml changed"#]],
         );
+    }
+
+    #[test]
+    fn an_image_of_docker_selects_itself_and_every_image_built_on_it() {
+        // docker/base is a runtime base, docker/tools an image on it; api starts FROM base too.
+        let mut ws = sample();
+        let dockerfiles = |path: &str| match path {
+            "crates/api/Dockerfile" | "docker/tools/Dockerfile" => Some("FROM base\n".to_string()),
+            _ => Some("FROM scratch\n".to_string()),
+        };
+        ws.add_images(&["docker/base".to_string(), "docker/tools".to_string()], &dockerfiles).unwrap();
+        let check = |changed: &[&str], expected| check_in(&ws, changed, &Evidence::default(), expected);
+        check(
+            &["docker/base/rootfs/etc/passwd"],
+            expect_test::expect![[r#"
+                api: base image base changed (docker/base/rootfs/etc/passwd)
+                base: docker/base/rootfs/etc/passwd changed
+                tools: base image base changed (docker/base/rootfs/etc/passwd)"#]],
+        );
+        check(&["docker/tools/tests/fixture"], expect_test::expect!["tools: docker/tools/tests/fixture changed"]);
+        check(&["docker/README.md"], expect_test::expect![""]);
     }
 
     #[test]

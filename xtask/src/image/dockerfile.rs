@@ -141,9 +141,14 @@ pub fn runs_commands(text: &str) -> bool {
 /// The registry images the Dockerfile's stages start from: each FROM's image after expanding the
 /// ARGs declared before the first FROM, leaving out `scratch` and earlier stages named with AS.
 pub fn base_images(text: &str, build_args: &[(String, String)]) -> Vec<String> {
+    base_images_with_lines(text, build_args).into_iter().map(|(image, _)| image).collect()
+}
+
+/// `base_images`, each with the line of its first FROM.
+pub fn base_images_with_lines(text: &str, build_args: &[(String, String)]) -> Vec<(String, usize)> {
     let mut global_args: BTreeMap<String, String> = BTreeMap::new();
     let mut stages: Vec<String> = Vec::new();
-    let mut images = Vec::new();
+    let mut images: Vec<(String, usize)> = Vec::new();
     for ins in instructions(text) {
         match ins.keyword.as_str() {
             "ARG" if stages.is_empty() && images.is_empty() => {
@@ -156,8 +161,8 @@ pub fn base_images(text: &str, build_args: &[(String, String)]) -> Vec<String> {
                 let words: Vec<&str> = ins.rest.split_whitespace().filter(|word| !word.starts_with("--")).collect();
                 let Some(image) = words.first().and_then(|word| expand(word, &global_args).ok()) else { continue };
                 let is_stage = stages.iter().any(|stage| stage.eq_ignore_ascii_case(&image));
-                if !image.eq_ignore_ascii_case("scratch") && !is_stage && !images.contains(&image) {
-                    images.push(image);
+                if !image.eq_ignore_ascii_case("scratch") && !is_stage && !images.iter().any(|(known, _)| *known == image) {
+                    images.push((image, ins.line));
                 }
                 if let [_, as_keyword, name] = words.as_slice() {
                     if as_keyword.eq_ignore_ascii_case("AS") {

@@ -14,6 +14,13 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
+/// Where the monorepo's images that are not crates live: `docker/<name>/Dockerfile`.
+pub const IMAGES_DIR: &str = "docker";
+
+/// The version an image of `docker/` is released with (`semver` tags, the version annotation):
+/// it has no package to take one from.
+pub const IMAGE_VERSION: &str = "0.0.0";
+
 #[derive(Debug)]
 pub struct Workspace {
     pub root: PathBuf,
@@ -42,6 +49,9 @@ pub struct Member {
     /// The directories (relative to the workspace root) of the targets a build compiles: the
     /// library, binaries, build script and proc macro; not tests, benches or examples.
     pub build_source_dirs: Vec<String>,
+    /// False for an image of `docker/<name>/`, which is no crate: nothing is compiled for it,
+    /// and its `deps` are the monorepo images its Dockerfile starts FROM.
+    pub is_crate: bool,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +109,15 @@ impl Workspace {
             );
         }
         let mut workspace = Workspace::from_metadata(&output.stdout, &|app_dir| app_dir.join("Dockerfile").is_file())?;
+        let image_dirs: Vec<String> = std::fs::read_dir(workspace.root.join(IMAGES_DIR))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().join("Dockerfile").is_file())
+            .map(|entry| format!("{IMAGES_DIR}/{}", entry.file_name().to_string_lossy()))
+            .collect();
+        let root = workspace.root.clone();
+        workspace.add_images(&image_dirs, &|dockerfile| std::fs::read_to_string(root.join(dockerfile)).ok())?;
         if let Some(graph) = graph {
             workspace.graph = graph;
         }
@@ -150,11 +169,123 @@ impl Workspace {
                 bin,
                 dockerfile,
                 build_source_dirs,
+                is_crate: true,
             });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
         let graph = graph::WorkTreeGraph::on_demand(&raw.workspace_root);
         Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata, graph })
+    }
+
+    /// Adds the images of `image_dirs` (`docker/<name>`, each with a Dockerfile) as members, and
+    /// to every image and app the monorepo images its Dockerfile starts FROM (a FROM naming one
+    /// of them alone, as buildx's named contexts do). `read` gives a Dockerfile's text by its
+    /// path. A name both an image and a crate have, and a cycle, are errors naming the file.
+    pub fn add_images(&mut self, image_dirs: &[String], read: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        for dir in image_dirs {
+            let name = dir.rsplit('/').next().unwrap_or(dir).to_string();
+            if let Some(other) = self.member(&name) {
+                bail!(
+                    "{dir}/Dockerfile makes an image `{name}`, and the crate in {} has that name too: their tags would collide in the repository; rename the directory",
+                    other.dir
+                );
+            }
+            self.members.push(Member {
+                name,
+                version: IMAGE_VERSION.to_string(),
+                dir: dir.clone(),
+                deps: Vec::new(),
+                bin: None,
+                dockerfile: Some(format!("{dir}/Dockerfile")),
+                build_source_dirs: Vec::new(),
+                is_crate: false,
+            });
+        }
+        let images: BTreeSet<String> = self.members.iter().filter(|member| !member.is_crate).map(|member| member.name.clone()).collect();
+        let mut lines: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for member in &mut self.members {
+            let Some(text) = member.dockerfile.as_deref().and_then(read) else { continue };
+            for (image, line) in crate::image::dockerfile::base_images_with_lines(&text, &[]) {
+                if images.contains(&image) {
+                    lines.insert((member.name.clone(), image.clone()), line);
+                    member.deps.push(image);
+                }
+            }
+            member.deps.sort();
+            member.deps.dedup();
+        }
+        self.members.sort_by(|a, b| a.name.cmp(&b.name));
+        for image in &images {
+            let chain = self.image_cycle(image);
+            if let [first, second, ..] = chain.as_slice() {
+                let dockerfile = self.member(first).and_then(|member| member.dockerfile.clone()).unwrap_or_default();
+                bail!(
+                    "{dockerfile}:{}: FROM {second} makes a cycle of images ({}): an image cannot be built on itself; start one of them FROM another base",
+                    lines[&(first.clone(), second.clone())],
+                    chain.join(" → ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The monorepo images `name` starts FROM directly.
+    pub fn image_bases(&self, name: &str) -> Vec<&str> {
+        let is_image = |dep: &&String| self.member(dep).is_some_and(|member| !member.is_crate);
+        self.member(name).map(|member| member.deps.iter().filter(is_image).map(String::as_str).collect()).unwrap_or_default()
+    }
+
+    /// A path of FROM edges from `image` back to itself, or nothing.
+    fn image_cycle(&self, image: &str) -> Vec<String> {
+        let mut path = vec![image.to_string()];
+        let mut seen = BTreeSet::new();
+        fn walk(ws: &Workspace, target: &str, path: &mut Vec<String>, seen: &mut BTreeSet<String>) -> bool {
+            let current = path.last().expect("not empty").clone();
+            for base in ws.image_bases(&current) {
+                if base == target {
+                    path.push(base.to_string());
+                    return true;
+                }
+                if seen.insert(base.to_string()) {
+                    path.push(base.to_string());
+                    if walk(ws, target, path, seen) {
+                        return true;
+                    }
+                    path.pop();
+                }
+            }
+            false
+        }
+        if walk(self, image, &mut path, &mut seen) {
+            path
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `names` and the monorepo images they are built on (`bases`, not named themselves), in an
+    /// order where every image comes after the images it starts FROM, by name otherwise.
+    pub fn build_order(&self, names: &[String]) -> (Vec<String>, BTreeSet<String>) {
+        let mut order = Vec::new();
+        let mut bases = BTreeSet::new();
+        fn visit(ws: &Workspace, name: &str, order: &mut Vec<String>, bases: &mut BTreeSet<String>, named: &[String]) {
+            if order.iter().any(|done| done == name) {
+                return;
+            }
+            for base in ws.image_bases(name) {
+                if !named.iter().any(|n| n == base) {
+                    bases.insert(base.to_string());
+                }
+                visit(ws, base, order, bases, named);
+            }
+            order.push(name.to_string());
+        }
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        for name in &sorted {
+            visit(self, name, &mut order, &mut bases, names);
+        }
+        (order, bases)
     }
 
     /// A new, empty directory for scratch files, removed when dropped: under the workspace's
@@ -310,6 +441,59 @@ pub(crate) mod tests {
         assert_eq!(ws.dependencies_of("worker").into_iter().collect::<Vec<_>>(), ["common", "words", "worker"]);
         assert_eq!(ws.dependency_chain("worker", "common"), ["common", "words", "worker"]);
         assert!(ws.dependency_chain("api", "words").is_empty());
+    }
+
+    /// The images of `docker/` beside the crates, with their Dockerfiles' texts.
+    fn with_images(dockerfiles: &[(&str, &str)]) -> Result<Workspace> {
+        let mut ws = workspace(&[("common", "crates/common", &[], false), ("api", "crates/api", &["common"], true)]);
+        let dirs: Vec<String> = dockerfiles
+            .iter()
+            .filter_map(|(path, _)| path.strip_suffix("/Dockerfile"))
+            .filter(|d| d.starts_with("docker/"))
+            .map(String::from)
+            .collect();
+        let read = |path: &str| dockerfiles.iter().find(|(file, _)| *file == path).map(|(_, text)| text.to_string());
+        ws.add_images(&dirs, &read)?;
+        Ok(ws)
+    }
+
+    #[test]
+    fn images_of_docker_are_built_after_the_images_they_start_from() {
+        let ws = with_images(&[
+            ("docker/base/Dockerfile", "FROM scratch\n"),
+            ("docker/tools/Dockerfile", "ARG V=1\nFROM base AS build\nFROM build\n"),
+            ("docker/sidecar/Dockerfile", "FROM 127.0.0.1:5000/other/base:1\n"),
+            ("crates/api/Dockerfile", "FROM tools\n"),
+        ])
+        .unwrap();
+        assert_eq!(ws.image_bases("api"), ["tools"]);
+        assert_eq!(ws.image_bases("tools"), ["base"], "a stage named build is no image");
+        assert!(ws.image_bases("sidecar").is_empty());
+        assert_eq!(ws.dependency_chain("api", "base"), ["base", "tools", "api"]);
+        let (order, bases) = ws.build_order(&["api".to_string(), "sidecar".to_string()]);
+        assert_eq!(order, ["base", "tools", "api", "sidecar"]);
+        assert_eq!(bases.into_iter().collect::<Vec<_>>(), ["base", "tools"]);
+        let apps: Vec<&str> = ws.apps().map(|app| app.name.as_str()).collect();
+        assert_eq!(apps, ["api", "base", "sidecar", "tools"]);
+    }
+
+    #[test]
+    fn image_cycles_and_name_clashes_are_errors_naming_the_file() {
+        let err = with_images(&[
+            ("docker/a/Dockerfile", "FROM scratch AS x\nFROM b\n"),
+            ("docker/b/Dockerfile", "FROM c\n"),
+            ("docker/c/Dockerfile", "FROM a\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "docker/a/Dockerfile:2: FROM b makes a cycle of images (a → b → c → a): an image cannot be built on itself; start one of them FROM another base"
+        );
+        let err = with_images(&[("docker/common/Dockerfile", "FROM scratch\n")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "docker/common/Dockerfile makes an image `common`, and the crate in crates/common has that name too: their tags would collide in the repository; rename the directory"
+        );
     }
 
     #[test]
