@@ -121,6 +121,8 @@ struct Plans {
     recipes: BTreeMap<String, Recipe>,
     bases: BTreeMap<String, BaseImage>,
     engine_bases: BTreeMap<String, Option<BaseImage>>,
+    /// The images of `docker/` built so far in this run, which later images start FROM.
+    local_bases: BTreeMap<String, LocalBase>,
 }
 
 impl Builder<'_> {
@@ -140,7 +142,7 @@ impl Builder<'_> {
         let names: Vec<String> = apps.iter().map(|app| app.name.clone()).collect();
         let (order, _) = workspace.build_order(&names);
         let members: Vec<&Member> = order.iter().map(|name| workspace.member(name).expect("selected apps are members")).collect();
-        let plans = self.plan(&members).await?;
+        let mut plans = self.plan(&members).await?;
         let engine = match plans.recipes.values().any(|recipe| matches!(recipe, Recipe::Engine(_))) {
             true => Some(Engine::connect(&self.ctx.sh)?),
             false => None,
@@ -155,11 +157,10 @@ impl Builder<'_> {
             provenance.record_inputs(inputs);
         }
         let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
-        let mut local_bases = BTreeMap::new();
         for member in &members {
-            let image = self.assemble(member, &plans, engine.as_ref(), &provenance, &local_bases)?;
+            let image = self.assemble(member, &plans, engine.as_ref(), &provenance)?;
             if !member.is_crate {
-                local_bases.insert(member.name.clone(), LocalBase::read(&image, &self.config.platforms)?);
+                plans.local_bases.insert(member.name.clone(), LocalBase::read(&image, &self.config.platforms)?);
             }
             built.insert(member.name.clone(), image);
         }
@@ -167,7 +168,8 @@ impl Builder<'_> {
     }
 
     async fn plan(&self, members: &[&Member]) -> Result<Plans> {
-        let mut plans = Plans { recipes: BTreeMap::new(), bases: BTreeMap::new(), engine_bases: BTreeMap::new() };
+        let mut plans =
+            Plans { recipes: BTreeMap::new(), bases: BTreeMap::new(), engine_bases: BTreeMap::new(), local_bases: BTreeMap::new() };
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
@@ -229,25 +231,18 @@ impl Builder<'_> {
     }
 
     /// Writes one app's image for every platform, and its index tagged `latest`, into its layout.
-    fn assemble(
-        &self,
-        member: &Member,
-        plans: &Plans,
-        engine: Option<&Engine<'_>>,
-        provenance: &Provenance,
-        local_bases: &BTreeMap<String, LocalBase>,
-    ) -> Result<BuiltImage> {
+    fn assemble(&self, member: &Member, plans: &Plans, engine: Option<&Engine<'_>>, provenance: &Provenance) -> Result<BuiltImage> {
         let layout_dir = self.ctx.workspace.target_dir.join("xtask/oci").join(&member.name);
         let layout = Layout::create(&layout_dir)?;
         // A monorepo base's layers are copied from its layout: the image is whole without a
         // registry, and a push finds them in the repository the base was pushed to first.
         for base in self.ctx.workspace.image_bases(&member.name) {
-            local_bases[base].copy_layers_into(&layout)?;
+            plans.local_bases[base].copy_layers_into(&layout)?;
         }
         let annotations = annotations(member, provenance);
         let mut manifests = Vec::new();
         for platform in &self.config.platforms {
-            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch, local_bases)?;
+            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
             manifests.push(assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?);
         }
         let mut index_annotations = annotations;
@@ -269,7 +264,6 @@ impl Builder<'_> {
         plans: &Plans,
         engine: Option<&Engine<'_>>,
         epoch: u64,
-        local_bases: &BTreeMap<String, LocalBase>,
     ) -> Result<ImageParts> {
         let workspace = &self.ctx.workspace;
         let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
@@ -279,7 +273,7 @@ impl Builder<'_> {
                 let base = match &plan.base {
                     Base::Scratch => None,
                     Base::Image { image, .. } => {
-                        let base = local_bases.get(image).map_or_else(|| &plans.bases[image], |local| &local.image);
+                        let base = plans.local_bases.get(image).map_or_else(|| &plans.bases[image], |local| &local.image);
                         Some((base.source.as_str(), &base.images[platform]))
                     }
                 };
