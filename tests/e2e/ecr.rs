@@ -54,7 +54,7 @@ fn setup_is_idempotent_and_a_release_authenticates_with_the_ecr_token() {
         "a dry run changes nothing"
     );
     let done = ecr.xtask_ok(&scratch, &["ecr", "setup", "--repository", &repository]);
-    assert!(done.contains("did create the repository") && done.contains("did write the lifecycle policy (3 rules)"), "{done}");
+    assert!(done.contains("did create the repository") && done.contains("did write the lifecycle policy (4 rules)"), "{done}");
     assert_eq!(ecr.xtask_ok(&scratch, &["ecr", "setup", "--repository", &repository]).trim(), format!("{repository}: up to date"));
 
     // The settings change: only the difference is applied.
@@ -62,7 +62,7 @@ fn setup_is_idempotent_and_a_release_authenticates_with_the_ecr_token() {
     let changed = ecr.xtask_ok(&scratch, &["ecr", "setup", "--repository", &repository, "--dry-run"]);
     assert_eq!(
         changed.trim(),
-        format!("{repository}: would set scan on push to false\n{repository}: would write the lifecycle policy (3 rules)")
+        format!("{repository}: would set scan on push to false\n{repository}: would write the lifecycle policy (4 rules)")
     );
 
     // Without --repository, the environments' repositories on ECR are set up too.

@@ -33,7 +33,7 @@ fn bad_input_gets_a_clear_error() {
         Case {
             args: args(&["release", "nope"]),
             setup: nothing,
-            expected: "unknown app `nope`: the workspace's apps are hello-api, worker",
+            expected: "unknown app `nope`: the workspace's apps are base, hello-api, worker",
         },
         Case {
             args: args(&["build", "worker", "--load", "--platform", "linux/amd64,linux/arm64"]),

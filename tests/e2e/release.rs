@@ -359,9 +359,9 @@ fn releases_heal_what_an_earlier_release_left_out_and_keep_rollbacks() {
     // A new repository gets every app, the ones git shows and the ones it does not.
     let fresh = format!("{}/acme/fresh", registry.host);
     let json = changed_json(&scratch, &["--against-registry", "--repository", &fresh]);
-    assert_eq!(app_names(&json), ["hello-api", "worker"]);
-    assert_eq!(json["apps"][0]["reasons"][0]["kind"], "unreleased");
-    assert_eq!(json["apps"][0]["reasons"][0]["searched"][0], format!("hello-api-{first}"));
+    assert_eq!(app_names(&json), ["base", "hello-api", "worker"]);
+    assert_eq!(json["apps"][1]["reasons"][0]["kind"], "unreleased");
+    assert_eq!(json["apps"][1]["reasons"][0]["searched"][0], format!("hello-api-{first}"));
     assert!(scratch.xtask_ok(&["release", "--git-only", "--repository", &fresh]).contains("nothing to release"));
 
     // Rolling `-latest` back to an older image is not undone by the next release.

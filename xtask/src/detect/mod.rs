@@ -124,6 +124,8 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
     let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
     let mut add = |app: &str, reason: Reason| reasons.entry(app.to_string()).or_default().push(reason);
     let all_apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
+    // Cargo's workspace-wide inputs reach what cargo compiles: not the images of docker/.
+    let crate_apps: Vec<String> = workspace.apps().filter(|app| app.is_crate).map(|app| app.name.clone()).collect();
     // Many paths share an owner; its dependents are computed once.
     let mut dependents: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for path in changed_paths {
@@ -143,12 +145,12 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
                         add(app, Reason::Lockfile { packages: packages.clone() });
                     }
                 }
-                LockfileEvidence::NotCompared => all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() })),
+                LockfileEvidence::NotCompared => crate_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() })),
             }
             continue;
         }
         if is_workspace_wide(path) {
-            all_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+            crate_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
             continue;
         }
         for (app, reason) in reads_outside_crates(path, evidence) {
@@ -298,6 +300,12 @@ mod tests {
                 tools: base image base changed (docker/base/rootfs/etc/passwd)"#]],
         );
         check(&["docker/tools/tests/fixture"], expect_test::expect!["tools: docker/tools/tests/fixture changed"]);
+        check(
+            &["Cargo.toml"],
+            expect_test::expect![[r#"
+                api: workspace-wide input Cargo.toml changed
+                worker: workspace-wide input Cargo.toml changed"#]],
+        );
         check(&["docker/README.md"], expect_test::expect![""]);
     }
 

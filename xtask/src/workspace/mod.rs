@@ -321,7 +321,7 @@ impl Workspace {
                     if member.dir.is_empty() { "." } else { &member.dir },
                     app_names.join(", ")
                 ),
-                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml)", app_names.join(", ")),
+                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml, or an image of docker/<name>/Dockerfile)", app_names.join(", ")),
             }
         }
         Ok(selected)
@@ -502,7 +502,7 @@ pub(crate) mod tests {
         let err = ws.select_apps(&["nope".into()]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml)"
+            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml, or an image of docker/<name>/Dockerfile)"
         );
         let err = ws.select_apps(&["common".into()]).unwrap_err();
         assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
