@@ -15,4 +15,5 @@ mod laptop;
 mod push;
 mod release;
 mod resilience;
+mod runners;
 mod support;

@@ -29,6 +29,9 @@ pub enum Command {
     Prune(Prune),
     /// Delete an app's images by tag (deleting an image deletes all of its tags)
     Delete(Delete),
+    /// Join the platform images that `release --by-digest` jobs pushed into one index per app,
+    /// and move the tags once every platform is there
+    Merge(Merge),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Install or remove the git pre-push hook that builds the apps a push changes
@@ -335,8 +338,34 @@ pub struct Release {
     /// How long the scan gate waits for a scan (default: `scan-timeout-seconds`, else 600)
     #[arg(long, value_name = "SECONDS")]
     pub scan_timeout: Option<u64>,
+    /// Push each app's platform images (blobs and manifests) by digest, untagged, and print them
+    /// as JSON for `merge`: one job per platform, each on its own runner
+    #[arg(long, conflicts_with_all = ["tag_extra", "no_latest", "max_critical", "max_high", "json"])]
+    pub by_digest: bool,
     #[command(flatten)]
     pub transfer: Transfer,
+}
+
+#[derive(Args, Debug)]
+pub struct Merge {
+    /// The JSON that each `release --by-digest` job printed, saved to a file (`-`: standard input)
+    #[arg(required = true, value_name = "FILE")]
+    pub records: Vec<std::path::PathBuf>,
+    /// The repository the jobs pushed to (default: the one their records name)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// The platforms every app's index must hold, comma-separated (default: as for `release`)
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// More tags per app, as for `release`
+    #[arg(long, value_name = "RULE")]
+    pub tag_extra: Vec<String>,
+    /// Do not move `<app>-latest`
+    #[arg(long)]
+    pub no_latest: bool,
+    /// A PEM file of extra CA certificates for the registry (also XTASK_CA_FILE)
+    #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

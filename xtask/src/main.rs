@@ -62,6 +62,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             Command::Promote(args) => done(commands::promote::run(&ctx, args).await),
             Command::Prune(args) => done(commands::prune::run_prune(&ctx, args).await),
             Command::Delete(args) => done(commands::prune::run_delete(&ctx, args).await),
+            Command::Merge(args) => done(commands::merge::run(&ctx, args).await),
             Command::Ecr(args) => done(commands::ecr::run(&ctx, args).await),
             Command::Hook(args) => done(commands::hook::run(&ctx, args).await),
             Command::Push(_) | Command::Completions(_) => unreachable!("handled without a workspace"),

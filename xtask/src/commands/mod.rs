@@ -7,6 +7,7 @@ pub mod changed;
 pub mod ecr;
 pub mod hook;
 pub mod images;
+pub mod merge;
 pub mod promote;
 pub mod prune;
 pub mod push;

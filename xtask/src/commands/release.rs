@@ -17,9 +17,10 @@ use crate::detect::inputs::AppInputs;
 use crate::detect::{self, SelectedApp};
 use crate::flags;
 use crate::image::layout::Layout;
-use crate::image::oci::Digest;
+use crate::image::oci::{Digest, ImageIndex};
 use crate::image::reference::validate_tag;
 use crate::progress::{AppLine, Progress};
+use crate::repository::by_digest;
 use crate::repository::push::{PushReport, Pusher};
 use crate::workspace::config::{self, Config, Overrides};
 use crate::workspace::git::Git;
@@ -99,6 +100,11 @@ pub async fn run(ctx: &Context, args: flags::Release) -> Result<()> {
     }
     let lines = release.app_lines(&selection);
     let images = release.build(&selection).await?;
+    if args.by_digest {
+        let pushed = release.push_by_digest(&images, lines).await?;
+        println!("{}", serde_json::to_string_pretty(&pushed)?);
+        return Ok(());
+    }
     let failures = release.push_gate_and_tag(&images, lines, &mut summary).await;
     print_summary(&summary, args.json)?;
     write_github_outputs(&summary)?;
@@ -113,6 +119,8 @@ struct Release<'a> {
     ctx: &'a Context,
     args: &'a flags::Release,
     config: Config,
+    /// The settings the apps' input digests are computed with (see `prepare`).
+    inputs_config: Config,
     git: Git<'a>,
     revision: String,
     /// Whether the work tree differs from the commit (only with --allow-dirty or --dry-run).
@@ -135,6 +143,10 @@ impl<'a> Release<'a> {
     /// release before it selects anything.
     async fn prepare(ctx: &'a Context, args: &'a flags::Release) -> Result<Release<'a>> {
         let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &args.selection.platform })?;
+        // A job of a release split across runners builds some platforms; its images' recorded
+        // inputs are those of the index `merge` assembles, with every configured platform.
+        let platforms: &[String] = if args.by_digest { &[] } else { &args.selection.platform };
+        let inputs_config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms })?;
         let git = ctx.git()?;
         let revision = git.rev_parse("HEAD")?;
         let dirty_paths = git.dirty_paths()?;
@@ -146,8 +158,8 @@ impl<'a> Release<'a> {
             crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
         }
         let gate = scan_gate(args, &config).await?;
-        let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json))?;
-        Ok(Release { ctx, args, config, git, revision, dirty, gate, pusher })
+        let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
+        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, pusher })
     }
 
     /// The named apps, every app, or the changed ones and (unless --git-only) those whose image
@@ -159,7 +171,7 @@ impl<'a> Release<'a> {
         // The input digests cost a `cargo metadata`: computed only for the registry check or a build.
         let mut inputs = None;
         if detected && !args.git_only {
-            let current = inputs.insert(evidence::current_inputs(&self.git, &ctx.workspace, &self.config, &self.revision)?);
+            let current = inputs.insert(evidence::current_inputs(&self.git, &ctx.workspace, &self.inputs_config, &self.revision)?);
             let store = self.pusher.registries().open(&self.config.repository)?;
             let released = Released { store: &store, git: &self.git, head: &self.revision };
             heal::add_unreleased(&released, &ctx.workspace, current, &args.selection.exclude, &mut apps).await?;
@@ -237,7 +249,10 @@ impl<'a> Release<'a> {
         if !self.dirty {
             match &selection.inputs {
                 Some(inputs) => provenance.record_inputs(inputs.clone()),
-                None => deferred_inputs = Some(Box::new(move || evidence::current_inputs_in_new_shell(workspace, config, revision))),
+                None => {
+                    let inputs_config = &self.inputs_config;
+                    deferred_inputs = Some(Box::new(move || evidence::current_inputs_in_new_shell(workspace, inputs_config, revision)))
+                }
             }
         }
         let builder = Builder {
@@ -275,6 +290,25 @@ impl<'a> Release<'a> {
             }
         }
         failures
+    }
+
+    /// Pushes each app's platform images by digest, untagged, and says what they are for `merge`.
+    async fn push_by_digest(&self, images: &[BuiltImage], lines: Vec<AppLine>) -> Result<by_digest::Pushed> {
+        let mut pushed =
+            by_digest::Pushed { revision: self.revision.clone(), repository: self.config.repository.to_string(), ..Default::default() };
+        for (image, line) in images.iter().zip(lines) {
+            let layout = Layout::open(&image.layout)?;
+            let index: ImageIndex = serde_json::from_slice(&layout.read_blob(&image.index)?).context("a built index is unreadable")?;
+            for manifest in &index.manifests {
+                self.pusher
+                    .push(&layout, manifest, &self.config.repository, &[], &line)
+                    .await
+                    .with_context(|| format!("cannot push {}", image.app))?;
+            }
+            line.finish(&format!("pushed {} platform images by digest", index.manifests.len()));
+            pushed.apps.insert(image.app.clone(), by_digest::PushedApp { annotations: index.annotations, manifests: index.manifests });
+        }
+        Ok(pushed)
     }
 
     async fn push_app(&self, image: &BuiltImage, app: &mut AppSummary, line: &AppLine) -> Result<PushReport> {

@@ -101,7 +101,8 @@ impl Pusher {
     }
 
     /// Pushes the image `root` of `source` to `destination` and points each of `tags` at it, in
-    /// order: a later tag moves only once the earlier ones are written.
+    /// order: a later tag moves only once the earlier ones are written. Without tags the root is
+    /// written under its digest (a push by digest).
     pub async fn push(
         &self,
         source: &Layout,
@@ -143,6 +144,10 @@ impl Pusher {
             }
         }
         let (root, bytes) = &graph.root;
+        // Untagged, the image is pushed by digest: its root is written under its digest.
+        if tags.is_empty() && registry.manifest_digest(repository, root.digest.as_str()).await?.as_ref() != Some(&root.digest) {
+            registry.put_manifest(repository, root.digest.as_str(), &root.media_type, bytes).await?;
+        }
         for tag in tags {
             line.step(&format!("tagging {tag}"));
             if registry.manifest_digest(repository, tag).await?.as_ref() == Some(&root.digest) {
