@@ -54,7 +54,9 @@ pub fn join(records: &[(String, Pushed)], platforms: &[Platform]) -> Result<(Str
             );
         }
     }
-    let mut apps: BTreeMap<&str, (&BTreeMap<String, String>, BTreeMap<String, &Descriptor>)> = BTreeMap::new();
+    // Per app: its annotations, and its images by platform.
+    type Gathered<'a> = (&'a BTreeMap<String, String>, BTreeMap<String, &'a Descriptor>);
+    let mut apps: BTreeMap<&str, Gathered<'_>> = BTreeMap::new();
     for (file, record) in records {
         for (app, pushed) in &record.apps {
             let (annotations, manifests) = apps.entry(app).or_insert((&pushed.annotations, BTreeMap::new()));
