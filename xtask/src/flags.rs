@@ -195,9 +195,14 @@ pub struct Changed {
     /// Exit with 1 when an app changed (or was deleted), 0 when none did; errors exit with 2
     #[arg(long)]
     pub exit_code: bool,
-    /// Print a JSON object (`base`, `head`, `apps` with typed `reasons`, `deleted`)
+    /// Print a JSON object (`base`, `head`, `apps` with typed `reasons`, `deleted`, and with
+    /// --shards `shards`)
     #[arg(long)]
     pub json: bool,
+    /// Also split the selected apps into CI jobs: at most N balanced jobs of apps that
+    /// cross-compile, and one job per platform for apps with RUN steps (pushing by digest)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: Option<u16>,
     /// Also select apps whose image of their current inputs is missing from the repository
     /// (`unreleased` or `stale` reasons), as `release` does
     #[arg(long, conflicts_with = "include_uncommitted")]

@@ -4,13 +4,18 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
 
 use crate::context::Context;
 use crate::detect::evidence::{self, detect, resolve_range, Detection};
 use crate::detect::heal::{self, Released};
+use crate::detect::shards::{self, Shard};
 use crate::detect::{select_all, Reason};
 use crate::flags;
+use crate::image::dockerfile;
 use crate::repository::store::Registries;
 use crate::workspace::config::{Config, Overrides};
 use crate::workspace::git::Git;
@@ -27,16 +32,48 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
         let released = Released { store: &store, git: &git, head: &detection.head };
         heal::add_unreleased(&released, workspace, &inputs, &[], &mut detection.apps).await?;
     }
+    let shards = match args.shards {
+        Some(count) => Some(plan_shards(ctx, &config, &detection, usize::from(count))?),
+        None => None,
+    };
     if let Some(name) = &args.explain {
         workspace.select_apps(std::slice::from_ref(name))?;
         explain(workspace, &detection, name);
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&detection)?);
+        println!("{}", serde_json::to_string_pretty(&Printed { detection: &detection, shards })?);
     } else {
         print_detection(&detection);
+        for (number, shard) in shards.iter().flatten().enumerate() {
+            let how = if shard.by_digest { ", by digest" } else { "" };
+            println!("shard {} ({}, {}{how}): {}", number + 1, shard.runner, shard.platforms, shard.apps.join(" "));
+        }
     }
     let changed = !detection.apps.is_empty() || !detection.deleted.is_empty();
     Ok(if args.exit_code && changed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// What `--json` prints: the detection, and the jobs with --shards.
+#[derive(Serialize)]
+struct Printed<'a> {
+    #[serde(flatten)]
+    detection: &'a Detection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shards: Option<Vec<Shard>>,
+}
+
+/// The selected apps as CI jobs (`detect::shards`), each app's Dockerfile telling whether it
+/// runs commands.
+fn plan_shards(ctx: &Context, config: &Config, detection: &Detection, count: usize) -> Result<Vec<Shard>> {
+    let mut runs_commands = BTreeSet::new();
+    for app in &detection.apps {
+        let text =
+            std::fs::read_to_string(ctx.workspace.root.join(&app.dockerfile)).with_context(|| format!("cannot read {}", app.dockerfile))?;
+        if dockerfile::runs_commands(&text) {
+            runs_commands.insert(app.name.clone());
+        }
+    }
+    let apps: Vec<String> = detection.apps.iter().map(|app| app.name.clone()).collect();
+    Ok(shards::plan(&ctx.workspace, &apps, &runs_commands, &config.platforms, count))
 }
 
 /// The apps between the range the flags give, every app with --all, or every app with the

@@ -2,7 +2,8 @@
 //! function over the changed paths, the workspace graph and the evidence; `inputs` is an app's
 //! input digest computed by the same rules. `evidence` gathers what the core needs from git and
 //! cargo (the range, lockfile graph differences, Dockerfile build contexts), and `heal` asks the
-//! repository which apps' images of their current inputs are missing.
+//! repository which apps' images of their current inputs are missing; `shards` splits the
+//! selected apps into CI jobs.
 
 pub mod evidence;
 pub mod glob;
@@ -10,6 +11,7 @@ pub mod harvest;
 pub mod heal;
 pub mod inputs;
 pub mod lockfile;
+pub mod shards;
 
 use std::collections::{BTreeMap, BTreeSet};
 
