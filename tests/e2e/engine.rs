@@ -251,3 +251,50 @@ fn a_release_on_a_debian_base_podman_pushed_uploads_only_the_apps_own_layers() {
         assert!(own_bytes < base_layer["size"].as_u64().unwrap() / 10, "{}: the app's layers are small beside the base's", engine.name);
     }
 }
+
+/// An app with a RUN step on the monorepo's own base (`FROM base`, docker/base): each engine gets
+/// the base built in the same run from its layout, for each platform, and pulls nothing (there
+/// is no Docker Hub here); the app's image starts with the base's layer unchanged, and the
+/// release pushes and tags the base first.
+#[test]
+fn run_steps_on_an_image_of_docker_get_it_from_the_run_on_every_engine() {
+    let engines: Vec<Engine> = [Engine::default_engine(), Engine::docker26()].into_iter().flatten().collect();
+    let registry = Registry::start();
+    for (number, engine) in engines.iter().enumerate() {
+        let scratch = Scratch::new();
+        engine.prepare(&scratch, &registry);
+        add_stamp_app(&scratch, "base", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+        // The base runs as an unprivileged user; the step writes under /etc as root.
+        scratch.edit("crates/stamp/Dockerfile", |text| {
+            text.replace("RUN [", "USER 0:0\nRUN [").replace("ENTRYPOINT", "USER 65532:65532\nENTRYPOINT")
+        });
+        scratch.commit("stamp writes as root");
+        let repository = format!("{}/acme/base{number}", registry.host);
+        let platforms = runnable_platforms();
+        let release = ["release", "base", "stamp", "--repository", &repository, "--json", "--platform", platforms];
+        let (json, log) = release_json(&scratch, engine, &release);
+        assert!(log.contains("stamp: built by the Docker engine"), "{}: {log}", engine.name);
+        let released: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+        assert_eq!(released, ["base", "stamp"], "{}", engine.name);
+        let base_index = skopeo_raw(&format!("docker://{repository}:base-latest"));
+        let app_index = skopeo_raw(&format!("docker://{repository}:stamp-latest"));
+        for (base_entry, app_entry) in base_index["manifests"].as_array().unwrap().iter().zip(app_index["manifests"].as_array().unwrap()) {
+            let base = skopeo_raw(&format!("docker://{repository}@{}", base_entry["digest"].as_str().unwrap()));
+            let app = skopeo_raw(&format!("docker://{repository}@{}", app_entry["digest"].as_str().unwrap()));
+            assert_eq!(app["layers"][0]["digest"], base["layers"][0]["digest"], "{}: the base's layer keeps its bytes", engine.name);
+            let copy = tempfile::tempdir().unwrap();
+            let reference = format!("docker://{repository}@{}", app_entry["digest"].as_str().unwrap());
+            let copied = skopeo(&["copy", "--src-tls-verify=false", &reference, &format!("oci:{}:x", copy.path().display())]);
+            assert!(copied.status.success(), "{}", stderr(&copied));
+            let last = app["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
+            let architecture = app_entry["platform"]["architecture"].as_str().unwrap();
+            let machine = if architecture == "arm64" { "aarch64" } else { "x86_64" };
+            assert_eq!(
+                layer_files(&blob_path(copy.path(), &last)),
+                [("etc/stamp-arch".to_string(), machine.to_string())],
+                "{}",
+                engine.name
+            );
+        }
+    }
+}

@@ -58,13 +58,24 @@ impl<'a> Engine<'a> {
     /// Builds `dockerfile` (its path relative to `context`, and its text) for `platform`, tags
     /// the result `xtask/<app>:<os>-<arch>` in the engine so it can be run locally, and saves it
     /// to an archive in `work`.
-    pub fn build(&self, app: &str, dockerfile: &str, text: &str, platform: &Platform, context: &Path, work: &Path) -> Result<SavedImage> {
+    /// `loaded` names the bases put into the engine beforehand (`load`), which are not pulled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        &self,
+        app: &str,
+        dockerfile: &str,
+        text: &str,
+        platform: &Platform,
+        context: &Path,
+        work: &Path,
+        loaded: &[&str],
+    ) -> Result<SavedImage> {
         if dockerfile::runs_commands(text) {
             check_emulation(platform)?;
         }
         let slug = platform.to_string().replace('/', "-");
         if self.legacy {
-            self.pull_bases(dockerfile, text, platform)?;
+            self.pull_bases(dockerfile, text, platform, loaded)?;
         }
         let text = if self.legacy { self.with_platform_scratch(text, platform, &slug)? } else { text.to_string() };
         std::fs::create_dir_all(work)?;
@@ -111,14 +122,23 @@ impl<'a> Engine<'a> {
     /// The engine's image store keeps one platform per tag, and the legacy builder uses whatever
     /// platform a base image's tag holds; so each base is pulled for the platform about to be
     /// built, which is cheap when its layers are already there.
-    fn pull_bases(&self, dockerfile: &str, text: &str, platform: &Platform) -> Result<()> {
+    fn pull_bases(&self, dockerfile: &str, text: &str, platform: &Platform, loaded: &[&str]) -> Result<()> {
         let platform_text = platform.to_string();
-        for image in dockerfile::base_images(text, &platform.build_args()) {
+        for image in dockerfile::base_images(text, &platform.build_args()).into_iter().filter(|image| !loaded.contains(&image.as_str())) {
             cmd!(self.sh, "docker pull --quiet --platform {platform_text} {image}").quiet().ignore_stdout().run().with_context(|| {
                 format!("the Docker engine could not pull {image} for {platform}, a base image of {dockerfile}: check that the image exists for that platform and that `docker login` was run for its registry")
             })?;
         }
         Ok(())
+    }
+
+    /// Loads an image archive (`docker save`'s format) into the engine, under its own tags.
+    pub fn load(&self, archive: &Path) -> Result<()> {
+        cmd!(self.sh, "docker load --quiet --input {archive}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("`docker load` did not take the image in {}: see what it printed above", archive.display()))
     }
 
     /// The legacy builder records the host's architecture on a `FROM scratch` stage whose first

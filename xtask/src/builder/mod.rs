@@ -12,7 +12,7 @@ pub mod toolchain;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
@@ -178,11 +178,6 @@ impl Builder<'_> {
                 eprintln!("{}: {why}", member.name);
             }
             let monorepo_bases = self.ctx.workspace.image_bases(&member.name);
-            if let (Recipe::Engine(_), Some(base)) = (&recipe, monorepo_bases.first()) {
-                bail!(
-                    "{dockerfile} starts FROM {base}, an image of docker/, and needs the Docker engine (it has RUN steps): the engine does not get the monorepo's images yet; build on {base} without RUN steps (COPY, ENV, USER ... are assembled natively), or start FROM a registry image"
-                );
-            }
             if let Recipe::Native(native) = &recipe {
                 for plan in native.values() {
                     if let Base::Image { image, line } = &plan.base {
@@ -196,7 +191,7 @@ impl Builder<'_> {
                 }
             }
             if let Recipe::Engine(text) = &recipe {
-                self.read_engine_bases(text, &mut plans.engine_bases).await;
+                self.read_engine_bases(text, &monorepo_bases, &mut plans.engine_bases).await;
             }
             plans.recipes.insert(member.name.clone(), recipe);
             if member.is_crate && member.bin.is_none() {
@@ -212,10 +207,10 @@ impl Builder<'_> {
 
     /// The base images of an engine recipe, from their registries, so that the layers an image
     /// shares with its base keep the base's bytes and are mounted rather than re-encoded.
-    async fn read_engine_bases(&self, text: &str, bases: &mut BTreeMap<String, Option<BaseImage>>) {
+    async fn read_engine_bases(&self, text: &str, monorepo_bases: &[&str], bases: &mut BTreeMap<String, Option<BaseImage>>) {
         for platform in &self.config.platforms {
             for image in dockerfile::base_images(text, &platform.build_args()) {
-                if bases.contains_key(&image) {
+                if bases.contains_key(&image) || monorepo_bases.contains(&image.as_str()) {
                     continue;
                 }
                 let base = match read::resolve_base(self.registries, &image, &self.config.platforms).await {
@@ -282,13 +277,21 @@ impl Builder<'_> {
             Recipe::Engine(text) => {
                 let engine = engine.expect("connected when a recipe needs it");
                 let work = workspace.target_dir.join("xtask/engine").join(&member.name);
+                // The monorepo images it starts FROM go into the engine under their names, for
+                // this platform, from their layouts: the engine finds them there and pulls nothing.
+                let monorepo_bases = workspace.image_bases(&member.name);
+                for base in &monorepo_bases {
+                    plans.local_bases[*base].load_into(engine, base, platform, &work)?;
+                }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
-                    engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work)
+                    engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work, &monorepo_bases)
                 })?;
+                let local = monorepo_bases.iter().map(|base| &plans.local_bases[*base].image);
                 let bases: Vec<BaseParts<'_>> = plans
                     .engine_bases
                     .values()
                     .flatten()
+                    .chain(local)
                     .filter_map(|base| Some((base.source.as_str(), base.images.get(platform)?)))
                     .collect();
                 let image = engine::import(&saved, &bases, layout, epoch)?;
@@ -303,6 +306,8 @@ impl Builder<'_> {
 struct LocalBase {
     layout: PathBuf,
     image: BaseImage,
+    /// Its platform manifests.
+    manifests: BTreeMap<Platform, Descriptor>,
 }
 
 impl LocalBase {
@@ -310,17 +315,35 @@ impl LocalBase {
         let layout = Layout::open(&built.layout)?;
         let index: oci::ImageIndex = serde_json::from_slice(&layout.read_blob(&built.index)?).context("a built index is unreadable")?;
         let mut images = BTreeMap::new();
+        let mut manifests = BTreeMap::new();
         for (platform, entry) in platforms.iter().zip(&index.manifests) {
+            manifests.insert(platform.clone(), entry.clone());
             let manifest: oci::ImageManifest =
                 serde_json::from_slice(&layout.read_blob(entry)?).context("a built manifest is unreadable")?;
             let config: oci::ImageConfig =
                 serde_json::from_slice(&layout.read_blob(&manifest.config)?).context("a built configuration is unreadable")?;
             images.insert(platform.clone(), (manifest, config));
         }
-        Ok(LocalBase {
-            layout: built.layout.clone(),
-            image: BaseImage { source: format!("the layout {}", built.layout.display()), images },
-        })
+        let image = BaseImage { source: format!("the layout {}", built.layout.display()), images };
+        Ok(LocalBase { layout: built.layout.clone(), image, manifests })
+    }
+
+    /// Puts its `platform` image into the engine as `<name>:latest`, the name a FROM gives it.
+    fn load_into(&self, engine: &Engine<'_>, name: &str, platform: &Platform, work: &Path) -> Result<()> {
+        fs::create_dir_all(work)?;
+        let archive = work.join(format!("{name}-{}.tar", platform.to_string().replace('/', "-")));
+        let mut out = std::io::BufWriter::new(fs::File::create(&archive)?);
+        crate::image::archive::write_archive(
+            &Layout::open(&self.layout)?,
+            &self.manifests[platform],
+            &[format!("{name}:latest")],
+            &mut out,
+        )
+        .with_context(|| format!("cannot write the image {name} for the engine"))?;
+        out.into_inner().map_err(|err| err.into_error())?;
+        engine.load(&archive)?;
+        fs::remove_file(&archive)?;
+        Ok(())
     }
 
     fn copy_layers_into(&self, layout: &Layout) -> Result<()> {
