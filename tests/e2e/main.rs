@@ -16,4 +16,5 @@ mod push;
 mod release;
 mod resilience;
 mod runners;
+mod supply;
 mod support;

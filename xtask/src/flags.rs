@@ -343,6 +343,11 @@ pub struct Release {
     /// How long the scan gate waits for a scan (default: `scan-timeout-seconds`, else 600)
     #[arg(long, value_name = "SECONDS")]
     pub scan_timeout: Option<u64>,
+    /// Attach to every platform image an SPDX 2.3 bill of materials of the crates its binary
+    /// compiles and a SLSA provenance statement, as OCI 1.1 artifacts (referrers API, or the
+    /// `sha256-<hex>` tag schema where the registry lacks it); existing ones are kept
+    #[arg(long, conflicts_with = "by_digest")]
+    pub attest: bool,
     /// Push each app's platform images (blobs and manifests) by digest, untagged, and print them
     /// as JSON for `merge`: one job per platform, each on its own runner
     #[arg(long, conflicts_with_all = ["tag_extra", "no_latest", "max_critical", "max_high", "json"])]

@@ -367,7 +367,7 @@ impl Storage {
         self.root.join("repositories").join(repository)
     }
 
-    fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         let hex = digest.strip_prefix("sha256:")?;
         fs::read(self.root.join("blobs/sha256").join(&hex[..2]).join(hex).join("data")).ok()
     }

@@ -4,6 +4,7 @@
 //! `target/xtask/oci/<app>`. Each platform's image comes from one of two builders that produce the
 //! same `ImageParts`: `native` (assembled here, without a daemon) or `engine` (the Docker engine).
 
+pub mod attest;
 pub mod dockerignore;
 pub mod engine;
 pub mod load;
@@ -43,6 +44,8 @@ pub struct BuiltImage {
     pub app: String,
     pub layout: PathBuf,
     pub index: Descriptor,
+    /// The artifacts attached to its platform images (with --attest), in its layout.
+    pub attachments: Vec<Descriptor>,
 }
 
 /// Facts about the source that every image records.
@@ -101,7 +104,7 @@ pub async fn build_work_tree(
         }
         _ => None,
     };
-    Builder { ctx, config, builder, registries, progress }.build(apps, provenance, inputs).await
+    Builder { ctx, config, builder, registries, progress, attest: false }.build(apps, provenance, inputs).await
 }
 
 /// How `build` and `release` build: the workspace, its settings, the builder the user asked for,
@@ -112,6 +115,8 @@ pub struct Builder<'a> {
     pub builder: flags::Builder,
     pub registries: &'a Registries,
     pub progress: &'a Progress,
+    /// Whether each platform image gets its SBOM and provenance attached (`attest`).
+    pub attest: bool,
 }
 
 /// What is read before anything compiles: each app's recipe, and the base images of the recipes
@@ -156,9 +161,10 @@ impl Builder<'_> {
         if let Some(inputs) = inputs {
             provenance.record_inputs(inputs);
         }
+        let attester = if self.attest { Some(attest::Attester::new(workspace)?) } else { None };
         let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
         for member in &members {
-            let image = self.assemble(member, &plans, engine.as_ref(), &provenance)?;
+            let image = self.assemble(member, &plans, engine.as_ref(), &provenance, attester.as_ref())?;
             if !member.is_crate {
                 plans.local_bases.insert(member.name.clone(), LocalBase::read(&image, &self.config.platforms)?);
             }
@@ -226,7 +232,14 @@ impl Builder<'_> {
     }
 
     /// Writes one app's image for every platform, and its index tagged `latest`, into its layout.
-    fn assemble(&self, member: &Member, plans: &Plans, engine: Option<&Engine<'_>>, provenance: &Provenance) -> Result<BuiltImage> {
+    fn assemble(
+        &self,
+        member: &Member,
+        plans: &Plans,
+        engine: Option<&Engine<'_>>,
+        provenance: &Provenance,
+        attester: Option<&attest::Attester>,
+    ) -> Result<BuiltImage> {
         let layout_dir = self.ctx.workspace.target_dir.join("xtask/oci").join(&member.name);
         let layout = Layout::create(&layout_dir)?;
         // A monorepo base's layers are copied from its layout: the image is whole without a
@@ -236,9 +249,17 @@ impl Builder<'_> {
         }
         let annotations = annotations(member, provenance);
         let mut manifests = Vec::new();
+        let mut attachments = Vec::new();
         for platform in &self.config.platforms {
             let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
-            manifests.push(assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?);
+            let manifest = assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?;
+            if let Some(attester) = attester {
+                let base = base_of(member, platform, plans);
+                let base = base.as_ref().map(|(image, digest)| (image.as_str(), digest));
+                let target = &self.config.targets[platform];
+                attachments.extend(attester.attach(&layout, member, platform, target, &manifest, base, provenance)?);
+            }
+            manifests.push(manifest);
         }
         let mut index_annotations = annotations;
         index_annotations.insert(APP_ANNOTATION.to_string(), member.name.clone());
@@ -247,7 +268,7 @@ impl Builder<'_> {
         }
         let index = assembly::write_index(&layout, manifests, index_annotations)?;
         layout.tag("latest", &index)?;
-        Ok(BuiltImage { app: member.name.clone(), layout: layout_dir, index })
+        Ok(BuiltImage { app: member.name.clone(), layout: layout_dir, index, attachments })
     }
 
     /// One platform's layers and configuration, from the app's recipe.
@@ -302,6 +323,25 @@ impl Builder<'_> {
     }
 }
 
+/// The image `member`'s `platform` image is built on, with its platform manifest's digest, as
+/// far as the build read it (a registry base, or an image of `docker/`); `None` for scratch.
+fn base_of(member: &Member, platform: &Platform, plans: &Plans) -> Option<(String, oci::Digest)> {
+    let image = match &plans.recipes[&member.name] {
+        Recipe::Native(native) => match &native[platform].base {
+            Base::Image { image, .. } => image.clone(),
+            Base::Scratch => return None,
+        },
+        Recipe::Engine(text) => dockerfile::base_images(text, &platform.build_args()).pop()?,
+    };
+    let base = plans
+        .local_bases
+        .get(&image)
+        .map(|local| &local.image)
+        .or_else(|| plans.bases.get(&image))
+        .or_else(|| plans.engine_bases.get(&image)?.as_ref())?;
+    Some((image, base.digests.get(platform)?.clone()))
+}
+
 /// An image of `docker/` built earlier in the run, read back from its layout as a base.
 struct LocalBase {
     layout: PathBuf,
@@ -324,7 +364,8 @@ impl LocalBase {
                 serde_json::from_slice(&layout.read_blob(&manifest.config)?).context("a built configuration is unreadable")?;
             images.insert(platform.clone(), (manifest, config));
         }
-        let image = BaseImage { source: format!("the layout {}", built.layout.display()), images };
+        let digests = manifests.iter().map(|(platform, descriptor)| (platform.clone(), descriptor.digest.clone())).collect();
+        let image = BaseImage { source: format!("the layout {}", built.layout.display()), images, digests };
         Ok(LocalBase { layout: built.layout.clone(), image, manifests })
     }
 

@@ -20,8 +20,8 @@ use crate::image::layout::Layout;
 use crate::image::oci::{Digest, ImageIndex};
 use crate::image::reference::validate_tag;
 use crate::progress::{AppLine, Progress};
-use crate::repository::by_digest;
 use crate::repository::push::{PushReport, Pusher};
+use crate::repository::{by_digest, referrers};
 use crate::workspace::config::{self, Config, Overrides};
 use crate::workspace::git::Git;
 
@@ -59,6 +59,9 @@ struct AppSummary {
     /// The scan gate's findings per platform, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     scan: Option<Vec<scan::PlatformScan>>,
+    /// How many attestations (with --attest) were attached; those already there are not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attached: Option<usize>,
 }
 
 /// What a release tags an app with, besides the commit.
@@ -224,6 +227,7 @@ impl<'a> Release<'a> {
                 error: None,
                 seconds: None,
                 scan: None,
+                attached: None,
             });
         }
         Ok(summary)
@@ -261,6 +265,7 @@ impl<'a> Release<'a> {
             builder: self.args.selection.builder,
             registries: self.pusher.registries(),
             progress: self.pusher.progress(),
+            attest: self.args.attest,
         };
         builder.build(&selection.apps, provenance, deferred_inputs).await
     }
@@ -314,12 +319,19 @@ impl<'a> Release<'a> {
     async fn push_app(&self, image: &BuiltImage, app: &mut AppSummary, line: &AppLine) -> Result<PushReport> {
         let (pusher, repository) = (&self.pusher, &self.config.repository);
         let layout = Layout::open(&image.layout)?;
-        let Some(gate) = &self.gate else {
+        if self.gate.is_none() && image.attachments.is_empty() {
             return pusher.push(&layout, &image.index, repository, &app.tags, line).await;
-        };
-        // Untagged first: the tags move only once the scan of every platform passed.
+        }
+        // Untagged first: the tags move only once the attestations are attached and the scan of
+        // every platform passed.
         let mut report = pusher.push(&layout, &image.index, repository, &[], line).await?;
-        app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        if !image.attachments.is_empty() {
+            line.step("attaching the bills of materials and provenance");
+            app.attached = Some(referrers::attach(pusher, &layout, repository, &image.attachments, line).await?);
+        }
+        if let Some(gate) = &self.gate {
+            app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        }
         let tagged = pusher.push(&layout, &image.index, repository, &app.tags, line).await?;
         (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
         Ok(report)
@@ -485,6 +497,7 @@ mod tests {
             error: None,
             seconds: Some(1.25),
             scan: None,
+            attached: None,
         };
         let failed = AppSummary {
             name: "worker".into(),

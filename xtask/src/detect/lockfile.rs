@@ -25,6 +25,14 @@ struct Entry {
     source: Option<String>,
     #[serde(default)]
     dependencies: Vec<String>,
+    #[serde(default)]
+    checksum: Option<String>,
+}
+
+/// The `checksum` of each registry package of a Cargo.lock, by `(name, version)`.
+pub fn checksums(text: &str) -> Result<BTreeMap<(String, String), String>, toml::de::Error> {
+    let lock: Lockfile = toml::from_str(text)?;
+    Ok(lock.package.into_iter().filter_map(|entry| Some(((entry.name, entry.version), entry.checksum?))).collect())
 }
 
 /// What changed in a lockfile, by package (`name version`): packages with a new entry, and

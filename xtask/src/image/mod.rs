@@ -1,9 +1,11 @@
 //! What an image is and how it is written, with no network and no program run: the OCI model
 //! (`oci`, `platform`, `reference`), the Dockerfile reader, reproducible layers, OCI image layouts
-//! on disk, `docker save` archives, and here the last step of either builder: one platform's config and manifest from its
-//! `ImageParts`, and the index over the platforms.
+//! on disk, `docker save` archives, attestations (SBOM, provenance), and here the last step of
+//! either builder: one platform's config and manifest from its `ImageParts`, the index over the
+//! platforms, and the artifacts attached to a platform image.
 
 pub mod archive;
+pub mod attestation;
 pub mod dockerfile;
 pub mod layer;
 pub mod layout;
@@ -58,6 +60,30 @@ pub fn write_image(
     };
     let mut descriptor = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;
     descriptor.platform = Some(platform.to_oci());
+    Ok(descriptor)
+}
+
+/// Writes `bytes` as an OCI 1.1 artifact of `artifact_type` attached to `subject` (its one layer
+/// has that media type, its config is the empty one); returns the artifact manifest's descriptor
+/// with its `artifactType`, as a referrers list names it.
+pub fn write_attachment(layout: &Layout, subject: &Descriptor, artifact_type: &str, bytes: &[u8], epoch: u64) -> Result<Descriptor> {
+    let config = layout.write_blob(oci::MEDIA_TYPE_EMPTY, oci::EMPTY_JSON)?;
+    let layer = layout.write_blob(artifact_type, bytes)?;
+    let mut subject = subject.clone();
+    subject.platform = None;
+    let annotations = BTreeMap::from([("org.opencontainers.image.created".to_string(), oci::rfc3339(epoch))]);
+    let manifest = oci::ArtifactManifest {
+        schema_version: 2,
+        media_type: oci::MEDIA_TYPE_MANIFEST.into(),
+        artifact_type: artifact_type.into(),
+        config,
+        layers: vec![layer],
+        subject,
+        annotations: annotations.clone(),
+    };
+    let mut descriptor = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;
+    descriptor.artifact_type = Some(artifact_type.into());
+    descriptor.annotations = annotations;
     Ok(descriptor)
 }
 

@@ -104,6 +104,9 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// An artifact manifest's type, on its descriptor in a referrers list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -115,7 +118,7 @@ impl Descriptor {
 
     /// The descriptor of a blob already stored under `digest`.
     pub fn of_blob(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor { media_type: media_type.to_string(), digest, size, platform: None, annotations: BTreeMap::new() }
+        Descriptor { media_type: media_type.to_string(), digest, size, platform: None, artifact_type: None, annotations: BTreeMap::new() }
     }
 
     pub fn is_index(&self) -> bool {
@@ -135,6 +138,25 @@ pub struct ImageManifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
+
+/// An OCI 1.1 artifact: an image manifest whose `artifactType` says what its one layer holds,
+/// over the empty config, attached to `subject` (the image it describes) without changing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactManifest {
+    pub schema_version: u32,
+    pub media_type: String,
+    pub artifact_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    pub subject: Descriptor,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The empty config of artifacts, and its content.
+pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_JSON: &[u8] = b"{}";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

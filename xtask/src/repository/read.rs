@@ -19,6 +19,8 @@ pub struct BaseImage {
     /// `host/path` of the repository the base image's blobs live in.
     pub source: String,
     pub images: BTreeMap<Platform, (ImageManifest, ImageConfig)>,
+    /// Each platform manifest's digest, which a bill of materials names.
+    pub digests: BTreeMap<Platform, Digest>,
 }
 
 /// Resolves `image` (`host/path:tag`) for each of `platforms`.
@@ -41,6 +43,7 @@ pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Pla
     }
 
     let mut images = BTreeMap::new();
+    let mut digests = BTreeMap::new();
     let mut available = Vec::new();
     for (platform_hint, digest) in manifests {
         // Entries for other platforms (and BuildKit's attestations, `unknown/unknown`) are named,
@@ -69,6 +72,7 @@ pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Pla
         });
         if let Some(wanted) = platforms.iter().find(|wanted| matches(wanted, &named)) {
             images.insert(wanted.clone(), (manifest, config));
+            digests.insert(wanted.clone(), digest);
         }
     }
     for wanted in platforms {
@@ -76,7 +80,7 @@ pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Pla
             bail!("base image {image} has no {wanted} image (it has {}): pick a base that provides every platform you build, or drop {wanted} from --platform", available.join(", "));
         }
     }
-    Ok(BaseImage { source: format!("{host}/{path}"), images })
+    Ok(BaseImage { source: format!("{host}/{path}"), images, digests })
 }
 
 async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, image: &str) -> Result<ImageConfig> {

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::cargo;
+use crate::image::attestation::CompiledPackage;
 
 /// The work tree's `cargo metadata` with its resolve graph, asked for at most once per run. A
 /// command that may need it (detection when Cargo.lock changed, a build of several apps) starts
@@ -186,6 +187,41 @@ impl Resolver {
             }
         }
         Ok(found)
+    }
+
+    /// The packages `cargo build -p APP --target triple` compiles into the binary (not build
+    /// scripts and proc macros, which run on the host), each with its source (`None` for a path
+    /// crate) and its manifest's license.
+    pub fn compiled_into(&self, app: &str, triple: &str) -> Result<Vec<CompiledPackage>> {
+        use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
+        use guppy::graph::feature::StandardFeatures;
+        use guppy::graph::DependencyDirection;
+        use guppy::platform::{Platform, TargetFeatures};
+
+        let id = self.graph.workspace().member_by_name(app)?.id();
+        let initials = self.graph.resolve_ids([id])?.to_feature_set(StandardFeatures::Default);
+        let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
+            .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
+        let mut options = CargoOptions::new();
+        options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(self.host.clone());
+        let built = initials.into_cargo_set(&options)?;
+        let mut packages = Vec::new();
+        for list in built.target_features().packages_with_features(DependencyDirection::Forward) {
+            let package = list.package();
+            if package.id() == id {
+                continue;
+            }
+            let source = (!package.source().is_workspace() && !package.source().is_path()).then(|| package.source().to_string());
+            packages.push(CompiledPackage {
+                name: package.name().to_string(),
+                version: package.version().to_string(),
+                source,
+                checksum: None,
+                license: package.license().map(str::to_string),
+            });
+        }
+        packages.sort();
+        Ok(packages)
     }
 
     /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as

@@ -312,6 +312,20 @@ impl Registry {
         Ok(Some((media_type, bytes)))
     }
 
+    /// The OCI 1.1 referrers API's list of the artifacts whose subject is `digest`, or `None`
+    /// when the registry has no such API (distribution 2.8 answers 404), in which case the
+    /// `sha256-<hex>` tag schema stands in for it.
+    pub async fn referrers(&self, repository: &str, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let mut request = self.request(Method::GET, format!("/v2/{repository}/referrers/{}", digest.as_str()), repository);
+        request.headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
+        let response = self.execute(request, ATTEMPTS).await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(self.transport.read_capped(response, MANIFEST_LIMIT, "a referrers list").await?)),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
+            _ => Err(self.refused(&format!("list the referrers of {digest}"), repository, response).await),
+        }
+    }
+
     /// Every tag of the repository (`/tags/list`, following `Link` pages); none when the
     /// repository does not exist yet. A `Link` back to a page already read, or more than
     /// `TAG_PAGES` pages, ends with an error.

@@ -1,0 +1,96 @@
+//! Artifacts attached to images (OCI 1.1 referrers): a bill of materials or a provenance
+//! statement whose `subject` is a platform manifest. Where the registry has the referrers API
+//! (ECR has it), pushing the artifact manifest is all it takes; elsewhere (distribution 2.8, a
+//! local layout) the distribution spec's fallback applies: an index tagged `sha256-<hex>` of the
+//! subject lists its artifacts, and is rewritten with each new one. An artifact type the subject
+//! already has is not pushed again, so an unchanged re-release writes nothing.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+
+use crate::image::layout::Layout;
+use crate::image::oci::{self, ArtifactManifest, Descriptor, Digest, ImageIndex};
+use crate::image::reference::Repository;
+use crate::progress::AppLine;
+use crate::repository::push::Pusher;
+
+/// The tag schema's tag for the referrers of `subject`: `sha256-<hex>`.
+pub fn tag_of(subject: &Digest) -> String {
+    subject.as_str().replacen(':', "-", 1)
+}
+
+/// The artifacts listed in a referrers index's bytes; none when there is no index.
+fn listed(bytes: Option<&[u8]>) -> Result<Vec<Descriptor>> {
+    let Some(bytes) = bytes else { return Ok(Vec::new()) };
+    let index: ImageIndex = serde_json::from_slice(bytes).context("a referrers list is not an image index")?;
+    Ok(index.manifests)
+}
+
+/// Pushes `attachments` (artifact manifests in `layout`) to `repository`, each unless its
+/// subject already has an artifact of its type, and lists them for their subjects. Returns how
+/// many were pushed.
+pub async fn attach(
+    pusher: &Pusher,
+    layout: &Layout,
+    repository: &Repository,
+    attachments: &[Descriptor],
+    line: &AppLine,
+) -> Result<usize> {
+    let mut by_subject: BTreeMap<Digest, Vec<&Descriptor>> = BTreeMap::new();
+    for attachment in attachments {
+        let manifest: ArtifactManifest =
+            serde_json::from_slice(&layout.read_blob(attachment)?).context("an attachment is not an artifact manifest")?;
+        by_subject.entry(manifest.subject.digest).or_default().push(attachment);
+    }
+    let mut pushed = 0;
+    for (subject, attachments) in by_subject {
+        let tag = tag_of(&subject);
+        // Which artifacts the subject has, and whether the registry keeps that list itself.
+        let (existing, kept_by_registry) = match repository {
+            Repository::Registry { host, path } => {
+                let registry = pusher.registries().client(host)?;
+                match registry.referrers(path, &subject).await? {
+                    Some(bytes) => (listed(Some(&bytes))?, true),
+                    None => (listed(registry.find_manifest(path, &tag).await?.map(|(_, bytes)| bytes).as_deref())?, false),
+                }
+            }
+            Repository::Layout { dir } => {
+                let bytes = match Layout::open(dir).ok().and_then(|target| target.find(Some(&tag)).ok().flatten().map(|d| (target, d))) {
+                    Some((target, descriptor)) => Some(target.read_blob(&descriptor)?),
+                    None => None,
+                };
+                (listed(bytes.as_deref())?, false)
+            }
+        };
+        let missing: Vec<&Descriptor> = attachments
+            .into_iter()
+            .filter(|attachment| !existing.iter().any(|known| known.artifact_type == attachment.artifact_type))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        for attachment in &missing {
+            pusher.push(layout, attachment, repository, &[], line).await?;
+        }
+        pushed += missing.len();
+        if kept_by_registry {
+            continue;
+        }
+        let mut manifests = existing;
+        manifests.extend(missing.into_iter().cloned());
+        let index = ImageIndex::new(manifests, BTreeMap::new());
+        let bytes = oci::to_bytes(&index);
+        match repository {
+            Repository::Registry { host, path } => {
+                pusher.registries().client(host)?.put_manifest(path, &tag, oci::MEDIA_TYPE_INDEX, &bytes).await?;
+            }
+            Repository::Layout { dir } => {
+                let target = Layout::open(dir)?;
+                let written = target.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+                target.tag(&tag, &written)?;
+            }
+        }
+    }
+    Ok(pushed)
+}
