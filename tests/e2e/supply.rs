@@ -76,3 +76,55 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
         registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
     assert!(writes.is_empty(), "an unchanged re-release writes nothing: {writes:#?}");
 }
+
+/// An advisory database (rustsec/advisory-db's layout) with one critical advisory against
+/// percent-encoding, which hello-api compiles and worker does not.
+fn advisory_database(dir: &std::path::Path) {
+    let crate_dir = dir.join("crates/percent-encoding");
+    std::fs::create_dir_all(&crate_dir).unwrap();
+    std::fs::write(
+        crate_dir.join("RUSTSEC-2099-0001.md"),
+        "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"percent-encoding\"\ndate = \"2099-01-01\"\n\
+         url = \"https://example.com/RUSTSEC-2099-0001\"\ncvss = \"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\"\n\n\
+         [versions]\npatched = [\">= 99.0.0\"]\n```\n\n# Decoding can overflow\n\nA test advisory.\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_releases_the_other() {
+    let scratch = Scratch::new();
+    let database = tempfile::tempdir().unwrap();
+    advisory_database(database.path());
+    let layout = tempfile::tempdir().unwrap();
+    let repository = format!("oci:{}", layout.path().display());
+    let output = scratch.xtask(&[
+        "release",
+        "hello-api",
+        "worker",
+        "--max-critical",
+        "0",
+        "--advisory-db",
+        database.path().to_str().unwrap(),
+        "--repository",
+        &repository,
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("CRITICAL  RUSTSEC-2099-0001 percent-encoding 2.3.2: Decoding can overflow (fixed in >=99.0.0)"), "{log}");
+    assert!(log.contains("hello-api: the RustSec advisories against its crates exceed the gate (1 CRITICAL finding, more than the 0 that max-critical allows): RUSTSEC-2099-0001 (CRITICAL percent-encoding 2.3.2)"), "{log}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let app = |name: &str| summary["apps"].as_array().unwrap().iter().find(|app| app["name"] == name).unwrap().clone();
+    assert_eq!(app("hello-api")["advisories"][0]["id"], "RUSTSEC-2099-0001");
+    assert_eq!(app("worker")["advisories"], serde_json::json!([]));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
+    let mut tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, [format!("worker-{}", scratch.head()).as_str(), "worker-latest"], "hello-api is not tagged, worker is");
+}

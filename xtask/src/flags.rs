@@ -340,6 +340,11 @@ pub struct Release {
     /// Scan gate on ECR: at most this many HIGH findings (default: `max-high` in the same table)
     #[arg(long, value_name = "N")]
     pub max_high: Option<u32>,
+    /// A checkout of the RustSec advisory database (rustsec/advisory-db): with --max-critical or
+    /// --max-high, the exact crates of each app are checked against it too, on any repository
+    /// (on ECR the default is ~/.cargo/advisory-db, cloned when missing)
+    #[arg(long, value_name = "DIR", env = "XTASK_ADVISORY_DB")]
+    pub advisory_db: Option<std::path::PathBuf>,
     /// How long the scan gate waits for a scan (default: `scan-timeout-seconds`, else 600)
     #[arg(long, value_name = "SECONDS")]
     pub scan_timeout: Option<u64>,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::aws::scan::{self, ScanGate, Thresholds};
 use crate::builder::{Builder, BuiltImage, DeferredInputs, Provenance};
 use crate::context::Context;
+use crate::detect::advisories;
 use crate::detect::evidence;
 use crate::detect::heal::{self, Released};
 use crate::detect::inputs::AppInputs;
@@ -59,6 +60,9 @@ struct AppSummary {
     /// The scan gate's findings per platform, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     scan: Option<Vec<scan::PlatformScan>>,
+    /// The RustSec advisories against its crates, when the gate is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advisories: Option<Vec<advisories::Finding>>,
     /// How many attestations (with --attest) were attached; those already there are not counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     attached: Option<usize>,
@@ -129,6 +133,8 @@ struct Release<'a> {
     /// Whether the work tree differs from the commit (only with --allow-dirty or --dry-run).
     dirty: bool,
     gate: Option<ScanGate>,
+    /// The RustSec side of the gate, when the thresholds are set.
+    advisory_gate: Option<AdvisoryGate>,
     pusher: Pusher,
 }
 
@@ -161,8 +167,9 @@ impl<'a> Release<'a> {
             crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
         }
         let gate = scan_gate(args, &config).await?;
+        let advisory_gate = advisory_gate(ctx, args, &config)?;
         let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
-        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, pusher })
+        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, pusher })
     }
 
     /// The named apps, every app, or the changed ones and (unless --git-only) those whose image
@@ -227,6 +234,7 @@ impl<'a> Release<'a> {
                 error: None,
                 seconds: None,
                 scan: None,
+                advisories: None,
                 attached: None,
             });
         }
@@ -279,7 +287,10 @@ impl<'a> Release<'a> {
             app.digest = Some(image.index.digest.clone());
             line.begin_group("push");
             let started = Instant::now();
-            let pushed = self.push_app(image, app, &line).await;
+            let pushed = match self.check_advisories(app) {
+                Ok(()) => self.push_app(image, app, &line).await,
+                Err(err) => Err(err),
+            };
             app.seconds = Some(started.elapsed().as_secs_f64());
             match pushed {
                 Ok(report) => {
@@ -295,6 +306,34 @@ impl<'a> Release<'a> {
             }
         }
         failures
+    }
+
+    /// The RustSec side of the gate: the advisories against the crates the app compiles for its
+    /// targets, recorded in the summary; an error, before anything is pushed, when they exceed
+    /// the thresholds.
+    fn check_advisories(&self, app: &mut AppSummary) -> Result<()> {
+        let Some(gate) = &self.advisory_gate else { return Ok(()) };
+        let mut packages = Vec::new();
+        if self.ctx.workspace.member(&app.name).is_some_and(|member| member.is_crate) {
+            for platform in &self.config.platforms {
+                packages.extend(gate.resolver.compiled_into(&app.name, &self.config.targets[platform])?);
+            }
+        }
+        packages.sort();
+        packages.dedup();
+        let findings = gate.advisories.findings(&packages);
+        eprint!("{}", advisories::table(&app.name, &findings));
+        let violations = scan::violations(&advisories::counts(&findings), &gate.thresholds);
+        let named: Vec<String> = findings.iter().map(|f| format!("{} ({} {} {})", f.id, f.severity, f.package, f.version)).collect();
+        app.advisories = Some(findings);
+        if !violations.is_empty() {
+            bail!(
+                "the RustSec advisories against its crates exceed the gate ({}): {}; update those crates to a fixed version (cargo update -p NAME), or raise the thresholds",
+                violations.join(", "),
+                named.join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// Pushes each app's platform images by digest, untagged, and says what they are for `merge`.
@@ -357,6 +396,34 @@ fn dirty_tree(revision: &str, paths: &[String]) -> String {
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
+/// The RustSec advisories and the thresholds they are held to, with the resolved graph that says
+/// which crates each app compiles.
+struct AdvisoryGate {
+    advisories: advisories::Advisories,
+    thresholds: Thresholds,
+    resolver: crate::workspace::graph::Resolver,
+}
+
+/// The RustSec gate, when the thresholds are set: against the database --advisory-db (or
+/// XTASK_ADVISORY_DB) names, or on ECR against cargo-audit's default checkout, fetched when
+/// missing. A repository elsewhere gets it only with a database named (see `scan_gate`).
+fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) -> Result<Option<AdvisoryGate>> {
+    let thresholds =
+        Thresholds { max_critical: args.max_critical.or(config.ecr.max_critical), max_high: args.max_high.or(config.ecr.max_high) };
+    let on_ecr = crate::aws::ecr::ecr_repository(&config.repository).is_ok();
+    let path = match (&args.advisory_db, on_ecr) {
+        _ if args.dry_run || !thresholds.is_set() => return Ok(None),
+        (Some(path), _) => path.clone(),
+        (None, true) => {
+            advisories::default_location().context("no home directory for the RustSec advisory database: pass --advisory-db")?
+        }
+        (None, false) => return Ok(None),
+    };
+    let advisories = advisories::Advisories::open(&ctx.sh, &path)?;
+    let resolver = crate::workspace::graph::Resolver::new(&ctx.workspace.graph.metadata()?)?;
+    Ok(Some(AdvisoryGate { advisories, thresholds, resolver }))
+}
+
 async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
     let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
     let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };
@@ -364,9 +431,9 @@ async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Opt
         return Ok(None);
     }
     if crate::aws::ecr::ecr_repository(&config.repository).is_err() {
-        if flags.is_set() {
+        if flags.is_set() && args.advisory_db.is_none() {
             bail!(
-                "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, or drop the flags",
+                "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, name a RustSec advisory database with --advisory-db to gate on the apps' crates alone, or drop the flags",
                 config.repository
             );
         }
@@ -497,6 +564,7 @@ mod tests {
             error: None,
             seconds: Some(1.25),
             scan: None,
+            advisories: None,
             attached: None,
         };
         let failed = AppSummary {

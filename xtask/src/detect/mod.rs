@@ -3,8 +3,9 @@
 //! input digest computed by the same rules. `evidence` gathers what the core needs from git and
 //! cargo (the range, lockfile graph differences, Dockerfile build contexts), and `heal` asks the
 //! repository which apps' images of their current inputs are missing; `shards` splits the
-//! selected apps into CI jobs.
+//! selected apps into CI jobs; `advisories` finds the RustSec advisories against an app's crates.
 
+pub mod advisories;
 pub mod evidence;
 pub mod glob;
 pub mod harvest;
