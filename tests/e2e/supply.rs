@@ -98,18 +98,23 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
     advisory_database(database.path());
     let layout = tempfile::tempdir().unwrap();
     let repository = format!("oci:{}", layout.path().display());
-    let output = scratch.xtask(&[
-        "release",
-        "hello-api",
-        "worker",
-        "--max-critical",
-        "0",
-        "--advisory-db",
-        database.path().to_str().unwrap(),
-        "--repository",
-        &repository,
-        "--json",
-    ]);
+    let step_summary = tempfile::NamedTempFile::new().unwrap();
+    let summary_path = step_summary.path().to_str().unwrap().to_string();
+    let output = scratch.xtask_with_env(
+        &[
+            "release",
+            "hello-api",
+            "worker",
+            "--max-critical",
+            "0",
+            "--advisory-db",
+            database.path().to_str().unwrap(),
+            "--repository",
+            &repository,
+            "--json",
+        ],
+        &[("GITHUB_STEP_SUMMARY", summary_path.as_str())],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let log = stderr(&output);
     assert!(log.contains("CRITICAL  RUSTSEC-2099-0001 percent-encoding 2.3.2: Decoding can overflow (fixed in >=99.0.0)"), "{log}");
@@ -118,6 +123,8 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
     let app = |name: &str| summary["apps"].as_array().unwrap().iter().find(|app| app["name"] == name).unwrap().clone();
     assert_eq!(app("hello-api")["advisories"][0]["id"], "RUSTSEC-2099-0001");
     assert_eq!(app("worker")["advisories"], serde_json::json!([]));
+    let markdown = std::fs::read_to_string(step_summary.path()).unwrap();
+    assert!(markdown.contains("| hello-api | RUSTSEC-2099-0001 | CRITICAL | percent-encoding 2.3.2 | >=99.0.0 |"), "{markdown}");
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
     let mut tags: Vec<&str> = index["manifests"]
         .as_array()

@@ -482,6 +482,18 @@ fn write_github_outputs(summary: &Summary<'_>) -> Result<()> {
         let result = if app.error.is_some() { "failed" } else { "released" };
         table.push_str(&format!("| {} | {digest} | {} | {uploaded} | {result} |\n", app.name, app.tags.join("<br>")));
     }
+    let findings: Vec<(&str, &advisories::Finding)> =
+        summary.apps.iter().flat_map(|app| app.advisories.iter().flatten().map(move |finding| (app.name.as_str(), finding))).collect();
+    if !findings.is_empty() {
+        table.push_str("\n#### RustSec advisories\n\n| app | advisory | severity | crate | fixed in |\n| --- | --- | --- | --- | --- |\n");
+        for (app, finding) in findings {
+            let fixed = finding.patched.join(", ");
+            table.push_str(&format!(
+                "| {app} | {} | {} | {} {} | {fixed} |\n",
+                finding.id, finding.severity, finding.package, finding.version
+            ));
+        }
+    }
     append("GITHUB_STEP_SUMMARY", &table)?;
     let digests: std::collections::BTreeMap<&str, String> = summary
         .apps
