@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::harness::{run, skopeo_raw, stderr, Registry, Scratch};
+use crate::support::harness::{run, skopeo, skopeo_raw, stderr, Registry, Scratch};
 
 /// spdx-tools' validator (PyPI), as tests/ci.sh installs it (XTASK_TEST_PYSPDXTOOLS).
 fn pyspdxtools() -> String {
@@ -134,4 +134,86 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
         .collect();
     tags.sort();
     assert_eq!(tags, [format!("worker-{}", scratch.head()).as_str(), "worker-latest"], "hello-api is not tagged, worker is");
+}
+
+/// Python with PyPI's `cryptography`, as tests/ci.sh installs it (XTASK_TEST_PYTHON).
+fn python() -> String {
+    std::env::var("XTASK_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Checks with `cryptography` that `signature` (base64 DER) signs `message` with the PEM key.
+const VERIFY_PY: &str = r#"
+import base64, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = serialization.load_pem_public_key(open(sys.argv[1], "rb").read())
+message = open(sys.argv[2], "rb").read()
+key.verify(base64.b64decode(open(sys.argv[3]).read()), message, ec.ECDSA(hashes.SHA256()))
+print("verified")
+"#;
+
+#[test]
+fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payload_fails() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let keys = tempfile::tempdir().unwrap();
+    let path = |name: &str| keys.path().join(name).to_str().unwrap().to_string();
+    for args in [
+        vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &path("ec.pem")],
+        vec!["pkcs8", "-topk8", "-nocrypt", "-in", &path("ec.pem"), "-out", &path("cosign.key")],
+        vec!["ec", "-in", &path("ec.pem"), "-pubout", "-out", &path("cosign.pub")],
+    ] {
+        let output = run(Command::new("openssl").args(&args));
+        assert!(output.status.success(), "openssl {args:?}: {}", stderr(&output));
+    }
+    let release = scratch.xtask(&["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository]);
+    assert!(release.status.success(), "{}", stderr(&release));
+    let secret = std::fs::read_to_string(path("cosign.key")).unwrap();
+    let secret_line = secret.lines().nth(1).unwrap();
+    assert!(
+        !stderr(&release).contains(secret_line) && !String::from_utf8_lossy(&release.stdout).contains(secret_line),
+        "the key never appears"
+    );
+
+    let verified = scratch.xtask_ok(&["verify", "worker", "--key", &path("cosign.pub"), "--repository", &repository]);
+    assert!(
+        verified.contains("worker: worker-latest (sha256:") && verified.contains(&format!("is signed by {}", path("cosign.pub"))),
+        "{verified}"
+    );
+    assert!(
+        verified.contains("linux/amd64: signed provenance verified") && verified.contains("linux/arm64: signed provenance verified"),
+        "{verified}"
+    );
+
+    // The signature, read as cosign stores it, verifies with `cryptography` too.
+    let index = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{repository}:worker-latest")]).stdout;
+    let index_digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&index));
+    let signatures = skopeo_raw(&format!("docker://{repository}:{}.sig", index_digest.replace(':', "-")));
+    let layer = &signatures["layers"][0];
+    assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+    let payload_digest = layer["digest"].as_str().unwrap();
+    let payload = registry.storage().blob(payload_digest).unwrap();
+    let payload_json: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(payload_json["critical"]["image"]["docker-manifest-digest"], index_digest.as_str());
+    std::fs::write(path("payload"), &payload).unwrap();
+    std::fs::write(path("signature"), layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap()).unwrap();
+    std::fs::write(path("verify.py"), VERIFY_PY).unwrap();
+    let checked = run(Command::new(python()).args([&path("verify.py"), &path("cosign.pub"), &path("payload"), &path("signature")]));
+    assert!(checked.status.success(), "cryptography refuses the signature: {}", stderr(&checked));
+
+    // A signed re-release of the same commit writes nothing.
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository]);
+    let writes: Vec<String> =
+        registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
+    assert!(writes.is_empty(), "{writes:#?}");
+
+    // A payload changed behind the registry's back fails verification, with what failed.
+    let tampered = String::from_utf8(payload.clone()).unwrap().replace(&index_digest[7..15], "00000000");
+    registry.storage().replace_blob(payload_digest, tampered.as_bytes());
+    let output = scratch.xtask(&["verify", "worker", "--key", &path("cosign.pub"), "--repository", &repository]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("worker: verification of worker-latest in"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("corrupt blob"), "{}", stderr(&output));
 }

@@ -32,6 +32,8 @@ pub enum Command {
     /// Join the platform images that `release --by-digest` jobs pushed into one index per app,
     /// and move the tags once every platform is there
     Merge(Merge),
+    /// Check an app's released image: its cosign signature by a key, and its signed provenance
+    Verify(Verify),
     /// Manage the shared ECR repository
     Ecr(Ecr),
     /// Install or remove the git pre-push hook that builds the apps a push changes
@@ -353,12 +355,31 @@ pub struct Release {
     /// `sha256-<hex>` tag schema where the registry lacks it); existing ones are kept
     #[arg(long, conflicts_with = "by_digest")]
     pub attest: bool,
+    /// Sign each index as `cosign sign --key` does (and, with --attest, the provenance as a DSSE
+    /// envelope) with this ECDSA P-256 key: a PEM file (PKCS#8 or SEC1), or `env://VAR`
+    #[arg(long, value_name = "KEY", conflicts_with = "by_digest")]
+    pub sign: Option<String>,
     /// Push each app's platform images (blobs and manifests) by digest, untagged, and print them
     /// as JSON for `merge`: one job per platform, each on its own runner
     #[arg(long, conflicts_with_all = ["tag_extra", "no_latest", "max_critical", "max_high", "json"])]
     pub by_digest: bool,
     #[command(flatten)]
     pub transfer: Transfer,
+}
+
+#[derive(Args, Debug)]
+pub struct Verify {
+    /// `APP` (its `<app>-latest`) or `APP@TAG`
+    pub image: String,
+    /// The public key (PEM, as cosign.pub)
+    #[arg(long)]
+    pub key: std::path::PathBuf,
+    /// The repository (default: as for `release`)
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// A PEM file of extra CA certificates for the registry (also XTASK_CA_FILE)
+    #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

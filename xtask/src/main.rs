@@ -63,6 +63,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             Command::Prune(args) => done(commands::prune::run_prune(&ctx, args).await),
             Command::Delete(args) => done(commands::prune::run_delete(&ctx, args).await),
             Command::Merge(args) => done(commands::merge::run(&ctx, args).await),
+            Command::Verify(args) => done(commands::verify::run(&ctx, args).await),
             Command::Ecr(args) => done(commands::ecr::run(&ctx, args).await),
             Command::Hook(args) => done(commands::hook::run(&ctx, args).await),
             Command::Push(_) | Command::Completions(_) => unreachable!("handled without a workspace"),

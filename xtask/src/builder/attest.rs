@@ -13,6 +13,7 @@ use crate::image::attestation::{self, Build, Subject};
 use crate::image::layout::Layout;
 use crate::image::oci::{Descriptor, Digest};
 use crate::image::platform::Platform;
+use crate::image::signature::{self, Key};
 use crate::workspace::graph::Resolver;
 use crate::workspace::{Member, Workspace};
 
@@ -25,6 +26,9 @@ pub struct Attester {
     /// The command line, as the provenance records it.
     command: String,
 }
+
+/// The key that signs the provenance (a DSSE envelope), if any.
+pub type SigningKey<'a> = Option<&'a Key>;
 
 impl Attester {
     pub fn new(workspace: &Workspace) -> Result<Attester> {
@@ -48,6 +52,7 @@ impl Attester {
         manifest: &Descriptor,
         base: Option<(&str, &Digest)>,
         provenance: &Provenance,
+        key: SigningKey<'_>,
     ) -> Result<Vec<Descriptor>> {
         let mut packages = if member.is_crate { self.resolver.compiled_into(&member.name, target)? } else { Vec::new() };
         for package in &mut packages {
@@ -65,9 +70,21 @@ impl Attester {
             github: &self.github,
         };
         let statement = attestation::provenance(&subject, &build);
+        // Signed, the provenance travels as a DSSE envelope, as `cosign attest` writes it.
+        let provenance_layer = match key {
+            Some(key) => (signature::DSSE_MEDIA_TYPE, signature::dsse_envelope(&statement, key)),
+            None => (attestation::PROVENANCE_ARTIFACT_TYPE, statement),
+        };
+        let spdx = attestation::SPDX_ARTIFACT_TYPE;
         Ok(vec![
-            crate::image::write_attachment(layout, manifest, attestation::SPDX_ARTIFACT_TYPE, &sbom, provenance.epoch)?,
-            crate::image::write_attachment(layout, manifest, attestation::PROVENANCE_ARTIFACT_TYPE, &statement, provenance.epoch)?,
+            crate::image::write_attachment(layout, manifest, spdx, (spdx, &sbom), provenance.epoch)?,
+            crate::image::write_attachment(
+                layout,
+                manifest,
+                attestation::PROVENANCE_ARTIFACT_TYPE,
+                (provenance_layer.0, &provenance_layer.1),
+                provenance.epoch,
+            )?,
         ])
     }
 }

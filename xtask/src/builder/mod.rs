@@ -104,7 +104,7 @@ pub async fn build_work_tree(
         }
         _ => None,
     };
-    Builder { ctx, config, builder, registries, progress, attest: false }.build(apps, provenance, inputs).await
+    Builder { ctx, config, builder, registries, progress, attest: false, signing_key: None }.build(apps, provenance, inputs).await
 }
 
 /// How `build` and `release` build: the workspace, its settings, the builder the user asked for,
@@ -117,6 +117,8 @@ pub struct Builder<'a> {
     pub progress: &'a Progress,
     /// Whether each platform image gets its SBOM and provenance attached (`attest`).
     pub attest: bool,
+    /// The key that signs the provenance, when the release signs.
+    pub signing_key: attest::SigningKey<'a>,
 }
 
 /// What is read before anything compiles: each app's recipe, and the base images of the recipes
@@ -257,7 +259,7 @@ impl Builder<'_> {
                 let base = base_of(member, platform, plans);
                 let base = base.as_ref().map(|(image, digest)| (image.as_str(), digest));
                 let target = &self.config.targets[platform];
-                attachments.extend(attester.attach(&layout, member, platform, target, &manifest, base, provenance)?);
+                attachments.extend(attester.attach(&layout, member, platform, target, &manifest, base, provenance, self.signing_key)?);
             }
             manifests.push(manifest);
         }

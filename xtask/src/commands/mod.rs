@@ -13,3 +13,4 @@ pub mod prune;
 pub mod push;
 pub mod release;
 pub mod rollback;
+pub mod verify;

@@ -20,9 +20,10 @@ use crate::flags;
 use crate::image::layout::Layout;
 use crate::image::oci::{Digest, ImageIndex};
 use crate::image::reference::validate_tag;
+use crate::image::signature::Key;
 use crate::progress::{AppLine, Progress};
 use crate::repository::push::{PushReport, Pusher};
-use crate::repository::{by_digest, referrers};
+use crate::repository::{by_digest, referrers, signatures};
 use crate::workspace::config::{self, Config, Overrides};
 use crate::workspace::git::Git;
 
@@ -135,6 +136,8 @@ struct Release<'a> {
     gate: Option<ScanGate>,
     /// The RustSec side of the gate, when the thresholds are set.
     advisory_gate: Option<AdvisoryGate>,
+    /// The key indexes and provenance are signed with (--sign).
+    key: Option<Key>,
     pusher: Pusher,
 }
 
@@ -168,8 +171,9 @@ impl<'a> Release<'a> {
         }
         let gate = scan_gate(args, &config).await?;
         let advisory_gate = advisory_gate(ctx, args, &config)?;
+        let key = args.sign.as_deref().map(read_key).transpose()?;
         let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
-        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, pusher })
+        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, key, pusher })
     }
 
     /// The named apps, every app, or the changed ones and (unless --git-only) those whose image
@@ -274,6 +278,7 @@ impl<'a> Release<'a> {
             registries: self.pusher.registries(),
             progress: self.pusher.progress(),
             attest: self.args.attest,
+            signing_key: self.key.as_ref(),
         };
         builder.build(&selection.apps, provenance, deferred_inputs).await
     }
@@ -358,7 +363,7 @@ impl<'a> Release<'a> {
     async fn push_app(&self, image: &BuiltImage, app: &mut AppSummary, line: &AppLine) -> Result<PushReport> {
         let (pusher, repository) = (&self.pusher, &self.config.repository);
         let layout = Layout::open(&image.layout)?;
-        if self.gate.is_none() && image.attachments.is_empty() {
+        if self.gate.is_none() && image.attachments.is_empty() && self.key.is_none() {
             return pusher.push(&layout, &image.index, repository, &app.tags, line).await;
         }
         // Untagged first: the tags move only once the attestations are attached and the scan of
@@ -370,6 +375,9 @@ impl<'a> Release<'a> {
         }
         if let Some(gate) = &self.gate {
             app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        }
+        if let Some(key) = &self.key {
+            signatures::sign(pusher, &layout, repository, &image.index, key, line).await?;
         }
         let tagged = pusher.push(&layout, &image.index, repository, &app.tags, line).await?;
         (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
@@ -396,6 +404,16 @@ fn dirty_tree(revision: &str, paths: &[String]) -> String {
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
+/// The signing key --sign names: a PEM file, or `env://VAR` for a PEM in that variable (as cosign
+/// spells it). The key's text is never printed.
+fn read_key(source: &str) -> Result<Key> {
+    let pem = match source.strip_prefix("env://") {
+        Some(variable) => std::env::var(variable).with_context(|| format!("--sign names the variable {variable}, which is not set"))?,
+        None => std::fs::read_to_string(source).with_context(|| format!("cannot read the signing key {source}"))?,
+    };
+    Key::from_pem(&pem).with_context(|| format!("--sign {source}"))
+}
+
 /// The RustSec advisories and the thresholds they are held to, with the resolved graph that says
 /// which crates each app compiles.
 struct AdvisoryGate {

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod oci;
 pub mod platform;
 pub mod reference;
+pub mod signature;
 
 use std::collections::BTreeMap;
 
@@ -64,11 +65,17 @@ pub fn write_image(
 }
 
 /// Writes `bytes` as an OCI 1.1 artifact of `artifact_type` attached to `subject` (its one layer
-/// has that media type, its config is the empty one); returns the artifact manifest's descriptor
-/// with its `artifactType`, as a referrers list names it.
-pub fn write_attachment(layout: &Layout, subject: &Descriptor, artifact_type: &str, bytes: &[u8], epoch: u64) -> Result<Descriptor> {
+/// of `media_type`, its config the empty one); returns the artifact manifest's descriptor with
+/// its `artifactType`, as a referrers list names it.
+pub fn write_attachment(
+    layout: &Layout,
+    subject: &Descriptor,
+    artifact_type: &str,
+    (media_type, bytes): (&str, &[u8]),
+    epoch: u64,
+) -> Result<Descriptor> {
     let config = layout.write_blob(oci::MEDIA_TYPE_EMPTY, oci::EMPTY_JSON)?;
-    let layer = layout.write_blob(artifact_type, bytes)?;
+    let layer = layout.write_blob(media_type, bytes)?;
     let mut subject = subject.clone();
     subject.platform = None;
     let annotations = BTreeMap::from([("org.opencontainers.image.created".to_string(), oci::rfc3339(epoch))]);

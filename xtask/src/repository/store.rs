@@ -125,6 +125,21 @@ impl Store {
         }
     }
 
+    /// A small blob (a signed payload, an attestation), checked against its digest.
+    pub async fn read_blob(&self, descriptor: &oci::Descriptor) -> Result<Vec<u8>> {
+        let bytes = match self {
+            Store::Layout { dir } => Layout::open(dir)?.read_blob(descriptor)?,
+            Store::Registry { registry, path } => {
+                let mut bytes = Vec::new();
+                registry.get_blob(path, &descriptor.digest, descriptor.size, &mut bytes).await?;
+                bytes
+            }
+        };
+        crate::image::layout::DigestMismatch::check(&descriptor.digest, Digest::of(&bytes))
+            .with_context(|| format!("{self} served a corrupt blob {}", descriptor.digest))?;
+        Ok(bytes)
+    }
+
     /// The annotations of the index or manifest tagged `tag`, or `None` when the tag is missing.
     pub async fn find_annotations(&self, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
         let Some(bytes) = self.find_manifest(tag).await? else { return Ok(None) };
