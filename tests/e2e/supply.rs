@@ -167,6 +167,7 @@ fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payloa
         let output = run(Command::new("openssl").args(&args));
         assert!(output.status.success(), "openssl {args:?}: {}", stderr(&output));
     }
+    let released = scratch.head();
     let release = scratch.xtask(&["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository]);
     assert!(release.status.success(), "{}", stderr(&release));
     let secret = std::fs::read_to_string(path("cosign.key")).unwrap();
@@ -208,6 +209,26 @@ fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payloa
     let writes: Vec<String> =
         registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
     assert!(writes.is_empty(), "{writes:#?}");
+
+    // The listing says what the image carries; a promotion takes it along and it verifies there.
+    let listed = scratch.xtask_ok(&["images", "worker", "--repository", &repository]);
+    assert!(listed.contains("[provenance, sbom, signature]"), "{listed}");
+    scratch.edit("Cargo.toml", |manifest| {
+        format!(
+            "{manifest}\n[workspace.metadata.xtask.environments]\nstaging = \"{repository}\"\nproduction = \"{}/acme/live\"\n",
+            registry.host
+        )
+    });
+    scratch.commit("environments");
+    scratch.xtask_ok(&["promote", "worker", "--from", "staging", "--to", "production", "--tag", "worker-latest"]);
+    let live = format!("{}/acme/live", registry.host);
+    let there = scratch.xtask_ok(&["verify", "worker", "--key", &path("cosign.pub"), "--repository", &live]);
+    assert!(there.contains(&format!("for {repository}")) && there.contains("linux/arm64: signed provenance verified"), "{there}");
+    // Deleting the image deletes what it carries.
+    let sha_tag = format!("worker-{released}");
+    scratch.xtask_ok(&["delete", "worker", "--tag", &sha_tag, "--tag", "worker-latest", "--repository", &live]);
+    let left: Vec<String> = registry.storage().tags("acme/live").into_iter().map(|(tag, _)| tag).collect();
+    assert!(left.is_empty(), "the signature and attestation tags go with the image: {left:?}");
 
     // A payload changed behind the registry's back fails verification, with what failed.
     let tampered = String::from_utf8(payload.clone()).unwrap().replace(&index_digest[7..15], "00000000");

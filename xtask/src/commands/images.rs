@@ -25,8 +25,9 @@ pub async fn run(ctx: &Context, args: flags::Images) -> Result<()> {
     for (app, images) in &listing {
         println!("{app}: {} images in {repository}", images.len());
         for image in images {
+            let carries = if image.carries.is_empty() { String::new() } else { format!("  [{}]", image.carries.join(", ")) };
             println!(
-                "  {}  {}  {}  {}  {}",
+                "  {}  {}  {}  {}  {}{carries}",
                 &image.digest.as_str()[..19],
                 image.created.as_deref().unwrap_or("-"),
                 image.platforms.join(","),

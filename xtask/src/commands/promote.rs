@@ -68,6 +68,12 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
             tags.push(tag.clone());
         }
         let line = pusher.progress().app(&args.app);
+        // Untagged first, then what is attached to it (signature, attestations), then the tags.
+        pusher.push(&layout, &root, &to, &[], &line).await?;
+        let attached = copy_attachments(&source, (&from, from_path), &root, &root_bytes, &layout).await?;
+        for (attachment, tag) in &attached {
+            pusher.push(&layout, attachment, &to, std::slice::from_ref(tag), &line).await?;
+        }
         let report = pusher.push(&layout, &root, &to, &tags, &line).await?;
         line.finish(&format!("promoted {} from {from} to {to} as {}", root.digest, tags.join(", ")));
         println!(
@@ -77,6 +83,49 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         anyhow::Ok(())
     };
     promoted.await.with_context(|| format!("cannot promote {} from {from} to {to}; no tag moved there", args.app))
+}
+
+/// Writes what is attached to `root` and its platform manifests in the source repository (the
+/// cosign signature `sha256-<hex>.sig`, the referrers lists `sha256-<hex>` and their artifacts)
+/// into `layout`, their blobs recorded as living in the source; returns each with its tag.
+async fn copy_attachments(
+    source: &Registry,
+    (from, from_path): (&Repository, &str),
+    root: &Descriptor,
+    root_bytes: &[u8],
+    layout: &Layout,
+) -> Result<Vec<(Descriptor, String)>> {
+    let mut tags = vec![crate::repository::signatures::signature_tag(&root.digest)];
+    if root.is_index() {
+        for child in serde_json::from_slice::<ImageIndex>(root_bytes)?.manifests {
+            tags.push(crate::repository::referrers::tag_of(&child.digest));
+        }
+    }
+    let mut attached = Vec::new();
+    for tag in tags {
+        let Some((media_type, bytes)) = source.find_manifest(from_path, &tag).await? else { continue };
+        let descriptor = layout.write_blob(&media_type, &bytes)?;
+        let manifests: Vec<(String, Vec<u8>)> = if descriptor.is_index() {
+            let mut listed = Vec::new();
+            for artifact in serde_json::from_slice::<ImageIndex>(&bytes)?.manifests {
+                let (_, artifact_bytes) = source.get_manifest(from_path, artifact.digest.as_str()).await?;
+                layout.write_blob(&artifact.media_type, &artifact_bytes)?;
+                listed.push((artifact.media_type, artifact_bytes));
+            }
+            listed
+        } else {
+            vec![(media_type, bytes)]
+        };
+        for (_, manifest) in manifests {
+            let manifest: ImageManifest =
+                serde_json::from_slice(&manifest).with_context(|| format!("{from}:{tag} holds an invalid manifest"))?;
+            for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+                layout.record_foreign(&blob.digest, &from.to_string())?;
+            }
+        }
+        attached.push((descriptor, tag));
+    }
+    Ok(attached)
 }
 
 /// Writes the platform manifests under `root` (the root itself when it is a manifest) into

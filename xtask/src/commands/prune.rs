@@ -73,7 +73,9 @@ impl AppImages {
 
     async fn delete(&self, doomed: &[&Image], dry_run: bool) -> Result<()> {
         if !dry_run {
-            let digests: Vec<Digest> = doomed.iter().map(|image| image.digest.clone()).collect();
+            // Its signature and attestations go with an image.
+            let digests: Vec<Digest> =
+                doomed.iter().flat_map(|image| std::iter::once(image.digest.clone()).chain(image.attachments.iter().cloned())).collect();
             delete_images(&self.registries, &self.repository, &digests).await?;
         }
         let verb = if dry_run { "would delete" } else { "deleted" };
@@ -112,6 +114,8 @@ mod tests {
             revision: None,
             platforms: vec!["linux/amd64".into()],
             size: 1,
+            carries: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context, args: flags::Verify) -> Result<()> {
     let verified = signatures::verify(&store, &config.repository.to_string(), &tag, &key)
         .await
         .with_context(|| format!("{app}: verification of {tag} in {} failed", config.repository))?;
-    println!("{app}: {tag} ({}) is signed by {}", verified.digest, args.key.display());
+    println!("{app}: {tag} ({}) is signed by {}, for {}", verified.digest, args.key.display(), verified.signed_for.join(", "));
     for platform in &verified.attested {
         println!("{app}: {platform}: signed provenance verified");
     }

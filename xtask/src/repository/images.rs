@@ -19,6 +19,12 @@ pub struct Image {
     pub platforms: Vec<String>,
     /// Bytes of every config and layer of every platform, each blob counted once.
     pub size: u64,
+    /// What is attached to it: `signature`, `sbom`, `provenance` (any platform's).
+    pub carries: Vec<String>,
+    /// The manifests of those attachments (the signature, the referrers lists and artifacts),
+    /// which go with the image when it is deleted.
+    #[serde(skip)]
+    pub attachments: Vec<Digest>,
 }
 
 /// Which app a tag belongs to: the longest app name that, followed by `-`, starts the tag (so
@@ -40,7 +46,9 @@ pub const APP_ANNOTATION: &str = "dev.xtask.app";
 /// include those of an `api-gateway` that is not in this workspace.
 pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
     let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
-    for tag in store.tags().await.with_context(|| format!("cannot list the tags of {store}"))? {
+    let tags = store.tags().await.with_context(|| format!("cannot list the tags of {store}"))?;
+    let all_tags: std::collections::BTreeSet<&str> = tags.iter().map(String::as_str).collect();
+    for tag in tags.iter().cloned() {
         let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
         let Some(bytes) = store.find_manifest(&tag).await? else { continue };
         let annotations = crate::image::oci::annotations_of(&bytes).unwrap_or_default();
@@ -53,7 +61,8 @@ pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<B
             image.tags.push(tag);
             continue;
         }
-        let image = describe(store, digest.clone(), &bytes, &annotations, tag).await?;
+        let mut image = describe(store, digest.clone(), &bytes, &annotations, tag).await?;
+        attachments(store, &all_tags, &bytes, &mut image).await?;
         images.insert(digest, image);
     }
     let mut listing: BTreeMap<String, Vec<Image>> = BTreeMap::new();
@@ -77,6 +86,8 @@ async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTr
         revision: annotations.get("org.opencontainers.image.revision").cloned(),
         platforms: Vec::new(),
         size: 0,
+        carries: Vec::new(),
+        attachments: Vec::new(),
     };
     let manifests: Vec<Vec<u8>> = match serde_json::from_slice::<ImageIndex>(bytes) {
         Ok(index) => {
@@ -100,6 +111,42 @@ async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTr
     }
     image.size = blobs.values().sum();
     Ok(image)
+}
+
+/// The signature and the attestations attached to the image, as the tags name them (cosign's
+/// `sha256-<hex>.sig`, the referrers tag schema's `sha256-<hex>`).
+async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, bytes: &[u8], image: &mut Image) -> Result<()> {
+    let mut carries = std::collections::BTreeSet::new();
+    let signature_tag = crate::repository::signatures::signature_tag(&image.digest);
+    if tags.contains(signature_tag.as_str()) {
+        if let Some(signature) = store.find_manifest(&signature_tag).await? {
+            image.attachments.push(Digest::of(&signature));
+            carries.insert("signature".to_string());
+        }
+    }
+    let subjects: Vec<Digest> = match serde_json::from_slice::<ImageIndex>(bytes) {
+        Ok(index) => index.manifests.into_iter().map(|entry| entry.digest).collect(),
+        Err(_) => vec![image.digest.clone()],
+    };
+    for subject in subjects {
+        let tag = crate::repository::referrers::tag_of(&subject);
+        if !tags.contains(tag.as_str()) {
+            continue;
+        }
+        let Some(listed) = store.find_manifest(&tag).await? else { continue };
+        image.attachments.push(Digest::of(&listed));
+        let Ok(listed) = serde_json::from_slice::<ImageIndex>(&listed) else { continue };
+        for artifact in listed.manifests {
+            image.attachments.push(artifact.digest);
+            carries.insert(match artifact.artifact_type.as_deref() {
+                Some(crate::image::attestation::SPDX_ARTIFACT_TYPE) => "sbom".to_string(),
+                Some(crate::image::attestation::PROVENANCE_ARTIFACT_TYPE) => "provenance".to_string(),
+                other => other.unwrap_or("artifact").to_string(),
+            });
+        }
+    }
+    image.carries = carries.into_iter().collect();
+    Ok(())
 }
 
 #[cfg(test)]

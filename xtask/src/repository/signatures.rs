@@ -53,11 +53,14 @@ pub struct Verified {
     pub digest: Digest,
     /// The platforms whose signed provenance verified.
     pub attested: Vec<String>,
+    /// The repositories the verified signatures were made for (`docker-reference`).
+    pub signed_for: Vec<String>,
 }
 
 /// Checks the image `tag` names in `store` (the repository `reference`): a signature by `key`
-/// over a payload naming that digest and repository, and a signed provenance naming each
-/// platform image. The first failure is the error.
+/// over a payload naming that digest (the repository it names is reported: a promoted image
+/// keeps the one it was released to), and a signed provenance naming each platform image. The
+/// first failure is the error.
 pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) -> Result<Verified> {
     let bytes = store.find_manifest(tag).await?.with_context(|| format!("{reference} has no image tagged {tag}"))?;
     let digest = Digest::of(&bytes);
@@ -67,6 +70,7 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
         .with_context(|| format!("{tag} ({digest}) is not signed: no {} in {reference}", signature_tag(&digest)))?;
     let signatures: ImageManifest = serde_json::from_slice(&signatures).context("the signature manifest is not an image manifest")?;
     let mut verified = false;
+    let mut signed_for = Vec::new();
     for layer in signatures.layers.iter().filter(|layer| layer.media_type == signature::SIMPLE_SIGNING_MEDIA_TYPE) {
         let Some(signed) = layer.annotations.get(signature::SIGNATURE_ANNOTATION) else { continue };
         let payload = store.read_blob(layer).await.with_context(|| format!("the signed payload of {tag}"))?;
@@ -77,9 +81,8 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
         if signed_digest != digest {
             bail!("the signature of {tag} verifies, but signs {signed_digest}, not the image the tag names ({digest})");
         }
-        if signed_reference != reference {
-            bail!("the signature of {tag} verifies, but names the repository {signed_reference}, not {reference}");
-        }
+        // A promoted image keeps the signature made for the repository it was released to.
+        signed_for.push(signed_reference);
         verified = true;
     }
     if !verified {
@@ -111,5 +114,5 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
         }
         attested.push(platform);
     }
-    Ok(Verified { digest, attested })
+    Ok(Verified { digest, attested, signed_for })
 }
