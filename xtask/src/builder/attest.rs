@@ -17,8 +17,8 @@ use crate::image::signature::{self, Key};
 use crate::workspace::graph::Resolver;
 use crate::workspace::{Member, Workspace};
 
-pub struct Attester {
-    resolver: Resolver,
+pub struct Attester<'a> {
+    resolver: &'a Resolver,
     /// Cargo.lock's checksums by `(name, version)`.
     checksums: BTreeMap<(String, String), String>,
     /// The `GITHUB_*` variables of the run.
@@ -30,9 +30,9 @@ pub struct Attester {
 /// The key that signs the provenance (a DSSE envelope), if any.
 pub type SigningKey<'a> = Option<&'a Key>;
 
-impl Attester {
-    pub fn new(workspace: &Workspace) -> Result<Attester> {
-        let resolver = Resolver::new(&workspace.graph.metadata()?)?;
+impl<'a> Attester<'a> {
+    pub fn new(workspace: &'a Workspace) -> Result<Attester<'a>> {
+        let resolver = workspace.graph.resolver()?;
         let lockfile = std::fs::read_to_string(workspace.root.join("Cargo.lock")).context("the bill of materials needs Cargo.lock")?;
         let checksums = crate::detect::lockfile::checksums(&lockfile).context("Cargo.lock is not a lockfile cargo wrote")?;
         let github = std::env::vars().filter(|(key, _)| key.starts_with("GITHUB_")).collect();

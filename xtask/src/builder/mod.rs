@@ -240,7 +240,7 @@ impl Builder<'_> {
         plans: &Plans,
         engine: Option<&Engine<'_>>,
         provenance: &Provenance,
-        attester: Option<&attest::Attester>,
+        attester: Option<&attest::Attester<'_>>,
     ) -> Result<BuiltImage> {
         let layout_dir = self.ctx.workspace.target_dir.join("xtask/oci").join(&member.name);
         let layout = Layout::create(&layout_dir)?;
@@ -444,7 +444,7 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
 /// `cargo build -p APP --target T` makes alone: one cargo run for several apps unifies a shared
 /// dependency's features across them, and one run for several targets across those. So each
 /// target gets a run of its own, and the apps share it only where the simulated resolution
-/// (`workspace::targets_where_builds_agree`) shows that no app's build would change by it;
+/// (`Resolver::targets_where_builds_agree`) shows that no app's build would change by it;
 /// elsewhere each app gets a run of its own. Artifacts whose features agree are shared through
 /// the target directory either way.
 fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
@@ -459,10 +459,10 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
         0 | 1 => BTreeSet::new(),
         _ => workspace
             .graph
-            .metadata()
-            .and_then(|metadata| {
+            .resolver()
+            .and_then(|resolver| {
                 let triples: Vec<&str> = triples.iter().map(|triple| triple.as_str()).collect();
-                crate::workspace::graph::targets_where_builds_agree(&metadata, &names, &triples)
+                resolver.targets_where_builds_agree(&names, &triples)
             })
             .unwrap_or_default(),
     };

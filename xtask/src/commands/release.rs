@@ -321,7 +321,7 @@ impl<'a> Release<'a> {
         let mut packages = Vec::new();
         if self.ctx.workspace.member(&app.name).is_some_and(|member| member.is_crate) {
             for platform in &self.config.platforms {
-                packages.extend(gate.resolver.compiled_into(&app.name, &self.config.targets[platform])?);
+                packages.extend(self.ctx.workspace.graph.resolver()?.compiled_into(&app.name, &self.config.targets[platform])?);
             }
         }
         packages.sort();
@@ -414,12 +414,10 @@ fn read_key(source: &str) -> Result<Key> {
     Key::from_pem(&pem).with_context(|| format!("--sign {source}"))
 }
 
-/// The RustSec advisories and the thresholds they are held to, with the resolved graph that says
-/// which crates each app compiles.
+/// The RustSec advisories and the thresholds they are held to.
 struct AdvisoryGate {
     advisories: advisories::Advisories,
     thresholds: Thresholds,
-    resolver: crate::workspace::graph::Resolver,
 }
 
 /// The RustSec gate, when the thresholds are set: against the database --advisory-db (or
@@ -438,8 +436,7 @@ fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) 
         (None, false) => return Ok(None),
     };
     let advisories = advisories::Advisories::open(&ctx.sh, &path)?;
-    let resolver = crate::workspace::graph::Resolver::new(&ctx.workspace.graph.metadata()?)?;
-    Ok(Some(AdvisoryGate { advisories, thresholds, resolver }))
+    Ok(Some(AdvisoryGate { advisories, thresholds }))
 }
 
 async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {

@@ -105,7 +105,7 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
         evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {
             // The work tree's graph is resolved while git tells whether the work tree holds the
             // head's graph inputs (the clean HEAD: nearly always); then no export is needed.
-            let work_tree = scope.spawn(|| graph::Resolver::new(&workspace.graph.metadata()?));
+            let work_tree = scope.spawn(|| workspace.graph.resolver());
             let head_is_work_tree =
                 uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
             let head = if head_is_work_tree { Head::WorkTree(work_tree) } else { Head::Commit(&range.head) };
@@ -145,7 +145,7 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
 /// The tree whose dependency graph a lockfile comparison resolves.
 enum Head<'a, 'scope> {
     /// The work tree's, being resolved by this thread.
-    WorkTree(std::thread::ScopedJoinHandle<'scope, Result<graph::Resolver>>),
+    WorkTree(std::thread::ScopedJoinHandle<'scope, Result<&'scope graph::Resolver>>),
     /// A commit's.
     Commit(&'a String),
 }
@@ -165,19 +165,21 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
             Head::WorkTree(_) => std::fs::read_to_string(workspace.root.join("Cargo.lock")).unwrap_or_default(),
         };
         let diff = lockfile::diff(&before, &after).context("a Cargo.lock is not a lockfile cargo wrote")?;
+        let commit_resolver;
         let resolver = match head {
             Head::WorkTree(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the dependency graph failed"))??,
             Head::Commit(rev) => {
                 let partial = workspace.scratch_dir("tree")?;
                 git.export(rev, partial.path(), is_graph_input)?;
-                match graph::resolve_graph(partial.path(), true) {
+                commit_resolver = match graph::resolve_graph(partial.path(), true) {
                     Ok(resolver) => resolver,
                     Err(_) => {
                         let whole = workspace.scratch_dir("tree")?;
                         git.export(rev, whole.path(), |_| true)?;
                         graph::resolve_graph(whole.path(), true)?
                     }
-                }
+                };
+                &commit_resolver
             }
         };
         let resolved = resolver.per_app(&resolver.apps_that_may_compile(&apps, &diff.packages())?, &triples)?;
@@ -265,7 +267,7 @@ pub fn current_inputs(git: &Git<'_>, workspace: &Workspace, config: &Config, rev
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
 }
 
-/// The workspace's resolved dependencies (`graph::resolved_dependencies`), remembered under
+/// The workspace's resolved dependencies (`graph::Resolver::per_app`), remembered under
 /// `target/xtask/resolved/` by a digest of what resolution reads: the object ids of the files of
 /// `is_graph_input` in the commit the work tree holds, and which cargo resolves. A
 /// workspace with the AWS SDK takes cargo 0.2 s to resolve, as long as a rebuild of an app's image.
@@ -284,7 +286,7 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
     if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
         return Ok(resolved);
     }
-    let resolved = graph::resolved_dependencies(&workspace.graph.metadata()?, &apps, triples)?;
+    let resolved = workspace.graph.resolver()?.per_app(&apps, triples)?;
     // The cache is only an optimisation: a failure to write it is not the user's problem, and a
     // rename makes a concurrent reader see the whole file or none.
     let partial = cache.with_extension(format!("{}.tmp", std::process::id()));

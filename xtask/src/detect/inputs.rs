@@ -25,7 +25,7 @@ pub struct AppInputs {
 }
 
 /// The inputs of every app of `workspace`, given the files of one commit and, per member, the
-/// resolved packages of its build (`workspace::resolved_dependencies`). The lockfile's text is
+/// resolved packages of its build (`Resolver::per_app`). The lockfile's text is
 /// not an input: only what it resolves to for the app is, so an unrelated lockfile change keeps
 /// the digest.
 pub fn app_inputs(

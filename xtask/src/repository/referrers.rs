@@ -43,53 +43,73 @@ pub async fn attach(
             serde_json::from_slice(&layout.read_blob(attachment)?).context("an attachment is not an artifact manifest")?;
         by_subject.entry(manifest.subject.digest).or_default().push(attachment);
     }
-    let mut pushed = 0;
-    for (subject, attachments) in by_subject {
-        let tag = tag_of(&subject);
-        // Which artifacts the subject has, and whether the registry keeps that list itself.
-        let (existing, kept_by_registry) = match repository {
-            Repository::Registry { host, path } => {
-                let registry = pusher.registries().client(host)?;
-                match registry.referrers(path, &subject).await? {
-                    Some(bytes) => (listed(Some(&bytes))?, true),
-                    None => (listed(registry.find_manifest(path, &tag).await?.map(|(_, bytes)| bytes).as_deref())?, false),
-                }
+    // Each subject's list is its own: on a registry they are attached side by side; a layout's
+    // index.json is one file, written one tag at a time.
+    let attached = by_subject.into_iter().map(|(subject, attachments)| attach_to(pusher, layout, repository, subject, attachments, line));
+    let counts = match repository {
+        Repository::Registry { .. } => futures_util::future::try_join_all(attached).await?,
+        Repository::Layout { .. } => {
+            let mut counts = Vec::new();
+            for attaching in attached {
+                counts.push(attaching.await?);
             }
-            Repository::Layout { dir } => {
-                let bytes = match Layout::open(dir).ok().and_then(|target| target.find(Some(&tag)).ok().flatten().map(|d| (target, d))) {
-                    Some((target, descriptor)) => Some(target.read_blob(&descriptor)?),
-                    None => None,
-                };
-                (listed(bytes.as_deref())?, false)
-            }
-        };
-        let missing: Vec<&Descriptor> = attachments
-            .into_iter()
-            .filter(|attachment| !existing.iter().any(|known| known.artifact_type == attachment.artifact_type))
-            .collect();
-        if missing.is_empty() {
-            continue;
+            counts
         }
-        for attachment in &missing {
-            pusher.push(layout, attachment, repository, &[], line).await?;
-        }
-        pushed += missing.len();
-        if kept_by_registry {
-            continue;
-        }
-        let mut manifests = existing;
-        manifests.extend(missing.into_iter().cloned());
-        let index = ImageIndex::new(manifests, BTreeMap::new());
-        let bytes = oci::to_bytes(&index);
-        match repository {
-            Repository::Registry { host, path } => {
-                pusher.registries().client(host)?.put_manifest(path, &tag, oci::MEDIA_TYPE_INDEX, &bytes).await?;
+    };
+    Ok(counts.into_iter().sum())
+}
+
+/// Pushes `attachments` of `subject` that it lacks, and lists them for it; returns how many.
+async fn attach_to(
+    pusher: &Pusher,
+    layout: &Layout,
+    repository: &Repository,
+    subject: Digest,
+    attachments: Vec<&Descriptor>,
+    line: &AppLine,
+) -> Result<usize> {
+    let tag = tag_of(&subject);
+    // Which artifacts the subject has, and whether the registry keeps that list itself.
+    let (existing, kept_by_registry) = match repository {
+        Repository::Registry { host, path } => {
+            let registry = pusher.registries().client(host)?;
+            match registry.referrers(path, &subject).await? {
+                Some(bytes) => (listed(Some(&bytes))?, true),
+                None => (listed(registry.find_manifest(path, &tag).await?.map(|(_, bytes)| bytes).as_deref())?, false),
             }
-            Repository::Layout { dir } => {
-                let target = Layout::open(dir)?;
-                let written = target.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
-                target.tag(&tag, &written)?;
-            }
+        }
+        Repository::Layout { dir } => {
+            let bytes = match Layout::open(dir).ok().and_then(|target| target.find(Some(&tag)).ok().flatten().map(|d| (target, d))) {
+                Some((target, descriptor)) => Some(target.read_blob(&descriptor)?),
+                None => None,
+            };
+            (listed(bytes.as_deref())?, false)
+        }
+    };
+    let missing: Vec<&Descriptor> = attachments
+        .into_iter()
+        .filter(|attachment| !existing.iter().any(|known| known.artifact_type == attachment.artifact_type))
+        .collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    futures_util::future::try_join_all(missing.iter().map(|attachment| pusher.push(layout, attachment, repository, &[], line))).await?;
+    let pushed = missing.len();
+    if kept_by_registry {
+        return Ok(pushed);
+    }
+    let mut manifests = existing;
+    manifests.extend(missing.into_iter().cloned());
+    let index = ImageIndex::new(manifests, BTreeMap::new());
+    let bytes = oci::to_bytes(&index);
+    match repository {
+        Repository::Registry { host, path } => {
+            pusher.registries().client(host)?.put_manifest(path, &tag, oci::MEDIA_TYPE_INDEX, &bytes).await?;
+        }
+        Repository::Layout { dir } => {
+            let target = Layout::open(dir)?;
+            let written = target.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+            target.tag(&tag, &written)?;
         }
     }
     Ok(pushed)

@@ -23,6 +23,8 @@ use crate::image::attestation::CompiledPackage;
 pub struct WorkTreeGraph {
     dir: PathBuf,
     state: Mutex<State>,
+    /// guppy's graph of it, built once (parsing the metadata costs tens of milliseconds).
+    resolver: std::sync::OnceLock<Result<Resolver, String>>,
 }
 
 enum State {
@@ -46,7 +48,7 @@ struct KilledUnlessWaited(Child);
 impl WorkTreeGraph {
     /// Resolved when first asked for.
     pub fn on_demand(dir: &Path) -> WorkTreeGraph {
-        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(State::NotStarted) }
+        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(State::NotStarted), resolver: std::sync::OnceLock::new() }
     }
 
     /// Started now, in the background; when the process cannot even start, it is resolved when
@@ -56,7 +58,7 @@ impl WorkTreeGraph {
             Ok(background) => State::Running(background),
             Err(_) => State::NotStarted,
         };
-        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(state) }
+        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(state), resolver: std::sync::OnceLock::new() }
     }
 
     /// The metadata, waiting for the background run (or resolving now), offline first as
@@ -72,6 +74,15 @@ impl WorkTreeGraph {
         };
         *state = State::Done(resolved.clone());
         resolved.map_err(|message| anyhow!(message))
+    }
+}
+
+impl WorkTreeGraph {
+    /// The resolver over `metadata`, built at most once per run.
+    pub fn resolver(&self) -> Result<&Resolver> {
+        let built =
+            self.resolver.get_or_init(|| self.metadata().and_then(|metadata| Resolver::new(&metadata)).map_err(|err| format!("{err:#}")));
+        built.as_ref().map_err(|message| anyhow!(message.clone()))
     }
 }
 
@@ -114,32 +125,24 @@ impl Drop for KilledUnlessWaited {
     }
 }
 
-/// For every app, the packages its own build compiles for each of `triples`, as cargo would
-/// resolve `cargo build -p APP --target T` alone (no feature unified in from another member):
-/// `name version source [features] for T` lines, and `... for the host` for build scripts and
-/// proc macros. guppy simulates cargo's resolver in-process from the full `cargo metadata`
-/// output; comparing two of these tells which apps a lockfile change reaches.
-pub fn resolved_dependencies(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    Resolver::new(metadata)?.per_app(apps, triples)
-}
-
-/// The targets of `triples` for which building `apps` together in one cargo run compiles every
-/// package each of them compiles with the features it has when the app is built alone: there
-/// one run gives each app the binary it would get alone, and shares every artifact.
-pub fn targets_where_builds_agree(metadata: &[u8], apps: &[String], triples: &[&str]) -> Result<BTreeSet<String>> {
-    let resolver = Resolver::new(metadata)?;
-    let mut agreeing = BTreeSet::new();
-    for triple in triples {
-        let together = resolver.compiled(apps, triple)?;
-        let mut agree = true;
-        for app in apps {
-            agree &= resolver.compiled(std::slice::from_ref(app), triple)?.is_subset(&together);
+impl Resolver {
+    /// The targets of `triples` for which building `apps` together in one cargo run compiles
+    /// every package each of them compiles with the features it has when the app is built alone:
+    /// there one run gives each app the binary it would get alone, and shares every artifact.
+    pub fn targets_where_builds_agree(&self, apps: &[String], triples: &[&str]) -> Result<BTreeSet<String>> {
+        let mut agreeing = BTreeSet::new();
+        for triple in triples {
+            let together = self.compiled(apps, triple)?;
+            let mut agree = true;
+            for app in apps {
+                agree &= self.compiled(std::slice::from_ref(app), triple)?.is_subset(&together);
+            }
+            if agree {
+                agreeing.insert(triple.to_string());
+            }
         }
-        if agree {
-            agreeing.insert(triple.to_string());
-        }
+        Ok(agreeing)
     }
-    Ok(agreeing)
 }
 
 /// Cargo's feature resolution (resolver 2), simulated by guppy over one `cargo metadata`.
@@ -157,7 +160,12 @@ impl Resolver {
         Ok(Resolver { graph, host })
     }
 
-    /// `resolved_dependencies` of the apps among `apps` that are members.
+    /// For every app among `apps` that is a member, the packages its own build compiles for each
+    /// of `triples`, as cargo would resolve `cargo build -p APP --target T` alone (no feature
+    /// unified in from another member): `name version source [features] for T` lines, and
+    /// `... for the host` for build scripts and proc macros. guppy simulates cargo's resolver
+    /// in-process from the full `cargo metadata` output; comparing two of these tells which apps
+    /// a lockfile change reaches.
     pub fn per_app(&self, apps: &[String], triples: &[&str]) -> Result<BTreeMap<String, BTreeSet<String>>> {
         let mut result = BTreeMap::new();
         for app in apps {
@@ -310,7 +318,7 @@ mod tests {
     /// turns `fancy` on, `worker` does not and has a dev-dependency.
     fn resolved(lib_version: &str) -> BTreeMap<String, BTreeSet<String>> {
         let apps = ["api".to_string(), "worker".to_string()];
-        resolved_dependencies(&metadata(lib_version, "fancy"), &apps, &TRIPLES).unwrap()
+        Resolver::new(&metadata(lib_version, "fancy")).unwrap().per_app(&apps, &TRIPLES).unwrap()
     }
 
     const TRIPLES: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
@@ -385,8 +393,11 @@ mod tests {
     #[test]
     fn apps_share_a_cargo_run_only_where_their_features_agree() {
         let apps = ["api".to_string(), "worker".to_string()];
-        assert!(targets_where_builds_agree(&metadata("0.1.0", "fancy"), &apps, &TRIPLES).unwrap().is_empty());
-        assert_eq!(targets_where_builds_agree(&metadata("0.1.0", ""), &apps, &TRIPLES).unwrap().len(), 2);
+        let agreeing = |api_features: &str| {
+            Resolver::new(&metadata("0.1.0", api_features)).unwrap().targets_where_builds_agree(&apps, &TRIPLES).unwrap()
+        };
+        assert!(agreeing("fancy").is_empty());
+        assert_eq!(agreeing("").len(), 2);
     }
 
     #[test]

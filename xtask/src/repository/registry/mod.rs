@@ -35,6 +35,9 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, applicat
 pub struct Registry {
     transport: Transport,
     auth: Auth,
+    /// Whether the registry answered a referrers request with 404, once: it has no such API, and
+    /// is not asked again in this run.
+    without_referrers_api: std::sync::atomic::AtomicBool,
 }
 
 /// How a blob got into the repository.
@@ -134,7 +137,11 @@ impl Registry {
     /// A client for `host`: `roots` are the CA certificates trusted for it besides the
     /// system's, `token_source` mints credentials when the Docker configuration has none.
     pub fn new(host: &str, roots: &TrustedRoots, token_source: Option<TokenSource>) -> Result<Registry> {
-        Ok(Registry { transport: Transport::new(host, roots)?, auth: Auth::new(host, token_source) })
+        Ok(Registry {
+            transport: Transport::new(host, roots)?,
+            auth: Auth::new(host, token_source),
+            without_referrers_api: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -316,12 +323,19 @@ impl Registry {
     /// when the registry has no such API (distribution 2.8 answers 404), in which case the
     /// `sha256-<hex>` tag schema stands in for it.
     pub async fn referrers(&self, repository: &str, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        use std::sync::atomic::Ordering;
+        if self.without_referrers_api.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let mut request = self.request(Method::GET, format!("/v2/{repository}/referrers/{}", digest.as_str()), repository);
         request.headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
         let response = self.execute(request, ATTEMPTS).await?;
         match response.status() {
             StatusCode::OK => Ok(Some(self.transport.read_capped(response, MANIFEST_LIMIT, "a referrers list").await?)),
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => {
+                self.without_referrers_api.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
             _ => Err(self.refused(&format!("list the referrers of {digest}"), repository, response).await),
         }
     }
