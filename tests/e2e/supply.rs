@@ -238,3 +238,64 @@ fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payloa
     assert!(stderr(&output).contains("worker: verification of worker-latest in"), "{}", stderr(&output));
     assert!(stderr(&output).contains("corrupt blob"), "{}", stderr(&output));
 }
+
+/// Seals a PKCS#8 PEM key as `cosign generate-key-pair` does (scrypt N=32768 r=8 p=1, NaCl
+/// secretbox), with PyPI's PyNaCl: argv = key.pem, password, output.
+const COSIGN_KEY_PY: &str = r#"
+import base64, hashlib, json, os, sys
+from cryptography.hazmat.primitives import serialization
+import nacl.secret
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
+der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+salt, nonce = os.urandom(32), os.urandom(24)
+secret = hashlib.scrypt(sys.argv[2].encode(), salt=salt, n=32768, r=8, p=1, dklen=32, maxmem=64 * 1024 * 1024)
+sealed = nacl.secret.SecretBox(secret).encrypt(der, nonce).ciphertext
+document = {"kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": base64.b64encode(salt).decode()},
+            "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
+            "ciphertext": base64.b64encode(sealed).decode()}
+body = base64.b64encode(json.dumps(document).encode()).decode()
+lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+open(sys.argv[3], "w").write("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+"#;
+
+#[test]
+fn cosigns_encrypted_key_signs_with_cosign_password_and_a_wrong_one_is_refused() {
+    let scratch = Scratch::new();
+    let layout = tempfile::tempdir().unwrap();
+    let repository = format!("oci:{}", layout.path().display());
+    let keys = tempfile::tempdir().unwrap();
+    let path = |name: &str| keys.path().join(name).to_str().unwrap().to_string();
+    let openssl = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out {} && openssl pkey -in {} -pubout -out {}",
+        path("plain.key"),
+        path("plain.key"),
+        path("cosign.pub")
+    )));
+    assert!(openssl.status.success(), "{}", stderr(&openssl));
+    std::fs::write(path("seal.py"), COSIGN_KEY_PY).unwrap();
+    let sealed = run(Command::new(python()).args([&path("seal.py"), &path("plain.key"), "correct horse", &path("cosign.key")]));
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+
+    let wrong = scratch.xtask_with_env(
+        &["release", "worker", "--sign", &path("cosign.key"), "--repository", &repository],
+        &[("COSIGN_PASSWORD", "battery staple")],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr(&wrong).contains("COSIGN_PASSWORD does not open cosign.key: check the password"), "{}", stderr(&wrong));
+    let unset = scratch.xtask(&["release", "worker", "--sign", &path("cosign.key"), "--repository", &repository]);
+    assert!(stderr(&unset).contains("set COSIGN_PASSWORD"), "{}", stderr(&unset));
+
+    let release = ["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository];
+    let output = scratch.xtask_with_env(&release, &[("COSIGN_PASSWORD", "correct horse")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
+    let tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    assert!(tags.iter().any(|tag| tag.ends_with(".sig")), "the signature is in the layout: {tags:?}");
+    let verified = scratch.xtask_ok(&["verify", "worker", "--key", &path("cosign.pub"), "--repository", &repository]);
+    assert!(verified.contains("is signed by"), "{verified}");
+}

@@ -411,7 +411,8 @@ fn read_key(source: &str) -> Result<Key> {
         Some(variable) => std::env::var(variable).with_context(|| format!("--sign names the variable {variable}, which is not set"))?,
         None => std::fs::read_to_string(source).with_context(|| format!("cannot read the signing key {source}"))?,
     };
-    Key::from_pem(&pem).with_context(|| format!("--sign {source}"))
+    let password = std::env::var("COSIGN_PASSWORD").ok();
+    Key::from_pem(&pem, password.as_deref()).with_context(|| format!("--sign {source}"))
 }
 
 /// The RustSec advisories and the thresholds they are held to.

@@ -29,16 +29,21 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
-    /// A PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`), P-256.
-    pub fn from_pem(pem: &str) -> Result<Key> {
+    /// A PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`), P-256; or cosign's
+    /// encrypted `cosign.key`, opened with `password` (COSIGN_PASSWORD).
+    pub fn from_pem(pem: &str, password: Option<&str>) -> Result<Key> {
         if let Ok(key) = SigningKey::from_pkcs8_pem(pem) {
             return Ok(Key(key));
         }
-        match p256::SecretKey::from_sec1_pem(pem) {
-            Ok(secret) => Ok(Key(SigningKey::from(secret))),
-            Err(_) if pem.contains("ENCRYPTED") => bail!("the signing key is encrypted: an encrypted cosign.key is not read yet; export it unencrypted as PKCS#8 (openssl pkcs8 -topk8 -nocrypt) and keep it in a secret"),
-            Err(_) => bail!("the signing key is not a PEM ECDSA P-256 private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`): make one with `openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt`"),
+        if let Ok(secret) = p256::SecretKey::from_sec1_pem(pem) {
+            return Ok(Key(SigningKey::from(secret)));
         }
+        if let Some(body) = encrypted_body(pem) {
+            let password = password.context("the signing key is cosign's encrypted cosign.key: set COSIGN_PASSWORD to its password")?;
+            let der = decrypt_cosign_key(&body, password)?;
+            return Ok(Key(SigningKey::from_pkcs8_der(&der).context("the decrypted cosign.key is not a PKCS#8 ECDSA P-256 key")?));
+        }
+        bail!("the signing key is not a PEM ECDSA P-256 private key (PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, or cosign's encrypted cosign.key): make one with `cosign generate-key-pair` or `openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt`")
     }
 
     /// The base64 DER signature of `message`.
@@ -46,6 +51,47 @@ impl Key {
         let signature: Signature = self.0.sign(message);
         base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
     }
+}
+
+/// The base64 body of cosign's `ENCRYPTED SIGSTORE PRIVATE KEY` (or older `ENCRYPTED COSIGN
+/// PRIVATE KEY`) PEM block, decoded.
+fn encrypted_body(pem: &str) -> Option<Vec<u8>> {
+    let begin = pem.lines().position(|line| line.starts_with("-----BEGIN ENCRYPTED") && line.ends_with("PRIVATE KEY-----"))?;
+    let body: String = pem.lines().skip(begin + 1).take_while(|line| !line.starts_with("-----END")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body.trim()).ok()
+}
+
+/// Opens cosign's encrypted key: a JSON document whose `ciphertext` is the PKCS#8 key sealed with
+/// NaCl's secretbox under a key scrypt derives from the password (`kdf`), with `cipher.nonce`.
+fn decrypt_cosign_key(document: &[u8], password: &str) -> Result<Vec<u8>> {
+    use crypto_secretbox::aead::{Aead as _, KeyInit as _};
+    let document: serde_json::Value = serde_json::from_slice(document).context("the encrypted cosign.key does not hold cosign's JSON")?;
+    let decode = |value: &serde_json::Value, what: &str| -> Result<Vec<u8>> {
+        let text = value.as_str().with_context(|| format!("the encrypted cosign.key has no {what}"))?;
+        base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the {what} of cosign.key is not base64"))
+    };
+    let kdf = &document["kdf"];
+    if kdf["name"] != "scrypt" || document["cipher"]["name"] != "nacl/secretbox" {
+        bail!("the encrypted cosign.key uses {} and {}, where scrypt and nacl/secretbox are read", kdf["name"], document["cipher"]["name"]);
+    }
+    let parameter = |name: &str| kdf["params"][name].as_u64().with_context(|| format!("the encrypted cosign.key has no scrypt {name}"));
+    let n = parameter("N")?;
+    if !n.is_power_of_two() || n < 2 {
+        bail!("the scrypt N of cosign.key ({n}) is not a power of two");
+    }
+    let params = scrypt::Params::new(n.trailing_zeros() as u8, u32::try_from(parameter("r")?)?, u32::try_from(parameter("p")?)?, 32)
+        .map_err(|err| anyhow::anyhow!("the scrypt parameters of cosign.key are out of range: {err}"))?;
+    let mut derived = [0u8; 32];
+    scrypt::scrypt(password.as_bytes(), &decode(&kdf["salt"], "salt")?, &params, &mut derived)
+        .map_err(|err| anyhow::anyhow!("cannot derive the key of cosign.key: {err}"))?;
+    let nonce = decode(&document["cipher"]["nonce"], "nonce")?;
+    if nonce.len() != 24 {
+        bail!("the nonce of cosign.key is not 24 bytes");
+    }
+    let cipher = crypto_secretbox::XSalsa20Poly1305::new((&derived).into());
+    cipher
+        .decrypt(crypto_secretbox::Nonce::from_slice(&nonce), decode(&document["ciphertext"], "ciphertext")?.as_slice())
+        .map_err(|_| anyhow::anyhow!("COSIGN_PASSWORD does not open cosign.key: check the password"))
 }
 
 /// A public key that checks signatures.
@@ -142,7 +188,7 @@ mod tests {
 
     #[test]
     fn payloads_are_signed_as_cosign_signs_them_and_a_changed_byte_fails() {
-        let key = Key::from_pem(PRIVATE).unwrap();
+        let key = Key::from_pem(PRIVATE, None).unwrap();
         let digest = Digest::of(b"index");
         let payload = simple_signing_payload("127.0.0.1:5000/acme/prod", &digest);
         expect_test::expect![[r#"{"critical":{"identity":{"docker-reference":"127.0.0.1:5000/acme/prod"},"image":{"docker-manifest-digest":"sha256:1bc04b5291c26a46d918139138b992d2de976d6851d0893b0476b85bfbdfc6e6"},"type":"cosign container image signature"},"optional":null}"#]]
@@ -159,7 +205,7 @@ mod tests {
 
     #[test]
     fn envelopes_open_only_with_their_key() {
-        let key = Key::from_pem(PRIVATE).unwrap();
+        let key = Key::from_pem(PRIVATE, None).unwrap();
         let envelope = dsse_envelope(b"{\"_type\":\"statement\"}", &key);
         assert_eq!(open_envelope(&envelope, &public_of(&key)).unwrap(), b"{\"_type\":\"statement\"}");
         let other = Key(SigningKey::from_slice(&[7; 32]).unwrap());
