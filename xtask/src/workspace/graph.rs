@@ -201,18 +201,10 @@ impl Resolver {
     /// scripts and proc macros, which run on the host), each with its source (`None` for a path
     /// crate) and its manifest's license.
     pub fn compiled_into(&self, app: &str, triple: &str) -> Result<Vec<CompiledPackage>> {
-        use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
-        use guppy::graph::feature::StandardFeatures;
         use guppy::graph::DependencyDirection;
-        use guppy::platform::{Platform, TargetFeatures};
 
         let id = self.graph.workspace().member_by_name(app)?.id();
-        let initials = self.graph.resolve_ids([id])?.to_feature_set(StandardFeatures::Default);
-        let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
-            .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
-        let mut options = CargoOptions::new();
-        options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(self.host.clone());
-        let built = initials.into_cargo_set(&options)?;
+        let built = self.cargo_build(&[id], triple)?;
         let mut packages = Vec::new();
         for list in built.target_features().packages_with_features(DependencyDirection::Forward) {
             let package = list.package();
@@ -232,23 +224,29 @@ impl Resolver {
         Ok(packages)
     }
 
-    /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as
-    /// `name version source [features] for <triple | the host>` lines.
-    fn compiled(&self, members: &[String], triple: &str) -> Result<BTreeSet<String>> {
+    /// cargo's resolution of `cargo build -p ... --target triple` for the members `ids`, with
+    /// their default features (what cargo starts from), resolver 2, on this host.
+    fn cargo_build<'g>(&'g self, ids: &[&'g guppy::PackageId], triple: &str) -> Result<guppy::graph::cargo::CargoSet<'g>> {
         use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
         use guppy::graph::feature::StandardFeatures;
-        use guppy::graph::DependencyDirection;
         use guppy::platform::{Platform, TargetFeatures};
 
-        let ids: Vec<&guppy::PackageId> =
-            members.iter().map(|name| Ok(self.graph.workspace().member_by_name(name)?.id())).collect::<Result<_>>()?;
-        // The members with their default features are what cargo starts from.
         let initials = self.graph.resolve_ids(ids.iter().copied())?.to_feature_set(StandardFeatures::Default);
         let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
             .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
         let mut options = CargoOptions::new();
         options.set_resolver(CargoResolverVersion::V2).set_target_platform(platform).set_host_platform(self.host.clone());
-        let built = initials.into_cargo_set(&options)?;
+        Ok(initials.into_cargo_set(&options)?)
+    }
+
+    /// What `cargo build -p A -p B ... --target triple` compiles besides the named members, as
+    /// `name version source [features] for <triple | the host>` lines.
+    fn compiled(&self, members: &[String], triple: &str) -> Result<BTreeSet<String>> {
+        use guppy::graph::DependencyDirection;
+
+        let ids: Vec<&guppy::PackageId> =
+            members.iter().map(|name| Ok(self.graph.workspace().member_by_name(name)?.id())).collect::<Result<_>>()?;
+        let built = self.cargo_build(&ids, triple)?;
         let mut lines = BTreeSet::new();
         for (features, on) in [(built.target_features(), format!("for {triple}")), (built.host_features(), "for the host".to_string())] {
             for list in features.packages_with_features(DependencyDirection::Forward) {
