@@ -423,20 +423,30 @@ struct AdvisoryGate {
 
 /// The RustSec gate, when the thresholds are set: against the database --advisory-db (or
 /// XTASK_ADVISORY_DB) names, or on ECR against cargo-audit's default checkout, fetched when
-/// missing. A repository elsewhere gets it only with a database named (see `scan_gate`).
+/// missing (and skipped, with a note, when that fails). A repository elsewhere gets it only with
+/// a database named (see `scan_gate`).
 fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) -> Result<Option<AdvisoryGate>> {
     let thresholds =
         Thresholds { max_critical: args.max_critical.or(config.ecr.max_critical), max_high: args.max_high.or(config.ecr.max_high) };
     let on_ecr = crate::aws::ecr::ecr_repository(&config.repository).is_ok();
-    let path = match (&args.advisory_db, on_ecr) {
-        _ if args.dry_run || !thresholds.is_set() => return Ok(None),
-        (Some(path), _) => path.clone(),
-        (None, true) => {
-            advisories::default_location().context("no home directory for the RustSec advisory database: pass --advisory-db")?
-        }
+    if args.dry_run || !thresholds.is_set() {
+        return Ok(None);
+    }
+    let advisories = match (&args.advisory_db, on_ecr) {
+        // A database the user named must open.
+        (Some(path), _) => advisories::Advisories::open(&ctx.sh, path)?,
+        // The default one adds to ECR's scan: without it (and without the network to fetch it)
+        // the release says so and gates on ECR's findings.
+        (None, true) => match advisories::default_location().map(|path| advisories::Advisories::open(&ctx.sh, &path)) {
+            Some(Ok(advisories)) => advisories,
+            Some(Err(err)) => {
+                eprintln!("note: the RustSec part of the scan gate is skipped ({err:#})");
+                return Ok(None);
+            }
+            None => return Ok(None),
+        },
         (None, false) => return Ok(None),
     };
-    let advisories = advisories::Advisories::open(&ctx.sh, &path)?;
     Ok(Some(AdvisoryGate { advisories, thresholds }))
 }
 

@@ -45,9 +45,18 @@ impl Advisories {
             if std::env::var("CARGO_NET_OFFLINE").is_ok_and(|value| value == "true") {
                 bail!("the RustSec advisory database is not at {} and CARGO_NET_OFFLINE forbids fetching it: clone https://github.com/rustsec/advisory-db there, or name a checkout with XTASK_ADVISORY_DB or `advisory-db` in [workspace.metadata.xtask]", path.display());
             }
-            cmd!(sh, "git clone --quiet --depth 1 https://github.com/rustsec/advisory-db.git {path}").quiet().run().with_context(|| {
-                format!("cannot fetch the RustSec advisory database into {}: clone https://github.com/rustsec/advisory-db there by hand, or name a checkout with XTASK_ADVISORY_DB", path.display())
-            })?;
+            let cloned = cmd!(sh, "git clone --quiet --depth 1 https://github.com/rustsec/advisory-db.git {path}")
+                .quiet()
+                .ignore_status()
+                .output()?;
+            if !cloned.status.success() {
+                let said = String::from_utf8_lossy(&cloned.stderr);
+                bail!(
+                    "cannot fetch the RustSec advisory database into {} (git: {}): clone https://github.com/rustsec/advisory-db there by hand, or name a checkout with XTASK_ADVISORY_DB",
+                    path.display(),
+                    said.lines().next().unwrap_or("no reason given").trim()
+                );
+            }
         }
         let database = rustsec::Database::open(path)
             .with_context(|| format!("{} is not a RustSec advisory database (a checkout of rustsec/advisory-db)", path.display()))?;
