@@ -369,28 +369,18 @@ impl<'a> Release<'a> {
         // Untagged first: the tags move only once the attestations are attached and the scan of
         // every platform passed.
         let mut report = pusher.push(&layout, &image.index, repository, &[], line).await?;
-        let attaching = async {
-            if image.attachments.is_empty() {
-                return Ok(None);
-            }
+        // One push at a time: pushes that share a blob (the artifacts' empty config) must not
+        // race, since the push engine counts a blob as there once this run has started it.
+        if !image.attachments.is_empty() {
             line.step("attaching the bills of materials and provenance");
-            referrers::attach(pusher, &layout, repository, &image.attachments, line).await.map(Some)
-        };
-        let signing = async {
-            match &self.key {
-                Some(key) => signatures::sign(pusher, &layout, repository, &image.index, key, line).await,
-                None => Ok(()),
-            }
-        };
-        match &self.gate {
-            // The attestations and the signature are independent writes: side by side.
-            None => (app.attached, ()) = tokio::try_join!(attaching, signing)?,
-            // An image the gate refuses is not signed.
-            Some(gate) => {
-                app.attached = attaching.await?;
-                app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
-                signing.await?;
-            }
+            app.attached = Some(referrers::attach(pusher, &layout, repository, &image.attachments, line).await?);
+        }
+        // An image the gate refuses is not signed.
+        if let Some(gate) = &self.gate {
+            app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        }
+        if let Some(key) = &self.key {
+            signatures::sign(pusher, &layout, repository, &image.index, key, line).await?;
         }
         let tagged = pusher.push(&layout, &image.index, repository, &app.tags, line).await?;
         (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);

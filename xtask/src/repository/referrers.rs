@@ -43,20 +43,13 @@ pub async fn attach(
             serde_json::from_slice(&layout.read_blob(attachment)?).context("an attachment is not an artifact manifest")?;
         by_subject.entry(manifest.subject.digest).or_default().push(attachment);
     }
-    // Each subject's list is its own: on a registry they are attached side by side; a layout's
-    // index.json is one file, written one tag at a time.
-    let attached = by_subject.into_iter().map(|(subject, attachments)| attach_to(pusher, layout, repository, subject, attachments, line));
-    let counts = match repository {
-        Repository::Registry { .. } => futures_util::future::try_join_all(attached).await?,
-        Repository::Layout { .. } => {
-            let mut counts = Vec::new();
-            for attaching in attached {
-                counts.push(attaching.await?);
-            }
-            counts
-        }
-    };
-    Ok(counts.into_iter().sum())
+    // One subject at a time: their artifacts share the empty config blob, and a layout's
+    // index.json is one file.
+    let mut pushed = 0;
+    for (subject, attachments) in by_subject {
+        pushed += attach_to(pusher, layout, repository, subject, attachments, line).await?;
+    }
+    Ok(pushed)
 }
 
 /// Pushes `attachments` of `subject` that it lacks, and lists them for it; returns how many.
@@ -93,7 +86,9 @@ async fn attach_to(
     if missing.is_empty() {
         return Ok(0);
     }
-    futures_util::future::try_join_all(missing.iter().map(|attachment| pusher.push(layout, attachment, repository, &[], line))).await?;
+    for attachment in &missing {
+        pusher.push(layout, attachment, repository, &[], line).await?;
+    }
     let pushed = missing.len();
     if kept_by_registry {
         return Ok(pushed);
