@@ -20,13 +20,6 @@ pub fn tag_of(subject: &Digest) -> String {
     subject.as_str().replacen(':', "-", 1)
 }
 
-/// The artifacts listed in a referrers index's bytes; none when there is no index.
-fn listed(bytes: Option<&[u8]>) -> Result<Vec<Descriptor>> {
-    let Some(bytes) = bytes else { return Ok(Vec::new()) };
-    let index: ImageIndex = serde_json::from_slice(bytes).context("a referrers list is not an image index")?;
-    Ok(index.manifests)
-}
-
 /// Pushes `attachments` (artifact manifests in `layout`) to `repository`, each unless its
 /// subject already has an artifact of its type, and lists them for their subjects. Returns how
 /// many were pushed.
@@ -62,23 +55,7 @@ async fn attach_to(
     line: &AppLine,
 ) -> Result<usize> {
     let tag = tag_of(&subject);
-    // Which artifacts the subject has, and whether the registry keeps that list itself.
-    let (existing, kept_by_registry) = match repository {
-        Repository::Registry { host, path } => {
-            let registry = pusher.registries().client(host)?;
-            match registry.referrers(path, &subject).await? {
-                Some(bytes) => (listed(Some(&bytes))?, true),
-                None => (listed(registry.find_manifest(path, &tag).await?.map(|(_, bytes)| bytes).as_deref())?, false),
-            }
-        }
-        Repository::Layout { dir } => {
-            let bytes = match Layout::open(dir).ok().and_then(|target| target.find(Some(&tag)).ok().flatten().map(|d| (target, d))) {
-                Some((target, descriptor)) => Some(target.read_blob(&descriptor)?),
-                None => None,
-            };
-            (listed(bytes.as_deref())?, false)
-        }
-    };
+    let (existing, kept_by_registry) = pusher.registries().open(repository)?.referrers(&subject).await?;
     let missing: Vec<&Descriptor> = attachments
         .into_iter()
         .filter(|attachment| !existing.iter().any(|known| known.artifact_type == attachment.artifact_type))

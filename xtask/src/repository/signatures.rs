@@ -92,11 +92,7 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
     let mut attested = Vec::new();
     for entry in &index.manifests {
         let platform = entry.platform.as_ref().map_or_else(|| entry.digest.to_string(), ToString::to_string);
-        let listed = store.find_manifest(&referrers::tag_of(&entry.digest)).await?;
-        let artifacts: Vec<Descriptor> = match listed {
-            Some(bytes) => serde_json::from_slice::<ImageIndex>(&bytes).context("a referrers list is not an index")?.manifests,
-            None => Vec::new(),
-        };
+        let (artifacts, _) = store.referrers(&entry.digest).await?;
         let Some(provenance) = artifacts.iter().find(|artifact| artifact.artifact_type.as_deref() == Some(PROVENANCE_ARTIFACT_TYPE)) else {
             bail!("{platform} ({}) has no provenance attached: release with --attest --sign", entry.digest);
         };

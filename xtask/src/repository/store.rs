@@ -140,6 +140,22 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The artifacts attached to `subject` (OCI 1.1 referrers): the registry's referrers API list
+    /// where it has one, else the index of the tag schema's `sha256-<hex>` tag (none when that is
+    /// missing); and whether the registry keeps the list itself.
+    pub async fn referrers(&self, subject: &Digest) -> Result<(Vec<oci::Descriptor>, bool)> {
+        let listed = |bytes: Option<Vec<u8>>| -> Result<Vec<oci::Descriptor>> {
+            let Some(bytes) = bytes else { return Ok(Vec::new()) };
+            Ok(serde_json::from_slice::<oci::ImageIndex>(&bytes).context("a referrers list is not an image index")?.manifests)
+        };
+        if let Store::Registry { registry, path } = self {
+            if let Some(bytes) = registry.referrers(path, subject).await? {
+                return Ok((listed(Some(bytes))?, true));
+            }
+        }
+        Ok((listed(self.find_manifest(&crate::repository::referrers::tag_of(subject)).await?)?, false))
+    }
+
     /// The annotations of the index or manifest tagged `tag`, or `None` when the tag is missing.
     pub async fn find_annotations(&self, tag: &str) -> Result<Option<BTreeMap<String, String>>> {
         let Some(bytes) = self.find_manifest(tag).await? else { return Ok(None) };
