@@ -31,6 +31,26 @@ fn bad_input_gets_a_clear_error() {
     let nothing = &|_: &Scratch| {};
     let cases = [
         Case {
+            args: args(&["merge", "Cargo.toml"]),
+            setup: nothing,
+            expected: "Cargo.toml is not what `release --by-digest` prints: save that command's standard output and pass the file",
+        },
+        Case {
+            args: args(&["release", "worker", "--sign", "/dev/null", "--repository", "oci:target/signed"]),
+            setup: nothing,
+            expected: "--sign /dev/null: the signing key is not a PEM ECDSA P-256 private key (PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, or cosign's encrypted cosign.key): make one with `cosign generate-key-pair`",
+        },
+        Case {
+            args: args(&["verify", "worker", "--key", "/dev/null", "--repository", "oci:target/signed"]),
+            setup: nothing,
+            expected: "--key /dev/null: the key is not a PEM ECDSA P-256 public key (`PUBLIC KEY`, as cosign.pub)",
+        },
+        Case {
+            args: args(&["release", "worker", "--max-critical", "0", "--advisory-db", "Cargo.toml", "--repository", "oci:target/gated"]),
+            setup: nothing,
+            expected: "Cargo.toml is not a RustSec advisory database (a checkout of rustsec/advisory-db)",
+        },
+        Case {
             args: args(&["release", "nope"]),
             setup: nothing,
             expected: "unknown app `nope`: the workspace's apps are base, hello-api, worker",

@@ -75,6 +75,16 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
     let writes: Vec<String> =
         registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
     assert!(writes.is_empty(), "an unchanged re-release writes nothing: {writes:#?}");
+
+    // Attested but not signed: verify says so (exit 2).
+    let key = documents.path().join("cosign.pub");
+    let made = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout -out {}", key.display())));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let output = scratch.xtask(&["verify", "worker", "--key", key.to_str().unwrap(), "--repository", &repository]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("is not signed: no sha256-"), "{}", stderr(&output));
 }
 
 /// An advisory database (rustsec/advisory-db's layout) with one critical advisory against

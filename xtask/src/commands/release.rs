@@ -466,10 +466,17 @@ async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Opt
                 config.repository
             );
         }
-        eprintln!(
-            "note: the scan gate of [workspace.metadata.xtask.ecr] applies to ECR repositories only, so it is skipped for {}",
-            config.repository
-        );
+        if args.advisory_db.is_some() {
+            eprintln!(
+                "note: {} is not on ECR, so its images are not scanned there; the thresholds hold the RustSec findings",
+                config.repository
+            );
+        } else {
+            eprintln!(
+                "note: the scan gate of [workspace.metadata.xtask.ecr] applies to ECR repositories only, so it is skipped for {}",
+                config.repository
+            );
+        }
         return Ok(None);
     }
     let scanner = crate::aws::ecr::Scanner::new(&config.repository).await?;
