@@ -451,7 +451,7 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
     let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
     toolchain::prepare_targets(sh, &workspace.root, &triples)?;
     let cargo = crate::workspace::cargo();
-    let cargo_home = toolchain::cargo_home().unwrap_or_default();
+    let cargo_home = crate::workspace::cargo_home().unwrap_or_default();
     let remap = toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok());
     let names: Vec<String> = members.iter().map(|member| member.name.clone()).collect();
     // Without a resolvable graph (offline, crates not downloaded) every app builds alone.

@@ -70,11 +70,6 @@ pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String]
     RemapFlags::Config(triples.iter().flat_map(|triple| ["--config".to_string(), format!("target.{triple}.rustflags={list}")]).collect())
 }
 
-/// `CARGO_HOME` as cargo finds it.
-pub fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-}
-
 /// A target is installed when the toolchain's sysroot holds its standard library, which one
 /// `rustc --print sysroot` tells faster than rustup lists targets.
 fn install_missing_targets(sh: &Shell, rustlib: &Path, triples: &[&String]) -> Result<()> {
@@ -101,7 +96,7 @@ struct ConfigFile {
 /// workspace root and each parent directory, then `$CARGO_HOME`.
 fn config_files(workspace_root: &Path) -> Vec<ConfigFile> {
     let mut dirs: Vec<PathBuf> = workspace_root.ancestors().map(|dir| dir.join(".cargo")).collect();
-    let cargo_home = cargo_home();
+    let cargo_home = crate::workspace::cargo_home();
     dirs.extend(cargo_home.filter(|home| !dirs.contains(home)));
     dirs.iter()
         .flat_map(|dir| [dir.join("config.toml"), dir.join("config")])

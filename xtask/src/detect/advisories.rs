@@ -32,9 +32,7 @@ pub struct Advisories {
 
 /// Where the database is when nothing names it: where cargo-audit keeps it.
 pub fn default_location() -> Option<PathBuf> {
-    let home =
-        std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cargo")))?;
-    Some(home.join("advisory-db"))
+    Some(crate::workspace::cargo_home()?.join("advisory-db"))
 }
 
 impl Advisories {

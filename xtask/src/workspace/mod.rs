@@ -384,6 +384,11 @@ impl Workspace {
     }
 }
 
+/// `CARGO_HOME` as cargo finds it.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+}
+
 /// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
 /// apps; plain `cargo` otherwise.
 pub fn cargo() -> String {
