@@ -98,7 +98,7 @@ async fn copy_attachments(
     let mut tags = vec![crate::repository::signatures::signature_tag(&root.digest)];
     if root.is_index() {
         for child in serde_json::from_slice::<ImageIndex>(root_bytes)?.manifests {
-            tags.push(crate::repository::referrers::tag_of(&child.digest));
+            tags.push(crate::repository::store::referrers_tag(&child.digest));
         }
     }
     let mut attached = Vec::new();

@@ -129,7 +129,7 @@ async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, byt
         Err(_) => vec![image.digest.clone()],
     };
     for subject in subjects {
-        let tag = crate::repository::referrers::tag_of(&subject);
+        let tag = crate::repository::store::referrers_tag(&subject);
         if !tags.contains(tag.as_str()) {
             continue;
         }

@@ -14,11 +14,7 @@ use crate::image::oci::{self, ArtifactManifest, Descriptor, Digest, ImageIndex};
 use crate::image::reference::Repository;
 use crate::progress::AppLine;
 use crate::repository::push::Pusher;
-
-/// The tag schema's tag for the referrers of `subject`: `sha256-<hex>`.
-pub fn tag_of(subject: &Digest) -> String {
-    subject.as_str().replacen(':', "-", 1)
-}
+use crate::repository::store::referrers_tag;
 
 /// Pushes `attachments` (artifact manifests in `layout`) to `repository`, each unless its
 /// subject already has an artifact of its type, and lists them for their subjects. Returns how
@@ -54,7 +50,7 @@ async fn attach_to(
     attachments: Vec<&Descriptor>,
     line: &AppLine,
 ) -> Result<usize> {
-    let tag = tag_of(&subject);
+    let tag = referrers_tag(&subject);
     let (existing, kept_by_registry) = pusher.registries().open(repository)?.referrers(&subject).await?;
     let missing: Vec<&Descriptor> = attachments
         .into_iter()

@@ -14,12 +14,11 @@ use crate::image::reference::Repository;
 use crate::image::signature::{self, Key, PublicKey};
 use crate::progress::AppLine;
 use crate::repository::push::Pusher;
-use crate::repository::referrers;
 use crate::repository::store::Store;
 
 /// The tag of `digest`'s signature: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> String {
-    format!("{}.sig", referrers::tag_of(digest))
+    format!("{}.sig", crate::repository::store::referrers_tag(digest))
 }
 
 /// Signs the image `index` of `layout` for `repository` and pushes the signature under its tag

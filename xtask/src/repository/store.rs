@@ -95,6 +95,11 @@ pub enum Store {
     },
 }
 
+/// The referrers tag schema's tag for the artifacts attached to `subject`: `sha256-<hex>`.
+pub fn referrers_tag(subject: &Digest) -> String {
+    subject.as_str().replacen(':', "-", 1)
+}
+
 /// What `retag` did.
 pub enum Retagged {
     Moved(Digest),
@@ -153,7 +158,7 @@ impl Store {
                 return Ok((listed(Some(bytes))?, true));
             }
         }
-        Ok((listed(self.find_manifest(&crate::repository::referrers::tag_of(subject)).await?)?, false))
+        Ok((listed(self.find_manifest(&referrers_tag(subject)).await?)?, false))
     }
 
     /// The annotations of the index or manifest tagged `tag`, or `None` when the tag is missing.
