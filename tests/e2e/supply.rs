@@ -87,6 +87,72 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
     assert!(stderr(&output).contains("is not signed: no sha256-"), "{}", stderr(&output));
 }
 
+/// rust-audit-info (crates.io), as tests/ci.sh installs it (XTASK_TEST_RUST_AUDIT_INFO).
+fn rust_audit_info() -> String {
+    std::env::var("XTASK_TEST_RUST_AUDIT_INFO").unwrap_or_else(|_| "rust-audit-info".into())
+}
+
+/// A blob of the OCI layout `dir`, parsed as JSON.
+fn layout_json(dir: &std::path::Path, digest: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap()
+}
+
+#[test]
+fn both_binaries_embed_the_crates_of_their_sbom_as_rust_audit_info_reads_them() {
+    let scratch = Scratch::new();
+    let layout = tempfile::tempdir().unwrap();
+    let dir = layout.path();
+    scratch.xtask_ok(&["release", "hello-api", "--attest", "--repository", &format!("oci:{}", dir.display())]);
+
+    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let tagged = |tag: &str| {
+        let entry = top["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
+        entry.unwrap_or_else(|| panic!("{tag} is in the layout: {top:#}"))["digest"].as_str().unwrap().to_string()
+    };
+    let index = layout_json(dir, &tagged("hello-api-latest"));
+    let binaries = tempfile::tempdir().unwrap();
+    for entry in index["manifests"].as_array().unwrap() {
+        let platform = format!("{}/{}", entry["platform"]["os"].as_str().unwrap(), entry["platform"]["architecture"].as_str().unwrap());
+        let subject = entry["digest"].as_str().unwrap();
+        // The binary as the image carries it: the top layer (the Dockerfile's COPY).
+        let manifest = layout_json(dir, subject);
+        let layer = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
+        let gzip = std::fs::File::open(dir.join("blobs/sha256").join(&layer[7..])).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gzip));
+        let binary = binaries.path().join(platform.replace('/', "-"));
+        let found = archive.entries().unwrap().map(Result::unwrap).find(|entry| entry.path().unwrap().ends_with("usr/local/bin/hello-api"));
+        found.expect("the top layer holds the binary").unpack(&binary).unwrap();
+        let read = run(Command::new(rust_audit_info()).arg(&binary));
+        assert!(read.status.success(), "rust-audit-info reads no list from the {platform} binary: {}", stderr(&read));
+        let embedded: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+        let mut embedded: Vec<String> = embedded["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("pkg:cargo/{}@{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+            .collect();
+        embedded.sort();
+
+        // The SBOM attached to the same platform image, through the layout's referrers tag.
+        let referrers = layout_json(dir, &tagged(&subject.replace(':', "-")));
+        let sbom_artifact =
+            referrers["manifests"].as_array().unwrap().iter().find(|m| m["artifactType"] == "application/spdx+json").unwrap();
+        let artifact = layout_json(dir, sbom_artifact["digest"].as_str().unwrap());
+        let sbom = layout_json(dir, artifact["layers"][0]["digest"].as_str().unwrap());
+        let mut listed: Vec<String> = sbom["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+            .filter(|purl| purl.starts_with("pkg:cargo/"))
+            .map(|purl| purl.split('?').next().unwrap().to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(embedded, listed, "{platform}: the binary's list is the SBOM's crates");
+        assert!(listed.iter().any(|purl| purl.starts_with("pkg:cargo/percent-encoding@")), "a crates.io crate is listed: {listed:?}");
+    }
+}
+
 /// An advisory database (rustsec/advisory-db's layout) with one critical advisory against
 /// percent-encoding, which hello-api compiles and worker does not.
 fn advisory_database(dir: &std::path::Path) {

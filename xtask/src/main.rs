@@ -25,6 +25,10 @@ use crate::context::Context;
 use crate::flags::Command;
 
 fn main() -> ExitCode {
+    // cargo runs this executable as its rustc wrapper while the builder compiles the apps.
+    if let Some(code) = builder::auditable::run_as_rustc_wrapper() {
+        return code;
+    }
     let flags = flags::Xtask::parse();
     match run(flags) {
         Ok(code) => code,

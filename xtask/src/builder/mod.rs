@@ -5,6 +5,7 @@
 //! same `ImageParts`: `native` (assembled here, without a daemon) or `engine` (the Docker engine).
 
 pub mod attest;
+pub mod auditable;
 pub mod dockerignore;
 pub mod engine;
 pub mod load;
@@ -466,6 +467,10 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
             })
             .unwrap_or_default(),
     };
+    // Every binary carries its dependency list (cargo-auditable's format); the list needs the
+    // resolved graph, which the build needs anyway.
+    let resolver = workspace.graph.resolver().context("the binaries' dependency lists need the workspace's resolved graph")?;
+    let embedding = auditable::Embedding::prepare(workspace, resolver, members, &triples)?.environment()?;
     for triple in &triples {
         let runs: Vec<Vec<&String>> =
             if agreeing.contains(triple.as_str()) { vec![names.iter().collect()] } else { names.iter().map(|name| vec![name]).collect() };
@@ -475,6 +480,9 @@ fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Membe
                 args.extend(["--package".to_string(), app.to_string()]);
             }
             let mut command = cmd!(sh, "{cargo}");
+            for (key, value) in &embedding {
+                command = command.env(key, value);
+            }
             match &remap {
                 toolchain::RemapFlags::Environment(flags) => {
                     command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS")

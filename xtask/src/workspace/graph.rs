@@ -201,27 +201,48 @@ impl Resolver {
     /// scripts and proc macros, which run on the host), each with its source (`None` for a path
     /// crate) and its manifest's license.
     pub fn compiled_into(&self, app: &str, triple: &str) -> Result<Vec<CompiledPackage>> {
+        let mut graph = self.compiled_graph(app, triple)?;
+        graph.packages.remove(0);
+        Ok(graph.packages)
+    }
+
+    /// What `compiled_into` lists, as a graph: the app's own crate first, then those packages in
+    /// their sorted order, each with the packages among them it depends on (normal dependencies:
+    /// what is linked into the binary).
+    pub fn compiled_graph(&self, app: &str, triple: &str) -> Result<CompiledGraph> {
         use guppy::graph::DependencyDirection;
 
-        let id = self.graph.workspace().member_by_name(app)?.id();
-        let built = self.cargo_build(&[id], triple)?;
-        let mut packages = Vec::new();
-        for list in built.target_features().packages_with_features(DependencyDirection::Forward) {
-            let package = list.package();
-            if package.id() == id {
-                continue;
-            }
-            let source = (!package.source().is_workspace() && !package.source().is_path()).then(|| package.source().to_string());
-            packages.push(CompiledPackage {
-                name: package.name().to_string(),
-                version: package.version().to_string(),
-                source,
-                checksum: None,
-                license: package.license().map(str::to_string),
-            });
-        }
-        packages.sort();
-        Ok(packages)
+        let app = self.graph.workspace().member_by_name(app)?;
+        let built = self.cargo_build(&[app.id()], triple)?;
+        let describe = |package: &guppy::graph::PackageMetadata<'_>| CompiledPackage {
+            name: package.name().to_string(),
+            version: package.version().to_string(),
+            source: (!package.source().is_workspace() && !package.source().is_path()).then(|| package.source().to_string()),
+            checksum: None,
+            license: package.license().map(str::to_string),
+        };
+        let mut compiled: Vec<(CompiledPackage, guppy::graph::PackageMetadata<'_>)> = built
+            .target_features()
+            .to_package_set()
+            .packages(DependencyDirection::Forward)
+            .filter(|package| package.id() != app.id())
+            .map(|package| (describe(&package), package))
+            .collect();
+        compiled.sort_by(|(a, a_meta), (b, b_meta)| a.cmp(b).then_with(|| a_meta.id().cmp(b_meta.id())));
+        compiled.insert(0, (describe(&app), app));
+        let index: std::collections::HashMap<&guppy::PackageId, usize> =
+            compiled.iter().enumerate().map(|(index, (_, package))| (package.id(), index)).collect();
+        let dependencies = compiled
+            .iter()
+            .map(|(_, package)| {
+                package
+                    .direct_links()
+                    .filter(|link| !link.dev_only() && link.normal().is_present())
+                    .filter_map(|link| index.get(link.to().id()).copied())
+                    .collect()
+            })
+            .collect();
+        Ok(CompiledGraph { packages: compiled.into_iter().map(|(package, _)| package).collect(), dependencies })
     }
 
     /// cargo's resolution of `cargo build -p ... --target triple` for the members `ids`, with
@@ -265,6 +286,14 @@ impl Resolver {
         }
         Ok(lines)
     }
+}
+
+/// One app's build for one target (`Resolver::compiled_graph`).
+pub struct CompiledGraph {
+    /// The app's crate, then every package its binary compiles, sorted.
+    pub packages: Vec<CompiledPackage>,
+    /// For each of `packages`, the indices of those it depends on.
+    pub dependencies: Vec<BTreeSet<usize>>,
 }
 
 /// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`).
