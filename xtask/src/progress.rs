@@ -1,9 +1,10 @@
 //! What a long command shows while it works, on standard error: on a terminal one line per app
 //! (its current step) with a bar per blob in flight; elsewhere plain `app: step` lines; in GitHub
-//! Actions the same lines, each app's push folded into a `::group::` section.
+//! Actions the same lines, each app's push folded into a `::group::` section (written whole when
+//! the push ends, since apps push side by side and sections cannot interleave).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -45,7 +46,7 @@ impl Progress {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(ProgressStyle::with_template("{prefix:>12.bold} {msg}").expect("valid template"));
         bar.set_prefix(name.to_string());
-        AppLine { name: name.to_string(), mode: self.mode, bar, grouped: false }
+        AppLine { name: name.to_string(), mode: self.mode, bar, group: None }
     }
 
     /// Runs `f` as one folded section in GitHub Actions (for output of other programs, such as
@@ -94,23 +95,25 @@ pub struct AppLine {
     name: String,
     mode: Mode,
     bar: ProgressBar,
-    /// Whether a `::group::` is open for this app.
-    grouped: bool,
+    /// The open `::group::` of this app: its title and the lines it holds so far.
+    group: Option<(String, Mutex<Vec<String>>)>,
 }
 
 impl AppLine {
     pub fn step(&self, message: &str) {
-        match self.mode {
-            Mode::Terminal => self.bar.set_message(message.to_string()),
-            Mode::Plain | Mode::GitHubActions => eprintln!("{}: {message}", self.name),
+        match (self.mode, &self.group) {
+            (Mode::Terminal, _) => self.bar.set_message(message.to_string()),
+            (_, Some((_, lines))) => {
+                lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(format!("{}: {message}", self.name))
+            }
+            (Mode::Plain | Mode::GitHubActions, None) => eprintln!("{}: {message}", self.name),
         }
     }
 
-    /// Opens the app's folded section in GitHub Actions; it closes when the line finishes.
+    /// Opens the app's folded section in GitHub Actions; it is written when the line finishes.
     pub fn begin_group(&mut self, title: &str) {
-        if self.mode == Mode::GitHubActions && !self.grouped {
-            eprintln!("::group::{}: {title}", self.name);
-            self.grouped = true;
+        if self.mode == Mode::GitHubActions && self.group.is_none() {
+            self.group = Some((format!("{}: {title}", self.name), Mutex::new(Vec::new())));
         }
     }
 
@@ -124,9 +127,10 @@ impl AppLine {
     }
 
     fn close_group(&mut self) {
-        if self.grouped {
-            eprintln!("::endgroup::");
-            self.grouped = false;
+        if let Some((title, lines)) = self.group.take() {
+            let lines = lines.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // One write, so that another app's section cannot land inside it.
+            eprint!("::group::{title}\n{}::endgroup::\n", lines.iter().map(|line| format!("{line}\n")).collect::<String>());
         }
     }
 }

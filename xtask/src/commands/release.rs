@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::aws::scan::{self, ScanGate, Thresholds};
 use crate::builder::{Builder, BuiltImage, DeferredInputs, Provenance};
@@ -18,7 +19,7 @@ use crate::detect::inputs::AppInputs;
 use crate::detect::{self, SelectedApp};
 use crate::flags;
 use crate::image::layout::Layout;
-use crate::image::oci::{Digest, ImageIndex};
+use crate::image::oci::{Descriptor, Digest, ImageIndex};
 use crate::image::reference::validate_tag;
 use crate::image::signature::Key;
 use crate::progress::{AppLine, Progress};
@@ -284,33 +285,61 @@ impl<'a> Release<'a> {
     }
 
     /// Pushes each app, gates it on its scans when a gate is set, and moves its tags. One app's
-    /// failure does not stop the others: each is pushed and reported on its own. Returns the
+    /// failure does not stop the others: each is pushed and reported on its own. The apps push
+    /// side by side (the push engine's budgets bound the requests, and it sends a blob they share
+    /// once); an app built on an image of docker/ that this release pushes too moves its tags
+    /// once that image's push has ended, so the base and its tags are there first. Returns the
     /// failures, one line per app.
     async fn push_gate_and_tag(&self, images: &[BuiltImage], lines: Vec<AppLine>, summary: &mut Summary<'_>) -> Vec<String> {
-        let mut failures = Vec::new();
-        for ((image, app), mut line) in images.iter().zip(&mut summary.apps).zip(lines) {
-            app.digest = Some(image.index.digest.clone());
-            line.begin_group("push");
-            let started = Instant::now();
-            let pushed = match self.check_advisories(app) {
-                Ok(()) => self.push_app(image, app, &line).await,
-                Err(err) => Err(err),
-            };
-            app.seconds = Some(started.elapsed().as_secs_f64());
-            match pushed {
-                Ok(report) => {
-                    line.finish(&format!("released {} as {}", image.index.digest, app.tags.join(", ")));
-                    app.push = Some(report);
-                }
-                Err(err) => {
-                    line.finish("failed, tags not moved");
-                    let message = format!("{err:#}");
-                    failures.push(format!("{}: {message}", app.name));
-                    app.error = Some(message);
-                }
+        let names: Vec<String> = summary.apps.iter().map(|app| app.name.clone()).collect();
+        let ended: Vec<watch::Sender<bool>> = names.iter().map(|_| watch::channel(false).0).collect();
+        let pushes = images.iter().zip(&mut summary.apps).zip(lines).zip(&ended).map(|(((image, app), line), this_ended)| {
+            let bases: Vec<watch::Receiver<bool>> = self
+                .ctx
+                .workspace
+                .image_bases(&app.name)
+                .iter()
+                .filter_map(|base| names.iter().position(|name| name == base))
+                .map(|at| ended[at].subscribe())
+                .collect();
+            async move {
+                let failure = self.push_gate_and_tag_app(image, app, bases, line).await;
+                this_ended.send_replace(true);
+                failure
+            }
+        });
+        futures_util::future::join_all(pushes).await.into_iter().flatten().collect()
+    }
+
+    /// One app of `push_gate_and_tag`: its failure, if it failed.
+    async fn push_gate_and_tag_app(
+        &self,
+        image: &BuiltImage,
+        app: &mut AppSummary,
+        bases: Vec<watch::Receiver<bool>>,
+        mut line: AppLine,
+    ) -> Option<String> {
+        app.digest = Some(image.index.digest.clone());
+        line.begin_group("push");
+        let started = Instant::now();
+        let pushed = match self.check_advisories(app) {
+            Ok(()) => self.push_app(image, app, bases, &line).await,
+            Err(err) => Err(err),
+        };
+        app.seconds = Some(started.elapsed().as_secs_f64());
+        match pushed {
+            Ok(report) => {
+                line.finish(&format!("released {} as {}", image.index.digest, app.tags.join(", ")));
+                app.push = Some(report);
+                None
+            }
+            Err(err) => {
+                line.finish("failed, tags not moved");
+                let message = format!("{err:#}");
+                app.error = Some(message.clone());
+                Some(format!("{}: {message}", app.name))
             }
         }
-        failures
     }
 
     /// The RustSec side of the gate: the advisories against the crates the app compiles for its
@@ -360,29 +389,62 @@ impl<'a> Release<'a> {
         Ok(pushed)
     }
 
-    async fn push_app(&self, image: &BuiltImage, app: &mut AppSummary, line: &AppLine) -> Result<PushReport> {
+    /// Pushes one app's image untagged, attaches its attestations, gates and signs it, then
+    /// moves its tags once `bases` (the pushes of the docker/ images it is built on) have ended.
+    async fn push_app(
+        &self,
+        image: &BuiltImage,
+        app: &mut AppSummary,
+        bases: Vec<watch::Receiver<bool>>,
+        line: &AppLine,
+    ) -> Result<PushReport> {
         let (pusher, repository) = (&self.pusher, &self.config.repository);
         let layout = Layout::open(&image.layout)?;
-        if self.gate.is_none() && image.attachments.is_empty() && self.key.is_none() {
+        if self.gate.is_none() && image.attachments.is_empty() && self.key.is_none() && bases.is_empty() {
             return pusher.push(&layout, &image.index, repository, &app.tags, line).await;
         }
+        let signature = match &self.key {
+            Some(key) => Some(signatures::signature_manifest(&layout, repository, &image.index, key)?),
+            None => None,
+        };
         // Untagged first: the tags move only once the attestations are attached and the scan of
-        // every platform passed.
-        let mut report = pusher.push(&layout, &image.index, repository, &[], line).await?;
-        // One push at a time: pushes that share a blob (the artifacts' empty config) must not
-        // race, since the push engine counts a blob as there once this run has started it.
-        if !image.attachments.is_empty() {
+        // every platform passed. The blobs of the attestations and the signature go up beside
+        // the image's (none of them names anything).
+        let extras: Vec<Descriptor> = image.attachments.iter().chain(&signature).cloned().collect();
+        let (mut report, ()) = tokio::try_join!(
+            pusher.push(&layout, &image.index, repository, &[], line),
+            pusher.upload_blobs_of(&layout, &extras, repository)
+        )?;
+        // The attestations go side by side with the scan and the signature; an image the gate
+        // refuses is not signed.
+        let attaching = async {
+            if image.attachments.is_empty() {
+                return Ok(None);
+            }
             line.step("attaching the bills of materials and provenance");
-            app.attached = Some(referrers::attach(pusher, &layout, repository, &image.attachments, line).await?);
+            referrers::attach(pusher, &layout, repository, &image.attachments, line).await.map(Some)
+        };
+        let name = app.name.clone();
+        let checking_and_signing = async {
+            let scan = match &self.gate {
+                Some(gate) => Some(gate.check(&name, &platform_manifests(&layout, &image.index)?, line).await?),
+                None => None,
+            };
+            if let Some(signature) = &signature {
+                signatures::push_signature(pusher, &layout, repository, &image.index, signature, line).await?;
+            }
+            anyhow::Ok(scan)
+        };
+        let (attached, scan) = tokio::try_join!(attaching, checking_and_signing)?;
+        app.attached = attached;
+        if scan.is_some() {
+            app.scan = scan;
         }
-        // An image the gate refuses is not signed.
-        if let Some(gate) = &self.gate {
-            app.scan = Some(gate.check(&app.name, &platform_manifests(&layout, &image.index)?, line).await?);
+        for mut base in bases {
+            // Its sender outlives every push, so this only waits.
+            let _ = base.wait_for(|ended| *ended).await;
         }
-        if let Some(key) = &self.key {
-            signatures::sign(pusher, &layout, repository, &image.index, key, line).await?;
-        }
-        let tagged = pusher.push(&layout, &image.index, repository, &app.tags, line).await?;
+        let tagged = pusher.tag_pushed(&layout, &image.index, repository, &app.tags, line).await?;
         (report.tags_written, report.tags_unchanged) = (tagged.tags_written, tagged.tags_unchanged);
         Ok(report)
     }

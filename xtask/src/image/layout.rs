@@ -14,6 +14,11 @@ use crate::image::oci::{self, Descriptor, Digest, ImageIndex};
 /// The `oci-layout` file of every layout (and of the archives `docker load` reads).
 pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// One read-modify-write of an index.json at a time in this process: pushes run side by side
+/// (an image's attachments and its signature), and a tag written between another's read and
+/// write would be lost.
+static INDEX_UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Beside `index.json`: blobs the layout references but does not hold, and where they are.
 const FOREIGN_BLOBS_FILE: &str = "xtask-foreign-blobs.json";
 
@@ -128,6 +133,7 @@ impl Layout {
         serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid OCI index", path.display()))
     }
 
+    /// Replaces index.json atomically; callers that read it first hold `INDEX_UPDATES`.
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let temp = self.root.join(format!(".index.json.{}-{}", std::process::id(), unique()));
         fs::write(&temp, serde_json::to_vec_pretty(index)?)?;
@@ -178,6 +184,7 @@ impl Layout {
     /// Points `name` at `descriptor`, replacing what it pointed at. The caller must have stored
     /// everything the descriptor references first.
     pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
+        let _one_update_at_a_time = INDEX_UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut index = self.index()?;
         index.manifests.retain(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) != Some(name));
         let mut entry = descriptor.clone();
@@ -189,6 +196,7 @@ impl Layout {
     /// Removes every name of the image `digest` from the index. Its blobs stay: other images
     /// may share them, and an unnamed blob harms nothing.
     pub fn untag_digest(&self, digest: &Digest) -> Result<()> {
+        let _one_update_at_a_time = INDEX_UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut index = self.index()?;
         index.manifests.retain(|entry| &entry.digest != digest);
         self.write_index(&index)

@@ -2,13 +2,13 @@
 //! parallel, skipping what the repository has), then the platform manifests, then the root
 //! under each tag in order. A tag is written only after everything it references is present.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::flags;
@@ -19,12 +19,15 @@ use crate::progress::{AppLine, Progress};
 use crate::repository::registry::{BlobFile, Registry, Transfer};
 use crate::repository::store::Registries;
 
-/// The push engine, shared by every push of one run: the registry clients, and the digests
-/// already uploaded, so an app's or platform's shared blob is sent once.
+/// The push engine, shared by every push of one run: the registry clients, and the blobs this
+/// run put (or is putting) into each repository, so a blob that apps, platforms or attachments
+/// share is sent once, and a push that needs a blob another push is sending waits for it.
 pub struct Pusher {
     registries: Registries,
-    /// `(host, repository, digest)` of every blob known to be in a repository during this run.
-    present: Mutex<HashSet<(String, String, Digest)>>,
+    /// `(host, repository, digest)` of every blob this run has asked for in a repository; set
+    /// once the blob is known to be there. Pushes running side by side share the cell, so one
+    /// of them sends the blob and the others wait: a manifest never goes out before its blobs.
+    blobs: Mutex<HashMap<BlobKey, Arc<OnceCell<()>>>>,
     /// Big transfers (blob uploads) and small requests (existence checks) have separate budgets,
     /// so a check never queues behind a large upload.
     uploads: Arc<Semaphore>,
@@ -33,6 +36,8 @@ pub struct Pusher {
     mount_from: Vec<String>,
     progress: Progress,
 }
+
+type BlobKey = (String, String, Digest);
 
 /// How many existence checks run at once.
 const PARALLEL_CHECKS: usize = 16;
@@ -74,7 +79,7 @@ impl Pusher {
         }
         Ok(Pusher {
             registries: Registries::new(transfer.ca_file.as_deref(), registry)?,
-            present: Mutex::new(HashSet::new()),
+            blobs: Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(usize::from(transfer.jobs))),
             checks: Arc::new(Semaphore::new(PARALLEL_CHECKS)),
             chunk_size: transfer.chunk_size.map(|mib| mib << 20),
@@ -86,11 +91,11 @@ impl Pusher {
     /// A repository of the same registry that holds `digest`, to mount it from: one this run
     /// pushed it to, else the first one the user named.
     fn mount_source(&self, host: &str, repository: &str, digest: &Digest) -> Option<String> {
-        let present = self.present.lock().expect("not poisoned");
-        present
+        let blobs = self.blobs.lock().expect("not poisoned");
+        blobs
             .iter()
-            .find(|(h, r, d)| h == host && r != repository && d == digest)
-            .map(|(_, r, _)| r.clone())
+            .find(|((h, r, d), there)| h == host && r != repository && d == digest && there.initialized())
+            .map(|((_, r, _), _)| r.clone())
             .or_else(|| self.mount_from.iter().find(|r| *r != repository).cloned())
     }
 
@@ -136,7 +141,7 @@ impl Pusher {
         line: &AppLine,
     ) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
-        self.upload_blobs(source, graph, registry, repository, &mut report).await?;
+        self.upload_blobs(source, &graph.blobs, registry, repository, &mut report).await?;
         line.step("writing manifests");
         for (descriptor, bytes) in &graph.manifests {
             if registry.manifest_digest(repository, descriptor.digest.as_str()).await?.as_ref() != Some(&descriptor.digest) {
@@ -148,35 +153,59 @@ impl Pusher {
         if tags.is_empty() && registry.manifest_digest(repository, root.digest.as_str()).await?.as_ref() != Some(&root.digest) {
             registry.put_manifest(repository, root.digest.as_str(), &root.media_type, bytes).await?;
         }
-        for tag in tags {
-            line.step(&format!("tagging {tag}"));
-            if registry.manifest_digest(repository, tag).await?.as_ref() == Some(&root.digest) {
-                report.tags_unchanged.push(tag.clone());
-            } else {
-                registry.put_manifest(repository, tag, &root.media_type, bytes).await?;
-                report.tags_written.push(tag.clone());
+        write_registry_tags(registry, repository, &graph.root, tags, line, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Points `tags` at the image `root` of `source`, which a push of this run (untagged) has
+    /// already put into `destination` whole: only the tags are written.
+    pub async fn tag_pushed(
+        &self,
+        source: &Layout,
+        root: &Descriptor,
+        destination: &Repository,
+        tags: &[String],
+        line: &AppLine,
+    ) -> Result<PushReport> {
+        let root = (root.clone(), source.read_blob(root)?);
+        let mut report = PushReport { digest: Some(root.0.digest.clone()), ..PushReport::default() };
+        match destination {
+            Repository::Layout { dir } => write_layout_tags(&Layout::open(dir)?, &root.0, tags, &mut report)?,
+            Repository::Registry { host, path } => {
+                write_registry_tags(&*self.registries.client(host)?, path, &root, tags, line, &mut report).await?
             }
         }
         Ok(report)
     }
 
-    /// Puts every blob of `graph` into `repository` in parallel (existence checks and uploads
-    /// with their own budgets), skipping what this run already put there, and counts each in
-    /// `report`.
+    /// Puts the blobs of the images `roots` of `source` into `destination`, ahead of their
+    /// pushes, which then find them there (a registry only: a layout's copies cost nothing).
+    pub async fn upload_blobs_of(&self, source: &Layout, roots: &[Descriptor], destination: &Repository) -> Result<()> {
+        let Repository::Registry { host, path } = destination else { return Ok(()) };
+        let mut blobs = Vec::new();
+        for root in roots {
+            blobs.extend(read_graph(source, root)?.blobs);
+        }
+        self.upload_blobs(source, &blobs, &self.registries.client(host)?, path, &mut PushReport::default()).await
+    }
+
+    /// Puts `blobs` into `repository` in parallel (existence checks and uploads with their own
+    /// budgets), skipping what this run already put there, and counts each in `report`.
     async fn upload_blobs(
         &self,
         source: &Layout,
-        graph: &ImageGraph,
+        blobs: &[GraphBlob],
         registry: &Arc<Registry>,
         repository: &str,
         report: &mut PushReport,
     ) -> Result<()> {
-        let total = self.progress.total(graph.blobs.iter().map(|blob| blob.descriptor.size).sum());
+        let total = self.progress.total(blobs.iter().map(|blob| blob.descriptor.size).sum());
         let host = registry.host().to_string();
         let mut transfers = JoinSet::new();
-        for GraphBlob { descriptor: blob, foreign } in &graph.blobs {
+        for GraphBlob { descriptor: blob, foreign } in blobs {
             let key = (host.clone(), repository.to_string(), blob.digest.clone());
-            if self.present.lock().expect("not poisoned").contains(&key) {
+            let there = self.blobs.lock().expect("not poisoned").entry(key).or_default().clone();
+            if there.initialized() {
                 report.count(blob.size, None);
                 continue;
             }
@@ -200,14 +229,21 @@ impl Pusher {
             };
             let (checks, uploads) = (self.checks.clone(), self.uploads.clone());
             transfers.spawn(async move {
-                let transfer = job.run(&checks, &uploads).await?;
+                // Another push of this run may be sending the same blob: then this waits for it
+                // (and, should that one fail, sends it itself).
+                let mut transfer = None;
+                there
+                    .get_or_try_init(|| async {
+                        transfer = job.run(&checks, &uploads).await?;
+                        anyhow::Ok(())
+                    })
+                    .await?;
                 bar.finish_and_clear();
-                anyhow::Ok((key, job.file.size, transfer))
+                anyhow::Ok((job.file.size, transfer))
             });
         }
         while let Some(joined) = transfers.join_next().await {
-            let (key, size, transfer) = joined??;
-            self.present.lock().expect("not poisoned").insert(key);
+            let (size, transfer) = joined??;
             report.count(size, transfer);
         }
         total.finish_and_clear();
@@ -232,20 +268,45 @@ impl Pusher {
         for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
             destination.write_blob(&descriptor.media_type, bytes)?;
         }
-        let root = &graph.root.0;
-        let current = destination.index()?;
-        for tag in tags {
-            let unchanged =
-                current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
-            if unchanged {
-                report.tags_unchanged.push(tag.clone());
-            } else {
-                destination.tag(tag, root)?;
-                report.tags_written.push(tag.clone());
-            }
-        }
+        write_layout_tags(&destination, &graph.root.0, tags, &mut report)?;
         Ok(report)
     }
+}
+
+/// Points each of `tags` at `root` in order, writing only those that name something else.
+async fn write_registry_tags(
+    registry: &Registry,
+    repository: &str,
+    (root, bytes): &(Descriptor, Vec<u8>),
+    tags: &[String],
+    line: &AppLine,
+    report: &mut PushReport,
+) -> Result<()> {
+    for tag in tags {
+        line.step(&format!("tagging {tag}"));
+        if registry.manifest_digest(repository, tag).await?.as_ref() == Some(&root.digest) {
+            report.tags_unchanged.push(tag.clone());
+        } else {
+            registry.put_manifest(repository, tag, &root.media_type, bytes).await?;
+            report.tags_written.push(tag.clone());
+        }
+    }
+    Ok(())
+}
+
+fn write_layout_tags(destination: &Layout, root: &Descriptor, tags: &[String], report: &mut PushReport) -> Result<()> {
+    let current = destination.index()?;
+    for tag in tags {
+        let unchanged =
+            current.manifests.iter().any(|d| d.digest == root.digest && d.annotations.get(oci::ANNOTATION_REF_NAME) == Some(tag));
+        if unchanged {
+            report.tags_unchanged.push(tag.clone());
+        } else {
+            destination.tag(tag, root)?;
+            report.tags_written.push(tag.clone());
+        }
+    }
+    Ok(())
 }
 
 impl PushReport {

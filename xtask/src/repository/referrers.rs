@@ -32,13 +32,13 @@ pub async fn attach(
             serde_json::from_slice(&layout.read_blob(attachment)?).context("an attachment is not an artifact manifest")?;
         by_subject.entry(manifest.subject.digest).or_default().push(attachment);
     }
-    // One subject at a time: their artifacts share the empty config blob, and a layout's
-    // index.json is one file.
-    let mut pushed = 0;
-    for (subject, attachments) in by_subject {
-        pushed += attach_to(pusher, layout, repository, subject, attachments, line).await?;
-    }
-    Ok(pushed)
+    // Side by side: the push engine sends the blob the artifacts share (the empty config) once,
+    // and each subject's list is a tag of its own.
+    let pushed = futures_util::future::try_join_all(
+        by_subject.into_iter().map(|(subject, attachments)| attach_to(pusher, layout, repository, subject, attachments, line)),
+    )
+    .await?;
+    Ok(pushed.into_iter().sum())
 }
 
 /// Pushes `attachments` of `subject` that it lacks, and lists them for it; returns how many.
@@ -59,9 +59,7 @@ async fn attach_to(
     if missing.is_empty() {
         return Ok(0);
     }
-    for attachment in &missing {
-        pusher.push(layout, attachment, repository, &[], line).await?;
-    }
+    futures_util::future::try_join_all(missing.iter().map(|attachment| pusher.push(layout, attachment, repository, &[], line))).await?;
     let pushed = missing.len();
     if kept_by_registry {
         return Ok(pushed);

@@ -21,9 +21,9 @@ pub fn signature_tag(digest: &Digest) -> String {
     format!("{}.sig", crate::repository::store::referrers_tag(digest))
 }
 
-/// Signs the image `index` of `layout` for `repository` and pushes the signature under its tag
-/// (the signature is deterministic: a re-release finds it there and writes nothing).
-pub async fn sign(pusher: &Pusher, layout: &Layout, repository: &Repository, index: &Descriptor, key: &Key, line: &AppLine) -> Result<()> {
+/// Writes into `layout` the signature of its image `index` for `repository`: cosign's
+/// signature manifest (deterministic, so a re-release finds it in the repository as it is).
+pub fn signature_manifest(layout: &Layout, repository: &Repository, index: &Descriptor, key: &Key) -> Result<Descriptor> {
     let payload = signature::simple_signing_payload(&repository.to_string(), &index.digest);
     let mut layer = layout.write_blob(signature::SIMPLE_SIGNING_MEDIA_TYPE, &payload)?;
     layer.annotations.insert(signature::SIGNATURE_ANNOTATION.to_string(), key.sign(&payload));
@@ -41,9 +41,20 @@ pub async fn sign(pusher: &Pusher, layout: &Layout, repository: &Repository, ind
         layers: vec![layer],
         annotations: BTreeMap::new(),
     };
-    let manifest = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))?;
+    layout.write_blob(oci::MEDIA_TYPE_MANIFEST, &oci::to_bytes(&manifest))
+}
+
+/// Pushes `signature` (a `signature_manifest` of the image `index`) under its tag.
+pub async fn push_signature(
+    pusher: &Pusher,
+    layout: &Layout,
+    repository: &Repository,
+    index: &Descriptor,
+    signature: &Descriptor,
+    line: &AppLine,
+) -> Result<()> {
     line.step("signing");
-    pusher.push(layout, &manifest, repository, &[signature_tag(&index.digest)], line).await?;
+    pusher.push(layout, signature, repository, &[signature_tag(&index.digest)], line).await?;
     Ok(())
 }
 
