@@ -212,6 +212,74 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
     assert_eq!(tags, [format!("worker-{}", scratch.head()).as_str(), "worker-latest"], "hello-api is not tagged, worker is");
 }
 
+#[test]
+fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest_jobs_attest_too() {
+    let scratch = Scratch::new();
+    // The database and the key live outside the commit (target/ is ignored), as in CI.
+    advisory_database(&scratch.path().join("target/advisory-db"));
+    scratch.edit("Cargo.toml", |manifest| {
+        format!("{manifest}\n[workspace.metadata.xtask.supply-chain]\nattest = true\nsign = \"env://RELEASE_KEY\"\nadvisory-db = \"target/advisory-db\"\n")
+    });
+    scratch.commit("supply chain settings");
+    let made = run(Command::new("sh").arg("-c").arg("openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt"));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let key = String::from_utf8(made.stdout).unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    let repository = format!("oci:{}", layout.path().display());
+
+    // No key in the environment: the configured signing says what to do (exit 2).
+    let output = scratch.xtask(&["release", "worker", "--repository", &repository]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("`sign` in [workspace.metadata.xtask.supply-chain] names the variable RELEASE_KEY, which is not set: set it to the PEM key, or release with --no-sign"),
+        "{}",
+        stderr(&output)
+    );
+
+    // With it: hello-api is refused by the configured database, worker is attested and signed.
+    let output = scratch.xtask_with_env(
+        &["release", "hello-api", "worker", "--max-critical", "0", "--repository", &repository],
+        &[("RELEASE_KEY", key.as_str())],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("hello-api: the RustSec advisories against its crates exceed the gate"), "{}", stderr(&output));
+    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    let worker =
+        top["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker-latest");
+    let worker_index = worker.expect("worker is released")["digest"].as_str().unwrap().replace(':', "-");
+    assert!(names.contains(&format!("{worker_index}.sig").as_str()), "the index is signed: {names:?}");
+    assert_eq!(
+        names.iter().filter(|name| name.starts_with("sha256-") && !name.ends_with(".sig")).count(),
+        2,
+        "one list of attestations per platform: {names:?}"
+    );
+    assert!(!names.iter().any(|name| name.starts_with("hello-api")), "{names:?}");
+
+    // A job of a sharded release attests the platform image it pushes, and needs no key.
+    let output = scratch.xtask_with_env(
+        &["release", "worker", "--platform", "linux/arm64", "--by-digest", "--repository", "oci:target/sharded"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let manifest = record["apps"]["worker"]["manifests"][0]["digest"].as_str().unwrap().replace(':', "-");
+    let sharded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("target/sharded/index.json")).unwrap()).unwrap();
+    let sharded_names: Vec<&str> = sharded["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    assert_eq!(sharded_names, [manifest.as_str()], "the platform image's attestations, listed by the tag schema");
+}
+
 /// Python with PyPI's `cryptography`, as tests/ci.sh installs it (XTASK_TEST_PYTHON).
 fn python() -> String {
     std::env::var("XTASK_TEST_PYTHON").unwrap_or_else(|_| "python3".into())

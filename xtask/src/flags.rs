@@ -344,7 +344,8 @@ pub struct Release {
     pub max_high: Option<u32>,
     /// A checkout of the RustSec advisory database (rustsec/advisory-db): with --max-critical or
     /// --max-high, the exact crates of each app are checked against it too, on any repository
-    /// (on ECR the default is ~/.cargo/advisory-db, cloned when missing)
+    /// (default: `advisory-db` in [workspace.metadata.xtask.supply-chain]; on ECR else
+    /// ~/.cargo/advisory-db, cloned when missing)
     #[arg(long, value_name = "DIR", env = "XTASK_ADVISORY_DB")]
     pub advisory_db: Option<std::path::PathBuf>,
     /// How long the scan gate waits for a scan (default: `scan-timeout-seconds`, else 600)
@@ -353,12 +354,21 @@ pub struct Release {
     /// Attach to every platform image an SPDX 2.3 bill of materials of the crates its binary
     /// compiles and a SLSA provenance statement, as OCI 1.1 artifacts (referrers API, or the
     /// `sha256-<hex>` tag schema where the registry lacks it); existing ones are kept
-    #[arg(long, conflicts_with = "by_digest")]
+    /// (default: `attest` in [workspace.metadata.xtask.supply-chain])
+    #[arg(long)]
     pub attest: bool,
+    /// Attach nothing, whatever the configuration says
+    #[arg(long, conflicts_with = "attest")]
+    pub no_attest: bool,
     /// Sign each index as `cosign sign --key` does (and, with --attest, the provenance as a DSSE
-    /// envelope) with this ECDSA P-256 key: a PEM file (PKCS#8 or SEC1), or `env://VAR`
+    /// envelope) with this ECDSA P-256 key: a PEM file (PKCS#8 or SEC1, or cosign's encrypted
+    /// cosign.key with COSIGN_PASSWORD), or `env://VAR` (default: `sign` in
+    /// [workspace.metadata.xtask.supply-chain])
     #[arg(long, value_name = "KEY", conflicts_with = "by_digest")]
     pub sign: Option<String>,
+    /// Sign nothing, whatever the configuration says (a local release without the key)
+    #[arg(long, conflicts_with = "sign")]
+    pub no_sign: bool,
     /// Push each app's platform images (blobs and manifests) by digest, untagged, and print them
     /// as JSON for `merge`: one job per platform, each on its own runner
     #[arg(long, conflicts_with_all = ["tag_extra", "no_latest", "max_critical", "max_high", "json"])]

@@ -44,6 +44,11 @@ pub async fn run(ctx: &Context, args: crate::flags::Merge) -> Result<()> {
         Err(err) => return Err(err.context("the `date` tag needs the commit in this clone")),
     };
     let plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
+    if config.supply_chain.sign.is_some() {
+        eprintln!(
+            "note: `sign` in [workspace.metadata.xtask.supply-chain] is not applied by merge: the merged indexes are not signed (sign them with `cosign sign --key`, or release in one job)"
+        );
+    }
     let registries = Registries::new(args.ca_file.as_deref(), repository.host())?;
     // Every app's every platform is checked before the first index is written.
     for image in &joined {

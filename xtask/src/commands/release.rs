@@ -137,8 +137,10 @@ struct Release<'a> {
     gate: Option<ScanGate>,
     /// The RustSec side of the gate, when the thresholds are set.
     advisory_gate: Option<AdvisoryGate>,
-    /// The key indexes and provenance are signed with (--sign).
+    /// The key indexes and provenance are signed with (--sign, or the configuration's).
     key: Option<Key>,
+    /// Whether every platform image gets its attestations (--attest, or the configuration's).
+    attest: bool,
     pusher: Pusher,
 }
 
@@ -172,9 +174,17 @@ impl<'a> Release<'a> {
         }
         let gate = scan_gate(args, &config).await?;
         let advisory_gate = advisory_gate(ctx, args, &config)?;
-        let key = args.sign.as_deref().map(read_key).transpose()?;
+        let supply_chain = &config.supply_chain;
+        // A job of a sharded release (--by-digest) signs nothing: `merge` writes the indexes.
+        let key = match (&args.sign, &supply_chain.sign) {
+            _ if args.no_sign || args.by_digest => None,
+            (Some(key), _) => Some(read_key(key, "--sign")?),
+            (None, Some(key)) => Some(read_key(key, "`sign` in [workspace.metadata.xtask.supply-chain]")?),
+            (None, None) => None,
+        };
+        let attest = !args.no_attest && (args.attest || supply_chain.attest);
         let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
-        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, key, pusher })
+        Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, key, attest, pusher })
     }
 
     /// The named apps, every app, or the changed ones and (unless --git-only) those whose image
@@ -278,7 +288,7 @@ impl<'a> Release<'a> {
             builder: self.args.selection.builder,
             registries: self.pusher.registries(),
             progress: self.pusher.progress(),
-            attest: self.args.attest,
+            attest: self.attest,
             signing_key: self.key.as_ref(),
         };
         builder.build(&selection.apps, provenance, deferred_inputs).await
@@ -383,6 +393,12 @@ impl<'a> Release<'a> {
                     .await
                     .with_context(|| format!("cannot push {}", image.app))?;
             }
+            // Each platform image's attestations come from the job that built it.
+            if !image.attachments.is_empty() {
+                referrers::attach(&self.pusher, &layout, &self.config.repository, &image.attachments, &line)
+                    .await
+                    .with_context(|| format!("cannot attach the attestations of {}", image.app))?;
+            }
             line.finish(&format!("pushed {} platform images by digest", index.manifests.len()));
             pushed.apps.insert(image.app.clone(), by_digest::PushedApp { annotations: index.annotations, manifests: index.manifests });
         }
@@ -469,15 +485,22 @@ fn dirty_tree(revision: &str, paths: &[String]) -> String {
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
-/// The signing key --sign names: a PEM file, or `env://VAR` for a PEM in that variable (as cosign
-/// spells it). The key's text is never printed.
-fn read_key(source: &str) -> Result<Key> {
+/// The signing key `source` names (`named_by` says where it is named): a PEM file, or
+/// `env://VAR` for a PEM in that variable (as cosign spells it). The key's text is never printed.
+fn read_key(source: &str, named_by: &str) -> Result<Key> {
     let pem = match source.strip_prefix("env://") {
-        Some(variable) => std::env::var(variable).with_context(|| format!("--sign names the variable {variable}, which is not set"))?,
-        None => std::fs::read_to_string(source).with_context(|| format!("cannot read the signing key {source}"))?,
+        Some(variable) => std::env::var(variable).with_context(|| {
+            format!("{named_by} names the variable {variable}, which is not set: set it to the PEM key, or release with --no-sign")
+        })?,
+        None => std::fs::read_to_string(source).with_context(|| format!("cannot read the signing key {source} ({named_by})"))?,
     };
     let password = std::env::var("COSIGN_PASSWORD").ok();
-    Key::from_pem(&pem, password.as_deref()).with_context(|| format!("--sign {source}"))
+    Key::from_pem(&pem, password.as_deref()).with_context(|| format!("{named_by} {source}"))
+}
+
+/// The advisory database --advisory-db (or XTASK_ADVISORY_DB) names, else the configuration's.
+fn advisory_db(args: &flags::Release, config: &config::Config) -> Option<std::path::PathBuf> {
+    args.advisory_db.clone().or_else(|| config.supply_chain.advisory_db.as_ref().map(std::path::PathBuf::from))
 }
 
 /// The RustSec advisories and the thresholds they are held to.
@@ -497,9 +520,9 @@ fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) 
     if args.dry_run || !thresholds.is_set() {
         return Ok(None);
     }
-    let advisories = match (&args.advisory_db, on_ecr) {
+    let advisories = match (advisory_db(args, config), on_ecr) {
         // A database the user named must open.
-        (Some(path), _) => advisories::Advisories::open(&ctx.sh, path)?,
+        (Some(path), _) => advisories::Advisories::open(&ctx.sh, &path)?,
         // The default one adds to ECR's scan: without it (and without the network to fetch it)
         // the release says so and gates on ECR's findings.
         (None, true) => match advisories::default_location().map(|path| advisories::Advisories::open(&ctx.sh, &path)) {
@@ -522,13 +545,13 @@ async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Opt
         return Ok(None);
     }
     if crate::aws::ecr::ecr_repository(&config.repository).is_err() {
-        if flags.is_set() && args.advisory_db.is_none() {
+        if flags.is_set() && advisory_db(args, config).is_none() {
             bail!(
                 "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, name a RustSec advisory database with --advisory-db to gate on the apps' crates alone, or drop the flags",
                 config.repository
             );
         }
-        if args.advisory_db.is_some() {
+        if advisory_db(args, config).is_some() {
             eprintln!(
                 "note: {} is not on ECR, so its images are not scanned there; the thresholds hold the RustSec findings",
                 config.repository

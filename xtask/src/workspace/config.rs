@@ -28,6 +28,24 @@ struct Metadata {
     ecr: EcrSettings,
     #[serde(default)]
     environments: BTreeMap<String, String>,
+    #[serde(default, rename = "supply-chain")]
+    supply_chain: SupplyChain,
+}
+
+/// `[workspace.metadata.xtask.supply-chain]`: what `release` attaches to and checks of every
+/// image without being asked on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SupplyChain {
+    /// Attach a bill of materials and a provenance statement to every platform image, as
+    /// `release --attest` does.
+    pub attest: bool,
+    /// The key `release` signs with, as `--sign` takes it: a PEM file (relative to the workspace
+    /// root) or `env://VAR`.
+    pub sign: Option<String>,
+    /// The RustSec advisory database the scan gate reads, as `--advisory-db` (relative to the
+    /// workspace root).
+    pub advisory_db: Option<String>,
 }
 
 /// `[workspace.metadata.xtask.ecr]`: how `cargo xtask ecr setup` shapes the repository.
@@ -101,6 +119,7 @@ pub struct Config {
     pub ecr: EcrSettings,
     /// `[workspace.metadata.xtask.environments]`: names such as `staging` for repositories.
     pub environments: BTreeMap<String, String>,
+    pub supply_chain: SupplyChain,
 }
 
 impl Config {
@@ -110,6 +129,14 @@ impl Config {
         if let Repository::Layout { dir } = &self.repository {
             self.repository = Repository::Layout { dir: root.join(dir) };
         }
+        // So are the key and the advisory database the configuration names.
+        let rooted = |path: &mut Option<String>| {
+            if let Some(value) = path.as_mut().filter(|value| !value.starts_with("env://")) {
+                *value = root.join(&*value).to_string_lossy().into_owned();
+            }
+        };
+        rooted(&mut self.supply_chain.sign);
+        rooted(&mut self.supply_chain.advisory_db);
         self
     }
 }
@@ -124,7 +151,7 @@ pub struct Overrides<'a> {
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone()).context(
-            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments)",
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain)",
         )?,
         None => Metadata::default(),
     };
@@ -178,7 +205,15 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
             ),
         }
     }
-    Ok(Config { repository, platforms, targets, rules: metadata.rules, ecr: metadata.ecr, environments: metadata.environments })
+    Ok(Config {
+        repository,
+        platforms,
+        targets,
+        rules: metadata.rules,
+        ecr: metadata.ecr,
+        environments: metadata.environments,
+        supply_chain: metadata.supply_chain,
+    })
 }
 
 fn default_target(platform: &Platform) -> Option<&'static str> {
@@ -259,7 +294,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`, `supply-chain`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
