@@ -92,6 +92,15 @@ fn rust_audit_info() -> String {
     std::env::var("XTASK_TEST_RUST_AUDIT_INFO").unwrap_or_else(|_| "rust-audit-info".into())
 }
 
+/// The tags of the OCI layout `dir`, each with the digest it names.
+fn layout_tags(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let tag = |m: &serde_json::Value| {
+        Some((m["annotations"]["org.opencontainers.image.ref.name"].as_str()?.to_string(), m["digest"].as_str()?.to_string()))
+    };
+    index["manifests"].as_array().unwrap().iter().filter_map(tag).collect()
+}
+
 /// A blob of the OCI layout `dir`, parsed as JSON.
 fn layout_json(dir: &std::path::Path, digest: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap()
@@ -104,11 +113,8 @@ fn both_binaries_embed_the_crates_of_their_sbom_as_rust_audit_info_reads_them() 
     let dir = layout.path();
     scratch.xtask_ok(&["release", "hello-api", "--attest", "--repository", &format!("oci:{}", dir.display())]);
 
-    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let tagged = |tag: &str| {
-        let entry = top["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
-        entry.unwrap_or_else(|| panic!("{tag} is in the layout: {top:#}"))["digest"].as_str().unwrap().to_string()
-    };
+    let tags = layout_tags(dir);
+    let tagged = |tag: &str| tags.get(tag).unwrap_or_else(|| panic!("{tag} is in the layout: {tags:#?}")).clone();
     let index = layout_json(dir, &tagged("hello-api-latest"));
     let binaries = tempfile::tempdir().unwrap();
     for entry in index["manifests"].as_array().unwrap() {
@@ -243,16 +249,9 @@ fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest
     );
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("hello-api: the RustSec advisories against its crates exceed the gate"), "{}", stderr(&output));
-    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
-    let names: Vec<&str> = top["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
-        .collect();
-    let worker =
-        top["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "worker-latest");
-    let worker_index = worker.expect("worker is released")["digest"].as_str().unwrap().replace(':', "-");
+    let tags = layout_tags(layout.path());
+    let names: Vec<&str> = tags.keys().map(String::as_str).collect();
+    let worker_index = tags.get("worker-latest").expect("worker is released").replace(':', "-");
     assert!(names.contains(&format!("{worker_index}.sig").as_str()), "the index is signed: {names:?}");
     assert_eq!(
         names.iter().filter(|name| name.starts_with("sha256-") && !name.ends_with(".sig")).count(),
@@ -262,22 +261,13 @@ fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest
     assert!(!names.iter().any(|name| name.starts_with("hello-api")), "{names:?}");
 
     // A job of a sharded release attests the platform image it pushes, and needs no key.
-    let output = scratch.xtask_with_env(
-        &["release", "worker", "--platform", "linux/arm64", "--by-digest", "--repository", "oci:target/sharded"],
-        &[],
-    );
+    let output = scratch
+        .xtask_with_env(&["release", "worker", "--platform", "linux/arm64", "--by-digest", "--repository", "oci:target/sharded"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let manifest = record["apps"]["worker"]["manifests"][0]["digest"].as_str().unwrap().replace(':', "-");
-    let sharded: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("target/sharded/index.json")).unwrap()).unwrap();
-    let sharded_names: Vec<&str> = sharded["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
-        .collect();
-    assert_eq!(sharded_names, [manifest.as_str()], "the platform image's attestations, listed by the tag schema");
+    let sharded: Vec<String> = layout_tags(&scratch.path().join("target/sharded")).into_keys().collect();
+    assert_eq!(sharded, [manifest], "the platform image's attestations, listed by the tag schema");
 }
 
 /// Python with PyPI's `cryptography`, as tests/ci.sh installs it (XTASK_TEST_PYTHON).
@@ -432,14 +422,8 @@ fn cosigns_encrypted_key_signs_with_cosign_password_and_a_wrong_one_is_refused()
     let release = ["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository];
     let output = scratch.xtask_with_env(&release, &[("COSIGN_PASSWORD", "correct horse")]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap()).unwrap();
-    let tags: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
-        .collect();
-    assert!(tags.iter().any(|tag| tag.ends_with(".sig")), "the signature is in the layout: {tags:?}");
+    let tags = layout_tags(layout.path());
+    assert!(tags.keys().any(|tag| tag.ends_with(".sig")), "the signature is in the layout: {tags:?}");
     let verified = scratch.xtask_ok(&["verify", "worker", "--key", &path("cosign.pub"), "--repository", &repository]);
     assert!(verified.contains("is signed by"), "{verified}");
 }
