@@ -149,6 +149,9 @@ impl Resolver {
 pub struct Resolver {
     graph: guppy::graph::PackageGraph,
     host: guppy::platform::PlatformSpec,
+    /// Each app's build per target, resolved once: the binaries' dependency lists, the
+    /// attestations and the RustSec gate all ask for it.
+    compiled: Mutex<BTreeMap<(String, String), Arc<CompiledGraph>>>,
 }
 
 impl Resolver {
@@ -157,7 +160,7 @@ impl Resolver {
         let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
         let graph = guppy::graph::PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
         let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
-        Ok(Resolver { graph, host })
+        Ok(Resolver { graph, host, compiled: Mutex::default() })
     }
 
     /// For every app among `apps` that is a member, the packages its own build compiles for each
@@ -201,15 +204,23 @@ impl Resolver {
     /// scripts and proc macros, which run on the host), each with its source (`None` for a path
     /// crate) and its manifest's license.
     pub fn compiled_into(&self, app: &str, triple: &str) -> Result<Vec<CompiledPackage>> {
-        let mut graph = self.compiled_graph(app, triple)?;
-        graph.packages.remove(0);
-        Ok(graph.packages)
+        Ok(self.compiled_graph(app, triple)?.packages[1..].to_vec())
     }
 
     /// What `compiled_into` lists, as a graph: the app's own crate first, then those packages in
     /// their sorted order, each with the packages among them it depends on (normal dependencies:
     /// what is linked into the binary).
-    pub fn compiled_graph(&self, app: &str, triple: &str) -> Result<CompiledGraph> {
+    pub fn compiled_graph(&self, app: &str, triple: &str) -> Result<Arc<CompiledGraph>> {
+        let key = (app.to_string(), triple.to_string());
+        if let Some(graph) = self.compiled.lock().expect("not poisoned").get(&key) {
+            return Ok(graph.clone());
+        }
+        let graph = Arc::new(self.resolve_compiled_graph(app, triple)?);
+        self.compiled.lock().expect("not poisoned").insert(key, graph.clone());
+        Ok(graph)
+    }
+
+    fn resolve_compiled_graph(&self, app: &str, triple: &str) -> Result<CompiledGraph> {
         use guppy::graph::DependencyDirection;
 
         let app = self.graph.workspace().member_by_name(app)?;
