@@ -1,10 +1,12 @@
 //! Supply chain: `release --attest` attaches to every platform image an SPDX bill of materials
 //! and a SLSA provenance statement as OCI 1.1 artifacts, found through the referrers tag schema
-//! of the registry (distribution 2.8 has no referrers API) and checked with independent tools.
+//! of the registry (distribution 2.8 has no referrers API) or a referrers API in front of it,
+//! and checked with independent tools.
 
 use std::process::Command;
 
 use crate::support::harness::{run, skopeo, skopeo_raw, stderr, Registry, Scratch};
+use crate::support::referrers_api::ReferrersApi;
 
 /// spdx-tools' validator (PyPI), as tests/ci.sh installs it (XTASK_TEST_PYSPDXTOOLS).
 fn pyspdxtools() -> String {
@@ -286,11 +288,9 @@ key.verify(base64.b64decode(open(sys.argv[3]).read()), message, ec.ECDSA(hashes.
 print("verified")
 "#;
 
-#[test]
-fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payload_fails() {
-    let scratch = Scratch::new();
-    let registry = Registry::start();
-    let repository = format!("{}/acme/prod", registry.host);
+/// A directory with an ECDSA P-256 key pair made by openssl: `cosign.key` (PKCS#8 PEM) and
+/// `cosign.pub`, and the SEC1 key it came from, `ec.pem`.
+fn openssl_keys() -> tempfile::TempDir {
     let keys = tempfile::tempdir().unwrap();
     let path = |name: &str| keys.path().join(name).to_str().unwrap().to_string();
     for args in [
@@ -301,6 +301,16 @@ fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payloa
         let output = run(Command::new("openssl").args(&args));
         assert!(output.status.success(), "openssl {args:?}: {}", stderr(&output));
     }
+    keys
+}
+
+#[test]
+fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payload_fails() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let repository = format!("{}/acme/prod", registry.host);
+    let keys = openssl_keys();
+    let path = |name: &str| keys.path().join(name).to_str().unwrap().to_string();
     let released = scratch.head();
     let release = scratch.xtask(&["release", "worker", "--attest", "--sign", &path("cosign.key"), "--repository", &repository]);
     assert!(release.status.success(), "{}", stderr(&release));
@@ -371,6 +381,69 @@ fn signed_releases_verify_with_their_key_independently_too_and_a_tampered_payloa
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("worker: verification of worker-latest in"), "{}", stderr(&output));
     assert!(stderr(&output).contains("corrupt blob"), "{}", stderr(&output));
+}
+
+#[test]
+fn on_a_registry_with_the_referrers_api_attachments_are_untagged_and_listing_promotion_and_deletion_find_them() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let api = ReferrersApi::start(&registry.host);
+    let repository = format!("{}/acme/prod", api.host);
+    let keys = openssl_keys();
+    let key = keys.path().join("cosign.key").to_str().unwrap().to_string();
+    let public = keys.path().join("cosign.pub").to_str().unwrap().to_string();
+    let released = scratch.head();
+    scratch.xtask_ok(&["release", "worker", "--attest", "--sign", &key, "--repository", &repository]);
+
+    // Each platform image's SBOM and provenance are listed by the API; no tag schema index.
+    let index = skopeo_raw(&format!("docker://{repository}:worker-latest"));
+    let subjects: Vec<String> = index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect();
+    assert_eq!(subjects.len(), 2);
+    for subject in &subjects {
+        let artifacts = api.referrers("acme/prod", subject);
+        let types: std::collections::BTreeSet<String> = artifacts
+            .iter()
+            .map(|digest| skopeo_raw(&format!("docker://{repository}@{digest}"))["artifactType"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(types, ["application/spdx+json".to_string(), "application/vnd.in-toto+json".to_string()].into());
+    }
+    let tags: Vec<String> = registry.storage().tags("acme/prod").into_iter().map(|(tag, _)| tag).collect();
+    assert_eq!(tags.iter().filter(|tag| tag.starts_with("sha256-") && !tag.ends_with(".sig")).count(), 0, "{tags:?}");
+    assert!(api.lists_answered() >= 2);
+
+    let before = registry.requests().len();
+    scratch.xtask_ok(&["release", "worker", "--attest", "--sign", &key, "--repository", &repository]);
+    let writes: Vec<String> =
+        registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
+    assert!(writes.is_empty(), "an unchanged re-release writes nothing: {writes:#?}");
+    let verified = scratch.xtask_ok(&["verify", "worker", "--key", &public, "--repository", &repository]);
+    assert!(verified.contains("linux/amd64: signed provenance verified"), "{verified}");
+    let listed = scratch.xtask_ok(&["images", "worker", "--repository", &repository]);
+    assert!(listed.contains("[provenance, sbom, signature]"), "{listed}");
+
+    // Promotion copies the artifacts into the other repository, where the API lists them too.
+    let live = format!("{}/acme/live", api.host);
+    scratch.edit("Cargo.toml", |manifest| {
+        format!("{manifest}\n[workspace.metadata.xtask.environments]\nstaging = \"{repository}\"\nproduction = \"{live}\"\n")
+    });
+    scratch.commit("environments");
+    scratch.xtask_ok(&["promote", "worker", "--from", "staging", "--to", "production", "--tag", "worker-latest"]);
+    for subject in &subjects {
+        assert_eq!(api.referrers("acme/live", subject), api.referrers("acme/prod", subject));
+    }
+    let there = scratch.xtask_ok(&["verify", "worker", "--key", &public, "--repository", &live]);
+    assert!(there.contains("linux/arm64: signed provenance verified"), "{there}");
+
+    // Deleting the image deletes its artifacts, which the API then no longer lists.
+    let attached = api.referrers("acme/live", &subjects[0]);
+    scratch.xtask_ok(&["delete", "worker", "--tag", &format!("worker-{released}"), "--tag", "worker-latest", "--repository", &live]);
+    for subject in &subjects {
+        assert_eq!(api.referrers("acme/live", subject), Vec::<String>::new());
+    }
+    let left: Vec<String> = registry.storage().tags("acme/live").into_iter().map(|(tag, _)| tag).collect();
+    assert!(left.is_empty(), "{left:?}");
+    let gone = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{live}@{}", attached[0])]);
+    assert!(!gone.status.success(), "the deleted SBOM manifest is still served");
 }
 
 /// Seals a PKCS#8 PEM key as `cosign generate-key-pair` does (scrypt N=32768 r=8 p=1, NaCl

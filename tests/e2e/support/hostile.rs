@@ -131,7 +131,7 @@ fn serve(
 }
 
 /// The first line and the headers of an HTTP message, without the `Connection` header's effect.
-fn read_head(reader: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, String)>)> {
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(String, Vec<(String, String)>)> {
     let mut first = String::new();
     reader.read_line(&mut first)?;
     let mut headers = Vec::new();

@@ -14,6 +14,7 @@ use crate::image::reference::{validate_tag, Repository};
 use crate::progress::Progress;
 use crate::repository::push::Pusher;
 use crate::repository::registry::Registry;
+use crate::repository::store::Store;
 use crate::workspace::config::{self, Overrides};
 
 /// The repository an environment name stands for, or the argument itself when it is a
@@ -71,9 +72,10 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         // Untagged first, then what is attached to it (signature, attestations), then the tags.
         pusher.push(&layout, &root, &to, &[], &line).await?;
         let attached = copy_attachments(&source, (&from, from_path), &root, &root_bytes, &layout).await?;
-        for (attachment, tag) in &attached {
-            pusher.push(&layout, attachment, &to, std::slice::from_ref(tag), &line).await?;
+        if let Some((signature, tag)) = &attached.signature {
+            pusher.push(&layout, signature, &to, std::slice::from_ref(tag), &line).await?;
         }
+        crate::repository::referrers::attach(&pusher, &layout, &to, &attached.artifacts, &line).await?;
         let report = pusher.push(&layout, &root, &to, &tags, &line).await?;
         line.finish(&format!("promoted {} from {from} to {to} as {}", root.digest, tags.join(", ")));
         println!(
@@ -85,47 +87,57 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
     promoted.await.with_context(|| format!("cannot promote {} from {from} to {to}; no tag moved there", args.app))
 }
 
+/// What is attached to an image: cosign's signature with its tag, and the artifacts whose
+/// subject is one of its manifests.
+struct Attached {
+    signature: Option<(Descriptor, String)>,
+    artifacts: Vec<Descriptor>,
+}
+
 /// Writes what is attached to `root` and its platform manifests in the source repository (the
-/// cosign signature `sha256-<hex>.sig`, the referrers lists `sha256-<hex>` and their artifacts)
-/// into `layout`, their blobs recorded as living in the source; returns each with its tag.
+/// cosign signature `sha256-<hex>.sig`, the artifacts the referrers API or the tag schema lists)
+/// into `layout`, their blobs recorded as living in the source.
 async fn copy_attachments(
-    source: &Registry,
+    source: &std::sync::Arc<Registry>,
     (from, from_path): (&Repository, &str),
     root: &Descriptor,
     root_bytes: &[u8],
     layout: &Layout,
-) -> Result<Vec<(Descriptor, String)>> {
-    let mut tags = vec![crate::repository::signatures::signature_tag(&root.digest)];
-    if root.is_index() {
-        for child in serde_json::from_slice::<ImageIndex>(root_bytes)?.manifests {
-            tags.push(crate::repository::store::referrers_tag(&child.digest));
+) -> Result<Attached> {
+    let mut manifests = Vec::new();
+    let signature_tag = crate::repository::signatures::signature_tag(&root.digest);
+    let signature = match source.find_manifest(from_path, &signature_tag).await? {
+        Some((media_type, bytes)) => {
+            let descriptor = layout.write_blob(&media_type, &bytes)?;
+            manifests.push(bytes);
+            Some((descriptor, signature_tag))
+        }
+        None => None,
+    };
+    let source = Store::Registry { registry: source.clone(), path: from_path.to_string() };
+    let subjects = match root.is_index() {
+        true => serde_json::from_slice::<ImageIndex>(root_bytes)?.manifests.into_iter().map(|child| child.digest).collect(),
+        false => vec![root.digest.clone()],
+    };
+    let mut artifacts = Vec::new();
+    for subject in subjects {
+        for artifact in source.referrers(&subject).await?.artifacts {
+            let bytes = source
+                .find_manifest(artifact.digest.as_str())
+                .await?
+                .with_context(|| format!("{from} lists {} as attached to {subject}, but has no such manifest", artifact.digest))?;
+            layout.write_blob(&artifact.media_type, &bytes)?;
+            manifests.push(bytes);
+            artifacts.push(artifact);
         }
     }
-    let mut attached = Vec::new();
-    for tag in tags {
-        let Some((media_type, bytes)) = source.find_manifest(from_path, &tag).await? else { continue };
-        let descriptor = layout.write_blob(&media_type, &bytes)?;
-        let manifests: Vec<(String, Vec<u8>)> = if descriptor.is_index() {
-            let mut listed = Vec::new();
-            for artifact in serde_json::from_slice::<ImageIndex>(&bytes)?.manifests {
-                let (_, artifact_bytes) = source.get_manifest(from_path, artifact.digest.as_str()).await?;
-                layout.write_blob(&artifact.media_type, &artifact_bytes)?;
-                listed.push((artifact.media_type, artifact_bytes));
-            }
-            listed
-        } else {
-            vec![(media_type, bytes)]
-        };
-        for (_, manifest) in manifests {
-            let manifest: ImageManifest =
-                serde_json::from_slice(&manifest).with_context(|| format!("{from}:{tag} holds an invalid manifest"))?;
-            for blob in std::iter::once(manifest.config).chain(manifest.layers) {
-                layout.record_foreign(&blob.digest, &from.to_string())?;
-            }
+    for manifest in manifests {
+        let manifest: ImageManifest = serde_json::from_slice(&manifest).with_context(|| format!("{from} holds an invalid attachment"))?;
+        for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+            layout.record_foreign(&blob.digest, &from.to_string())?;
         }
-        attached.push((descriptor, tag));
     }
-    Ok(attached)
+    Ok(Attached { signature, artifacts })
 }
 
 /// Writes the platform manifests under `root` (the root itself when it is a manifest) into

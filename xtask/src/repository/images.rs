@@ -113,8 +113,9 @@ async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTr
     Ok(image)
 }
 
-/// The signature and the attestations attached to the image, as the tags name them (cosign's
-/// `sha256-<hex>.sig`, the referrers tag schema's `sha256-<hex>`).
+/// The signature and the attestations attached to the image: cosign's `sha256-<hex>.sig` tag,
+/// and the artifacts whose subject is one of its manifests, as the registry's referrers API or
+/// the tag schema's `sha256-<hex>` indexes list them.
 async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, bytes: &[u8], image: &mut Image) -> Result<()> {
     let mut carries = std::collections::BTreeSet::new();
     let signature_tag = crate::repository::signatures::signature_tag(&image.digest);
@@ -129,14 +130,13 @@ async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, byt
         Err(_) => vec![image.digest.clone()],
     };
     for subject in subjects {
-        let tag = crate::repository::store::referrers_tag(&subject);
-        if !tags.contains(tag.as_str()) {
+        // Without the referrers API, an untagged subject has nothing attached: no request.
+        if store.lists_referrers_by_tag() && !tags.contains(crate::repository::store::referrers_tag(&subject).as_str()) {
             continue;
         }
-        let Some(listed) = store.find_manifest(&tag).await? else { continue };
-        image.attachments.push(Digest::of(&listed));
-        let Ok(listed) = serde_json::from_slice::<ImageIndex>(&listed) else { continue };
-        for artifact in listed.manifests {
+        let referrers = store.referrers(&subject).await?;
+        image.attachments.extend(referrers.tag_index);
+        for artifact in referrers.artifacts {
             image.attachments.push(artifact.digest);
             carries.insert(match artifact.artifact_type.as_deref() {
                 Some(crate::image::attestation::SPDX_ARTIFACT_TYPE) => "sbom".to_string(),

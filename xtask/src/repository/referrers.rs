@@ -51,7 +51,8 @@ async fn attach_to(
     line: &AppLine,
 ) -> Result<usize> {
     let tag = referrers_tag(&subject);
-    let (existing, kept_by_registry) = pusher.registries().open(repository)?.referrers(&subject).await?;
+    let crate::repository::store::Referrers { artifacts: existing, kept_by_registry, .. } =
+        pusher.registries().open(repository)?.referrers(&subject).await?;
     let missing: Vec<&Descriptor> = attachments
         .into_iter()
         .filter(|attachment| !existing.iter().any(|known| known.artifact_type == attachment.artifact_type))

@@ -102,7 +102,7 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
     let mut attested = Vec::new();
     for entry in &index.manifests {
         let platform = entry.platform.as_ref().map_or_else(|| entry.digest.to_string(), ToString::to_string);
-        let (artifacts, _) = store.referrers(&entry.digest).await?;
+        let artifacts = store.referrers(&entry.digest).await?.artifacts;
         let Some(provenance) = artifacts.iter().find(|artifact| artifact.artifact_type.as_deref() == Some(PROVENANCE_ARTIFACT_TYPE)) else {
             bail!("{platform} ({}) has no provenance attached: release with --attest --sign", entry.digest);
         };

@@ -100,6 +100,15 @@ pub fn referrers_tag(subject: &Digest) -> String {
     subject.as_str().replacen(':', "-", 1)
 }
 
+/// What `Store::referrers` found attached to a subject.
+pub struct Referrers {
+    pub artifacts: Vec<oci::Descriptor>,
+    /// The registry keeps the list (the referrers API); else the tag schema's index does.
+    pub kept_by_registry: bool,
+    /// That index's digest, when the tag schema lists them.
+    pub tag_index: Option<Digest>,
+}
+
 /// What `retag` did.
 pub enum Retagged {
     Moved(Digest),
@@ -147,18 +156,30 @@ impl Store {
 
     /// The artifacts attached to `subject` (OCI 1.1 referrers): the registry's referrers API list
     /// where it has one, else the index of the tag schema's `sha256-<hex>` tag (none when that is
-    /// missing); and whether the registry keeps the list itself.
-    pub async fn referrers(&self, subject: &Digest) -> Result<(Vec<oci::Descriptor>, bool)> {
-        let listed = |bytes: Option<Vec<u8>>| -> Result<Vec<oci::Descriptor>> {
-            let Some(bytes) = bytes else { return Ok(Vec::new()) };
-            Ok(serde_json::from_slice::<oci::ImageIndex>(&bytes).context("a referrers list is not an image index")?.manifests)
+    /// missing).
+    pub async fn referrers(&self, subject: &Digest) -> Result<Referrers> {
+        let listed = |bytes: &[u8]| -> Result<Vec<oci::Descriptor>> {
+            Ok(serde_json::from_slice::<oci::ImageIndex>(bytes).context("a referrers list is not an image index")?.manifests)
         };
         if let Store::Registry { registry, path } = self {
             if let Some(bytes) = registry.referrers(path, subject).await? {
-                return Ok((listed(Some(bytes))?, true));
+                return Ok(Referrers { artifacts: listed(&bytes)?, kept_by_registry: true, tag_index: None });
             }
         }
-        Ok((listed(self.find_manifest(&referrers_tag(subject)).await?)?, false))
+        Ok(match self.find_manifest(&referrers_tag(subject)).await? {
+            Some(bytes) => Referrers { artifacts: listed(&bytes)?, kept_by_registry: false, tag_index: Some(Digest::of(&bytes)) },
+            None => Referrers { artifacts: Vec::new(), kept_by_registry: false, tag_index: None },
+        })
+    }
+
+    /// Whether the artifacts attached to an image are known to be listed only under the tag
+    /// schema's tags (a layout; a registry that answered that it has no referrers API), so a
+    /// missing tag means none are attached.
+    pub fn lists_referrers_by_tag(&self) -> bool {
+        match self {
+            Store::Layout { .. } => true,
+            Store::Registry { registry, .. } => registry.known_without_referrers_api(),
+        }
     }
 
     /// The annotations of the index or manifest tagged `tag`, or `None` when the tag is missing.

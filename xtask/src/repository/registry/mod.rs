@@ -322,6 +322,10 @@ impl Registry {
     /// The OCI 1.1 referrers API's list of the artifacts whose subject is `digest`, or `None`
     /// when the registry has no such API (distribution 2.8 answers 404), in which case the
     /// `sha256-<hex>` tag schema stands in for it.
+    pub fn known_without_referrers_api(&self) -> bool {
+        self.without_referrers_api.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn referrers(&self, repository: &str, digest: &Digest) -> Result<Option<Vec<u8>>> {
         use std::sync::atomic::Ordering;
         if self.without_referrers_api.load(Ordering::Relaxed) {
