@@ -221,7 +221,7 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
 }
 
 #[test]
-fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest_jobs_attest_too() {
+fn the_configuration_attests_signs_and_names_the_advisory_database_and_sharded_releases_are_attested_and_signed_too() {
     let scratch = Scratch::new();
     // The database and the key live outside the commit (target/ is ignored), as in CI.
     advisory_database(&scratch.path().join("target/advisory-db"));
@@ -229,9 +229,9 @@ fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest
         format!("{manifest}\n[workspace.metadata.xtask.supply-chain]\nattest = true\nsign = \"env://RELEASE_KEY\"\nadvisory-db = \"target/advisory-db\"\n")
     });
     scratch.commit("supply chain settings");
-    let made = run(Command::new("sh").arg("-c").arg("openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt"));
-    assert!(made.status.success(), "{}", stderr(&made));
-    let key = String::from_utf8(made.stdout).unwrap();
+    let keys = openssl_keys();
+    let key = std::fs::read_to_string(keys.path().join("cosign.key")).unwrap();
+    let public = keys.path().join("cosign.pub").to_str().unwrap().to_string();
     let layout = tempfile::tempdir().unwrap();
     let repository = format!("oci:{}", layout.path().display());
 
@@ -262,14 +262,38 @@ fn the_configuration_attests_signs_and_names_the_advisory_database_and_by_digest
     );
     assert!(!names.iter().any(|name| name.starts_with("hello-api")), "{names:?}");
 
-    // A job of a sharded release attests the platform image it pushes, and needs no key.
-    let output = scratch
-        .xtask_with_env(&["release", "worker", "--platform", "linux/arm64", "--by-digest", "--repository", "oci:target/sharded"], &[]);
+    // A job of a sharded release attests the platform image it pushes and signs its provenance;
+    // the merge signs the index before tagging it, and the whole verifies.
+    let sharded = scratch.path().join("target/sharded");
+    let mut records = Vec::new();
+    for platform in ["linux/arm64", "linux/amd64"] {
+        let output = scratch.xtask_with_env(
+            &["release", "worker", "--platform", platform, "--by-digest", "--repository", "oci:target/sharded"],
+            &[("RELEASE_KEY", key.as_str())],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let manifest = record["apps"]["worker"]["manifests"][0]["digest"].as_str().unwrap().replace(':', "-");
+        if records.is_empty() {
+            let tags: Vec<String> = layout_tags(&sharded).into_keys().collect();
+            assert_eq!(tags, [manifest], "the platform image's attestations, listed by the tag schema");
+        }
+        let path = scratch.path().join(format!("target/{}.json", platform.replace('/', "-")));
+        std::fs::write(&path, &output.stdout).unwrap();
+        records.push(path.to_str().unwrap().to_string());
+    }
+    let output = scratch.xtask(&["merge", &records[0], &records[1]]);
+    assert_eq!(output.status.code(), Some(2), "the configured key is needed to merge too: {}", stderr(&output));
+    assert!(stderr(&output).contains("names the variable RELEASE_KEY, which is not set"), "{}", stderr(&output));
+    assert!(!layout_tags(&sharded).contains_key("worker-latest"), "nothing is tagged without the signature");
+    let output = scratch.xtask_with_env(&["merge", &records[0], &records[1]], &[("RELEASE_KEY", key.as_str())]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let manifest = record["apps"]["worker"]["manifests"][0]["digest"].as_str().unwrap().replace(':', "-");
-    let sharded: Vec<String> = layout_tags(&scratch.path().join("target/sharded")).into_keys().collect();
-    assert_eq!(sharded, [manifest], "the platform image's attestations, listed by the tag schema");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("worker-latest, signed"), "{}", String::from_utf8_lossy(&output.stdout));
+    let verified = scratch.xtask_ok(&["verify", "worker", "--key", &public, "--repository", "oci:target/sharded"]);
+    assert!(
+        verified.contains("linux/amd64: signed provenance verified") && verified.contains("linux/arm64: signed provenance verified"),
+        "{verified}"
+    );
 }
 
 /// Python with PyPI's `cryptography`, as tests/ci.sh installs it (XTASK_TEST_PYTHON).

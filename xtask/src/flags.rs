@@ -363,8 +363,9 @@ pub struct Release {
     /// Sign each index as `cosign sign --key` does (and, with --attest, the provenance as a DSSE
     /// envelope) with this ECDSA P-256 key: a PEM file (PKCS#8 or SEC1, or cosign's encrypted
     /// cosign.key with COSIGN_PASSWORD), or `env://VAR` (default: `sign` in
-    /// [workspace.metadata.xtask.supply-chain])
-    #[arg(long, value_name = "KEY", conflicts_with = "by_digest")]
+    /// [workspace.metadata.xtask.supply-chain]); a --by-digest job signs the provenance, `merge`
+    /// the indexes
+    #[arg(long, value_name = "KEY")]
     pub sign: Option<String>,
     /// Sign nothing, whatever the configuration says (a local release without the key)
     #[arg(long, conflicts_with = "sign")]
@@ -409,6 +410,13 @@ pub struct Merge {
     /// Do not move `<app>-latest`
     #[arg(long)]
     pub no_latest: bool,
+    /// Sign each index it writes as `release --sign` does, before its tags move (default: `sign`
+    /// in [workspace.metadata.xtask.supply-chain])
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<String>,
+    /// Sign nothing, whatever the configuration says
+    #[arg(long, conflicts_with = "sign")]
+    pub no_sign: bool,
     /// A PEM file of extra CA certificates for the registry (also XTASK_CA_FILE)
     #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,

@@ -175,13 +175,9 @@ impl<'a> Release<'a> {
         let gate = scan_gate(args, &config).await?;
         let advisory_gate = advisory_gate(ctx, args, &config)?;
         let supply_chain = &config.supply_chain;
-        // A job of a sharded release (--by-digest) signs nothing: `merge` writes the indexes.
-        let key = match (&args.sign, &supply_chain.sign) {
-            _ if args.no_sign || args.by_digest => None,
-            (Some(key), _) => Some(read_key(key, "--sign")?),
-            (None, Some(key)) => Some(read_key(key, "`sign` in [workspace.metadata.xtask.supply-chain]")?),
-            (None, None) => None,
-        };
+        // A job of a sharded release (--by-digest) signs the provenance it attaches; `merge`
+        // writes and signs the indexes.
+        let key = signing_key(args.sign.as_deref(), args.no_sign, supply_chain)?;
         let attest = !args.no_attest && (args.attest || supply_chain.attest);
         let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
         Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, key, attest, pusher })
@@ -485,11 +481,22 @@ fn dirty_tree(revision: &str, paths: &[String]) -> String {
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
+/// The key `--sign` names, else the configuration's, unless `--no-sign`.
+pub fn signing_key(flag: Option<&str>, no_sign: bool, supply_chain: &config::SupplyChain) -> Result<Option<Key>> {
+    Ok(match (flag, &supply_chain.sign) {
+        _ if no_sign => None,
+        (Some(key), _) => Some(read_key(key, "--sign")?),
+        (None, Some(key)) => Some(read_key(key, "`sign` in [workspace.metadata.xtask.supply-chain]")?),
+        (None, None) => None,
+    })
+}
+
 /// The signing key `source` names (`named_by` says where it is named): a PEM file, or
 /// `env://VAR` for a PEM in that variable (as cosign spells it). The key's text is never printed.
 fn read_key(source: &str, named_by: &str) -> Result<Key> {
     let pem = match source.strip_prefix("env://") {
-        Some(variable) => std::env::var(variable).with_context(|| {
+        // Empty counts as unset: a workflow passes a secret it does not have as "".
+        Some(variable) => std::env::var(variable).ok().filter(|pem| !pem.is_empty()).with_context(|| {
             format!("{named_by} names the variable {variable}, which is not set: set it to the PEM key, or release with --no-sign")
         })?,
         None => std::fs::read_to_string(source).with_context(|| format!("cannot read the signing key {source} ({named_by})"))?,

@@ -117,28 +117,40 @@ pub async fn check_present(registries: &Registries, repository: &Repository, ind
     Ok(())
 }
 
-/// Writes `index` by digest to `repository`, then points `tags` at it in order. Returns the
-/// index's descriptor.
-pub async fn write(registries: &Registries, repository: &Repository, index: &ImageIndex, tags: &[String]) -> Result<Descriptor> {
+/// Writes `index` by digest to `repository`, untagged. Returns its descriptor.
+pub async fn write_index(registries: &Registries, repository: &Repository, index: &ImageIndex) -> Result<Descriptor> {
     let bytes = oci::to_bytes(index);
     let descriptor = Descriptor::new(oci::MEDIA_TYPE_INDEX, &bytes);
     match repository {
         Repository::Registry { host, path } => {
+            registries.client(host)?.put_manifest(path, descriptor.digest.as_str(), oci::MEDIA_TYPE_INDEX, &bytes).await?;
+        }
+        Repository::Layout { dir } => {
+            Layout::open(dir)?.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+        }
+    }
+    Ok(descriptor)
+}
+
+/// Points `tags` at `index` (written by `write_index`), in order.
+pub async fn write_tags(registries: &Registries, repository: &Repository, index: &ImageIndex, tags: &[String]) -> Result<()> {
+    let bytes = oci::to_bytes(index);
+    match repository {
+        Repository::Registry { host, path } => {
             let registry = registries.client(host)?;
-            registry.put_manifest(path, descriptor.digest.as_str(), oci::MEDIA_TYPE_INDEX, &bytes).await?;
             for tag in tags {
                 registry.put_manifest(path, tag, oci::MEDIA_TYPE_INDEX, &bytes).await?;
             }
         }
         Repository::Layout { dir } => {
             let layout = Layout::open(dir)?;
-            let written = layout.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+            let written = Descriptor::new(oci::MEDIA_TYPE_INDEX, &bytes);
             for tag in tags {
                 layout.tag(tag, &written)?;
             }
         }
     }
-    Ok(descriptor)
+    Ok(())
 }
 
 #[cfg(test)]
