@@ -127,6 +127,21 @@ impl Pusher {
         }
     }
 
+    /// Pushes the image `root` of `source` by digest, untagged, to `destination`, which is known
+    /// to lack it (its manifests are written without asking first); its blobs are checked as
+    /// by `push`.
+    pub async fn push_absent(&self, source: &Layout, root: &Descriptor, destination: &Repository, line: &AppLine) -> Result<PushReport> {
+        let Repository::Registry { host, path } = destination else { return self.push(source, root, destination, &[], line).await };
+        let graph = read_graph(source, root)?;
+        let registry = self.registries.client(host)?;
+        let mut report = PushReport { digest: Some(root.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
+        self.upload_blobs(source, &graph.blobs, &registry, path, &mut report).await?;
+        for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
+            registry.put_manifest(path, descriptor.digest.as_str(), &descriptor.media_type, bytes).await?;
+        }
+        Ok(report)
+    }
+
     pub fn progress(&self) -> &Progress {
         &self.progress
     }

@@ -60,7 +60,8 @@ async fn attach_to(
     if missing.is_empty() {
         return Ok(0);
     }
-    futures_util::future::try_join_all(missing.iter().map(|attachment| pusher.push(layout, attachment, repository, &[], line))).await?;
+    // The lookup found no artifact of their types: their manifests are not asked for again.
+    futures_util::future::try_join_all(missing.iter().map(|attachment| pusher.push_absent(layout, attachment, repository, line))).await?;
     let pushed = missing.len();
     if kept_by_registry {
         return Ok(pushed);

@@ -35,9 +35,11 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, applicat
 pub struct Registry {
     transport: Transport,
     auth: Auth,
-    /// Whether the registry answered a referrers request with 404, once: it has no such API, and
-    /// is not asked again in this run.
-    without_referrers_api: std::sync::atomic::AtomicBool,
+    /// Whether the registry has the referrers API, once a request said so (a 404 says it has
+    /// not, and it is not asked again in this run).
+    referrers_api: std::sync::Mutex<Option<bool>>,
+    /// Held by the request that finds that out, so that requests side by side ask once.
+    referrers_probe: tokio::sync::Mutex<()>,
 }
 
 /// How a blob got into the repository.
@@ -140,7 +142,8 @@ impl Registry {
         Ok(Registry {
             transport: Transport::new(host, roots)?,
             auth: Auth::new(host, token_source),
-            without_referrers_api: std::sync::atomic::AtomicBool::new(false),
+            referrers_api: std::sync::Mutex::new(None),
+            referrers_probe: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -319,28 +322,40 @@ impl Registry {
         Ok(Some((media_type, bytes)))
     }
 
+    /// Whether the registry is known to lack the referrers API (a request of this run said so).
+    pub fn known_without_referrers_api(&self) -> bool {
+        *self.referrers_api.lock().expect("not poisoned") == Some(false)
+    }
+
     /// The OCI 1.1 referrers API's list of the artifacts whose subject is `digest`, or `None`
     /// when the registry has no such API (distribution 2.8 answers 404), in which case the
     /// `sha256-<hex>` tag schema stands in for it.
-    pub fn known_without_referrers_api(&self) -> bool {
-        self.without_referrers_api.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     pub async fn referrers(&self, repository: &str, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        use std::sync::atomic::Ordering;
-        if self.without_referrers_api.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
+        let known = || *self.referrers_api.lock().expect("not poisoned");
+        let _probe = match known() {
+            Some(false) => return Ok(None),
+            Some(true) => None,
+            None => {
+                let probe = self.referrers_probe.lock().await;
+                match known() {
+                    Some(false) => return Ok(None),
+                    Some(true) => None,
+                    None => Some(probe),
+                }
+            }
+        };
         let mut request = self.request(Method::GET, format!("/v2/{repository}/referrers/{}", digest.as_str()), repository);
         request.headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.oci.image.index.v1+json"));
         let response = self.execute(request, ATTEMPTS).await?;
-        match response.status() {
-            StatusCode::OK => Ok(Some(self.transport.read_capped(response, MANIFEST_LIMIT, "a referrers list").await?)),
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => {
-                self.without_referrers_api.store(true, Ordering::Relaxed);
-                Ok(None)
-            }
-            _ => Err(self.refused(&format!("list the referrers of {digest}"), repository, response).await),
+        let has_api = match response.status() {
+            StatusCode::OK => true,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => false,
+            _ => return Err(self.refused(&format!("list the referrers of {digest}"), repository, response).await),
+        };
+        *self.referrers_api.lock().expect("not poisoned") = Some(has_api);
+        match has_api {
+            true => Ok(Some(self.transport.read_capped(response, MANIFEST_LIMIT, "a referrers list").await?)),
+            false => Ok(None),
         }
     }
 
