@@ -27,6 +27,7 @@ const ATTACKS: &[Row] = &[
     ("a revision annotation cannot make promote write another tag", promote_revision_traversal),
     ("rollback --to cannot name another app's tag", rollback_traversal),
     ("prune lists only the images the app owns", prune_owns_only_its_app),
+    ("a referrers list naming another image cannot make delete remove it", referrers_naming_another_image),
     ("--ca-file is trusted only for its registry", ca_file_is_scoped),
     ("a link out of the build context is refused and nothing is pushed", link_out_of_the_context),
     ("a link inside a copied directory is copied as a link", link_inside_a_directory),
@@ -139,6 +140,49 @@ fn link_on_another_origin() -> Result<(), String> {
     succeeded(&output)?;
     ensure(!elsewhere.seen().is_empty(), || "the next page was never asked for".into())?;
     ensure(elsewhere.authorized().is_empty(), || format!("the other origin got credentials with {:?}", elsewhere.authorized()))
+}
+
+/// Writes a manifest straight to a registry without credentials, as anyone with push rights can.
+fn put_manifest(host: &str, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let head = format!(
+        "PUT /v2/{repository}/manifests/{reference} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+}
+
+fn referrers_naming_another_image() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let repository = format!("{}/acme/prod", registry.host);
+    let worker = push_image(&scratch, 12, serde_json::json!({}), &format!("{repository}:worker-latest"));
+    let hello = push_image(&scratch, 13, serde_json::json!({}), &format!("{repository}:hello-api-latest"));
+    let hello_size = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{repository}@{hello}")]).stdout.len();
+    // The tag schema's list of what is attached to worker names hello-api's image as its SBOM.
+    let list = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": hello, "size": hello_size, "artifactType": "application/spdx+json"}]});
+    put_manifest(
+        &registry.host,
+        "acme/prod",
+        &worker.replace(':', "-"),
+        "application/vnd.oci.image.index.v1+json",
+        list.to_string().as_bytes(),
+    );
+    let listed = scratch.xtask(&["images", "worker", "--repository", &repository]);
+    succeeded(&listed)?;
+    ensure(!stdout(&listed).contains("sbom"), || format!("the listing believed the list:\n{}", stdout(&listed)))?;
+    ensure(stderr(&listed).contains("it is left out"), || format!("no note about the list:\n{}", stderr(&listed)))?;
+    succeeded(&scratch.xtask(&["delete", "worker", "--tag", "worker-latest", "--repository", &repository]))?;
+    ensure(digest_of(&format!("{repository}:worker-latest")).is_none(), || "worker was not deleted".into())?;
+    ensure(digest_of(&format!("{repository}:hello-api-latest")).as_deref() == Some(hello.as_str()), || {
+        "deleting worker deleted hello-api's image, which the list named".into()
+    })
 }
 
 /// A proxy that answers or rewrites what `rule` says for each request line.

@@ -121,11 +121,7 @@ async fn copy_attachments(
     };
     let mut artifacts = Vec::new();
     for subject in subjects {
-        for artifact in source.referrers(&subject).await?.artifacts {
-            let bytes = source
-                .find_manifest(artifact.digest.as_str())
-                .await?
-                .with_context(|| format!("{from} lists {} as attached to {subject}, but has no such manifest", artifact.digest))?;
+        for (artifact, bytes) in source.attached(&subject).await?.artifacts {
             layout.write_blob(&artifact.media_type, &bytes)?;
             manifests.push(bytes);
             artifacts.push(artifact);

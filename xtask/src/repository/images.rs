@@ -134,9 +134,9 @@ async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, byt
         if store.lists_referrers_by_tag() && !tags.contains(crate::repository::store::referrers_tag(&subject).as_str()) {
             continue;
         }
-        let referrers = store.referrers(&subject).await?;
-        image.attachments.extend(referrers.tag_index);
-        for artifact in referrers.artifacts {
+        let attached = store.attached(&subject).await?;
+        image.attachments.extend(attached.tag_index);
+        for (artifact, _) in attached.artifacts {
             image.attachments.push(artifact.digest);
             carries.insert(match artifact.artifact_type.as_deref() {
                 Some(crate::image::attestation::SPDX_ARTIFACT_TYPE) => "sbom".to_string(),

@@ -109,6 +109,13 @@ pub struct Referrers {
     pub tag_index: Option<Digest>,
 }
 
+/// What `Store::attached` found: the artifacts bound to a subject, each with its manifest.
+pub struct Attached {
+    pub artifacts: Vec<(oci::Descriptor, Vec<u8>)>,
+    /// The tag schema's index that lists them, when one does and lists nothing else.
+    pub tag_index: Option<Digest>,
+}
+
 /// What `retag` did.
 pub enum Retagged {
     Moved(Digest),
@@ -170,6 +177,37 @@ impl Store {
             Some(bytes) => Referrers { artifacts: listed(&bytes)?, kept_by_registry: false, tag_index: Some(Digest::of(&bytes)) },
             None => Referrers { artifacts: Vec::new(), kept_by_registry: false, tag_index: None },
         })
+    }
+
+    /// The artifacts attached to `subject`, as `referrers` lists them, each with its manifest,
+    /// keeping only those whose manifest names `subject` as its subject. A list is the word of
+    /// the registry (or of whoever wrote the tag schema's index): an entry naming another image
+    /// is left out with a note, so deleting or promoting an image never takes another along.
+    pub async fn attached(&self, subject: &Digest) -> Result<Attached> {
+        let referrers = self.referrers(subject).await?;
+        let listed = referrers.artifacts.len();
+        let mut artifacts = Vec::new();
+        for artifact in referrers.artifacts {
+            let Some(manifest) = self.find_manifest(artifact.digest.as_str()).await? else {
+                eprintln!("note: {self} lists {} as attached to {subject} but does not have it; it is left out", artifact.digest);
+                continue;
+            };
+            let named = serde_json::from_slice::<serde_json::Value>(&manifest).ok().and_then(|manifest| {
+                manifest.get("subject").and_then(|subject| subject.get("digest")).and_then(|digest| digest.as_str().map(str::to_string))
+            });
+            if named.as_deref() != Some(subject.as_str()) {
+                eprintln!(
+                    "note: {self} lists {} as attached to {subject}, but that manifest names {} as its subject; it is left out",
+                    artifact.digest,
+                    named.as_deref().unwrap_or("no subject")
+                );
+                continue;
+            }
+            artifacts.push((artifact, manifest));
+        }
+        // An index that lists another image's manifests is not this image's to delete.
+        let tag_index = referrers.tag_index.filter(|_| artifacts.len() == listed);
+        Ok(Attached { artifacts, tag_index })
     }
 
     /// Whether the artifacts attached to an image are known to be listed only under the tag
