@@ -54,12 +54,12 @@ if [ ! -x /opt/xtask-tools/bin/check-jsonschema ]; then
   $sudo /opt/xtask-tools/bin/pip install --quiet check-jsonschema
 fi
 /opt/xtask-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-# spdx-tools (PyPI) validates the bills of materials `release --attest` attaches, PyPI's
-# cryptography the signatures of `release --sign`, independently; PyNaCl seals a key as cosign's
-# encrypted cosign.key.
-if [ ! -x /opt/xtask-tools/bin/pyspdxtools ] || ! /opt/xtask-tools/bin/python -c 'import cryptography, nacl' 2>/dev/null; then
-  echo "installing spdx-tools, cryptography and pynacl"
-  $sudo /opt/xtask-tools/bin/pip install --quiet spdx-tools cryptography pynacl
+# spdx-tools and cyclonedx-python-lib (PyPI) validate the bills of materials `release --attest`
+# attaches, PyPI's cryptography the signatures of `release --sign`, independently; PyNaCl seals a
+# key as cosign's encrypted cosign.key.
+if [ ! -x /opt/xtask-tools/bin/pyspdxtools ] || ! /opt/xtask-tools/bin/python -c 'import cryptography, nacl, cyclonedx.validation.json, jsonschema' 2>/dev/null; then
+  echo "installing spdx-tools, cyclonedx-python-lib, cryptography and pynacl"
+  $sudo /opt/xtask-tools/bin/pip install --quiet spdx-tools 'cyclonedx-python-lib[json-validation]' cryptography pynacl
 fi
 export XTASK_TEST_PYSPDXTOOLS=/opt/xtask-tools/bin/pyspdxtools XTASK_TEST_PYTHON=/opt/xtask-tools/bin/python
 # rust-audit-info (crates.io, rust-secure-code) reads the dependency list the app binaries embed;

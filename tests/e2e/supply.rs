@@ -108,6 +108,62 @@ fn layout_json(dir: &std::path::Path, digest: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap()
 }
 
+/// Validates a CycloneDX document (argv[1]) against the CycloneDX 1.6 JSON schema with PyPI's
+/// cyclonedx-python-lib, offline (its schemas are in the package).
+const CYCLONEDX_VALIDATE_PY: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    sys.exit(getattr(error.data, "message", str(error)))
+"#;
+
+#[test]
+fn configured_cyclonedx_boms_are_valid_and_list_the_crates_of_the_spdx_ones() {
+    let scratch = Scratch::new();
+    scratch
+        .edit("Cargo.toml", |manifest| format!("{manifest}\n[workspace.metadata.xtask.supply-chain]\nsbom = [\"spdx\", \"cyclonedx\"]\n"));
+    scratch.commit("both formats");
+    let layout = tempfile::tempdir().unwrap();
+    let dir = layout.path();
+    scratch.xtask_ok(&["release", "hello-api", "--attest", "--repository", &format!("oci:{}", dir.display())]);
+    let tags = layout_tags(dir);
+    let index = layout_json(dir, &tags["hello-api-latest"]);
+    let script = dir.join("validate.py");
+    std::fs::write(&script, CYCLONEDX_VALIDATE_PY).unwrap();
+    for platform in index["manifests"].as_array().unwrap() {
+        let subject = platform["digest"].as_str().unwrap();
+        let listed = layout_json(dir, &tags[&subject.replace(':', "-")]);
+        let payload = |artifact_type: &str| -> serde_json::Value {
+            let entry = listed["manifests"].as_array().unwrap().iter().find(|m| m["artifactType"] == artifact_type).expect(artifact_type);
+            let artifact = layout_json(dir, entry["digest"].as_str().unwrap());
+            assert_eq!(artifact["subject"]["digest"], subject);
+            layout_json(dir, artifact["layers"][0]["digest"].as_str().unwrap())
+        };
+        let cyclonedx = payload("application/vnd.cyclonedx+json");
+        let path = dir.join(format!("{}.cdx.json", &subject[7..19]));
+        std::fs::write(&path, serde_json::to_vec(&cyclonedx).unwrap()).unwrap();
+        let validated = run(Command::new(python()).arg(&script).arg(&path));
+        assert!(validated.status.success(), "cyclonedx-python-lib refuses the document: {}", stderr(&validated));
+        let spdx = payload("application/spdx+json");
+        let spdx_purls: std::collections::BTreeSet<&str> = spdx["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+            .filter(|purl| purl.starts_with("pkg:cargo/"))
+            .collect();
+        let cyclonedx_purls: std::collections::BTreeSet<&str> =
+            cyclonedx["components"].as_array().unwrap().iter().filter_map(|c| c["purl"].as_str()).collect();
+        assert!(spdx_purls.iter().any(|purl| purl.starts_with("pkg:cargo/percent-encoding@")), "{spdx_purls:?}");
+        assert_eq!(cyclonedx_purls, spdx_purls);
+        assert_eq!(cyclonedx["metadata"]["component"]["hashes"][0]["content"], &subject[7..]);
+    }
+    let listed = scratch.xtask_ok(&["images", "hello-api", "--repository", &format!("oci:{}", dir.display())]);
+    assert!(listed.contains("[provenance, sbom, sbom-cyclonedx]"), "{listed}");
+}
+
 #[test]
 fn both_binaries_embed_the_crates_of_their_sbom_as_rust_audit_info_reads_them() {
     let scratch = Scratch::new();

@@ -14,6 +14,7 @@ use crate::image::layout::Layout;
 use crate::image::oci::{Descriptor, Digest};
 use crate::image::platform::Platform;
 use crate::image::signature::{self, Key};
+use crate::workspace::config::SbomFormat;
 use crate::workspace::graph::Resolver;
 use crate::workspace::{Member, Workspace};
 
@@ -25,23 +26,25 @@ pub struct Attester<'a> {
     github: BTreeMap<String, String>,
     /// The command line, as the provenance records it.
     command: String,
+    sbom_formats: Vec<SbomFormat>,
 }
 
 /// The key that signs the provenance (a DSSE envelope), if any.
 pub type SigningKey<'a> = Option<&'a Key>;
 
 impl<'a> Attester<'a> {
-    pub fn new(workspace: &'a Workspace) -> Result<Attester<'a>> {
+    pub fn new(workspace: &'a Workspace, sbom_formats: &[SbomFormat]) -> Result<Attester<'a>> {
         let resolver = workspace.graph.resolver()?;
         let lockfile = std::fs::read_to_string(workspace.root.join("Cargo.lock")).context("the bill of materials needs Cargo.lock")?;
         let checksums = crate::detect::lockfile::checksums(&lockfile).context("Cargo.lock is not a lockfile cargo wrote")?;
         let github = std::env::vars().filter(|(key, _)| key.starts_with("GITHUB_")).collect();
         let arguments: Vec<String> = std::env::args().skip(1).collect();
-        Ok(Attester { resolver, checksums, github, command: format!("cargo xtask {}", arguments.join(" ")) })
+        let command = format!("cargo xtask {}", arguments.join(" "));
+        Ok(Attester { resolver, checksums, github, command, sbom_formats: sbom_formats.to_vec() })
     }
 
-    /// Writes the SBOM and the provenance of `member`'s `platform` image (`manifest`, compiled
-    /// for `target`, on `base`) into `layout`; returns the two artifact manifests.
+    /// Writes the SBOMs and the provenance of `member`'s `platform` image (`manifest`, compiled
+    /// for `target`, on `base`) into `layout`; returns their artifact manifests.
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         &self,
@@ -59,7 +62,6 @@ impl<'a> Attester<'a> {
             package.checksum = self.checksums.get(&(package.name.clone(), package.version.clone())).cloned();
         }
         let subject = Subject { app: &member.name, version: &member.version, platform, manifest };
-        let sbom = attestation::spdx(&subject, &packages, base, provenance.epoch);
         let source = provenance.source.as_deref().map(attestation::without_credentials);
         let build = Build {
             source: source.as_deref(),
@@ -75,16 +77,23 @@ impl<'a> Attester<'a> {
             Some(key) => (signature::DSSE_MEDIA_TYPE, signature::dsse_envelope(&statement, key)),
             None => (attestation::PROVENANCE_ARTIFACT_TYPE, statement),
         };
-        let spdx = attestation::SPDX_ARTIFACT_TYPE;
-        Ok(vec![
-            crate::image::write_attachment(layout, manifest, spdx, (spdx, &sbom), provenance.epoch)?,
-            crate::image::write_attachment(
-                layout,
-                manifest,
-                attestation::PROVENANCE_ARTIFACT_TYPE,
-                (provenance_layer.0, &provenance_layer.1),
-                provenance.epoch,
-            )?,
-        ])
+        let mut attachments = Vec::new();
+        for format in &self.sbom_formats {
+            let (kind, sbom) = match format {
+                SbomFormat::Spdx => (attestation::SPDX_ARTIFACT_TYPE, attestation::spdx(&subject, &packages, base, provenance.epoch)),
+                SbomFormat::Cyclonedx => {
+                    (attestation::CYCLONEDX_ARTIFACT_TYPE, attestation::cyclonedx(&subject, &packages, base, provenance.epoch))
+                }
+            };
+            attachments.push(crate::image::write_attachment(layout, manifest, kind, (kind, &sbom), provenance.epoch)?);
+        }
+        attachments.push(crate::image::write_attachment(
+            layout,
+            manifest,
+            attestation::PROVENANCE_ARTIFACT_TYPE,
+            (provenance_layer.0, &provenance_layer.1),
+            provenance.epoch,
+        )?);
+        Ok(attachments)
     }
 }

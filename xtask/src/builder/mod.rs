@@ -164,7 +164,7 @@ impl Builder<'_> {
         if let Some(inputs) = inputs {
             provenance.record_inputs(inputs);
         }
-        let attester = if self.attest { Some(attest::Attester::new(workspace)?) } else { None };
+        let attester = if self.attest { Some(attest::Attester::new(workspace, &self.config.supply_chain.sbom)?) } else { None };
         let mut built: BTreeMap<String, BuiltImage> = BTreeMap::new();
         for member in &members {
             let image = self.assemble(member, &plans, engine.as_ref(), &provenance, attester.as_ref())?;

@@ -11,6 +11,7 @@ use crate::image::oci::{self, Descriptor, Digest};
 use crate::image::platform::Platform;
 
 pub const SPDX_ARTIFACT_TYPE: &str = "application/spdx+json";
+pub const CYCLONEDX_ARTIFACT_TYPE: &str = "application/vnd.cyclonedx+json";
 pub const PROVENANCE_ARTIFACT_TYPE: &str = "application/vnd.in-toto+json";
 
 /// A package the app's binary compiles for one target, as the resolved graph and Cargo.lock say.
@@ -107,6 +108,81 @@ pub fn spdx(subject: &Subject<'_>, packages: &[CompiledPackage], base: Option<(&
         "creationInfo": {"created": oci::rfc3339(epoch), "creators": [format!("Tool: cargo-xtask-{}", env!("CARGO_PKG_VERSION"))]},
         "packages": spdx_packages,
         "relationships": relationships,
+    });
+    serde_json::to_vec_pretty(&document).expect("JSON values serialise")
+}
+
+/// The CycloneDX 1.6 document of one platform image: the same image, crates and base image as
+/// `spdx`, as components with purls, SHA-256 hashes and license expressions, and the image's and
+/// the app's dependencies.
+pub fn cyclonedx(subject: &Subject<'_>, packages: &[CompiledPackage], base: Option<(&str, &Digest)>, epoch: u64) -> Vec<u8> {
+    let image_ref = "image";
+    let app_purl = format!("pkg:cargo/{}@{}", subject.app, subject.version);
+    let architecture = &subject.platform.architecture;
+    let mut components = vec![json!({
+        "type": "application",
+        "bom-ref": app_purl,
+        "name": subject.app,
+        "version": subject.version,
+        "purl": app_purl,
+    })];
+    let mut crate_refs = Vec::new();
+    for package in packages {
+        let purl = format!("pkg:cargo/{}@{}", package.name, package.version);
+        // Two crates of one name and version (from two sources) keep refs of their own.
+        let bom_ref = match crate_refs.contains(&purl) {
+            true => format!("{purl}#{}", crate_refs.len()),
+            false => purl.clone(),
+        };
+        let mut component = json!({"type": "library", "bom-ref": bom_ref, "name": package.name, "version": package.version, "purl": purl});
+        if let Some(checksum) = &package.checksum {
+            component["hashes"] = json!([{"alg": "SHA-256", "content": checksum}]);
+        }
+        if let Some(license) = &package.license {
+            component["licenses"] = json!([{"expression": spdx_license(license)}]);
+        }
+        if let Some(url) = package.source.as_ref().map(|_| download_location(package)) {
+            component["externalReferences"] = json!([{"type": "distribution", "url": url}]);
+        }
+        components.push(component);
+        crate_refs.push(bom_ref);
+    }
+    let mut image_depends = vec![app_purl.clone()];
+    if let Some((reference, digest)) = base {
+        components.push(json!({
+            "type": "container",
+            "bom-ref": "base-image",
+            "name": reference,
+            "version": digest.as_str(),
+            "hashes": [{"alg": "SHA-256", "content": digest.hex()}],
+        }));
+        image_depends.push("base-image".to_string());
+    }
+    // The serial number is the digest of what the document lists: the same for the same image.
+    let listed = Digest::of(format!("cyclonedx {} {packages:?} {base:?}", subject.manifest.digest).as_bytes());
+    let hex = listed.hex();
+    let document = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": format!("urn:uuid:{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]),
+        "version": 1,
+        "metadata": {
+            "timestamp": oci::rfc3339(epoch),
+            "tools": {"components": [{"type": "application", "name": "cargo-xtask", "version": env!("CARGO_PKG_VERSION")}]},
+            "component": {
+                "type": "container",
+                "bom-ref": image_ref,
+                "name": subject.app,
+                "version": subject.manifest.digest.as_str(),
+                "purl": format!("pkg:oci/{}@{}?arch={architecture}", subject.app, subject.manifest.digest.as_str().replace(':', "%3A")),
+                "hashes": [{"alg": "SHA-256", "content": subject.manifest.digest.hex()}],
+            },
+        },
+        "components": components,
+        "dependencies": [
+            {"ref": image_ref, "dependsOn": image_depends},
+            {"ref": app_purl, "dependsOn": crate_refs},
+        ],
     });
     serde_json::to_vec_pretty(&document).expect("JSON values serialise")
 }
@@ -260,6 +336,46 @@ mod tests {
         .assert_eq(&crates.join("\n"));
         assert_eq!(document["relationships"][0]["relationshipType"], "DESCRIBES");
         assert_eq!(document["creationInfo"]["created"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_cyclonedx_document_lists_the_same_crates_with_hashes_licenses_and_dependencies() {
+        let platform = Platform::parse("linux/amd64").unwrap();
+        let manifest = subject_manifest();
+        let subject = Subject { app: "worker", version: "0.2.0", platform: &platform, manifest: &manifest };
+        let packages = [
+            CompiledPackage {
+                name: "itoa".into(),
+                version: "1.0.15".into(),
+                source: Some("registry+https://github.com/rust-lang/crates.io-index".into()),
+                checksum: Some("4a5f13b858c8d314ee3e8f639011f7ccefe71f97f96e50151fb991f267928e2c".into()),
+                license: Some("MIT OR Apache-2.0".into()),
+            },
+            CompiledPackage { name: "common".into(), version: "0.1.0".into(), source: None, checksum: None, license: None },
+        ];
+        let base = Digest::of(b"base");
+        let bytes = cyclonedx(&subject, &packages, Some(("base", &base)), 0);
+        assert_eq!(bytes, cyclonedx(&subject, &packages, Some(("base", &base)), 0), "the same inputs give the same bytes");
+        let document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let components: Vec<String> = document["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {} {} {}",
+                    c["type"], c["bom-ref"], c["hashes"][0]["content"], c["licenses"][0]["expression"], c["externalReferences"][0]["url"]
+                )
+            })
+            .collect();
+        expect_test::expect![[r#"
+            "application" "pkg:cargo/worker@0.2.0" null null null
+            "library" "pkg:cargo/itoa@1.0.15" "4a5f13b858c8d314ee3e8f639011f7ccefe71f97f96e50151fb991f267928e2c" "MIT OR Apache-2.0" "https://crates.io/api/v1/crates/itoa/1.0.15/download"
+            "library" "pkg:cargo/common@0.1.0" null null null
+            "container" "base-image" "cae662172fd450bb0cd710a769079c05bfc5d8e35efa6576edc7d0377afdd4a2" null null"#]]
+        .assert_eq(&components.join("\n"));
+        assert_eq!(document["dependencies"][1]["dependsOn"], json!(["pkg:cargo/itoa@1.0.15", "pkg:cargo/common@0.1.0"]));
+        assert_eq!(document["metadata"]["component"]["hashes"][0]["content"], manifest.digest.hex());
     }
 
     #[test]

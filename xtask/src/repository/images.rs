@@ -140,6 +140,7 @@ async fn attachments(store: &Store, tags: &std::collections::BTreeSet<&str>, byt
             image.attachments.push(artifact.digest);
             carries.insert(match artifact.artifact_type.as_deref() {
                 Some(crate::image::attestation::SPDX_ARTIFACT_TYPE) => "sbom".to_string(),
+                Some(crate::image::attestation::CYCLONEDX_ARTIFACT_TYPE) => "sbom-cyclonedx".to_string(),
                 Some(crate::image::attestation::PROVENANCE_ARTIFACT_TYPE) => "provenance".to_string(),
                 other => other.unwrap_or("artifact").to_string(),
             });

@@ -34,18 +34,34 @@ struct Metadata {
 
 /// `[workspace.metadata.xtask.supply-chain]`: what `release` attaches to and checks of every
 /// image without being asked on the command line.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct SupplyChain {
     /// Attach a bill of materials and a provenance statement to every platform image, as
     /// `release --attest` does.
     pub attest: bool,
+    /// The formats of the bills of materials attested images get, each its own artifact.
+    pub sbom: Vec<SbomFormat>,
     /// The key `release` signs with, as `--sign` takes it: a PEM file (relative to the workspace
     /// root) or `env://VAR`.
     pub sign: Option<String>,
     /// The RustSec advisory database the scan gate reads, as `--advisory-db` (relative to the
     /// workspace root).
     pub advisory_db: Option<String>,
+}
+
+impl Default for SupplyChain {
+    fn default() -> SupplyChain {
+        SupplyChain { attest: false, sbom: vec![SbomFormat::Spdx], sign: None, advisory_db: None }
+    }
+}
+
+/// A bill of materials format: SPDX 2.3 JSON, CycloneDX 1.6 JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    Spdx,
+    Cyclonedx,
 }
 
 /// `[workspace.metadata.xtask.ecr]`: how `cargo xtask ecr setup` shapes the repository.
