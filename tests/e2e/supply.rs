@@ -44,13 +44,7 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
                     stderr(&validated),
                     String::from_utf8_lossy(&validated.stdout)
                 );
-                let purls: Vec<&str> = document["packages"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
-                    .filter(|purl| purl.starts_with("pkg:cargo/"))
-                    .collect();
+                let purls = cargo_purls(&document);
                 // worker, what it compiles (wordcount, common), and no build-time or other app's crate.
                 assert!(purls.iter().any(|purl| purl.starts_with("pkg:cargo/wordcount@")), "{purls:?}");
                 assert!(
@@ -103,6 +97,17 @@ fn layout_tags(dir: &std::path::Path) -> std::collections::BTreeMap<String, Stri
     index["manifests"].as_array().unwrap().iter().filter_map(tag).collect()
 }
 
+/// The package URLs of the crates an SPDX document lists.
+fn cargo_purls(spdx: &serde_json::Value) -> Vec<&str> {
+    spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .filter(|purl| purl.starts_with("pkg:cargo/"))
+        .collect()
+}
+
 /// A blob of the OCI layout `dir`, parsed as JSON.
 fn layout_json(dir: &std::path::Path, digest: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap()
@@ -147,13 +152,7 @@ fn configured_cyclonedx_boms_are_valid_and_list_the_crates_of_the_spdx_ones() {
         let validated = run(Command::new(python()).arg(&script).arg(&path));
         assert!(validated.status.success(), "cyclonedx-python-lib refuses the document: {}", stderr(&validated));
         let spdx = payload("application/spdx+json");
-        let spdx_purls: std::collections::BTreeSet<&str> = spdx["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
-            .filter(|purl| purl.starts_with("pkg:cargo/"))
-            .collect();
+        let spdx_purls: std::collections::BTreeSet<&str> = cargo_purls(&spdx).into_iter().collect();
         let cyclonedx_purls: std::collections::BTreeSet<&str> =
             cyclonedx["components"].as_array().unwrap().iter().filter_map(|c| c["purl"].as_str()).collect();
         assert!(spdx_purls.iter().any(|purl| purl.starts_with("pkg:cargo/percent-encoding@")), "{spdx_purls:?}");
@@ -203,14 +202,7 @@ fn both_binaries_embed_the_crates_of_their_sbom_as_rust_audit_info_reads_them() 
             referrers["manifests"].as_array().unwrap().iter().find(|m| m["artifactType"] == "application/spdx+json").unwrap();
         let artifact = layout_json(dir, sbom_artifact["digest"].as_str().unwrap());
         let sbom = layout_json(dir, artifact["layers"][0]["digest"].as_str().unwrap());
-        let mut listed: Vec<String> = sbom["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
-            .filter(|purl| purl.starts_with("pkg:cargo/"))
-            .map(|purl| purl.split('?').next().unwrap().to_string())
-            .collect();
+        let mut listed: Vec<String> = cargo_purls(&sbom).into_iter().map(|purl| purl.split('?').next().unwrap().to_string()).collect();
         listed.sort();
         assert_eq!(embedded, listed, "{platform}: the binary's list is the SBOM's crates");
         assert!(listed.iter().any(|purl| purl.starts_with("pkg:cargo/percent-encoding@")), "a crates.io crate is listed: {listed:?}");

@@ -120,13 +120,19 @@ fn serve(
     let mut server_reader = BufReader::new(server);
     let (status_line, mut response_headers) = read_head(&mut server_reader)?;
     on_response(&request_line, &mut response_headers);
+    relay(&status_line, &response_headers, server_reader, client)
+}
+
+/// Sends the answer `status_line` with `headers` (and `Connection: close`) to `client`, then the
+/// rest of what `server` sends.
+pub fn relay(status_line: &str, headers: &[(String, String)], mut server: impl Read, mut client: TcpStream) -> std::io::Result<()> {
     let mut response = format!("{status_line}\r\n");
-    for (name, value) in &response_headers {
+    for (name, value) in headers {
         response.push_str(&format!("{name}: {value}\r\n"));
     }
-    response.push_str("\r\n");
+    response.push_str("Connection: close\r\n\r\n");
     client.write_all(response.as_bytes())?;
-    std::io::copy(&mut server_reader, &mut client)?;
+    std::io::copy(&mut server, &mut client)?;
     Ok(())
 }
 

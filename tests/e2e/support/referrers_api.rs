@@ -12,7 +12,7 @@ use std::thread;
 
 use sha2::Digest as _;
 
-use crate::support::hostile::read_head;
+use crate::support::hostile::{read_head, relay};
 
 /// The descriptors of the manifests whose subject is a digest, per repository and subject.
 type Listed = BTreeMap<(String, String), Vec<serde_json::Value>>;
@@ -135,12 +135,5 @@ fn serve(client: TcpStream, upstream: &str, listed: &Mutex<Listed>, answered: &M
         _ => {}
     }
 
-    let mut response = format!("{status_line}\r\n");
-    for (name, value) in &response_headers {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    response.push_str("Connection: close\r\n\r\n");
-    client.write_all(response.as_bytes())?;
-    std::io::copy(&mut server_reader, &mut client)?;
-    Ok(())
+    relay(&status_line, &response_headers, server_reader, client)
 }
