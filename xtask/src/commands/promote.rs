@@ -1,8 +1,9 @@
 //! `cargo xtask promote APP --from ENV --to ENV`: copies an app's released index from one
 //! repository to another with the same digest, then tags it there as in the source
-//! (`<app>-<sha>`, then the promoted tag). Only the index and its manifests are read; configs and
-//! layers are recorded as living in the source repository, so the push mounts them across
-//! repositories of one registry and fetches and uploads them otherwise.
+//! (`<app>-<sha>`, then the promoted tag), with its signature and the artifacts attached to its
+//! platform images. Only manifests are read; configs and layers are recorded as living in the
+//! source repository, so the push mounts them across repositories of one registry and fetches and
+//! uploads them otherwise.
 
 use anyhow::{bail, Context as _, Result};
 
