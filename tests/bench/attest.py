@@ -35,6 +35,13 @@ def timed(command, cwd, env):
     return time.perf_counter() - start
 
 
+def registry_cpu(registry):
+    """Seconds of CPU the registry process has used so far (user and system)."""
+    with open(f"/proc/{registry.proc.pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def commit(ws, path, text):
     with open(os.path.join(ws, path), "a") as f:
         f.write(text)
@@ -69,19 +76,27 @@ def main():
             timed([xtask, "release", "--all", "--repository", repositories[name], *extra], ws, variant_env)
         cases = ("code change", "docs commit", "unchanged")
         times = {(case, name): [] for case in cases for name in variants}
+        # Requests and registry CPU of each release, to say where the difference goes.
+        load = {(case, name): [] for case in cases for name in variants}
+
+        def measured(case, name, release, variant_env):
+            requests, cpu = len(registry.requests()), registry_cpu(registry)
+            times[(case, name)].append(timed(release, ws, variant_env))
+            load[(case, name)].append((len(registry.requests()) - requests, registry_cpu(registry) - cpu))
+
         for run in range(args.runs):
             # Each variant compiles the change in its own target directory: neither finds it built.
             commit(ws, "crates/worker/src/main.rs", f"// change {run}\n")
             for name, extra in variants.items():
                 release = [xtask, "release", "--all", "--repository", repositories[name], *extra]
                 variant_env = dict(env, CARGO_TARGET_DIR=os.path.join(tmp, f"target-{name}"))
-                times[("code change", name)].append(timed(release, ws, variant_env))
+                measured("code change", name, release, variant_env)
             commit(ws, "NOTES.md", f"docs {run}\n")
             for name, extra in variants.items():
                 release = [xtask, "release", "--all", "--repository", repositories[name], *extra]
                 variant_env = dict(env, CARGO_TARGET_DIR=os.path.join(tmp, f"target-{name}"))
-                times[("docs commit", name)].append(timed(release, ws, variant_env))
-                times[("unchanged", name)].append(timed(release, ws, variant_env))
+                measured("docs commit", name, release, variant_env)
+                measured("unchanged", name, release, variant_env)
         print(f"release --all of the sample ({len(variants)} variants, 2 platforms) against docker-registry, median of {args.runs}")
         print(f"{'case':<12} {'plain':>9} {'attested+signed':>16} {'difference':>12} {'ratio':>7}")
         for case in cases:
@@ -89,6 +104,11 @@ def main():
             attest = statistics.median(times[(case, "attest")])
             print(f"{case:<12} {plain:>7.3f} s {attest:>14.3f} s {attest - plain:>+10.3f} s {attest / plain:>6.2f}x")
         print("goal: at most 10% more wall time for a release, at most 0.1 s more when nothing changed")
+        print(f"{'case':<12} {'requests plain/attested':>24} {'registry CPU plain/attested':>29}")
+        for case in cases:
+            requests = [statistics.median(n for n, _ in load[(case, name)]) for name in variants]
+            cpu = [statistics.median(c for _, c in load[(case, name)]) for name in variants]
+            print(f"{case:<12} {requests[0]:>11.0f} / {requests[1]:<10.0f} {cpu[0]:>14.2f} s / {cpu[1]:.2f} s")
     finally:
         registry.stop()
         shutil.rmtree(tmp, ignore_errors=True)
