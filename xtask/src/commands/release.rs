@@ -478,9 +478,6 @@ fn dirty_tree(revision: &str, paths: &[String]) -> String {
     format!("the work tree has uncommitted changes ({named}), so an image tagged with {revision} would not be that commit{lockfile}: commit or stash them, or pass --allow-dirty")
 }
 
-/// The scan gate, when thresholds are set by flags or configuration and the repository is on
-/// ECR. Thresholds given as flags for another repository are an error; configured ones are
-/// skipped there (a local layout while developing), with a note.
 /// The key `--sign` names, else the configuration's, unless `--no-sign`.
 pub fn signing_key(flag: Option<&str>, no_sign: bool, supply_chain: &config::SupplyChain) -> Result<Option<Key>> {
     Ok(match (flag, &supply_chain.sign) {
@@ -545,6 +542,9 @@ fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) 
     Ok(Some(AdvisoryGate { advisories, thresholds }))
 }
 
+/// The scan gate, when thresholds are set by flags or configuration and the repository is on
+/// ECR. Thresholds given as flags for another repository are an error; configured ones are
+/// skipped there (a local layout while developing), with a note.
 async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
     let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
     let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };

@@ -56,6 +56,27 @@ pub struct PushReport {
     pub tags_unchanged: Vec<String>,
 }
 
+/// What a push knows of the destination's manifests before it writes them.
+#[derive(Clone, Copy)]
+enum Manifests {
+    /// Each is asked for, and written only when missing.
+    Unknown,
+    /// A lookup found them missing: each is written without asking.
+    Absent,
+}
+
+impl Manifests {
+    /// Whether `repository` lacks the manifest `descriptor`.
+    async fn lacks(self, registry: &Registry, repository: &str, descriptor: &Descriptor) -> Result<bool> {
+        Ok(match self {
+            Manifests::Absent => true,
+            Manifests::Unknown => {
+                registry.manifest_digest(repository, descriptor.digest.as_str()).await?.as_ref() != Some(&descriptor.digest)
+            }
+        })
+    }
+}
+
 /// What an image references, children before parents.
 struct ImageGraph {
     blobs: Vec<GraphBlob>,
@@ -122,7 +143,7 @@ impl Pusher {
         match destination {
             Repository::Layout { dir } => self.push_to_layout(source, &graph, dir, tags, line).await,
             Repository::Registry { host, path } => {
-                self.push_to_registry(source, &graph, &self.registries.client(host)?, path, tags, line).await
+                self.push_to_registry(source, &graph, (&self.registries.client(host)?, path), tags, Manifests::Unknown, line).await
             }
         }
     }
@@ -133,13 +154,7 @@ impl Pusher {
     pub async fn push_absent(&self, source: &Layout, root: &Descriptor, destination: &Repository, line: &AppLine) -> Result<PushReport> {
         let Repository::Registry { host, path } = destination else { return self.push(source, root, destination, &[], line).await };
         let graph = read_graph(source, root)?;
-        let registry = self.registries.client(host)?;
-        let mut report = PushReport { digest: Some(root.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
-        self.upload_blobs(source, &graph.blobs, &registry, path, &mut report).await?;
-        for (descriptor, bytes) in graph.manifests.iter().chain(std::iter::once(&graph.root)) {
-            registry.put_manifest(path, descriptor.digest.as_str(), &descriptor.media_type, bytes).await?;
-        }
-        Ok(report)
+        self.push_to_registry(source, &graph, (&self.registries.client(host)?, path), &[], Manifests::Absent, line).await
     }
 
     pub fn progress(&self) -> &Progress {
@@ -150,22 +165,22 @@ impl Pusher {
         &self,
         source: &Layout,
         graph: &ImageGraph,
-        registry: &Arc<Registry>,
-        repository: &str,
+        (registry, repository): (&Arc<Registry>, &str),
         tags: &[String],
+        manifests: Manifests,
         line: &AppLine,
     ) -> Result<PushReport> {
         let mut report = PushReport { digest: Some(graph.root.0.digest.clone()), blobs: graph.blobs.len(), ..PushReport::default() };
         self.upload_blobs(source, &graph.blobs, registry, repository, &mut report).await?;
         line.step("writing manifests");
         for (descriptor, bytes) in &graph.manifests {
-            if registry.manifest_digest(repository, descriptor.digest.as_str()).await?.as_ref() != Some(&descriptor.digest) {
+            if manifests.lacks(registry, repository, descriptor).await? {
                 registry.put_manifest(repository, descriptor.digest.as_str(), &descriptor.media_type, bytes).await?;
             }
         }
         let (root, bytes) = &graph.root;
         // Untagged, the image is pushed by digest: its root is written under its digest.
-        if tags.is_empty() && registry.manifest_digest(repository, root.digest.as_str()).await?.as_ref() != Some(&root.digest) {
+        if tags.is_empty() && manifests.lacks(registry, repository, root).await? {
             registry.put_manifest(repository, root.digest.as_str(), &root.media_type, bytes).await?;
         }
         write_registry_tags(registry, repository, &graph.root, tags, line, &mut report).await?;
