@@ -153,6 +153,7 @@ if [ "$(id -u)" -eq 0 ] || DOCKER_HOST=unix://$docker26_socket docker info >/dev
   export XTASK_TEST_DOCKER26=unix://$docker26_socket
   export XTASK_TEST_DOCKER26_BUILDX=$docker26/usr/libexec/docker/cli-plugins/docker-buildx
   export XTASK_TEST_DOCKER26_NETNS=/run/netns/xtask-docker26
+  export XTASK_TEST_DOCKER26_DATA_ROOT=/var/lib/xtask-docker26
 else
   echo "note: only root can start Docker 26 here; its engine test says it skipped"
 fi

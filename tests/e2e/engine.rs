@@ -187,7 +187,7 @@ fn engine_failures_say_what_to_do() {
     check(
         &["build", "stamp", "--builder", "native"],
         &[],
-        "crates/stamp/Dockerfile:4: RUN is not assembled by the native builder, which handles FROM, ARG, ENV, LABEL, WORKDIR, USER, EXPOSE, COPY, ENTRYPOINT, CMD, HEALTHCHECK and STOPSIGNAL in a single stage; build this app with `--builder engine`",
+        "crates/stamp/Dockerfile:4: RUN is not assembled by the native builder, which makes exactly the image BuildKit makes of one stage of FROM, COPY from the build context, WORKDIR and instructions that set the configuration; build this app with `--builder engine`",
     );
     check(
         &["build", "stamp"],

@@ -215,7 +215,7 @@ fn bad_input_gets_a_clear_error() {
                 scratch.write("crates/worker/Dockerfile", "FROM scratch\nCOPY ../outside /x\n");
                 scratch.commit("copy from outside the context");
             },
-            expected: "crates/worker/Dockerfile:2: COPY source `../outside` is outside the build context",
+            expected: "crates/worker/Dockerfile:2: COPY source `../outside` is not in the build context",
         },
         Case {
             args: args(&["build", "worker", "--platform", "linux/amd64"]),
@@ -223,7 +223,7 @@ fn bad_input_gets_a_clear_error() {
                 scratch.write("crates/worker/Dockerfile", "FROM scratch\nCOPY crates/worker/missing.txt /x\n");
                 scratch.commit("copy a missing file");
             },
-            expected: "crates/worker/Dockerfile:2: COPY source `crates/worker/missing.txt` does not exist in the build context",
+            expected: "crates/worker/Dockerfile:2: COPY source `crates/worker/missing.txt` is not in the build context",
         },
         Case {
             args: args(&["delete", "worker", "--tag", "worker-nope"]),

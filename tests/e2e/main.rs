@@ -9,6 +9,7 @@ mod corpus;
 mod ecr;
 mod engine;
 mod errors;
+mod fidelity;
 mod graph;
 mod inputs;
 mod laptop;

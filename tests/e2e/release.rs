@@ -156,7 +156,7 @@ fn changed_follows_dependencies_to_apps() {
 }
 
 #[test]
-fn base_images_are_resolved_without_downloading_their_layers_and_mounted_at_push() {
+fn base_image_layers_are_listed_once_and_mounted_at_push() {
     let scratch = Scratch::new();
     let registry = Registry::start();
     let base = format!("{}/acme/base:1", registry.host);
@@ -168,8 +168,10 @@ fn base_images_are_resolved_without_downloading_their_layers_and_mounted_at_push
     let repository = format!("{}/acme/prod", registry.host);
     scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
     let requests = registry.requests()[before..].to_vec();
-    let layer_downloads = requests.iter().filter(|r| r.starts_with("GET") && r.contains("/acme/base/blobs/")).count();
-    assert_eq!(layer_downloads, 2, "only the two configs of the base image are read: {requests:#?}");
+    // The two configs, and each platform's layer once, for its listing (the paths a COPY meets):
+    // kept in target/xtask/cache/, so a later build reads none of them again.
+    let base_reads = requests.iter().filter(|r| r.starts_with("GET") && r.contains("/acme/base/blobs/")).count();
+    assert_eq!(base_reads, 4, "the base image's configs and layers are read once: {requests:#?}");
     let mounts = requests.iter().filter(|r| r.starts_with("POST") && r.contains("mount=") && r.contains("from=acme/base")).count();
     assert_eq!(mounts, 2, "each platform's base layer is mounted: {requests:#?}");
 
@@ -500,4 +502,27 @@ fn promote_copies_an_index_across_repositories_by_mounting_its_blobs() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn docker_hub_short_names_and_untagged_references_resolve_as_docker_does() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    // The registry stands in for Docker Hub and gcr.io.
+    crate::support::harness::push_base_image(&scratch, &format!("{}/library/debian:bookworm-slim", registry.host), &["amd64", "arm64"]);
+    crate::support::harness::push_base_image(&scratch, &format!("{}/distroless/cc-debian12:latest", registry.host), &["amd64", "arm64"]);
+    let map = format!("docker.io={0},gcr.io={0}", registry.host);
+    for (base, source) in
+        [("debian:bookworm-slim", "docker.io/library/debian"), ("gcr.io/distroless/cc-debian12", "gcr.io/distroless/cc-debian12")]
+    {
+        scratch.write(
+            "crates/worker/Dockerfile",
+            &format!("FROM {base}\nARG TARGETPLATFORM\nCOPY target/stage/${{TARGETPLATFORM}}/worker /worker\n"),
+        );
+        scratch.commit(base);
+        let output = scratch.xtask_with_env(&["build", "worker"], &[("XTASK_REGISTRY_MAP", &map)]);
+        assert!(output.status.success(), "FROM {base}: {}", stderr(&output));
+        let foreign = std::fs::read_to_string(scratch.path().join("target/xtask/oci/worker/xtask-foreign-blobs.json")).unwrap();
+        assert!(foreign.contains(&format!("\"{source}\"")), "FROM {base}: the base's layers are recorded as {foreign}");
+    }
 }

@@ -17,6 +17,9 @@ pub enum Command {
     Build(Build),
     /// Push an OCI image layout (image or index) or a `docker save` archive to a registry or another layout
     Push(Push),
+    /// Assemble one Dockerfile's image without an engine, as BuildKit would build it, into an OCI
+    /// image layout; a Dockerfile that needs an engine is refused with the line and why
+    Assemble(Assemble),
     /// Detect changed apps, build them and push `<app>-<sha>` and `<app>-latest`
     Release(Release),
     /// List each app's images in the repository, newest first
@@ -275,6 +278,25 @@ pub struct Push {
     pub reference: String,
     #[command(flatten)]
     pub transfer: Transfer,
+}
+
+#[derive(Args, Debug)]
+pub struct Assemble {
+    /// The build context: the directory COPY reads from
+    #[arg(default_value = ".")]
+    pub context: std::path::PathBuf,
+    /// The Dockerfile (default: Dockerfile in the context)
+    #[arg(long, short = 'f')]
+    pub file: Option<std::path::PathBuf>,
+    /// Image platforms, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "linux/amd64,linux/arm64")]
+    pub platform: Vec<String>,
+    /// A value for an ARG of the Dockerfile (repeatable)
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// The OCI image layout to write the index into, tagged `latest`: `DIR` or `DIR:TAG`
+    #[arg(long, short = 'o')]
+    pub output: String,
 }
 
 #[derive(Args, Debug, Clone)]

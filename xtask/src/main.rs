@@ -44,9 +44,11 @@ fn main() -> ExitCode {
 fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
-    // The two commands that need no workspace: pushing a layout, and the completion script.
+    // The commands that need no workspace: pushing a layout, assembling one Dockerfile, and the
+    // completion script.
     let command = match flags.command {
         Command::Push(args) => return done(runtime.block_on(commands::push::run(args))),
+        Command::Assemble(args) => return done(runtime.block_on(commands::assemble::run(args))),
         Command::Completions(args) => {
             clap_complete::generate(args.shell, &mut <flags::Xtask as clap::CommandFactory>::command(), "xtask", &mut std::io::stdout());
             return Ok(ExitCode::SUCCESS);
@@ -70,7 +72,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             Command::Verify(args) => done(commands::verify::run(&ctx, args).await),
             Command::Ecr(args) => done(commands::ecr::run(&ctx, args).await),
             Command::Hook(args) => done(commands::hook::run(&ctx, args).await),
-            Command::Push(_) | Command::Completions(_) => unreachable!("handled without a workspace"),
+            Command::Push(_) | Command::Assemble(_) | Command::Completions(_) => unreachable!("handled without a workspace"),
         }
     })
 }

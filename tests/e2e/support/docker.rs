@@ -71,15 +71,38 @@ impl Engine {
     /// Makes the engine usable from `scratch` (its buildx plugin in the scratch's Docker
     /// configuration) and able to pull from `registry`.
     pub fn prepare(&self, scratch: &Scratch, registry: &Registry) {
-        if let Some(buildx) = &self.buildx {
-            let plugins = scratch.docker_config().join("cli-plugins");
-            std::fs::create_dir_all(&plugins).unwrap();
-            std::os::unix::fs::symlink(buildx, plugins.join("docker-buildx")).unwrap();
-        }
+        self.install_buildx(scratch);
         if let Some(netns) = &self.netns {
             let port = registry.host.rsplit_once(':').unwrap().1.parse().unwrap();
             forward_into(netns, port);
         }
+    }
+}
+
+impl Engine {
+    /// Puts the engine's buildx plugin into the scratch's Docker configuration.
+    pub fn install_buildx(&self, scratch: &Scratch) {
+        if let Some(buildx) = &self.buildx {
+            let plugins = scratch.docker_config().join("cli-plugins");
+            std::fs::create_dir_all(&plugins).unwrap();
+            let link = plugins.join("docker-buildx");
+            if !link.exists() {
+                std::os::unix::fs::symlink(buildx, link).unwrap();
+            }
+        }
+    }
+
+    /// An image's configuration exactly as the engine stores it (`docker save` refuses an image
+    /// without layers, and `docker inspect` rewrites the configuration): read from the engine's
+    /// data root, `XTASK_TEST_DOCKER26_DATA_ROOT`, which tests/ci.sh sets for Docker 26.
+    pub fn raw_config(&self, image: &str) -> Vec<u8> {
+        let root = std::env::var_os("XTASK_TEST_DOCKER26_DATA_ROOT").expect("XTASK_TEST_DOCKER26_DATA_ROOT is set (tests/ci.sh sets it)");
+        let output = crate::support::harness::run(self.docker().args(["image", "inspect", "--format", "{{.Id}}", image]));
+        assert!(output.status.success(), "docker image inspect {image}: {}", crate::support::harness::stderr(&output));
+        let id = crate::support::harness::stdout(&output);
+        let hex = id.trim().trim_start_matches("sha256:");
+        let path = Path::new(&root).join("image/overlay2/imagedb/content/sha256").join(hex);
+        std::fs::read(&path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
     }
 }
 

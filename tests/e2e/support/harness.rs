@@ -396,7 +396,10 @@ impl Storage {
             .flatten()
             .filter_map(|entry| {
                 let link = fs::read_to_string(entry.path().join("current/link")).ok()?;
-                Some((entry.file_name().to_string_lossy().into_owned(), link.trim().to_string()))
+                // distribution rewrites a tag's link in place: an empty one is being written, and
+                // names nothing yet (a client reading it then finds no tag).
+                let link = link.trim().to_string();
+                (!link.is_empty()).then(|| (entry.file_name().to_string_lossy().into_owned(), link))
             })
             .collect();
         tags.sort();

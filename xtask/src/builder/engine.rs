@@ -193,12 +193,6 @@ pub fn load_archive(sh: &Shell, archive: &Path, tags: &[String]) -> Result<&'sta
     Ok(program)
 }
 
-/// The platform of the machine's own engine: Linux on this machine's architecture (Docker
-/// Desktop on a Mac runs Linux on the Mac's).
-pub fn host_platform() -> Platform {
-    Platform::parse(&format!("linux/{}", host_architecture())).expect("a valid platform")
-}
-
 /// A `docker load` archive of an image without layers for `platform`, tagged `tag`.
 fn empty_image_archive(platform: &Platform, tag: &str) -> Result<Vec<u8>> {
     let config = ImageConfig {
@@ -224,7 +218,7 @@ fn empty_image_archive(platform: &Platform, tag: &str) -> Result<Vec<u8>> {
 /// half-way, so it is checked before.
 fn check_emulation(platform: &Platform) -> Result<()> {
     let remote = std::env::var("DOCKER_HOST").is_ok_and(|host| !host.is_empty() && !host.starts_with("unix://"));
-    let Some(qemu) = emulator(host_architecture(), &platform.architecture) else {
+    let Some(qemu) = emulator(Platform::host().architecture.as_str(), &platform.architecture) else {
         return Ok(());
     };
     if remote || !cfg!(target_os = "linux") {
@@ -235,21 +229,10 @@ fn check_emulation(platform: &Platform) -> Result<()> {
     if !enabled {
         bail!(
             "building {platform} runs the Dockerfile's RUN steps under emulation on this {} machine, and no binfmt handler `{qemu}` is registered: install one with `apt-get install qemu-user-static binfmt-support && update-binfmts --enable`, then build again",
-            host_architecture()
+            Platform::host().architecture.as_str()
         );
     }
     Ok(())
-}
-
-/// The host's architecture as image platforms spell it.
-fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 /// The binfmt handler qemu-user-static registers for running `target` binaries on `host`, or
@@ -314,7 +297,7 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
     // the engine's cache is not used: it names nothing outside that engine, and would make every
     // rebuild a new image.
     container_config.other.remove("Image");
-    Ok(ImageParts { layers, diff_ids, history, config: container_config })
+    Ok(ImageParts { layers, diff_ids, history, config: container_config, author: config.author })
 }
 
 /// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times), after

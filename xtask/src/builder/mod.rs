@@ -6,6 +6,7 @@
 
 pub mod attest;
 pub mod auditable;
+pub mod context;
 pub mod dockerignore;
 pub mod engine;
 pub mod load;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use xshell::{cmd, Shell};
 
+use crate::builder::context::BuildContext;
 use crate::builder::engine::Engine;
 use crate::builder::native::BaseParts;
 use crate::context::Context;
@@ -27,6 +29,7 @@ use crate::detect::inputs::AppInputs;
 use crate::detect::SelectedApp;
 use crate::flags;
 use crate::image::dockerfile::{self, Base};
+use crate::image::fstree::FsTree;
 use crate::image::layout::Layout;
 use crate::image::oci::{self, Descriptor};
 use crate::image::platform::Platform;
@@ -128,6 +131,8 @@ pub struct Builder<'a> {
 struct Plans {
     recipes: BTreeMap<String, Recipe>,
     bases: BTreeMap<String, BaseImage>,
+    /// The file trees of the native recipes' bases, per platform: what a COPY or WORKDIR meets.
+    trees: BTreeMap<(String, Platform), FsTree>,
     engine_bases: BTreeMap<String, Option<BaseImage>>,
     /// The images of `docker/` built so far in this run, which later images start FROM.
     local_bases: BTreeMap<String, LocalBase>,
@@ -169,7 +174,14 @@ impl Builder<'_> {
         for member in &members {
             let image = self.assemble(member, &plans, engine.as_ref(), &provenance, attester.as_ref())?;
             if !member.is_crate {
-                plans.local_bases.insert(member.name.clone(), LocalBase::read(&image, &self.config.platforms)?);
+                let local = LocalBase::read(&image, &self.config.platforms)?;
+                let layout = Layout::open(&local.layout)?;
+                for (platform, (manifest, _)) in &local.image.images {
+                    let tree =
+                        read::base_tree(self.registries, &local.image.source, manifest, Some(&self.tree_cache()), Some(&layout)).await?;
+                    plans.trees.insert((member.name.clone(), platform.clone()), tree);
+                }
+                plans.local_bases.insert(member.name.clone(), local);
             }
             built.insert(member.name.clone(), image);
         }
@@ -177,8 +189,13 @@ impl Builder<'_> {
     }
 
     async fn plan(&self, members: &[&Member]) -> Result<Plans> {
-        let mut plans =
-            Plans { recipes: BTreeMap::new(), bases: BTreeMap::new(), engine_bases: BTreeMap::new(), local_bases: BTreeMap::new() };
+        let mut plans = Plans {
+            recipes: BTreeMap::new(),
+            bases: BTreeMap::new(),
+            trees: BTreeMap::new(),
+            engine_bases: BTreeMap::new(),
+            local_bases: BTreeMap::new(),
+        };
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
@@ -188,13 +205,22 @@ impl Builder<'_> {
             }
             let monorepo_bases = self.ctx.workspace.image_bases(&member.name);
             if let Recipe::Native(native) = &recipe {
-                for plan in native.values() {
+                for (platform, plan) in native {
                     if let Base::Image { image, line } = &plan.base {
                         if !plans.bases.contains_key(image) && !monorepo_bases.contains(&image.as_str()) {
                             let base = read::resolve_base(self.registries, image, &self.config.platforms)
                                 .await
                                 .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
                             plans.bases.insert(image.clone(), base);
+                        }
+                        let key = (image.clone(), platform.clone());
+                        if plan.changes_files() && !plans.trees.contains_key(&key) && !monorepo_bases.contains(&image.as_str()) {
+                            let (manifest, _) = &plans.bases[image].images[&key.1];
+                            let tree =
+                                read::base_tree(self.registries, &plans.bases[image].source, manifest, Some(&self.tree_cache()), None)
+                                    .await
+                                    .with_context(|| format!("{dockerfile}:{line}: FROM {image}"))?;
+                            plans.trees.insert(key, tree);
                         }
                     }
                 }
@@ -212,6 +238,11 @@ impl Builder<'_> {
             }
         }
         Ok(plans)
+    }
+
+    /// Where the listings of base images' layers are kept between runs.
+    fn tree_cache(&self) -> PathBuf {
+        self.ctx.workspace.target_dir.join("xtask/cache/base-layers")
     }
 
     /// The base images of an engine recipe, from their registries, so that the layers an image
@@ -289,14 +320,16 @@ impl Builder<'_> {
         match &plans.recipes[&member.name] {
             Recipe::Native(native) => {
                 let plan = &native[platform];
-                let base = match &plan.base {
-                    Base::Scratch => None,
+                let (base, tree) = match &plan.base {
+                    Base::Scratch => (None, FsTree::new()),
                     Base::Image { image, .. } => {
                         let base = plans.local_bases.get(image).map_or_else(|| &plans.bases[image], |local| &local.image);
-                        Some((base.source.as_str(), &base.images[platform]))
+                        let tree = plans.trees.get(&(image.clone(), platform.clone())).cloned().unwrap_or_default();
+                        (Some((base.source.as_str(), &base.images[platform])), tree)
                     }
                 };
-                native::assemble(layout, &workspace.root, dockerfile, plan, base, epoch)
+                let context = BuildContext::open(&workspace.root, &workspace.root.join(dockerfile))?;
+                Ok(native::assemble(layout, &context, plan, base, tree, epoch)?.0)
             }
             Recipe::Engine(text) => {
                 let engine = engine.expect("connected when a recipe needs it");
@@ -423,7 +456,7 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
     }
     let mut plans = BTreeMap::new();
     for platform in platforms {
-        match dockerfile::plan(text, dockerfile, &platform.build_args()) {
+        match dockerfile::plan(text, dockerfile, &platform.build_args_on(&Platform::host())) {
             Ok(plan) => plans.insert(platform.clone(), plan),
             Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
                 Some(declined) if builder == flags::Builder::Auto => {

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::builder::{self, engine, load};
+use crate::builder::{self, load};
 use crate::context::Context;
 use crate::detect::evidence;
 use crate::flags;
@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context, args: flags::Build) -> Result<()> {
     // An engine holds one platform per tag: --load builds the host's unless told another.
     let load_platform = match (args.load, args.selection.platform.as_slice()) {
         (false, _) => None,
-        (true, []) => Some(engine::host_platform()),
+        (true, []) => Some(Platform::host()),
         (true, [one]) => Some(Platform::parse(one)?),
         (true, _) => {
             bail!("--load puts one platform's image into the engine, and --platform names several: name one (or none, for this machine's)")

@@ -128,8 +128,8 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
         for platform in platforms {
             // A Dockerfile the builder cannot read is reported by the build, not here.
             let Ok(plan) = dockerfile::plan(&text, dockerfile, &platform.build_args()) else { continue };
-            for step in plan.copies {
-                for source in step.sources {
+            for source in plan.copy_sources() {
+                {
                     let source = source.trim_start_matches("./").trim_end_matches('/').to_string();
                     if !source.starts_with("target/") && !source.starts_with(&format!("{}/", app.dir)) {
                         found.insert(source);

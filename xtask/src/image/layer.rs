@@ -1,84 +1,69 @@
-//! Reproducible layer assembly: a gzip-compressed tar of files, with entries sorted by path,
-//! parent directories included, a fixed modification time, owner 0:0 unless asked otherwise and
-//! no user or group names. Same files in, same bytes out. Files are streamed, never held whole.
+//! Reproducible layer writing: a gzip-compressed tar of the entries a step made (in the order
+//! `fstree` gives them, parent directories included), every modification time the same, no user
+//! or group names, gzip at a fixed level. Same entries in, same bytes out. Files are streamed,
+//! never held whole.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest as _, Sha256};
 
+use crate::image::fstree::{FileData, LayerEntry, LayerKind};
 use crate::image::oci::Digest;
 
 /// The gzip level: speed matters more than a few percent of size for binaries that are
 /// re-compressed on every build, and a fixed level keeps the output reproducible.
 const GZIP_LEVEL: u32 = 1;
 
-#[derive(Debug, Clone)]
-pub struct LayerFile {
-    /// Absolute path inside the image, for instance `/usr/local/bin/api`.
-    pub path: String,
-    /// The file whose bytes the entry holds; unused for a link.
-    pub source: PathBuf,
-    /// For a symbolic link, its target, stored as is: the link is copied, not what it names.
-    pub link: Option<PathBuf>,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Writes the layer to `out` and returns its diff ID (the digest of the uncompressed tar),
-/// which the image config lists.
-pub fn write_layer(files: &[LayerFile], mtime: u64, out: impl Write) -> io::Result<Digest> {
+/// Writes the entries of a layer exactly as given (`fstree::FsTree::layer` orders them and
+/// includes the directories above what a step touched), every time `mtime`; returns the diff
+/// ID. A file's bytes are streamed from the build context or written from the Dockerfile's own.
+pub fn write_entries(entries: &[LayerEntry], mtime: u64, out: impl Write) -> io::Result<Digest> {
     let mut builder = layer_builder(out);
-
-    let mut entries: BTreeMap<String, Option<&LayerFile>> = BTreeMap::new();
-    for file in files {
-        let relative = file.path.trim_start_matches('/').to_string();
-        let mut parent = std::path::Path::new(&relative).parent();
-        while let Some(dir) = parent.filter(|dir| !dir.as_os_str().is_empty()) {
-            entries.entry(format!("{}/", dir.to_string_lossy())).or_insert(None);
-            parent = dir.parent();
-        }
-        entries.insert(relative, Some(file));
-    }
-
-    for (path, file) in entries {
+    for entry in entries {
         let mut header = tar::Header::new_ustar();
         header.set_mtime(mtime);
-        match file {
-            None => {
+        header.set_mode(entry.mode);
+        header.set_uid(u64::from(entry.uid));
+        header.set_gid(u64::from(entry.gid));
+        header.set_size(0);
+        match &entry.kind {
+            LayerKind::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_uid(0);
-                header.set_gid(0);
-                header.set_size(0);
-                builder.append_data(&mut header, &path, io::empty())?;
+                builder.append_data(&mut header, &entry.path, io::empty())?;
             }
-            Some(file) => {
-                header.set_mode(file.mode);
-                header.set_uid(u64::from(file.uid));
-                header.set_gid(u64::from(file.gid));
-                if let Some(target) = &file.link {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_mode(0o777);
-                    header.set_size(0);
-                    builder.append_link(&mut header, &path, target)?;
-                    continue;
-                }
-                let mut source = File::open(&file.source)
-                    .map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", file.source.display())))?;
+            LayerKind::Symlink(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                builder.append_link(&mut header, &entry.path, target)?;
+            }
+            LayerKind::Hardlink(target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                builder.append_link(&mut header, &entry.path, target)?;
+            }
+            LayerKind::Fifo => {
+                header.set_entry_type(tar::EntryType::Fifo);
+                builder.append_data(&mut header, &entry.path, io::empty())?;
+            }
+            LayerKind::File(FileData::Inline(bytes)) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                builder.append_data(&mut header, &entry.path, &bytes[..])?;
+            }
+            LayerKind::File(FileData::Context(path)) => {
+                let mut source =
+                    File::open(path).map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display())))?;
                 let size = source.metadata()?.len();
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(size);
-                builder.append_data(&mut header, &path, ExactSize { inner: (&mut source).take(size), left: size, file: &file.source })?;
-                // A file that grew while it was read would have been cut: say so instead.
+                builder.append_data(&mut header, &entry.path, ExactSize { inner: (&mut source).take(size), left: size, file: path })?;
                 if source.read(&mut [0u8])? != 0 {
-                    return Err(changed_while_read(&file.source));
+                    return Err(changed_while_read(path));
                 }
+            }
+            LayerKind::File(FileData::Base) => {
+                return Err(io::Error::other(format!("{} belongs to the base image and is not written again", entry.path)));
             }
         }
     }
@@ -238,31 +223,38 @@ mod tests {
     }
 
     #[test]
-    fn layers_are_sorted_owned_by_root_and_reproducible() {
+    fn layers_hold_the_entries_given_and_are_reproducible() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("api"), b"binary").unwrap();
-        std::fs::write(dir.path().join("conf"), b"key=value\n").unwrap();
-        let files = vec![
-            LayerFile { path: "/usr/local/bin/api".into(), source: dir.path().join("api"), link: None, mode: 0o755, uid: 0, gid: 0 },
-            LayerFile { path: "/etc/api.conf".into(), source: dir.path().join("conf"), link: None, mode: 0o644, uid: 10, gid: 20 },
+        let entry =
+            |path: &str, kind: LayerKind, mode: u32, owner: u32| LayerEntry { path: path.into(), kind, mode, uid: owner, gid: owner };
+        let entries = vec![
+            entry("etc/", LayerKind::Dir, 0o755, 0),
+            entry("etc/api.conf", LayerKind::File(FileData::Inline(b"key=value\n".to_vec())), 0o600, 10),
+            entry("usr/", LayerKind::Dir, 0o755, 0),
+            entry("usr/bin/", LayerKind::Dir, 0o755, 0),
+            entry("usr/bin/api", LayerKind::File(FileData::Context(dir.path().join("api"))), 0o4755, 0),
+            entry("usr/bin/api-link", LayerKind::Hardlink("usr/bin/api".into()), 0o4755, 0),
+            entry("usr/bin/run", LayerKind::Symlink("api".into()), 0o777, 0),
+            entry("usr/bin/pipe", LayerKind::Fifo, 0o644, 0),
         ];
         let mut first = Vec::new();
-        let diff_id = write_layer(&files, 1_700_000_000, &mut first).unwrap();
+        let diff_id = write_entries(&entries, 1_700_000_000, &mut first).unwrap();
         expect_test::expect![[r#"
             etc/ 755 0:0 mtime=1700000000 size=0 user=""
-            etc/api.conf 644 10:20 mtime=1700000000 size=10 user=""
+            etc/api.conf 600 10:10 mtime=1700000000 size=10 user=""
             usr/ 755 0:0 mtime=1700000000 size=0 user=""
-            usr/local/ 755 0:0 mtime=1700000000 size=0 user=""
-            usr/local/bin/ 755 0:0 mtime=1700000000 size=0 user=""
-            usr/local/bin/api 755 0:0 mtime=1700000000 size=6 user="""#]]
+            usr/bin/ 755 0:0 mtime=1700000000 size=0 user=""
+            usr/bin/api 4755 0:0 mtime=1700000000 size=6 user=""
+            usr/bin/api-link 4755 0:0 mtime=1700000000 size=0 user=""
+            usr/bin/run 777 0:0 mtime=1700000000 size=0 user=""
+            usr/bin/pipe 644 0:0 mtime=1700000000 size=0 user="""#]]
         .assert_eq(&listing(&first));
 
         // Rewriting the sources with new modification times changes nothing.
         std::fs::write(dir.path().join("api"), b"binary").unwrap();
         let mut second = Vec::new();
-        let mut reversed = files.clone();
-        reversed.reverse();
-        assert_eq!(write_layer(&reversed, 1_700_000_000, &mut second).unwrap(), diff_id);
+        assert_eq!(write_entries(&entries, 1_700_000_000, &mut second).unwrap(), diff_id);
         assert_eq!(first, second);
 
         let mut uncompressed = Vec::new();

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod attestation;
 pub mod dockerfile;
+pub mod fstree;
 pub mod layer;
 pub mod layout;
 pub mod oci;
@@ -28,11 +29,13 @@ pub struct ImageParts {
     pub diff_ids: Vec<Digest>,
     pub history: Vec<History>,
     pub config: ContainerConfig,
+    /// `MAINTAINER`'s value, the config's `author`.
+    pub author: Option<String>,
 }
 
 /// Writes one platform's image config and manifest, `annotations` set on the manifest and as
-/// labels of the config, `epoch` as the config's creation time; returns the manifest's
-/// descriptor for the index, with its platform.
+/// labels of the config where the Dockerfile set no label of that name, `epoch` as the config's
+/// creation time; returns the manifest's descriptor for the index, with its platform.
 pub fn write_image(
     layout: &Layout,
     platform: &Platform,
@@ -41,9 +44,14 @@ pub fn write_image(
     epoch: u64,
 ) -> Result<Descriptor> {
     let mut container_config = parts.config;
-    container_config.labels.extend(annotations.clone());
+    for (key, value) in annotations {
+        container_config.labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    // BuildKit leaves `created` out of an image whose history is empty.
+    let created = (!parts.history.is_empty()).then(|| oci::rfc3339(epoch));
     let config = ImageConfig {
-        created: Some(oci::rfc3339(epoch)),
+        created,
+        author: parts.author,
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
@@ -118,6 +126,7 @@ mod tests {
                 diff_ids: vec![Digest::of(b"diff")],
                 history: vec![History { created_by: Some("COPY app /app".into()), ..History::default() }],
                 config: ContainerConfig { entrypoint: Some(vec!["/app".into()]), ..ContainerConfig::default() },
+                author: None,
             };
             manifests.push(write_image(&layout, &Platform::parse(platform).unwrap(), parts, &annotations, 86_400).unwrap());
         }

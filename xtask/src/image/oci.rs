@@ -178,8 +178,12 @@ impl ImageIndex {
 /// The image configuration (image-spec `config.json`), with the fields the builder sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as `null` when unknown, as BuildKit writes an image with no history.
+    #[serde(default)]
     pub created: Option<String>,
+    /// `MAINTAINER`'s value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     pub architecture: String,
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,8 +191,17 @@ pub struct ImageConfig {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub config: ContainerConfig,
     pub rootfs: RootFs,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    /// Written as `null` when empty, as BuildKit does.
+    #[serde(default, deserialize_with = "null_as_empty", serialize_with = "empty_as_null")]
     pub history: Vec<History>,
+}
+
+fn empty_as_null<S: serde::Serializer>(history: &[History], serializer: S) -> Result<S::Ok, S::Error> {
+    if history.is_empty() {
+        serializer.serialize_none()
+    } else {
+        serializer.collect_seq(history)
+    }
 }
 
 /// The container configuration of an image. Docker writes `null` for empty lists and maps, so
@@ -406,13 +419,15 @@ mod tests {
             "config",
             r#"{"architecture":"amd64","os":"linux","config":{"Env":null,"Cmd":null,"Labels":null,"ExposedPorts":null,"Volumes":null,"ArgsEscaped":true},"container_config":{"Cmd":["x"]},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN x","comment":"buildkit.dockerfile.v0"}]}"#,
             expect_test::expect![[
-                r#"{"architecture":"amd64","os":"linux","config":{"ArgsEscaped":true},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN x","comment":"buildkit.dockerfile.v0"}]}"#
+                r#"{"created":null,"architecture":"amd64","os":"linux","config":{"ArgsEscaped":true},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"RUN x","comment":"buildkit.dockerfile.v0"}]}"#
             ]],
         );
         check_read(
             "config",
             r#"{"architecture":"amd64","os":"linux","config":null,"rootfs":{"type":"layers","diff_ids":[]},"history":null}"#,
-            expect_test::expect![[r#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#]],
+            expect_test::expect![[
+                r#"{"created":null,"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]},"history":null}"#
+            ]],
         );
     }
 

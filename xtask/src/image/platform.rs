@@ -37,6 +37,18 @@ impl Platform {
         Ok(Platform { os: os.to_string(), architecture: architecture.to_string(), variant })
     }
 
+    /// This machine's platform, as Docker names it: the one a build here runs on.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform { os: "linux".into(), architecture: architecture.into(), variant: None }
+    }
+
     /// The value of the automatic build arguments `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH` and
     /// `TARGETVARIANT` that Docker defines for a platform.
     pub fn build_args(&self) -> Vec<(String, String)> {
@@ -46,6 +58,19 @@ impl Platform {
             ("TARGETARCH".into(), self.architecture.clone()),
             ("TARGETVARIANT".into(), self.variant.clone().unwrap_or_default()),
         ]
+    }
+
+    /// The automatic build arguments of a build on `host` for this platform: the `TARGET*` ones
+    /// and `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH` and `BUILDVARIANT`.
+    pub fn build_args_on(&self, host: &Platform) -> Vec<(String, String)> {
+        let mut args = self.build_args();
+        args.extend([
+            ("BUILDPLATFORM".into(), host.to_string()),
+            ("BUILDOS".into(), host.os.clone()),
+            ("BUILDARCH".into(), host.architecture.clone()),
+            ("BUILDVARIANT".into(), host.variant.clone().unwrap_or_default()),
+        ]);
+        args
     }
 
     pub fn to_oci(&self) -> oci::Platform {

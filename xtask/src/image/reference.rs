@@ -71,6 +71,57 @@ impl ImageReference {
     }
 }
 
+/// Docker Hub's name in references, and where its registry API answers.
+pub const DOCKER_HUB: &str = "docker.io";
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+impl ImageReference {
+    /// An image name as Docker reads it in `FROM` and `docker pull` (the distribution
+    /// reference's normalisation): a first component without `.` or `:` that is not `localhost`
+    /// is a Docker Hub name (`debian` is `docker.io/library/debian`, `index.docker.io` is
+    /// `docker.io`), a missing tag is `latest`, and `@sha256:...` names a digest (kept in `tag`,
+    /// which then holds the digest the registry is asked for).
+    pub fn parse_image_name(text: &str) -> Result<ImageReference> {
+        let invalid = |why: &str| {
+            anyhow::anyhow!("`{text}` is not an image reference: {why}; write [HOST/]NAME[:TAG][@DIGEST], for instance debian:bookworm-slim or 127.0.0.1:5000/acme/base:1")
+        };
+        // An `@` not followed by a digest is left to the host check (a user part is refused there).
+        let (name, digest) = match text.rsplit_once('@').filter(|(_, digest)| digest.starts_with("sha256:")) {
+            Some((name, digest)) => {
+                let hex = digest.trim_start_matches("sha256:");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(invalid("a sha256 digest is 64 lower-case hexadecimal digits"));
+                }
+                (name, Some(digest))
+            }
+            None => (text, None),
+        };
+        // A tag follows the last `:` after the last `/` (a port's `:` comes before a `/`).
+        let (name, tag) = match name.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
+            _ => (name, None),
+        };
+        if let Some(tag) = tag {
+            validate_tag(tag)?;
+        }
+        let (host, path) = match name.split_once('/') {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), if name.contains('/') { name.to_string() } else { format!("library/{name}") }),
+        };
+        let host = if host == "index.docker.io" { DOCKER_HUB.to_string() } else { host };
+        validate_host(&host).with_context(|| format!("in `{text}`"))?;
+        if !is_valid_repository_path(&path) {
+            return Err(invalid(
+                "a repository name is lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components",
+            ));
+        }
+        let reference = digest.or(tag).unwrap_or("latest");
+        Ok(ImageReference { repository: Repository::Registry { host, path }, tag: reference.to_string() })
+    }
+}
+
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.repository, self.tag)
@@ -216,5 +267,25 @@ mod tests {
                 "a".repeat(129)
             ),
         );
+    }
+
+    #[test]
+    fn image_names_are_normalised_as_docker_does() {
+        let check = |text: &str| match ImageReference::parse_image_name(text) {
+            Ok(reference) => reference.to_string(),
+            Err(err) => format!("error: {err:#}"),
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(check("debian:bookworm-slim"), "docker.io/library/debian:bookworm-slim");
+        assert_eq!(check("debian"), "docker.io/library/debian:latest");
+        assert_eq!(check("gcr.io/distroless/cc-debian12"), "gcr.io/distroless/cc-debian12:latest");
+        assert_eq!(check("bitnami/redis:7"), "docker.io/bitnami/redis:7");
+        assert_eq!(check("index.docker.io/library/rust:1.85"), "docker.io/library/rust:1.85");
+        assert_eq!(check("localhost/base"), "localhost/base:latest");
+        assert_eq!(check("127.0.0.1:5000/acme/base"), "127.0.0.1:5000/acme/base:latest");
+        assert_eq!(check(&format!("debian@{digest}")), format!("docker.io/library/debian:{digest}"));
+        assert_eq!(check(&format!("debian:12@{digest}")), format!("docker.io/library/debian:{digest}"));
+        expect_test::expect!["error: `Debian` is not an image reference: a repository name is lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components; write [HOST/]NAME[:TAG][@DIGEST], for instance debian:bookworm-slim or 127.0.0.1:5000/acme/base:1"].assert_eq(&check("Debian"));
+        expect_test::expect!["error: `debian@sha256:12` is not an image reference: a sha256 digest is 64 lower-case hexadecimal digits; write [HOST/]NAME[:TAG][@DIGEST], for instance debian:bookworm-slim or 127.0.0.1:5000/acme/base:1"].assert_eq(&check("debian@sha256:12"));
     }
 }

@@ -1,10 +1,15 @@
 //! Reading base images from registries as far as builds need: a base image's index, its platform
-//! manifests and their configs. Its layers are never downloaded here; the push mounts them or
-//! checks that the target repository has them.
+//! manifests and their configs, and, for a native build that copies into the base's file system,
+//! the listing of its layers (paths and metadata, no contents), kept once per machine. The push
+//! never uploads a base's layers: it mounts them or checks that the target repository has them.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use crate::image::fstree::{BaseEntry, FileData, FsTree, Kind, Stat};
 
 use crate::image::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest};
 use crate::image::platform::Platform;
@@ -25,7 +30,7 @@ pub struct BaseImage {
 
 /// Resolves `image` (`host/path:tag`) for each of `platforms`.
 pub async fn resolve_base(registries: &Registries, image: &str, platforms: &[Platform]) -> Result<BaseImage> {
-    let reference = ImageReference::parse(image)?;
+    let reference = ImageReference::parse_image_name(image)?;
     let Repository::Registry { host, path } = &reference.repository else {
         bail!("base image `{image}` must name a registry repository such as 127.0.0.1:5000/acme/base:1");
     };
@@ -92,6 +97,122 @@ async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, 
     crate::image::layout::DigestMismatch::check(&descriptor.digest, Digest::of(&bytes))
         .with_context(|| format!("the config of base image {image} is corrupt"))?;
     serde_json::from_slice(&bytes).with_context(|| format!("base image {image} has an invalid config"))
+}
+
+/// The file tree of a base image's platform image: its layers' entries applied in order. A
+/// native build needs it where a COPY or WORKDIR meets what the base has (Debian's `/bin` is a
+/// link to `usr/bin`, `/tmp` is sticky, a directory may belong to a user), so its layers are
+/// downloaded once, verified, and only their listings kept, in `cache` by digest when given.
+/// `local` is the layout of an image of the monorepo built in this run: its own layers are read
+/// from there, and the layers it took from its base from the registry the layout records.
+pub async fn base_tree(
+    registries: &Registries,
+    source: &str,
+    manifest: &ImageManifest,
+    cache: Option<&Path>,
+    local: Option<&crate::image::layout::Layout>,
+) -> Result<FsTree> {
+    let mut tree = FsTree::new();
+    for layer in &manifest.layers {
+        if let Some(layout) = local.filter(|layout| layout.has_blob(&layer.digest)) {
+            let bytes = std::fs::File::open(layout.blob_path(&layer.digest))?;
+            let entries = crate::image::fstree::layer_entries(flate2::read::GzDecoder::new(std::io::BufReader::new(bytes)))
+                .with_context(|| format!("layer {} of {} is not a gzip-compressed tar", layer.digest, layout.root().display()))?;
+            tree.apply_base_layer(&entries);
+            continue;
+        }
+        let recorded = match local {
+            Some(layout) => layout.foreign_source(&layer.digest)?,
+            None => None,
+        };
+        let source = recorded.as_deref().unwrap_or(source);
+        let (host, path) = source.split_once('/').with_context(|| format!("`{source}` names no repository"))?;
+        let registry = registries.client(host)?;
+        let cached = cache.map(|dir| dir.join(layer.digest.to_string().replace(':', "-")));
+        if let Some(entries) = cached.as_deref().and_then(|file| std::fs::read(file).ok()).and_then(|bytes| decode_listing(&bytes)) {
+            tree.apply_base_layer(&entries);
+            continue;
+        }
+        let mut file = tempfile::tempfile().context("cannot create a temporary file for a base layer")?;
+        let mut hashing = crate::image::layer::Hashing::new(&mut file);
+        registry
+            .get_blob(path, &layer.digest, layer.size, &mut hashing)
+            .await
+            .with_context(|| format!("cannot read layer {} of base image {source}", layer.digest))?;
+        crate::image::layout::DigestMismatch::check(&layer.digest, hashing.digest())
+            .with_context(|| format!("layer {} of base image {source} is corrupt", layer.digest))?;
+        file.rewind()?;
+        let media_type = layer.media_type.as_str();
+        let stream: Box<dyn Read> = if media_type.ends_with("gzip") {
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        } else if media_type.ends_with(".tar") {
+            Box::new(std::io::BufReader::new(file))
+        } else {
+            bail!(
+                "layer {} of base image {source} is {media_type}, which the native builder does not read: build with `--builder engine`",
+                layer.digest
+            );
+        };
+        let entries = crate::image::fstree::layer_entries(stream)
+            .with_context(|| format!("layer {} of base image {source} is not a tar", layer.digest))?;
+        if let Some(file) = &cached {
+            // A listing that cannot be kept is read again next time; that costs time, not correctness.
+            let _ = std::fs::create_dir_all(file.parent().expect("a cache file has a directory"))
+                .and_then(|()| std::fs::File::create(file))
+                .and_then(|mut out| out.write_all(&encode_listing(&entries)));
+        }
+        tree.apply_base_layer(&entries);
+    }
+    Ok(tree)
+}
+
+fn encode_listing(entries: &[BaseEntry]) -> Vec<u8> {
+    let values: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| match entry {
+            BaseEntry::Put(path, stat) => {
+                let (kind, target) = match &stat.kind {
+                    Kind::Dir => ("d", ""),
+                    Kind::File(_) => ("f", ""),
+                    Kind::Symlink(target) => ("l", target.as_str()),
+                    Kind::Fifo => ("p", ""),
+                    Kind::Special => ("s", ""),
+                };
+                serde_json::json!(["put", path, kind, stat.mode, stat.uid, stat.gid, target])
+            }
+            BaseEntry::Remove(path) => serde_json::json!(["remove", path]),
+            BaseEntry::Empty(path) => serde_json::json!(["empty", path]),
+        })
+        .collect();
+    serde_json::to_vec(&values).expect("a listing serialises")
+}
+
+/// A cached listing; `None` when it cannot be read, and the layer is then read again.
+fn decode_listing(bytes: &[u8]) -> Option<Vec<BaseEntry>> {
+    let values: Vec<Vec<serde_json::Value>> = serde_json::from_slice(bytes).ok()?;
+    values
+        .into_iter()
+        .map(|value| {
+            let text = |i: usize| value.get(i).and_then(|v| v.as_str()).map(str::to_string);
+            let number = |i: usize| value.get(i).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());
+            Some(match text(0)?.as_str() {
+                "put" => {
+                    let kind = match text(2)?.as_str() {
+                        "d" => Kind::Dir,
+                        "f" => Kind::File(FileData::Base),
+                        "l" => Kind::Symlink(text(6)?),
+                        "p" => Kind::Fifo,
+                        "s" => Kind::Special,
+                        _ => return None,
+                    };
+                    BaseEntry::Put(text(1)?, Stat { kind, mode: number(3)?, uid: number(4)?, gid: number(5)?, inode: 0 })
+                }
+                "remove" => BaseEntry::Remove(text(1)?),
+                "empty" => BaseEntry::Empty(text(1)?),
+                _ => return None,
+            })
+        })
+        .collect()
 }
 
 /// Whether an index entry serves a platform; arm64's variant `v8` is the default one.

@@ -101,6 +101,8 @@ impl Transport {
                 crate::image::reference::validate_host(&address).context("in XTASK_REGISTRY_MAP")?;
                 address
             }
+            // Docker Hub's references say docker.io; its registry API answers elsewhere.
+            None if host == crate::image::reference::DOCKER_HUB => crate::image::reference::DOCKER_HUB_API.to_string(),
             None => host.to_string(),
         };
         let http = reqwest::Client::builder()
