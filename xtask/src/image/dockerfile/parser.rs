@@ -19,6 +19,7 @@
 
 use std::fmt;
 
+use super::go::{go_lower, go_quote};
 use super::shell::Lex;
 
 /// A Dockerfile read into instructions, with what the parser directives set.
@@ -988,73 +989,6 @@ fn no_variables(_: &str) -> Option<String> {
     None
 }
 
-/// Go's `strings.ToLower`: simple per-character lower-casing (`İ` becomes `i`, `Σ` always `σ`).
-fn go_lower(s: &str) -> String {
-    s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect()
-}
-
-/// Go's `strconv.Quote`, which BuildKit's dump and some of its messages use.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ if is_go_print(c) => out.push(c),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            _ if c < ' ' || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            _ if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            _ => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space.
-/// Without Unicode category tables, the characters it rejects are approximated as controls,
-/// whitespace, format characters, private use and noncharacters, and the unassigned planes.
-fn is_go_print(c: char) -> bool {
-    if c.is_ascii() {
-        return (' '..='~').contains(&c);
-    }
-    let code = c as u32;
-    let format = matches!(
-        code,
-        0xad | 0x600..=0x605
-            | 0x61c
-            | 0x6dd
-            | 0x70f
-            | 0x890..=0x891
-            | 0x8e2
-            | 0x180e
-            | 0x200b..=0x200f
-            | 0x202a..=0x202e
-            | 0x2060..=0x2064
-            | 0x2066..=0x206f
-            | 0xfeff
-            | 0xfff9..=0xfffb
-            | 0x110bd
-            | 0x110cd
-            | 0x13430..=0x1343f
-            | 0x1bca0..=0x1bca3
-            | 0x1d173..=0x1d17a
-            | 0xe0001
-            | 0xe0020..=0xe007f
-    );
-    let private_or_unassigned =
-        matches!(code, 0xe000..=0xf8ff | 0xfdd0..=0xfdef | 0x40000..=0xdffff | 0xe0080..=0xe00ff | 0xe01f0..) || code & 0xfffe == 0xfffe;
-    !(c.is_control() || c.is_whitespace() || format || private_or_unassigned)
-}
-
 #[cfg(test)]
 mod tests {
     use expect_test::{expect, Expect};
@@ -1699,13 +1633,6 @@ EOF
         check("# a\n\n  \n", expect!["error at 3-3: file with no instructions"]);
         check("FROM x\nENV \\\n  a\n", expect!["error at 2-3: ENV must have two arguments"]);
         check("FROM x\nLABEL a", expect!["error at 2-2: LABEL must have two arguments"]);
-    }
-
-    #[test]
-    fn go_formatting() {
-        let quoted = go_quote("a\"\\\x07\x08\x0c\n\r\t\x0b\x01\x7fé\u{a0}\u{200b}\u{e000}\u{1f600}\u{10ffff}");
-        assert_eq!(quoted, r#""a\"\\\a\b\f\n\r\t\v\x01\x7fé\u00a0\u200b\ue000😀\U0010ffff""#);
-        assert_eq!(go_lower("RUN İ Σ K"), "run i σ k");
     }
 
     #[test]

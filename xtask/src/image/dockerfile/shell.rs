@@ -44,6 +44,8 @@ use std::iter::{once, Peekable};
 use std::mem;
 use std::str::Chars;
 
+use super::go::go_quote;
+
 /// Expands and unquotes Dockerfile words as BuildKit does.
 #[derive(Debug, Clone)]
 pub struct Lex {
@@ -672,49 +674,6 @@ fn expand_template(template: &str, matched: &str, out: &mut String) {
         }
     }
     out.push_str(rest);
-}
-
-/// Go's `%q`, which BuildKit quotes the word with in its errors.
-fn go_quote(text: &str) -> String {
-    let mut out = String::from('"');
-    for ch in text.chars() {
-        match ch {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(ch);
-            }
-            _ if is_print(ch) => out.push(ch),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            _ if ch < ' ' || ch == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", u32::from(ch)));
-            }
-            _ if u32::from(ch) < 0x10000 => {
-                out.push_str(&format!("\\u{:04x}", u32::from(ch)));
-            }
-            _ => {
-                out.push_str(&format!("\\U{:08x}", u32::from(ch)));
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space. Rust's
-/// `Debug` escaping keeps exactly these categories as they are (after the first character of a
-/// string, where it also escapes combining marks), though from its own, newer, Unicode version.
-fn is_print(ch: char) -> bool {
-    match ch {
-        ' '..='~' => true,
-        _ if ch.is_ascii() => false,
-        _ => [' ', ch].iter().collect::<String>().escape_debug().nth(1) != Some('\\'),
-    }
 }
 
 /// Go's `unicode.IsLetter`: general category L, as in Go's Unicode 15.0.0 tables. Rust's
