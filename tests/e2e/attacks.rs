@@ -33,6 +33,9 @@ const ATTACKS: &[Row] = &[
     ("a link inside a copied directory is copied as a link", link_inside_a_directory),
     (".dockerignore with exceptions is honoured", dockerignore_is_honoured),
     ("a FIFO in the build context is copied as one, never read", fifo_is_not_read),
+    (".dockerignore character classes and exceptions under an excluded directory are honoured", dockerignore_classes),
+    ("--tag-extra cannot write a tag another app's prefix owns", tag_extra_owned_by_another_app),
+    ("a registry's error text cannot start a line or a workflow command", registry_text_is_printable),
     ("the source annotation carries no credentials", source_without_credentials),
     ("a .cargo/config.toml in /tmp or /dev/shm never runs", planted_cargo_config),
 ];
@@ -208,6 +211,32 @@ fn link_loop() -> Result<(), String> {
     refused(&output, "pages it had sent already")
 }
 
+fn registry_text_is_printable() -> Result<(), String> {
+    let registry = Registry::start();
+    let front = front_of(
+        &registry,
+        |line| match line.starts_with("POST ") {
+            // JSON escapes: the message the registry means holds a newline, escapes and a bell.
+            true => Answer::Text(
+                400,
+                "application/json",
+                r#"{"errors":[{"code":"DENIED","message":"no\n::error::pwned\r\n\u001b[2J\u001b]0;title\u0007"}]}"#,
+            ),
+            false => Answer::Forward,
+        },
+        |_, _| {},
+    );
+    let scratch = Scratch::new();
+    let layout = make_layout(&scratch.path().join("text"), &[1024], 3);
+    let output = scratch.xtask(&["push", &layout.display().to_string(), &format!("{}/acme/prod:worker-latest", front.host)]);
+    let text = stderr(&output);
+    ensure(output.status.code() == Some(2), || format!("the push did not fail: {text}"))?;
+    let starts_a_command = text.lines().any(|line| line.trim_start().starts_with("::"));
+    ensure(!starts_a_command && !text.contains('\u{1b}') && !text.contains('\u{7}') && text.contains("pwned"), || {
+        format!("the registry's text reached the output as it was sent: {text:?}")
+    })
+}
+
 fn endless_manifest() -> Result<(), String> {
     let registry = Registry::start();
     let front = front_of(
@@ -350,8 +379,15 @@ fn build_with_assets() -> (Scratch, Output) {
     scratch.write("crates/worker/assets/a.txt", "kept\n");
     scratch.write("crates/worker/assets/secret.key", "-----BEGIN PRIVATE KEY-----\n");
     scratch.write("crates/worker/assets/public.key", "-----BEGIN PUBLIC KEY-----\n");
+    scratch.write("crates/worker/assets/tls/server.pem", "-----BEGIN PRIVATE KEY-----\n");
+    scratch.write("crates/worker/assets/tls/session.kem", "-----BEGIN PRIVATE KEY-----\n");
+    scratch.write("crates/worker/assets/tls/notes.xem", "kept\n");
+    scratch.write("crates/worker/assets/private/token", "s3cret\n");
+    scratch.write("crates/worker/assets/private/allowed.txt", "kept\n");
     std::os::unix::fs::symlink("/etc/hostname", scratch.path().join("crates/worker/assets/link")).unwrap();
-    scratch.edit(".dockerignore", |text| format!("{text}**/*.key\n!crates/worker/assets/public.key\n"));
+    scratch.edit(".dockerignore", |text| {
+        format!("{text}**/*.key\n!crates/worker/assets/public.key\n**/*.[pk]em\ncrates/worker/assets/private\n!crates/worker/assets/private/allowed.txt\n")
+    });
     scratch.edit("crates/worker/Dockerfile", |text| format!("{text}COPY crates/worker/assets /assets/\n"));
     scratch.git(&["remote", "add", "origin", "https://gitlab-ci-token:glpat-s3cret@gitlab.example.com/acme/mono.git"]);
     scratch.commit("assets");
@@ -389,6 +425,35 @@ fn dockerignore_is_honoured() -> Result<(), String> {
     let (_, listing) = built_image(scratch);
     let kept = listing.contains("assets/a.txt") && listing.contains("assets/public.key");
     ensure(kept && !listing.contains("secret.key"), || format!("the layer holds:\n{listing}"))
+}
+
+fn dockerignore_classes() -> Result<(), String> {
+    let (scratch, output) = built_with_assets();
+    succeeded(output)?;
+    let (_, listing) = built_image(scratch);
+    let kept = ["assets/tls/notes.xem", "assets/private/allowed.txt"].iter().all(|path| listing.contains(path));
+    let left_out = ["server.pem", "session.kem", "private/token"].iter().all(|path| !listing.contains(path));
+    ensure(kept && left_out, || format!("the layer holds:\n{listing}"))
+}
+
+fn tag_extra_owned_by_another_app() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let manifest =
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition.workspace = true\nlicense.workspace = true\npublish.workspace = true\n";
+    scratch.write("crates/hello/Cargo.toml", manifest);
+    scratch.write("crates/hello/src/main.rs", "fn main() {}\n");
+    scratch.write("crates/hello/Dockerfile", "FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${TARGETPLATFORM}/hello /hello\n");
+    // The new member enters Cargo.lock (it has no dependencies: nothing is downloaded).
+    let locked = run(Command::new("cargo").args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    scratch.commit("an app named hello, a prefix of hello-api");
+    let repository = format!("{}/acme/prod", registry.host);
+    let output =
+        scratch.xtask(&["release", "hello", "--platform", "linux/amd64", "--tag-extra", "api-latest", "--repository", &repository]);
+    refused(&output, "the tag `hello-api-latest`, which belongs to app `hello-api`")?;
+    let writes: Vec<String> = registry.requests().into_iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).collect();
+    ensure(writes.is_empty(), || format!("the registry received {writes:?}"))
 }
 
 fn source_without_credentials() -> Result<(), String> {

@@ -491,23 +491,6 @@ fn native_images_are_the_images_buildkit_makes() {
     assert!(failures.is_empty(), "{} of {} cases differ from BuildKit:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
-/// Runs `image` in `engine` with `input` on standard input; returns standard output.
-fn run_with_input(engine: &Engine, image: &str, input: &str) -> String {
-    use std::io::Write as _;
-    let mut child = engine
-        .docker()
-        .args(["run", "--rm", "-i", image])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "docker run {image}: {}", stderr(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// The shape most app images have (a working directory, the binary copied to `.`, a 600
 /// configuration file, a setuid helper, `ENTRYPOINT ["./app"]`), built by the real pipeline:
 /// it runs, and it is the image BuildKit makes of the same Dockerfile and context but for the
@@ -532,8 +515,8 @@ fn the_common_app_shape_runs_and_is_the_image_buildkit_makes() {
     let built = scratch.xtask_with_env(&["build", "worker", "--load"], &engine.env());
     assert!(built.status.success(), "{}", stderr(&built));
     assert_eq!(
-        run_with_input(&engine, "worker:latest", "to be or not to be"),
-        "2 be\n2 to\napp=worker event=done words=2 platform=linux/amd64\n"
+        crate::laptop::run_worker(engine.docker(), "worker:latest"),
+        format!("2 be\n2 to\napp=worker event=done words=2 platform={}\n", crate::laptop::host_platform())
     );
     let built = scratch.xtask(&["build", "worker"]);
     assert!(built.status.success(), "{}", stderr(&built));

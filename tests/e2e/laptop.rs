@@ -72,7 +72,7 @@ fn built_config_digest(scratch: &Scratch, app: &str, platform: &str) -> String {
     read(entry.expect("the platform was built")["digest"].as_str().unwrap())["config"]["digest"].as_str().unwrap().to_string()
 }
 
-fn host_platform() -> &'static str {
+pub fn host_platform() -> &'static str {
     if cfg!(target_arch = "aarch64") {
         "linux/arm64"
     } else {
@@ -82,7 +82,7 @@ fn host_platform() -> &'static str {
 
 /// Runs the worker image `image` with `engine` (`docker` or `podman` and their environment) on a
 /// line of text and returns what it printed.
-fn run_worker(mut engine: Command, image: &str) -> String {
+pub fn run_worker(mut engine: Command, image: &str) -> String {
     let mut child = engine
         .args(["run", "--rm", "-i", image])
         .stdin(std::process::Stdio::piped())

@@ -34,8 +34,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One paragraph: the outermost context says what failed, the causes say why and the
-            // innermost usually says what to do.
-            eprintln!("error: {err:#}");
+            // innermost usually says what to do. Text from outside (a registry's error body) may
+            // hold newlines, terminal escapes or `::` workflow commands: control characters are
+            // shown escaped, so the paragraph stays one line that starts with `error:`.
+            eprintln!("error: {}", progress::printable(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }

@@ -141,3 +141,10 @@ impl Drop for AppLine {
         self.close_group();
     }
 }
+
+/// `text` with every control character (newlines, carriage returns, escapes, tabs included)
+/// written as a Rust escape (`\n`, `\u{1b}`), so that what a server chose cannot start a line,
+/// move the cursor or speak to a CI runner.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}

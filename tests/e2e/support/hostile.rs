@@ -16,6 +16,8 @@ pub enum Answer {
     /// Answers this status with this content type and up to 64 MiB of `x`, then hangs up: more
     /// than any honest answer.
     Endless(u16, &'static str),
+    /// Answers this status with this content type and this body.
+    Text(u16, &'static str, &'static str),
 }
 
 pub type OnRequest = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
@@ -94,14 +96,26 @@ fn serve(
     let content_length: u64 =
         headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let mut client = client;
-    if let Answer::Endless(status, content_type) = on_request(&request_line) {
-        std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink())?;
-        write!(client, "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n")?;
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..64 {
-            client.write_all(&chunk)?;
+    match on_request(&request_line) {
+        Answer::Endless(status, content_type) => {
+            std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink())?;
+            write!(client, "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n")?;
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..64 {
+                client.write_all(&chunk)?;
+            }
+            return Ok(());
         }
-        return Ok(());
+        Answer::Text(status, content_type, body) => {
+            std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink())?;
+            let length = body.len();
+            write!(
+                client,
+                "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+            )?;
+            return Ok(());
+        }
+        Answer::Forward => {}
     }
     let mut head = format!("{request_line}\r\n");
     for (name, value) in &headers {

@@ -49,7 +49,8 @@ pub async fn run(ctx: &Context, args: crate::flags::Merge) -> Result<()> {
         Err(_) if !args.tag_extra.iter().any(|rule| rule == "date") => String::new(),
         Err(err) => return Err(err.context("the `date` tag needs the commit in this clone")),
     };
-    let plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
+    let apps: Vec<String> = ctx.workspace.apps().map(|member| member.name.clone()).collect();
+    let plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest, apps: &apps };
     let key = signing_key(args.sign.as_deref(), args.no_sign, &config.supply_chain)?;
     let transfer = crate::flags::Transfer { ca_file: args.ca_file.clone(), ..Default::default() };
     let pusher = Pusher::new(&transfer, repository.host(), Progress::new(true))?;

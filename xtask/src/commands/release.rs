@@ -77,6 +77,8 @@ pub struct TagPlan<'a> {
     pub date: &'a str,
     pub extra: &'a [String],
     pub latest: bool,
+    /// Every app of the workspace: a tag another app's prefix owns is refused.
+    pub apps: &'a [String],
 }
 
 /// The tags an app's index gets, in the order they are written: the immutable sha tag first,
@@ -95,6 +97,15 @@ pub fn release_tags(app: &str, version: &str, plan: &TagPlan<'_>) -> Result<Vec<
     }
     for tag in &tags {
         validate_tag(tag).with_context(|| format!("app `{app}` gets an invalid tag; rename the package or change --tag-extra"))?;
+        // `hello` with `api-latest` would write `hello-api-latest`, app hello-api's tag: listing,
+        // pruning and rollback take a tag for the app whose name is its longest prefix.
+        if let Some(owner) =
+            plan.apps.iter().filter(|other| *other != app && tag.starts_with(&format!("{other}-"))).max_by_key(|other| other.len())
+        {
+            if owner.len() > app.len() {
+                bail!("--tag-extra gives app `{app}` the tag `{tag}`, which belongs to app `{owner}` (its tags start `{owner}-`): choose a rule that does not start with `{}`", &owner[app.len() + 1..]);
+            }
+        }
     }
     tags.dedup();
     Ok(tags)
@@ -209,7 +220,8 @@ impl<'a> Release<'a> {
         let (workspace, args) = (&self.ctx.workspace, self.args);
         let epoch = self.git.commit_time(&self.revision)?;
         let date: String = crate::image::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
-        let tag_plan = TagPlan { revision: &self.revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest };
+        let apps: Vec<String> = workspace.apps().map(|member| member.name.clone()).collect();
+        let tag_plan = TagPlan { revision: &self.revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest, apps: &apps };
         let skipped = workspace
             .apps()
             .filter(|member| !selection.apps.iter().any(|app| app.name == member.name))
@@ -745,7 +757,8 @@ mod tests {
     fn sha_tag_first_extras_then_latest() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         let extra = ["semver".to_string(), "date".to_string(), "staging".to_string()];
-        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true };
+        let apps = ["hello".to_string(), "hello-api".to_string(), "worker".to_string()];
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true, apps: &apps };
         expect_test::expect![[r#"
             hello-api-0123456789abcdef0123456789abcdef01234567
             hello-api-v0.3.1
@@ -753,7 +766,7 @@ mod tests {
             hello-api-staging
             hello-api-latest"#]]
         .assert_eq(&release_tags("hello-api", "0.3.1", &plan).unwrap().join("\n"));
-        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false };
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false, apps: &apps };
         assert_eq!(release_tags("worker", "0.2.0", &plan).unwrap(), [format!("worker-{sha}")]);
         let long = "a".repeat(100);
         let err = release_tags(&long, "1.0.0", &plan).unwrap_err();
@@ -761,5 +774,9 @@ mod tests {
         let bad = ["bad/suffix".to_string()];
         let err = release_tags("worker", "0.2.0", &TagPlan { extra: &bad, ..plan }).unwrap_err();
         assert!(format!("{err:#}").contains("change --tag-extra"), "{err:#}");
+        let owned = ["api-latest".to_string()];
+        let err = release_tags("hello", "0.1.0", &TagPlan { extra: &owned, ..plan }).unwrap_err();
+        expect_test::expect!["--tag-extra gives app `hello` the tag `hello-api-latest`, which belongs to app `hello-api` (its tags start `hello-api-`): choose a rule that does not start with `api`"].assert_eq(&format!("{err:#}"));
+        assert!(release_tags("hello-api", "0.1.0", &TagPlan { extra: &owned, ..plan }).is_ok(), "its own prefix is the app's");
     }
 }

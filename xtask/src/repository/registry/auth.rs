@@ -140,7 +140,11 @@ impl Auth {
     }
 
     async fn docker_credential(&self) -> Result<Option<(String, String)>> {
-        let host = self.host.clone();
+        // `docker login` keeps Docker Hub's credentials under its index server's address.
+        let host = match self.host.as_str() {
+            crate::image::reference::DOCKER_HUB => "https://index.docker.io/v1/".to_string(),
+            host => host.to_string(),
+        };
         let lookup = tokio::task::spawn_blocking(move || docker_credential::get_credential(&host)).await?;
         use docker_credential::{CredentialRetrievalError as E, DockerCredential};
         match lookup {
