@@ -36,6 +36,8 @@ const ATTACKS: &[Row] = &[
     (".dockerignore character classes and exceptions under an excluded directory are honoured", dockerignore_classes),
     ("--tag-extra cannot write a tag another app's prefix owns", tag_extra_owned_by_another_app),
     ("a registry's error text cannot start a line or a workflow command", registry_text_is_printable),
+    ("a layout blob that is a link to /dev/zero or a FIFO is refused, never read", layout_blob_not_a_file),
+    ("two processes tagging into one layout lose no tag", concurrent_layout_tags),
     ("the source annotation carries no credentials", source_without_credentials),
     ("a .cargo/config.toml in /tmp or /dev/shm never runs", planted_cargo_config),
 ];
@@ -235,6 +237,57 @@ fn registry_text_is_printable() -> Result<(), String> {
     ensure(!starts_a_command && !text.contains('\u{1b}') && !text.contains('\u{7}') && text.contains("pwned"), || {
         format!("the registry's text reached the output as it was sent: {text:?}")
     })
+}
+
+fn layout_blob_not_a_file() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    for (name, plant) in [("zero", "link"), ("fifo", "fifo")] {
+        let layout = make_layout(&scratch.path().join(name), &[2048, 1024], 5);
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&manifest_digest)).unwrap()).unwrap();
+        // The manifest (read whole) for /dev/zero, a layer (streamed) for the FIFO.
+        let target = match plant {
+            "link" => manifest_digest,
+            _ => manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string(),
+        };
+        let blob = layout.join("blobs/sha256").join(target);
+        std::fs::remove_file(&blob).unwrap();
+        let planted = match plant {
+            "link" => std::os::unix::fs::symlink("/dev/zero", &blob).is_ok(),
+            _ => run(Command::new("mkfifo").arg(&blob)).status.success(),
+        };
+        assert!(planted, "cannot plant the {plant}");
+        let command = &mut scratch.command(&["push", &layout.display().to_string(), &format!("{}/acme/prod:worker-{name}", registry.host)]);
+        let output = run_within(command, 60).ok_or_else(|| format!("push of a layout with a {plant} blob still ran after 60 s"))?;
+        refused(&output, "is not a regular file")?;
+    }
+    Ok(())
+}
+
+fn concurrent_layout_tags() -> Result<(), String> {
+    let scratch = Scratch::new();
+    let source = make_layout(&scratch.path().join("source"), &[512], 9);
+    let destination = scratch.path().join("shared-layout");
+    const ROUNDS: usize = 100;
+    for round in 0..ROUNDS {
+        let children: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|side| {
+                let target = format!("oci:{}:{side}{round}", destination.display());
+                scratch.command(&["push", &source.display().to_string(), &target]).stdout(std::process::Stdio::null()).spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            ensure(output.status.success(), || format!("a push failed: {}", stderr(&output)))?;
+        }
+    }
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(destination.join("index.json")).unwrap()).unwrap();
+    let tags = index["manifests"].as_array().unwrap().len();
+    ensure(tags == 2 * ROUNDS, || format!("{} of {} tags are in the layout", tags, 2 * ROUNDS))
 }
 
 fn endless_manifest() -> Result<(), String> {

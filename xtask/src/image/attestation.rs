@@ -245,9 +245,13 @@ pub fn provenance(subject: &Subject<'_>, build: &Build<'_>) -> Vec<u8> {
     serde_json::to_vec_pretty(&statement).expect("JSON values serialise")
 }
 
-/// A repository URL without user and password (`https://token@host/x` → `https://host/x`).
+/// A repository URL without user, password and query parameters that carry secrets
+/// (`https://token@host/x?private_token=t&branch=main` → `https://host/x?branch=main`): what
+/// reaches an image, an annotation or an attestation is public.
 pub fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
+    let (url, fragment) = url.split_once('#').map_or((url, None), |(url, fragment)| (url, Some(fragment)));
+    let (url, query) = url.split_once('?').map_or((url, None), |(url, query)| (url, Some(query)));
+    let mut public = match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_once('/').map_or((rest, ""), |(authority, path)| (authority, path));
             let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
@@ -258,7 +262,20 @@ pub fn without_credentials(url: &str) -> String {
             }
         }
         None => url.rsplit_once('@').map_or(url, |(_, host)| host).to_string(),
+    };
+    const SECRET_NAMES: [&str; 9] = ["token", "access_token", "private_token", "auth", "key", "password", "secret", "sig", "signature"];
+    let kept: Vec<&str> = query
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .filter(|pair| !SECRET_NAMES.contains(&pair.split('=').next().unwrap_or("").to_ascii_lowercase().as_str()))
+        .collect();
+    if !kept.is_empty() {
+        public = format!("{public}?{}", kept.join("&"));
     }
+    if let Some(fragment) = fragment {
+        public = format!("{public}#{fragment}");
+    }
+    public
 }
 
 fn spdx_id(kind: &str, name: &str, version: &str) -> String {
@@ -279,7 +296,8 @@ fn download_location(package: &CompiledPackage) -> String {
         Some(source) if source.starts_with("registry+") => {
             format!("https://crates.io/api/v1/crates/{}/{}/download", package.name, package.version)
         }
-        Some(source) => source.trim_start_matches("git+").to_string(),
+        // A git source may carry a token (`git+https://oauth2:TOKEN@host/repo`): never into an SBOM.
+        Some(source) => without_credentials(source.trim_start_matches("git+")),
         None => "NOASSERTION".to_string(),
     }
 }
@@ -404,5 +422,20 @@ mod tests {
             "https://github.com/acme/mono/actions/runs/42/attempts/1"
         );
         assert!(!String::from_utf8(provenance(&subject, &build)).unwrap().contains("secret"));
+    }
+
+    #[test]
+    fn urls_that_reach_an_image_carry_no_credentials() {
+        let package = |source: &str| CompiledPackage {
+            name: "internal".into(),
+            version: "0.1.0".into(),
+            source: Some(source.into()),
+            checksum: None,
+            license: None,
+        };
+        let git = package("git+https://oauth2:glpat-s3cret@gitlab.example.com/acme/internal.git?branch=main&private_token=s3cret#0123abcd");
+        assert_eq!(download_location(&git), "https://gitlab.example.com/acme/internal.git?branch=main#0123abcd");
+        assert_eq!(without_credentials("ssh://git@github.com/acme/mono.git"), "ssh://github.com/acme/mono.git");
+        assert_eq!(without_credentials("https://github.com/acme/mono.git?rev=abc"), "https://github.com/acme/mono.git?rev=abc");
     }
 }

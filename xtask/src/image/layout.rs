@@ -3,7 +3,7 @@
 //! corrupt layout fails loudly instead of being pushed.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +16,7 @@ pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// One read-modify-write of an index.json at a time in this process: pushes run side by side
 /// (an image's attachments and its signature), and a tag written between another's read and
-/// write would be lost.
+/// write would be lost. Between processes, the layout's directory is locked (`Layout::locked`).
 static INDEX_UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Beside `index.json`: blobs the layout references but does not hold, and where they are.
@@ -104,15 +104,27 @@ impl Layout {
     /// digest; so a blob appears under its name only once complete and verified.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let dir = self.root.join("blobs/sha256");
-        let temp = dir.join(format!(".partial-{}-{}", std::process::id(), unique()));
-        let file = File::create(&temp).with_context(|| format!("cannot write in {}", dir.display()))?;
+        let temp = dir.join(format!(".partial-{}", unique()));
+        let file = new_file(&temp).with_context(|| format!("cannot write in {}", dir.display()))?;
         Ok(BlobWriter { file, temp, dir, hasher: Sha256::new(), size: 0 })
     }
 
-    /// Reads a small blob (a manifest, index or config), checking its size and digest.
+    /// Reads a small blob (a manifest, index or config), checking its size and digest. Only a
+    /// regular file is read, and no further than one byte past its descriptor's size: a blob that
+    /// is a link to `/dev/zero`, or a FIFO, cannot exhaust memory or block.
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
         let path = self.blob_path(&descriptor.digest);
-        let bytes = fs::read(&path).with_context(|| format!("blob {} is missing from {}", descriptor.digest, self.root.display()))?;
+        let missing = || format!("blob {} is missing from {}", descriptor.digest, self.root.display());
+        let metadata = fs::symlink_metadata(&path).with_context(missing)?;
+        if !metadata.is_file() {
+            bail!(
+                "blob {} in {} is not a regular file (a link, a FIFO or a device): a layout's blobs are files; rebuild the layout",
+                descriptor.digest,
+                self.root.display()
+            );
+        }
+        let mut bytes = Vec::new();
+        File::open(&path).with_context(missing)?.take(descriptor.size.saturating_add(1)).read_to_end(&mut bytes)?;
         if bytes.len() as u64 != descriptor.size {
             bail!(
                 "blob {} in {} has {} bytes where its descriptor says {}",
@@ -135,10 +147,28 @@ impl Layout {
 
     /// Replaces index.json atomically; callers that read it first hold `INDEX_UPDATES`.
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
-        let temp = self.root.join(format!(".index.json.{}-{}", std::process::id(), unique()));
-        fs::write(&temp, serde_json::to_vec_pretty(index)?)?;
-        fs::rename(&temp, self.root.join("index.json"))?;
+        self.replace_file("index.json", &serde_json::to_vec_pretty(index)?)
+    }
+
+    /// Writes `name` whole, through a new temporary file renamed over it: a reader sees the old
+    /// or the new bytes, and a link planted where the temporary file goes is never followed.
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let temp = self.root.join(format!(".{name}.{}", unique()));
+        let mut file = new_file(&temp)?;
+        file.write_all(bytes)?;
+        drop(file);
+        fs::rename(&temp, self.root.join(name)).with_context(|| format!("cannot write {}", self.root.join(name).display()))?;
         Ok(())
+    }
+
+    /// Runs `update` with the layout to itself: this process's other threads wait on a mutex,
+    /// other processes on a lock of the layout's directory (two processes tagging into one layout
+    /// would otherwise lose a tag between one's read and the other's write).
+    fn locked<T>(&self, update: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _one_update_at_a_time = INDEX_UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let directory = File::open(&self.root).with_context(|| format!("cannot open {}", self.root.display()))?;
+        directory.lock().with_context(|| format!("cannot lock {}", self.root.display()))?;
+        update()
     }
 
     /// The entry of `index.json` named `name` (its `org.opencontainers.image.ref.name`), or the
@@ -184,33 +214,37 @@ impl Layout {
     /// Points `name` at `descriptor`, replacing what it pointed at. The caller must have stored
     /// everything the descriptor references first.
     pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
-        let _one_update_at_a_time = INDEX_UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut index = self.index()?;
-        index.manifests.retain(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) != Some(name));
-        let mut entry = descriptor.clone();
-        entry.annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), name.to_string());
-        index.manifests.push(entry);
-        self.write_index(&index)
+        self.locked(|| {
+            let mut index = self.index()?;
+            index.manifests.retain(|d| d.annotations.get(oci::ANNOTATION_REF_NAME).map(String::as_str) != Some(name));
+            let mut entry = descriptor.clone();
+            entry.annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), name.to_string());
+            index.manifests.push(entry);
+            self.write_index(&index)
+        })
     }
 
     /// Removes every name of the image `digest` from the index. Its blobs stay: other images
     /// may share them, and an unnamed blob harms nothing.
     pub fn untag_digest(&self, digest: &Digest) -> Result<()> {
-        let _one_update_at_a_time = INDEX_UPDATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut index = self.index()?;
-        index.manifests.retain(|entry| &entry.digest != digest);
-        self.write_index(&index)
+        self.locked(|| {
+            let mut index = self.index()?;
+            index.manifests.retain(|entry| &entry.digest != digest);
+            self.write_index(&index)
+        })
     }
 
     /// Records that `digest` is not stored here but in the repository `source` (`host/path`),
     /// as the layers of a base image are: they are mounted or fetched only when pushed.
     pub fn record_foreign(&self, digest: &Digest, source: &str) -> Result<()> {
-        let mut foreign = self.foreign_blobs()?;
-        if foreign.get(digest.as_str()).map(String::as_str) != Some(source) {
-            foreign.insert(digest.to_string(), source.to_string());
-            fs::write(self.root.join(FOREIGN_BLOBS_FILE), serde_json::to_vec_pretty(&foreign)?)?;
-        }
-        Ok(())
+        self.locked(|| {
+            let mut foreign = self.foreign_blobs()?;
+            if foreign.get(digest.as_str()).map(String::as_str) != Some(source) {
+                foreign.insert(digest.to_string(), source.to_string());
+                self.replace_file(FOREIGN_BLOBS_FILE, &serde_json::to_vec_pretty(&foreign)?)?;
+            }
+            Ok(())
+        })
     }
 
     /// The repository a blob that is not stored here can be had from.
@@ -286,10 +320,22 @@ impl Drop for BlobWriter {
     }
 }
 
-fn unique() -> u64 {
+/// Creates `path`, which must not exist: a file or a link planted there makes this fail
+/// instead of being written through.
+fn new_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+/// A name no other process can guess: std's randomly keyed hasher over a counter and the time.
+fn unique() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |time| time.as_nanos()));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 #[cfg(test)]

@@ -429,7 +429,14 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<ImageGraph> {
         let manifest: ImageManifest =
             serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid image manifest", descriptor.digest))?;
         for blob in std::iter::once(manifest.config).chain(manifest.layers) {
-            let foreign = match std::fs::metadata(layout.blob_path(&blob.digest)) {
+            // Not followed: a blob that is a link (to /dev/zero, say), a FIFO or a device is refused
+            // before anything reads it.
+            let foreign = match std::fs::symlink_metadata(layout.blob_path(&blob.digest)) {
+                Ok(metadata) if !metadata.is_file() => bail!(
+                    "blob {} in {} is not a regular file (a link, a FIFO or a device): a layout's blobs are files; rebuild the image",
+                    blob.digest,
+                    layout.root().display()
+                ),
                 Ok(metadata) if metadata.len() != blob.size => bail!(
                     "blob {} in {} has {} bytes where its descriptor says {}: rebuild the image",
                     blob.digest,
