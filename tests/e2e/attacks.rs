@@ -17,6 +17,7 @@ type Row = (&'static str, fn() -> Result<(), String>);
 
 const ATTACKS: &[Row] = &[
     ("an upload Location on another origin gets no credentials", location_on_another_origin),
+    ("a challenge from where a redirect led gets no credentials", challenge_after_redirect),
     ("a tag list Link on another origin gets no credentials", link_on_another_origin),
     ("a tag list Link back to a page already read ends", link_loop),
     ("an endless manifest is cut at 4 MiB", endless_manifest),
@@ -122,6 +123,53 @@ fn location_on_another_origin() -> Result<(), String> {
     succeeded(&scratch.xtask(&["push", layout.to_str().unwrap(), &format!("{}/acme/prod:t", front.host)]))?;
     ensure(!storage.seen().is_empty(), || "the uploads never went to the other origin".into())?;
     ensure(storage.authorized().is_empty(), || format!("the other origin got credentials with {:?}", storage.authorized()))
+}
+
+fn challenge_after_redirect() -> Result<(), String> {
+    let registry = Registry::start_with_auth("ci", "pa55");
+    // The redirect's target (a CDN, say) answers 401 with a Bearer challenge whose realm is its own.
+    let cdn_host = Arc::new(std::sync::Mutex::new(String::new()));
+    let realm_host = cdn_host.clone();
+    let cdn = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(move |line| {
+            let host = realm_host.lock().unwrap().clone();
+            match line.contains("/token") {
+                true => Answer::Reply(200, vec![("Content-Type".into(), "application/json".into())], r#"{"token":"t"}"#.into()),
+                false => Answer::Reply(
+                    401,
+                    vec![("WWW-Authenticate".into(), format!("Bearer realm=\"http://{host}/token\",service=\"cdn\""))],
+                    String::new(),
+                ),
+            }
+        }),
+        Arc::new(|_, _| {}),
+    );
+    *cdn_host.lock().unwrap() = cdn.host.clone();
+    let location_host = cdn.host.clone();
+    let front = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(move |line| match line.starts_with("GET ") && line.contains("/blobs/sha256:") {
+            true => {
+                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                Answer::Reply(307, vec![("Location".into(), format!("http://{location_host}{path}"))], String::new())
+            }
+            false => Answer::Forward,
+        }),
+        Arc::new(|_, _| {}),
+    );
+    let scratch = Scratch::new();
+    scratch.login(&front.host, "ci", "pa55");
+    let base = format!("{}/acme/base:1", front.host);
+    crate::support::harness::push_base_image(&scratch, &base, &["amd64", "arm64"]);
+    scratch.edit("crates/worker/Dockerfile", |text| text.replace("FROM scratch", &format!("FROM {base}")));
+    scratch.commit("a base behind a redirecting registry");
+    let output = scratch.xtask(&["build", "worker", "--platform", "linux/amd64"]);
+    ensure(!cdn.seen().is_empty(), || format!("the blob reads never went to the redirect's target: {}", stderr(&output)))?;
+    ensure(cdn.authorized().is_empty(), || format!("the redirect's target got credentials with {:?}", cdn.authorized()))?;
+    refused(&output, "answered 401 to a request registry")
 }
 
 fn link_on_another_origin() -> Result<(), String> {

@@ -18,6 +18,8 @@ pub enum Answer {
     Endless(u16, &'static str),
     /// Answers this status with this content type and this body.
     Text(u16, &'static str, &'static str),
+    /// Answers this status with these headers and this body.
+    Reply(u16, Vec<(String, String)>, String),
 }
 
 pub type OnRequest = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
@@ -113,6 +115,15 @@ fn serve(
                 client,
                 "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
             )?;
+            return Ok(());
+        }
+        Answer::Reply(status, headers, body) => {
+            std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink())?;
+            let mut head = format!("HTTP/1.1 {status} Hostile\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            write!(client, "{head}\r\n{body}")?;
             return Ok(());
         }
         Answer::Forward => {}

@@ -513,10 +513,15 @@ impl Registry {
             let authorization = self.auth.current(request.repository).await;
             let result = self.transport.send(&request, &target, authorization.as_ref()).await?;
             let retry_after = match result {
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !target.same_origin => {
+                // A challenge is judged by the origin that answered it: a redirect (a blob read sent
+                // to a CDN) may end somewhere else, which gets none of the registry's credentials.
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        && (!target.same_origin || response.url().origin() != target.url.origin()) =>
+                {
                     bail!(
                         "{} answered 401 to a request registry {} sent the client to; the registry's credentials go to its own origin only: check the registry's configuration",
-                        target.url.origin().ascii_serialization(),
+                        response.url().origin().ascii_serialization(),
                         self.host()
                     );
                 }
