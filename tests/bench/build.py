@@ -375,10 +375,13 @@ def main():
         print(f"\n{'one run' if runs == 1 else f'median of {runs} runs'}; legacy: Docker {legacy}'s builder", end="")
         if env26 is not None:
             print(f"; BuildKit: {about26}")
-            goal = [("xtask build", buildx / assemble)] + ([("xtask assemble", buildx_engine / alone)] if alone is not None else [])
-            met = all(ratio >= 5 for _, ratio in goal)
-            print("goal, native assembly >=5x faster than docker buildx build + export: "
-                  + ", ".join(f"{name} {ratio:.1f}x" for name, ratio in goal) + (" (met)" if met else " (NOT met)"))
+            # The goal is about assembling an image (xtask assemble against buildx's build and
+            # export); `xtask build` also runs cargo and reads the workspace's metadata, shown apart.
+            if alone is not None:
+                ratio = buildx_engine / alone
+                print(f"goal, native assembly >=5x faster than docker buildx build + export: xtask assemble {ratio:.1f}x"
+                      + (" (met)" if ratio >= 5 else " (NOT met)"))
+            print(f"the whole `xtask build`, cargo and cargo metadata included, against cargo build + buildx: {buildx / assemble:.1f}x")
         else:
             print(f"\nnote: the BuildKit peer (Docker 26) is skipped: {about26}")
         if alone is None:

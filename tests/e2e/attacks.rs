@@ -39,6 +39,7 @@ const ATTACKS: &[Row] = &[
     ("a registry's error text cannot start a line or a workflow command", registry_text_is_printable),
     ("a layout blob that is a link to /dev/zero or a FIFO is refused, never read", layout_blob_not_a_file),
     ("two processes tagging into one layout lose no tag", concurrent_layout_tags),
+    ("a build script sees neither the signing key, its password nor AWS credentials", secrets_kept_from_build_scripts),
     ("the source annotation carries no credentials", source_without_credentials),
     ("a .cargo/config.toml in /tmp or /dev/shm never runs", planted_cargo_config),
 ];
@@ -325,7 +326,12 @@ fn concurrent_layout_tags() -> Result<(), String> {
             .iter()
             .map(|side| {
                 let target = format!("oci:{}:{side}{round}", destination.display());
-                scratch.command(&["push", &source.display().to_string(), &target]).stdout(std::process::Stdio::null()).spawn().unwrap()
+                scratch
+                    .command(&["push", &source.display().to_string(), &target])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
             })
             .collect();
         for child in children {
@@ -336,6 +342,49 @@ fn concurrent_layout_tags() -> Result<(), String> {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(destination.join("index.json")).unwrap()).unwrap();
     let tags = index["manifests"].as_array().unwrap().len();
     ensure(tags == 2 * ROUNDS, || format!("{} of {} tags are in the layout", tags, 2 * ROUNDS))
+}
+
+fn secrets_kept_from_build_scripts() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    // A compromised dependency's build script, played by the worker's own: it writes down the
+    // environment cargo gives it.
+    scratch.write(
+        "crates/worker/build.rs",
+        "fn main() {\n    let out = std::env::var(\"LEAK_TO\").unwrap();\n    let seen: Vec<String> = std::env::vars().map(|(k, v)| format!(\"{k}={v}\")).collect();\n    std::fs::write(out, seen.join(\"\\n\")).unwrap();\n    println!(\"cargo:rerun-if-env-changed=LEAK_TO\");\n}\n",
+    );
+    scratch.commit("a build script that reads the environment");
+    let keys = tempfile::tempdir().unwrap();
+    let ec = keys.path().join("ec.pem");
+    let key = keys.path().join("cosign.key");
+    for args in [
+        vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ec.to_str().unwrap()],
+        vec!["pkcs8", "-topk8", "-nocrypt", "-in", ec.to_str().unwrap(), "-out", key.to_str().unwrap()],
+    ] {
+        assert!(run(Command::new("openssl").args(&args)).status.success());
+    }
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let leak = scratch.path().join("leaked-environment");
+    let leak_to = leak.display().to_string();
+    let repository = format!("{}/acme/prod", registry.host);
+    let output = scratch.xtask_with_env(
+        &["release", "worker", "--platform", "linux/amd64", "--sign", "env://RELEASE_SIGNING_KEY", "--repository", &repository],
+        &[
+            ("RELEASE_SIGNING_KEY", &pem),
+            ("COSIGN_PASSWORD", "cosign-s3cret"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-s3cret"),
+            ("AWS_SESSION_TOKEN", "aws-session-s3cret"),
+            ("LEAK_TO", &leak_to),
+        ],
+    );
+    succeeded(&output)?;
+    let seen = std::fs::read_to_string(&leak).map_err(|err| format!("the build script did not run: {err}"))?;
+    let leaked: Vec<&str> = ["PRIVATE KEY", "cosign-s3cret", "AKIAEXAMPLE", "aws-s3cret", "aws-session-s3cret"]
+        .into_iter()
+        .filter(|secret| seen.contains(secret))
+        .collect();
+    ensure(leaked.is_empty(), || format!("the build script saw {leaked:?}"))
 }
 
 fn endless_manifest() -> Result<(), String> {

@@ -36,6 +36,17 @@ impl Context {
         Git::open(&self.sh, &self.workspace.root)
     }
 
+    /// Keeps the values of the variables `names` from every program the xtask runs through its
+    /// shell from now on (cargo, build scripts, proc macros, docker), while the xtask itself still
+    /// reads them: a compromised dependency's build script must not copy a signing key or cloud
+    /// credentials. (xshell can only set a variable, so those that are set are set empty, which
+    /// the tools that read them take for unset.)
+    pub fn hide_from_children(&self, names: &[&str]) {
+        for name in names.iter().filter(|name| std::env::var_os(name).is_some()) {
+            self.sh.set_var(name, "");
+        }
+    }
+
     /// The names of the workspace's apps, in name order.
     pub fn app_names(&self) -> Vec<String> {
         self.workspace.apps().map(|app| app.name.clone()).collect()

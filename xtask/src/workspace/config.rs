@@ -48,11 +48,14 @@ pub struct SupplyChain {
     /// The RustSec advisory database the scan gate reads, as `--advisory-db` (relative to the
     /// workspace root).
     pub advisory_db: Option<String>,
+    /// Let cargo, build scripts and the Docker engine see the AWS credentials (a compile cache
+    /// such as sccache on S3 runs as cargo's wrapper and needs them); by default they do not.
+    pub aws_credentials_in_builds: bool,
 }
 
 impl Default for SupplyChain {
     fn default() -> SupplyChain {
-        SupplyChain { attest: false, sbom: vec![SbomFormat::Spdx], sign: None, advisory_db: None }
+        SupplyChain { attest: false, sbom: vec![SbomFormat::Spdx], sign: None, advisory_db: None, aws_credentials_in_builds: false }
     }
 }
 
