@@ -18,6 +18,8 @@ type Row = (&'static str, fn() -> Result<(), String>);
 const ATTACKS: &[Row] = &[
     ("an upload Location on another origin gets no credentials", location_on_another_origin),
     ("a challenge from where a redirect led gets no credentials", challenge_after_redirect),
+    ("HTTP_PROXY never carries a loopback registry's requests or credentials", proxy_skips_plain_http),
+    ("verify APP refuses another app's signed image moved under its tag", verify_binds_the_app),
     ("a tag list Link on another origin gets no credentials", link_on_another_origin),
     ("a tag list Link back to a page already read ends", link_loop),
     ("an endless manifest is cut at 4 MiB", endless_manifest),
@@ -171,6 +173,62 @@ fn challenge_after_redirect() -> Result<(), String> {
     ensure(!cdn.seen().is_empty(), || format!("the blob reads never went to the redirect's target: {}", stderr(&output)))?;
     ensure(cdn.authorized().is_empty(), || format!("the redirect's target got credentials with {:?}", cdn.authorized()))?;
     refused(&output, "answered 401 to a request registry")
+}
+
+fn proxy_skips_plain_http() -> Result<(), String> {
+    let registry = Registry::start_with_auth("ci", "pa55");
+    // Stands for a proxy on the way out: it would see every request sent through it.
+    let proxy = Hostile::forwarding(&registry.host, None);
+    let proxy_url = format!("http://{}", proxy.host);
+    let scratch = Scratch::empty();
+    scratch.login(&registry.host, "ci", "pa55");
+    let layout = make_layout(&scratch.path().join("layout"), &[1024], 13);
+    let output = scratch.xtask_with_env(
+        &["push", layout.to_str().unwrap(), &format!("{}/acme/prod:t", registry.host)],
+        &[("HTTP_PROXY", &proxy_url), ("http_proxy", &proxy_url), ("HTTPS_PROXY", &proxy_url), ("ALL_PROXY", &proxy_url)],
+    );
+    succeeded(&output)?;
+    ensure(proxy.connections() == 0, || format!("the proxy saw {} connections: {:?}", proxy.connections(), proxy.seen()))
+}
+
+fn verify_binds_the_app() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let keys = tempfile::tempdir().unwrap();
+    let path = |name: &str| keys.path().join(name).display().to_string();
+    for args in [
+        vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &path("ec.pem")],
+        vec!["pkcs8", "-topk8", "-nocrypt", "-in", &path("ec.pem"), "-out", &path("cosign.key")],
+        vec!["ec", "-in", &path("ec.pem"), "-pubout", "-out", &path("cosign.pub")],
+    ] {
+        assert!(run(Command::new("openssl").args(&args)).status.success());
+    }
+    let repository = format!("{}/acme/prod", registry.host);
+    let released = scratch.xtask(&[
+        "release",
+        "--all",
+        "--platform",
+        "linux/amd64",
+        "--attest",
+        "--sign",
+        &path("cosign.key"),
+        "--repository",
+        &repository,
+    ]);
+    succeeded(&released)?;
+    // Whoever can push moves worker's signed image under hello-api's tag.
+    let moved = skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{repository}:worker-latest"),
+        &format!("docker://{repository}:hello-api-latest"),
+    ]);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    let output = scratch.xtask(&["verify", "hello-api", "--key", &path("cosign.pub"), "--repository", &repository]);
+    refused(&output, "names a signed image of app `worker`, not of app `hello-api`")
 }
 
 fn link_on_another_origin() -> Result<(), String> {

@@ -22,7 +22,7 @@ pub async fn run(ctx: &Context, args: flags::Verify) -> Result<()> {
     let pem = std::fs::read_to_string(&args.key).with_context(|| format!("cannot read the public key {}", args.key.display()))?;
     let key = PublicKey::from_pem(&pem).with_context(|| format!("--key {}", args.key.display()))?;
     let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;
-    let verified = signatures::verify(&store, &config.repository.to_string(), &tag, &key)
+    let verified = signatures::verify(&store, &config.repository.to_string(), &app, &tag, &key)
         .await
         .with_context(|| format!("{app}: verification of {tag} in {} failed", config.repository))?;
     println!("{app}: {tag} ({}) is signed by {}, for {}", verified.digest, args.key.display(), verified.signed_for.join(", "));

@@ -71,7 +71,7 @@ pub struct Verified {
 /// over a payload naming that digest (the repository it names is reported: a promoted image
 /// keeps the one it was released to), and a signed provenance naming each platform image. The
 /// first failure is the error.
-pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) -> Result<Verified> {
+pub async fn verify(store: &Store, reference: &str, app: &str, tag: &str, key: &PublicKey) -> Result<Verified> {
     let bytes = store.find_manifest(tag).await?.with_context(|| format!("{reference} has no image tagged {tag}"))?;
     let digest = Digest::of(&bytes);
     let signatures = store
@@ -99,6 +99,17 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
         bail!("no signature of {tag} ({digest}) verifies with the key: it was signed with another key, or the signature or its payload was changed");
     }
     let index: ImageIndex = serde_json::from_slice(&bytes).context("the image is not an index")?;
+    // The signature covers the index's digest, and so its app annotation: a signed image of
+    // another app moved under this app's tag verifies as a signature but is not this app's.
+    let owner = index.annotations.get(crate::repository::images::APP_ANNOTATION).map(String::as_str);
+    if owner != Some(app) {
+        bail!(
+            "{tag} names a signed image of {}, not of app `{app}` (its signed index says {}={}): another image was moved under this tag; roll back to one of `{app}`'s releases",
+            owner.map_or_else(|| "no app".to_string(), |owner| format!("app `{owner}`")),
+            crate::repository::images::APP_ANNOTATION,
+            owner.unwrap_or("nothing"),
+        );
+    }
     let mut attested = Vec::new();
     for entry in &index.manifests {
         let platform = entry.platform.as_ref().map_or_else(|| entry.digest.to_string(), ToString::to_string);
@@ -117,6 +128,9 @@ pub async fn verify(store: &Store, reference: &str, tag: &str, key: &PublicKey) 
         let statement: serde_json::Value = serde_json::from_slice(&statement).context("the signed provenance is not JSON")?;
         if statement["subject"][0]["digest"]["sha256"] != entry.digest.hex() {
             bail!("the signed provenance of {platform} names another image than {}", entry.digest);
+        }
+        if statement["subject"][0]["name"] != app {
+            bail!("the signed provenance of {platform} is app {}'s, not `{app}`'s", statement["subject"][0]["name"]);
         }
         attested.push(platform);
     }

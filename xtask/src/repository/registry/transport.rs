@@ -105,20 +105,20 @@ impl Transport {
             None if host == crate::image::reference::DOCKER_HUB => crate::image::reference::DOCKER_HUB_API.to_string(),
             None => host.to_string(),
         };
-        let http = reqwest::Client::builder()
+        let allow_plain_http = allows_plain_http(host) || allows_plain_http(&address);
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("cargo-xtask-release/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .tls_certs_merge(roots.0.iter().cloned())
-            .redirect(redirect_policy())
-            .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Transport {
-            host: host.to_string(),
-            allow_plain_http: allows_plain_http(host) || allows_plain_http(&address),
-            address,
-            base_url: tokio::sync::OnceCell::new(),
-            http,
-        })
+            .redirect(redirect_policy());
+        // HTTP_PROXY and HTTPS_PROXY (with NO_PROXY) are honoured, except for a registry spoken
+        // to in plain HTTP (loopback, XTASK_INSECURE_REGISTRIES): its Basic credentials would
+        // cross the proxy in clear, and loopback is this machine anyway.
+        if allow_plain_http {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().context("cannot set up the HTTP client")?;
+        Ok(Transport { host: host.to_string(), allow_plain_http, address, base_url: tokio::sync::OnceCell::new(), http })
     }
 
     /// Whether plain HTTP may carry credentials to `url`'s host: only for loopback hosts and the
