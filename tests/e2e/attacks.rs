@@ -20,6 +20,7 @@ const ATTACKS: &[Row] = &[
     ("a challenge from where a redirect led gets no credentials", challenge_after_redirect),
     ("HTTP_PROXY never carries a loopback registry's requests or credentials", proxy_skips_plain_http),
     ("verify APP refuses another app's signed image moved under its tag", verify_binds_the_app),
+    ("a registry that trickles a byte now and then cannot hold a command", trickling_registry),
     ("a tag list Link on another origin gets no credentials", link_on_another_origin),
     ("a tag list Link back to a page already read ends", link_loop),
     ("an endless manifest is cut at 4 MiB", endless_manifest),
@@ -443,6 +444,24 @@ fn secrets_kept_from_build_scripts() -> Result<(), String> {
         .filter(|secret| seen.contains(secret))
         .collect();
     ensure(leaked.is_empty(), || format!("the build script saw {leaked:?}"))
+}
+
+fn trickling_registry() -> Result<(), String> {
+    let registry = Registry::start();
+    let front = front_of(
+        &registry,
+        |line| match line.contains("/manifests/") && line.starts_with("GET ") {
+            true => Answer::Trickle("application/vnd.oci.image.index.v1+json", 4),
+            false => Answer::Forward,
+        },
+        |_, _| {},
+    );
+    let scratch = Scratch::new();
+    push_image(&scratch, 4, serde_json::json!({}), &format!("{}/acme/prod:worker-latest", registry.host));
+    let mut command = scratch.command(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]);
+    command.env("XTASK_READ_TIMEOUT", "2");
+    let output = run_within(&mut command, 90).ok_or("`images` still waited on the trickle after 90 s")?;
+    refused(&output, "stopped sending: no byte came for 2 s")
 }
 
 fn endless_manifest() -> Result<(), String> {

@@ -20,6 +20,8 @@ pub enum Answer {
     Text(u16, &'static str, &'static str),
     /// Answers this status with these headers and this body.
     Reply(u16, Vec<(String, String)>, String),
+    /// Answers 200 with this content type, then one byte every this many seconds, for 150 s.
+    Trickle(&'static str, u64),
 }
 
 pub type OnRequest = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
@@ -115,6 +117,15 @@ fn serve(
                 client,
                 "HTTP/1.1 {status} Hostile\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}"
             )?;
+            return Ok(());
+        }
+        Answer::Trickle(content_type, seconds) => {
+            std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink())?;
+            write!(client, "HTTP/1.1 200 Hostile\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")?;
+            for _ in 0..150 / seconds.max(1) {
+                thread::sleep(std::time::Duration::from_secs(seconds));
+                client.write_all(b"[")?;
+            }
             return Ok(());
         }
         Answer::Reply(status, headers, body) => {

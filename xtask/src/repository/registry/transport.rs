@@ -109,6 +109,9 @@ impl Transport {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("cargo-xtask-release/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            // Every read, the first byte of an answer included: a registry that trickles a byte
+            // now and then cannot hold a release for ever.
+            .read_timeout(read_timeout()?)
             .tls_certs_merge(roots.0.iter().cloned())
             .redirect(redirect_policy());
         // HTTP_PROXY and HTTPS_PROXY (with NO_PROXY) are honoured, except for a registry spoken
@@ -197,6 +200,9 @@ impl Transport {
     }
 
     pub fn unreachable(&self, err: reqwest::Error) -> anyhow::Error {
+        if err.is_timeout() {
+            return stalled(&self.host);
+        }
         if is_certificate_error(&err) {
             return anyhow!(
                 "the TLS certificate of registry {} is not trusted ({}): pass the CA certificate that signed it with --ca-file (or XTASK_CA_FILE), as {}=PEM when the registry is not the command's own, or install it in the system's trust store",
@@ -318,7 +324,28 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 pub fn describe_transport_error(err: reqwest::Error, host: &str) -> anyhow::Error {
+    if err.is_timeout() {
+        return stalled(host);
+    }
     anyhow::Error::new(ConnectionFailure(format!("the connection to {host} failed: {}", root_cause(&err))))
+}
+
+/// How long a read may wait for the next byte: XTASK_READ_TIMEOUT seconds, 30 by default.
+fn read_timeout() -> Result<Duration> {
+    match std::env::var("XTASK_READ_TIMEOUT").ok().filter(|text| !text.is_empty()) {
+        None => Ok(Duration::from_secs(30)),
+        Some(text) => match text.parse::<u64>() {
+            Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+            _ => anyhow::bail!("XTASK_READ_TIMEOUT=`{text}` is not a number of seconds above 0: set it to how long a registry may go without sending a byte"),
+        },
+    }
+}
+
+fn stalled(host: &str) -> anyhow::Error {
+    let seconds = read_timeout().map_or(30, |timeout| timeout.as_secs());
+    anyhow::Error::new(ConnectionFailure(format!(
+        "registry {host} stopped sending: no byte came for {seconds} s, also when asked again: check the registry and the network, or raise XTASK_READ_TIMEOUT (seconds) for a slow one"
+    )))
 }
 
 /// Streams (part of) a blob file, reporting progress and failing the stream when the file is
