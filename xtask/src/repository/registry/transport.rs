@@ -92,6 +92,8 @@ pub struct Transport {
     allow_plain_http: bool,
     base_url: tokio::sync::OnceCell<Url>,
     pub http: reqwest::Client,
+    /// The same, without the read timeout: for requests that send a blob.
+    uploads: reqwest::Client,
 }
 
 impl Transport {
@@ -106,22 +108,29 @@ impl Transport {
             None => host.to_string(),
         };
         let allow_plain_http = allows_plain_http(host) || allows_plain_http(&address);
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("cargo-xtask-release/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // Every read, the first byte of an answer included: a registry that trickles a byte
-            // now and then cannot hold a release for ever.
-            .read_timeout(read_timeout()?)
-            .tls_certs_merge(roots.0.iter().cloned())
-            .redirect(redirect_policy());
-        // HTTP_PROXY and HTTPS_PROXY (with NO_PROXY) are honoured, except for a registry spoken
-        // to in plain HTTP (loopback, XTASK_INSECURE_REGISTRIES): its Basic credentials would
-        // cross the proxy in clear, and loopback is this machine anyway.
-        if allow_plain_http {
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().context("cannot set up the HTTP client")?;
-        Ok(Transport { host: host.to_string(), allow_plain_http, address, base_url: tokio::sync::OnceCell::new(), http })
+        let client = |read_timeout: Option<Duration>| {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("cargo-xtask-release/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .tls_certs_merge(roots.0.iter().cloned())
+                .redirect(redirect_policy());
+            if let Some(timeout) = read_timeout {
+                builder = builder.read_timeout(timeout);
+            }
+            // HTTP_PROXY and HTTPS_PROXY (with NO_PROXY) are honoured, except for a registry
+            // spoken to in plain HTTP (loopback, XTASK_INSECURE_REGISTRIES): its Basic credentials
+            // would cross the proxy in clear, and loopback is this machine anyway.
+            if allow_plain_http {
+                builder = builder.no_proxy();
+            }
+            builder.build().context("cannot set up the HTTP client")
+        };
+        // Every read, the first byte of an answer included: a registry that trickles a byte now
+        // and then cannot hold a command for ever. Not for uploads: while a large body goes out
+        // nothing comes back, so they are bounded as a whole instead (`upload_timeout`).
+        let http = client(Some(read_timeout()?))?;
+        let uploads = client(None)?;
+        Ok(Transport { host: host.to_string(), allow_plain_http, address, base_url: tokio::sync::OnceCell::new(), http, uploads })
     }
 
     /// Whether plain HTTP may carry credentials to `url`'s host: only for loopback hosts and the
@@ -181,7 +190,8 @@ impl Transport {
         target: &Target,
         authorization: Option<&HeaderValue>,
     ) -> Result<reqwest::Result<reqwest::Response>> {
-        let mut builder = self.http.request(request.method.clone(), target.url.clone()).headers(request.headers.clone());
+        let client = if matches!(request.body, Body::File { .. }) { &self.uploads } else { &self.http };
+        let mut builder = client.request(request.method.clone(), target.url.clone()).headers(request.headers.clone());
         if let (true, Some(authorization)) = (target.same_origin, authorization) {
             builder = builder.header(header::AUTHORIZATION, authorization.clone());
         }
@@ -193,7 +203,9 @@ impl Transport {
                     tokio::fs::File::open(&blob.path).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
                 file.seek(std::io::SeekFrom::Start(*offset)).await.with_context(|| format!("cannot read blob {}", blob.path.display()))?;
                 let reader = BlobReader { inner: file.take(*len), expected_len: *len, read: 0, on_progress: blob.on_progress.clone() };
-                builder.body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
+                builder
+                    .timeout(upload_timeout(*len))
+                    .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
             }
         };
         Ok(builder.send().await)
@@ -339,6 +351,12 @@ fn read_timeout() -> Result<Duration> {
             _ => anyhow::bail!("XTASK_READ_TIMEOUT=`{text}` is not a number of seconds above 0: set it to how long a registry may go without sending a byte"),
         },
     }
+}
+
+/// How long an upload of `len` bytes may take, answer included: the read timeout, plus the time
+/// the bytes take at 64 KiB/s, a floor no working link falls under.
+fn upload_timeout(len: u64) -> Duration {
+    read_timeout().unwrap_or(Duration::from_secs(30)) + Duration::from_secs(len / (64 * 1024))
 }
 
 fn stalled(host: &str) -> anyhow::Error {
