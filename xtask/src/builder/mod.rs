@@ -35,7 +35,6 @@ use crate::image::oci::{self, Descriptor};
 use crate::image::platform::Platform;
 use crate::image::{self as assembly, ImageParts};
 use crate::progress::Progress;
-use crate::repository::images::APP_ANNOTATION;
 use crate::repository::read::{self, BaseImage};
 use crate::repository::store::Registries;
 use crate::workspace::config::Config;
@@ -296,7 +295,7 @@ impl Builder<'_> {
             manifests.push(manifest);
         }
         let mut index_annotations = annotations;
-        index_annotations.insert(APP_ANNOTATION.to_string(), member.name.clone());
+        index_annotations.insert(oci::APP_ANNOTATION.to_string(), member.name.clone());
         if let Some(inputs) = provenance.inputs.get(&member.name) {
             index_annotations.insert(crate::detect::inputs::ANNOTATION.to_string(), inputs.to_string());
         }

@@ -18,6 +18,9 @@ pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.roo
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The index annotation naming the app an image belongs to.
+pub const APP_ANNOTATION: &str = "dev.xtask.app";
+
 /// A `sha256:<64 lower-case hex>` content digest, validated on construction.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

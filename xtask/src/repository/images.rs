@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::image::oci::{Digest, ImageIndex, ImageManifest};
+use crate::image::oci::{self, Digest, ImageIndex, ImageManifest};
 use crate::repository::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,9 +36,6 @@ pub fn app_of<'a>(tag: &str, apps: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The index annotation naming the app an image belongs to.
-pub const APP_ANNOTATION: &str = "dev.xtask.app";
-
 /// The images of each of the `wanted` apps in `store`, newest first, found through the tags of
 /// the repository (`apps` are all of the workspace's). An image belongs to the app its
 /// `dev.xtask.app` annotation names; one without it (released before it existed, or by other
@@ -52,7 +49,7 @@ pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<B
         let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
         let Some(bytes) = store.find_manifest(&tag).await? else { continue };
         let annotations = crate::image::oci::annotations_of(&bytes).unwrap_or_default();
-        if annotations.get(APP_ANNOTATION).is_some_and(|owner| owner != app) {
+        if annotations.get(oci::APP_ANNOTATION).is_some_and(|owner| owner != app) {
             continue;
         }
         let digest = Digest::of(&bytes);

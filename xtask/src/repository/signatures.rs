@@ -101,12 +101,12 @@ pub async fn verify(store: &Store, reference: &str, app: &str, tag: &str, key: &
     let index: ImageIndex = serde_json::from_slice(&bytes).context("the image is not an index")?;
     // The signature covers the index's digest, and so its app annotation: a signed image of
     // another app moved under this app's tag verifies as a signature but is not this app's.
-    let owner = index.annotations.get(crate::repository::images::APP_ANNOTATION).map(String::as_str);
+    let owner = index.annotations.get(crate::image::oci::APP_ANNOTATION).map(String::as_str);
     if owner != Some(app) {
         bail!(
             "{tag} names a signed image of {}, not of app `{app}` (its signed index says {}={}): another image was moved under this tag; roll back to one of `{app}`'s releases",
             owner.map_or_else(|| "no app".to_string(), |owner| format!("app `{owner}`")),
-            crate::repository::images::APP_ANNOTATION,
+            crate::image::oci::APP_ANNOTATION,
             owner.unwrap_or("nothing"),
         );
     }
