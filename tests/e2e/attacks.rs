@@ -21,6 +21,7 @@ const ATTACKS: &[Row] = &[
     ("HTTP_PROXY never carries a loopback registry's requests or credentials", proxy_skips_plain_http),
     ("verify APP refuses another app's signed image moved under its tag", verify_binds_the_app),
     ("a registry that trickles a byte now and then cannot hold a command", trickling_registry),
+    ("endless tag pages and an index listing one manifest 10,000 times are cut, and said so", bounded_listing),
     ("a tag list Link on another origin gets no credentials", link_on_another_origin),
     ("a tag list Link back to a page already read ends", link_loop),
     ("an endless manifest is cut at 4 MiB", endless_manifest),
@@ -462,6 +463,53 @@ fn trickling_registry() -> Result<(), String> {
     command.env("XTASK_READ_TIMEOUT", "2");
     let output = run_within(&mut command, 90).ok_or("`images` still waited on the trickle after 90 s")?;
     refused(&output, "stopped sending: no byte came for 2 s")
+}
+
+fn bounded_listing() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    push_image(&scratch, 6, serde_json::json!({}), &format!("{}/acme/prod:worker-1", registry.host));
+    let manifest = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{}/acme/prod:worker-1", registry.host)]).stdout;
+    let digest = format!("sha256:{:x}", Sha256::digest(&manifest));
+    let entry = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
+        "platform": {"architecture": "amd64", "os": "linux"}});
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": vec![entry; 10_000]})
+    .to_string();
+    let front = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(move |line| {
+            let json = || vec![("Content-Type".to_string(), "application/json".to_string())];
+            if line.contains("/tags/list") {
+                // Every page has three times the tags asked for, and names a next page.
+                let page: usize = line.split("last=p").nth(1).and_then(|rest| rest.split([' ', '&']).next()?.parse().ok()).unwrap_or(0);
+                let tags: Vec<String> =
+                    std::iter::once("worker-latest".to_string()).chain((0..3000).map(|i| format!("x{page}-{i}"))).collect();
+                let mut headers = json();
+                headers.push(("Link".into(), format!("</v2/acme/prod/tags/list?n=1000&last=p{}>; rel=\"next\"", page + 1)));
+                return Answer::Reply(200, headers, serde_json::json!({"name": "acme/prod", "tags": tags}).to_string());
+            }
+            if line.starts_with("GET ") && line.contains("/manifests/worker-latest") {
+                let headers = vec![("Content-Type".to_string(), "application/vnd.oci.image.index.v1+json".to_string())];
+                return Answer::Reply(200, headers, index.clone());
+            }
+            Answer::Forward
+        }),
+        Arc::new(|_, _| {}),
+    );
+    let before = registry.requests().len();
+    let listing = run_within(&mut scratch.command(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]), 120);
+    let output = listing.ok_or("`images` was still listing after 120 s")?;
+    succeeded(&output)?;
+    let manifest_path = format!("/manifests/{digest}");
+    let reads =
+        registry.requests()[before..].iter().filter(|request| request.starts_with("GET") && request.contains(&manifest_path)).count();
+    ensure(reads == 1, || format!("the manifest the index lists 10,000 times was read {reads} times"))?;
+    let text = stderr(&output);
+    ensure(text.contains("was cut: 100000 tags kept") && text.contains("the pages after the last one read not followed"), || {
+        format!("the listing does not say what was cut: {text}")
+    })
 }
 
 fn endless_manifest() -> Result<(), String> {

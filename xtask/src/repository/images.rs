@@ -74,6 +74,10 @@ pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<B
     Ok(listing)
 }
 
+/// The most distinct manifests of one index read for its size (a real index lists a few
+/// platforms and their attestations).
+const MANIFESTS_READ: usize = 64;
+
 /// Reads an index (or a single manifest) and its platform manifests for the listing.
 async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTreeMap<String, String>, tag: String) -> Result<Image> {
     let mut image = Image {
@@ -86,25 +90,42 @@ async fn describe(store: &Store, digest: Digest, bytes: &[u8], annotations: &BTr
         carries: Vec::new(),
         attachments: Vec::new(),
     };
-    let manifests: Vec<Vec<u8>> = match serde_json::from_slice::<ImageIndex>(bytes) {
+    // Each manifest is read once however often the index lists it, and only its blobs' sizes are
+    // kept: an index that lists one large manifest ten thousand times costs one read.
+    let mut blobs = BTreeMap::new();
+    let mut add_blobs = |manifest: &[u8]| {
+        if let Ok(manifest) = serde_json::from_slice::<ImageManifest>(manifest) {
+            for blob in std::iter::once(manifest.config).chain(manifest.layers) {
+                blobs.insert(blob.digest, blob.size);
+            }
+        }
+    };
+    match serde_json::from_slice::<ImageIndex>(bytes) {
         Ok(index) => {
-            let mut manifests = Vec::new();
+            let listed = index.manifests.len();
+            let mut read = std::collections::BTreeSet::new();
             for entry in index.manifests {
                 if let Some(platform) = &entry.platform {
-                    image.platforms.push(format!("{}/{}", platform.os, platform.architecture));
+                    let platform = format!("{}/{}", platform.os, platform.architecture);
+                    if !image.platforms.contains(&platform) {
+                        image.platforms.push(platform);
+                    }
                 }
-                manifests.extend(store.find_manifest(entry.digest.as_str()).await?);
+                if read.len() >= MANIFESTS_READ {
+                    eprintln!(
+                        "note: {} lists {listed} manifests; the first {MANIFESTS_READ} distinct ones were read for its size",
+                        image.digest
+                    );
+                    break;
+                }
+                if read.insert(entry.digest.clone()) {
+                    if let Some(manifest) = store.find_manifest(entry.digest.as_str()).await? {
+                        add_blobs(&manifest);
+                    }
+                }
             }
-            manifests
         }
-        Err(_) => vec![bytes.to_vec()],
-    };
-    let mut blobs = BTreeMap::new();
-    for manifest in manifests {
-        let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&manifest) else { continue };
-        for blob in std::iter::once(manifest.config).chain(manifest.layers) {
-            blobs.insert(blob.digest, blob.size);
-        }
+        Err(_) => add_blobs(bytes),
     }
     image.size = blobs.values().sum();
     Ok(image)

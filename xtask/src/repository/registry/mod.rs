@@ -30,6 +30,14 @@ const ATTEMPTS: u32 = 5;
 /// The most pages of a tag list followed: a million tags at the page size asked for.
 const TAG_PAGES: usize = 1000;
 
+/// The tags asked for per page; a page with more is a registry that does not listen, and only
+/// this many of it are kept.
+const TAGS_PER_PAGE: usize = 1000;
+
+/// The most distinct tags a command keeps of one repository (a hundred thousand tags of at most
+/// 128 bytes are a few MiB; a registry that lies cannot make it more).
+const TAGS_KEPT: usize = 100_000;
+
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 pub struct Registry {
@@ -364,7 +372,10 @@ impl Registry {
     /// `TAG_PAGES` pages, ends with an error.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
         let mut tags = Vec::new();
-        let mut url = format!("/v2/{repository}/tags/list?n=1000");
+        let mut kept = HashSet::new();
+        // What a lying registry sent that was left out: too many on a page, invalid, repeated.
+        let (mut beyond_page, mut invalid) = (0usize, 0usize);
+        let mut url = format!("/v2/{repository}/tags/list?n={TAGS_PER_PAGE}");
         let mut seen = HashSet::new();
         loop {
             if !seen.insert(url.clone()) || seen.len() > TAG_PAGES {
@@ -395,10 +406,29 @@ impl Registry {
             }
             let page: TagList = serde_json::from_slice(&body)
                 .with_context(|| format!("registry {} answered the tag list of {repository} with invalid JSON", self.transport.host))?;
-            tags.extend(page.tags.unwrap_or_default());
+            let page = page.tags.unwrap_or_default();
+            beyond_page += page.len().saturating_sub(TAGS_PER_PAGE);
+            for tag in page.into_iter().take(TAGS_PER_PAGE) {
+                if crate::image::reference::validate_tag(&tag).is_err() {
+                    invalid += 1;
+                } else if kept.len() < TAGS_KEPT && kept.insert(tag.clone()) {
+                    tags.push(tag);
+                }
+            }
+            let full = kept.len() >= TAGS_KEPT;
             match next {
-                Some(next) if !next.is_empty() => url = next,
-                _ => return Ok(tags),
+                Some(next) if !next.is_empty() && !full => url = next,
+                _ => {
+                    if beyond_page > 0 || invalid > 0 || full {
+                        eprintln!(
+                            "note: registry {} sent a tag list of {repository} that was cut: {} tags kept (at most {TAGS_KEPT}), {beyond_page} beyond the {TAGS_PER_PAGE} a page was asked for and {invalid} that are no valid tag left out{}",
+                            self.host(),
+                            tags.len(),
+                            if full && next.is_some_and(|next| !next.is_empty()) { ", and the pages after the last one read not followed" } else { "" }
+                        );
+                    }
+                    return Ok(tags);
+                }
             }
         }
     }
