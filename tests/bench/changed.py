@@ -13,7 +13,12 @@ each depending on up to three lower-numbered crates, 20 files each. Three change
 Each is timed as the median of N runs of the compiled xtask binary (`changed --json`), next to
 the median of as many runs of `cargo metadata --format-version 1` (what any Cargo-aware tool
 pays at least once), the two alternating.
-Usage: python3 tests/bench/changed.py [--runs N] [--crates N] [--keep DIR]
+
+`--quick` runs each case once on a small workspace (70 crates, 1,400 files, 10 commits: the
+fewest crates where an app, c069, reaches the changed library; `--crates` still applies), with
+`cargo metadata` still alongside, so that tests/ci.sh keeps the benchmark working; like the full
+run it exits non-zero, with the failing command's output, when a command fails.
+Usage: python3 tests/bench/changed.py [--runs N] [--crates N] [--keep DIR] [--quick]
 """
 import argparse
 import json
@@ -44,8 +49,8 @@ def crate_name(i):
     return f"c{i:03}"
 
 
-def generate(ws, crates):
-    """Writes the workspace and commits it in 100 commits of crates/100 crates each."""
+def generate(ws, crates, commits=100):
+    """Writes the workspace and commits it in `commits` commits of crates/commits crates each."""
     rng = random.Random(7)
     os.makedirs(ws)
     git(ws, "init", "-q", "-b", "main")
@@ -58,12 +63,14 @@ def generate(ws, crates):
     # Up to three dependencies on lower-numbered crates: a DAG where low crates have many dependents.
     for i in range(crates):
         deps[i] = sorted(rng.sample(range(i), min(i, rng.randint(0, 3))))
-    per_commit = max(1, crates // 100)
+    per_commit = max(1, crates // commits)
     for start in range(0, crates, per_commit):
         for i in range(start, min(crates, start + per_commit)):
             write_crate(ws, i, deps[i])
         if start + per_commit >= crates:
-            subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=ws, check=True, stderr=subprocess.DEVNULL)
+            locked = subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=ws, stderr=subprocess.PIPE, text=True)
+            if locked.returncode != 0:
+                sys.exit(f"cargo generate-lockfile --offline failed:\n{locked.stderr}")
         git(ws, "add", "-A")
         git(ws, "commit", "-q", "-m", f"crates from {start}")
 
@@ -103,9 +110,15 @@ def median_time(command, cwd, runs, env=None):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--crates", type=int, default=500)
+    parser.add_argument("--crates", type=int)
     parser.add_argument("--keep", help="generate the workspace here and leave it")
+    parser.add_argument("--quick", action="store_true", help="one run of each case, 70 crates in 10 commits (for tests/ci.sh)")
     args = parser.parse_args()
+    if args.crates is None:
+        args.crates = 70 if args.quick else 500
+    if args.quick:
+        args.runs = 1
+    wall = time.perf_counter()
 
     subprocess.run(["cargo", "build", "--quiet", "-p", "xtask"], cwd=ROOT, check=True)
     xtask = os.path.join(ROOT, "target", "debug", "xtask")
@@ -113,7 +126,7 @@ def main():
     ws = args.keep or os.path.join(tmp, "ws")
     try:
         started = time.perf_counter()
-        generate(ws, args.crates)
+        generate(ws, args.crates, 10 if args.quick else 100)
         files = subprocess.run(["git", "ls-files"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.count(b"\n")
         commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=ws, check=True, stdout=subprocess.PIPE).stdout.decode().strip()
         print(f"workspace: {args.crates} crates, {files} files, {commits} commits (generated in {time.perf_counter() - started:.1f} s)")
@@ -157,6 +170,8 @@ def main():
             elapsed, metadata, apps = results[key]
             print(f"{key:<10} {what:<28} {apps:>5} {elapsed:>12.3f} s {metadata:>13.3f} s {elapsed / metadata:>10.2f}x")
         print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph)")
+        if args.quick:
+            print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

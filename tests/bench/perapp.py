@@ -10,7 +10,11 @@ run). The apps' features disagree on one shared crate (`common`'s `ascii-logs`, 
 so the xtask runs each app alone and compiles `common` twice, as it must; the `agreeing` case
 leaves that feature out of hello-api in a copy of the workspace, where the xtask runs both apps
 together once per target.
-Usage: python3 tests/bench/perapp.py [--runs N]
+
+`--quick` runs each case once (both feature cases, the single cargo run still alongside, cold and
+warm), so that tests/ci.sh keeps the benchmark working; like the full run it exits non-zero, with
+the failing command's output, when a command fails.
+Usage: python3 tests/bench/perapp.py [--runs N] [--quick]
 """
 import argparse
 import os
@@ -66,7 +70,11 @@ def timed(build, ws, tmp, runs):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one run of each case (for tests/ci.sh)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 1
+    wall = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="xtask-bench-perapp-")
     try:
         disagreeing = os.path.join(tmp, "ws")
@@ -85,6 +93,8 @@ def main():
             app_cold, app_warm = timed(xtask_runs, ws, tmp, args.runs)
             print(f"{name:<12} {single_cold:>16.2f} {app_cold:>11.2f} {app_cold / single_cold:>5.2f}x {single_warm:>12.2f} {app_warm:>11.2f} {app_warm / single_warm:>5.2f}x")
         print("goal: at most 1.2x of the single run when features agree")
+        if args.quick:
+            print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

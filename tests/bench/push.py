@@ -4,7 +4,13 @@
 Each run pushes a layout of 4 x 64 MiB incompressible layers to an empty distribution registry
 on loopback (a fresh one per run), alternating the order of the tools; the medians of 5 runs
 and their ratios are printed. Then the peak RSS of the xtask for a 1 GiB layer, and what a
-repeated push sends. Usage: python3 tests/bench/push.py [--runs N] [--layer-mib N]
+repeated push sends.
+
+`--quick` pushes 4 x 1 MiB layers once with each tool (skopeo and curl still alongside), then the
+re-push and a 16 MiB layer for the RSS (`--layer-mib` and `--big-mib` still apply), so that
+tests/ci.sh keeps the benchmark working; like the full run it exits non-zero, with the failing
+command's output, when a command fails.
+Usage: python3 tests/bench/push.py [--runs N] [--layer-mib N] [--big-mib N] [--quick]
 """
 import argparse
 import hashlib
@@ -137,9 +143,17 @@ def curl_floor_script(layout, blobs, manifest, host, jobs):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--layer-mib", type=int, default=64)
-    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--layer-mib", type=int)
+    parser.add_argument("--big-mib", type=int)
+    parser.add_argument("--quick", action="store_true", help="one run, 4 x 1 MiB layers, a 16 MiB layer for the RSS (for tests/ci.sh)")
     args = parser.parse_args()
+    if args.layer_mib is None:
+        args.layer_mib = 1 if args.quick else 64
+    if args.big_mib is None:
+        args.big_mib = 16 if args.quick else 1024
+    if args.quick:
+        args.runs = 1
+    wall = time.perf_counter()
     for tool in ("docker-registry", "skopeo", "curl", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run `bash tests/ci.sh` (or apt-get install docker-registry skopeo curl time)")
@@ -196,6 +210,8 @@ def main():
         finally:
             registry.stop()
         print(f"push of one {args.big_mib} MiB layer: {seconds:.3f} s, xtask peak RSS {kib / 1024:.1f} MiB (goal: under 64 MiB)")
+        if args.quick:
+            print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

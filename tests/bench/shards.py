@@ -12,7 +12,12 @@ this machine, so each is timed alone, as on a runner of its own; each job runs -
 its shortest run counts.
 Prints each job's wall time, the slowest shard's share of the single job (the goal: at most 1/3)
 and the sum over the shards (what the runners spend together).
-Usage: python3 tests/bench/shards.py [--apps N] [--shards N] [--handlers N] [--runs N] [--keep DIR]
+
+`--quick` runs each job once on 8 apps with 4 handlers each (still 4 shards, the single job
+alongside; `--apps`, `--handlers` and `--shards` still apply), so that tests/ci.sh keeps the
+benchmark working; like the full run it exits non-zero, with the failing command's output, when
+a command fails.
+Usage: python3 tests/bench/shards.py [--apps N] [--shards N] [--handlers N] [--runs N] [--keep DIR] [--quick]
 """
 import argparse
 import json
@@ -62,7 +67,9 @@ def generate(ws, apps, args_handlers):
               f'fn main() {{\n    let n = std::env::args().count() as u64;\n    println!("{{}} {{}}", {calls}, HANDLERS[n as usize % HANDLERS.len()](n));\n}}\n')
         write(os.path.join(ws, "crates", name, "Dockerfile"),
               f'FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${{TARGETPLATFORM}}/{name} /{name}\nENTRYPOINT ["/{name}"]\n')
-    subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=ws, check=True, stderr=subprocess.DEVNULL)
+    locked = subprocess.run(["cargo", "generate-lockfile", "--offline"], cwd=ws, stderr=subprocess.PIPE, text=True)
+    if locked.returncode != 0:
+        sys.exit(f"cargo generate-lockfile --offline failed:\n{locked.stderr}")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "apps"]):
         subprocess.run(["git", *args], cwd=ws, check=True)
 
@@ -88,12 +95,20 @@ def job_once(xtask, ws, tmp, name, apps, platforms):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--apps", type=int, default=50)
+    parser.add_argument("--apps", type=int)
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--handlers", type=int, default=40, help="functions of each app's own code")
+    parser.add_argument("--handlers", type=int, help="functions of each app's own code")
     parser.add_argument("--runs", type=int, default=2, help="runs of each job; the shortest counts")
     parser.add_argument("--keep", help="generate the workspace here and leave it")
+    parser.add_argument("--quick", action="store_true", help="one run of each job, 8 apps with 4 handlers (for tests/ci.sh)")
     args = parser.parse_args()
+    if args.apps is None:
+        args.apps = 8 if args.quick else 50
+    if args.handlers is None:
+        args.handlers = 4 if args.quick else 40
+    if args.quick:
+        args.runs = 1
+    wall = time.perf_counter()
 
     subprocess.run(["cargo", "build", "--quiet", "-p", "xtask"], cwd=ROOT, check=True)
     xtask = os.path.join(ROOT, "target", "debug", "xtask")
@@ -116,6 +131,8 @@ def main():
         slowest = max(times)
         print(f"slowest shard / single job: {slowest / single:.2f} (goal: at most 0.33); "
               f"sum over shards: {sum(times):.1f} s ({sum(times) / single:.2f}x the single job's runner time)")
+        if args.quick:
+            print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
