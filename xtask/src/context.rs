@@ -22,7 +22,15 @@ impl Context {
         let sh = Shell::new()?;
         let workspace = Workspace::load(&sh, &std::env::current_dir()?, resolve_graph)?;
         sh.change_dir(&workspace.root);
-        Ok(Context { sh, workspace })
+        let context = Context { sh, workspace };
+        // Whatever the command, what it runs (cargo, build scripts, docker) never sees cosign's
+        // password or, unless the configuration lets them through, the AWS credentials, which
+        // the xtask itself still reads. `release` hides the signing key's variable too.
+        let aws_in_builds = context
+            .config(Overrides { repository: None, platforms: &[] })
+            .is_ok_and(|config| config.supply_chain.aws_credentials_in_builds);
+        context.hide_from_children(&config::secrets_kept_from_builds(aws_in_builds));
+        Ok(context)
     }
 
     /// `[workspace.metadata.xtask]` < `XTASK_*` variables < `overrides`; a local layout

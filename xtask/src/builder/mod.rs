@@ -175,7 +175,14 @@ impl Builder<'_> {
             if !member.is_crate {
                 let local = LocalBase::read(&image, &self.config.platforms)?;
                 let layout = Layout::open(&local.layout)?;
-                for (platform, (manifest, _)) in &local.image.images {
+                // Its file tree is read (from its layers) only when a native build on it writes files.
+                let needed = plans.recipes.values().any(|recipe| match recipe {
+                    Recipe::Native(native) => native
+                        .values()
+                        .any(|plan| plan.changes_files() && matches!(&plan.base, Base::Image { image, .. } if *image == member.name)),
+                    Recipe::Engine(_) => false,
+                });
+                for (platform, (manifest, _)) in local.image.images.iter().filter(|_| needed) {
                     let tree =
                         read::base_tree(self.registries, &local.image.source, manifest, Some(&self.tree_cache()), Some(&layout)).await?;
                     plans.trees.insert((member.name.clone(), platform.clone()), tree);

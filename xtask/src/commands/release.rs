@@ -191,7 +191,7 @@ impl<'a> Release<'a> {
         let key = signing_key(args.sign.as_deref(), args.no_sign, supply_chain)?;
         // Read by now: what builds run must not see them.
         let key_variable = args.sign.as_deref().or(supply_chain.sign.as_deref()).and_then(|source| source.strip_prefix("env://"));
-        ctx.hide_from_children(&secrets_of_the_release(key_variable, supply_chain.aws_credentials_in_builds));
+        ctx.hide_from_children(&key_variable.into_iter().collect::<Vec<_>>());
         let attest = !args.no_attest && (args.attest || supply_chain.attest);
         let pusher = Pusher::new(&args.transfer, config.repository.host(), Progress::new(args.json || args.by_digest))?;
         Ok(Release { ctx, args, config, inputs_config, git, revision, dirty, gate, advisory_gate, key, attest, pusher })
@@ -501,23 +501,6 @@ pub fn signing_key(flag: Option<&str>, no_sign: bool, supply_chain: &config::Sup
         (None, Some(key)) => Some(read_key(key, "`sign` in [workspace.metadata.xtask.supply-chain]")?),
         (None, None) => None,
     })
-}
-
-/// The variables the release reads that builds must not see: the signing key's, cosign's
-/// password, and the AWS credentials unless the configuration lets builds have them.
-fn secrets_of_the_release(key_variable: Option<&str>, aws_credentials_in_builds: bool) -> Vec<&str> {
-    const AWS: [&str; 8] = [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    ];
-    let aws: &[&str] = if aws_credentials_in_builds { &[] } else { &AWS };
-    key_variable.into_iter().chain(["COSIGN_PASSWORD"]).chain(aws.iter().copied()).collect()
 }
 
 /// The signing key `source` names (`named_by` says where it is named): a PEM file, or

@@ -59,6 +59,23 @@ impl Default for SupplyChain {
     }
 }
 
+/// The variables what the xtask runs must not see: cosign's password, and the AWS credentials
+/// unless `aws-credentials-in-builds` lets them through (a compile cache on S3 needs them).
+pub fn secrets_kept_from_builds(aws_credentials_in_builds: bool) -> Vec<&'static str> {
+    const AWS: [&str; 8] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    ];
+    let aws: &[&'static str] = if aws_credentials_in_builds { &[] } else { &AWS };
+    std::iter::once("COSIGN_PASSWORD").chain(aws.iter().copied()).collect()
+}
+
 /// A bill of materials format: SPDX 2.3 JSON, CycloneDX 1.6 JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -366,8 +366,8 @@ impl ImagePlan {
             }
             match instruction {
                 Instruction::Env { pairs } => state.extend(pairs.into_iter().map(|(key, value)| (key, Some(value)))),
-                Instruction::Arg { args } => state.extend(args.into_iter().map(|(key, value)| {
-                    let value = self.given(&key).or(value).or_else(|| lookup_in(&self.meta)(&key));
+                Instruction::Arg { args } => state.extend(args.into_iter().map(|(key, default)| {
+                    let value = self.arg_value(&key, default);
                     (key, value)
                 })),
                 Instruction::Copy(copy) => sources.extend(copy.sources),
@@ -381,6 +381,12 @@ impl ImagePlan {
     /// base image holds matters; a stage that only sets configuration needs no base listing.
     pub fn changes_files(&self) -> bool {
         self.commands.iter().any(|command| matches!(command.instruction, Instruction::Copy(_) | Instruction::Workdir { .. }))
+    }
+
+    /// A stage's `ARG key[=default]`'s value, as BuildKit's dispatchArg gives it: the build
+    /// argument, else the default, else the meta ARG of that name.
+    fn arg_value(&self, key: &str, default: Option<String>) -> Option<String> {
+        self.given(key).or(default).or_else(|| lookup_in(&self.meta)(key))
     }
 
     fn given(&self, name: &str) -> Option<String> {
@@ -443,7 +449,7 @@ impl ImagePlan {
                 Instruction::Label { pairs } => config.labels.extend(pairs.iter().cloned()),
                 Instruction::Arg { args } => {
                     for (key, default) in args {
-                        let value = self.given(key).or_else(|| default.clone()).or_else(|| lookup_in(&self.meta)(key));
+                        let value = self.arg_value(key, default.clone());
                         if value.is_some() {
                             state.push((key.clone(), value));
                         }
