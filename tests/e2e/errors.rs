@@ -210,6 +210,27 @@ fn bad_input_gets_a_clear_error() {
             expected: "has no tag: write REPOSITORY:TAG",
         },
         Case {
+            args: args(&["assemble", "docker/base", "--build-arg", "VERSION", "--output", "target/assembled"]),
+            setup: nothing,
+            expected: "--build-arg VERSION has no value: write --build-arg NAME=VALUE",
+        },
+        Case {
+            args: args(&["assemble", ".", "--file", "crates/worker/Dockerfile", "--output", "target/assembled"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", "FROM scratch\nENV A=\"open\n");
+                scratch.commit("an unterminated quote");
+            },
+            expected: "crates/worker/Dockerfile:2: failed to process \"\\\"open\": unexpected end of statement while looking for matching double-quote; docker build refuses this Dockerfile too: fix that line",
+        },
+        Case {
+            args: args(&["assemble", ".", "--file", "crates/worker/Dockerfile", "--platform", "linux/amd64", "--output", "target/assembled"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", "FROM scratch\nUSER app\nWORKDIR /srv\n");
+                scratch.commit("a directory for a user named by name");
+            },
+            expected: "crates/worker/Dockerfile:3: WORKDIR after USER app (BuildKit makes the directory that user's, whom only the image's /etc/passwd names) is not assembled by the native builder",
+        },
+        Case {
             args: args(&["build", "worker"]),
             setup: &|scratch| {
                 scratch.write("crates/worker/Dockerfile", "FROM scratch\nCOPY ../outside /x\n");
@@ -326,4 +347,13 @@ fn immutable_tags_are_skipped_when_unchanged_and_a_moved_tag_stops_with_the_fix(
         registry.storage().tags("acme/prod").iter().any(|(tag, _)| *tag == format!("worker-{head}")),
         "the new sha tag is written first"
     );
+}
+
+#[test]
+fn a_read_timeout_that_is_no_number_of_seconds_is_refused() {
+    let scratch = Scratch::new();
+    let output = scratch.xtask_with_env(&["images", "worker", "--repository", "127.0.0.1:1/acme/prod"], &[("XTASK_READ_TIMEOUT", "soon")]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(message.contains("XTASK_READ_TIMEOUT=`soon` is not a number of seconds above 0"), "{message}");
 }
