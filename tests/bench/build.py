@@ -172,14 +172,7 @@ def sample_project(ws, tmp, rust_image):
     with open(manifest, "w") as f:
         f.write(text)
     # The crates.io dependencies left (the lockfile pruned to them), from this machine's cargo cache.
-    vendor = subprocess.run(["cargo", "vendor", "--offline", "vendor"], cwd=project, capture_output=True, text=True)
-    if vendor.returncode != 0:
-        vendor = run(["cargo", "vendor", "vendor"], cwd=project)
-    if "vendored-sources" not in vendor.stdout:
-        sys.exit(f"cargo vendor printed no source replacement:\n{vendor.stdout}\n{vendor.stderr[-3000:]}")
-    os.makedirs(os.path.join(project, ".cargo"), exist_ok=True)
-    with open(os.path.join(project, ".cargo", "config.toml"), "a") as f:
-        f.write("\n" + vendor.stdout)
+    vendor_into(project)
     with open(os.path.join(project, "bench-qemu.Dockerfile"), "w") as f:
         f.write(
             f"FROM {rust_image} AS build\n"
@@ -191,6 +184,19 @@ def sample_project(ws, tmp, rust_image):
             f'ENTRYPOINT ["/{APP}"]\n'
         )
     return project, dropped
+
+
+def vendor_into(project):
+    """Vendors a project's crates.io dependencies (from this machine's cargo cache when it has
+    them) into `vendor/`, and points its `.cargo/config.toml` there, for a build in an engine."""
+    vendor = subprocess.run(["cargo", "vendor", "--offline", "vendor"], cwd=project, capture_output=True, text=True)
+    if vendor.returncode != 0:
+        vendor = run(["cargo", "vendor", "vendor"], cwd=project)
+    if "vendored-sources" not in vendor.stdout:
+        sys.exit(f"cargo vendor printed no source replacement:\n{vendor.stdout}\n{vendor.stderr[-3000:]}")
+    os.makedirs(os.path.join(project, ".cargo"), exist_ok=True)
+    with open(os.path.join(project, ".cargo", "config.toml"), "a") as f:
+        f.write("\n" + vendor.stdout)
 
 
 def cargo_build(ws, platforms, env):

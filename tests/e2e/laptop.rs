@@ -9,7 +9,7 @@ use crate::support::docker::Engine;
 use crate::support::harness::{require_tool, run, stderr, stdout, Scratch};
 
 /// The digest of the index `build` wrote for `app`.
-fn built_digest(scratch: &Scratch, app: &str) -> String {
+pub fn built_digest(scratch: &Scratch, app: &str) -> String {
     let index = std::fs::read(scratch.path().join("target/xtask/oci").join(app).join("index.json")).unwrap();
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
     index["manifests"][0]["digest"].as_str().unwrap().to_string()
@@ -17,7 +17,7 @@ fn built_digest(scratch: &Scratch, app: &str) -> String {
 
 /// A `CARGO_HOME` of its own, holding a copy of the machine's registry index and downloaded
 /// crates (the tests never reach crates.io).
-fn copied_cargo_home(into: &Path) {
+pub fn copied_cargo_home(into: &Path) {
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap()).join(".cargo"));

@@ -6,6 +6,7 @@
 mod attacks;
 mod changed;
 mod corpus;
+mod cross;
 mod ecr;
 mod engine;
 mod errors;

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     if let Some(code) = builder::auditable::run_as_rustc_wrapper() {
         return code;
     }
+    // Build scripts and cargo run it as zig's wrapper, the C compiler and linker of a target.
+    if let Some(code) = builder::zig::run_as_compiler() {
+        return code;
+    }
     let flags = flags::Xtask::parse();
     match run(flags) {
         Ok(code) => code,

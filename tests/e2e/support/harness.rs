@@ -46,6 +46,31 @@ impl Scratch {
         scratch
     }
 
+    /// A copy of the workspace under `tests/e2e/fixtures/<name>/` (its tracked files), committed
+    /// to a new git repository: a monorepo of another shape than this one.
+    pub fn fixture(name: &str) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = format!("tests/e2e/fixtures/{name}/");
+        let listing = run(Command::new("git").current_dir(repo_root()).args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            &fixture,
+        ]));
+        assert!(listing.status.success(), "git ls-files failed: {}", stderr(&listing));
+        for path in stdout(&listing).split('\0').filter(|p| !p.is_empty()) {
+            let dest = dir.path().join(path.strip_prefix(&fixture).unwrap());
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(repo_root().join(path), &dest).unwrap();
+        }
+        let scratch = Scratch { dir, docker_config: tempfile::tempdir().unwrap() };
+        scratch.git(&["init", "-q", "-b", "main"]);
+        scratch.commit("initial");
+        scratch
+    }
+
     /// An empty directory, for commands that need no workspace, such as `push`.
     pub fn empty() -> Scratch {
         Scratch { dir: tempfile::tempdir().unwrap(), docker_config: tempfile::tempdir().unwrap() }
@@ -548,6 +573,12 @@ pub fn make_layout(dir: &Path, layer_sizes: &[usize], seed: u64) -> PathBuf {
 /// (`amd64`, `arm64`), each with one gzip layer holding `/etc/base-release`, and pushes it to
 /// `reference` with the xtask.
 pub fn push_base_image(scratch: &Scratch, reference: &str, platforms: &[&str]) {
+    push_base_image_with(scratch, reference, platforms, &|arch| vec![("etc/base-release".to_string(), format!("base for linux/{arch}\n"))]);
+}
+
+/// `push_base_image` with the layer's files given per architecture (a path ending in `/` is a
+/// directory).
+pub fn push_base_image_with(scratch: &Scratch, reference: &str, platforms: &[&str], files: &dyn Fn(&str) -> Vec<(String, String)>) {
     use sha2::{Digest as _, Sha256};
     let dir = scratch.path().join(format!("base-layout-{}", platforms.join("-")));
     let blobs = dir.join("blobs/sha256");
@@ -559,13 +590,15 @@ pub fn push_base_image(scratch: &Scratch, reference: &str, platforms: &[&str]) {
     };
     let mut entries = Vec::new();
     for arch in platforms {
-        let content = format!("base for linux/{arch}\n");
         let mut tar = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_ustar();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        tar.append_data(&mut header, "etc/base-release", content.as_bytes()).unwrap();
+        for (path, content) in files(arch) {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(content.len() as u64);
+            header.set_mode(if path.ends_with('/') { 0o755 } else { 0o644 });
+            header.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
+            header.set_mtime(0);
+            tar.append_data(&mut header, &path, content.as_bytes()).unwrap();
+        }
         let tar = tar.into_inner().unwrap();
         let diff_id = format!("sha256:{:x}", Sha256::digest(&tar));
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

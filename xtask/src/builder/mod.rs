@@ -11,7 +11,9 @@ pub mod dockerignore;
 pub mod engine;
 pub mod load;
 pub mod native;
+pub mod target;
 pub mod toolchain;
+pub mod zig;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -23,6 +25,7 @@ use xshell::{cmd, Shell};
 use crate::builder::context::BuildContext;
 use crate::builder::engine::Engine;
 use crate::builder::native::BaseParts;
+use crate::builder::target::CompileTarget;
 use crate::context::Context;
 use crate::detect::harvest;
 use crate::detect::inputs::AppInputs;
@@ -31,6 +34,7 @@ use crate::flags;
 use crate::image::dockerfile::{self, Base};
 use crate::image::fstree::FsTree;
 use crate::image::layout::Layout;
+use crate::image::libc::{self, GlibcVersion, Libc};
 use crate::image::oci::{self, Descriptor};
 use crate::image::platform::Platform;
 use crate::image::{self as assembly, ImageParts};
@@ -135,6 +139,11 @@ struct Plans {
     engine_bases: BTreeMap<String, Option<BaseImage>>,
     /// The images of `docker/` built so far in this run, which later images start FROM.
     local_bases: BTreeMap<String, LocalBase>,
+    /// The C library each member's platform image starts from (an image of `docker/` has its
+    /// own base's).
+    libcs: BTreeMap<(String, Platform), Libc>,
+    /// What each app's binary for each platform is compiled for.
+    targets: BTreeMap<(String, Platform), CompileTarget>,
 }
 
 impl Builder<'_> {
@@ -162,7 +171,7 @@ impl Builder<'_> {
         let inputs = std::thread::scope(|scope| {
             let inputs = inputs.map(|compute| scope.spawn(compute));
             let crates: Vec<&Member> = members.iter().copied().filter(|member| member.is_crate).collect();
-            self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &crates))?;
+            self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &crates, &plans.targets))?;
             inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
         })?;
         if let Some(inputs) = inputs {
@@ -201,6 +210,8 @@ impl Builder<'_> {
             trees: BTreeMap::new(),
             engine_bases: BTreeMap::new(),
             local_bases: BTreeMap::new(),
+            libcs: BTreeMap::new(),
+            targets: BTreeMap::new(),
         };
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
@@ -234,6 +245,19 @@ impl Builder<'_> {
             if let Recipe::Engine(text) = &recipe {
                 self.read_engine_bases(text, &monorepo_bases, &mut plans.engine_bases).await;
             }
+            for platform in &self.config.platforms {
+                let base = match &recipe {
+                    Recipe::Native(native) => Some(native[platform].base.clone()),
+                    Recipe::Engine(text) => dockerfile::final_base(text, &platform.build_args()),
+                };
+                let libc =
+                    self.base_libc(base, platform, &monorepo_bases, &mut plans).await.with_context(|| format!("{dockerfile}: FROM"))?;
+                plans.libcs.insert((member.name.clone(), platform.clone()), libc);
+                if member.is_crate {
+                    let target = target::choose(&self.config.targets[platform], self.config.libc, self.config.glibc, libc);
+                    plans.targets.insert((member.name.clone(), platform.clone()), target);
+                }
+            }
             plans.recipes.insert(member.name.clone(), recipe);
             if member.is_crate && member.bin.is_none() {
                 bail!(
@@ -246,9 +270,30 @@ impl Builder<'_> {
         Ok(plans)
     }
 
-    /// Where the listings of base images' layers are kept between runs.
+    /// The C library of the image a member's platform image starts from: none for scratch, an
+    /// image of `docker/`'s own base's, a registry image's from its file tree (read here when the
+    /// native builder did not need it; an engine's base that no registry has counts as static).
+    async fn base_libc(&self, base: Option<Base>, platform: &Platform, monorepo_bases: &[&str], plans: &mut Plans) -> Result<Libc> {
+        let Some(Base::Image { image, .. }) = base else { return Ok(Libc::Static) };
+        let key = (image.clone(), platform.clone());
+        if monorepo_bases.contains(&image.as_str()) {
+            return Ok(plans.libcs.get(&key).copied().unwrap_or(Libc::Static));
+        }
+        if let Some(tree) = plans.trees.get(&key) {
+            return Ok(libc::of_tree(tree));
+        }
+        let Some(base) = plans.bases.get(&image).or_else(|| plans.engine_bases.get(&image)?.as_ref()) else { return Ok(Libc::Static) };
+        let Some((manifest, _)) = base.images.get(platform) else { return Ok(Libc::Static) };
+        let tree = read::base_tree(self.registries, &base.source, manifest, Some(&self.tree_cache()), None).await?;
+        let found = libc::of_tree(&tree);
+        plans.trees.insert(key, tree);
+        Ok(found)
+    }
+
+    /// Where the listings of base images' layers are kept between runs; `-2` since they carry
+    /// what was read of glibc's files, which earlier listings lack.
     fn tree_cache(&self) -> PathBuf {
-        self.ctx.workspace.target_dir.join("xtask/cache/base-layers")
+        self.ctx.workspace.target_dir.join("xtask/cache/base-layers-2")
     }
 
     /// The base images of an engine recipe, from their registries, so that the layers an image
@@ -296,7 +341,10 @@ impl Builder<'_> {
             if let Some(attester) = attester {
                 let base = base_of(member, platform, plans);
                 let base = base.as_ref().map(|(image, digest)| (image.as_str(), digest));
-                let target = &self.config.targets[platform];
+                let target = plans
+                    .targets
+                    .get(&(member.name.clone(), platform.clone()))
+                    .map_or(&self.config.targets[platform], |target| &target.triple);
                 attachments.extend(attester.attach(&layout, member, platform, target, &manifest, base, provenance, self.signing_key)?);
             }
             manifests.push(manifest);
@@ -479,71 +527,161 @@ fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Pl
     Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
 }
 
-/// Compiles every app for every target, then copies each binary to
+/// Compiles every app for every platform's target (`targets`), then copies each binary to
 /// `target/stage/<platform>/<bin>`, where the Dockerfiles expect it. Each binary must be what
 /// `cargo build -p APP --target T` makes alone: one cargo run for several apps unifies a shared
 /// dependency's features across them, and one run for several targets across those. So each
 /// target gets a run of its own, and the apps share it only where the simulated resolution
-/// (`Resolver::targets_where_builds_agree`) shows that no app's build would change by it;
-/// elsewhere each app gets a run of its own. Artifacts whose features agree are shared through
-/// the target directory either way.
-fn compile(sh: &Shell, workspace: &Workspace, config: &Config, members: &[&Member]) -> Result<()> {
-    let triples: Vec<&String> = config.platforms.iter().map(|platform| &config.targets[platform]).collect();
-    toolchain::prepare_targets(sh, &workspace.root, &triples)?;
+/// (`Resolver::targets_where_builds_agree`) shows that no app's build would change by it, and
+/// where they are linked by the same linker; elsewhere each app gets a run of its own. Artifacts
+/// whose features agree are shared through the target directory either way.
+///
+/// A target whose apps compile C code, and every gnu target, gets zig as its C toolchain
+/// (`zig`): one glibc version per target, the oldest its apps' bases have, so that one set of
+/// artifacts serves them all. Pure-Rust apps for musl are linked by rust-lld as configured.
+fn compile(
+    sh: &Shell,
+    workspace: &Workspace,
+    config: &Config,
+    members: &[&Member],
+    targets: &BTreeMap<(String, Platform), CompileTarget>,
+) -> Result<()> {
+    // One glibc version per gnu target: the oldest its apps' bases have.
+    let mut glibc: BTreeMap<&str, Option<GlibcVersion>> = BTreeMap::new();
+    let mut triples: Vec<&String> = Vec::new();
+    for target in targets.values() {
+        let pinned = glibc.entry(target.triple.as_str()).or_insert(target.glibc);
+        *pinned = match (*pinned, target.glibc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !triples.contains(&&target.triple) {
+            triples.push(&target.triple);
+        }
+    }
+    let names: Vec<String> = members.iter().map(|member| member.name.clone()).collect();
+    // The apps that build for `triple` (for one of their platforms).
+    let apps_for = |triple: &str| -> Vec<&String> {
+        names.iter().filter(|name| targets.iter().any(|((app, _), target)| app == *name && target.triple == triple)).collect()
+    };
+    // Every binary carries its dependency list (cargo-auditable's format), and which apps
+    // compile C comes from the same resolution; the build needs the resolved graph anyway.
+    let resolver = workspace.graph.resolver().context("the binaries' dependency lists need the workspace's resolved graph")?;
+    let mut compiles_c: BTreeSet<(String, String)> = BTreeSet::new();
+    let sysroot = std::env::var_os("PKG_CONFIG_SYSROOT_DIR").is_some();
+    for triple in &triples {
+        for app in apps_for(triple) {
+            let native = resolver.native_code(app, triple)?;
+            let sysroot = sysroot || std::env::var_os(format!("PKG_CONFIG_SYSROOT_DIR_{}", triple.replace('-', "_"))).is_some();
+            if let Some(library) = native.system_libraries.first().filter(|_| !sysroot) {
+                bail!(
+                    "{app} links the system's {} for {triple} (through `{}`), which no cross toolchain has: build it from source with {}, or give the build a sysroot that has it for {triple} (PKG_CONFIG_SYSROOT_DIR_{} and PKG_CONFIG_PATH_{}; README, \"C code and glibc\")",
+                    library.library,
+                    library.package,
+                    library.how,
+                    triple.replace('-', "_"),
+                    triple.replace('-', "_"),
+                );
+            }
+            if native.compiles_c {
+                compiles_c.insert((app.clone(), triple.to_string()));
+            }
+        }
+    }
+    let links_with_zig = |app: &str, triple: &str| target::is_gnu(triple) || compiles_c.contains(&(app.to_string(), triple.to_string()));
+    let zig_triples: Vec<&String> =
+        triples.iter().copied().filter(|triple| apps_for(triple).iter().any(|app| links_with_zig(app, triple))).collect();
+    toolchain::prepare_targets(sh, &workspace.root, &triples, &zig_triples)?;
     let cargo = crate::workspace::cargo();
     let cargo_home = crate::workspace::cargo_home().unwrap_or_default();
-    let remap = toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &|key| std::env::var(key).ok());
-    let names: Vec<String> = members.iter().map(|member| member.name.clone()).collect();
-    // Without a resolvable graph (offline, crates not downloaded) every app builds alone.
-    let agreeing = match names.len() {
-        0 | 1 => BTreeSet::new(),
-        _ => workspace
-            .graph
-            .resolver()
-            .and_then(|resolver| {
-                let triples: Vec<&str> = triples.iter().map(|triple| triple.as_str()).collect();
-                resolver.targets_where_builds_agree(&names, &triples)
-            })
-            .unwrap_or_default(),
-    };
-    // Every binary carries its dependency list (cargo-auditable's format); the list needs the
-    // resolved graph, which the build needs anyway.
-    let resolver = workspace.graph.resolver().context("the binaries' dependency lists need the workspace's resolved graph")?;
+    let env = |key: &str| std::env::var(key).ok();
+    let remap = toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &env);
+    let mut toolchains = BTreeMap::new();
+    if !zig_triples.is_empty() {
+        let why = match zig_triples.iter().find(|triple| target::is_gnu(triple)) {
+            Some(triple) => format!("the build links apps for {triple} against their bases' glibc"),
+            None => {
+                format!("the apps' builds compile C code for {}", zig_triples.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" and "))
+            }
+        };
+        let zig = zig::Zig::locate(sh, &why)?;
+        let exe = std::env::current_exe().context("cannot find the xtask's own executable, which wraps zig")?;
+        for triple in &zig_triples {
+            let zig_target = zig::zig_target(triple, glibc[triple.as_str()])?;
+            let linked: Vec<&str> = apps_for(triple).into_iter().filter(|app| links_with_zig(app, triple)).map(String::as_str).collect();
+            match glibc[triple.as_str()] {
+                Some(version) => eprintln!(
+                    "{triple}: {} linked against glibc {version} by zig {} (the oldest glibc of their bases)",
+                    linked.join(", "),
+                    zig.version
+                ),
+                None => eprintln!("{triple}: {} compiled and linked with zig {} (C code in their builds)", linked.join(", "), zig.version),
+            }
+            toolchains.insert(triple.as_str(), zig::Toolchain::write(&workspace.target_dir.join("xtask/zig"), &exe, &zig, &zig_target)?);
+        }
+    }
+    let prefixes = toolchain::remap_prefixes(&workspace.root, &cargo_home);
     let embedding = auditable::Embedding::prepare(workspace, resolver, members, &triples)?.environment()?;
     for triple in &triples {
-        let runs: Vec<Vec<&String>> =
-            if agreeing.contains(triple.as_str()) { vec![names.iter().collect()] } else { names.iter().map(|name| vec![name]).collect() };
-        for apps in runs {
-            let mut args: Vec<String> = ["build", "--release", "--locked", "--target", triple].map(String::from).to_vec();
-            for app in &apps {
-                args.extend(["--package".to_string(), app.to_string()]);
-            }
-            let mut command = cmd!(sh, "{cargo}");
-            for (key, value) in &embedding {
-                command = command.env(key, value);
-            }
-            match &remap {
-                toolchain::RemapFlags::Environment(flags) => {
-                    command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS")
+        // The apps linked by zig and those linked as configured never share a run: an app's
+        // binary does not depend on which other apps were built beside it.
+        let mut by_linker: BTreeMap<bool, Vec<String>> = BTreeMap::new();
+        for app in apps_for(triple) {
+            by_linker.entry(links_with_zig(app, triple)).or_default().push(app.clone());
+        }
+        for (link, group) in by_linker {
+            // Without a resolvable graph (offline, crates not downloaded) every app builds alone.
+            let agree = group.len() > 1
+                && resolver
+                    .targets_where_builds_agree(&group, &[triple.as_str()])
+                    .map(|agreeing| agreeing.contains(triple.as_str()))
+                    .unwrap_or(false);
+            let runs: Vec<Vec<&String>> = if agree { vec![group.iter().collect()] } else { group.iter().map(|app| vec![app]).collect() };
+            for apps in runs {
+                let mut args: Vec<String> = ["build", "--release", "--locked", "--target", triple].map(String::from).to_vec();
+                for app in &apps {
+                    args.extend(["--package".to_string(), app.to_string()]);
                 }
-                toolchain::RemapFlags::Config(config) => args.extend(config.iter().cloned()),
+                let mut command = cmd!(sh, "{cargo}");
+                for (key, value) in &embedding {
+                    command = command.env(key, value);
+                }
+                // The C toolchain is the same for every run of the target, so that the build
+                // scripts that compile C do not run again between them.
+                if let Some(toolchain) = toolchains.get(triple.as_str()) {
+                    for (key, value) in toolchain.environment(triple, link, &prefixes, &env) {
+                        command = command.env(key, value);
+                    }
+                }
+                match &remap {
+                    toolchain::RemapFlags::Environment(flags) => {
+                        command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS")
+                    }
+                    toolchain::RemapFlags::Config(config) => args.extend(config.iter().cloned()),
+                }
+                let linker = match toolchains.get(triple.as_str()) {
+                    Some(toolchain) if link => format!("zig cc -target {}", toolchain.zig_target),
+                    _ => "the configured linker".to_string(),
+                };
+                command.args(args).run().with_context(|| {
+                    format!(
+                        "cargo could not build {} for {triple} (linked by {linker}): fix what cargo printed above and run the command again",
+                        apps.iter().map(|app| app.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
             }
-            command.args(args).run().with_context(|| {
-                format!(
-                    "cargo could not build {} for {triple}: fix what cargo printed above and run the command again (rust-lld links pure-Rust apps for both targets on any host; a crate that compiles C code needs a C compiler for the target too, such as musl-tools' musl-gcc or gcc-aarch64-linux-gnu, named in `CC_<target>`)",
-                    apps.iter().map(|app| app.as_str()).collect::<Vec<_>>().join(", ")
-                )
-            })?;
         }
     }
     for member in members {
-        report_reads_outside_crates(workspace, config, member, &triples)?;
+        let own: Vec<&String> =
+            config.platforms.iter().filter_map(|platform| Some(&targets.get(&(member.name.clone(), platform.clone()))?.triple)).collect();
+        report_reads_outside_crates(workspace, config, member, &own)?;
     }
     for platform in &config.platforms {
-        let triple = &config.targets[platform];
         let stage = workspace.root.join("target/stage").join(platform.to_string());
         fs::create_dir_all(&stage)?;
         for member in members {
+            let triple = &targets[&(member.name.clone(), platform.clone())].triple;
             let bin = member.bin.as_deref().expect("checked before compiling");
             let built = workspace.target_dir.join(triple).join("release").join(bin);
             fs::copy(&built, stage.join(bin)).with_context(|| format!("cannot stage {}", built.display()))?;

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 /// Adds missing rustup targets, as a user would have to anyway, and checks that the linker
-/// configured for each target can be found.
-pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String]) -> Result<()> {
+/// configured for each target can be found, but for the targets zig links (`linked_by_zig`).
+pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], linked_by_zig: &[&String]) -> Result<()> {
     // Without rustc on PATH cargo's own error says what is missing.
     let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
         return Ok(());
@@ -18,7 +18,7 @@ pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String]) -
     let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
     install_missing_targets(sh, &rustlib, triples)?;
     let configs = config_files(workspace_root);
-    for triple in triples {
+    for triple in triples.iter().filter(|triple| !linked_by_zig.contains(triple)) {
         let Some(linker) = configured_linker(&configs, &|key| std::env::var(key).ok(), triple) else { continue };
         if !linker_exists(&linker.program, &rustlib) {
             bail!(
@@ -49,16 +49,10 @@ pub enum RemapFlags {
 /// reach a binary too. Each prefix is remapped as given and canonicalised, to `/cargo` and
 /// `/workspace`; rustc applies the last matching flag, so the workspace comes last.
 pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String], env: &dyn Fn(&str) -> Option<String>) -> RemapFlags {
-    let mut flags = Vec::new();
-    for (prefix, replacement) in [(cargo_home, "/cargo"), (workspace_root, "/workspace")] {
-        let canonical = prefix.canonicalize().unwrap_or_else(|_| prefix.to_path_buf());
-        for path in [prefix.to_path_buf(), canonical] {
-            let flag = format!("--remap-path-prefix={}={replacement}", path.display());
-            if !flags.contains(&flag) {
-                flags.push(flag);
-            }
-        }
-    }
+    let flags: Vec<String> = remap_prefixes(workspace_root, cargo_home)
+        .into_iter()
+        .map(|(path, replacement)| format!("--remap-path-prefix={}={replacement}", path.display()))
+        .collect();
     let from_env = env("CARGO_ENCODED_RUSTFLAGS")
         .map(|encoded| encoded.split('\x1f').filter(|flag| !flag.is_empty()).map(str::to_string).collect::<Vec<_>>())
         .or_else(|| env("RUSTFLAGS").map(|text| text.split_whitespace().map(str::to_string).collect()));
@@ -68,6 +62,21 @@ pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String]
     }
     let list = serde_json::to_string(&flags).expect("strings serialise");
     RemapFlags::Config(triples.iter().flat_map(|triple| ["--config".to_string(), format!("target.{triple}.rustflags={list}")]).collect())
+}
+
+/// The host prefixes `remap_flags` replaces, each with its replacement, in that order; C
+/// compilers get the same (`zig::Toolchain::environment`).
+pub fn remap_prefixes(workspace_root: &Path, cargo_home: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut prefixes = Vec::new();
+    for (prefix, replacement) in [(cargo_home, "/cargo"), (workspace_root, "/workspace")] {
+        let canonical = prefix.canonicalize().unwrap_or_else(|_| prefix.to_path_buf());
+        for path in [prefix.to_path_buf(), canonical] {
+            if !prefixes.contains(&(path.clone(), replacement)) {
+                prefixes.push((path, replacement));
+            }
+        }
+    }
+    prefixes
 }
 
 /// A target is installed when the toolchain's sysroot holds its standard library, which one

@@ -149,6 +149,9 @@ pub struct CopyOptions {
 #[derive(Clone, Debug)]
 pub struct FsTree {
     entries: BTreeMap<String, Stat>,
+    /// Short facts read from base files' bytes while their layers were listed (`layer_entries`),
+    /// by path: what a build needs to know of a file it never copies (the C library's version).
+    notes: BTreeMap<String, String>,
 }
 
 /// The inodes of copied hard link groups: unique across trees, since a `COPY --link` tree is
@@ -204,12 +207,21 @@ impl FsTree {
     /// An empty tree: the root directory, 0755, owned by root (what `FROM scratch` starts with).
     pub fn new() -> FsTree {
         let root = Stat { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, inode: 0 };
-        FsTree { entries: BTreeMap::from([("/".to_string(), root)]) }
+        FsTree { entries: BTreeMap::from([("/".to_string(), root)]), notes: BTreeMap::new() }
+    }
+
+    /// The note a base layer's listing took of the file at `path` (not followed), if the file is
+    /// still there.
+    pub fn note(&self, path: &str) -> Option<&str> {
+        let path = clean(path);
+        self.entries.contains_key(&path).then(|| self.notes.get(&path)).flatten().map(String::as_str)
     }
 
     /// Puts an entry of a base image's layer in place (`path` absolute); a whiteout removes.
     pub fn apply_base_entry(&mut self, path: &str, stat: Option<Stat>) {
         let path = clean(path);
+        // A later layer's file replaces the earlier one and what was noted of its bytes.
+        self.notes.remove(&path);
         match stat {
             Some(stat) => {
                 self.entries.insert(path, stat);
@@ -331,15 +343,22 @@ pub enum BaseEntry {
     Remove(String),
     /// An opaque whiteout: the layer empties the directory.
     Empty(String),
+    /// What `layer_entries`'s reader noted of the bytes of the regular file just put at the path.
+    Note(String, String),
 }
 
+/// Reads a short fact out of a regular file's bytes while its layer is listed, for the paths it
+/// wants: `None` for the rest, whose bytes are skipped.
+pub type FileReader<'a> = &'a dyn Fn(&str, &mut dyn std::io::Read) -> Option<String>;
+
 /// The entries of an uncompressed layer tar, in order: OCI whiteouts (`.wh.NAME` removes NAME,
-/// `.wh..wh..opq` empties its directory), hard links as files.
-pub fn layer_entries(tar_stream: impl std::io::Read) -> Result<Vec<BaseEntry>> {
+/// `.wh..wh..opq` empties its directory), hard links as files; after a regular file, what `read`
+/// noted of its bytes.
+pub fn layer_entries(tar_stream: impl std::io::Read, read: FileReader<'_>) -> Result<Vec<BaseEntry>> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut listed = Vec::new();
     for entry in archive.entries()? {
-        let entry = entry?;
+        let mut entry = entry?;
         let header = entry.header();
         let path = clean(&format!("/{}", entry.path()?.to_string_lossy()));
         let name = base_name(&path);
@@ -365,7 +384,11 @@ pub fn layer_entries(tar_stream: impl std::io::Read) -> Result<Vec<BaseEntry>> {
         // Go's archive/tar reads an empty owner field as 0; some writers leave it empty.
         let owner = |id: std::io::Result<u64>| id.map_or(0, |id| u32::try_from(id).unwrap_or(u32::MAX));
         let stat = Stat { kind, mode: header.mode()? & 0o7777, uid: owner(header.uid()), gid: owner(header.gid()), inode: 0 };
-        listed.push(BaseEntry::Put(path, stat));
+        let regular = matches!(header.entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous);
+        listed.push(BaseEntry::Put(path.clone(), stat));
+        if let Some(note) = regular.then(|| read(&path, &mut entry)).flatten() {
+            listed.push(BaseEntry::Note(path, note));
+        }
     }
     Ok(listed)
 }
@@ -377,6 +400,9 @@ impl FsTree {
             match entry {
                 BaseEntry::Put(path, stat) => self.apply_base_entry(path, Some(stat.clone())),
                 BaseEntry::Remove(path) => self.apply_base_entry(path, None),
+                BaseEntry::Note(path, note) => {
+                    self.notes.insert(clean(path), note.clone());
+                }
                 BaseEntry::Empty(dir) => {
                     let prefix = format!("{}/", clean(dir).trim_end_matches('/'));
                     self.entries.retain(|key, _| !key.starts_with(&prefix) || key == "/");

@@ -10,6 +10,7 @@ pub mod dockerfile;
 pub mod fstree;
 pub mod layer;
 pub mod layout;
+pub mod libc;
 pub mod oci;
 pub mod platform;
 pub mod reference;

@@ -116,8 +116,11 @@ pub async fn base_tree(
     for layer in &manifest.layers {
         if let Some(layout) = local.filter(|layout| layout.has_blob(&layer.digest)) {
             let bytes = std::fs::File::open(layout.blob_path(&layer.digest))?;
-            let entries = crate::image::fstree::layer_entries(flate2::read::GzDecoder::new(std::io::BufReader::new(bytes)))
-                .with_context(|| format!("layer {} of {} is not a gzip-compressed tar", layer.digest, layout.root().display()))?;
+            let entries = crate::image::fstree::layer_entries(
+                flate2::read::GzDecoder::new(std::io::BufReader::new(bytes)),
+                &crate::image::libc::read_glibc_release,
+            )
+            .with_context(|| format!("layer {} of {} is not a gzip-compressed tar", layer.digest, layout.root().display()))?;
             tree.apply_base_layer(&entries);
             continue;
         }
@@ -153,7 +156,7 @@ pub async fn base_tree(
                 layer.digest
             );
         };
-        let entries = crate::image::fstree::layer_entries(stream)
+        let entries = crate::image::fstree::layer_entries(stream, &crate::image::libc::read_glibc_release)
             .with_context(|| format!("layer {} of base image {source} is not a tar", layer.digest))?;
         if let Some(file) = &cached {
             // A listing that cannot be kept is read again next time; that costs time, not correctness.
@@ -182,6 +185,7 @@ fn encode_listing(entries: &[BaseEntry]) -> Vec<u8> {
             }
             BaseEntry::Remove(path) => serde_json::json!(["remove", path]),
             BaseEntry::Empty(path) => serde_json::json!(["empty", path]),
+            BaseEntry::Note(path, note) => serde_json::json!(["note", path, note]),
         })
         .collect();
     serde_json::to_vec(&values).expect("a listing serialises")
@@ -209,6 +213,7 @@ fn decode_listing(bytes: &[u8]) -> Option<Vec<BaseEntry>> {
                 }
                 "remove" => BaseEntry::Remove(text(1)?),
                 "empty" => BaseEntry::Empty(text(1)?),
+                "note" => BaseEntry::Note(text(1)?, text(2)?),
                 _ => return None,
             })
         })

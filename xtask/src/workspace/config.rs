@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::image::libc::GlibcVersion;
 use crate::image::platform::Platform;
 use crate::image::reference::Repository;
 
@@ -30,6 +31,24 @@ struct Metadata {
     environments: BTreeMap<String, String>,
     #[serde(default, rename = "supply-chain")]
     supply_chain: SupplyChain,
+    #[serde(default)]
+    libc: LibcPolicy,
+    #[serde(default)]
+    glibc: Option<String>,
+}
+
+/// `libc`: which C library the apps' binaries are built for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LibcPolicy {
+    /// An app whose image starts from a glibc base (`debian:*-slim`, `distroless/cc`, Ubuntu)
+    /// gets the gnu counterpart of its platform's target, linked against its base's glibc;
+    /// other apps (`scratch`, static and musl bases) keep the platform's target.
+    #[default]
+    Auto,
+    /// Every app gets its platform's target as configured: static musl binaries by default,
+    /// which run on any base.
+    Musl,
 }
 
 /// `[workspace.metadata.xtask.supply-chain]`: what `release` attaches to and checks of every
@@ -156,6 +175,9 @@ pub struct Config {
     /// `[workspace.metadata.xtask.environments]`: names such as `staging` for repositories.
     pub environments: BTreeMap<String, String>,
     pub supply_chain: SupplyChain,
+    pub libc: LibcPolicy,
+    /// The glibc version every gnu binary is linked against, instead of its base's.
+    pub glibc: Option<GlibcVersion>,
 }
 
 impl Config {
@@ -187,7 +209,7 @@ pub struct Overrides<'a> {
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone()).context(
-            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain)",
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc)",
         )?,
         None => Metadata::default(),
     };
@@ -241,7 +263,15 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
             ),
         }
     }
+    let glibc = match metadata.glibc.as_deref() {
+        None => None,
+        Some(text) => Some(GlibcVersion::parse(text).with_context(|| {
+            format!("glibc = \"{text}\" in [workspace.metadata.xtask] is no glibc version: write it as glibc numbers its releases, such as \"2.36\"")
+        })?),
+    };
     Ok(Config {
+        libc: metadata.libc,
+        glibc,
         repository,
         platforms,
         targets,
@@ -330,7 +360,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`, `supply-chain`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`, `supply-chain`, `libc`, `glibc`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
@@ -339,6 +369,20 @@ mod tests {
             expect_test::expect![[
                 r#"error: no Rust target is known for platform linux/s390x: add `"linux/s390x" = "<target triple>"` to [workspace.metadata.xtask.targets] in the root Cargo.toml"#
             ]],
+        );
+        check(
+            serde_json::json!({"xtask": {"glibc": "2.36.1"}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect![[
+                r#"error: glibc = "2.36.1" in [workspace.metadata.xtask] is no glibc version: write it as glibc numbers its releases, such as "2.36""#
+            ]],
+        );
+        check(
+            serde_json::json!({"xtask": {"libc": "static"}}),
+            &[],
+            Overrides::default(),
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc): unknown variant `static`, expected `auto` or `musl`"],
         );
     }
 }

@@ -184,6 +184,33 @@ impl Resolver {
         Ok(result)
     }
 
+    /// What native code `cargo build -p APP --target triple` compiles or links for the target.
+    pub fn native_code(&self, app: &str, triple: &str) -> Result<NativeCode> {
+        use guppy::graph::DependencyDirection;
+
+        let member = self.graph.workspace().member_by_name(app)?;
+        let built = self.cargo_build(&[member.id()], triple)?;
+        let host = built.host_features().to_package_set();
+        let on_host = |name: &str| host.packages(DependencyDirection::Forward).any(|package| package.name() == name);
+        let mut code = NativeCode { compiles_c: false, system_libraries: Vec::new() };
+        for list in built.target_features().packages_with_features(DependencyDirection::Forward) {
+            let package = list.package();
+            let builds_c = package.direct_links().any(|link| {
+                link.build().is_present() && matches!(link.to().name(), "cc" | "cmake") && host.contains(link.to().id()).unwrap_or(false)
+            });
+            code.compiles_c |= builds_c || package.links().is_some();
+            let Some((_, library, vendored, how)) = SYSTEM_LIBRARIES.iter().find(|(name, ..)| *name == package.name()) else { continue };
+            let from_source = match vendored {
+                Vendoring::Package(source) => on_host(source),
+                Vendoring::Feature(prefix) => list.named_features().any(|feature| feature.starts_with(prefix)),
+            };
+            if !from_source {
+                code.system_libraries.push(SystemLibrary { package: package.name().to_string(), library, how });
+            }
+        }
+        Ok(code)
+    }
+
     /// The apps among `apps` whose build could compile one of `packages` (`name version`): their
     /// normal and build dependencies, optional ones included, for every platform. That is more
     /// than any feature set compiles, so the other apps need no simulated build to be ruled out.
@@ -299,6 +326,46 @@ impl Resolver {
     }
 }
 
+/// What native code one app's build for one target has (`Resolver::native_code`).
+#[derive(Debug)]
+pub struct NativeCode {
+    /// A package compiled for the target has a build script that compiles C or C++ (a build
+    /// dependency on `cc` or `cmake`), or links a native library (`links`).
+    pub compiles_c: bool,
+    /// Packages that link a library of the system they are built on, since the feature that
+    /// builds it from source is off.
+    pub system_libraries: Vec<SystemLibrary>,
+}
+
+#[derive(Debug)]
+pub struct SystemLibrary {
+    pub package: String,
+    pub library: &'static str,
+    /// What builds it from source instead.
+    pub how: &'static str,
+}
+
+/// How a -sys crate builds its library from source: a source crate among its build
+/// dependencies, or one of its features.
+enum Vendoring {
+    Package(&'static str),
+    Feature(&'static str),
+}
+
+/// The -sys crates that link the system's library unless told to build it (those that fall
+/// back to building it themselves, such as libz-sys and curl-sys, are not here).
+const SYSTEM_LIBRARIES: [(&str, &str, Vendoring, &str); 4] = [
+    ("openssl-sys", "OpenSSL (libssl)", Vendoring::Package("openssl-src"), "the `vendored` feature of `openssl` (or `openssl-sys`)"),
+    ("pq-sys", "libpq", Vendoring::Package("pq-src"), "the `bundled` feature of `pq-sys`"),
+    (
+        "libsqlite3-sys",
+        "SQLite",
+        Vendoring::Feature("bundled"),
+        "the `bundled` feature of `libsqlite3-sys` (`rusqlite`'s and `sqlx`'s `bundled`)",
+    ),
+    ("mysqlclient-sys", "libmysqlclient", Vendoring::Feature("bundled"), "the `bundled` feature of `mysqlclient-sys`"),
+];
+
 /// One app's build for one target (`Resolver::compiled_graph`).
 pub struct CompiledGraph {
     /// The app's crate, then every package its binary compiles, sorted.
@@ -361,8 +428,9 @@ mod tests {
 
     const TRIPLES: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
-    /// The workspace's full `cargo metadata`, `api` turning on `lib`'s features `api_features`.
-    fn metadata(lib_version: &str, api_features: &str) -> Vec<u8> {
+    /// The full `cargo metadata` (offline) of a workspace of the members `files` writes with the
+    /// function it is given (a path and its text).
+    fn workspace_metadata(files: impl FnOnce(&dyn Fn(&str, &str))) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let write = |path: &str, text: &str| {
             let path = dir.path().join(path);
@@ -370,39 +438,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         };
         write("Cargo.toml", "[workspace]\nmembers = [\"*\"]\nresolver = \"2\"\n");
-        let package = |name: &str, version: &str, rest: &str| {
-            format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{rest}")
-        };
-        for (name, kind) in
-            [("extra", "lib"), ("armonly", "lib"), ("codegen", "lib"), ("testutil", "lib"), ("api", "main"), ("worker", "main")]
-        {
-            write(&format!("{name}/src/{kind}.rs"), "");
-        }
-        for name in ["extra", "armonly", "codegen", "testutil"] {
-            write(&format!("{name}/Cargo.toml"), &package(name, "0.1.0", ""));
-        }
-        write(
-            "lib/Cargo.toml",
-            &package(
-                "lib",
-                lib_version,
-                "[features]\nfancy = [\"dep:extra\"]\n[dependencies]\nextra = { path = \"../extra\", optional = true }\n\
-                 [target.'cfg(target_arch = \"aarch64\")'.dependencies]\narmonly = { path = \"../armonly\" }\n\
-                 [build-dependencies]\ncodegen = { path = \"../codegen\" }\n",
-            ),
-        );
-        write("lib/src/lib.rs", "");
-        write("lib/build.rs", "fn main() {}");
-        let features = if api_features.is_empty() { String::new() } else { format!(", features = [\"{api_features}\"]") };
-        write("api/Cargo.toml", &package("api", "0.1.0", &format!("[dependencies]\nlib = {{ path = \"../lib\"{features} }}\n")));
-        write(
-            "worker/Cargo.toml",
-            &package(
-                "worker",
-                "0.1.0",
-                "[dependencies]\nlib = { path = \"../lib\" }\n[dev-dependencies]\ntestutil = { path = \"../testutil\" }\n",
-            ),
-        );
+        files(&write);
         let output = std::process::Command::new(cargo())
             .args(["metadata", "--format-version", "1", "--offline"])
             .current_dir(dir.path())
@@ -410,6 +446,45 @@ mod tests {
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         output.stdout
+    }
+
+    /// The workspace's full `cargo metadata`, `api` turning on `lib`'s features `api_features`.
+    fn metadata(lib_version: &str, api_features: &str) -> Vec<u8> {
+        workspace_metadata(|write| {
+            let package = |name: &str, version: &str, rest: &str| {
+                format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{rest}")
+            };
+            for (name, kind) in
+                [("extra", "lib"), ("armonly", "lib"), ("codegen", "lib"), ("testutil", "lib"), ("api", "main"), ("worker", "main")]
+            {
+                write(&format!("{name}/src/{kind}.rs"), "");
+            }
+            for name in ["extra", "armonly", "codegen", "testutil"] {
+                write(&format!("{name}/Cargo.toml"), &package(name, "0.1.0", ""));
+            }
+            write(
+                "lib/Cargo.toml",
+                &package(
+                    "lib",
+                    lib_version,
+                    "[features]\nfancy = [\"dep:extra\"]\n[dependencies]\nextra = { path = \"../extra\", optional = true }\n\
+                 [target.'cfg(target_arch = \"aarch64\")'.dependencies]\narmonly = { path = \"../armonly\" }\n\
+                 [build-dependencies]\ncodegen = { path = \"../codegen\" }\n",
+                ),
+            );
+            write("lib/src/lib.rs", "");
+            write("lib/build.rs", "fn main() {}");
+            let features = if api_features.is_empty() { String::new() } else { format!(", features = [\"{api_features}\"]") };
+            write("api/Cargo.toml", &package("api", "0.1.0", &format!("[dependencies]\nlib = {{ path = \"../lib\"{features} }}\n")));
+            write(
+                "worker/Cargo.toml",
+                &package(
+                    "worker",
+                    "0.1.0",
+                    "[dependencies]\nlib = { path = \"../lib\" }\n[dev-dependencies]\ntestutil = { path = \"../testutil\" }\n",
+                ),
+            );
+        })
     }
 
     #[test]
@@ -460,5 +535,61 @@ mod tests {
         .assert_eq(&show("worker"));
         let new = resolved("0.2.0");
         assert_ne!(old["worker"], new["worker"], "a version the app compiles counts");
+    }
+
+    /// Path crates named as the -sys crates of crates.io: `openssl-sys` links OpenSSL unless its
+    /// `vendored` feature brings `openssl-src`, `libsqlite3-sys` unless `bundled`; `zstd-sys`
+    /// builds its C with `cc`.
+    #[test]
+    fn native_code_and_the_system_libraries_an_apps_build_links() {
+        let metadata = workspace_metadata(|write| {
+            let crate_with = |name: &str, rest: &str| {
+                write(
+                    &format!("{name}/Cargo.toml"),
+                    &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{rest}"),
+                );
+                write(&format!("{name}/src/lib.rs"), "");
+                write(&format!("{name}/build.rs"), "fn main() {}");
+            };
+            crate_with("cc", "");
+            crate_with("openssl-src", "");
+            crate_with(
+            "openssl-sys",
+            "links = \"openssl\"\n[features]\nvendored = [\"dep:openssl-src\"]\n[build-dependencies]\ncc = { path = \"../cc\" }\nopenssl-src = { path = \"../openssl-src\", optional = true }\n",
+        );
+            crate_with("libsqlite3-sys", "links = \"sqlite3\"\n[features]\nbundled = [\"dep:cc\"]\n[build-dependencies]\ncc = { path = \"../cc\", optional = true }\n");
+            crate_with("zstd-sys", "links = \"zstd\"\n[build-dependencies]\ncc = { path = \"../cc\" }\n");
+            crate_with("pure", "");
+            let app = |name: &str, dependencies: &str| {
+                crate_with(name, &format!("[dependencies]\n{dependencies}\n"));
+                write(&format!("{name}/src/main.rs"), "fn main() {}");
+            };
+            app("plain", "pure = { path = \"../pure\" }");
+            app("zstd", "zstd-sys = { path = \"../zstd-sys\" }");
+            app("tls", "openssl-sys = { path = \"../openssl-sys\" }");
+            app("tls-vendored", "openssl-sys = { path = \"../openssl-sys\", features = [\"vendored\"] }");
+            app("db", "libsqlite3-sys = { path = \"../libsqlite3-sys\" }");
+            app("db-bundled", "libsqlite3-sys = { path = \"../libsqlite3-sys\", features = [\"bundled\"] }");
+        });
+        let resolver = Resolver::new(&metadata).unwrap();
+        let show = |app: &str| {
+            let code = resolver.native_code(app, "aarch64-unknown-linux-gnu").unwrap();
+            let libraries: String = code
+                .system_libraries
+                .iter()
+                .map(|library| format!("; links {} via {}: {}", library.library, library.package, library.how))
+                .collect();
+            format!("{app}: compiles C {}{libraries}\n", code.compiles_c)
+        };
+        let shown: String = ["plain", "zstd", "tls", "tls-vendored", "db", "db-bundled"].map(show).concat();
+        expect_test::expect![[r#"
+            plain: compiles C false
+            zstd: compiles C true
+            tls: compiles C true; links OpenSSL (libssl) via openssl-sys: the `vendored` feature of `openssl` (or `openssl-sys`)
+            tls-vendored: compiles C true
+            db: compiles C true; links SQLite via libsqlite3-sys: the `bundled` feature of `libsqlite3-sys` (`rusqlite`'s and `sqlx`'s `bundled`)
+            db-bundled: compiles C true
+        "#]]
+        .assert_eq(&shown);
     }
 }

@@ -126,6 +126,27 @@ pub fn base_images(text: &str, build_args: &[(String, String)]) -> Vec<String> {
     base_images_with_lines(text, build_args).into_iter().map(|(image, _)| image).collect()
 }
 
+/// What the last stage starts from, through the stages it names: the image the built image's
+/// programs run on. `None` when the Dockerfile cannot be read (the build says why).
+pub fn final_base(text: &str, build_args: &[(String, String)]) -> Option<Base> {
+    let read = read(text, "Dockerfile").ok()?;
+    let meta = meta_args(&read, build_args).ok()?;
+    let lex = shell::Lex::new(read.escape);
+    let lookup = lookup_in(&meta);
+    let mut stages: Vec<(Option<String>, Base)> = Vec::new();
+    for stage in &read.stages {
+        let image = lex.process_word(&stage.base_name, &lookup).ok()?;
+        let earlier = stages.iter().rev().find(|(name, _)| name.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(&image)));
+        let base = match earlier {
+            Some((_, base)) => base.clone(),
+            None if image.eq_ignore_ascii_case("scratch") => Base::Scratch,
+            None => Base::Image { image, line: stage.location.start_line },
+        };
+        stages.push((stage.name.clone(), base));
+    }
+    stages.pop().map(|(_, base)| base)
+}
+
 /// `base_images`, each with the line of its first FROM.
 pub fn base_images_with_lines(text: &str, build_args: &[(String, String)]) -> Vec<(String, usize)> {
     let Ok(read) = read(text, "Dockerfile") else { return Vec::new() };
@@ -853,5 +874,21 @@ ENTRYPOINT ["./api"]
             COPY --from=build / /
         "#]]
         .assert_eq(&replace_scratch(text, "xtask/scratch:linux-arm64"));
+    }
+
+    #[test]
+    fn the_final_base_is_followed_through_stage_names() {
+        let check = |text: &str, expected: Option<&str>| {
+            let found = final_base(text, &[("TAG".into(), "12-slim".into())]).map(|base| match base {
+                Base::Scratch => "scratch".to_string(),
+                Base::Image { image, line } => format!("{image}:{line}"),
+            });
+            assert_eq!(found.as_deref(), expected, "{text}");
+        };
+        check("FROM rust AS build\nRUN cargo build\nFROM debian:bookworm-slim\nCOPY --from=build /x /x\n", Some("debian:bookworm-slim:3"));
+        check("ARG TAG\nFROM debian:${TAG} AS runtime\nFROM rust AS build\nFROM runtime\n", Some("debian:12-slim:2"));
+        check("FROM rust AS build\nFROM scratch AS out\nFROM out\n", Some("scratch"));
+        check("FROM scratch AS debian\nFROM DEBIAN\n", Some("scratch"));
+        check("FROM\n", None);
     }
 }
