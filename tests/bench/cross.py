@@ -21,8 +21,8 @@ zstd), on `scratch`: static musl binaries for linux/amd64 and linux/arm64.
    and by cargo-zigbuild for both targets; says whether cmake was needed (it is not on PATH here)
    and the time. Its lockfile is resolved here, from crates.io.
 
-`--quick` builds for linux/arm64 only, with zig's cache warm, the xtask and cargo-zigbuild once
-each, without the qemu peer, so that tests/ci.sh keeps the benchmark working; like the full run it
+`--quick` builds for linux/arm64 only, with zig's cache warm for both sides, the xtask and
+cargo-zigbuild once each, without the qemu peer, so that tests/ci.sh keeps the benchmark working; like the full run it
 exits non-zero when a command fails. Needs zig and cargo-zigbuild (PyPI's ziglang and
 cargo-zigbuild in /opt/xtask-zig, as tests/ci.sh installs them), and for the qemu peer root,
 dockerd, debootstrap and qemu's binfmt handler for arm64.
@@ -71,24 +71,22 @@ def make_rust_image(tmp):
     image = RUST_IMAGE.format(version=version)
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
         return image
-    base = "xtask-bench/debian-gcc:bookworm-arm64"
-    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode != 0:
-        if not os.path.exists(os.path.join(GCC_ROOTFS, "usr/bin/gcc")):
-            print("making Debian bookworm arm64 with gcc (debootstrap under qemu, once per machine)", file=sys.stderr)
-            shutil.rmtree(GCC_ROOTFS, ignore_errors=True)
-            run(["debootstrap", "--arch=arm64", "--variant=minbase", "--include=gcc,libc6-dev", "bookworm", GCC_ROOTFS, "http://deb.debian.org/debian"])
-        tar = os.path.join(tmp, "rootfs.tar")
-        run(["tar", "-C", GCC_ROOTFS, "-cf", tar, "."])
-        run(["docker", "import", "--platform", "linux/arm64", tar, base])
-        os.remove(tar)
+    if not os.path.exists(os.path.join(GCC_ROOTFS, "usr/bin/gcc")):
+        print("making Debian bookworm arm64 with gcc (debootstrap under qemu, once per machine)", file=sys.stderr)
+        shutil.rmtree(GCC_ROOTFS, ignore_errors=True)
+        run(["debootstrap", "--arch=arm64", "--variant=minbase", "--include=gcc,libc6-dev", "bookworm", GCC_ROOTFS, "http://deb.debian.org/debian"])
     toolchain = f"{version}-aarch64-unknown-linux-gnu"
     run(["rustup", "toolchain", "install", toolchain, "--profile", "minimal", "--force-non-host"])
     home = run(["rustup", "show", "home"]).stdout.strip()
     context = os.path.join(tmp, "rust-image")
     shutil.copytree(os.path.join(home, "toolchains", toolchain), os.path.join(context, "rust"), symlinks=True)
+    run(["tar", "--numeric-owner", "-C", GCC_ROOTFS, "-cf", os.path.join(context, "rootfs.tar"), "."])
+    # `docker import` of Docker 20.10 records the host's architecture whatever --platform says;
+    # a build whose first step writes files records the platform asked for.
     with open(os.path.join(context, "Dockerfile"), "w") as f:
         f.write(
-            f"FROM {base}\n"
+            "FROM scratch\n"
+            "ADD rootfs.tar /\n"
             "COPY rust/ /usr/local/rust/\n"
             "ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin CARGO_HOME=/cargo\n"
         )
@@ -131,6 +129,7 @@ def add_aws_lc(ws):
             1,
         ))
     run(["cargo", "update", "--workspace", "--quiet"], cwd=ws)
+    run(["cargo", "fetch", "--locked", "--quiet"], cwd=ws)
     commit(ws, "aws-lc-rs")
 
 
@@ -180,14 +179,22 @@ def main():
             run([zigbuild, "zigbuild", "--release", "--locked", "-p", APP] + targets, cwd=ws, env=fresh_env("zigbuild"))
 
         if args.quick:
-            # Warm zig's own cache (musl's libc for the target), as a machine that built once has it.
+            # Warm zig's cache (musl's libc for the target, and each C object under the flags
+            # each side compiles it with), as on a machine that built once.
+            xtask_build()
             cargo_zigbuild()
         rows = []
+        print(f"{'case':<72} {'seconds':>8} {'ratio':>7}", flush=True)
+
+        def row(name, seconds, ratio):
+            rows.append((name, seconds, ratio))
+            shown = f"{seconds:>8.2f}" if seconds is not None else f"{'':>8}"
+            print(f"{name:<72} {shown} {('%.2fx' % ratio) if ratio else '':>7}", flush=True)
         shown_platforms = "+".join(p.split("/")[1] for p in platforms)
         native = timed(xtask_build, runs)
-        rows.append((f"{'warm' if args.quick else 'cold'}: xtask build ({shown_platforms}, zig for C)", native, None))
+        row(f"{'warm' if args.quick else 'cold'}: xtask build ({shown_platforms}, zig for C)", native, None)
         peer = timed(cargo_zigbuild, runs)
-        rows.append((f"  cargo zigbuild --release ({shown_platforms})", peer, peer / native))
+        row(f"  cargo zigbuild --release ({shown_platforms})", peer, peer / native)
         # The binaries run: amd64 here, arm64 under qemu's binfmt handler when registered.
         for platform in platforms:
             binary = os.path.join(ws, "target", "stage", platform, APP)
@@ -195,9 +202,9 @@ def main():
                 printed = run([binary]).stdout.strip()
                 print(f"{platform}: {printed}")
         if args.quick:
-            rows.append(("  docker build, RUN cargo build under qemu: skipped (--quick)", None, None))
+            row("  docker build, RUN cargo build under qemu: skipped (--quick)", None, None)
         elif os.geteuid() != 0 or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-            rows.append(("  docker build, RUN cargo build under qemu: skipped (needs root and dockerd)", None, None))
+            row("  docker build, RUN cargo build under qemu: skipped (needs root and dockerd)", None, None)
         else:
             project = qemu_project(ws, tmp, make_rust_image(tmp))
 
@@ -205,22 +212,18 @@ def main():
                 run(["docker", "build", "--no-cache", "-q", "--platform", "linux/arm64", "-f", "bench-qemu.Dockerfile", "-t", f"bench/{APP}-qemu", "."], cwd=project)
 
             qemu = timed(qemu_cargo_build, runs)
-            rows.append(("  docker build, RUN cargo build --release under qemu (arm64 only)", qemu, qemu / native))
+            row("  docker build, RUN cargo build --release under qemu (arm64 only)", qemu, qemu / native)
         if args.aws_lc:
             add_aws_lc(ws)
             cmake = shutil.which("cmake")
             native_lc = timed(xtask_build, runs)
-            rows.append((f"with aws-lc-rs, cold: xtask build ({shown_platforms})", native_lc, None))
+            row(f"with aws-lc-rs, cold: xtask build ({shown_platforms})", native_lc, None)
             peer_lc = timed(cargo_zigbuild, runs)
-            rows.append((f"  cargo zigbuild --release ({shown_platforms})", peer_lc, peer_lc / native_lc))
+            row(f"  cargo zigbuild --release ({shown_platforms})", peer_lc, peer_lc / native_lc)
             lock = open(os.path.join(ws, "Cargo.lock")).read()
             sys_version = re.search(r'name = "aws-lc-sys"\nversion = "([^"]+)"', lock)
             print(f"aws-lc-sys {sys_version.group(1) if sys_version else '?'} built with cmake {'on PATH (' + cmake + ')' if cmake else 'absent: not needed'}")
 
-        print(f"{'case':<72} {'seconds':>8} {'ratio':>7}")
-        for name, seconds, ratio in rows:
-            shown = f"{seconds:>8.2f}" if seconds is not None else f"{'':>8}"
-            print(f"{name:<72} {shown} {('%.2fx' % ratio) if ratio else '':>7}")
         print(f"\n{'one run' if runs == 1 else f'median of {runs} runs'}; zig {zig_version}, {zigbuild_version}")
         print(f"goal, the xtask adds no cost (<=1.1x cargo zigbuild): {native / peer:.2f}x" + (" (met)" if native / peer <= 1.1 else " (NOT met)"))
         qemu_rows = [ratio for name, _, ratio in rows if "qemu" in name and ratio]

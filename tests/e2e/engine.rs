@@ -298,3 +298,93 @@ fn run_steps_on_an_image_of_docker_get_it_from_the_run_on_every_engine() {
         }
     }
 }
+
+/// The stamp app's Dockerfile as real Rust repositories write it: a builder stage runs `cargo
+/// build` in a `rust` image (which no registry here has), and the runtime stage copies the
+/// binary out of it and runs it.
+const BUILDER_STAGE_DOCKERFILE: &str = r#"FROM rust:1.85-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p stamp
+
+FROM scratch
+COPY --from=builder /src/target/release/stamp /usr/local/bin/stamp
+RUN ["/usr/local/bin/stamp", "/etc/stamp-arch"]
+ENTRYPOINT ["/usr/local/bin/stamp"]
+"#;
+
+/// The builder stage is replaced by the xtask's cross-compiled binary: neither engine pulls
+/// `rust` or runs cargo under qemu, and each builds only the runtime stage, whose RUN step runs
+/// the binary the xtask compiled for the platform.
+#[test]
+fn a_builder_stage_that_runs_cargo_gives_way_to_the_cross_compiled_binary_on_every_engine() {
+    let engines: Vec<Engine> = [Engine::default_engine(), Engine::docker26()].into_iter().flatten().collect();
+    let registry = Registry::start();
+    for (number, engine) in engines.iter().enumerate() {
+        let scratch = Scratch::new();
+        engine.prepare(&scratch, &registry);
+        add_stamp_app(&scratch, "scratch", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+        scratch.write("crates/stamp/Dockerfile", BUILDER_STAGE_DOCKERFILE);
+        scratch.commit("stamp compiles in a builder stage");
+        let repository = format!("{}/acme/stages{number}", registry.host);
+        let platforms = runnable_platforms();
+        let release = ["release", "stamp", "--repository", &repository, "--json", "--platform", platforms];
+        let (_, log) = release_json(&scratch, engine, &release);
+        assert!(
+            log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is built by the Docker engine, because crates/stamp/Dockerfile:8 has RUN"),
+            "{}: {log}",
+            engine.name
+        );
+        let index = skopeo_raw(&format!("docker://{repository}:stamp-latest"));
+        for entry in index["manifests"].as_array().unwrap() {
+            let architecture = entry["platform"]["architecture"].as_str().unwrap();
+            let copy = tempfile::tempdir().unwrap();
+            let reference = format!("docker://{repository}@{}", entry["digest"].as_str().unwrap());
+            let copied = skopeo(&["copy", "--src-tls-verify=false", &reference, &format!("oci:{}:x", copy.path().display())]);
+            assert!(copied.status.success(), "{}", stderr(&copied));
+            let manifest = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
+            let layers: Vec<Vec<(String, String)>> =
+                manifest["layers"].as_array().unwrap().iter().map(|layer| layer_files(&blob_path(copy.path(), &layer["digest"]))).collect();
+            let machine = if architecture == "arm64" { "aarch64" } else { "x86_64" };
+            assert_eq!(layers.last().unwrap(), &[("etc/stamp-arch".to_string(), machine.to_string())], "{}", engine.name);
+            assert!(layers.iter().flatten().any(|(path, _)| path == "usr/local/bin/stamp"), "{}: {layers:?}", engine.name);
+        }
+    }
+}
+
+/// When what is left of the Dockerfile needs no engine, it is assembled natively, and its
+/// layers are those of the workspace's own shape (a one-stage Dockerfile copying the staged
+/// binary).
+#[test]
+fn a_builder_stage_before_a_runtime_stage_without_run_is_assembled_natively() {
+    let scratch = Scratch::new();
+    let layers_of = |scratch: &Scratch| -> Vec<serde_json::Value> {
+        let layout = scratch.path().join("target/xtask/oci/worker");
+        let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| read_json(&blob_path(&layout, &entry["digest"]))["layers"].clone())
+            .collect()
+    };
+    let build = ["build", "worker", "--platform", "linux/amd64,linux/arm64"];
+    // One epoch for both commits: a layer's times are the build's.
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let output = scratch.xtask_with_env(&build, &epoch);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let staged_shape = layers_of(&scratch);
+    scratch.write(
+        "crates/worker/Dockerfile",
+        "FROM rust AS build\nWORKDIR /usr/src/app\nCOPY . .\nRUN cargo build --release -p worker\n\nFROM scratch\nCOPY --from=build /usr/src/app/target/release/worker /worker\nENV TOP=5\nLABEL org.opencontainers.image.description=\"word frequency batch job\"\nENTRYPOINT [\"/worker\"]\n",
+    );
+    scratch.commit("worker compiles in a builder stage");
+    let output = scratch.xtask_with_env(&build, &epoch);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("worker: the builder stage `build` (crates/worker/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is assembled natively"),
+        "{log}"
+    );
+    assert_eq!(layers_of(&scratch), staged_shape, "the same layers as the staged-binary Dockerfile's");
+}

@@ -132,7 +132,7 @@ pub struct Builder<'a> {
 /// (manifests and configs only). An engine recipe's base that cannot be read from a registry (an
 /// image only the engine has) is `None`: its layers are then taken from what the engine saved.
 struct Plans {
-    recipes: BTreeMap<String, Recipe>,
+    recipes: BTreeMap<String, AppRecipe>,
     bases: BTreeMap<String, BaseImage>,
     /// The file trees of the native recipes' bases, per platform: what a COPY or WORKDIR meets.
     trees: BTreeMap<(String, Platform), FsTree>,
@@ -164,13 +164,19 @@ impl Builder<'_> {
         let (order, _) = workspace.build_order(&names);
         let members: Vec<&Member> = order.iter().map(|name| workspace.member(name).expect("selected apps are members")).collect();
         let mut plans = self.plan(&members).await?;
-        let engine = match plans.recipes.values().any(|recipe| matches!(recipe, Recipe::Engine(_))) {
+        let engine = match plans.recipes.values().any(|recipe| matches!(recipe.recipe, Recipe::Engine(_))) {
             true => Some(Engine::connect(&self.ctx.sh)?),
             false => None,
         };
         let inputs = std::thread::scope(|scope| {
             let inputs = inputs.map(|compute| scope.spawn(compute));
-            let crates: Vec<&Member> = members.iter().copied().filter(|member| member.is_crate).collect();
+            // Only the apps whose images copy the xtask's binaries are compiled.
+            let crates: Vec<(&Member, &BTreeSet<String>)> = members
+                .iter()
+                .filter(|member| member.is_crate)
+                .map(|member| (*member, &plans.recipes[&member.name].staged))
+                .filter(|(_, staged)| !staged.is_empty())
+                .collect();
             self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &crates, &plans.targets))?;
             inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
         })?;
@@ -185,7 +191,7 @@ impl Builder<'_> {
                 let local = LocalBase::read(&image, &self.config.platforms)?;
                 let layout = Layout::open(&local.layout)?;
                 // Its file tree is read (from its layers) only when a native build on it writes files.
-                let needed = plans.recipes.values().any(|recipe| match recipe {
+                let needed = plans.recipes.values().any(|recipe| match &recipe.recipe {
                     Recipe::Native(native) => native
                         .values()
                         .any(|plan| plan.changes_files() && matches!(&plan.base, Base::Image { image, .. } if *image == member.name)),
@@ -216,12 +222,12 @@ impl Builder<'_> {
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
-            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms)?;
+            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace.root)?;
             if self.builder == flags::Builder::Auto {
                 eprintln!("{}: {why}", member.name);
             }
             let monorepo_bases = self.ctx.workspace.image_bases(&member.name);
-            if let Recipe::Native(native) = &recipe {
+            if let Recipe::Native(native) = &recipe.recipe {
                 for (platform, plan) in native {
                     if let Base::Image { image, line } = &plan.base {
                         if !plans.bases.contains_key(image) && !monorepo_bases.contains(&image.as_str()) {
@@ -242,18 +248,18 @@ impl Builder<'_> {
                     }
                 }
             }
-            if let Recipe::Engine(text) = &recipe {
-                self.read_engine_bases(text, &monorepo_bases, &mut plans.engine_bases).await;
+            if let Recipe::Engine(texts) = &recipe.recipe {
+                self.read_engine_bases(texts, &monorepo_bases, &mut plans.engine_bases).await;
             }
             for platform in &self.config.platforms {
-                let base = match &recipe {
+                let base = match &recipe.recipe {
                     Recipe::Native(native) => Some(native[platform].base.clone()),
-                    Recipe::Engine(text) => dockerfile::final_base(text, &platform.build_args()),
+                    Recipe::Engine(texts) => dockerfile::final_base(&texts[platform], &platform.build_args()),
                 };
                 let libc =
                     self.base_libc(base, platform, &monorepo_bases, &mut plans).await.with_context(|| format!("{dockerfile}: FROM"))?;
                 plans.libcs.insert((member.name.clone(), platform.clone()), libc);
-                if member.is_crate {
+                if member.is_crate && !recipe.staged.is_empty() {
                     let target = target::choose(&self.config.targets[platform], self.config.libc, self.config.glibc, libc);
                     plans.targets.insert((member.name.clone(), platform.clone()), target);
                 }
@@ -298,8 +304,13 @@ impl Builder<'_> {
 
     /// The base images of an engine recipe, from their registries, so that the layers an image
     /// shares with its base keep the base's bytes and are mounted rather than re-encoded.
-    async fn read_engine_bases(&self, text: &str, monorepo_bases: &[&str], bases: &mut BTreeMap<String, Option<BaseImage>>) {
-        for platform in &self.config.platforms {
+    async fn read_engine_bases(
+        &self,
+        texts: &BTreeMap<Platform, String>,
+        monorepo_bases: &[&str],
+        bases: &mut BTreeMap<String, Option<BaseImage>>,
+    ) {
+        for (platform, text) in texts {
             for image in dockerfile::base_images(text, &platform.build_args()) {
                 if bases.contains_key(&image) || monorepo_bases.contains(&image.as_str()) {
                     continue;
@@ -371,7 +382,8 @@ impl Builder<'_> {
     ) -> Result<ImageParts> {
         let workspace = &self.ctx.workspace;
         let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
-        match &plans.recipes[&member.name] {
+        let recipe = &plans.recipes[&member.name];
+        match &recipe.recipe {
             Recipe::Native(native) => {
                 let plan = &native[platform];
                 let (base, tree) = match &plan.base {
@@ -382,10 +394,13 @@ impl Builder<'_> {
                         (Some((base.source.as_str(), &base.images[platform])), tree)
                     }
                 };
-                let context = BuildContext::open(&workspace.root, &workspace.root.join(dockerfile))?;
+                // A context of the staged binaries alone has no .dockerignore of the Dockerfile's.
+                let ignore_file =
+                    if recipe.context == workspace.root { workspace.root.join(dockerfile) } else { recipe.context.join("Dockerfile") };
+                let context = BuildContext::open(&recipe.context, &ignore_file)?;
                 Ok(native::assemble(layout, &context, plan, base, tree, epoch)?.0)
             }
-            Recipe::Engine(text) => {
+            Recipe::Engine(texts) => {
                 let engine = engine.expect("connected when a recipe needs it");
                 let work = workspace.target_dir.join("xtask/engine").join(&member.name);
                 // The monorepo images it starts FROM go into the engine under their names, for
@@ -395,7 +410,7 @@ impl Builder<'_> {
                     plans.local_bases[*base].load_into(engine, base, platform, &work)?;
                 }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
-                    engine.build(&member.name, dockerfile, text, platform, &workspace.root, &work, &monorepo_bases)
+                    engine.build(&member.name, dockerfile, &texts[platform], platform, &recipe.context, &work, &monorepo_bases)
                 })?;
                 let local = monorepo_bases.iter().map(|base| &plans.local_bases[*base].image);
                 let bases: Vec<BaseParts<'_>> = plans
@@ -416,12 +431,12 @@ impl Builder<'_> {
 /// The image `member`'s `platform` image is built on, with its platform manifest's digest, as
 /// far as the build read it (a registry base, or an image of `docker/`); `None` for scratch.
 fn base_of(member: &Member, platform: &Platform, plans: &Plans) -> Option<(String, oci::Digest)> {
-    let image = match &plans.recipes[&member.name] {
+    let image = match &plans.recipes[&member.name].recipe {
         Recipe::Native(native) => match &native[platform].base {
             Base::Image { image, .. } => image.clone(),
             Base::Scratch => return None,
         },
-        Recipe::Engine(text) => dockerfile::base_images(text, &platform.build_args()).pop()?,
+        Recipe::Engine(texts) => dockerfile::base_images(&texts[platform], &platform.build_args()).pop()?,
     };
     let base = plans
         .local_bases
@@ -494,37 +509,118 @@ impl LocalBase {
     }
 }
 
-/// How one app's image is made.
+/// How one app's image is made, and from what.
+struct AppRecipe {
+    recipe: Recipe,
+    /// The build context: the workspace root, or `target/stage` when the Dockerfile's builder
+    /// stages were replaced and the stages left read nothing else.
+    context: PathBuf,
+    /// The binaries of the app's crate its image copies from `target/stage/<platform>/`; none
+    /// when the Dockerfile uses no binary of the xtask's, and the crate is then not compiled.
+    staged: BTreeSet<String>,
+}
+
+/// How one app's image is built.
 enum Recipe {
     /// Assembled by the xtask: the Dockerfile's plan for each platform.
     Native(BTreeMap<Platform, dockerfile::ImagePlan>),
-    /// Built by the Docker engine from the Dockerfile's text.
-    Engine(String),
+    /// Built by the Docker engine from the Dockerfile's text for each platform.
+    Engine(BTreeMap<Platform, String>),
 }
 
-/// Chooses the builder for one Dockerfile and says why. `auto` sends a Dockerfile the native
-/// builder declines (`dockerfile::Declined`) to the engine; a malformed one is an error either way.
-fn recipe(builder: flags::Builder, text: &str, dockerfile: &str, platforms: &[Platform]) -> Result<(Recipe, String)> {
+/// Chooses the builder for one Dockerfile and says why. Builder stages that run cargo are
+/// replaced by the xtask's build where the image gets the same files (`cargo_stage`), for every
+/// platform or none. Then `auto` sends a Dockerfile the native builder declines
+/// (`dockerfile::Declined`) to the engine; a malformed one is an error either way.
+fn recipe(
+    builder: flags::Builder,
+    text: &str,
+    dockerfile: &str,
+    platforms: &[Platform],
+    member: &Member,
+    root: &Path,
+) -> Result<(AppRecipe, String)> {
+    use dockerfile::cargo_stage::{self, CargoStages};
+
+    let mut texts = BTreeMap::new();
+    let mut staged = BTreeSet::new();
+    let mut reads_context = true;
+    let mut replaced: Option<String> = None;
+    let mut kept: Option<String> = None;
+    for platform in platforms {
+        let found = cargo_stage::replace(text, dockerfile, &platform.build_args_on(&Platform::host()), &platform.to_string())?;
+        let found = match found {
+            CargoStages::Replaced(replacement) if replacement.package.as_deref().is_some_and(|package| package != member.name) => {
+                CargoStages::Kept(format!(
+                    "{dockerfile}: its builder stage builds the package `{}`, not {}'s crate",
+                    replacement.package.unwrap_or_default(),
+                    member.name
+                ))
+            }
+            CargoStages::Replaced(replacement)
+                if replacement.reads_context && replacement.bins.iter().any(|bin| ignored(root, dockerfile, platform, bin)) =>
+            {
+                CargoStages::Kept(format!(
+                    "{dockerfile}: its stages read the build context, whose .dockerignore leaves out target/stage/, where the xtask stages the binaries: add `!target/stage` to it"
+                ))
+            }
+            found => found,
+        };
+        match found {
+            CargoStages::None => {}
+            CargoStages::Kept(why) => kept = Some(why),
+            CargoStages::Replaced(replacement) => {
+                staged.extend(replacement.bins);
+                reads_context = replacement.reads_context;
+                replaced = Some(replacement.why);
+                texts.insert(platform.clone(), replacement.text);
+            }
+        }
+    }
+    if kept.is_some() || replaced.is_none() {
+        texts = platforms.iter().map(|platform| (platform.clone(), text.to_string())).collect();
+        replaced = None;
+        staged.clear();
+        reads_context = true;
+        // The convention of the workspace's own Dockerfiles: they copy the crate's binary.
+        if text.contains("target/stage/") {
+            staged.extend(member.bin.clone());
+        }
+    }
+    let context = if reads_context { root.to_path_buf() } else { root.join("target/stage") };
+    let replaced = replaced.map_or(String::new(), |why| format!("{why}; the rest is "));
+    let kept =
+        kept.map_or(String::new(), |why| format!(", its cargo build included (under emulation for another architecture), because {why}"));
+    let engine =
+        |why: String| Ok((AppRecipe { recipe: Recipe::Engine(texts.clone()), context: context.clone(), staged: staged.clone() }, why));
     if builder == flags::Builder::Engine {
-        return Ok((Recipe::Engine(text.to_string()), "built by the Docker engine (--builder engine)".into()));
+        return engine(format!("{replaced}built by the Docker engine (--builder engine){kept}"));
     }
     let mut plans = BTreeMap::new();
     for platform in platforms {
-        match dockerfile::plan(text, dockerfile, &platform.build_args_on(&Platform::host())) {
+        match dockerfile::plan(&texts[platform], dockerfile, &platform.build_args_on(&Platform::host())) {
             Ok(plan) => plans.insert(platform.clone(), plan),
             Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
                 Some(declined) if builder == flags::Builder::Auto => {
-                    let why = format!(
-                        "built by the Docker engine, because {} has {}, which the native builder does not assemble",
+                    return engine(format!(
+                        "{replaced}built by the Docker engine, because {} has {}, which the native builder does not assemble{kept}",
                         declined.at, declined.what
-                    );
-                    return Ok((Recipe::Engine(text.to_string()), why));
+                    ));
                 }
                 _ => return Err(err),
             },
         };
     }
-    Ok((Recipe::Native(plans), "assembled natively (its Dockerfile needs no engine)".into()))
+    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged };
+    Ok((recipe, format!("{replaced}assembled natively (its Dockerfile needs no engine)")))
+}
+
+/// Whether the Dockerfile's `.dockerignore` leaves the staged `bin` of `platform` out of the
+/// workspace as a build context.
+fn ignored(root: &Path, dockerfile: &str, platform: &Platform, bin: &str) -> bool {
+    crate::builder::dockerignore::Dockerignore::read(root, &root.join(dockerfile))
+        .map(|ignore| ignore.excludes(&format!("target/stage/{platform}/{bin}")))
+        .unwrap_or(false)
 }
 
 /// Compiles every app for every platform's target (`targets`), then copies each binary to
@@ -543,9 +639,10 @@ fn compile(
     sh: &Shell,
     workspace: &Workspace,
     config: &Config,
-    members: &[&Member],
+    apps: &[(&Member, &BTreeSet<String>)],
     targets: &BTreeMap<(String, Platform), CompileTarget>,
 ) -> Result<()> {
+    let members: Vec<&Member> = apps.iter().map(|(member, _)| *member).collect();
     // One glibc version per gnu target: the oldest its apps' bases have.
     let mut glibc: BTreeMap<&str, Option<GlibcVersion>> = BTreeMap::new();
     let mut triples: Vec<&String> = Vec::new();
@@ -621,7 +718,7 @@ fn compile(
         }
     }
     let prefixes = toolchain::remap_prefixes(&workspace.root, &cargo_home);
-    let embedding = auditable::Embedding::prepare(workspace, resolver, members, &triples)?.environment()?;
+    let embedding = auditable::Embedding::prepare(workspace, resolver, &members, &triples)?.environment()?;
     for triple in &triples {
         // The apps linked by zig and those linked as configured never share a run: an app's
         // binary does not depend on which other apps were built beside it.
@@ -672,7 +769,7 @@ fn compile(
             }
         }
     }
-    for member in members {
+    for member in &members {
         let own: Vec<&String> =
             config.platforms.iter().filter_map(|platform| Some(&targets.get(&(member.name.clone(), platform.clone()))?.triple)).collect();
         report_reads_outside_crates(workspace, config, member, &own)?;
@@ -680,11 +777,13 @@ fn compile(
     for platform in &config.platforms {
         let stage = workspace.root.join("target/stage").join(platform.to_string());
         fs::create_dir_all(&stage)?;
-        for member in members {
+        for (member, bins) in apps {
             let triple = &targets[&(member.name.clone(), platform.clone())].triple;
-            let bin = member.bin.as_deref().expect("checked before compiling");
-            let built = workspace.target_dir.join(triple).join("release").join(bin);
-            fs::copy(&built, stage.join(bin)).with_context(|| format!("cannot stage {}", built.display()))?;
+            for bin in bins.iter() {
+                let built = workspace.target_dir.join(triple).join("release").join(bin);
+                fs::copy(&built, stage.join(bin))
+                    .with_context(|| format!("cannot stage {}: is `{bin}` a binary of {}'s crate?", built.display(), member.name))?;
+            }
         }
     }
     Ok(())

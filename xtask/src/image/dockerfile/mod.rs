@@ -7,6 +7,7 @@
 //! oracle: `tests/e2e/fidelity.rs`). What the native builder cannot make identically is declined
 //! with the line and why, so that `--builder auto` takes the engine.
 
+pub mod cargo_stage;
 mod go;
 pub mod instructions;
 pub mod parser;

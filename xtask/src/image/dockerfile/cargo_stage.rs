@@ -1,0 +1,528 @@
+//! Builder stages that compile the app with cargo, replaced by the xtask's own build. Real Rust
+//! Dockerfiles compile in a stage of their own (`FROM rust AS builder`, `COPY . .`, `RUN cargo
+//! build --release -p gateway`) and copy the binary into a runtime stage (`COPY --from=builder
+//! /src/target/release/gateway /usr/local/bin/`). Built as written, the builder stage runs cargo
+//! under emulation for every other architecture; the xtask cross-compiles the same package
+//! natively instead, stages the binary under `target/stage/<platform>/`, and builds the
+//! Dockerfile rewritten without its builder stages, each such COPY reading the staged binary.
+//!
+//! The rewrite applies only when it gives the image the same files: the builder stage's RUN
+//! lines are cargo builds the xtask makes exactly (`cargo build --release`, a package, binaries;
+//! cargo-chef's `cook`, which only builds dependencies), and the later stages copy nothing from
+//! it but those binaries. Anything else is a `Kept` reason, and the whole Dockerfile goes to the
+//! engine as it is.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::instructions::{Instruction, Stage};
+use super::{lookup_in, meta_args, read, shell, workdir_after};
+
+/// What a Dockerfile's builder stages become.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CargoStages {
+    /// No stage runs cargo.
+    None,
+    /// Stages run cargo, but not in a way the xtask can replace: why, with the line.
+    Kept(String),
+    Replaced(Replacement),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replacement {
+    /// The Dockerfile without the builder stages (and the stages only they used), each COPY of a
+    /// cargo output reading the staged binary from the build context instead:
+    /// `target/stage/<platform>/<bin>` when the stages left read the workspace as their context,
+    /// else `<platform>/<bin>`, with `target/stage/` as the whole context.
+    pub text: String,
+    /// Whether the stages left copy from the build context besides the binaries.
+    pub reads_context: bool,
+    /// The package the builder stage builds (`-p`), when it names one.
+    pub package: Option<String>,
+    /// The binaries the later stages copy.
+    pub bins: BTreeSet<String>,
+    /// One line for `--explain`.
+    pub why: String,
+}
+
+/// The cargo build a RUN line makes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CargoBuild {
+    package: Option<String>,
+    bins: Vec<String>,
+    /// Where the binaries land, absolute: `<workdir>/<target dir>/release`.
+    out_dir: String,
+}
+
+/// Reads the Dockerfile for builder stages and rewrites it for `platform` (`linux/arm64`).
+pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform: &str) -> Result<CargoStages> {
+    let read = read(text, file)?;
+    if read.stages.len() < 2 {
+        return Ok(CargoStages::None);
+    }
+    let meta = meta_args(&read, build_args)?;
+    let lex = shell::Lex::new(read.escape);
+    // Each stage's cargo build, where it has one; what cannot be read matters only for the
+    // stages the image needs.
+    let builds: Vec<Result<Option<CargoBuild>, String>> = read.stages.iter().map(|stage| stage_build(stage, &lex, &meta)).collect();
+    if builds.iter().all(|build| matches!(build, Ok(None))) {
+        return Ok(CargoStages::None);
+    }
+    let stage_index = |reference: &str| -> Option<usize> {
+        read.stages
+            .iter()
+            .position(|stage| stage.name.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(reference)))
+            .or_else(|| reference.parse::<usize>().ok().filter(|index| *index < read.stages.len()))
+    };
+    // The stages that use a builder stage, other than through COPY --from, keep it.
+    let base_of = |stage: &Stage| stage_index(&stage.base_name);
+    // Lines left out become blank, so that every line keeps its number for later messages.
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let mut bins = BTreeSet::new();
+    let mut package = None;
+    let mut reads_context = false;
+    // Where the staged binaries are is known once every stage left is read.
+    const STAGED: &str = "\u{0}staged\u{0}";
+    let last = read.stages.len() - 1;
+    // The stages the last one needs after the rewrite: its base chain and what it copies from.
+    let mut needed = BTreeSet::from([last]);
+    let mut pending = vec![last];
+    while let Some(index) = pending.pop() {
+        let stage = &read.stages[index];
+        let build = match &builds[index] {
+            Ok(build) => build,
+            Err(why) => return Ok(CargoStages::Kept(format!("{file}:{why}"))),
+        };
+        if build.is_some() {
+            let line = stage.location.start_line;
+            return Ok(CargoStages::Kept(format!(
+                "{file}:{line}: the image is the stage that runs cargo build, not a stage that copies its binary"
+            )));
+        }
+        let mut uses = Vec::new();
+        if let Some(base) = base_of(stage).filter(|base| *base < index) {
+            if matches!(builds[base], Ok(Some(_))) {
+                let line = stage.location.start_line;
+                return Ok(CargoStages::Kept(format!(
+                    "{file}:{line}: a stage starts FROM the builder stage, so it needs more than the binaries"
+                )));
+            }
+            uses.push(base);
+        }
+        for command in &stage.commands {
+            let line = command.location.start_line;
+            match &command.instruction {
+                Instruction::Copy(copy) if copy.from.is_some() => {
+                    let from = copy.from.as_deref().unwrap_or_default();
+                    let Some(source_stage) = stage_index(from).filter(|source| *source < index) else { continue };
+                    let build = match &builds[source_stage] {
+                        Ok(Some(build)) => build,
+                        Ok(None) => {
+                            uses.push(source_stage);
+                            continue;
+                        }
+                        Err(why) => return Ok(CargoStages::Kept(format!("{file}:{why}"))),
+                    };
+                    let mut copied = Vec::new();
+                    for source in &copy.sources {
+                        let path = super::normalize(&build.out_dir, source);
+                        let bin = path
+                            .strip_prefix(&format!("{}/", build.out_dir))
+                            .filter(|bin| build.bins.iter().any(|known| known == bin) || build.bins.is_empty());
+                        match bin {
+                            Some(bin) if !bin.contains('/') && !crate::image::fstree::has_wildcard(bin) => copied.push(bin.to_string()),
+                            _ => {
+                                return Ok(CargoStages::Kept(format!(
+                                    "{file}:{line}: COPY --from={from} {source} copies what is not a binary the stage's cargo build makes ({}/<bin>)",
+                                    build.out_dir
+                                )))
+                            }
+                        }
+                    }
+                    if !copy.contents.is_empty() {
+                        continue;
+                    }
+                    package = package.or_else(|| build.package.clone());
+                    let mut flags = String::new();
+                    for (flag, value) in [("--chown", &copy.chown), ("--chmod", &copy.chmod)] {
+                        if !value.is_empty() {
+                            flags.push_str(&format!("{flag}={value} "));
+                        }
+                    }
+                    if copy.link {
+                        flags.push_str("--link ");
+                    }
+                    let sources: Vec<String> = copied.iter().map(|bin| format!("{STAGED}{platform}/{bin}")).collect();
+                    let rewritten = format!("COPY {flags}{} {}", sources.join(" "), copy.dest);
+                    for at in command.location.start_line..=command.location.end_line {
+                        lines[at - 1].clear();
+                    }
+                    lines[command.location.start_line - 1] = rewritten;
+                    bins.extend(copied);
+                }
+                Instruction::Copy(_) | Instruction::Add(_) => reads_context = true,
+                Instruction::Run(run) if run.mount_specs.iter().any(|spec| spec.contains("from=")) => {
+                    return Ok(CargoStages::Kept(format!("{file}:{line}: RUN --mount=from= reads another stage")));
+                }
+                _ => {}
+            }
+        }
+        for used in uses {
+            if needed.insert(used) {
+                pending.push(used);
+            }
+        }
+    }
+    if bins.is_empty() {
+        return Ok(CargoStages::None);
+    }
+    // Every stage the rewritten Dockerfile does not need is left out, builder stages included.
+    for (index, stage) in read.stages.iter().enumerate() {
+        if needed.contains(&index) {
+            continue;
+        }
+        let end = read.stages.get(index + 1).map_or(lines.len(), |next| next.location.start_line - 1);
+        for line in stage.location.start_line..=end {
+            lines[line - 1].clear();
+        }
+    }
+    let prefix = if reads_context { "target/stage/" } else { "" };
+    let text: Vec<String> = lines.into_iter().map(|line| line.replace(STAGED, prefix)).collect();
+    let builder = builds.iter().position(|build| matches!(build, Ok(Some(_)))).expect("a builder stage");
+    let stage = &read.stages[builder];
+    let named = stage.name.as_deref().map_or(String::new(), |name| format!(" `{name}`"));
+    let why =
+        format!("the builder stage{named} ({file}:{}) runs cargo build, which the xtask cross-compiles instead", stage.location.start_line);
+    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, why }))
+}
+
+/// The cargo build of one stage: `None` when no RUN line runs cargo; an error (`line: why`) when
+/// one does more than the xtask reproduces.
+fn stage_build(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)]) -> Result<Option<CargoBuild>, String> {
+    let mut workdir = "/".to_string();
+    let mut env: Vec<(String, Option<String>)> = meta.to_vec();
+    let mut build: Option<CargoBuild> = None;
+    for command in &stage.commands {
+        let line = command.location.start_line;
+        let lookup = lookup_in(&env);
+        match &command.instruction {
+            Instruction::Workdir { path } => {
+                let path = lex.process_word(path, &lookup).map_err(|err| format!("{line}: {}", err.0))?;
+                workdir = workdir_after(&workdir, &path);
+            }
+            Instruction::Env { pairs } => {
+                let mut values = Vec::new();
+                for (key, value) in pairs {
+                    if changes_the_build(key) && runs_cargo(stage) {
+                        return Err(format!("{line}: ENV {key} changes what cargo builds"));
+                    }
+                    values.push((key.clone(), Some(lex.process_word(value, &lookup).unwrap_or_default())));
+                }
+                drop(lookup);
+                env.extend(values);
+            }
+            Instruction::Arg { args } => {
+                let values: Vec<(String, Option<String>)> = args
+                    .iter()
+                    .map(|(name, default)| {
+                        let given = meta.iter().rev().find(|(key, _)| key == name).and_then(|(_, value)| value.clone());
+                        (
+                            name.clone(),
+                            given.or_else(|| default.as_ref().map(|default| lex.process_word(default, &lookup).unwrap_or_default())),
+                        )
+                    })
+                    .collect();
+                drop(lookup);
+                env.extend(values);
+            }
+            Instruction::Run(run) => {
+                let words = if run.prepend_shell {
+                    if !run.files.is_empty() {
+                        if mentions_cargo_build(&run.cmd_line.join(" ")) {
+                            return Err(format!("{line}: a RUN heredoc that runs cargo"));
+                        }
+                        continue;
+                    }
+                    lex.process_words(&run.cmd_line.join(" "), &lookup).map_err(|err| format!("{line}: {}", err.0))?
+                } else {
+                    run.cmd_line.clone()
+                };
+                let commands = split_commands(&words);
+                let cargo: Vec<&Vec<String>> = commands.iter().filter(|words| words.first().is_some_and(|w| w == "cargo")).collect();
+                if cargo.is_empty() {
+                    if mentions_cargo_build(&words.join(" ")) {
+                        return Err(format!("{line}: cargo runs through a script the xtask cannot read"));
+                    }
+                    continue;
+                }
+                let target_dir = lookup("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_string());
+                for words in &commands {
+                    let found = parse_cargo(words, &workdir, &target_dir).map_err(|why| format!("{line}: {why}"))?;
+                    match found {
+                        Some(found) if build.is_some() => {
+                            let _ = found;
+                            return Err(format!("{line}: a second cargo build in the stage"));
+                        }
+                        Some(found) => build = Some(found),
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(build)
+}
+
+/// Whether a variable of the builder stage changes the binaries cargo makes: rustc's flags,
+/// profiles, the build target. Where cargo keeps its files and how it talks do not.
+fn changes_the_build(key: &str) -> bool {
+    const HARMLESS: [&str; 7] =
+        ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "CARGO_NET_", "CARGO_REGISTRIES_", "CARGO_TERM_", "CARGO_HTTP_"];
+    (key.starts_with("CARGO_") && !HARMLESS.iter().any(|prefix| key.starts_with(prefix))) || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER"
+}
+
+fn runs_cargo(stage: &Stage) -> bool {
+    stage
+        .commands
+        .iter()
+        .any(|command| matches!(&command.instruction, Instruction::Run(run) if mentions_cargo_build(&run.cmd_line.join(" "))))
+}
+
+fn mentions_cargo_build(text: &str) -> bool {
+    text.contains("cargo build")
+        || text.contains("cargo install")
+        || text.contains("cargo auditable build")
+        || text.contains("cargo zigbuild")
+}
+
+/// A shell command line's simple commands: its words split at `&&` and `;`. Any other shell
+/// syntax (pipes, `||`, redirections, subshells) keeps the words together, and the command then
+/// does not start with `cargo build` alone.
+fn split_commands(words: &[String]) -> Vec<Vec<String>> {
+    let mut commands = vec![Vec::new()];
+    for word in words {
+        if word == "&&" || word == ";" {
+            commands.push(Vec::new());
+        } else if let Some(word) = word.strip_suffix(';') {
+            commands.last_mut().expect("one").push(word.to_string());
+            commands.push(Vec::new());
+        } else {
+            commands.last_mut().expect("one").push(word.clone());
+        }
+    }
+    commands.retain(|command| !command.is_empty());
+    commands
+}
+
+/// One simple command of a RUN line: `cargo build` the xtask reproduces, `None` for cargo
+/// commands that build nothing the image gets (`cargo chef cook`, `cargo fetch`), or why not.
+fn parse_cargo(words: &[String], workdir: &str, target_dir: &str) -> Result<Option<CargoBuild>, String> {
+    if words.first().map(String::as_str) != Some("cargo") {
+        return Err(format!("`{}` runs beside cargo in the same RUN line", words.join(" ")));
+    }
+    let mut args = words[1..].iter().peekable();
+    // `cargo +nightly build`: a toolchain of its own.
+    let subcommand = args.next().map(String::as_str).unwrap_or_default();
+    match subcommand {
+        "build" | "b" => {}
+        "chef" | "fetch" => return Ok(None),
+        other => return Err(format!("`cargo {other}` is not a cargo build the xtask makes")),
+    }
+    let mut build = CargoBuild::default();
+    let mut release = false;
+    let mut target_dir = target_dir.to_string();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next().cloned()).ok_or_else(|| format!("{flag} without a value"));
+        match flag {
+            "--release" | "-r" => release = true,
+            "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "--verbose" => {}
+            "-j" | "--jobs" | "--color" => {
+                value()?;
+            }
+            "-p" | "--package" => build.package = Some(value()?),
+            "--bin" => build.bins.push(value()?),
+            "--target-dir" => target_dir = value()?,
+            "--profile" => {
+                let profile = value()?;
+                if profile != "release" {
+                    return Err(format!("`cargo build --profile {profile}`: the xtask builds the release profile"));
+                }
+                release = true;
+            }
+            _ => {
+                return Err(format!(
+                    "`cargo build {arg}`: the xtask builds the release profile of a package's binaries with their default features"
+                ))
+            }
+        }
+    }
+    if !release {
+        return Err("`cargo build` without --release builds the dev profile, which the xtask does not".into());
+    }
+    build.out_dir = format!("{}/release", super::normalize(workdir, &target_dir));
+    Ok(Some(build))
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    fn check(dockerfile: &str, expected: expect_test::Expect) {
+        let shown = match replace(dockerfile, "Dockerfile", &[], "linux/arm64").unwrap() {
+            CargoStages::None => "none".to_string(),
+            CargoStages::Kept(why) => format!("kept: {why}"),
+            CargoStages::Replaced(replacement) => {
+                assert_eq!(replacement.text.split('\n').count(), dockerfile.split('\n').count(), "every line keeps its number");
+                let lines: Vec<&str> = replacement.text.lines().filter(|line| !line.is_empty()).collect();
+                format!(
+                    "package {:?}, bins {:?}, reads the context: {}\n{}\n---\n{}",
+                    replacement.package,
+                    replacement.bins,
+                    replacement.reads_context,
+                    replacement.why,
+                    lines.join("\n")
+                )
+            }
+        };
+        expected.assert_eq(&shown);
+    }
+
+    #[test]
+    fn a_builder_stage_gives_way_to_the_staged_binary() {
+        check(
+            r#"FROM rust:1.85 AS builder
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p gateway
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y ca-certificates
+COPY --from=builder /src/target/release/gateway /usr/local/bin/
+ENTRYPOINT ["gateway"]"#,
+            expect![[r#"
+                package Some("gateway"), bins {"gateway"}, reads the context: false
+                the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian:bookworm-slim
+                RUN apt-get update && apt-get install -y ca-certificates
+                COPY linux/arm64/gateway /usr/local/bin/
+                ENTRYPOINT ["gateway"]"#]],
+        );
+    }
+
+    #[test]
+    fn cargo_chef_stages_go_with_the_builder() {
+        check(
+            r#"ARG RUST=1.85
+FROM lukemathwalker/cargo-chef:latest-rust-${RUST} AS chef
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --bin api --bin worker && cargo build --release -p x
+FROM gcr.io/distroless/cc-debian12
+COPY --from=builder /app/target/release/api /app/target/release/worker /usr/local/bin/
+"#,
+            expect![[r#"kept: Dockerfile:13: a second cargo build in the stage"#]],
+        );
+        check(
+            r#"FROM lukemathwalker/cargo-chef:latest-rust-1 AS chef
+WORKDIR /app
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+RUN ["cargo", "build", "--release", "--bin", "api", "--target-dir", "/out"]
+FROM gcr.io/distroless/cc-debian12 AS runtime
+WORKDIR /app
+COPY --from=builder --chmod=755 /out/release/api ./
+ENTRYPOINT ["/app/api"]
+"#,
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `builder` (Dockerfile:6) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM gcr.io/distroless/cc-debian12 AS runtime
+                WORKDIR /app
+                COPY --chmod=755 linux/arm64/api ./
+                ENTRYPOINT ["/app/api"]"#]],
+        );
+    }
+
+    #[test]
+    fn what_the_xtask_cannot_reproduce_keeps_the_dockerfile_whole() {
+        let with =
+            |builder: &str, runtime: &str| format!("FROM rust AS build\nWORKDIR /src\nCOPY . .\n{builder}\nFROM debian\n{runtime}\n");
+        let copy = "COPY --from=build /src/target/release/app /app";
+        check(
+            &with("RUN cargo build --release --features tls", copy),
+            expect![[
+                r#"kept: Dockerfile:4: `cargo build --features`: the xtask builds the release profile of a package's binaries with their default features"#
+            ]],
+        );
+        check(
+            &with("RUN cargo build", copy),
+            expect![[r#"kept: Dockerfile:4: `cargo build` without --release builds the dev profile, which the xtask does not"#]],
+        );
+        check(
+            &with("RUN cargo build --release && strip target/release/app", copy),
+            expect![[r#"kept: Dockerfile:4: `strip target/release/app` runs beside cargo in the same RUN line"#]],
+        );
+        check(
+            &with("RUN cargo build --release", "COPY --from=build /src/config.toml /etc/app.toml"),
+            expect![[
+                r#"kept: Dockerfile:6: COPY --from=build /src/config.toml copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>)"#
+            ]],
+        );
+        check(
+            &with("RUN cargo build --release", "COPY --from=build /src/target/release/* /bin/"),
+            expect![[
+                r#"kept: Dockerfile:6: COPY --from=build /src/target/release/* copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>)"#
+            ]],
+        );
+        check(
+            &with("ENV RUSTFLAGS=-Ctarget-cpu=native\nRUN cargo build --release", copy),
+            expect![[r#"kept: Dockerfile:4: ENV RUSTFLAGS changes what cargo builds"#]],
+        );
+        check(&with("RUN ./build.sh", copy), expect!["none"]);
+        check(
+            &with(
+                "ENV CARGO_TARGET_DIR=/build CARGO_HOME=/cargo\nRUN cargo build -r --locked --bin app",
+                "COPY config.toml /etc/app.toml\nCOPY --from=build /build/release/app /app",
+            ),
+            expect![[r#"
+                package None, bins {"app"}, reads the context: true
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY config.toml /etc/app.toml
+                COPY target/stage/linux/arm64/app /app"#]],
+        );
+        check("FROM rust\nRUN cargo build --release\n", expect!["none"]);
+        check(
+            "FROM rust AS build\nRUN cargo build --release -p app\nFROM build AS test\nRUN cargo test\nFROM debian\nCOPY --from=build /target/release/app /app\n",
+            expect![[r#"
+                package Some("app"), bins {"app"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/app /app"#]],
+        );
+    }
+}
