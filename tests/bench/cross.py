@@ -160,14 +160,19 @@ def main():
         zig_version = run([os.path.join(ZIG_VENV, "bin", "python"), "-m", "ziglang", "version"]).stdout.strip()
         zigbuild_version = run([zigbuild, "--version"], env=base_env).stdout.strip()
 
+        toolchain_cache = None
+
         def fresh_env(name):
-            """An empty target directory and, for a cold build, an empty zig cache."""
+            """An empty target directory and, for a cold build, an empty zig cache (or, once
+            `toolchain_cache` is set, a copy of it)."""
             target = os.path.join(tmp, f"target-{name}")
             shutil.rmtree(target, ignore_errors=True)
             env = dict(base_env, CARGO_TARGET_DIR=target)
             if not args.quick:
                 cache = os.path.join(tmp, f"zig-cache-{name}")
                 shutil.rmtree(cache, ignore_errors=True)
+                if toolchain_cache:
+                    shutil.copytree(toolchain_cache, cache, symlinks=True)
                 env["ZIG_GLOBAL_CACHE_DIR"] = cache
             return env
 
@@ -177,6 +182,21 @@ def main():
         def cargo_zigbuild():
             targets = [flag for platform in platforms for flag in ("--target", TRIPLES[platform])]
             run([zigbuild, "zigbuild", "--release", "--locked", "-p", APP] + targets, cwd=ws, env=fresh_env("zigbuild"))
+
+        def warm_toolchain_cache():
+            """zig's cache after it linked one C program per target: musl's libc, its C runtime,
+            compiler-rt and libunwind built, as on a machine (or a CI cache) that built before;
+            none of the app's own C objects."""
+            cache = os.path.join(tmp, "zig-cache-toolchain")
+            hello = os.path.join(tmp, "hello.c")
+            with open(hello, "w") as f:
+                f.write("int main(void) { return 0; }\n")
+            zig = os.path.join(ZIG_VENV, "bin", "python")
+            for platform in platforms:
+                zig_target = TRIPLES[platform].replace("-unknown-", "-")
+                run([zig, "-m", "ziglang", "cc", "-target", zig_target, "-O2", hello, "-lunwind", "-o", os.path.join(tmp, "hello")],
+                    env=dict(base_env, ZIG_GLOBAL_CACHE_DIR=cache))
+            return cache
 
         if args.quick:
             # Warm zig's cache (musl's libc for the target, and each C object under the flags
@@ -201,6 +221,7 @@ def main():
             if platform == "linux/amd64" or os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"):
                 printed = run([binary]).stdout.strip()
                 print(f"{platform}: {printed}")
+        qemu = None
         if args.quick:
             row("  docker build, RUN cargo build under qemu: skipped (--quick)", None, None)
         elif os.geteuid() != 0 or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
@@ -213,6 +234,15 @@ def main():
 
             qemu = timed(qemu_cargo_build, runs)
             row("  docker build, RUN cargo build --release under qemu (arm64 only)", qemu, qemu / native)
+        if not args.quick:
+            toolchain_cache = warm_toolchain_cache()
+            warm = timed(xtask_build, runs)
+            row(f"zig's libc built once, target empty: xtask build ({shown_platforms})", warm, None)
+            warm_peer = timed(cargo_zigbuild, runs)
+            row(f"  cargo zigbuild --release ({shown_platforms})", warm_peer, warm_peer / warm)
+            if qemu is not None:
+                row("  docker build, RUN cargo build --release under qemu (arm64 only)", qemu, qemu / warm)
+            toolchain_cache = None
         if args.aws_lc:
             add_aws_lc(ws)
             cmake = shutil.which("cmake")
