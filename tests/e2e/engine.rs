@@ -45,7 +45,7 @@ fn add_stamp_app(scratch: &Scratch, from: &str, run_args: &str) {
 }
 
 /// The files of a gzip layer, with their contents (or their size, when not text).
-fn layer_files(blob: &Path) -> Vec<(String, String)> {
+pub fn layer_files(blob: &Path) -> Vec<(String, String)> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap()));
     let mut files = Vec::new();
     for entry in archive.entries().unwrap() {
@@ -63,11 +63,11 @@ fn layer_files(blob: &Path) -> Vec<(String, String)> {
     files
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
+pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn blob_path(layout: &Path, digest: &serde_json::Value) -> std::path::PathBuf {
+pub fn blob_path(layout: &Path, digest: &serde_json::Value) -> std::path::PathBuf {
     layout.join("blobs/sha256").join(&digest.as_str().unwrap()["sha256:".len()..])
 }
 

@@ -14,6 +14,7 @@ mod fidelity;
 mod graph;
 mod inputs;
 mod laptop;
+mod layouts;
 mod push;
 mod release;
 mod resilience;

@@ -57,7 +57,10 @@ impl<'a> Attester<'a> {
         provenance: &Provenance,
         key: SigningKey<'_>,
     ) -> Result<Vec<Descriptor>> {
-        let mut packages = if member.is_crate { self.resolver.compiled_into(&member.name, target)? } else { Vec::new() };
+        let mut packages = match &member.package {
+            Some(package) => self.resolver.compiled_into(package, target)?,
+            None => Vec::new(),
+        };
         for package in &mut packages {
             package.checksum = self.checksums.get(&(package.name.clone(), package.version.clone())).cloned();
         }

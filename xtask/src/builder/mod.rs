@@ -170,13 +170,16 @@ impl Builder<'_> {
         };
         let inputs = std::thread::scope(|scope| {
             let inputs = inputs.map(|compute| scope.spawn(compute));
-            // Only the apps whose images copy the xtask's binaries are compiled.
-            let crates: Vec<(&Member, &BTreeSet<String>)> = members
-                .iter()
-                .filter(|member| member.is_crate)
-                .map(|member| (*member, &plans.recipes[&member.name].staged))
-                .filter(|(_, staged)| !staged.is_empty())
-                .collect();
+            // Only the crates whose binaries the images copy are compiled, each once.
+            let mut staged: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+            for member in &members {
+                let recipe = &plans.recipes[&member.name];
+                if let Some(package) = member.package.as_deref().filter(|_| !recipe.staged.is_empty()) {
+                    staged.entry(package).or_default().extend(recipe.staged.iter().cloned());
+                }
+            }
+            let crates: Vec<(&Member, &BTreeSet<String>)> =
+                staged.iter().map(|(package, bins)| (workspace.member(package).expect("a package is a workspace crate"), bins)).collect();
             self.progress.section("cargo build", || compile(&self.ctx.sh, workspace, self.config, &crates, &plans.targets))?;
             inputs.map(|thread| thread.join().expect("computing input digests does not panic")).transpose()
         })?;
@@ -259,9 +262,9 @@ impl Builder<'_> {
                 let libc =
                     self.base_libc(base, platform, &monorepo_bases, &mut plans).await.with_context(|| format!("{dockerfile}: FROM"))?;
                 plans.libcs.insert((member.name.clone(), platform.clone()), libc);
-                if member.is_crate && !recipe.staged.is_empty() {
+                if let Some(package) = member.package.as_ref().filter(|_| !recipe.staged.is_empty()) {
                     let target = target::choose(&self.config.targets[platform], self.config.libc, self.config.glibc, libc);
-                    plans.targets.insert((member.name.clone(), platform.clone()), target);
+                    plans.targets.insert((package.clone(), platform.clone()), target);
                 }
             }
             plans.recipes.insert(member.name.clone(), recipe);
@@ -352,10 +355,8 @@ impl Builder<'_> {
             if let Some(attester) = attester {
                 let base = base_of(member, platform, plans);
                 let base = base.as_ref().map(|(image, digest)| (image.as_str(), digest));
-                let target = plans
-                    .targets
-                    .get(&(member.name.clone(), platform.clone()))
-                    .map_or(&self.config.targets[platform], |target| &target.triple);
+                let compiled = member.package.as_ref().and_then(|package| plans.targets.get(&(package.clone(), platform.clone())));
+                let target = compiled.map_or(&self.config.targets[platform], |target| &target.triple);
                 attachments.extend(attester.attach(&layout, member, platform, target, &manifest, base, provenance, self.signing_key)?);
             }
             manifests.push(manifest);
@@ -550,12 +551,10 @@ fn recipe(
     for platform in platforms {
         let found = cargo_stage::replace(text, dockerfile, &platform.build_args_on(&Platform::host()), &platform.to_string())?;
         let found = match found {
-            CargoStages::Replaced(replacement) if replacement.package.as_deref().is_some_and(|package| package != member.name) => {
-                CargoStages::Kept(format!(
-                    "{dockerfile}: its builder stage builds the package `{}`, not {}'s crate",
-                    replacement.package.unwrap_or_default(),
-                    member.name
-                ))
+            CargoStages::Replaced(replacement)
+                if member.package.is_none() || replacement.package.as_ref().is_some_and(|package| Some(package) != member.package.as_ref()) =>
+            {
+                CargoStages::Kept(format!("{dockerfile}: its builder stage builds no crate of the workspace, or another than {}'s", member.name))
             }
             CargoStages::Replaced(replacement)
                 if replacement.reads_context && replacement.bins.iter().any(|bin| ignored(root, dockerfile, platform, bin)) =>

@@ -369,9 +369,9 @@ impl<'a> Release<'a> {
     fn check_advisories(&self, app: &mut AppSummary) -> Result<()> {
         let Some(gate) = &self.advisory_gate else { return Ok(()) };
         let mut packages = Vec::new();
-        if self.ctx.workspace.member(&app.name).is_some_and(|member| member.is_crate) {
+        if let Some(package) = self.ctx.workspace.member(&app.name).and_then(|member| member.package.as_ref()) {
             for platform in &self.config.platforms {
-                packages.extend(self.ctx.workspace.graph.resolver()?.compiled_into(&app.name, &self.config.targets[platform])?);
+                packages.extend(self.ctx.workspace.graph.resolver()?.compiled_into(package, &self.config.targets[platform])?);
             }
         }
         packages.sort();

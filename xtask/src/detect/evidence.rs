@@ -126,6 +126,14 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
         let Ok(text) = std::fs::read_to_string(workspace.root.join(dockerfile)) else { continue };
         let mut found = BTreeSet::new();
         for platform in platforms {
+            // Builder stages the xtask replaces read the context for cargo, whose inputs the
+            // crate graph tracks: only what the stages left copy counts, and nothing when they
+            // read no context but the staged binaries.
+            let text = match dockerfile::cargo_stage::replace(&text, dockerfile, &platform.build_args(), &platform.to_string()) {
+                Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) if !replaced.reads_context => continue,
+                Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) => replaced.text,
+                _ => text.clone(),
+            };
             // A Dockerfile the builder cannot read is reported by the build, not here.
             let Ok(plan) = dockerfile::plan(&text, dockerfile, &platform.build_args()) else { continue };
             for source in plan.copy_sources() {
@@ -157,7 +165,7 @@ enum Head<'a, 'scope> {
 /// resolved offline, or a lockfile not read, the lockfile counts as a workspace-wide input: a
 /// miss would ship a stale image.
 fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base: &str, head: Head<'_, '_>) -> LockfileEvidence {
-    let (apps, triples) = (app_names(workspace), release_triples(config));
+    let (packages, triples) = (compiled_packages(workspace), release_triples(config));
     let compared = || -> Result<BTreeMap<String, Vec<String>>> {
         let before = git.show(base, "Cargo.lock").unwrap_or_default();
         let after = match head {
@@ -182,13 +190,13 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
                 &commit_resolver
             }
         };
-        let resolved = resolver.per_app(&resolver.apps_that_may_compile(&apps, &diff.packages())?, &triples)?;
+        let resolved = resolver.per_app(&resolver.apps_that_may_compile(&packages, &diff.packages())?, &triples)?;
         // Each resolved line starts with the package's `name version`.
         let compiled: BTreeMap<String, BTreeSet<String>> = resolved
             .into_iter()
             .map(|(app, lines)| (app, lines.iter().map(|line| line.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect()))
             .collect();
-        Ok(diff.reaching(&compiled))
+        Ok(per_app(workspace, diff.reaching(&compiled)))
     };
     match compared() {
         Ok(reached) => LockfileEvidence::Compared(reached),
@@ -199,8 +207,18 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
     }
 }
 
-fn app_names(workspace: &Workspace) -> Vec<String> {
-    workspace.apps().map(|app| app.name.clone()).collect()
+/// The crates the apps compile, for the graph's questions: an app's own, or the one an image's
+/// builder stage builds.
+fn compiled_packages(workspace: &Workspace) -> Vec<String> {
+    let mut packages: Vec<String> = workspace.apps().filter_map(|app| app.package.clone()).collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
+/// What the graph says of each package, said of each app that compiles it.
+fn per_app<T: Clone>(workspace: &Workspace, by_package: BTreeMap<String, T>) -> BTreeMap<String, T> {
+    workspace.apps().filter_map(|app| Some((app.name.clone(), by_package.get(app.package.as_ref()?)?.clone()))).collect()
 }
 
 /// The Rust targets of the release's platforms, whose builds the graphs resolve.
@@ -276,17 +294,18 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
     // A toolchain update replaces the cargo binary; with a rustup proxy (`cargo` on PATH) the
     // toolchain file, part of the graph inputs, or RUSTUP_TOOLCHAIN picks it.
     let stamp = std::fs::metadata(&cargo).ok().map(|meta| (meta.len(), meta.modified().ok()));
-    let apps = app_names(workspace);
+    // Resolved and kept per package; said of each app that compiles it.
+    let packages = compiled_packages(workspace);
     let mut key =
-        format!("resolved dependencies v2\n{cargo} {stamp:?} {:?}\n{triples:?} {apps:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
+        format!("resolved dependencies v3\n{cargo} {stamp:?} {:?}\n{triples:?} {packages:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
     for file in files.iter().filter(|file| is_graph_input(&file.path)) {
         key.push_str(&format!("{} {}\n", file.object, file.path));
     }
     let cache = workspace.target_dir.join("xtask/resolved").join(format!("{}.json", Digest::of(key.as_bytes()).hex()));
     if let Some(resolved) = std::fs::read(&cache).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
-        return Ok(resolved);
+        return Ok(per_app(workspace, resolved));
     }
-    let resolved = workspace.graph.resolver()?.per_app(&apps, triples)?;
+    let resolved = workspace.graph.resolver()?.per_app(&packages, triples)?;
     // The cache is only an optimisation: a failure to write it is not the user's problem, and a
     // rename makes a concurrent reader see the whole file or none.
     let partial = cache.with_extension(format!("{}.tmp", std::process::id()));
@@ -296,7 +315,7 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    Ok(resolved)
+    Ok(per_app(workspace, resolved))
 }
 
 /// `current_inputs` from another thread, which needs a shell of its own.

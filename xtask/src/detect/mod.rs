@@ -127,8 +127,9 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
     let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
     let mut add = |app: &str, reason: Reason| reasons.entry(app.to_string()).or_default().push(reason);
     let all_apps: Vec<String> = workspace.apps().map(|app| app.name.clone()).collect();
-    // Cargo's workspace-wide inputs reach what cargo compiles: not the images of docker/.
-    let crate_apps: Vec<String> = workspace.apps().filter(|app| app.is_crate).map(|app| app.name.clone()).collect();
+    // Cargo's workspace-wide inputs reach what cargo compiles: the crate apps, and the images of
+    // docker/ whose builder stage the xtask compiles; not the other images of docker/.
+    let crate_apps: Vec<String> = workspace.apps().filter(|app| app.package.is_some()).map(|app| app.name.clone()).collect();
     // Many paths share an owner; its dependents are computed once.
     let mut dependents: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for path in changed_paths {
@@ -158,6 +159,10 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         }
         for (app, reason) in reads_outside_crates(path, evidence) {
             add(app, reason);
+        }
+        // A crate's Dockerfile may live outside its directory (`docker/<crate>/Dockerfile`).
+        for app in workspace.apps().filter(|app| app.dockerfile.as_deref() == Some(path.as_str())) {
+            add(&app.name, Reason::File { path: path.clone() });
         }
         // The innermost member wins: a crate may live inside another crate's directory.
         let owner = workspace

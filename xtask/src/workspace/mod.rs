@@ -44,6 +44,12 @@ pub struct Member {
     pub deps: Vec<String>,
     /// The binary an app's image carries: the package's first `bin` target.
     pub bin: Option<String>,
+    /// Every `bin` target of the package (none for an image of `docker/`).
+    pub bins: Vec<String>,
+    /// The workspace crate whose binaries the image carries: a crate's own name; for an image of
+    /// `docker/`, the crate its Dockerfile's builder stage compiles (`cargo build -p`, or `--bin`
+    /// of a crate), which the xtask compiles instead, or none.
+    pub package: Option<String>,
     /// The app's Dockerfile relative to the workspace root, if the member is an app.
     pub dockerfile: Option<String>,
     /// The directories (relative to the workspace root) of the targets a build compiles: the
@@ -148,7 +154,13 @@ impl Workspace {
                 .collect();
             deps.sort();
             deps.dedup();
-            let bin = package.targets.iter().find(|target| target.kind.iter().any(|kind| kind == "bin")).map(|target| target.name.clone());
+            let bins: Vec<String> = package
+                .targets
+                .iter()
+                .filter(|target| target.kind.iter().any(|kind| kind == "bin"))
+                .map(|target| target.name.clone())
+                .collect();
+            let bin = bins.first().cloned();
             let dockerfile =
                 has_dockerfile(abs_dir).then(|| if dir.is_empty() { "Dockerfile".to_string() } else { format!("{dir}/Dockerfile") });
             let mut build_source_dirs: Vec<String> = package
@@ -167,6 +179,8 @@ impl Workspace {
                 dir,
                 deps,
                 bin,
+                bins,
+                package: Some(package.name.clone()),
                 dockerfile,
                 build_source_dirs,
                 is_crate: true,
@@ -184,7 +198,14 @@ impl Workspace {
     pub fn add_images(&mut self, image_dirs: &[String], read: &dyn Fn(&str) -> Option<String>) -> Result<()> {
         for dir in image_dirs {
             let name = dir.rsplit('/').next().unwrap_or(dir).to_string();
+            let dockerfile = format!("{dir}/Dockerfile");
+            let package = read(&dockerfile).and_then(|text| self.builder_package(&text, &dockerfile));
             if let Some(other) = self.member(&name) {
+                // `docker/<crate>/Dockerfile` that builds that crate is the crate's image.
+                if package.as_deref() == Some(name.as_str()) && other.dockerfile.is_none() {
+                    self.members.iter_mut().find(|member| member.name == name).expect("found above").dockerfile = Some(dockerfile);
+                    continue;
+                }
                 bail!(
                     "{dir}/Dockerfile makes an image `{name}`, and the crate in {} has that name too: their tags would collide in the repository; rename the directory",
                     other.dir
@@ -194,9 +215,12 @@ impl Workspace {
                 name,
                 version: IMAGE_VERSION.to_string(),
                 dir: dir.clone(),
-                deps: Vec::new(),
+                // The crate it compiles is an input like a crate app's dependencies.
+                deps: package.iter().cloned().collect(),
                 bin: None,
-                dockerfile: Some(format!("{dir}/Dockerfile")),
+                bins: Vec::new(),
+                package,
+                dockerfile: Some(dockerfile),
                 build_source_dirs: Vec::new(),
                 is_crate: false,
             });
@@ -227,6 +251,19 @@ impl Workspace {
             }
         }
         Ok(())
+    }
+
+    /// The crate a Dockerfile's builder stage compiles, when the xtask replaces that stage
+    /// (`dockerfile::cargo_stage`): the package it names, or the crate with the binaries it names.
+    fn builder_package(&self, text: &str, dockerfile: &str) -> Option<String> {
+        use crate::image::dockerfile::cargo_stage::{self, CargoStages};
+        let Ok(CargoStages::Replaced(replaced)) = cargo_stage::replace(text, dockerfile, &[], "linux/amd64") else { return None };
+        let mut crates = self.members.iter().filter(|member| member.is_crate);
+        let found = match &replaced.package {
+            Some(package) => crates.find(|member| member.name == *package),
+            None => crates.find(|member| replaced.bins.iter().all(|bin| member.bins.contains(bin))),
+        };
+        found.map(|member| member.name.clone())
     }
 
     /// The monorepo images `name` starts FROM directly.
@@ -498,6 +535,33 @@ pub(crate) mod tests {
         assert_eq!(
             err.to_string(),
             "docker/common/Dockerfile makes an image `common`, and the crate in crates/common has that name too: their tags would collide in the repository; rename the directory"
+        );
+    }
+
+    #[test]
+    fn an_image_whose_builder_stage_compiles_a_crate_depends_on_that_crate() {
+        let builder = |args: &str| {
+            format!("FROM rust AS build\nRUN cargo build --release {args}\nFROM scratch\nCOPY --from=build /target/release/api /api\n")
+        };
+        let ws = with_images(&[
+            ("docker/edge/Dockerfile", &builder("--bin api")),
+            ("docker/by-package/Dockerfile", &builder("-p api")),
+            ("docker/unknown/Dockerfile", &builder("-p nope")),
+            ("docker/common/Dockerfile", &builder("-p common").replace("/api", "/common")),
+        ])
+        .unwrap();
+        let show = |name: &str| ws.member(name).map(|member| (member.package.clone(), member.deps.clone(), member.dockerfile.clone()));
+        assert_eq!(show("edge"), Some((Some("api".into()), vec!["api".into()], Some("docker/edge/Dockerfile".into()))));
+        assert_eq!(show("by-package"), Some((Some("api".into()), vec!["api".into()], Some("docker/by-package/Dockerfile".into()))));
+        assert_eq!(show("unknown"), Some((None, vec![], Some("docker/unknown/Dockerfile".into()))));
+        // docker/<crate>/ building that crate, which has no Dockerfile of its own, is its image.
+        assert_eq!(show("common"), Some((Some("common".into()), vec![], Some("docker/common/Dockerfile".into()))));
+        assert!(ws.member("common").unwrap().is_crate);
+        assert_eq!(ws.dependents_of("api").into_iter().collect::<Vec<_>>(), ["api", "by-package", "edge"]);
+        let err = with_images(&[("docker/api/Dockerfile", &builder("-p api"))]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("docker/api/Dockerfile makes an image `api`, and the crate in crates/api has that name too"),
+            "{err}"
         );
     }
 

@@ -1,0 +1,78 @@
+//! Images of `docker/<name>/` whose Dockerfile compiles a crate of the workspace in a builder
+//! stage, the layout of most service monorepos: the xtask compiles that crate itself (the
+//! builder stage gives way to the cross-compiled binary), and the image's inputs are the crate's
+//! and its Dockerfile, not every file the builder stage's `COPY . .` would read.
+
+use std::process::Command;
+
+use crate::engine::{blob_path, layer_files, read_json};
+use crate::support::harness::{run, stderr, stdout, Scratch};
+
+/// A binary crate under `crates/<name>/` that prints its name and architecture, in the lockfile.
+fn add_bin_crate(scratch: &Scratch, name: &str) {
+    scratch
+        .write(&format!("crates/{name}/Cargo.toml"), &format!("[package]\nname = \"{name}\"\nversion = \"0.2.0\"\nedition = \"2021\"\n"));
+    scratch.write(
+        &format!("crates/{name}/src/main.rs"),
+        &format!("fn main() {{\n    println!(\"{name} on {{}}\", std::env::consts::ARCH);\n}}\n"),
+    );
+    let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// The apps `changed` selects between `base` and HEAD.
+fn changed(scratch: &Scratch, base: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", base, "--json"])).unwrap();
+    json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn an_image_of_docker_that_compiles_a_crate_is_built_from_the_cross_compiled_crate_and_selected_by_it() {
+    let scratch = Scratch::new();
+    add_bin_crate(&scratch, "gateway");
+    scratch.write(
+        "docker/api-server/Dockerfile",
+        "FROM rust:1.85-bookworm AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked -p gateway\n\nFROM scratch\nCOPY --from=builder /src/target/release/gateway /usr/local/bin/gateway\nENTRYPOINT [\"/usr/local/bin/gateway\"]\n",
+    );
+    // Named after the crate it builds: `docker/relay/` is the relay crate's image.
+    add_bin_crate(&scratch, "relay");
+    scratch.write(
+        "docker/relay/Dockerfile",
+        "FROM rust AS build\nWORKDIR /app\nCOPY . .\nRUN [\"cargo\", \"build\", \"--release\", \"--bin\", \"relay\"]\nFROM scratch\nCOPY --from=build /app/target/release/relay /relay\nENTRYPOINT [\"/relay\"]\n",
+    );
+    let mut base = scratch.commit("two images of docker/ that compile crates");
+
+    let output = scratch.xtask(&["build", "api-server", "relay", "--platform", "linux/amd64,linux/arm64"]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("api-server: the builder stage `builder` (docker/api-server/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is assembled natively"),
+        "{log}"
+    );
+    assert!(log.contains("relay: the builder stage `build` (docker/relay/Dockerfile:1)"), "{log}");
+    assert_eq!(stdout(&run(&mut Command::new(scratch.path().join("target/stage/linux/amd64/gateway")))), "gateway on x86_64\n");
+    // Each platform's image carries that platform's cross-compiled binary.
+    let layout = scratch.path().join("target/xtask/oci/api-server");
+    let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let platform = format!("linux/{}", entry["platform"]["architecture"].as_str().unwrap());
+        let manifest = read_json(&blob_path(&layout, &entry["digest"]));
+        let files: Vec<(String, String)> =
+            manifest["layers"].as_array().unwrap().iter().flat_map(|layer| layer_files(&blob_path(&layout, &layer["digest"]))).collect();
+        let staged = std::fs::read(scratch.path().join("target/stage").join(&platform).join("gateway")).unwrap();
+        assert_eq!(files, [("usr/local/bin/gateway".to_string(), format!("<{} bytes>", staged.len()))], "{platform}");
+    }
+
+    // What selects each image: its crate and its Dockerfile, nothing else.
+    let mut select_after = |path: &str, text: &str| {
+        scratch.edit(path, |old| format!("{old}{text}"));
+        let head = scratch.commit(&format!("edit {path}"));
+        let selected = changed(&scratch, &base);
+        base = head;
+        selected
+    };
+    assert_eq!(select_after("crates/gateway/src/main.rs", "// changed\n"), ["api-server"]);
+    assert_eq!(select_after("crates/relay/src/main.rs", "// changed\n"), ["relay"]);
+    assert_eq!(select_after("docker/relay/Dockerfile", "LABEL team=edge\n"), ["relay"]);
+    assert_eq!(select_after("README.md", "\nA note.\n"), Vec::<String>::new());
+}
