@@ -417,47 +417,26 @@ ENTRYPOINT ["gateway"]"#,
         );
     }
 
+    /// cargo-chef's recipe as its README writes it, up to the builder stage's own build.
+    const CHEF: &str = "ARG RUST=1\nFROM lukemathwalker/cargo-chef:latest-rust-${RUST} AS chef\nWORKDIR /app\nFROM chef AS planner\nCOPY . .\nRUN cargo chef prepare --recipe-path recipe.json\nFROM chef AS builder\nCOPY --from=planner /app/recipe.json recipe.json\nRUN cargo chef cook --release --recipe-path recipe.json\nCOPY . .\n";
+
     #[test]
     fn cargo_chef_stages_go_with_the_builder() {
         check(
-            r#"ARG RUST=1.85
-FROM lukemathwalker/cargo-chef:latest-rust-${RUST} AS chef
-WORKDIR /app
-
-FROM chef AS planner
-COPY . .
-RUN cargo chef prepare --recipe-path recipe.json
-
-FROM chef AS builder
-COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --recipe-path recipe.json
-COPY . .
-RUN cargo build --release --bin api --bin worker && cargo build --release -p x
-FROM gcr.io/distroless/cc-debian12
-COPY --from=builder /app/target/release/api /app/target/release/worker /usr/local/bin/
-"#,
-            expect![[r#"kept: Dockerfile:13: a second cargo build in the stage"#]],
+            &format!(
+                "{CHEF}RUN cargo build --release --bin api --bin worker && cargo build --release -p x\nFROM gcr.io/distroless/cc-debian12\nCOPY --from=builder /app/target/release/api /app/target/release/worker /usr/local/bin/\n"
+            ),
+            expect![[r#"kept: Dockerfile:11: a second cargo build in the stage"#]],
         );
         check(
-            r#"FROM lukemathwalker/cargo-chef:latest-rust-1 AS chef
-WORKDIR /app
-FROM chef AS planner
-COPY . .
-RUN cargo chef prepare --recipe-path recipe.json
-FROM chef AS builder
-COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --recipe-path recipe.json
-COPY . .
-RUN ["cargo", "build", "--release", "--bin", "api", "--target-dir", "/out"]
-FROM gcr.io/distroless/cc-debian12 AS runtime
-WORKDIR /app
-COPY --from=builder --chmod=755 /out/release/api ./
-ENTRYPOINT ["/app/api"]
-"#,
+            &format!(
+                "{CHEF}RUN [\"cargo\", \"build\", \"--release\", \"--bin\", \"api\", \"--target-dir\", \"/out\"]\nFROM gcr.io/distroless/cc-debian12 AS runtime\nWORKDIR /app\nCOPY --from=builder --chmod=755 /out/release/api ./\nENTRYPOINT [\"/app/api\"]\n"
+            ),
             expect![[r#"
                 package None, bins {"api"}, reads the context: false
-                the builder stage `builder` (Dockerfile:6) runs cargo build, which the xtask cross-compiles instead
+                the builder stage `builder` (Dockerfile:7) runs cargo build, which the xtask cross-compiles instead
                 ---
+                ARG RUST=1
                 FROM gcr.io/distroless/cc-debian12 AS runtime
                 WORKDIR /app
                 COPY --chmod=755 linux/arm64/api ./
