@@ -160,9 +160,13 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         for (app, reason) in reads_outside_crates(path, evidence) {
             add(app, reason);
         }
-        // A crate's Dockerfile may live outside its directory (`docker/<crate>/Dockerfile`).
-        for app in workspace.apps().filter(|app| app.dockerfile.as_deref() == Some(path.as_str())) {
-            add(&app.name, Reason::File { path: path.clone() });
+        // A crate app's Dockerfile (which may live outside its directory, in
+        // `docker/<crate>/`) and its .dockerignore are inputs of its own image only, not of
+        // the apps that depend on its crate.
+        let image_only: Vec<&crate::workspace::Member> = workspace.apps().filter(|app| app.is_crate && is_image_file(app, path)).collect();
+        if !image_only.is_empty() {
+            image_only.iter().for_each(|app| add(&app.name, Reason::File { path: path.clone() }));
+            continue;
         }
         // The innermost member wins: a crate may live inside another crate's directory.
         let owner = workspace
@@ -203,6 +207,15 @@ fn reads_outside_crates<'e>(path: &str, evidence: &'e Evidence) -> Vec<(&'e str,
         .map(|(app, _)| (app.as_str(), Reason::BuildContext { path: path.to_string() }))
         .chain(read.map(|(app, _)| (app.as_str(), Reason::ReadByBuild { path: path.to_string() })))
         .collect()
+}
+
+/// Whether `path` is a file only `app`'s image reads: its Dockerfile, the Dockerfile's own
+/// `<Dockerfile>.dockerignore`, or the .dockerignore beside it.
+fn is_image_file(app: &crate::workspace::Member, path: &str) -> bool {
+    let Some(dockerfile) = app.dockerfile.as_deref() else { return false };
+    let dir = dockerfile.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let beside = if dir.is_empty() { ".dockerignore".to_string() } else { format!("{dir}/.dockerignore") };
+    path == dockerfile || path == format!("{dockerfile}.dockerignore") || path == beside
 }
 
 /// A crate's directories of targets no image carries (tests, benches, examples).
@@ -384,6 +397,27 @@ mod tests {
             expect_test::expect![[r#"
                 api: proto/v1/a.proto changed (rule proto/**)
                 worker: proto/v1/a.proto changed (rule proto/**); config/worker.toml changed (rule config/worker.toml)"#]],
+        );
+    }
+
+    #[test]
+    fn an_apps_dockerfile_selects_that_app_only() {
+        // worker depends on api's crate; api's Dockerfile is no input of worker's image.
+        let ws = crate::workspace::tests::workspace(&[
+            ("common", "crates/common", &[], false),
+            ("api", "crates/api", &["common"], true),
+            ("worker", "crates/worker", &["api"], true),
+        ]);
+        let check = |changed: &[&str], expected| check_in(&ws, changed, &Evidence::default(), expected);
+        check(
+            &["crates/api/Dockerfile", "crates/api/.dockerignore"],
+            expect_test::expect!["api: crates/api/Dockerfile changed; crates/api/.dockerignore changed"],
+        );
+        check(
+            &["crates/api/src/main.rs"],
+            expect_test::expect![[r#"
+                api: crates/api/src/main.rs changed
+                worker: dependency api changed (crates/api/src/main.rs)"#]],
         );
     }
 

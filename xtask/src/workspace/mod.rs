@@ -169,7 +169,13 @@ impl Workspace {
                 .filter(|target| {
                     target.kind.iter().any(|kind| matches!(kind.as_str(), "bin" | "lib" | "rlib" | "proc-macro" | "custom-build"))
                 })
-                .filter_map(|target| Some(relative(&raw.workspace_root, target.src_path.as_ref()?.parent()?)))
+                .filter_map(|target| {
+                    let target_dir = target.src_path.as_ref()?.parent()?;
+                    // A build script at the crate's root makes the root no directory of targets:
+                    // what it reads is what it declares (dep-info), not every file beside it.
+                    let build_script = target.kind.iter().any(|kind| kind == "custom-build");
+                    (!build_script || target_dir != abs_dir).then(|| relative(&raw.workspace_root, target_dir))
+                })
                 .collect();
             build_source_dirs.sort();
             build_source_dirs.dedup();
@@ -563,6 +569,19 @@ pub(crate) mod tests {
             err.to_string().starts_with("docker/api/Dockerfile makes an image `api`, and the crate in crates/api has that name too"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_build_script_at_the_crates_root_makes_no_directory_of_targets() {
+        let target = |name: &str, kind: &str, src: &str| serde_json::json!({"name": name, "kind": [kind], "src_path": format!("/ws/crates/api/{src}")});
+        let package = serde_json::json!({
+            "id": "path+file:///ws/crates/api#api@0.1.0", "name": "api", "version": "0.1.0",
+            "manifest_path": "/ws/crates/api/Cargo.toml", "dependencies": [],
+            "targets": [target("api", "bin", "src/main.rs"), target("build-script-build", "custom-build", "build.rs"), target("gen", "custom-build", "build/main.rs")],
+        });
+        let json = serde_json::json!({"packages": [package], "workspace_members": [package["id"]], "workspace_root": "/ws", "target_directory": "/ws/target", "metadata": null});
+        let ws = Workspace::from_metadata(json.to_string().as_bytes(), &|_| true).unwrap();
+        assert_eq!(ws.member("api").unwrap().build_source_dirs, ["crates/api/build", "crates/api/src"]);
     }
 
     #[test]
