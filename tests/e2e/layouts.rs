@@ -76,3 +76,37 @@ fn an_image_of_docker_that_compiles_a_crate_is_built_from_the_cross_compiled_cra
     assert_eq!(select_after("docker/relay/Dockerfile", "LABEL team=edge\n"), ["relay"]);
     assert_eq!(select_after("README.md", "\nA note.\n"), Vec::<String>::new());
 }
+
+/// What an app's own files select, by what the build does with them: an app's Dockerfile is an
+/// input of its image only, not of the apps that depend on its crate's library; and a build
+/// script at a crate's root (hello-api's) does not make its `tests/` an input.
+#[test]
+fn an_apps_dockerfile_selects_only_its_image_and_tests_beside_a_root_build_script_select_none() {
+    let scratch = Scratch::new();
+    // edge is an app with a library, and relay an app built on that library.
+    scratch.write("crates/edge/Cargo.toml", "[package]\nname = \"edge\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    scratch.write("crates/edge/src/lib.rs", "pub fn name() -> &'static str {\n    \"edge\"\n}\n");
+    scratch.write("crates/edge/src/main.rs", "fn main() {\n    println!(\"{}\", edge::name());\n}\n");
+    scratch.write("crates/edge/Dockerfile", "FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${TARGETPLATFORM}/edge /edge\n");
+    scratch.write(
+        "crates/relay/Cargo.toml",
+        "[package]\nname = \"relay\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nedge = { path = \"../edge\" }\n",
+    );
+    scratch.write("crates/relay/src/main.rs", "fn main() {\n    println!(\"relay of {}\", edge::name());\n}\n");
+    scratch.write("crates/relay/Dockerfile", "FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${TARGETPLATFORM}/relay /relay\n");
+    scratch.write("crates/hello-api/tests/greeting.rs", "#[test]\nfn greets() {}\n");
+    let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut base = scratch.commit("edge and relay");
+    let mut select_after = |path: &str, text: &str| {
+        scratch.edit(path, |old| format!("{old}{text}"));
+        let head = scratch.commit(&format!("edit {path}"));
+        let selected = changed(&scratch, &base);
+        base = head;
+        selected
+    };
+    assert_eq!(select_after("crates/edge/Dockerfile", "ENTRYPOINT [\"/edge\"]\n"), ["edge"]);
+    assert_eq!(select_after("crates/edge/src/lib.rs", "// changed\n"), ["edge", "relay"]);
+    assert_eq!(select_after("crates/hello-api/tests/greeting.rs", "// changed\n"), Vec::<String>::new());
+    assert_eq!(select_after("crates/hello-api/build.rs", "// changed\n"), ["hello-api"]);
+}
