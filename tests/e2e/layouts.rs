@@ -20,9 +20,13 @@ fn add_bin_crate(scratch: &Scratch, name: &str) {
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
-/// The apps `changed` selects between `base` and HEAD.
-fn changed(scratch: &Scratch, base: &str) -> Vec<String> {
+/// Appends `text` to `path`, commits, and returns the apps `changed` selects between `base` and
+/// the new commit, which becomes the next `base`.
+fn select_after_edit(scratch: &Scratch, base: &mut String, path: &str, text: &str) -> Vec<String> {
+    scratch.edit(path, |old| format!("{old}{text}"));
+    let head = scratch.commit(&format!("edit {path}"));
     let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", base, "--json"])).unwrap();
+    *base = head;
     json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap().to_string()).collect()
 }
 
@@ -64,13 +68,7 @@ fn an_image_of_docker_that_compiles_a_crate_is_built_from_the_cross_compiled_cra
     }
 
     // What selects each image: its crate and its Dockerfile, nothing else.
-    let mut select_after = |path: &str, text: &str| {
-        scratch.edit(path, |old| format!("{old}{text}"));
-        let head = scratch.commit(&format!("edit {path}"));
-        let selected = changed(&scratch, &base);
-        base = head;
-        selected
-    };
+    let mut select_after = |path: &str, text: &str| select_after_edit(&scratch, &mut base, path, text);
     assert_eq!(select_after("crates/gateway/src/main.rs", "// changed\n"), ["api-server"]);
     assert_eq!(select_after("crates/relay/src/main.rs", "// changed\n"), ["relay"]);
     assert_eq!(select_after("docker/relay/Dockerfile", "LABEL team=edge\n"), ["relay"]);
@@ -98,13 +96,7 @@ fn an_apps_dockerfile_selects_only_its_image_and_tests_beside_a_root_build_scrip
     let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
     assert!(output.status.success(), "{}", stderr(&output));
     let mut base = scratch.commit("edge and relay");
-    let mut select_after = |path: &str, text: &str| {
-        scratch.edit(path, |old| format!("{old}{text}"));
-        let head = scratch.commit(&format!("edit {path}"));
-        let selected = changed(&scratch, &base);
-        base = head;
-        selected
-    };
+    let mut select_after = |path: &str, text: &str| select_after_edit(&scratch, &mut base, path, text);
     assert_eq!(select_after("crates/edge/Dockerfile", "ENTRYPOINT [\"/edge\"]\n"), ["edge"]);
     assert_eq!(select_after("crates/edge/src/lib.rs", "// changed\n"), ["edge", "relay"]);
     assert_eq!(select_after("crates/hello-api/tests/greeting.rs", "// changed\n"), Vec::<String>::new());
