@@ -254,7 +254,12 @@ impl Builder<'_> {
             if let Recipe::Engine(texts) = &recipe.recipe {
                 self.read_engine_bases(texts, &monorepo_bases, &mut plans.engine_bases).await;
             }
-            for platform in &self.config.platforms {
+            // The base's C library decides what the app's binary is compiled for, and an image
+            // of docker/ passes its own on to the images built on it; nobody else needs it, and
+            // finding it may read the base's layers.
+            let is_a_base = members.iter().any(|other| self.ctx.workspace.image_bases(&other.name).contains(&member.name.as_str()));
+            let platforms = if recipe.staged.is_empty() && !is_a_base { &[][..] } else { &self.config.platforms[..] };
+            for platform in platforms {
                 let base = match &recipe.recipe {
                     Recipe::Native(native) => Some(native[platform].base.clone()),
                     Recipe::Engine(texts) => dockerfile::final_base(&texts[platform], &platform.build_args()),

@@ -141,7 +141,9 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         }
                     }
                     if !copy.contents.is_empty() {
-                        continue;
+                        return Ok(CargoStages::Kept(format!(
+                            "{file}:{line}: COPY --from={from} with a heredoc writes more than the binaries"
+                        )));
                     }
                     package = package.or_else(|| build.package.clone());
                     let mut flags = String::new();
@@ -260,10 +262,7 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)
                 for words in &commands {
                     let found = parse_cargo(words, &workdir, &target_dir).map_err(|why| format!("{line}: {why}"))?;
                     match found {
-                        Some(found) if build.is_some() => {
-                            let _ = found;
-                            return Err(format!("{line}: a second cargo build in the stage"));
-                        }
+                        Some(_) if build.is_some() => return Err(format!("{line}: a second cargo build in the stage")),
                         Some(found) => build = Some(found),
                         None => {}
                     }
@@ -480,6 +479,10 @@ ENTRYPOINT ["gateway"]"#,
             expect![[r#"kept: Dockerfile:4: ENV RUSTFLAGS changes what cargo builds"#]],
         );
         check(&with("RUN ./build.sh", copy), expect!["none"]);
+        check(
+            &with("RUN cargo build --release", "COPY --from=build /src/target/release/app <<EOF /srv/\nnote\nEOF"),
+            expect!["kept: Dockerfile:6: COPY --from=build with a heredoc writes more than the binaries"],
+        );
         check(
             &with(
                 "ENV CARGO_TARGET_DIR=/build CARGO_HOME=/cargo\nRUN cargo build -r --locked --bin app",
