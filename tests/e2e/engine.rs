@@ -388,3 +388,37 @@ fn a_builder_stage_before_a_runtime_stage_without_run_is_assembled_natively() {
     );
     assert_eq!(layers_of(&scratch), staged_shape, "the same layers as the staged-binary Dockerfile's");
 }
+
+/// An image declared with a build argument, from a Dockerfile the engine builds: the engine gets
+/// the argument (the label says so), and the builder stage it names still gives way.
+#[test]
+fn a_declared_images_build_arguments_reach_the_engine() {
+    let Some(engine) = Engine::docker26() else { return };
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    engine.prepare(&scratch, &registry);
+    add_stamp_app(&scratch, "scratch", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+    std::fs::remove_file(scratch.path().join("crates/stamp/Dockerfile")).unwrap();
+    let by_argument = BUILDER_STAGE_DOCKERFILE
+        .replace("WORKDIR /src", "ARG BIN\nWORKDIR /src")
+        .replace("-p stamp", "--bin $BIN")
+        .replace("FROM scratch\n", "FROM scratch\nARG BIN\nLABEL service=$BIN\n");
+    scratch.write("docker/service.Dockerfile", &by_argument);
+    scratch.edit("Cargo.toml", |text| {
+        format!("{text}\n[[workspace.metadata.xtask.images]]\nname = \"stamp-service\"\ndockerfile = \"docker/service.Dockerfile\"\nargs = {{ BIN = \"stamp\" }}\n")
+    });
+    scratch.commit("stamp as a declared image");
+    let output = scratch.xtask_with_env(&["build", "stamp-service", "--platform", runnable_platforms()], &engine.env());
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("stamp-service: the builder stage `builder` (docker/service.Dockerfile:1) runs cargo build"), "{log}");
+    let layout = scratch.path().join("target/xtask/oci/stamp-service");
+    let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let manifest = read_json(&blob_path(&layout, &entry["digest"]));
+        let config = read_json(&blob_path(&layout, &manifest["config"]["digest"]));
+        assert_eq!(config["config"]["Labels"]["service"], "stamp", "{config:#}");
+        let last = layer_files(&blob_path(&layout, &manifest["layers"].as_array().unwrap().last().unwrap()["digest"]));
+        assert_eq!(last.first().map(|(path, _)| path.as_str()), Some("etc/stamp-arch"), "the RUN step ran");
+    }
+}

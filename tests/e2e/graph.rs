@@ -27,7 +27,10 @@ fn a_change_to_the_base_image_selects_it_and_what_is_built_on_it_and_the_base_go
         .collect();
     assert_eq!(selected, [("base", "file"), ("hello-api", "base-image")], "{changed:#}");
     let explained = scratch.xtask_ok(&["changed", "--base", &before_change, "--explain", "hello-api"]);
-    assert_eq!(explained.trim(), "docker/base/rootfs/etc/passwd → base → hello-api");
+    assert_eq!(
+        explained.trim(),
+        "hello-api: built from crates/hello-api/Dockerfile, beside the crate's Cargo.toml\ndocker/base/rootfs/etc/passwd → base → hello-api"
+    );
 
     let before = registry.requests().len();
     let output = scratch.xtask(&["release", "--repository", &repository, "--base", &before_change, "--json"]);

@@ -91,7 +91,10 @@ fn files_a_build_reads_outside_its_crates_select_the_apps_that_read_them() {
         let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
         assert_eq!(apps, [app], "{path}: {json:#}");
         let explained = scratch.xtask_ok(&["changed", "--base", &base, "--explain", app]);
-        assert_eq!(explained.trim(), format!("{path}, which its build reads (dep-info), changed → {app}"));
+        assert_eq!(
+            explained.trim(),
+            format!("{app}: built from crates/{app}/Dockerfile, beside the crate's Cargo.toml\n{path}, which its build reads (dep-info), changed → {app}")
+        );
     }
 
     // A test the binary does not compile selects nothing.

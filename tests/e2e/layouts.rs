@@ -1,7 +1,8 @@
 //! Images of `docker/<name>/` whose Dockerfile compiles a crate of the workspace in a builder
 //! stage, the layout of most service monorepos: the xtask compiles that crate itself (the
 //! builder stage gives way to the cross-compiled binary), and the image's inputs are the crate's
-//! and its Dockerfile, not every file the builder stage's `COPY . .` would read.
+//! and its Dockerfile, not every file the builder stage's `COPY . .` would read. Also images
+//! declared in the configuration, several from one Dockerfile by build argument and target.
 
 use std::process::Command;
 
@@ -101,4 +102,79 @@ fn an_apps_dockerfile_selects_only_its_image_and_tests_beside_a_root_build_scrip
     assert_eq!(select_after("crates/edge/src/lib.rs", "// changed\n"), ["edge", "relay"]);
     assert_eq!(select_after("crates/hello-api/tests/greeting.rs", "// changed\n"), Vec::<String>::new());
     assert_eq!(select_after("crates/hello-api/build.rs", "// changed\n"), ["hello-api"]);
+}
+
+/// One Dockerfile for several images, as PostHog and chroma write it: `ARG BIN` names the binary
+/// the builder stage compiles and the runtime stage copies, and a later stage is another target.
+const BY_ARG: &str = r#"FROM rust:1.85-bookworm AS builder
+ARG BIN
+WORKDIR /app
+COPY . .
+RUN cargo build --release --locked --bin $BIN
+
+FROM scratch AS runtime
+ARG BIN
+COPY --from=builder /app/target/release/$BIN /usr/local/bin/$BIN
+ENV SERVICE=$BIN
+
+FROM runtime AS debug
+ENV RUST_LOG=debug
+"#;
+
+/// Images declared in `[[workspace.metadata.xtask.images]]` with their build arguments and
+/// target: each compiles the crate its argument names, is selected by that crate and by the
+/// shared Dockerfile, and `--explain` says where it was declared.
+#[test]
+fn declared_images_share_one_dockerfile_by_build_argument_and_target() {
+    let scratch = Scratch::new();
+    add_bin_crate(&scratch, "gateway");
+    add_bin_crate(&scratch, "relay");
+    scratch.write("docker/rust.Dockerfile", BY_ARG);
+    scratch.edit("Cargo.toml", |text| {
+        format!(
+            "{text}\n[[workspace.metadata.xtask.images]]\nname = \"gateway\"\ndockerfile = \"docker/rust.Dockerfile\"\ntarget = \"runtime\"\nargs = {{ BIN = \"gateway\" }}\n\n[[workspace.metadata.xtask.images]]\nname = \"relay-debug\"\ndockerfile = \"docker/rust.Dockerfile\"\nargs = {{ BIN = \"relay\" }}\n"
+        )
+    });
+    let mut base = scratch.commit("two images of one Dockerfile");
+
+    let output = scratch.xtask(&["build", "gateway", "relay-debug", "--platform", "linux/amd64,linux/arm64"]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("gateway: the builder stage `builder` (docker/rust.Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is assembled natively"),
+        "{log}"
+    );
+    for (image, bin, debug) in [("gateway", "gateway", false), ("relay-debug", "relay", true)] {
+        let layout = scratch.path().join("target/xtask/oci").join(image);
+        let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+        for entry in index["manifests"].as_array().unwrap() {
+            let platform = format!("linux/{}", entry["platform"]["architecture"].as_str().unwrap());
+            let manifest = read_json(&blob_path(&layout, &entry["digest"]));
+            let files: Vec<(String, String)> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|layer| layer_files(&blob_path(&layout, &layer["digest"])))
+                .collect();
+            let staged = std::fs::read(scratch.path().join("target/stage").join(&platform).join(bin)).unwrap();
+            assert_eq!(files, [(format!("usr/local/bin/{bin}"), format!("<{} bytes>", staged.len()))], "{image} {platform}");
+            let config = read_json(&blob_path(&layout, &manifest["config"]["digest"]));
+            let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|value| value.as_str().unwrap()).collect();
+            assert!(env.contains(&format!("SERVICE={bin}").as_str()), "{image}: {env:?}");
+            assert_eq!(env.contains(&"RUST_LOG=debug"), debug, "{image}: the target stage, or the last: {env:?}");
+        }
+    }
+    assert_eq!(stdout(&run(&mut Command::new(scratch.path().join("target/stage/linux/amd64/relay")))), "relay on x86_64\n");
+    let explained = scratch.xtask_ok(&["changed", "--all", "--explain", "relay-debug"]);
+    assert_eq!(
+        explained.lines().next(),
+        Some("relay-debug: built from docker/rust.Dockerfile, declared in [[workspace.metadata.xtask.images]], BIN=relay, shipping crate relay's binary")
+    );
+
+    // Each image is selected by the crate it compiles and by the Dockerfile they share.
+    let mut select_after = |path: &str, text: &str| select_after_edit(&scratch, &mut base, path, text);
+    assert_eq!(select_after("crates/relay/src/main.rs", "// changed\n"), ["relay-debug"]);
+    assert_eq!(select_after("crates/gateway/src/main.rs", "// changed\n"), ["gateway"]);
+    assert_eq!(select_after("docker/rust.Dockerfile", "LABEL team=edge\n"), ["gateway", "relay-debug"]);
+    assert_eq!(select_after("README.md", "\nA note.\n"), Vec::<String>::new());
 }

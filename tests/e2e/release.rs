@@ -264,7 +264,10 @@ fn deleted_apps_exit_codes_explanations_and_shallow_clones() {
     scratch.write("crates/wordcount/src/extra.rs", "// touched\n");
     scratch.commit("touch wordcount");
     let explained = scratch.xtask_ok(&["changed", "--base", &first, "--explain", "worker"]);
-    assert_eq!(explained.trim(), "crates/wordcount/src/extra.rs → wordcount → worker");
+    assert_eq!(
+        explained.trim(),
+        "worker: built from crates/worker/Dockerfile, beside the crate's Cargo.toml\ncrates/wordcount/src/extra.rs → wordcount → worker"
+    );
     assert_eq!(scratch.xtask(&["changed", "--base", &first, "--exit-code"]).status.code(), Some(1));
     assert_eq!(scratch.xtask(&["changed", "--base", "HEAD", "--exit-code"]).status.code(), Some(0));
 

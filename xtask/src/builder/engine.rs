@@ -28,6 +28,16 @@ pub struct SavedImage {
     pub base_layers: Vec<Vec<Digest>>,
 }
 
+/// One image the engine builds: its Dockerfile's path (for messages), the text it reads (the
+/// Dockerfile as the build sees it: up to the image's stage, builder stages replaced), and every
+/// build argument, the platform's included.
+#[derive(Clone, Copy)]
+pub struct Build<'a> {
+    pub dockerfile: &'a str,
+    pub text: &'a str,
+    pub build_args: &'a [(String, String)],
+}
+
 /// A reachable Docker engine.
 pub struct Engine<'a> {
     sh: &'a Shell,
@@ -55,27 +65,25 @@ impl<'a> Engine<'a> {
         Ok(Engine { sh, legacy })
     }
 
-    /// Builds `dockerfile` (its path relative to `context`, and its text) for `platform`, tags
-    /// the result `xtask/<app>:<os>-<arch>` in the engine so it can be run locally, and saves it
-    /// to an archive in `work`.
+    /// Builds `build` for `platform`, tags the result `xtask/<app>:<os>-<arch>` in the engine
+    /// so it can be run locally, and saves it to an archive in `work`.
     /// `loaded` names the bases put into the engine beforehand (`load`), which are not pulled.
-    #[allow(clippy::too_many_arguments)]
     pub fn build(
         &self,
         app: &str,
-        dockerfile: &str,
-        text: &str,
+        build: &Build<'_>,
         platform: &Platform,
         context: &Path,
         work: &Path,
         loaded: &[&str],
     ) -> Result<SavedImage> {
+        let Build { dockerfile, text, build_args } = *build;
         if dockerfile::runs_commands(text) {
             check_emulation(platform)?;
         }
         let slug = platform.to_string().replace('/', "-");
         if self.legacy {
-            self.pull_bases(dockerfile, text, platform, loaded)?;
+            self.pull_bases(dockerfile, text, build_args, platform, loaded)?;
         }
         let text = if self.legacy { self.with_platform_scratch(text, platform, &slug)? } else { text.to_string() };
         std::fs::create_dir_all(work)?;
@@ -84,7 +92,7 @@ impl<'a> Engine<'a> {
         let mut command = Command::new("docker");
         command.current_dir(context).args(["build", "--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
         command.arg(&image_id_file);
-        for (name, value) in platform.build_args() {
+        for (name, value) in build_args {
             command.args(["--build-arg", &format!("{name}={value}")]);
         }
         command.arg(".");
@@ -108,7 +116,7 @@ impl<'a> Engine<'a> {
             .with_context(|| format!("`docker save` of the image built from {dockerfile} for {platform} failed"))?;
         let layers_format = "{{json .RootFS.Layers}}";
         let mut base_layers = Vec::new();
-        for image in dockerfile::base_images(&text, &platform.build_args()) {
+        for image in dockerfile::base_images(&text, build_args) {
             // BuildKit keeps the bases it pulls out of the engine's image store; those come from
             // a registry, and `import` matches their layers there instead.
             let Ok(layers) = cmd!(self.sh, "docker image inspect --format {layers_format} {image}").quiet().ignore_stderr().read() else {
@@ -122,9 +130,16 @@ impl<'a> Engine<'a> {
     /// The engine's image store keeps one platform per tag, and the legacy builder uses whatever
     /// platform a base image's tag holds; so each base is pulled for the platform about to be
     /// built, which is cheap when its layers are already there.
-    fn pull_bases(&self, dockerfile: &str, text: &str, platform: &Platform, loaded: &[&str]) -> Result<()> {
+    fn pull_bases(
+        &self,
+        dockerfile: &str,
+        text: &str,
+        build_args: &[(String, String)],
+        platform: &Platform,
+        loaded: &[&str],
+    ) -> Result<()> {
         let platform_text = platform.to_string();
-        for image in dockerfile::base_images(text, &platform.build_args()).into_iter().filter(|image| !loaded.contains(&image.as_str())) {
+        for image in dockerfile::base_images(text, build_args).into_iter().filter(|image| !loaded.contains(&image.as_str())) {
             cmd!(self.sh, "docker pull --quiet --platform {platform_text} {image}").quiet().ignore_stdout().run().with_context(|| {
                 format!("the Docker engine could not pull {image} for {platform}, a base image of {dockerfile}: check that the image exists for that platform and that `docker login` was run for its registry")
             })?;

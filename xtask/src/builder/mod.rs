@@ -224,7 +224,7 @@ impl Builder<'_> {
         };
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
-            let text = fs::read_to_string(self.ctx.workspace.root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
+            let text = member.dockerfile_text(&self.ctx.workspace.root)?;
             let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace.root)?;
             if self.builder == flags::Builder::Auto {
                 eprintln!("{}: {why}", member.name);
@@ -252,7 +252,7 @@ impl Builder<'_> {
                 }
             }
             if let Recipe::Engine(texts) = &recipe.recipe {
-                self.read_engine_bases(texts, &monorepo_bases, &mut plans.engine_bases).await;
+                self.read_engine_bases(member, texts, &monorepo_bases, &mut plans.engine_bases).await;
             }
             // The base's C library decides what the app's binary is compiled for, and an image
             // of docker/ passes its own on to the images built on it; nobody else needs it, and
@@ -262,7 +262,7 @@ impl Builder<'_> {
             for platform in platforms {
                 let base = match &recipe.recipe {
                     Recipe::Native(native) => Some(native[platform].base.clone()),
-                    Recipe::Engine(texts) => dockerfile::final_base(&texts[platform], &platform.build_args()),
+                    Recipe::Engine(texts) => dockerfile::final_base(&texts[platform], &member.build_args(platform)),
                 };
                 let libc =
                     self.base_libc(base, platform, &monorepo_bases, &mut plans).await.with_context(|| format!("{dockerfile}: FROM"))?;
@@ -314,12 +314,13 @@ impl Builder<'_> {
     /// shares with its base keep the base's bytes and are mounted rather than re-encoded.
     async fn read_engine_bases(
         &self,
+        member: &Member,
         texts: &BTreeMap<Platform, String>,
         monorepo_bases: &[&str],
         bases: &mut BTreeMap<String, Option<BaseImage>>,
     ) {
         for (platform, text) in texts {
-            for image in dockerfile::base_images(text, &platform.build_args()) {
+            for image in dockerfile::base_images(text, &member.build_args(platform)) {
                 if bases.contains_key(&image) || monorepo_bases.contains(&image.as_str()) {
                     continue;
                 }
@@ -416,7 +417,9 @@ impl Builder<'_> {
                     plans.local_bases[*base].load_into(engine, base, platform, &work)?;
                 }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
-                    engine.build(&member.name, dockerfile, &texts[platform], platform, &recipe.context, &work, &monorepo_bases)
+                    let build_args = member.build_args(platform);
+                    let build = engine::Build { dockerfile, text: &texts[platform], build_args: &build_args };
+                    engine.build(&member.name, &build, platform, &recipe.context, &work, &monorepo_bases)
                 })?;
                 let local = monorepo_bases.iter().map(|base| &plans.local_bases[*base].image);
                 let bases: Vec<BaseParts<'_>> = plans
@@ -442,7 +445,7 @@ fn base_of(member: &Member, platform: &Platform, plans: &Plans) -> Option<(Strin
             Base::Image { image, .. } => image.clone(),
             Base::Scratch => return None,
         },
-        Recipe::Engine(texts) => dockerfile::base_images(&texts[platform], &platform.build_args()).pop()?,
+        Recipe::Engine(texts) => dockerfile::base_images(&texts[platform], &member.build_args(platform)).pop()?,
     };
     let base = plans
         .local_bases
@@ -554,7 +557,7 @@ fn recipe(
     let mut replaced: Option<String> = None;
     let mut kept: Option<String> = None;
     for platform in platforms {
-        let found = cargo_stage::replace(text, dockerfile, &platform.build_args_on(&Platform::host()), &platform.to_string())?;
+        let found = cargo_stage::replace(text, dockerfile, &member.build_args_on(platform, &Platform::host()), &platform.to_string())?;
         let found = match found {
             CargoStages::Replaced(replacement)
                 if member.package.is_none() || replacement.package.as_ref().is_some_and(|package| Some(package) != member.package.as_ref()) =>
@@ -602,7 +605,7 @@ fn recipe(
     }
     let mut plans = BTreeMap::new();
     for platform in platforms {
-        match dockerfile::plan(&texts[platform], dockerfile, &platform.build_args_on(&Platform::host())) {
+        match dockerfile::plan(&texts[platform], dockerfile, &member.build_args_on(platform, &Platform::host())) {
             Ok(plan) => plans.insert(platform.clone(), plan),
             Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
                 Some(declined) if builder == flags::Builder::Auto => {

@@ -66,8 +66,8 @@ struct Printed<'a> {
 fn plan_shards(ctx: &Context, config: &Config, detection: &Detection, count: usize) -> Result<Vec<Shard>> {
     let mut runs_commands = BTreeSet::new();
     for app in &detection.apps {
-        let text =
-            std::fs::read_to_string(ctx.workspace.root.join(&app.dockerfile)).with_context(|| format!("cannot read {}", app.dockerfile))?;
+        let member = ctx.workspace.member(&app.name).context("a selected app is a member of the workspace")?;
+        let text = member.dockerfile_text(&ctx.workspace.root)?;
         if dockerfile::runs_commands(&text) {
             runs_commands.insert(app.name.clone());
         }
@@ -116,8 +116,12 @@ fn print_detection(detection: &Detection) {
     }
 }
 
-/// Prints why `name` is selected, each reason as a chain from the changed file to the app.
+/// Prints how `name` was found, then why it is selected, each reason as a chain from the changed
+/// file to the app.
 fn explain(workspace: &Workspace, detection: &Detection, name: &str) {
+    if let Some(member) = workspace.member(name) {
+        println!("{name}: built from {}", member.found_how());
+    }
     let Some(app) = detection.apps.iter().find(|app| app.name == name) else {
         println!(
             "{name} is not selected: nothing it is built from changed between {} and {}",

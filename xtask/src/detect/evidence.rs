@@ -123,19 +123,19 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
     let mut sources = BTreeMap::new();
     for app in workspace.apps() {
         let dockerfile = app.dockerfile.as_deref().expect("apps have a Dockerfile");
-        let Ok(text) = std::fs::read_to_string(workspace.root.join(dockerfile)) else { continue };
+        let Ok(text) = app.dockerfile_text(&workspace.root) else { continue };
         let mut found = BTreeSet::new();
         for platform in platforms {
             // Builder stages the xtask replaces read the context for cargo, whose inputs the
             // crate graph tracks: only what the stages left copy counts, and nothing when they
             // read no context but the staged binaries.
-            let text = match dockerfile::cargo_stage::replace(&text, dockerfile, &platform.build_args(), &platform.to_string()) {
+            let text = match dockerfile::cargo_stage::replace(&text, dockerfile, &app.build_args(platform), &platform.to_string()) {
                 Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) if !replaced.reads_context => continue,
                 Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) => replaced.text,
                 _ => text.clone(),
             };
             // A Dockerfile the builder cannot read is reported by the build, not here.
-            let Ok(plan) = dockerfile::plan(&text, dockerfile, &platform.build_args()) else { continue };
+            let Ok(plan) = dockerfile::plan(&text, dockerfile, &app.build_args(platform)) else { continue };
             for source in plan.copy_sources() {
                 {
                     let source = source.trim_start_matches("./").trim_end_matches('/').to_string();

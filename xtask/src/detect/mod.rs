@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::workspace::config::{PathRule, RuleApps};
-use crate::workspace::Workspace;
+use crate::workspace::{Found, Member, Workspace};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SelectedApp {
@@ -130,6 +130,10 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
     // Cargo's workspace-wide inputs reach what cargo compiles: the crate apps, and the images of
     // docker/ whose builder stage the xtask compiles; not the other images of docker/.
     let crate_apps: Vec<String> = workspace.apps().filter(|app| app.package.is_some()).map(|app| app.name.clone()).collect();
+    // The root manifest declares the images of [[workspace.metadata.xtask.images]]: their
+    // build arguments and targets are inputs too.
+    let declared: Vec<String> =
+        workspace.apps().filter(|app| app.found == Found::Declared && app.package.is_none()).map(|app| app.name.clone()).collect();
     // Many paths share an owner; its dependents are computed once.
     let mut dependents: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for path in changed_paths {
@@ -154,7 +158,8 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             continue;
         }
         if is_workspace_wide(path) {
-            crate_apps.iter().for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+            let manifest_declared = declared.iter().filter(|_| path == "Cargo.toml");
+            crate_apps.iter().chain(manifest_declared).for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
             continue;
         }
         for (app, reason) in reads_outside_crates(path, evidence) {
@@ -162,10 +167,19 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         }
         // A crate app's Dockerfile (which may live outside its directory, in
         // `docker/<crate>/`) and its .dockerignore are inputs of its own image only, not of
-        // the apps that depend on its crate.
-        let image_only: Vec<&crate::workspace::Member> = workspace.apps().filter(|app| app.is_crate && is_image_file(app, path)).collect();
-        if !image_only.is_empty() {
-            image_only.iter().for_each(|app| add(&app.name, Reason::File { path: path.clone() }));
+        // the apps that depend on its crate. A Dockerfile of images without a directory of
+        // their own (`docker/Dockerfile.<name>`, a declared one, maybe shared) is an input of
+        // those images and of the images built on them.
+        let image_files: Vec<&Member> =
+            workspace.apps().filter(|app| (app.is_crate || app.found != Found::ImageDir) && is_image_file(app, path)).collect();
+        if !image_files.is_empty() {
+            for app in image_files {
+                add(&app.name, Reason::File { path: path.clone() });
+                let built_on = workspace.dependents_of(&app.name).into_iter().filter(|dependent| !app.is_crate && *dependent != app.name);
+                for dependent in built_on.filter(|dependent| all_apps.contains(dependent)) {
+                    add(&dependent, Reason::BaseImage { image: app.name.clone(), path: path.clone() });
+                }
+            }
             continue;
         }
         // The innermost member wins: a crate may live inside another crate's directory.
@@ -195,6 +209,25 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             add(&dependent, reason);
         }
     }
+    // An image rebuilt because cargo's workspace-wide inputs changed what it compiles changes
+    // the images built on it too.
+    let rebuilt: Vec<(String, String)> = reasons
+        .iter()
+        .filter(|(name, _)| workspace.member(name).is_some_and(|member| !member.is_crate))
+        .flat_map(|(name, reasons)| {
+            reasons.iter().filter_map(move |reason| match reason {
+                Reason::Workspace { path } => Some((name.clone(), path.clone())),
+                Reason::Lockfile { .. } => Some((name.clone(), "Cargo.lock".to_string())),
+                _ => None,
+            })
+        })
+        .collect();
+    for (image, path) in rebuilt {
+        for dependent in workspace.dependents_of(&image).into_iter().filter(|dependent| *dependent != image && all_apps.contains(dependent))
+        {
+            reasons.entry(dependent).or_default().push(Reason::BaseImage { image: image.clone(), path: path.clone() });
+        }
+    }
     reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
 }
 
@@ -211,7 +244,7 @@ fn reads_outside_crates<'e>(path: &str, evidence: &'e Evidence) -> Vec<(&'e str,
 
 /// Whether `path` is a file only `app`'s image reads: its Dockerfile, the Dockerfile's own
 /// `<Dockerfile>.dockerignore`, or the .dockerignore beside it.
-fn is_image_file(app: &crate::workspace::Member, path: &str) -> bool {
+fn is_image_file(app: &Member, path: &str) -> bool {
     let Some(dockerfile) = app.dockerfile.as_deref() else { return false };
     let dir = dockerfile.rsplit_once('/').map_or("", |(dir, _)| dir);
     let beside = if dir.is_empty() { ".dockerignore".to_string() } else { format!("{dir}/.dockerignore") };
@@ -223,7 +256,7 @@ pub const AUXILIARY_DIRS: [&str; 3] = ["tests/", "benches/", "examples/"];
 
 /// Whether `path`, a file of `owner`, lies under its `tests/`, `benches/` or `examples/` and
 /// outside every directory of a target its build compiles.
-fn is_auxiliary(owner: &crate::workspace::Member, path: &str) -> bool {
+fn is_auxiliary(owner: &Member, path: &str) -> bool {
     if !owner.is_crate {
         return false;
     }
@@ -246,6 +279,7 @@ pub fn selected(workspace: &Workspace, name: &str, reasons: Vec<Reason>) -> Sele
 mod tests {
     use super::*;
     use crate::workspace::tests::workspace;
+    use crate::workspace::ImageEntry;
 
     fn check(changed: &[&str], expected: expect_test::Expect) {
         check_with(changed, &Evidence::default(), expected)
@@ -304,6 +338,62 @@ mod tests {
     }
 
     #[test]
+    fn a_dockerfile_shared_by_images_selects_each_of_them_and_the_images_built_on_them() {
+        let mut ws = sample();
+        let declared = |name: &str, bin: &str| {
+            ImageEntry::declared(crate::workspace::config::DeclaredImage {
+                name: name.into(),
+                dockerfile: "docker/rust.Dockerfile".into(),
+                target: None,
+                args: [("BIN".to_string(), bin.to_string())].into(),
+                package: None,
+            })
+        };
+        let dockerfiles = |path: &str| {
+            match path {
+            "docker/rust.Dockerfile" => Some("FROM rust AS build\nARG BIN\nRUN cargo build --release --bin $BIN\nFROM scratch\nARG BIN\nCOPY --from=build /target/release/$BIN /\n".to_string()),
+            "docker/Dockerfile.sidecar" => Some("FROM api-image\n".to_string()),
+            "docker/Dockerfile.static" => Some("FROM scratch\n".to_string()),
+            _ => None,
+        }
+        };
+        let images = [
+            declared("api-image", "api"),
+            declared("worker-image", "worker"),
+            ImageEntry::of_file("docker/Dockerfile.sidecar").unwrap(),
+            ImageEntry::of_file("docker/Dockerfile.static").unwrap(),
+        ];
+        ws.add_images(&images, &dockerfiles).unwrap();
+        let check = |changed: &[&str], expected| check_in(&ws, changed, &Evidence::default(), expected);
+        check(
+            &["docker/rust.Dockerfile"],
+            expect_test::expect![[r#"
+                api-image: docker/rust.Dockerfile changed
+                sidecar: base image api-image changed (docker/rust.Dockerfile)
+                worker-image: docker/rust.Dockerfile changed"#]],
+        );
+        check(&["docker/Dockerfile.sidecar"], expect_test::expect!["sidecar: docker/Dockerfile.sidecar changed"]);
+        check(&["docker/README.md"], expect_test::expect![""]);
+        // Each image compiles its own crate: a change to one selects its image alone.
+        check(
+            &["crates/worker/src/main.rs"],
+            expect_test::expect![[r#"
+                worker: crates/worker/src/main.rs changed
+                worker-image: dependency worker changed (crates/worker/src/main.rs)"#]],
+        );
+        // The root manifest declares them; the image that compiles nothing is not a crate app.
+        check(
+            &["Cargo.toml"],
+            expect_test::expect![[r#"
+                api: workspace-wide input Cargo.toml changed
+                api-image: workspace-wide input Cargo.toml changed
+                sidecar: base image api-image changed (Cargo.toml)
+                worker: workspace-wide input Cargo.toml changed
+                worker-image: workspace-wide input Cargo.toml changed"#]],
+        );
+    }
+
+    #[test]
     fn an_image_of_docker_selects_itself_and_every_image_built_on_it() {
         // docker/base is a runtime base, docker/tools an image on it; api starts FROM base too.
         let mut ws = sample();
@@ -311,7 +401,7 @@ mod tests {
             "crates/api/Dockerfile" | "docker/tools/Dockerfile" => Some("FROM base\n".to_string()),
             _ => Some("FROM scratch\n".to_string()),
         };
-        ws.add_images(&["docker/base".to_string(), "docker/tools".to_string()], &dockerfiles).unwrap();
+        ws.add_images(&[ImageEntry::of_dir("docker/base"), ImageEntry::of_dir("docker/tools")], &dockerfiles).unwrap();
         let check = |changed: &[&str], expected| check_in(&ws, changed, &Evidence::default(), expected);
         check(
             &["docker/base/rootfs/etc/passwd"],

@@ -105,7 +105,7 @@ mod tests {
             ("stamp", "crates/stamp", &[], true),
         ]);
         let read = |path: &str| Some(if path == "crates/api/Dockerfile" { "FROM base\n" } else { "FROM scratch\n" }.to_string());
-        ws.add_images(&["docker/base".to_string()], &read).unwrap();
+        ws.add_images(&[crate::workspace::ImageEntry::of_dir("docker/base")], &read).unwrap();
         let platforms = [Platform::parse("linux/amd64").unwrap(), Platform::parse("linux/arm64").unwrap()];
         let apps: Vec<String> = apps.iter().map(|app| app.to_string()).collect();
         let runs: BTreeSet<String> = runs_commands.iter().map(|app| app.to_string()).collect();

@@ -35,6 +35,39 @@ struct Metadata {
     libc: LibcPolicy,
     #[serde(default)]
     glibc: Option<String>,
+    /// Read by `declared_images`, which the workspace needs before the rest.
+    #[serde(default, rename = "images")]
+    _images: Vec<DeclaredImage>,
+}
+
+/// `[[workspace.metadata.xtask.images]]`: an image made from any Dockerfile, as `docker buildx
+/// build --file DOCKERFILE --target TARGET --build-arg KEY=VALUE` would build it. One Dockerfile
+/// may serve several images, each with its own arguments or target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredImage {
+    /// The image's name: its tags are `<name>-<sha>` and `<name>-latest`.
+    pub name: String,
+    /// The Dockerfile, relative to the workspace root, which is the build context.
+    pub dockerfile: String,
+    /// The stage the image is (`--target`); the last stage when none.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Build arguments (`--build-arg`), such as `{ BIN = "capture" }`.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// The workspace crate whose binary the image ships, when its Dockerfile does not say.
+    #[serde(default)]
+    pub package: Option<String>,
+}
+
+/// The images `[[workspace.metadata.xtask.images]]` declares; the rest of the table is checked
+/// by `resolve`.
+pub fn declared_images(workspace_metadata: &serde_json::Value) -> Result<Vec<DeclaredImage>> {
+    let Some(images) = workspace_metadata.get("xtask").and_then(|xtask| xtask.get("images")) else { return Ok(Vec::new()) };
+    serde_json::from_value(images.clone()).context(
+        "invalid [[workspace.metadata.xtask.images]] in the root Cargo.toml: give each image `name` and `dockerfile`, and optionally `target`, `args` (a table of build arguments) and `package`",
+    )
 }
 
 /// `libc`: which C library the apps' binaries are built for.
@@ -209,7 +242,7 @@ pub struct Overrides<'a> {
 pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Option<String>, overrides: Overrides<'_>) -> Result<Config> {
     let metadata: Metadata = match workspace_metadata.get("xtask") {
         Some(value) => serde_json::from_value(value.clone()).context(
-            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc)",
+            "invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc, images)",
         )?,
         None => Metadata::default(),
     };
@@ -360,7 +393,7 @@ mod tests {
             serde_json::json!({"xtask": {"repo": "x"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`, `supply-chain`, `libc`, `glibc`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc, images): unknown field `repo`, expected one of `repository`, `platforms`, `targets`, `rules`, `ecr`, `environments`, `supply-chain`, `libc`, `glibc`, `images`"],
         );
         check(
             serde_json::json!({"xtask": {"platforms": ["linux/s390x"]}}),
@@ -382,7 +415,7 @@ mod tests {
             serde_json::json!({"xtask": {"libc": "static"}}),
             &[],
             Overrides::default(),
-            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc): unknown variant `static`, expected `auto` or `musl`"],
+            expect_test::expect!["error: invalid [workspace.metadata.xtask] in the root Cargo.toml: fix the table (keys: repository, platforms, targets, rules, ecr, environments, supply-chain, libc, glibc, images): unknown variant `static`, expected `auto` or `musl`"],
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The workspace as `cargo metadata` describes it: members, their path dependencies on each other,
-//! and which of them are apps (a member with a `Dockerfile` beside its `Cargo.toml`); its
+//! and which of them are apps (a member with a `Dockerfile` beside its `Cargo.toml`), with the
+//! images that are no crate's (found in `docker/`, or declared in the configuration); its
 //! release settings (`config`); its resolved dependency graph (`graph`); and the git repository
 //! it lives in (`git`).
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
+
+use crate::image::platform::Platform;
 
 /// Where the monorepo's images that are not crates live: `docker/<name>/Dockerfile`.
 pub const IMAGES_DIR: &str = "docker";
@@ -55,9 +58,133 @@ pub struct Member {
     /// The directories (relative to the workspace root) of the targets a build compiles: the
     /// library, binaries, build script and proc macro; not tests, benches or examples.
     pub build_source_dirs: Vec<String>,
-    /// False for an image of `docker/<name>/`, which is no crate: nothing is compiled for it,
-    /// and its `deps` are the monorepo images its Dockerfile starts FROM.
+    /// False for an image that is no crate (of `docker/`, or declared): nothing is compiled for
+    /// it but the `package` its builder stage compiles, and its `deps` are that crate and the
+    /// monorepo images its Dockerfile starts FROM.
     pub is_crate: bool,
+    /// The build arguments its image is built with besides the platform's (`--build-arg`).
+    pub build_args: Vec<(String, String)>,
+    /// The stage of its Dockerfile its image is (`--target`); the last stage when none.
+    pub stage: Option<String>,
+    /// How its image was found.
+    pub found: Found,
+}
+
+/// How an image was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A crate with a `Dockerfile` beside its `Cargo.toml` (or none: a library).
+    BesideCrate,
+    /// `docker/<name>/Dockerfile`: every file of `docker/<name>/` is the image's.
+    ImageDir,
+    /// `docker/Dockerfile.<name>` or `docker/<name>.Dockerfile`.
+    DockerfileName,
+    /// `[[workspace.metadata.xtask.images]]`.
+    Declared,
+}
+
+/// An image that is not a crate's own Dockerfile beside its manifest, before it becomes a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    pub name: String,
+    pub dockerfile: String,
+    pub found: Found,
+    pub build_args: Vec<(String, String)>,
+    pub stage: Option<String>,
+    /// The crate whose binary it ships, when its Dockerfile does not say.
+    pub package: Option<String>,
+}
+
+impl ImageEntry {
+    /// The image of `docker/<name>/`.
+    pub fn of_dir(dir: &str) -> ImageEntry {
+        let name = dir.rsplit('/').next().unwrap_or(dir).to_string();
+        ImageEntry {
+            name,
+            dockerfile: format!("{dir}/Dockerfile"),
+            found: Found::ImageDir,
+            build_args: Vec::new(),
+            stage: None,
+            package: None,
+        }
+    }
+
+    /// The image of a Dockerfile of `docker/` named for it: `Dockerfile.<name>` or `<name>.Dockerfile`.
+    pub fn of_file(path: &str) -> Option<ImageEntry> {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let name = file.strip_prefix("Dockerfile.").or_else(|| file.strip_suffix(".Dockerfile"))?;
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        (valid && name != "dockerignore").then(|| ImageEntry {
+            name: name.to_string(),
+            dockerfile: path.to_string(),
+            found: Found::DockerfileName,
+            build_args: Vec::new(),
+            stage: None,
+            package: None,
+        })
+    }
+
+    pub fn declared(image: config::DeclaredImage) -> ImageEntry {
+        ImageEntry {
+            name: image.name,
+            dockerfile: image.dockerfile.trim_start_matches("./").to_string(),
+            found: Found::Declared,
+            build_args: image.args.into_iter().collect(),
+            stage: image.target,
+            package: image.package,
+        }
+    }
+}
+
+impl Member {
+    /// The build arguments of its `platform` image: the platform's automatic ones, then its own.
+    pub fn build_args(&self, platform: &Platform) -> Vec<(String, String)> {
+        let mut args = platform.build_args();
+        args.extend(self.build_args.iter().cloned());
+        args
+    }
+
+    /// `build_args`, with the build platform's arguments of a build on `host`.
+    pub fn build_args_on(&self, platform: &Platform, host: &Platform) -> Vec<(String, String)> {
+        let mut args = platform.build_args_on(host);
+        args.extend(self.build_args.iter().cloned());
+        args
+    }
+
+    /// Its Dockerfile's text as its image's build reads it: up to the end of its stage.
+    pub fn dockerfile_text(&self, root: &Path) -> Result<String> {
+        let dockerfile = self.dockerfile.as_deref().context("only an app has a Dockerfile")?;
+        let text = std::fs::read_to_string(root.join(dockerfile)).with_context(|| format!("cannot read {dockerfile}"))?;
+        self.up_to_stage(text)
+    }
+
+    fn up_to_stage(&self, text: String) -> Result<String> {
+        match (&self.stage, &self.dockerfile) {
+            (Some(stage), Some(dockerfile)) => crate::image::dockerfile::up_to_stage(&text, dockerfile, stage),
+            _ => Ok(text),
+        }
+    }
+
+    /// How its image was found, for `changed --explain`.
+    pub fn found_how(&self) -> String {
+        let dockerfile = self.dockerfile.as_deref().unwrap_or_default();
+        let mut how = match self.found {
+            Found::BesideCrate => format!("{dockerfile}, beside the crate's Cargo.toml"),
+            Found::ImageDir => format!("{dockerfile}, an image of {IMAGES_DIR}/ with a directory of its own"),
+            Found::DockerfileName => format!("{dockerfile}, an image of {IMAGES_DIR}/ named by its Dockerfile"),
+            Found::Declared => format!("{dockerfile}, declared in [[workspace.metadata.xtask.images]]"),
+        };
+        if let Some(stage) = &self.stage {
+            how.push_str(&format!(", target {stage}"));
+        }
+        for (key, value) in &self.build_args {
+            how.push_str(&format!(", {key}={value}"));
+        }
+        if let (false, Some(package)) = (self.is_crate, &self.package) {
+            how.push_str(&format!(", shipping crate {package}'s binary"));
+        }
+        how
+    }
 }
 
 #[derive(Deserialize)]
@@ -115,15 +242,23 @@ impl Workspace {
             );
         }
         let mut workspace = Workspace::from_metadata(&output.stdout, &|app_dir| app_dir.join("Dockerfile").is_file())?;
-        let image_dirs: Vec<String> = std::fs::read_dir(workspace.root.join(IMAGES_DIR))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|entry| entry.path().join("Dockerfile").is_file())
-            .map(|entry| format!("{IMAGES_DIR}/{}", entry.file_name().to_string_lossy()))
-            .collect();
+        let declared: Vec<ImageEntry> = config::declared_images(&workspace.metadata)?.into_iter().map(ImageEntry::declared).collect();
+        let mut images: Vec<ImageEntry> = Vec::new();
+        for entry in std::fs::read_dir(workspace.root.join(IMAGES_DIR)).into_iter().flatten().flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let path = format!("{IMAGES_DIR}/{file_name}");
+            if entry.path().join("Dockerfile").is_file() {
+                images.push(ImageEntry::of_dir(&path));
+            } else if entry.path().is_file() {
+                images.extend(ImageEntry::of_file(&path));
+            }
+        }
+        // A Dockerfile the configuration names makes the images it declares, and no other.
+        images.retain(|image| !declared.iter().any(|declared| declared.dockerfile == image.dockerfile));
+        images.sort_by(|a, b| a.dockerfile.cmp(&b.dockerfile));
+        images.extend(declared);
         let root = workspace.root.clone();
-        workspace.add_images(&image_dirs, &|dockerfile| std::fs::read_to_string(root.join(dockerfile)).ok())?;
+        workspace.add_images(&images, &|dockerfile| std::fs::read_to_string(root.join(dockerfile)).ok())?;
         if let Some(graph) = graph {
             workspace.graph = graph;
         }
@@ -190,6 +325,9 @@ impl Workspace {
                 dockerfile,
                 build_source_dirs,
                 is_crate: true,
+                build_args: Vec::new(),
+                stage: None,
+                found: Found::BesideCrate,
             });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
@@ -197,45 +335,92 @@ impl Workspace {
         Ok(Workspace { root: raw.workspace_root, target_dir: raw.target_directory, members, metadata: raw.metadata, graph })
     }
 
-    /// Adds the images of `image_dirs` (`docker/<name>`, each with a Dockerfile) as members, and
-    /// to every image and app the monorepo images its Dockerfile starts FROM (a FROM naming one
-    /// of them alone, as buildx's named contexts do). `read` gives a Dockerfile's text by its
-    /// path. A name both an image and a crate have, and a cycle, are errors naming the file.
-    pub fn add_images(&mut self, image_dirs: &[String], read: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-        for dir in image_dirs {
-            let name = dir.rsplit('/').next().unwrap_or(dir).to_string();
-            let dockerfile = format!("{dir}/Dockerfile");
-            let package = read(&dockerfile).and_then(|text| self.builder_package(&text, &dockerfile));
-            if let Some(other) = self.member(&name) {
-                // `docker/<crate>/Dockerfile` that builds that crate is the crate's image.
-                if package.as_deref() == Some(name.as_str()) && other.dockerfile.is_none() {
-                    self.members.iter_mut().find(|member| member.name == name).expect("found above").dockerfile = Some(dockerfile);
+    /// Adds `images` as members, and to every image and app the monorepo images its Dockerfile
+    /// starts FROM (a FROM naming one of them alone, as buildx's named contexts do). `read` gives
+    /// a Dockerfile's text by its path. A name two images, or an image and a crate, have; a
+    /// missing Dockerfile or stage of a declared image; and a cycle are errors naming the file.
+    pub fn add_images(&mut self, images: &[ImageEntry], read: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        for image in images {
+            let ImageEntry { name, dockerfile, .. } = image;
+            let declared = || format!("the image `{name}` of [[workspace.metadata.xtask.images]]");
+            let text = match read(dockerfile) {
+                Some(text) => text,
+                None if image.found == Found::Declared => {
+                    bail!(
+                        "{}: its dockerfile {dockerfile} cannot be read: give the Dockerfile's path relative to the workspace root",
+                        declared()
+                    )
+                }
+                None => continue,
+            };
+            let text = match &image.stage {
+                Some(stage) => crate::image::dockerfile::up_to_stage(&text, dockerfile, stage).with_context(declared)?,
+                None => text,
+            };
+            let package = match &image.package {
+                Some(package) if self.member(package).is_some_and(|member| member.is_crate) => Some(package.clone()),
+                Some(package) => bail!(
+                    "{}: package = \"{package}\" is no crate of the workspace: name the crate whose binary the image ships",
+                    declared()
+                ),
+                None => self.builder_package(&text, dockerfile, &image.build_args),
+            };
+            if let Some(other) = self.members.iter().find(|member| member.name == *name) {
+                // An image that builds the crate of its name, which has no Dockerfile of its
+                // own, is the crate's image.
+                if package.as_deref() == Some(name.as_str()) && other.is_crate && other.dockerfile.is_none() {
+                    let member = self.members.iter_mut().find(|member| member.name == *name).expect("found above");
+                    member.dockerfile = Some(dockerfile.clone());
+                    member.build_args = image.build_args.clone();
+                    member.stage = image.stage.clone();
+                    member.found = image.found;
                     continue;
                 }
-                bail!(
-                    "{dir}/Dockerfile makes an image `{name}`, and the crate in {} has that name too: their tags would collide in the repository; rename the directory",
-                    other.dir
-                );
+                let what = match image.found {
+                    Found::Declared => declared(),
+                    _ => format!("{dockerfile} makes an image `{name}`"),
+                };
+                let (other, rename) = match (other.is_crate, image.found) {
+                    (true, found) => (
+                        format!("the crate in {}", other.dir),
+                        match found {
+                            Found::Declared => "rename the image",
+                            Found::ImageDir => "rename the directory",
+                            _ => "rename the file",
+                        },
+                    ),
+                    (false, _) => (format!("the image of {}", other.dockerfile.as_deref().unwrap_or_default()), "rename one of them"),
+                };
+                bail!("{what}, and {other} has that name too: their tags would collide in the repository; {rename}");
             }
+            let bin = package.as_deref().and_then(|package| self.member(package)).and_then(|member| member.bin.clone());
             self.members.push(Member {
-                name,
+                name: name.clone(),
                 version: IMAGE_VERSION.to_string(),
-                dir: dir.clone(),
+                // An image of docker/<name>/ owns that directory; any other, its Dockerfile alone.
+                dir: match image.found {
+                    Found::ImageDir => dockerfile.trim_end_matches("/Dockerfile").to_string(),
+                    _ => dockerfile.clone(),
+                },
                 // The crate it compiles is an input like a crate app's dependencies.
                 deps: package.iter().cloned().collect(),
-                bin: None,
+                bin,
                 bins: Vec::new(),
                 package,
-                dockerfile: Some(dockerfile),
+                dockerfile: Some(dockerfile.clone()),
                 build_source_dirs: Vec::new(),
                 is_crate: false,
+                build_args: image.build_args.clone(),
+                stage: image.stage.clone(),
+                found: image.found,
             });
         }
         let images: BTreeSet<String> = self.members.iter().filter(|member| !member.is_crate).map(|member| member.name.clone()).collect();
         let mut lines: BTreeMap<(String, String), usize> = BTreeMap::new();
         for member in &mut self.members {
             let Some(text) = member.dockerfile.as_deref().and_then(read) else { continue };
-            for (image, line) in crate::image::dockerfile::base_images_with_lines(&text, &[]) {
+            let Ok(text) = member.up_to_stage(text) else { continue };
+            for (image, line) in crate::image::dockerfile::base_images_with_lines(&text, &member.build_args) {
                 if images.contains(&image) {
                     lines.insert((member.name.clone(), image.clone()), line);
                     member.deps.push(image);
@@ -261,9 +446,9 @@ impl Workspace {
 
     /// The crate a Dockerfile's builder stage compiles, when the xtask replaces that stage
     /// (`dockerfile::cargo_stage`): the package it names, or the crate with the binaries it names.
-    fn builder_package(&self, text: &str, dockerfile: &str) -> Option<String> {
+    fn builder_package(&self, text: &str, dockerfile: &str, build_args: &[(String, String)]) -> Option<String> {
         use crate::image::dockerfile::cargo_stage::{self, CargoStages};
-        let Ok(CargoStages::Replaced(replaced)) = cargo_stage::replace(text, dockerfile, &[], "linux/amd64") else { return None };
+        let Ok(CargoStages::Replaced(replaced)) = cargo_stage::replace(text, dockerfile, build_args, "linux/amd64") else { return None };
         let mut crates = self.members.iter().filter(|member| member.is_crate);
         let found = match &replaced.package {
             Some(package) => crates.find(|member| member.name == *package),
@@ -364,7 +549,7 @@ impl Workspace {
                     if member.dir.is_empty() { "." } else { &member.dir },
                     app_names.join(", ")
                 ),
-                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml, or an image of docker/<name>/Dockerfile)", app_names.join(", ")),
+                None => bail!("unknown app `{name}`: the workspace's apps are {} (an app is a workspace member with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, or an image of [[workspace.metadata.xtask.images]])", app_names.join(", ")),
             }
         }
         Ok(selected)
@@ -494,14 +679,14 @@ pub(crate) mod tests {
     /// The images of `docker/` beside the crates, with their Dockerfiles' texts.
     fn with_images(dockerfiles: &[(&str, &str)]) -> Result<Workspace> {
         let mut ws = workspace(&[("common", "crates/common", &[], false), ("api", "crates/api", &["common"], true)]);
-        let dirs: Vec<String> = dockerfiles
+        let images: Vec<ImageEntry> = dockerfiles
             .iter()
             .filter_map(|(path, _)| path.strip_suffix("/Dockerfile"))
             .filter(|d| d.starts_with("docker/"))
-            .map(String::from)
+            .map(ImageEntry::of_dir)
             .collect();
         let read = |path: &str| dockerfiles.iter().find(|(file, _)| *file == path).map(|(_, text)| text.to_string());
-        ws.add_images(&dirs, &read)?;
+        ws.add_images(&images, &read)?;
         Ok(ws)
     }
 
@@ -590,9 +775,106 @@ pub(crate) mod tests {
         let err = ws.select_apps(&["nope".into()]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml, or an image of docker/<name>/Dockerfile)"
+            "unknown app `nope`: the workspace's apps are api (an app is a workspace member with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, or an image of [[workspace.metadata.xtask.images]])"
         );
         let err = ws.select_apps(&["common".into()]).unwrap_err();
         assert_eq!(err.to_string(), "crate `common` is not an app: it has no Dockerfile in crates/common; add one there to make it an app, or pick one of the apps: api");
+    }
+
+    /// PostHog's shape: one Dockerfile whose `ARG BIN` picks the binary, for several images.
+    const BY_ARG: &str = "FROM rust AS builder\nARG BIN\nWORKDIR /app\nCOPY . .\nRUN cargo build --release --bin $BIN\nFROM debian:bookworm-slim AS runtime\nARG BIN\nCOPY --from=builder /app/target/release/$BIN /usr/local/bin/$BIN\nFROM runtime AS debug\nRUN apt-get install -y gdb\n";
+
+    fn declared(name: &str, dockerfile: &str, args: &[(&str, &str)], target: Option<&str>, package: Option<&str>) -> ImageEntry {
+        ImageEntry::declared(config::DeclaredImage {
+            name: name.into(),
+            dockerfile: dockerfile.into(),
+            target: target.map(String::from),
+            args: args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+            package: package.map(String::from),
+        })
+    }
+
+    fn with_entries(images: &[ImageEntry], dockerfiles: &[(&str, &str)]) -> Result<Workspace> {
+        let mut ws = workspace(&[
+            ("common", "crates/common", &[], false),
+            ("api", "crates/api", &["common"], true),
+            ("capture", "crates/capture", &["common"], true),
+        ]);
+        // `capture` is a crate without a Dockerfile of its own.
+        ws.members.iter_mut().find(|member| member.name == "capture").unwrap().dockerfile = None;
+        let read = |path: &str| dockerfiles.iter().find(|(file, _)| *file == path).map(|(_, text)| text.to_string());
+        ws.add_images(images, &read)?;
+        Ok(ws)
+    }
+
+    #[test]
+    fn declared_images_share_a_dockerfile_with_their_own_arguments_and_targets() {
+        let ws = with_entries(
+            &[
+                declared("api-server", "docker/rust.Dockerfile", &[("BIN", "api")], Some("runtime"), None),
+                declared("capture", "docker/rust.Dockerfile", &[("BIN", "capture")], None, None),
+                declared("tools", "docker/tools.Dockerfile", &[], None, Some("api")),
+                ImageEntry::of_file("docker/Dockerfile.unified").unwrap(),
+            ],
+            &[
+                ("docker/rust.Dockerfile", BY_ARG),
+                ("docker/tools.Dockerfile", "FROM api-server\nCOPY target/stage/x /x\n"),
+                ("docker/Dockerfile.unified", "FROM scratch\n"),
+            ],
+        )
+        .unwrap();
+        let show = |name: &str| {
+            let member = ws.member(name).unwrap();
+            format!(
+                "{} {:?} {:?} {:?} crate:{} | {}",
+                member.dir,
+                member.package,
+                member.bin,
+                member.deps,
+                member.is_crate,
+                member.found_how()
+            )
+        };
+        expect_test::expect![[r#"
+            docker/rust.Dockerfile Some("api") Some("api") ["api"] crate:false | docker/rust.Dockerfile, declared in [[workspace.metadata.xtask.images]], target runtime, BIN=api, shipping crate api's binary
+            crates/capture Some("capture") Some("capture") ["common"] crate:true | docker/rust.Dockerfile, declared in [[workspace.metadata.xtask.images]], BIN=capture
+            docker/tools.Dockerfile Some("api") Some("api") ["api", "api-server"] crate:false | docker/tools.Dockerfile, declared in [[workspace.metadata.xtask.images]], shipping crate api's binary
+            docker/Dockerfile.unified None None [] crate:false | docker/Dockerfile.unified, an image of docker/ named by its Dockerfile"#]]
+        .assert_eq(&["api-server", "capture", "tools", "unified"].map(show).join("\n"));
+        // The target leaves out the debug stage, and with it its RUN.
+        let text = ws.member("api-server").unwrap().up_to_stage(BY_ARG.to_string()).unwrap();
+        assert!(!text.contains("gdb") && text.split('\n').count() == BY_ARG.split('\n').count(), "{text}");
+    }
+
+    #[test]
+    fn what_a_declaration_gets_wrong_is_an_error_naming_it() {
+        let error = |images: &[ImageEntry]| with_entries(images, &[("docker/rust.Dockerfile", BY_ARG)]).unwrap_err();
+        expect_test::expect![[r#"
+            the image `x` of [[workspace.metadata.xtask.images]]: its dockerfile docker/nope cannot be read: give the Dockerfile's path relative to the workspace root
+            the image `x` of [[workspace.metadata.xtask.images]]: docker/rust.Dockerfile has no stage named `release` (its named stages: builder, runtime, debug): give the name of a `FROM ... AS <name>` line as the image's target
+            the image `x` of [[workspace.metadata.xtask.images]]: package = "nope" is no crate of the workspace: name the crate whose binary the image ships
+            the image `api` of [[workspace.metadata.xtask.images]], and the crate in crates/api has that name too: their tags would collide in the repository; rename the image
+            the image `x` of [[workspace.metadata.xtask.images]], and the image of docker/rust.Dockerfile has that name too: their tags would collide in the repository; rename one of them"#]]
+        .assert_eq(
+            &[
+                error(&[declared("x", "docker/nope", &[], None, None)]),
+                error(&[declared("x", "docker/rust.Dockerfile", &[], Some("release"), None)]),
+                error(&[declared("x", "docker/rust.Dockerfile", &[], None, Some("nope"))]),
+                error(&[declared("api", "docker/rust.Dockerfile", &[("BIN", "capture")], None, None)]),
+                error(&[declared("x", "docker/rust.Dockerfile", &[], None, None), declared("x", "docker/rust.Dockerfile", &[], None, None)]),
+            ]
+            .map(|err| format!("{err:#}"))
+            .join("\n"),
+        );
+    }
+
+    #[test]
+    fn dockerfiles_of_docker_named_for_their_image() {
+        let name = |path: &str| ImageEntry::of_file(path).map(|entry| entry.name);
+        assert_eq!(name("docker/Dockerfile.gateway"), Some("gateway".into()));
+        assert_eq!(name("docker/worker.Dockerfile"), Some("worker".into()));
+        assert_eq!(name("docker/Dockerfile"), None);
+        assert_eq!(name("docker/Dockerfile.dockerignore"), None);
+        assert_eq!(name("docker/README.md"), None);
     }
 }

@@ -63,9 +63,11 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     }
     let meta = meta_args(&read, build_args)?;
     let lex = shell::Lex::new(read.escape);
+    let scopes: Vec<Vec<Scope>> = read.stages.iter().map(|stage| scopes(stage, &lex, &meta, build_args)).collect();
     // Each stage's cargo build, where it has one; what cannot be read matters only for the
     // stages the image needs.
-    let builds: Vec<Result<Option<CargoBuild>, String>> = read.stages.iter().map(|stage| stage_build(stage, &lex, &meta)).collect();
+    let builds: Vec<Result<Option<CargoBuild>, String>> =
+        read.stages.iter().zip(&scopes).map(|(stage, scopes)| stage_build(stage, &lex, scopes)).collect();
     if builds.iter().all(|build| matches!(build, Ok(None))) {
         return Ok(CargoStages::None);
     }
@@ -110,12 +112,17 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
             }
             uses.push(base);
         }
-        for command in &stage.commands {
+        for (command, scope) in stage.commands.iter().zip(&scopes[index]) {
             let line = command.location.start_line;
+            // COPY's flags and paths are expanded with the stage's ARGs and ENVs, as BuildKit does.
+            let expand = |word: &str| lex.process_word(word, &lookup_in(scope)).map_err(|err| format!("{file}:{line}: {}", err.0));
             match &command.instruction {
                 Instruction::Copy(copy) if copy.from.is_some() => {
-                    let from = copy.from.as_deref().unwrap_or_default();
-                    let Some(source_stage) = stage_index(from).filter(|source| *source < index) else { continue };
+                    let from = match expand(copy.from.as_deref().unwrap_or_default()) {
+                        Ok(from) => from,
+                        Err(why) => return Ok(CargoStages::Kept(why)),
+                    };
+                    let Some(source_stage) = stage_index(&from).filter(|source| *source < index) else { continue };
                     let build = match &builds[source_stage] {
                         Ok(Some(build)) => build,
                         Ok(None) => {
@@ -126,7 +133,11 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                     };
                     let mut copied = Vec::new();
                     for source in &copy.sources {
-                        let path = super::normalize(&build.out_dir, source);
+                        let source = match expand(source) {
+                            Ok(source) => source,
+                            Err(why) => return Ok(CargoStages::Kept(why)),
+                        };
+                        let path = super::normalize(&build.out_dir, &source);
                         let bin = path
                             .strip_prefix(&format!("{}/", build.out_dir))
                             .filter(|bin| build.bins.iter().any(|known| known == bin) || build.bins.is_empty());
@@ -199,44 +210,55 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, why }))
 }
 
-/// The cargo build of one stage: `None` when no RUN line runs cargo; an error (`line: why`) when
-/// one does more than the xtask reproduces.
-fn stage_build(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)]) -> Result<Option<CargoBuild>, String> {
-    let mut workdir = "/".to_string();
-    let mut env: Vec<(String, Option<String>)> = meta.to_vec();
-    let mut build: Option<CargoBuild> = None;
+/// The variables one command of a stage sees, each set or unset.
+type Scope = Vec<(String, Option<String>)>;
+
+/// The variables each command of `stage` sees, as BuildKit gives them: the stage's own ARGs (a
+/// build argument, else the default, else the meta ARG of that name) and ENVs before it. The
+/// meta ARGs are not visible in a stage that does not declare them again.
+fn scopes(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)], build_args: &[(String, String)]) -> Vec<Scope> {
+    let given = |name: &str| build_args.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let mut scope: Scope = Vec::new();
+    let mut scopes = Vec::with_capacity(stage.commands.len());
     for command in &stage.commands {
+        scopes.push(scope.clone());
+        let lookup = lookup_in(&scope);
+        let defined: Scope = match &command.instruction {
+            Instruction::Env { pairs } => {
+                pairs.iter().map(|(key, value)| (key.clone(), Some(lex.process_word(value, &lookup).unwrap_or_default()))).collect()
+            }
+            Instruction::Arg { args } => args
+                .iter()
+                .map(|(name, default)| {
+                    let default = default.as_ref().map(|default| lex.process_word(default, &lookup).unwrap_or_default());
+                    (name.clone(), given(name).or(default).or_else(|| lookup_in(meta)(name)))
+                })
+                .collect(),
+            _ => continue,
+        };
+        drop(lookup);
+        scope.extend(defined);
+    }
+    scopes
+}
+
+/// The cargo build of one stage: `None` when no RUN line runs cargo; an error (`line: why`) when
+/// one does more than the xtask reproduces. `scopes` are the variables each command sees.
+fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope]) -> Result<Option<CargoBuild>, String> {
+    let mut workdir = "/".to_string();
+    let mut build: Option<CargoBuild> = None;
+    for (command, scope) in stage.commands.iter().zip(scopes) {
         let line = command.location.start_line;
-        let lookup = lookup_in(&env);
+        let lookup = lookup_in(scope);
         match &command.instruction {
             Instruction::Workdir { path } => {
                 let path = lex.process_word(path, &lookup).map_err(|err| format!("{line}: {}", err.0))?;
                 workdir = workdir_after(&workdir, &path);
             }
             Instruction::Env { pairs } => {
-                let mut values = Vec::new();
-                for (key, value) in pairs {
-                    if changes_the_build(key) && runs_cargo(stage) {
-                        return Err(format!("{line}: ENV {key} changes what cargo builds"));
-                    }
-                    values.push((key.clone(), Some(lex.process_word(value, &lookup).unwrap_or_default())));
+                if let Some((key, _)) = pairs.iter().find(|(key, _)| changes_the_build(key)).filter(|_| runs_cargo(stage)) {
+                    return Err(format!("{line}: ENV {key} changes what cargo builds"));
                 }
-                drop(lookup);
-                env.extend(values);
-            }
-            Instruction::Arg { args } => {
-                let values: Vec<(String, Option<String>)> = args
-                    .iter()
-                    .map(|(name, default)| {
-                        let given = meta.iter().rev().find(|(key, _)| key == name).and_then(|(_, value)| value.clone());
-                        (
-                            name.clone(),
-                            given.or_else(|| default.as_ref().map(|default| lex.process_word(default, &lookup).unwrap_or_default())),
-                        )
-                    })
-                    .collect();
-                drop(lookup);
-                env.extend(values);
             }
             Instruction::Run(run) => {
                 let words = if run.prepend_shell {
@@ -337,7 +359,12 @@ fn parse_cargo(words: &[String], workdir: &str, target_dir: &str) -> Result<Opti
             Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
             _ => (arg.as_str(), None),
         };
-        let mut value = || inline.clone().or_else(|| args.next().cloned()).ok_or_else(|| format!("{flag} without a value"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().cloned())
+                .ok_or_else(|| format!("`cargo build {flag}` is given no value (an ARG it names without a value?)"))
+        };
         match flag {
             "--release" | "-r" => release = true,
             "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "--verbose" => {}
@@ -375,7 +402,12 @@ mod tests {
     use super::*;
 
     fn check(dockerfile: &str, expected: expect_test::Expect) {
-        let shown = match replace(dockerfile, "Dockerfile", &[], "linux/arm64").unwrap() {
+        check_with(dockerfile, &[], expected)
+    }
+
+    fn check_with(dockerfile: &str, build_args: &[(&str, &str)], expected: expect_test::Expect) {
+        let build_args: Vec<(String, String)> = build_args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        let shown = match replace(dockerfile, "Dockerfile", &build_args, "linux/arm64").unwrap() {
             CargoStages::None => "none".to_string(),
             CargoStages::Kept(why) => format!("kept: {why}"),
             CargoStages::Replaced(replacement) => {
@@ -505,6 +537,53 @@ ENTRYPOINT ["gateway"]"#,
                 ---
                 FROM debian
                 COPY linux/arm64/app /app"#]],
+        );
+    }
+
+    /// One Dockerfile for several images, the binary chosen by a build argument (PostHog's shape).
+    const BY_ARG: &str = r#"FROM rust:1.85 AS builder
+ARG BIN
+WORKDIR /app
+COPY . .
+RUN cargo build --release --bin $BIN
+FROM debian:bookworm-slim
+ARG BIN
+COPY --from=builder /app/target/release/${BIN} /usr/local/bin/$BIN
+ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
+
+    #[test]
+    fn a_build_argument_names_the_binary() {
+        check_with(
+            BY_ARG,
+            &[("BIN", "capture")],
+            expect![[r#"
+                package None, bins {"capture"}, reads the context: false
+                the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian:bookworm-slim
+                ARG BIN
+                COPY linux/arm64/capture /usr/local/bin/$BIN
+                ENV ENTRYPOINT=/usr/local/bin/$BIN"#]],
+        );
+        // Without the argument, cargo is given no binary to build.
+        check(BY_ARG, expect!["kept: Dockerfile:5: `cargo build --bin` is given no value (an ARG it names without a value?)"]);
+        // A meta ARG reaches a stage only where the stage declares it again, as in BuildKit.
+        check_with(
+            "ARG BIN=api\nFROM rust AS build\nRUN cargo build --release --bin $BIN\nFROM scratch\nCOPY --from=build /target/release/$BIN /\n",
+            &[],
+            expect!["kept: Dockerfile:3: `cargo build --bin` is given no value (an ARG it names without a value?)"],
+        );
+        check_with(
+            "ARG BIN=api\nFROM rust AS build\nARG BIN\nRUN cargo build --release --bin $BIN\nFROM scratch\nARG BIN\nCOPY --from=build /target/release/$BIN /\n",
+            &[],
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:2) runs cargo build, which the xtask cross-compiles instead
+                ---
+                ARG BIN=api
+                FROM scratch
+                ARG BIN
+                COPY linux/arm64/api /"#]],
         );
     }
 }

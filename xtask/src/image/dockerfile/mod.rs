@@ -167,6 +167,25 @@ pub fn base_images_with_lines(text: &str, build_args: &[(String, String)]) -> Ve
     images
 }
 
+/// The Dockerfile as a build of its stage `target` reads it (`docker build --target`): the
+/// stages after that one are left out, as blank lines, so that every line keeps its number.
+/// BuildKit builds only the stages the target needs, and those all come before it.
+pub fn up_to_stage(text: &str, file: &str, target: &str) -> Result<String> {
+    let read = read(text, file)?;
+    let Some(index) = read.stages.iter().position(|stage| stage.name.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(target)))
+    else {
+        let names: Vec<&str> = read.stages.iter().filter_map(|stage| stage.name.as_deref()).collect();
+        bail!(
+            "{file} has no stage named `{target}` (its named stages: {}): give the name of a `FROM ... AS <name>` line as the image's target",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        );
+    };
+    let Some(next) = read.stages.get(index + 1) else { return Ok(text.to_string()) };
+    let lines: Vec<&str> = text.split('\n').collect();
+    let kept = next.location.start_line - 1;
+    Ok(lines.iter().enumerate().map(|(at, line)| if at < kept { *line } else { "" }).collect::<Vec<_>>().join("\n"))
+}
+
 /// The Dockerfile with each `FROM scratch` naming `image` instead, other lines untouched.
 pub fn replace_scratch(text: &str, image: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -891,5 +910,19 @@ ENTRYPOINT ["./api"]
         check("FROM rust AS build\nFROM scratch AS out\nFROM out\n", Some("scratch"));
         check("FROM scratch AS debian\nFROM DEBIAN\n", Some("scratch"));
         check("FROM\n", None);
+    }
+
+    #[test]
+    fn a_target_stage_leaves_out_the_stages_after_it() {
+        let text = "FROM rust AS build\nRUN cargo build --release\n\nFROM debian AS Runtime\nCOPY --from=build /a /a\n# debug image\nFROM runtime AS debug\nRUN apt-get install -y gdb\n";
+        assert_eq!(
+            up_to_stage(text, "Dockerfile", "runtime").unwrap(),
+            "FROM rust AS build\nRUN cargo build --release\n\nFROM debian AS Runtime\nCOPY --from=build /a /a\n# debug image\n\n\n"
+        );
+        assert_eq!(up_to_stage(text, "Dockerfile", "debug").unwrap(), text);
+        assert_eq!(
+            up_to_stage(text, "docker/Dockerfile.unified", "release").unwrap_err().to_string(),
+            "docker/Dockerfile.unified has no stage named `release` (its named stages: build, runtime, debug): give the name of a `FROM ... AS <name>` line as the image's target"
+        );
     }
 }
