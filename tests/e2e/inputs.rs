@@ -104,3 +104,61 @@ fn files_a_build_reads_outside_its_crates_select_the_apps_that_read_them() {
     let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
     assert_eq!(json["apps"], serde_json::json!([]), "{json:#}");
 }
+
+/// sqlx's `query!` reads its offline data in `.sqlx/` at the workspace root while it expands,
+/// without telling the compiler, so neither cargo nor dep-info knows the file. An app whose build
+/// compiles `sqlx-macros` (a stand-in here, reading as sqlx does) is selected by edits there, in
+/// `migrations/` and `.env`, with the macro named; the other apps are not.
+#[test]
+fn what_sqlx_reads_without_telling_the_compiler_selects_the_apps_that_compile_its_macros() {
+    let scratch = Scratch::new();
+    // Without the sample's rule for .sqlx/, only the resolved graph tells.
+    scratch.edit("Cargo.toml", |text| {
+        let rule = "[[workspace.metadata.xtask.rules]]\npaths = \".sqlx/**\"";
+        let start = text.find(rule).expect("the sample's rule for .sqlx/");
+        let end = start + text[start..].find("\n\n").unwrap() + 2;
+        format!("{}{}", &text[..start], &text[end..])
+    });
+    scratch.write(
+        "crates/sqlx-macros/Cargo.toml",
+        "[package]\nname = \"sqlx-macros\"\nversion = \"0.8.6\"\nedition = \"2021\"\n\n[lib]\nproc-macro = true\n",
+    );
+    scratch.write(
+        "crates/sqlx-macros/src/lib.rs",
+        "use proc_macro::TokenStream;\n\n#[proc_macro]\npub fn query(input: TokenStream) -> TokenStream {\n    let name = input.to_string().trim_matches('\"').to_string();\n    let root = std::path::Path::new(env!(\"CARGO_MANIFEST_DIR\")).join(\"../..\");\n    let text = std::fs::read_to_string(root.join(format!(\".sqlx/query-{name}.json\"))).unwrap();\n    format!(\"{text:?}\").parse().unwrap()\n}\n",
+    );
+    scratch.write(
+        "crates/ledger/Cargo.toml",
+        "[package]\nname = \"ledger\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nsqlx-macros = { path = \"../sqlx-macros\" }\n",
+    );
+    scratch.write("crates/ledger/src/main.rs", "fn main() {\n    println!(\"{}\", sqlx_macros::query!(\"balance\"));\n}\n");
+    scratch.write("crates/ledger/Dockerfile", "FROM scratch\nARG TARGETPLATFORM\nCOPY target/stage/${TARGETPLATFORM}/ledger /ledger\n");
+    scratch.write(".sqlx/query-balance.json", "{\"query\": \"SELECT balance FROM accounts\"}\n");
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--offline", "--format-version", "1"])
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    assert!(metadata.status.success(), "{}", String::from_utf8_lossy(&metadata.stderr));
+    let mut base = scratch.commit("ledger, whose queries sqlx-macros reads");
+    for (path, text) in [
+        (".sqlx/query-balance.json", "\n"),
+        (".sqlx/query-transfers.json", "{\"query\": \"SELECT 2\"}\n"),
+        ("migrations/0001_accounts.sql", "CREATE TABLE accounts (id INT);\n"),
+        (".env", "DATABASE_URL=postgres://localhost/ledger\n"),
+    ] {
+        let old = std::fs::read_to_string(scratch.path().join(path)).unwrap_or_default();
+        scratch.write(path, &format!("{old}{text}"));
+        let head = scratch.commit(&format!("edit {path}"));
+        let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+        let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+        assert_eq!(apps, ["ledger"], "{path}: {json:#}");
+        assert_eq!(json["apps"][0]["reasons"][0]["macro"], "sqlx-macros", "{path}: {json:#}");
+        let explained = scratch.xtask_ok(&["changed", "--base", &base, "--explain", "ledger"]);
+        assert!(
+            explained.contains(&format!("{path}, which sqlx-macros reads while compiling without telling the compiler, changed → ledger")),
+            "{explained}"
+        );
+        base = head;
+    }
+}

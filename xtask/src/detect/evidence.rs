@@ -11,7 +11,9 @@ use xshell::Shell;
 
 use crate::detect::harvest;
 use crate::detect::inputs::{self, AppInputs};
-use crate::detect::{lockfile, select, select_all, selected, Evidence, LockfileEvidence, Reason, SelectedApp};
+use crate::detect::{
+    lockfile, select, select_all, selected, silent_reads, silently_read, Evidence, LockfileEvidence, Reason, SelectedApp, SILENT_READERS,
+};
 use crate::flags;
 use crate::image::dockerfile;
 use crate::image::oci::Digest;
@@ -100,6 +102,24 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
         read_by_build: harvest::recorded(workspace),
         ..Evidence::default()
     };
+    // What silent macros read matters only when something they read changed: the resolution
+    // that says which apps compile them is the slow part. When the graph cannot be resolved,
+    // every app that compiles crates counts as reading it.
+    if changed.iter().any(|path| silently_read(path)) {
+        evidence.read_by_macros = match workspace
+            .graph
+            .resolver()
+            .and_then(|resolver| resolver.per_app(&compiled_packages(workspace), &release_triples(config)))
+        {
+            Ok(resolved) => silent_reads(&per_app(workspace, resolved)),
+            Err(err) => {
+                eprintln!("note: the dependency graph cannot be resolved ({err:#}), so every app that compiles crates counts as reading .sqlx/, migrations/ and .env");
+                let everything: BTreeSet<String> = SILENT_READERS.iter().map(|(package, _)| format!("{package} ")).collect();
+                let all = workspace.apps().filter(|app| app.package.is_some()).map(|app| (app.name.clone(), everything.clone())).collect();
+                silent_reads(&all)
+            }
+        };
+    }
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
         evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {

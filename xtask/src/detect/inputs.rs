@@ -44,6 +44,8 @@ pub fn app_inputs(
         // What a build read is known where it ran, not from the commit: the digest stays a
         // function of the commit, and such files enter it through rules (the build names them).
         read_by_build: BTreeMap::new(),
+        // What the macros it compiles read silently follows from what it resolves to.
+        read_by_macros: detect::silent_reads(resolved),
     };
     let mut selected: BTreeMap<String, Vec<Reason>> =
         detect::select(workspace, &paths, &evidence).into_iter().map(|app| (app.name, app.reasons)).collect();
@@ -58,7 +60,10 @@ pub fn app_inputs(
                 Reason::Dependency { crate_name: owner, path } | Reason::BaseImage { image: owner, path } => {
                     (path, workspace.member(owner).map_or_else(|| path.clone(), |member| member.dir.clone()))
                 }
-                Reason::Workspace { path } | Reason::BuildContext { path } | Reason::Rule { path, .. } => (path, path.clone()),
+                Reason::Workspace { path }
+                | Reason::BuildContext { path }
+                | Reason::Rule { path, .. }
+                | Reason::ReadByMacro { path, .. } => (path, path.clone()),
                 _ => continue,
             };
             lines.insert(format!("file {path} {}", objects.get(path.as_str()).unwrap_or(&"")));
@@ -154,6 +159,32 @@ mod tests {
         // The lockfile's text changed, but only the worker resolves to something new.
         check(TREE, &with(&[("Cargo.lock", "l2")]), &[("worker", "serde 1.0.1")], &[("api", false), ("worker", true)]);
         check(TREE, &with(&[("Cargo.lock", "l2")]), &[], &[("api", false), ("worker", false)]);
+    }
+
+    #[test]
+    fn what_a_silent_macro_reads_at_the_root_is_an_input_of_the_apps_that_compile_it() {
+        let workspace = workspace_of(&[("api", "crates/api", &[], true), ("worker", "crates/worker", &[], true)]);
+        let packages = |lines: &[&str]| lines.iter().map(|line| line.to_string()).collect::<BTreeSet<String>>();
+        let resolved = BTreeMap::from([
+            ("api".to_string(), packages(&["api 0.1.0", "sqlx-macros 0.8.6 registry+https://github.com/rust-lang/crates.io-index"])),
+            ("worker".to_string(), packages(&["worker 0.1.0"])),
+        ]);
+        let dockerfiles = [("crates/api/Dockerfile", "a"), ("crates/worker/Dockerfile", "w")];
+        let digests = |extra: &[(&str, &str)]| {
+            let files: Vec<(&str, &str)> = dockerfiles.iter().chain(extra).copied().collect();
+            let inputs = app_inputs(&workspace, &tree(&files), &Evidence::default(), &resolved, &platforms());
+            (inputs["api"].digest.clone(), inputs["worker"].digest.clone())
+        };
+        let before = digests(&[(".sqlx/query-1.json", "q1")]);
+        for after in [
+            &[(".sqlx/query-1.json", "q2")][..],
+            &[(".sqlx/query-1.json", "q1"), ("migrations/0002_users.sql", "m")],
+            &[(".sqlx/query-1.json", "q1"), (".env", "e")],
+        ] {
+            let after = digests(after);
+            assert_ne!(before.0, after.0, "api compiles sqlx-macros");
+            assert_eq!(before.1, after.1, "worker does not");
+        }
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub enum Reason {
     Rule { paths: String, path: String },
     /// A file the app's last build read (its dep-info says so) changed.
     ReadByBuild { path: String },
+    /// A file that a macro the app's build compiles reads without telling the compiler
+    /// (`SILENT_READERS`) changed.
+    ReadByMacro {
+        path: String,
+        #[serde(rename = "macro")]
+        macro_package: String,
+    },
     /// The user named the app or passed --all.
     Requested,
     /// The head commit has no parent, so everything is new.
@@ -80,6 +87,9 @@ impl std::fmt::Display for Reason {
             Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
             Reason::Rule { paths, path } => write!(f, "{path} changed (rule {paths})"),
             Reason::ReadByBuild { path } => write!(f, "{path}, which its build reads (dep-info), changed"),
+            Reason::ReadByMacro { path, macro_package } => {
+                write!(f, "{path}, which {macro_package} reads while compiling without telling the compiler, changed")
+            }
             Reason::Requested => write!(f, "requested"),
             Reason::FirstCommit => write!(f, "first commit"),
             Reason::Fallback { why } => write!(f, "everything, because {why}"),
@@ -105,6 +115,52 @@ pub struct Evidence {
     /// Per app, the files its last build read outside its crates, and those under its crates'
     /// tests/, benches/ and examples/ (see `harvest`).
     pub read_by_build: BTreeMap<String, Vec<String>>,
+    /// Per app, what the macros its build compiles read silently (`silent_reads`).
+    pub read_by_macros: BTreeMap<String, Vec<MacroRead>>,
+}
+
+/// A path at the workspace root that a macro reads while it expands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacroRead {
+    pub path: String,
+    pub macro_package: String,
+}
+
+/// Macros that read files while they expand without telling the compiler (no dep-info entry on
+/// stable Rust, so neither cargo nor `harvest` sees the read), with what they read at the
+/// workspace root: sqlx's offline queries (`.sqlx/`, which `query!` reads from the crate and
+/// the workspace root), the migrations `migrate!` embeds and the `.env` it loads; diesel's
+/// migrations, looked for from the crate up. What they read inside a crate is the crate's own.
+pub const SILENT_READERS: [(&str, &[&str]); 2] =
+    [("sqlx-macros", &[".sqlx", "migrations", ".env"]), ("diesel_migrations", &["migrations"])];
+
+/// Whether `path` lies under what some silent reader reads at the workspace root: only then
+/// does detection need to know which apps compile them.
+pub fn silently_read(path: &str) -> bool {
+    SILENT_READERS.iter().flat_map(|(_, paths)| paths.iter()).any(|root| within(path, root))
+}
+
+/// Per app, what the silent readers its build compiles read, from each app's resolved
+/// packages (`Resolver::per_app`: lines starting with `name version`).
+pub fn silent_reads(resolved: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, Vec<MacroRead>> {
+    let mut reads = BTreeMap::new();
+    for (app, packages) in resolved {
+        let compiled: BTreeSet<&str> = packages.iter().filter_map(|line| line.split(' ').next()).collect();
+        let found: Vec<MacroRead> = SILENT_READERS
+            .iter()
+            .filter(|(package, _)| compiled.contains(package))
+            .flat_map(|(package, paths)| paths.iter().map(|path| MacroRead { path: path.to_string(), macro_package: package.to_string() }))
+            .collect();
+        if !found.is_empty() {
+            reads.insert(app.clone(), found);
+        }
+    }
+    reads
+}
+
+/// Whether `path` is `root` or lies under it.
+fn within(path: &str, root: &str) -> bool {
+    path == root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[derive(Debug, Default)]
@@ -231,14 +287,20 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
     reasons.into_iter().map(|(name, reasons)| selected(workspace, &name, reasons)).collect()
 }
 
-/// The apps whose Dockerfile copies `path`, or whose build read it, from outside their crates.
+/// The apps whose Dockerfile copies `path`, or whose build read it (as dep-info or a silent
+/// macro says), from outside their crates.
 fn reads_outside_crates<'e>(path: &str, evidence: &'e Evidence) -> Vec<(&'e str, Reason)> {
-    let within = |source: &String| path == source || path.starts_with(&format!("{}/", source.trim_end_matches('/')));
-    let copied = evidence.context_sources.iter().filter(|(_, sources)| sources.iter().any(within));
-    let read = evidence.read_by_build.iter().filter(|(_, read)| read.iter().any(within));
+    let under = |source: &String| within(path, source.trim_end_matches('/'));
+    let copied = evidence.context_sources.iter().filter(|(_, sources)| sources.iter().any(under));
+    let read = evidence.read_by_build.iter().filter(|(_, read)| read.iter().any(under));
+    let by_macros = evidence.read_by_macros.iter().flat_map(|(app, reads)| {
+        let first = reads.iter().find(|read| within(path, &read.path));
+        first.map(|read| (app.as_str(), Reason::ReadByMacro { path: path.to_string(), macro_package: read.macro_package.clone() }))
+    });
     copied
         .map(|(app, _)| (app.as_str(), Reason::BuildContext { path: path.to_string() }))
         .chain(read.map(|(app, _)| (app.as_str(), Reason::ReadByBuild { path: path.to_string() })))
+        .chain(by_macros)
         .collect()
 }
 
@@ -391,6 +453,30 @@ mod tests {
                 worker: workspace-wide input Cargo.toml changed
                 worker-image: workspace-wide input Cargo.toml changed"#]],
         );
+    }
+
+    #[test]
+    fn what_silent_macros_read_at_the_root_selects_the_apps_that_compile_them() {
+        let resolved = BTreeMap::from([
+            ("api".to_string(), BTreeSet::from(["api 0.1.0".to_string(), "sqlx-macros 0.8.6 registry".to_string()])),
+            ("worker".to_string(), BTreeSet::from(["worker 0.1.0".to_string(), "diesel_migrations 2.2.0 registry".to_string()])),
+        ]);
+        let evidence = Evidence { read_by_macros: silent_reads(&resolved), ..Evidence::default() };
+        check_with(
+            &[".sqlx/query-4f1c.json", ".env"],
+            &evidence,
+            expect_test::expect![[r#"
+                api: .sqlx/query-4f1c.json, which sqlx-macros reads while compiling without telling the compiler, changed; .env, which sqlx-macros reads while compiling without telling the compiler, changed"#]],
+        );
+        check_with(
+            &["migrations/0002_users/up.sql"],
+            &evidence,
+            expect_test::expect![[r#"
+                api: migrations/0002_users/up.sql, which sqlx-macros reads while compiling without telling the compiler, changed
+                worker: migrations/0002_users/up.sql, which diesel_migrations reads while compiling without telling the compiler, changed"#]],
+        );
+        check_with(&[".sqlx-old/x", "docs/migrations/x", ".envrc"], &evidence, expect_test::expect![""]);
+        assert!(silently_read(".sqlx/query-1.json") && silently_read("migrations") && !silently_read(".envrc"));
     }
 
     #[test]
