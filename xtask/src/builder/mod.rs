@@ -41,7 +41,7 @@ use crate::image::{self as assembly, ImageParts};
 use crate::progress::Progress;
 use crate::repository::read::{self, BaseImage};
 use crate::repository::store::Registries;
-use crate::workspace::config::Config;
+use crate::workspace::config::{Config, LibcPolicy};
 use crate::workspace::git::Git;
 use crate::workspace::{Member, Workspace};
 
@@ -268,7 +268,9 @@ impl Builder<'_> {
                     self.base_libc(base, platform, &monorepo_bases, &mut plans).await.with_context(|| format!("{dockerfile}: FROM"))?;
                 plans.libcs.insert((member.name.clone(), platform.clone()), libc);
                 if let Some(package) = member.package.as_ref().filter(|_| !recipe.staged.is_empty()) {
-                    let target = target::choose(&self.config.targets[platform], self.config.libc, self.config.glibc, libc);
+                    // A builder stage that built for musl keeps its binary static.
+                    let policy = if recipe.musl { LibcPolicy::Musl } else { self.config.libc };
+                    let target = target::choose(&self.config.targets[platform], policy, self.config.glibc, libc);
                     plans.targets.insert((package.clone(), platform.clone()), target);
                 }
             }
@@ -527,6 +529,8 @@ struct AppRecipe {
     /// The binaries of the app's crate its image copies from `target/stage/<platform>/`; none
     /// when the Dockerfile uses no binary of the xtask's, and the crate is then not compiled.
     staged: BTreeSet<String>,
+    /// Whether the replaced builder stage built for a musl target, which the binary then keeps.
+    musl: bool,
 }
 
 /// How one app's image is built.
@@ -554,6 +558,7 @@ fn recipe(
     let mut texts = BTreeMap::new();
     let mut staged = BTreeSet::new();
     let mut reads_context = true;
+    let mut musl = false;
     let mut replaced: Option<String> = None;
     let mut kept: Option<String> = None;
     for platform in platforms {
@@ -579,6 +584,7 @@ fn recipe(
             CargoStages::Replaced(replacement) => {
                 staged.extend(replacement.bins);
                 reads_context = replacement.reads_context;
+                musl |= replacement.musl;
                 replaced = Some(replacement.why);
                 texts.insert(platform.clone(), replacement.text);
             }
@@ -589,6 +595,7 @@ fn recipe(
         replaced = None;
         staged.clear();
         reads_context = true;
+        musl = false;
         // The convention of the workspace's own Dockerfiles: they copy the crate's binary.
         if text.contains("target/stage/") {
             staged.extend(member.bin.clone());
@@ -598,8 +605,9 @@ fn recipe(
     let replaced = replaced.map_or(String::new(), |why| format!("{why}; the rest is "));
     let kept =
         kept.map_or(String::new(), |why| format!(", its cargo build included (under emulation for another architecture), because {why}"));
-    let engine =
-        |why: String| Ok((AppRecipe { recipe: Recipe::Engine(texts.clone()), context: context.clone(), staged: staged.clone() }, why));
+    let engine = |why: String| {
+        Ok((AppRecipe { recipe: Recipe::Engine(texts.clone()), context: context.clone(), staged: staged.clone(), musl }, why))
+    };
     if builder == flags::Builder::Engine {
         return engine(format!("{replaced}built by the Docker engine (--builder engine){kept}"));
     }
@@ -618,7 +626,7 @@ fn recipe(
             },
         };
     }
-    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged };
+    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged, musl };
     Ok((recipe, format!("{replaced}assembled natively (its Dockerfile needs no engine)")))
 }
 

@@ -42,6 +42,9 @@ pub struct Replacement {
     pub package: Option<String>,
     /// The binaries the later stages copy.
     pub bins: BTreeSet<String>,
+    /// Whether its cargo build names a musl target (`--target x86_64-unknown-linux-musl`): the
+    /// binary is then static whatever the base, as the Dockerfile has it.
+    pub musl: bool,
     /// One line for `--explain`.
     pub why: String,
 }
@@ -51,8 +54,24 @@ pub struct Replacement {
 struct CargoBuild {
     package: Option<String>,
     bins: Vec<String>,
-    /// Where the binaries land, absolute: `<workdir>/<target dir>/release`.
+    /// Where the binaries land, absolute: `<workdir>/<target dir>[/<target>]/release`.
     out_dir: String,
+    /// The Rust target it names (`--target`), if any.
+    triple: Option<String>,
+    /// Where later commands of the stage copied or moved binaries to: (absolute path, binary).
+    copies: Vec<(String, String)>,
+}
+
+impl CargoBuild {
+    /// The binary at the absolute `path` of the builder stage, if one is there.
+    fn binary_at(&self, path: &str) -> Option<String> {
+        let built = path.strip_prefix(&format!("{}/", self.out_dir)).filter(|bin| {
+            (self.bins.is_empty() || self.bins.iter().any(|known| known == bin))
+                && !bin.contains('/')
+                && !crate::image::fstree::has_wildcard(bin)
+        });
+        built.map(str::to_string).or_else(|| self.copies.iter().rev().find(|(copy, _)| copy == path).map(|(_, bin)| bin.clone()))
+    }
 }
 
 /// Reads the Dockerfile for builder stages and rewrites it for `platform` (`linux/arm64`).
@@ -67,7 +86,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     // Each stage's cargo build, where it has one; what cannot be read matters only for the
     // stages the image needs.
     let builds: Vec<Result<Option<CargoBuild>, String>> =
-        read.stages.iter().zip(&scopes).map(|(stage, scopes)| stage_build(stage, &lex, scopes)).collect();
+        read.stages.iter().zip(&scopes).map(|(stage, scopes)| stage_build(stage, &lex, scopes, platform)).collect();
     if builds.iter().all(|build| matches!(build, Ok(None))) {
         return Ok(CargoStages::None);
     }
@@ -137,13 +156,11 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                             Ok(source) => source,
                             Err(why) => return Ok(CargoStages::Kept(why)),
                         };
-                        let path = super::normalize(&build.out_dir, &source);
-                        let bin = path
-                            .strip_prefix(&format!("{}/", build.out_dir))
-                            .filter(|bin| build.bins.iter().any(|known| known == bin) || build.bins.is_empty());
-                        match bin {
-                            Some(bin) if !bin.contains('/') && !crate::image::fstree::has_wildcard(bin) => copied.push(bin.to_string()),
-                            _ => {
+                        // BuildKit reads a COPY --from source from the stage's root, whatever its WORKDIR.
+                        let path = super::normalize("/", &source);
+                        match build.binary_at(&path) {
+                            Some(bin) => copied.push(bin),
+                            None => {
                                 return Ok(CargoStages::Kept(format!(
                                     "{file}:{line}: COPY --from={from} {source} copies what is not a binary the stage's cargo build makes ({}/<bin>)",
                                     build.out_dir
@@ -207,7 +224,8 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let named = stage.name.as_deref().map_or(String::new(), |name| format!(" `{name}`"));
     let why =
         format!("the builder stage{named} ({file}:{}) runs cargo build, which the xtask cross-compiles instead", stage.location.start_line);
-    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, why }))
+    let musl = matches!(&builds[builder], Ok(Some(CargoBuild { triple: Some(triple), .. })) if triple.contains("-musl"));
+    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, musl, why }))
 }
 
 /// The variables one command of a stage sees, each set or unset.
@@ -244,9 +262,11 @@ fn scopes(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)], bu
 
 /// The cargo build of one stage: `None` when no RUN line runs cargo; an error (`line: why`) when
 /// one does more than the xtask reproduces. `scopes` are the variables each command sees.
-fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope]) -> Result<Option<CargoBuild>, String> {
+fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope], platform: &str) -> Result<Option<CargoBuild>, String> {
     let mut workdir = "/".to_string();
     let mut build: Option<CargoBuild> = None;
+    // The directories the stage made: a binary copied into one keeps its name.
+    let mut dirs: Vec<String> = Vec::new();
     for (command, scope) in stage.commands.iter().zip(scopes) {
         let line = command.location.start_line;
         let lookup = lookup_in(scope);
@@ -254,6 +274,7 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope]) -> Result<Opti
             Instruction::Workdir { path } => {
                 let path = lex.process_word(path, &lookup).map_err(|err| format!("{line}: {}", err.0))?;
                 workdir = workdir_after(&workdir, &path);
+                dirs.push(workdir.clone());
             }
             Instruction::Env { pairs } => {
                 if let Some((key, _)) = pairs.iter().find(|(key, _)| changes_the_build(key)).filter(|_| runs_cargo(stage)) {
@@ -273,20 +294,52 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope]) -> Result<Opti
                     run.cmd_line.clone()
                 };
                 let commands = split_commands(&words);
-                let cargo: Vec<&Vec<String>> = commands.iter().filter(|words| words.first().is_some_and(|w| w == "cargo")).collect();
-                if cargo.is_empty() {
+                let runs_cargo = commands.iter().any(|words| program(words).is_some_and(|(name, _)| name == "cargo"));
+                if !runs_cargo && build.is_none() {
                     if mentions_cargo_build(&words.join(" ")) {
                         return Err(format!("{line}: cargo runs through a script the xtask cannot read"));
                     }
                     continue;
                 }
-                let target_dir = lookup("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_string());
+                // `cd` and `export` hold to the end of the RUN line.
+                let mut cwd = workdir.clone();
+                let mut target_dir = lookup("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_string());
                 for words in &commands {
-                    let found = parse_cargo(words, &workdir, &target_dir).map_err(|why| format!("{line}: {why}"))?;
-                    match found {
-                        Some(_) if build.is_some() => return Err(format!("{line}: a second cargo build in the stage")),
-                        Some(found) => build = Some(found),
-                        None => {}
+                    let Some((name, args)) = program(words) else { continue };
+                    let assignments = words.iter().take_while(|word| is_assignment(word));
+                    let exported = args.iter().filter(|word| name == "export" && is_assignment(word));
+                    for (key, value) in assignments.chain(exported).filter_map(|word| word.split_once('=')) {
+                        if changes_the_build(key) {
+                            return Err(format!("{line}: {key}={value} changes what cargo builds"));
+                        }
+                        if key == "CARGO_TARGET_DIR" {
+                            target_dir = value.to_string();
+                        }
+                    }
+                    match name {
+                        "export" => {}
+                        "cd" => cwd = workdir_after(&cwd, args.first().map_or("/root", String::as_str)),
+                        "cargo" => match parse_cargo(args, &cwd, &target_dir).map_err(|why| format!("{line}: {why}"))? {
+                            Some(_) if build.is_some() => return Err(format!("{line}: a second cargo build in the stage")),
+                            Some(found) => {
+                                if let Some(triple) = found.triple.as_deref().filter(|triple| !builds_for(triple, platform)) {
+                                    return Err(format!(
+                                        "{line}: `cargo build --target {triple}` builds for another architecture than the image's ({platform})"
+                                    ));
+                                }
+                                build = Some(found);
+                            }
+                            None => {}
+                        },
+                        // Before the build, as on a RUN line of its own: tools the build needs.
+                        _ if build.is_none() => {}
+                        _ => {
+                            let build = build.as_mut().expect("after the build");
+                            after_build(build, name, args, &cwd, &dirs).map_err(|why| format!("{line}: {why}"))?;
+                            if name == "mkdir" {
+                                dirs.extend(args.iter().filter(|arg| !arg.starts_with('-')).map(|arg| super::normalize(&cwd, arg)));
+                            }
+                        }
                     }
                 }
             }
@@ -294,6 +347,131 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope]) -> Result<Opti
         }
     }
     Ok(build)
+}
+
+/// A simple command's program and arguments, after the variable assignments that lead it.
+fn program(words: &[String]) -> Option<(&str, &[String])> {
+    let at = words.iter().position(|word| !is_assignment(word))?;
+    Some((words[at].as_str(), &words[at + 1..]))
+}
+
+/// Whether a shell word is a variable assignment (`KEY=value`).
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+/// Whether a Rust target triple builds for `platform`'s architecture (`linux/arm64`).
+fn builds_for(triple: &str, platform: &str) -> bool {
+    let architecture = platform.split('/').nth(1).unwrap_or_default();
+    let arch = triple.split('-').next().unwrap_or_default();
+    match architecture {
+        "amd64" => arch == "x86_64",
+        "arm64" => arch == "aarch64",
+        "arm" => arch.starts_with("armv7") || arch == "thumbv7neon",
+        "riscv64" => arch.starts_with("riscv64"),
+        "386" => matches!(arch, "i686" | "i586"),
+        "ppc64le" => arch == "powerpc64le",
+        "s390x" => arch == "s390x",
+        _ => false,
+    }
+}
+
+/// The directories a binary copied into under its own name (`cp app /usr/local/bin`) surely
+/// is: the standard ones; the stage's WORKDIRs and `mkdir`s are added as they come.
+const STANDARD_DIRS: [&str; 14] = [
+    "/",
+    "/bin",
+    "/sbin",
+    "/usr",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/local/cargo/bin",
+    "/opt",
+    "/tmp",
+    "/root",
+    "/srv",
+];
+
+/// A command after the stage's cargo build: copies and moves of the binaries are followed, so
+/// that a later `COPY --from` of where they went reads the staged binary; commands that cannot
+/// change a binary are let through; anything else may change it, and keeps the Dockerfile whole.
+fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, dirs: &[String]) -> Result<(), String> {
+    let is_binary = |build: &CargoBuild, arg: &str| build.binary_at(&super::normalize(cwd, arg)).is_some();
+    match name {
+        "cp" | "mv" | "install" => {
+            let mut target_directory: Option<String> = None;
+            let mut no_target_directory = false;
+            let mut paths: Vec<&String> = Vec::new();
+            let mut words = args.iter();
+            while let Some(word) = words.next() {
+                match word.as_str() {
+                    "-t" => target_directory = words.next().cloned(),
+                    "-T" | "--no-target-directory" => no_target_directory = true,
+                    "-s" | "--strip" if name == "install" => {
+                        return Err("`install -s` strips the binary cargo built: set `strip = true` in the profile instead".into())
+                    }
+                    "-m" | "--mode" | "-o" | "--owner" | "-g" | "--group" | "-S" | "--suffix" if name == "install" => {
+                        let value = words.next().map(String::as_str).unwrap_or_default();
+                        if matches!(word.as_str(), "-m" | "--mode") && !grants_execution(value) {
+                            return Err(format!("`install -m {value}` gives the binary another mode than the staged one's (0755)"));
+                        }
+                    }
+                    option if option.starts_with("--target-directory=") => {
+                        target_directory = option.split_once('=').map(|(_, dir)| dir.to_string())
+                    }
+                    option if option.starts_with('-') => {}
+                    _ => paths.push(word),
+                }
+            }
+            let (sources, destination): (&[&String], String) = match target_directory {
+                Some(dir) => (&paths, dir),
+                None => match paths.split_last() {
+                    Some((destination, sources)) => (sources, destination.to_string()),
+                    None => return Ok(()),
+                },
+            };
+            let into = super::normalize(cwd, &destination);
+            let is_dir = !no_target_directory
+                && (destination.ends_with('/')
+                    || sources.len() > 1
+                    || STANDARD_DIRS.contains(&into.as_str())
+                    || dirs.iter().any(|dir| *dir == into || dir.starts_with(&format!("{into}/"))));
+            for source in sources {
+                let Some(bin) = build.binary_at(&super::normalize(cwd, source)) else { continue };
+                let file_name = source.trim_end_matches('/').rsplit('/').next().unwrap_or(source).to_string();
+                let as_dir = (format!("{}/{file_name}", into.trim_end_matches('/')), bin.clone());
+                match is_dir {
+                    true => build.copies.push(as_dir),
+                    // A destination that may or may not be a directory of the base image.
+                    false if no_target_directory => build.copies.push((into.clone(), bin)),
+                    false => build.copies.extend([(into.clone(), bin), as_dir]),
+                }
+            }
+            Ok(())
+        }
+        "chmod" => match args.iter().find(|arg| !arg.starts_with('-')) {
+            Some(mode) if !grants_execution(mode) && args.iter().any(|arg| is_binary(build, arg)) => {
+                Err(format!("`chmod {mode}` gives the binary another mode than the staged one's (0755)"))
+            }
+            _ => Ok(()),
+        },
+        "mkdir" | "ls" | "echo" | "true" | "rm" | "du" | "file" | "ldd" | "sha256sum" | "apt-get" | "apk" | "rustup" => Ok(()),
+        "strip" | "llvm-strip" | "objcopy" | "upx" if args.iter().any(|arg| is_binary(build, arg)) => Err(format!(
+            "`{name}` changes the binary cargo built{}",
+            if name == "upx" { "" } else { ": set `strip = true` in the profile instead" }
+        )),
+        other => Err(format!("`{other}` runs after cargo build, and may change the binary")),
+    }
+}
+
+/// Whether a mode (`chmod`'s, `install -m`'s) leaves the binary as the staged one is: 0755.
+fn grants_execution(mode: &str) -> bool {
+    matches!(mode, "+x" | "a+x" | "u+x" | "ugo+x" | "755" | "0755" | "u+x,g+x,o+x")
 }
 
 /// Whether a variable of the builder stage changes the binaries cargo makes: rustc's flags,
@@ -339,11 +517,8 @@ fn split_commands(words: &[String]) -> Vec<Vec<String>> {
 
 /// One simple command of a RUN line: `cargo build` the xtask reproduces, `None` for cargo
 /// commands that build nothing the image gets (`cargo chef cook`, `cargo fetch`), or why not.
-fn parse_cargo(words: &[String], workdir: &str, target_dir: &str) -> Result<Option<CargoBuild>, String> {
-    if words.first().map(String::as_str) != Some("cargo") {
-        return Err(format!("`{}` runs beside cargo in the same RUN line", words.join(" ")));
-    }
-    let mut args = words[1..].iter().peekable();
+fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Option<CargoBuild>, String> {
+    let mut args = args.iter().peekable();
     // `cargo +nightly build`: a toolchain of its own.
     let subcommand = args.next().map(String::as_str).unwrap_or_default();
     match subcommand {
@@ -374,6 +549,7 @@ fn parse_cargo(words: &[String], workdir: &str, target_dir: &str) -> Result<Opti
             "-p" | "--package" => build.package = Some(value()?),
             "--bin" => build.bins.push(value()?),
             "--target-dir" => target_dir = value()?,
+            "--target" => build.triple = Some(value()?),
             "--profile" => {
                 let profile = value()?;
                 if profile != "release" {
@@ -391,7 +567,11 @@ fn parse_cargo(words: &[String], workdir: &str, target_dir: &str) -> Result<Opti
     if !release {
         return Err("`cargo build` without --release builds the dev profile, which the xtask does not".into());
     }
-    build.out_dir = format!("{}/release", super::normalize(workdir, &target_dir));
+    let target_dir = super::normalize(workdir, &target_dir);
+    build.out_dir = match &build.triple {
+        Some(triple) => format!("{target_dir}/{triple}/release"),
+        None => format!("{target_dir}/release"),
+    };
     Ok(Some(build))
 }
 
@@ -492,7 +672,7 @@ ENTRYPOINT ["gateway"]"#,
         );
         check(
             &with("RUN cargo build --release && strip target/release/app", copy),
-            expect![[r#"kept: Dockerfile:4: `strip target/release/app` runs beside cargo in the same RUN line"#]],
+            expect![[r#"kept: Dockerfile:4: `strip` changes the binary cargo built: set `strip = true` in the profile instead"#]],
         );
         check(
             &with("RUN cargo build --release", "COPY --from=build /src/config.toml /etc/app.toml"),
@@ -585,5 +765,79 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 ARG BIN
                 COPY linux/arm64/api /"#]],
         );
+    }
+
+    /// The shapes of real builder stages around the cargo build: a cache mount on the target
+    /// directory with the binary copied out in the same RUN line, `cd` into the crate, a musl
+    /// target, variables set for cargo alone.
+    #[test]
+    fn the_binary_is_followed_where_the_stage_copies_or_moves_it() {
+        let with =
+            |builder: &str, runtime: &str| format!("FROM rust AS build\nWORKDIR /src\nCOPY . .\n{builder}\nFROM debian\n{runtime}\n");
+        check(
+            &with(
+                "RUN --mount=type=cache,target=/src/target --mount=type=cache,target=/usr/local/cargo/registry \\\n    cargo build --release --locked --bin api && cp target/release/api /usr/local/bin/",
+                "COPY --from=build /usr/local/bin/api /api",
+            ),
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /api"#]],
+        );
+        check(
+            &with(
+                "RUN cd crates/api && CARGO_TARGET_DIR=/out cargo build -r --target aarch64-unknown-linux-musl\nRUN mkdir -p /dist && mv /out/aarch64-unknown-linux-musl/release/api /dist && chmod +x /dist/api",
+                "COPY --from=build /dist/api /usr/local/bin/api",
+            ),
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /usr/local/bin/api"#]],
+        );
+        // A file destination, and a COPY --from source relative to the stage's root.
+        check(
+            &with("RUN cargo build --release -p api\nRUN cp /src/target/release/api /server", "COPY --from=build server /srv/"),
+            expect![[r#"
+                package Some("api"), bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /srv/"#]],
+        );
+        let copy = "COPY --from=build /src/target/release/api /api";
+        for (builder, expected) in [
+            (
+                "RUN cargo build --release --target x86_64-unknown-linux-musl",
+                expect!["kept: Dockerfile:4: `cargo build --target x86_64-unknown-linux-musl` builds for another architecture than the image's (linux/arm64)"],
+            ),
+            ("RUN RUSTFLAGS=-Ctarget-cpu=native cargo build --release", expect!["kept: Dockerfile:4: RUSTFLAGS=-Ctarget-cpu=native changes what cargo builds"]),
+            ("RUN export CARGO_PROFILE_RELEASE_LTO=true && cargo build --release", expect!["kept: Dockerfile:4: CARGO_PROFILE_RELEASE_LTO=true changes what cargo builds"]),
+            ("RUN cargo build --release && ./package.sh", expect!["kept: Dockerfile:4: `./package.sh` runs after cargo build, and may change the binary"]),
+            ("RUN cargo build --release\nRUN upx --best target/release/api", expect!["kept: Dockerfile:5: `upx` changes the binary cargo built"]),
+            (
+                "RUN cargo build --release && install -s target/release/api /usr/bin/",
+                expect!["kept: Dockerfile:4: `install -s` strips the binary cargo built: set `strip = true` in the profile instead"],
+            ),
+        ] {
+            check(&with(builder, copy), expected);
+        }
+        // What was built for musl stays static.
+        let CargoStages::Replaced(replacement) = replace(
+            &with(
+                "RUN cargo build --release --target aarch64-unknown-linux-musl",
+                "COPY --from=build /src/target/aarch64-unknown-linux-musl/release/api /api",
+            ),
+            "Dockerfile",
+            &[],
+            "linux/arm64",
+        )
+        .unwrap() else {
+            panic!("replaced")
+        };
+        assert!(replacement.musl);
     }
 }
