@@ -31,6 +31,7 @@ use crate::detect::harvest;
 use crate::detect::inputs::AppInputs;
 use crate::detect::SelectedApp;
 use crate::flags;
+use crate::image::dockerfile::cargo_stage::CargoOptions;
 use crate::image::dockerfile::{self, Base};
 use crate::image::fstree::FsTree;
 use crate::image::layout::Layout;
@@ -225,7 +226,7 @@ impl Builder<'_> {
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = member.dockerfile_text(&self.ctx.workspace.root)?;
-            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace.root)?;
+            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace)?;
             if self.builder == flags::Builder::Auto {
                 eprintln!("{}: {why}", member.name);
             }
@@ -551,9 +552,13 @@ fn recipe(
     dockerfile: &str,
     platforms: &[Platform],
     member: &Member,
-    root: &Path,
+    workspace: &Workspace,
 ) -> Result<(AppRecipe, String)> {
     use dockerfile::cargo_stage::{self, CargoStages};
+    let root = &workspace.root;
+    // The profile and features the crate is built with, for every image of it.
+    let crate_options =
+        member.package.as_deref().and_then(|package| workspace.member(package)).map(|crate_member| &crate_member.cargo_options);
 
     let mut texts = BTreeMap::new();
     let mut staged = BTreeSet::new();
@@ -569,6 +574,12 @@ fn recipe(
             {
                 CargoStages::Kept(format!("{dockerfile}: its builder stage builds no crate of the workspace, or another than {}'s", member.name))
             }
+            CargoStages::Replaced(replacement) if Some(&replacement.options) != crate_options => CargoStages::Kept(format!(
+                "{dockerfile}: its builder stage builds {} with {}, and another image of the crate builds it with {}: the xtask builds one binary per crate",
+                member.package.as_deref().unwrap_or_default(),
+                replacement.options,
+                crate_options.map(ToString::to_string).unwrap_or_default()
+            )),
             CargoStages::Replaced(replacement)
                 if replacement.reads_context && replacement.bins.iter().any(|bin| ignored(root, dockerfile, platform, bin)) =>
             {
@@ -734,6 +745,7 @@ fn compile(
     }
     let prefixes = toolchain::remap_prefixes(&workspace.root, &cargo_home);
     let embedding = auditable::Embedding::prepare(workspace, resolver, &members, &triples)?.environment()?;
+    let options_of = |app: &str| workspace.member(app).map(|member| member.cargo_options.clone()).unwrap_or_default();
     for triple in &triples {
         // The apps linked by zig and those linked as configured never share a run: an app's
         // binary does not depend on which other apps were built beside it.
@@ -742,15 +754,20 @@ fn compile(
             by_linker.entry(links_with_zig(app, triple)).or_default().push(app.clone());
         }
         for (link, group) in by_linker {
-            // Without a resolvable graph (offline, crates not downloaded) every app builds alone.
+            // Without a resolvable graph (offline, crates not downloaded) every app builds alone,
+            // and so does an app built with other features or another profile than the defaults.
             let agree = group.len() > 1
+                && group.iter().all(|app| options_of(app) == CargoOptions::default())
                 && resolver
                     .targets_where_builds_agree(&group, &[triple.as_str()])
                     .map(|agreeing| agreeing.contains(triple.as_str()))
                     .unwrap_or(false);
             let runs: Vec<Vec<&String>> = if agree { vec![group.iter().collect()] } else { group.iter().map(|app| vec![app]).collect() };
             for apps in runs {
-                let mut args: Vec<String> = ["build", "--release", "--locked", "--target", triple].map(String::from).to_vec();
+                let options = &options_of(apps[0]);
+                let mut args: Vec<String> = vec!["build".into()];
+                args.extend(options.cargo_args());
+                args.extend(["--locked", "--target", triple].map(String::from));
                 for app in &apps {
                     args.extend(["--package".to_string(), app.to_string()]);
                 }
@@ -795,7 +812,7 @@ fn compile(
         for (member, bins) in apps {
             let triple = &targets[&(member.name.clone(), platform.clone())].triple;
             for bin in bins.iter() {
-                let built = workspace.target_dir.join(triple).join("release").join(bin);
+                let built = workspace.target_dir.join(triple).join(member.cargo_options.profile_dir()).join(bin);
                 fs::copy(&built, stage.join(bin))
                     .with_context(|| format!("cannot stage {}: is `{bin}` a binary of {}'s crate?", built.display(), member.name))?;
             }

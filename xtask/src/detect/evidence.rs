@@ -206,7 +206,8 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
                         git.export(rev, whole.path(), |_| true)?;
                         graph::resolve_graph(whole.path(), true)?
                     }
-                };
+                }
+                .with_cargo_options(workspace.graph.cargo_options.clone());
                 &commit_resolver
             }
         };
@@ -316,8 +317,11 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
     let stamp = std::fs::metadata(&cargo).ok().map(|meta| (meta.len(), meta.modified().ok()));
     // Resolved and kept per package; said of each app that compiles it.
     let packages = compiled_packages(workspace);
-    let mut key =
-        format!("resolved dependencies v3\n{cargo} {stamp:?} {:?}\n{triples:?} {packages:?}\n", std::env::var("RUSTUP_TOOLCHAIN").ok());
+    let options = &workspace.graph.cargo_options;
+    let mut key = format!(
+        "resolved dependencies v4\n{cargo} {stamp:?} {:?}\n{triples:?} {packages:?}\n{options:?}\n",
+        std::env::var("RUSTUP_TOOLCHAIN").ok()
+    );
     for file in files.iter().filter(|file| is_graph_input(&file.path)) {
         key.push_str(&format!("{} {}\n", file.object, file.path));
     }

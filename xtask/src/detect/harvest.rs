@@ -114,7 +114,8 @@ pub fn record(workspace: &Workspace, app: &str, bin: &str, triples: &[&String]) 
     let dirs = crate_dirs(workspace, app);
     let mut read = BTreeSet::new();
     for triple in triples {
-        let dep_info = workspace.target_dir.join(triple).join("release").join(format!("{bin}.d"));
+        let profile_dir = workspace.member(app).map_or("release", |member| member.cargo_options.profile_dir());
+        let dep_info = workspace.target_dir.join(triple).join(profile_dir).join(format!("{bin}.d"));
         let Ok(text) = std::fs::read_to_string(&dep_info) else { continue };
         read.extend(outside_crates(&parse_dep_info(&text), &workspace.root, &dirs));
     }

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::cargo;
 use crate::image::attestation::CompiledPackage;
+use crate::image::dockerfile::cargo_stage::CargoOptions;
 
 /// The work tree's `cargo metadata` with its resolve graph, asked for at most once per run. A
 /// command that may need it (detection when Cargo.lock changed, a build of several apps) starts
@@ -22,6 +23,9 @@ use crate::image::attestation::CompiledPackage;
 /// when the workspace is dropped.
 pub struct WorkTreeGraph {
     dir: PathBuf,
+    /// The profile and features each crate is built with where not the defaults, which its
+    /// resolution follows (set by the workspace before anything is resolved).
+    pub cargo_options: BTreeMap<String, CargoOptions>,
     state: Mutex<State>,
     /// guppy's graph of it, built once (parsing the metadata costs tens of milliseconds).
     resolver: std::sync::OnceLock<Result<Resolver, String>>,
@@ -48,7 +52,12 @@ struct KilledUnlessWaited(Child);
 impl WorkTreeGraph {
     /// Resolved when first asked for.
     pub fn on_demand(dir: &Path) -> WorkTreeGraph {
-        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(State::NotStarted), resolver: std::sync::OnceLock::new() }
+        WorkTreeGraph {
+            dir: dir.to_path_buf(),
+            cargo_options: BTreeMap::new(),
+            state: Mutex::new(State::NotStarted),
+            resolver: std::sync::OnceLock::new(),
+        }
     }
 
     /// Started now, in the background; when the process cannot even start, it is resolved when
@@ -58,7 +67,12 @@ impl WorkTreeGraph {
             Ok(background) => State::Running(background),
             Err(_) => State::NotStarted,
         };
-        WorkTreeGraph { dir: dir.to_path_buf(), state: Mutex::new(state), resolver: std::sync::OnceLock::new() }
+        WorkTreeGraph {
+            dir: dir.to_path_buf(),
+            cargo_options: BTreeMap::new(),
+            state: Mutex::new(state),
+            resolver: std::sync::OnceLock::new(),
+        }
     }
 
     /// The metadata, waiting for the background run (or resolving now), offline first as
@@ -80,8 +94,10 @@ impl WorkTreeGraph {
 impl WorkTreeGraph {
     /// The resolver over `metadata`, built at most once per run.
     pub fn resolver(&self) -> Result<&Resolver> {
-        let built =
-            self.resolver.get_or_init(|| self.metadata().and_then(|metadata| Resolver::new(&metadata)).map_err(|err| format!("{err:#}")));
+        let built = self.resolver.get_or_init(|| {
+            let resolver = self.metadata().and_then(|metadata| Resolver::new(&metadata));
+            resolver.map(|resolver| resolver.with_cargo_options(self.cargo_options.clone())).map_err(|err| format!("{err:#}"))
+        });
         built.as_ref().map_err(|message| anyhow!(message.clone()))
     }
 }
@@ -149,6 +165,9 @@ impl Resolver {
 pub struct Resolver {
     graph: guppy::graph::PackageGraph,
     host: guppy::platform::PlatformSpec,
+    /// The members built with other features than their defaults (`--features`,
+    /// `--no-default-features`, `--all-features`), as their builds are.
+    cargo_options: BTreeMap<String, CargoOptions>,
     /// Each app's build per target, resolved once: the binaries' dependency lists, the
     /// attestations and the RustSec gate all ask for it.
     compiled: Mutex<BTreeMap<(String, String), Arc<CompiledGraph>>>,
@@ -160,7 +179,13 @@ impl Resolver {
         let text = std::str::from_utf8(metadata).context("cargo metadata printed something that is not UTF-8")?;
         let graph = guppy::graph::PackageGraph::from_json(text).context("unexpected cargo metadata output (no resolve graph)")?;
         let host = PlatformSpec::from(Platform::build_target().context("the host platform is unknown to the resolver")?);
-        Ok(Resolver { graph, host, compiled: Mutex::default() })
+        Ok(Resolver { graph, host, cargo_options: BTreeMap::new(), compiled: Mutex::default() })
+    }
+
+    /// The resolver, each member named in `options` resolved with its features.
+    pub fn with_cargo_options(mut self, options: BTreeMap<String, CargoOptions>) -> Resolver {
+        self.cargo_options = options;
+        self
     }
 
     /// For every app among `apps` that is a member, the packages its own build compiles for each
@@ -283,14 +308,26 @@ impl Resolver {
         Ok(CompiledGraph { packages: compiled.into_iter().map(|(package, _)| package).collect(), dependencies })
     }
 
-    /// cargo's resolution of `cargo build -p ... --target triple` for the members `ids`, with
-    /// their default features (what cargo starts from), resolver 2, on this host.
+    /// cargo's resolution of `cargo build -p ... --target triple` for the members `ids`, each
+    /// with the features its build turns on (its defaults unless `cargo_options` says
+    /// otherwise), resolver 2, on this host.
     fn cargo_build<'g>(&'g self, ids: &[&'g guppy::PackageId], triple: &str) -> Result<guppy::graph::cargo::CargoSet<'g>> {
         use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
-        use guppy::graph::feature::StandardFeatures;
+        use guppy::graph::feature::{named_feature_filter, StandardFeatures};
         use guppy::platform::{Platform, TargetFeatures};
 
-        let initials = self.graph.resolve_ids(ids.iter().copied())?.to_feature_set(StandardFeatures::Default);
+        let mut initials = self.graph.resolve_ids(std::iter::empty())?.to_feature_set(StandardFeatures::None);
+        for id in ids {
+            let name = self.graph.metadata(id)?.name();
+            let options = self.cargo_options.get(name).cloned().unwrap_or_default();
+            let base = match (options.all_features, options.no_default_features) {
+                (true, _) => StandardFeatures::All,
+                (false, true) => StandardFeatures::None,
+                (false, false) => StandardFeatures::Default,
+            };
+            let filter = named_feature_filter(base, options.features.iter().map(String::as_str));
+            initials = initials.union(&self.graph.resolve_ids([*id])?.to_feature_set(filter));
+        }
         let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
             .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
         let mut options = CargoOptions::new();
@@ -391,7 +428,9 @@ pub fn full_metadata(dir: &Path, prefer_offline: bool) -> Result<Vec<u8>> {
 
 fn metadata_command(dir: &Path, offline: bool) -> Command {
     let mut command = Command::new(cargo());
-    command.args(["metadata", "--format-version", "1", "--locked"]).current_dir(dir);
+    // Every feature's edges are in the graph (cargo resolves its metadata with the default
+    // features only), so that a build with `--features` is resolved as cargo would.
+    command.args(["metadata", "--format-version", "1", "--locked", "--all-features"]).current_dir(dir);
     if offline {
         command.arg("--offline");
     }
@@ -440,7 +479,7 @@ mod tests {
         write("Cargo.toml", "[workspace]\nmembers = [\"*\"]\nresolver = \"2\"\n");
         files(&write);
         let output = std::process::Command::new(cargo())
-            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["metadata", "--format-version", "1", "--offline", "--all-features"])
             .current_dir(dir.path())
             .output()
             .unwrap();
@@ -591,5 +630,37 @@ mod tests {
             db-bundled: compiles C true
         "#]]
         .assert_eq(&shown);
+    }
+
+    /// An app built with `--features tls` (its builder stage says so) compiles what the
+    /// feature turns on; `--no-default-features` leaves out what its defaults do.
+    #[test]
+    fn an_apps_resolution_follows_the_features_its_build_turns_on() {
+        let metadata = workspace_metadata(|write| {
+            write("extra/Cargo.toml", "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+            write("extra/src/lib.rs", "");
+            write("logging/Cargo.toml", "[package]\nname = \"logging\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+            write("logging/src/lib.rs", "");
+            write(
+                "svc/Cargo.toml",
+                "[package]\nname = \"svc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[features]\ndefault = [\"logs\"]\nlogs = [\"dep:logging\"]\ntls = [\"dep:extra\"]\n[dependencies]\nextra = { path = \"../extra\", optional = true }\nlogging = { path = \"../logging\", optional = true }\n",
+            );
+            write("svc/src/main.rs", "fn main() {}");
+        });
+        let compiled = |options: Option<CargoOptions>| {
+            let resolver = Resolver::new(&metadata)
+                .unwrap()
+                .with_cargo_options(options.map(|options| ("svc".to_string(), options)).into_iter().collect());
+            let packages: Vec<String> =
+                resolver.compiled_into("svc", TRIPLES[0]).unwrap().into_iter().map(|package| package.name).collect();
+            packages.join(" ")
+        };
+        assert_eq!(compiled(None), "logging");
+        assert_eq!(compiled(Some(CargoOptions { features: vec!["tls".into()], ..CargoOptions::default() })), "extra logging");
+        assert_eq!(
+            compiled(Some(CargoOptions { features: vec!["tls".into()], no_default_features: true, ..CargoOptions::default() })),
+            "extra"
+        );
+        assert_eq!(compiled(Some(CargoOptions { all_features: true, ..CargoOptions::default() })), "extra logging");
     }
 }

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
+use crate::image::dockerfile::cargo_stage::CargoOptions;
 use crate::image::platform::Platform;
 
 /// Where the monorepo's images that are not crates live: `docker/<name>/Dockerfile`.
@@ -68,6 +69,9 @@ pub struct Member {
     pub stage: Option<String>,
     /// How its image was found.
     pub found: Found,
+    /// For a crate, the profile and features its binary is built with: those of the builder
+    /// stage of the first image (its own first) whose builder stage the xtask replaces.
+    pub cargo_options: CargoOptions,
 }
 
 /// How an image was found.
@@ -242,6 +246,9 @@ impl Workspace {
             );
         }
         let mut workspace = Workspace::from_metadata(&output.stdout, &|app_dir| app_dir.join("Dockerfile").is_file())?;
+        if let Some(graph) = graph {
+            workspace.graph = graph;
+        }
         let declared: Vec<ImageEntry> = config::declared_images(&workspace.metadata)?.into_iter().map(ImageEntry::declared).collect();
         let mut images: Vec<ImageEntry> = Vec::new();
         for entry in std::fs::read_dir(workspace.root.join(IMAGES_DIR)).into_iter().flatten().flatten() {
@@ -259,9 +266,6 @@ impl Workspace {
         images.extend(declared);
         let root = workspace.root.clone();
         workspace.add_images(&images, &|dockerfile| std::fs::read_to_string(root.join(dockerfile)).ok())?;
-        if let Some(graph) = graph {
-            workspace.graph = graph;
-        }
         Ok(workspace)
     }
 
@@ -328,6 +332,7 @@ impl Workspace {
                 build_args: Vec::new(),
                 stage: None,
                 found: Found::BesideCrate,
+                cargo_options: CargoOptions::default(),
             });
         }
         members.sort_by(|a, b| a.name.cmp(&b.name));
@@ -413,6 +418,7 @@ impl Workspace {
                 build_args: image.build_args.clone(),
                 stage: image.stage.clone(),
                 found: image.found,
+                cargo_options: CargoOptions::default(),
             });
         }
         let images: BTreeSet<String> = self.members.iter().filter(|member| !member.is_crate).map(|member| member.name.clone()).collect();
@@ -430,6 +436,7 @@ impl Workspace {
             member.deps.dedup();
         }
         self.members.sort_by(|a, b| a.name.cmp(&b.name));
+        self.assign_cargo_options(read);
         for image in &images {
             let chain = self.image_cycle(image);
             if let [first, second, ..] = chain.as_slice() {
@@ -442,6 +449,34 @@ impl Workspace {
             }
         }
         Ok(())
+    }
+
+    /// Gives each crate the profile and features of the builder stage that compiles it: its own
+    /// image's first, then the other images' in name order. An image whose builder stage asks
+    /// for others keeps its Dockerfile whole (`builder::recipe` says why).
+    fn assign_cargo_options(&mut self, read: &dyn Fn(&str) -> Option<String>) {
+        use crate::image::dockerfile::cargo_stage::{self, CargoStages};
+        let mut found: BTreeMap<String, CargoOptions> = BTreeMap::new();
+        let mut apps: Vec<&Member> = self.apps().filter(|app| app.package.is_some()).collect();
+        apps.sort_by_key(|app| !app.is_crate);
+        for app in apps {
+            let (Some(package), Some(dockerfile)) = (&app.package, &app.dockerfile) else { continue };
+            let Some(text) = read(dockerfile).and_then(|text| app.up_to_stage(text).ok()) else { continue };
+            let platform = Platform::parse("linux/amd64").expect("a platform");
+            match cargo_stage::replace(&text, dockerfile, &app.build_args(&platform), "linux/amd64") {
+                Ok(CargoStages::Replaced(replaced)) if replaced.package.as_ref().is_none_or(|named| named == package) => {
+                    found.entry(package.clone()).or_insert(replaced.options);
+                }
+                _ => {}
+            }
+        }
+        for member in &mut self.members {
+            if let Some(options) = found.remove(&member.name) {
+                member.cargo_options = options;
+            }
+        }
+        let other_than_default = self.members.iter().filter(|member| member.cargo_options != CargoOptions::default());
+        self.graph.cargo_options = other_than_default.map(|member| (member.name.clone(), member.cargo_options.clone())).collect();
     }
 
     /// The crate a Dockerfile's builder stage compiles, when the xtask replaces that stage
@@ -876,5 +911,21 @@ pub(crate) mod tests {
         assert_eq!(name("docker/Dockerfile"), None);
         assert_eq!(name("docker/Dockerfile.dockerignore"), None);
         assert_eq!(name("docker/README.md"), None);
+    }
+
+    #[test]
+    fn a_crate_is_built_with_the_profile_and_features_of_its_builder_stage() {
+        let builder = |args: &str, out: &str| {
+            format!("FROM rust AS build\nRUN cargo build {args}\nFROM scratch\nCOPY --from=build /target/{out}/api /api\n")
+        };
+        let ws = with_images(&[
+            ("crates/api/Dockerfile", &builder("--profile dist -p api --features tls", "dist")),
+            ("docker/edge/Dockerfile", &builder("--release --bin api", "release")),
+        ])
+        .unwrap();
+        let api = &ws.member("api").unwrap().cargo_options;
+        assert_eq!(api.to_string(), "profile dist, features tls", "the crate's own image first");
+        assert_eq!(ws.graph.cargo_options.keys().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(ws.member("common").unwrap().cargo_options, CargoOptions::default());
     }
 }

@@ -45,8 +45,73 @@ pub struct Replacement {
     /// Whether its cargo build names a musl target (`--target x86_64-unknown-linux-musl`): the
     /// binary is then static whatever the base, as the Dockerfile has it.
     pub musl: bool,
+    /// Its cargo build's profile and features.
+    pub options: CargoOptions,
     /// One line for `--explain`.
     pub why: String,
+}
+
+/// How a builder stage's cargo build builds its package besides the target: the profile and
+/// the features, which the xtask's build of the package then uses too.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CargoOptions {
+    /// `release`, `dev`, or a custom profile of the workspace.
+    pub profile: String,
+    /// `--features`, each a feature of the package itself.
+    pub features: Vec<String>,
+    pub no_default_features: bool,
+    pub all_features: bool,
+}
+
+impl Default for CargoOptions {
+    fn default() -> CargoOptions {
+        CargoOptions { profile: "release".into(), features: Vec::new(), no_default_features: false, all_features: false }
+    }
+}
+
+impl CargoOptions {
+    /// cargo's arguments for these options.
+    pub fn cargo_args(&self) -> Vec<String> {
+        let mut args = match self.profile.as_str() {
+            "release" => vec!["--release".to_string()],
+            profile => vec!["--profile".to_string(), profile.to_string()],
+        };
+        if !self.features.is_empty() {
+            args.extend(["--features".to_string(), self.features.join(",")]);
+        }
+        if self.no_default_features {
+            args.push("--no-default-features".into());
+        }
+        if self.all_features {
+            args.push("--all-features".into());
+        }
+        args
+    }
+
+    /// The directory of the target directory the profile's binaries land in.
+    pub fn profile_dir(&self) -> &str {
+        match self.profile.as_str() {
+            "dev" | "test" => "debug",
+            "bench" => "release",
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for CargoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "profile {}", self.profile)?;
+        if !self.features.is_empty() {
+            write!(f, ", features {}", self.features.join(","))?;
+        }
+        if self.no_default_features {
+            write!(f, ", no default features")?;
+        }
+        if self.all_features {
+            write!(f, ", all features")?;
+        }
+        Ok(())
+    }
 }
 
 /// The cargo build a RUN line makes.
@@ -54,6 +119,7 @@ pub struct Replacement {
 struct CargoBuild {
     package: Option<String>,
     bins: Vec<String>,
+    options: CargoOptions,
     /// Where the binaries land, absolute: `<workdir>/<target dir>[/<target>]/release`.
     out_dir: String,
     /// The Rust target it names (`--target`), if any.
@@ -224,8 +290,10 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let named = stage.name.as_deref().map_or(String::new(), |name| format!(" `{name}`"));
     let why =
         format!("the builder stage{named} ({file}:{}) runs cargo build, which the xtask cross-compiles instead", stage.location.start_line);
-    let musl = matches!(&builds[builder], Ok(Some(CargoBuild { triple: Some(triple), .. })) if triple.contains("-musl"));
-    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, musl, why }))
+    let Ok(Some(build)) = &builds[builder] else { unreachable!("found above") };
+    let musl = build.triple.as_deref().is_some_and(|triple| triple.contains("-musl"));
+    let options = build.options.clone();
+    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, why }))
 }
 
 /// The variables one command of a stage sees, each set or unset.
@@ -527,7 +595,7 @@ fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Optio
         other => return Err(format!("`cargo {other}` is not a cargo build the xtask makes")),
     }
     let mut build = CargoBuild::default();
-    let mut release = false;
+    let mut profile: Option<String> = None;
     let mut target_dir = target_dir.to_string();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -541,8 +609,8 @@ fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Optio
                 .ok_or_else(|| format!("`cargo build {flag}` is given no value (an ARG it names without a value?)"))
         };
         match flag {
-            "--release" | "-r" => release = true,
-            "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "--verbose" => {}
+            "--release" | "-r" => profile = Some("release".into()),
+            "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "-vv" | "--verbose" => {}
             "-j" | "--jobs" | "--color" => {
                 value()?;
             }
@@ -550,27 +618,30 @@ fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Optio
             "--bin" => build.bins.push(value()?),
             "--target-dir" => target_dir = value()?,
             "--target" => build.triple = Some(value()?),
-            "--profile" => {
-                let profile = value()?;
-                if profile != "release" {
-                    return Err(format!("`cargo build --profile {profile}`: the xtask builds the release profile"));
+            "--profile" => profile = Some(value()?),
+            "-F" | "--features" => {
+                for feature in value()?.split([',', ' ']).filter(|feature| !feature.is_empty()) {
+                    if feature.contains('/') {
+                        return Err(format!(
+                            "`cargo build --features {feature}` turns on a feature of another package, which the xtask does not"
+                        ));
+                    }
+                    build.options.features.push(feature.to_string());
                 }
-                release = true;
             }
-            _ => {
-                return Err(format!(
-                    "`cargo build {arg}`: the xtask builds the release profile of a package's binaries with their default features"
-                ))
-            }
+            "--no-default-features" => build.options.no_default_features = true,
+            "--all-features" => build.options.all_features = true,
+            _ => return Err(format!("`cargo build {arg}` is an option the xtask does not reproduce")),
         }
     }
-    if !release {
-        return Err("`cargo build` without --release builds the dev profile, which the xtask does not".into());
-    }
+    build.options.features.sort();
+    build.options.features.dedup();
+    build.options.profile = profile.unwrap_or_else(|| "dev".into());
     let target_dir = super::normalize(workdir, &target_dir);
+    let profile_dir = build.options.profile_dir();
     build.out_dir = match &build.triple {
-        Some(triple) => format!("{target_dir}/{triple}/release"),
-        None => format!("{target_dir}/release"),
+        Some(triple) => format!("{target_dir}/{triple}/{profile_dir}"),
+        None => format!("{target_dir}/{profile_dir}"),
     };
     Ok(Some(build))
 }
@@ -661,14 +732,14 @@ ENTRYPOINT ["gateway"]"#,
             |builder: &str, runtime: &str| format!("FROM rust AS build\nWORKDIR /src\nCOPY . .\n{builder}\nFROM debian\n{runtime}\n");
         let copy = "COPY --from=build /src/target/release/app /app";
         check(
-            &with("RUN cargo build --release --features tls", copy),
+            &with("RUN cargo build --release --features tls,serde/derive", copy),
             expect![[
-                r#"kept: Dockerfile:4: `cargo build --features`: the xtask builds the release profile of a package's binaries with their default features"#
+                r#"kept: Dockerfile:4: `cargo build --features serde/derive` turns on a feature of another package, which the xtask does not"#
             ]],
         );
         check(
-            &with("RUN cargo build", copy),
-            expect![[r#"kept: Dockerfile:4: `cargo build` without --release builds the dev profile, which the xtask does not"#]],
+            &with("RUN cargo build --keep-going --release", copy),
+            expect![[r#"kept: Dockerfile:4: `cargo build --keep-going` is an option the xtask does not reproduce"#]],
         );
         check(
             &with("RUN cargo build --release && strip target/release/app", copy),
@@ -839,5 +910,39 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             panic!("replaced")
         };
         assert!(replacement.musl);
+    }
+
+    /// The profile and features of the builder stage's cargo build are the xtask's build's.
+    #[test]
+    fn the_profile_and_features_of_the_build_are_read() {
+        let options = |builder: &str, out_dir: &str| {
+            let dockerfile =
+                format!("FROM rust AS build\nWORKDIR /src\nCOPY . .\n{builder}\nFROM debian\nCOPY --from=build {out_dir}/app /app\n");
+            match replace(&dockerfile, "Dockerfile", &[], "linux/arm64").unwrap() {
+                CargoStages::Replaced(replacement) => replacement.options.to_string(),
+                other => format!("{other:?}"),
+            }
+        };
+        expect![[r#"
+            profile release
+            profile release, features metrics,tls
+            profile dist, no default features
+            profile dev, all features
+            profile release, features a,b,c"#]]
+        .assert_eq(
+            &[
+                options("RUN cargo build --release", "/src/target/release"),
+                options("RUN cargo build -r --features tls --features metrics", "/src/target/release"),
+                options("RUN cargo build --profile=dist --no-default-features", "/src/target/dist"),
+                options("RUN cargo build --all-features", "/src/target/debug"),
+                options("RUN cargo build --release -F 'c b,a'", "/src/target/release"),
+            ]
+            .join("\n"),
+        );
+        assert_eq!(
+            CargoOptions { profile: "dist".into(), features: vec!["tls".into()], no_default_features: true, all_features: false }
+                .cargo_args(),
+            ["--profile", "dist", "--features", "tls", "--no-default-features"]
+        );
     }
 }
