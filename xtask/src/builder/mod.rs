@@ -775,6 +775,10 @@ fn compile(
                 for (key, value) in &embedding {
                     command = command.env(key, value);
                 }
+                // Profile settings a builder stage gave as variables.
+                for (key, value) in &options.profile_env {
+                    command = command.env(key, value);
+                }
                 // The C toolchain is the same for every run of the target, so that the build
                 // scripts that compile C do not run again between them.
                 if let Some(toolchain) = toolchains.get(triple.as_str()) {
@@ -782,7 +786,13 @@ fn compile(
                         command = command.env(key, value);
                     }
                 }
-                match &remap {
+                // A builder stage's RUSTFLAGS take the place of configured ones, as in its build.
+                let stage_flags = (!options.rustflags.is_empty()).then(|| {
+                    let encoded = options.rustflags.join("\x1f");
+                    let env = |key: &str| if key == "CARGO_ENCODED_RUSTFLAGS" { Some(encoded.clone()) } else { env(key) };
+                    toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &env)
+                });
+                match stage_flags.as_ref().unwrap_or(&remap) {
                     toolchain::RemapFlags::Environment(flags) => {
                         command = command.env("CARGO_ENCODED_RUSTFLAGS", flags).env_remove("RUSTFLAGS")
                     }

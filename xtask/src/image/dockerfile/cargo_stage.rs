@@ -26,7 +26,7 @@ pub enum CargoStages {
     None,
     /// Stages run cargo, but not in a way the xtask can replace: why, with the line.
     Kept(String),
-    Replaced(Replacement),
+    Replaced(Box<Replacement>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,11 +61,27 @@ pub struct CargoOptions {
     pub features: Vec<String>,
     pub no_default_features: bool,
     pub all_features: bool,
+    /// `RUSTFLAGS` of the build (`--cfg tokio_unstable`), without those that choose the linker,
+    /// which the xtask chooses for the target.
+    pub rustflags: Vec<String>,
+    /// Profile settings given as variables (`CARGO_PROFILE_RELEASE_DEBUG=false`).
+    pub profile_env: Vec<(String, String)>,
+    /// What a `strip` after the build took out of the binary: `symbols` or `debuginfo`, as the
+    /// profile's `strip` setting takes them out.
+    pub strip: Option<String>,
 }
 
 impl Default for CargoOptions {
     fn default() -> CargoOptions {
-        CargoOptions { profile: "release".into(), features: Vec::new(), no_default_features: false, all_features: false }
+        CargoOptions {
+            profile: "release".into(),
+            features: Vec::new(),
+            no_default_features: false,
+            all_features: false,
+            rustflags: Vec::new(),
+            profile_env: Vec::new(),
+            strip: None,
+        }
     }
 }
 
@@ -84,6 +100,9 @@ impl CargoOptions {
         }
         if self.all_features {
             args.push("--all-features".into());
+        }
+        if let Some(strip) = &self.strip {
+            args.extend(["--config".to_string(), format!("profile.{}.strip=\"{strip}\"", self.profile)]);
         }
         args
     }
@@ -109,6 +128,15 @@ impl std::fmt::Display for CargoOptions {
         }
         if self.all_features {
             write!(f, ", all features")?;
+        }
+        if !self.rustflags.is_empty() {
+            write!(f, ", RUSTFLAGS {}", self.rustflags.join(" "))?;
+        }
+        for (key, value) in &self.profile_env {
+            write!(f, ", {key}={value}")?;
+        }
+        if let Some(strip) = &self.strip {
+            write!(f, ", stripped of {strip}")?;
         }
         Ok(())
     }
@@ -148,11 +176,27 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     }
     let meta = meta_args(&read, build_args)?;
     let lex = shell::Lex::new(read.escape);
-    let scopes: Vec<Vec<Scope>> = read.stages.iter().map(|stage| scopes(stage, &lex, &meta, build_args)).collect();
-    // Each stage's cargo build, where it has one; what cannot be read matters only for the
-    // stages the image needs.
-    let builds: Vec<Result<Option<CargoBuild>, String>> =
-        read.stages.iter().zip(&scopes).map(|(stage, scopes)| stage_build(stage, &lex, scopes, platform)).collect();
+    // Each stage's variables and cargo build, where it has one, in order: a stage starts from
+    // what the stage it is FROM left (its ENVs, WORKDIR, where it put the build context). What
+    // cannot be read matters only for the stages the image needs.
+    let mut scopes: Vec<Vec<Scope>> = Vec::new();
+    let mut builds: Vec<Result<Option<CargoBuild>, String>> = Vec::new();
+    let mut ends: Vec<StageEnd> = Vec::new();
+    for stage in &read.stages {
+        let base = lex.process_word(&stage.base_name, &lookup_in(&meta)).unwrap_or_default();
+        let start = ends
+            .iter()
+            .zip(&read.stages)
+            .rev()
+            .find(|(_, earlier)| earlier.name.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(&base)))
+            .map(|(end, _)| end.clone())
+            .unwrap_or_default();
+        let stage_scopes = stage_scopes(stage, &lex, &meta, build_args, &start.env);
+        let (build, end) = stage_build(stage, &lex, &stage_scopes, platform, start);
+        scopes.push(stage_scopes);
+        builds.push(build);
+        ends.push(end);
+    }
     if builds.iter().all(|build| matches!(build, Ok(None))) {
         return Ok(CargoStages::None);
     }
@@ -293,18 +337,25 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let Ok(Some(build)) = &builds[builder] else { unreachable!("found above") };
     let musl = build.triple.as_deref().is_some_and(|triple| triple.contains("-musl"));
     let options = build.options.clone();
-    Ok(CargoStages::Replaced(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, why }))
+    Ok(CargoStages::Replaced(Box::new(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, why })))
 }
 
 /// The variables one command of a stage sees, each set or unset.
 type Scope = Vec<(String, Option<String>)>;
 
-/// The variables each command of `stage` sees, as BuildKit gives them: the stage's own ARGs (a
-/// build argument, else the default, else the meta ARG of that name) and ENVs before it. The
-/// meta ARGs are not visible in a stage that does not declare them again.
-fn scopes(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)], build_args: &[(String, String)]) -> Vec<Scope> {
+/// The variables each command of `stage` sees, as BuildKit gives them: the ENVs of the stage it
+/// starts FROM (`inherited`), then the stage's own ARGs (a build argument, else the default,
+/// else the meta ARG of that name) and ENVs before it. The meta ARGs are not visible in a stage
+/// that does not declare them again.
+fn stage_scopes(
+    stage: &Stage,
+    lex: &shell::Lex,
+    meta: &[(String, Option<String>)],
+    build_args: &[(String, String)],
+    inherited: &Scope,
+) -> Vec<Scope> {
     let given = |name: &str| build_args.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-    let mut scope: Scope = Vec::new();
+    let mut scope: Scope = inherited.clone();
     let mut scopes = Vec::with_capacity(stage.commands.len());
     for command in &stage.commands {
         scopes.push(scope.clone());
@@ -328,26 +379,72 @@ fn scopes(stage: &Stage, lex: &shell::Lex, meta: &[(String, Option<String>)], bu
     scopes
 }
 
-/// The cargo build of one stage: `None` when no RUN line runs cargo; an error (`line: why`) when
-/// one does more than the xtask reproduces. `scopes` are the variables each command sees.
-fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope], platform: &str) -> Result<Option<CargoBuild>, String> {
-    let mut workdir = "/".to_string();
+/// What a stage leaves to the stages that start FROM it.
+#[derive(Debug, Clone)]
+struct StageEnd {
+    /// Its ENVs (ARGs end with the stage).
+    env: Scope,
+    workdir: String,
+    /// Where it copied the build context (`COPY . .`): the workspace root, where cargo's target
+    /// directory is unless told otherwise.
+    context_root: Option<String>,
+    /// The directories it made: a binary copied into one keeps its name.
+    dirs: Vec<String>,
+}
+
+impl Default for StageEnd {
+    fn default() -> StageEnd {
+        StageEnd { env: Vec::new(), workdir: "/".into(), context_root: None, dirs: Vec::new() }
+    }
+}
+
+/// The cargo build of one stage, starting from what its base stage left (`start`): `None` when
+/// no RUN line runs cargo; an error (`line: why`) when one does more than the xtask reproduces.
+/// `scopes` are the variables each command sees.
+fn stage_build(
+    stage: &Stage,
+    lex: &shell::Lex,
+    scopes: &[Scope],
+    platform: &str,
+    start: StageEnd,
+) -> (Result<Option<CargoBuild>, String>, StageEnd) {
+    let mut end = start;
+    let build = stage_build_from(stage, lex, scopes, platform, &mut end);
+    (build, end)
+}
+
+fn stage_build_from(
+    stage: &Stage,
+    lex: &shell::Lex,
+    scopes: &[Scope],
+    platform: &str,
+    end: &mut StageEnd,
+) -> Result<Option<CargoBuild>, String> {
     let mut build: Option<CargoBuild> = None;
-    // The directories the stage made: a binary copied into one keeps its name.
-    let mut dirs: Vec<String> = Vec::new();
     for (command, scope) in stage.commands.iter().zip(scopes) {
         let line = command.location.start_line;
         let lookup = lookup_in(scope);
         match &command.instruction {
             Instruction::Workdir { path } => {
                 let path = lex.process_word(path, &lookup).map_err(|err| format!("{line}: {}", err.0))?;
-                workdir = workdir_after(&workdir, &path);
-                dirs.push(workdir.clone());
+                end.workdir = workdir_after(&end.workdir, &path);
+                end.dirs.push(end.workdir.clone());
             }
             Instruction::Env { pairs } => {
-                if let Some((key, _)) = pairs.iter().find(|(key, _)| changes_the_build(key)).filter(|_| runs_cargo(stage)) {
-                    return Err(format!("{line}: ENV {key} changes what cargo builds"));
+                if let Some((key, value)) =
+                    pairs.iter().find(|(key, value)| changes_the_build(key, &lex.process_word(value, &lookup).unwrap_or_default()))
+                {
+                    if runs_cargo(stage) {
+                        return Err(format!("{line}: ENV {key}={value} changes what cargo builds"));
+                    }
                 }
+                for (key, value) in pairs {
+                    end.env.push((key.clone(), Some(lex.process_word(value, &lookup).unwrap_or_default())));
+                }
+            }
+            Instruction::Copy(copy) if copy.from.is_none() && copy.sources.iter().any(|source| matches!(source.as_str(), "." | "./")) => {
+                let dest = lex.process_word(&copy.dest, &lookup).unwrap_or_default();
+                end.context_root = Some(super::normalize(&end.workdir, &dest));
             }
             Instruction::Run(run) => {
                 let words = if run.prepend_shell {
@@ -370,42 +467,82 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope], platform: &str
                     continue;
                 }
                 // `cd` and `export` hold to the end of the RUN line.
-                let mut cwd = workdir.clone();
-                let mut target_dir = lookup("CARGO_TARGET_DIR").unwrap_or_else(|| "target".to_string());
+                let mut cwd = end.workdir.clone();
+                let mut target_dir = lookup("CARGO_TARGET_DIR");
+                let mut profile_assignments: Vec<(String, String)> = Vec::new();
+                let mut rustflags = lookup("CARGO_ENCODED_RUSTFLAGS")
+                    .map(|encoded| encoded.split('\x1f').map(str::to_string).collect::<Vec<_>>())
+                    .or_else(|| lookup("RUSTFLAGS").map(|text| text.split_whitespace().map(str::to_string).collect()));
                 for words in &commands {
                     let Some((name, args)) = program(words) else { continue };
                     let assignments = words.iter().take_while(|word| is_assignment(word));
                     let exported = args.iter().filter(|word| name == "export" && is_assignment(word));
                     for (key, value) in assignments.chain(exported).filter_map(|word| word.split_once('=')) {
-                        if changes_the_build(key) {
+                        if changes_the_build(key, value) {
                             return Err(format!("{line}: {key}={value} changes what cargo builds"));
                         }
-                        if key == "CARGO_TARGET_DIR" {
-                            target_dir = value.to_string();
+                        match key {
+                            "CARGO_TARGET_DIR" => target_dir = Some(value.to_string()),
+                            "RUSTFLAGS" => rustflags = Some(value.split_whitespace().map(str::to_string).collect()),
+                            _ if key.starts_with("CARGO_PROFILE_") => profile_assignments.push((key.to_string(), value.to_string())),
+                            _ => {}
                         }
                     }
                     match name {
                         "export" => {}
                         "cd" => cwd = workdir_after(&cwd, args.first().map_or("/root", String::as_str)),
-                        "cargo" => match parse_cargo(args, &cwd, &target_dir).map_err(|why| format!("{line}: {why}"))? {
-                            Some(_) if build.is_some() => return Err(format!("{line}: a second cargo build in the stage")),
-                            Some(found) => {
-                                if let Some(triple) = found.triple.as_deref().filter(|triple| !builds_for(triple, platform)) {
-                                    return Err(format!(
-                                        "{line}: `cargo build --target {triple}` builds for another architecture than the image's ({platform})"
-                                    ));
-                                }
-                                build = Some(found);
+                        "cargo" => {
+                            let found = parse_cargo(args, &cwd, target_dir.as_deref(), end.context_root.as_deref());
+                            let Some(mut found) = found.map_err(|why| format!("{line}: {why}"))? else { continue };
+                            found.options.rustflags =
+                                build_rustflags(rustflags.as_deref().unwrap_or_default()).map_err(|why| format!("{line}: {why}"))?;
+                            let profile_vars = scope
+                                .iter()
+                                .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+                                .chain(profile_assignments.iter().cloned());
+                            let mut profile_env: Vec<(String, String)> = Vec::new();
+                            for (key, value) in profile_vars.filter(|(key, _)| key.starts_with("CARGO_PROFILE_")) {
+                                profile_env.retain(|(known, _)| *known != key);
+                                profile_env.push((key, value));
                             }
-                            None => {}
-                        },
+                            profile_env.sort();
+                            found.options.profile_env = profile_env;
+                            if let Some(triple) = found.triple.as_deref().filter(|triple| !builds_for(triple, platform)) {
+                                return Err(format!(
+                                    "{line}: `cargo build --target {triple}` builds for another architecture than the image's ({platform})"
+                                ));
+                            }
+                            build = Some(match build.take() {
+                                None => found,
+                                // A build of the same package with the same options again (the
+                                // dependencies first, against a stub `main.rs`, then the app)
+                                // leaves the binaries of both.
+                                Some(mut earlier)
+                                    if earlier.package == found.package
+                                        && earlier.options == found.options
+                                        && earlier.out_dir == found.out_dir =>
+                                {
+                                    if earlier.bins.is_empty() || found.bins.is_empty() {
+                                        earlier.bins.clear();
+                                    } else {
+                                        earlier.bins.extend(found.bins);
+                                    }
+                                    earlier
+                                }
+                                Some(_) => {
+                                    return Err(format!(
+                                        "{line}: a second cargo build in the stage, of another package or with other options"
+                                    ))
+                                }
+                            });
+                        }
                         // Before the build, as on a RUN line of its own: tools the build needs.
                         _ if build.is_none() => {}
                         _ => {
                             let build = build.as_mut().expect("after the build");
-                            after_build(build, name, args, &cwd, &dirs).map_err(|why| format!("{line}: {why}"))?;
+                            after_build(build, name, args, &cwd, &end.dirs).map_err(|why| format!("{line}: {why}"))?;
                             if name == "mkdir" {
-                                dirs.extend(args.iter().filter(|arg| !arg.starts_with('-')).map(|arg| super::normalize(&cwd, arg)));
+                                end.dirs.extend(args.iter().filter(|arg| !arg.starts_with('-')).map(|arg| super::normalize(&cwd, arg)));
                             }
                         }
                     }
@@ -415,6 +552,30 @@ fn stage_build(stage: &Stage, lex: &shell::Lex, scopes: &[Scope], platform: &str
         }
     }
     Ok(build)
+}
+
+/// The flags of a builder stage's `RUSTFLAGS` that the xtask's build takes: all but those that
+/// choose the linker (`-C linker=clang`, `-C link-arg=-fuse-ld=mold`), which the xtask chooses for
+/// each target; `-C target-cpu=native` names the machine that builds, which is no target.
+fn build_rustflags(flags: &[String]) -> Result<Vec<String>, String> {
+    let mut kept = Vec::new();
+    let mut words = flags.iter().filter(|flag| !flag.is_empty());
+    while let Some(flag) = words.next() {
+        // `-C opt` and `-Copt` are one codegen option.
+        let option = match flag.as_str() {
+            "-C" | "--codegen" => format!("-C{}", words.next().map(String::as_str).unwrap_or_default()),
+            _ => flag.clone(),
+        };
+        let codegen = option.strip_prefix("-C").unwrap_or_default();
+        if codegen.starts_with("linker=") || codegen.starts_with("link-arg=-fuse-ld=") || codegen.starts_with("linker-flavor=") {
+            continue;
+        }
+        if codegen == "target-cpu=native" {
+            return Err("RUSTFLAGS with -C target-cpu=native builds for the machine that builds, not for the image's platform".into());
+        }
+        kept.push(option);
+    }
+    Ok(kept)
 }
 
 /// A simple command's program and arguments, after the variable assignments that lead it.
@@ -480,9 +641,7 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
                 match word.as_str() {
                     "-t" => target_directory = words.next().cloned(),
                     "-T" | "--no-target-directory" => no_target_directory = true,
-                    "-s" | "--strip" if name == "install" => {
-                        return Err("`install -s` strips the binary cargo built: set `strip = true` in the profile instead".into())
-                    }
+                    "-s" | "--strip" if name == "install" => build.options.strip = Some("symbols".into()),
                     "-m" | "--mode" | "-o" | "--owner" | "-g" | "--group" | "-S" | "--suffix" if name == "install" => {
                         let value = words.next().map(String::as_str).unwrap_or_default();
                         if matches!(word.as_str(), "-m" | "--mode") && !grants_execution(value) {
@@ -528,11 +687,22 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
             }
             _ => Ok(()),
         },
-        "mkdir" | "ls" | "echo" | "true" | "rm" | "du" | "file" | "ldd" | "sha256sum" | "apt-get" | "apk" | "rustup" => Ok(()),
-        "strip" | "llvm-strip" | "objcopy" | "upx" if args.iter().any(|arg| is_binary(build, arg)) => Err(format!(
-            "`{name}` changes the binary cargo built{}",
-            if name == "upx" { "" } else { ": set `strip = true` in the profile instead" }
-        )),
+        "mkdir" | "ls" | "echo" | "true" | "rm" | "du" | "file" | "ldd" | "sha256sum" | "apt-get" | "apk" | "rustup" | "sccache" => Ok(()),
+        // What `strip` takes out, the profile's `strip` setting takes out in the link.
+        "strip" | "llvm-strip" if args.iter().all(|arg| arg.starts_with('-') || is_binary(build, arg)) => {
+            const DEBUG_ONLY: [&str; 4] = ["-g", "-S", "-d", "--strip-debug"];
+            const ALL: [&str; 5] = ["-s", "--strip-all", "--strip-unneeded", "-x", "--discard-all"];
+            let options: Vec<&str> = args.iter().map(String::as_str).filter(|arg| arg.starts_with('-')).collect();
+            if let Some(other) = options.iter().find(|option| !DEBUG_ONLY.contains(option) && !ALL.contains(option)) {
+                return Err(format!("`{name} {other}` changes the binary in a way the profile's strip setting does not"));
+            }
+            let debug_only = options.iter().any(|option| DEBUG_ONLY.contains(option));
+            build.options.strip = Some(if debug_only { "debuginfo" } else { "symbols" }.to_string());
+            Ok(())
+        }
+        "strip" | "llvm-strip" | "objcopy" | "upx" if args.iter().any(|arg| is_binary(build, arg)) => {
+            Err(format!("`{name}` changes the binary cargo built in a way the xtask does not"))
+        }
         other => Err(format!("`{other}` runs after cargo build, and may change the binary")),
     }
 }
@@ -542,12 +712,21 @@ fn grants_execution(mode: &str) -> bool {
     matches!(mode, "+x" | "a+x" | "u+x" | "ugo+x" | "755" | "0755" | "u+x,g+x,o+x")
 }
 
-/// Whether a variable of the builder stage changes the binaries cargo makes: rustc's flags,
-/// profiles, the build target. Where cargo keeps its files and how it talks do not.
-fn changes_the_build(key: &str) -> bool {
-    const HARMLESS: [&str; 7] =
-        ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "CARGO_NET_", "CARGO_REGISTRIES_", "CARGO_TERM_", "CARGO_HTTP_"];
-    (key.starts_with("CARGO_") && !HARMLESS.iter().any(|prefix| key.starts_with(prefix))) || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER"
+/// Whether setting `key` to `value` in the builder stage changes the binaries cargo makes in a
+/// way the xtask does not follow: profiles set by variables, the build target, another compiler. Where cargo keeps its files,
+/// how many jobs it runs, how it talks, the linkers of cross builds (the xtask links with its
+/// own) and sccache, a compile cache, do not.
+fn changes_the_build(key: &str, value: &str) -> bool {
+    // RUSTFLAGS, CARGO_ENCODED_RUSTFLAGS and CARGO_PROFILE_* are read where cargo runs
+    // (`build_rustflags`, `CargoOptions::profile_env`).
+    const CHANGING: [&str; 6] =
+        ["CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTC", "CARGO_UNSTABLE_", "RUSTC", "CARGO_BUILD_RUSTC_WRAPPER"];
+    let target_rustflags = key.starts_with("CARGO_TARGET_") && key.ends_with("_RUSTFLAGS");
+    let wrapper = matches!(key, "RUSTC_WRAPPER" | "CARGO_BUILD_RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER");
+    if wrapper {
+        return !(value.is_empty() || value.contains("sccache"));
+    }
+    target_rustflags || CHANGING.iter().any(|changing| if changing.ends_with('_') { key.starts_with(changing) } else { key == *changing })
 }
 
 fn runs_cargo(stage: &Stage) -> bool {
@@ -583,20 +762,33 @@ fn split_commands(words: &[String]) -> Vec<Vec<String>> {
     commands
 }
 
-/// One simple command of a RUN line: `cargo build` the xtask reproduces, `None` for cargo
-/// commands that build nothing the image gets (`cargo chef cook`, `cargo fetch`), or why not.
-fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Option<CargoBuild>, String> {
+/// cargo's arguments in a RUN line: the build the xtask reproduces; `None` for cargo commands
+/// that build nothing the image gets (`cargo chef cook`, `cargo fetch`, installing a tool); or
+/// why not. `cwd` is where it runs, `target_dir` the `CARGO_TARGET_DIR` it sees, and
+/// `context_root` where the stage copied the build context: the workspace's root.
+fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_root: Option<&str>) -> Result<Option<CargoBuild>, String> {
     let mut args = args.iter().peekable();
-    // `cargo +nightly build`: a toolchain of its own.
     let subcommand = args.next().map(String::as_str).unwrap_or_default();
     match subcommand {
-        "build" | "b" => {}
-        "chef" | "fetch" => return Ok(None),
+        // cargo-zigbuild links with zig, as the xtask's build does.
+        "build" | "b" | "zigbuild" => {}
+        // cargo-auditable embeds the dependency list, as the xtask's build does.
+        "auditable" if args.peek().is_some_and(|next| *next == "build" || *next == "zigbuild") => {
+            args.next();
+        }
+        "install" if args.clone().any(|arg| arg == "--path" || arg.starts_with("--path=")) => {
+            return Err("`cargo install --path` installs the app: write it as `cargo build --release` and copy target/release/<bin>".into())
+        }
+        "update" => return Err("`cargo update` changes the lockfile the build resolves".into()),
+        // Installing a tool, preparing or checking: no binary of the image.
+        "chef" | "fetch" | "install" | "binstall" | "new" | "init" | "clean" | "vendor" | "generate-lockfile" | "metadata" | "tree"
+        | "test" | "check" | "clippy" | "fmt" | "doc" | "sweep" | "--version" | "-V" | "version" | "deny" | "audit" => return Ok(None),
         other => return Err(format!("`cargo {other}` is not a cargo build the xtask makes")),
     }
     let mut build = CargoBuild::default();
     let mut profile: Option<String> = None;
-    let mut target_dir = target_dir.to_string();
+    let mut target_dir = target_dir.map(|dir| super::normalize(cwd, dir));
+    let mut manifest_dir = cwd.to_string();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
@@ -610,15 +802,22 @@ fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Optio
         };
         match flag {
             "--release" | "-r" => profile = Some("release".into()),
-            "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "-vv" | "--verbose" => {}
-            "-j" | "--jobs" | "--color" => {
+            "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "-vv" | "--verbose" | "--bins" | "--workspace" | "--all" => {}
+            "-j" | "--jobs" | "--color" | "--message-format" => {
                 value()?;
             }
             "-p" | "--package" => build.package = Some(value()?),
             "--bin" => build.bins.push(value()?),
-            "--target-dir" => target_dir = value()?,
-            "--target" => build.triple = Some(value()?),
+            "--target-dir" => target_dir = Some(super::normalize(cwd, &value()?)),
+            // cargo-zigbuild's glibc version suffix (`x86_64-unknown-linux-gnu.2.17`) is not
+            // part of the target's directory.
+            "--target" => build.triple = Some(value()?.split('.').next().unwrap_or_default().to_string()),
             "--profile" => profile = Some(value()?),
+            "--manifest-path" => {
+                let manifest = super::normalize(cwd, &value()?);
+                manifest_dir =
+                    manifest.rsplit_once('/').map_or("/".to_string(), |(dir, _)| if dir.is_empty() { "/".into() } else { dir.to_string() });
+            }
             "-F" | "--features" => {
                 for feature in value()?.split([',', ' ']).filter(|feature| !feature.is_empty()) {
                     if feature.contains('/') {
@@ -637,7 +836,11 @@ fn parse_cargo(args: &[String], workdir: &str, target_dir: &str) -> Result<Optio
     build.options.features.sort();
     build.options.features.dedup();
     build.options.profile = profile.unwrap_or_else(|| "dev".into());
-    let target_dir = super::normalize(workdir, &target_dir);
+    // cargo's own target directory is at the workspace's root: where the build context went,
+    // when the package is inside it.
+    let within = |root: &&str| *root == manifest_dir || manifest_dir.starts_with(&format!("{}/", root.trim_end_matches('/')));
+    let target_dir =
+        target_dir.unwrap_or_else(|| format!("{}/target", context_root.filter(within).unwrap_or(&manifest_dir).trim_end_matches('/')));
     let profile_dir = build.options.profile_dir();
     build.out_dir = match &build.triple {
         Some(triple) => format!("{target_dir}/{triple}/{profile_dir}"),
@@ -708,7 +911,7 @@ ENTRYPOINT ["gateway"]"#,
             &format!(
                 "{CHEF}RUN cargo build --release --bin api --bin worker && cargo build --release -p x\nFROM gcr.io/distroless/cc-debian12\nCOPY --from=builder /app/target/release/api /app/target/release/worker /usr/local/bin/\n"
             ),
-            expect![[r#"kept: Dockerfile:11: a second cargo build in the stage"#]],
+            expect!["kept: Dockerfile:11: a second cargo build in the stage, of another package or with other options"],
         );
         check(
             &format!(
@@ -742,8 +945,10 @@ ENTRYPOINT ["gateway"]"#,
             expect![[r#"kept: Dockerfile:4: `cargo build --keep-going` is an option the xtask does not reproduce"#]],
         );
         check(
-            &with("RUN cargo build --release && strip target/release/app", copy),
-            expect![[r#"kept: Dockerfile:4: `strip` changes the binary cargo built: set `strip = true` in the profile instead"#]],
+            &with("RUN cargo build --release && strip --remove-section=.comment target/release/app", copy),
+            expect![
+                "kept: Dockerfile:4: `strip --remove-section=.comment` changes the binary in a way the profile's strip setting does not"
+            ],
         );
         check(
             &with("RUN cargo build --release", "COPY --from=build /src/config.toml /etc/app.toml"),
@@ -759,7 +964,9 @@ ENTRYPOINT ["gateway"]"#,
         );
         check(
             &with("ENV RUSTFLAGS=-Ctarget-cpu=native\nRUN cargo build --release", copy),
-            expect![[r#"kept: Dockerfile:4: ENV RUSTFLAGS changes what cargo builds"#]],
+            expect![
+                "kept: Dockerfile:5: RUSTFLAGS with -C target-cpu=native builds for the machine that builds, not for the image's platform"
+            ],
         );
         check(&with("RUN ./build.sh", copy), expect!["none"]);
         check(
@@ -885,13 +1092,13 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 "RUN cargo build --release --target x86_64-unknown-linux-musl",
                 expect!["kept: Dockerfile:4: `cargo build --target x86_64-unknown-linux-musl` builds for another architecture than the image's (linux/arm64)"],
             ),
-            ("RUN RUSTFLAGS=-Ctarget-cpu=native cargo build --release", expect!["kept: Dockerfile:4: RUSTFLAGS=-Ctarget-cpu=native changes what cargo builds"]),
-            ("RUN export CARGO_PROFILE_RELEASE_LTO=true && cargo build --release", expect!["kept: Dockerfile:4: CARGO_PROFILE_RELEASE_LTO=true changes what cargo builds"]),
+            ("RUN RUSTFLAGS=-Ctarget-cpu=native cargo build --release", expect!["kept: Dockerfile:4: RUSTFLAGS with -C target-cpu=native builds for the machine that builds, not for the image's platform"]),
+            ("RUN export CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu && cargo build --release", expect!["kept: Dockerfile:4: CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu changes what cargo builds"]),
             ("RUN cargo build --release && ./package.sh", expect!["kept: Dockerfile:4: `./package.sh` runs after cargo build, and may change the binary"]),
-            ("RUN cargo build --release\nRUN upx --best target/release/api", expect!["kept: Dockerfile:5: `upx` changes the binary cargo built"]),
+            ("RUN cargo build --release\nRUN upx --best target/release/api", expect!["kept: Dockerfile:5: `upx` changes the binary cargo built in a way the xtask does not"]),
             (
-                "RUN cargo build --release && install -s target/release/api /usr/bin/",
-                expect!["kept: Dockerfile:4: `install -s` strips the binary cargo built: set `strip = true` in the profile instead"],
+                "RUN cargo build --release && install -m 700 target/release/api /usr/bin/",
+                expect!["kept: Dockerfile:4: `install -m 700` gives the binary another mode than the staged one's (0755)"],
             ),
         ] {
             check(&with(builder, copy), expected);
@@ -940,9 +1147,71 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             .join("\n"),
         );
         assert_eq!(
-            CargoOptions { profile: "dist".into(), features: vec!["tls".into()], no_default_features: true, all_features: false }
-                .cargo_args(),
-            ["--profile", "dist", "--features", "tls", "--no-default-features"]
+            CargoOptions {
+                profile: "dist".into(),
+                features: vec!["tls".into()],
+                no_default_features: true,
+                strip: Some("symbols".into()),
+                ..CargoOptions::default()
+            }
+            .cargo_args(),
+            ["--profile", "dist", "--features", "tls", "--no-default-features", "--config", "profile.dist.strip=\"symbols\""]
+        );
+    }
+
+    /// A stage starts from what the stage it is FROM left: its WORKDIR, ENVs and where it put
+    /// the build context, whose root holds cargo's target directory.
+    #[test]
+    fn a_builder_stage_starts_where_its_base_stage_left_off() {
+        check(
+            "FROM rust AS chef\nWORKDIR /app\nENV CARGO_HOME=/cargo RUSTFLAGS=\"--cfg tokio_unstable -C linker=clang -C link-arg=-fuse-ld=mold\"\nFROM chef AS builder\nCOPY . .\nRUN cargo build --release --bin api\nFROM debian\nCOPY --from=builder /app/target/release/api /api\n",
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `builder` (Dockerfile:4) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /api"#]],
+        );
+        // A stub build of the dependencies, then the app's; and a build from a crate's
+        // directory, whose target directory is at the workspace's root.
+        check(
+            "FROM rust AS build\nWORKDIR /src\nCOPY Cargo.toml Cargo.lock ./\nRUN cargo new --bin api && cargo build --release --locked\nCOPY . .\nRUN cd crates/api && cargo build --release --locked --bin api\nFROM debian\nCOPY --from=build /src/target/release/api /api\n",
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /api"#]],
+        );
+        check(
+            "FROM rust AS build\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --manifest-path crates/api/Cargo.toml\nFROM debian\nCOPY --from=build /src/target/release/api /api\n",
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/api /api"#]],
+        );
+        let options = |dockerfile: &str| match replace(dockerfile, "Dockerfile", &[], "linux/arm64").unwrap() {
+            CargoStages::Replaced(replacement) => replacement.options.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            options("FROM rust AS chef\nENV RUSTFLAGS=\"--cfg tokio_unstable -C linker=clang -Clink-arg=-fuse-ld=mold -C force-frame-pointers=yes\" RUSTC_WRAPPER=/usr/local/bin/sccache\nFROM chef AS build\nRUN cargo build -r && sccache --show-stats\nFROM debian\nCOPY --from=build /target/release/api /api\n"),
+            "profile release, RUSTFLAGS --cfg tokio_unstable -Cforce-frame-pointers=yes"
+        );
+        // strip and profile variables become the profile's settings.
+        assert_eq!(
+            options("FROM rust AS build\nENV CARGO_PROFILE_RELEASE_LTO=true\nRUN CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build -r && strip target/release/api\nFROM debian\nCOPY --from=build /target/release/api /api\n"),
+            "profile release, CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1, CARGO_PROFILE_RELEASE_LTO=true, stripped of symbols"
+        );
+        assert_eq!(
+            options("FROM rust AS build\nRUN cargo build -r && install -s -m 755 target/release/api /usr/local/bin/\nFROM debian\nCOPY --from=build /usr/local/bin/api /api\n"),
+            "profile release, stripped of symbols"
+        );
+        assert_eq!(
+            options("FROM rust AS build\nRUN cargo build -r && strip --strip-debug target/release/api\nFROM debian\nCOPY --from=build /target/release/api /api\n"),
+            "profile release, stripped of debuginfo"
         );
     }
 }
