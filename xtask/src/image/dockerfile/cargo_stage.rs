@@ -1214,4 +1214,19 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             "profile release, stripped of debuginfo"
         );
     }
+
+    /// reth's shape: a labs frontend, whose `COPY --exclude` the planner stage uses.
+    #[test]
+    fn a_newer_frontends_flags_are_read() {
+        check(
+            "# syntax=docker.io/docker/dockerfile:1.7-labs\nFROM lukemathwalker/cargo-chef:latest-rust-1 AS chef\nWORKDIR /app\nFROM chef AS planner\nCOPY --exclude=.git --exclude=dist . .\nRUN cargo chef prepare --recipe-path recipe.json\nFROM chef AS builder\nCOPY --from=planner /app/recipe.json recipe.json\nRUN cargo chef cook --release --recipe-path recipe.json\nCOPY --exclude=.git --exclude=dist . .\nRUN cargo build --release --locked --bin reth\nFROM ubuntu AS runtime\nCOPY --from=builder /app/target/release/reth /usr/local/bin\n",
+            expect![[r#"
+                package None, bins {"reth"}, reads the context: false
+                the builder stage `builder` (Dockerfile:7) runs cargo build, which the xtask cross-compiles instead
+                ---
+                # syntax=docker.io/docker/dockerfile:1.7-labs
+                FROM ubuntu AS runtime
+                COPY linux/arm64/reth /usr/local/bin"#]],
+        );
+    }
 }

@@ -39,9 +39,10 @@
 //! fields (`Node::comments`, `Heredoc::file_descriptor`) are not read.
 //!
 //! Not ported: doc comments (`Stage.Comment`, `KeyValuePairOptional.Comment`), which need the node's preceding comments;
-//! the Windows hint of `errNotJSON` (the daemon is Linux); and the labs-only flags (`COPY --parents`, `COPY/ADD
-//! --exclude`, `RUN --security`), which the frontend Docker 26.1.5 embeds is built without, so they are unknown flags here
-//! as there (`HEAD:` stable since v0.26; later versions also add `RUN --device` (v0.20) and `ADD --unpack` (v0.23)).
+//! the Windows hint of `errNotJSON` (the daemon is Linux); and the flags the frontend Docker 26.1.5 embeds is built
+//! without (`RUN --security`, and in later versions `RUN --device` (v0.20) and `ADD --unpack` (v0.23)), which are unknown
+//! flags here as there. `COPY --parents` and `COPY/ADD --exclude` are read where a syntax directive names a frontend that
+//! has them (`Frontend`: labs, and `--exclude` from docker/dockerfile:1.19), which BuildKit then runs instead.
 //! No rule that several sources need a destination ending in `/` exists in v0.13.2: that error is the classic builder's.
 
 use std::collections::BTreeSet;
@@ -50,6 +51,44 @@ use std::net::IpAddr;
 
 use super::go::{format_duration, go_format_slice, go_lower, go_quote, go_quote_rune, go_quote_slice, go_upper};
 use super::parser::{chomp_heredoc_content, parse_heredoc, Heredoc, Node};
+
+/// The Dockerfile frontend that reads the instructions: the one Docker 26.1.5 embeds, or the one
+/// a `# syntax=` directive names, which BuildKit pulls and runs instead. Newer frontends accept
+/// flags the embedded one refuses: `COPY/ADD --exclude` since docker/dockerfile:1.19, and
+/// `COPY --parents` in the labs channel (`docker/dockerfile:1.7-labs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    Embedded,
+    /// docker/dockerfile:1.19 and later, `:1` and `:latest`.
+    Newer,
+    Labs,
+}
+
+impl Frontend {
+    /// The frontend a syntax directive's image reference names; `None`: the embedded one.
+    pub fn of_syntax(syntax: Option<&str>) -> Frontend {
+        let Some(reference) = syntax.map(str::trim).filter(|syntax| !syntax.is_empty()) else { return Frontend::Embedded };
+        let reference = reference.split('@').next().unwrap_or_default();
+        let (name, tag) = match reference.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')) {
+            Some((name, tag)) => (name, tag),
+            None => (reference, "latest"),
+        };
+        if !name.ends_with("docker/dockerfile") && !name.ends_with("docker/dockerfile-upstream") {
+            return Frontend::Embedded;
+        }
+        if tag.contains("labs") {
+            return Frontend::Labs;
+        }
+        let mut numbers = tag.split(['.', '-']).map(|part| part.parse::<u32>().ok());
+        match (numbers.next(), numbers.next()) {
+            _ if tag == "latest" || tag == "master" => Frontend::Newer,
+            (Some(Some(1)), None | Some(None)) => Frontend::Newer,
+            (Some(Some(1)), Some(Some(minor))) if minor >= 19 => Frontend::Newer,
+            (Some(Some(major)), _) if major > 1 => Frontend::Newer,
+            _ => Frontend::Embedded,
+        }
+    }
+}
 
 /// Where an instruction is in the Dockerfile: its first and last line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +194,10 @@ pub struct CopyInstruction {
     pub chown: String,
     pub chmod: String,
     pub link: bool,
+    /// `--exclude` patterns (a newer frontend's, named by the syntax directive).
+    pub excludes: Vec<String>,
+    /// `--parents` (a labs frontend's).
+    pub parents: bool,
 }
 
 /// ADD. `checksum` is only checked (as a digest, and for one HTTP source) at dispatch.
@@ -168,6 +211,8 @@ pub struct AddInstruction {
     pub link: bool,
     pub keep_git_dir: bool,
     pub checksum: String,
+    /// `--exclude` patterns (a newer frontend's, named by the syntax directive).
+    pub excludes: Vec<String>,
 }
 
 /// A heredoc source of COPY or ADD: written to `path` (the heredoc's name) with `data`.
@@ -311,18 +356,18 @@ pub struct Stage {
 /// BuildKit's `ParseInstruction` for one node; the error's message has no line prefix (see `parse`).
 #[cfg(test)]
 pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
-    parse_node(node).map_err(|message| InstructionError { line: node.start_line, message })
+    parse_node(node, Frontend::Embedded).map_err(|message| InstructionError { line: node.start_line, message })
 }
 
 /// BuildKit's `Parse`: the ARGs before the first FROM (meta args, always `Instruction::Arg`), and the stages.
 ///
 /// An instruction's own error is prefixed `dockerfile parse error on line N: ` as BuildKit's `parseError` does; any other
 /// instruction than ARG before the first FROM is `no build stage in current context`, unprefixed, as in BuildKit.
-pub fn parse(nodes: &[Node]) -> Result<(Vec<Command>, Vec<Stage>), InstructionError> {
+pub fn parse(nodes: &[Node], frontend: Frontend) -> Result<(Vec<Command>, Vec<Stage>), InstructionError> {
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in nodes {
-        let instruction = parse_node(node).map_err(|message| InstructionError {
+        let instruction = parse_node(node, frontend).map_err(|message| InstructionError {
             line: node.start_line,
             message: format!("dockerfile parse error on line {}: {message}", node.start_line),
         })?;
@@ -364,13 +409,13 @@ const INSTRUCTION_NAMES: [&str; 18] = [
     "WORKDIR",
 ];
 
-fn parse_node(node: &Node) -> Result<Instruction, String> {
+fn parse_node(node: &Node, frontend: Frontend) -> Result<Instruction, String> {
     match go_lower(&node.keyword).as_str() {
         "env" => parse_env(node),
         "maintainer" => parse_maintainer(node),
         "label" => parse_label(node),
-        "add" => parse_add(node),
-        "copy" => parse_copy(node),
+        "add" => parse_add(node, frontend),
+        "copy" => parse_copy(node, frontend),
         "from" => parse_from(node),
         "onbuild" => parse_onbuild(node),
         "workdir" => parse_workdir(node),
@@ -687,7 +732,7 @@ fn parse_healthcheck(node: &Node) -> Result<Instruction, String> {
     Ok(Instruction::Healthcheck { health: HealthConfig { test, interval, timeout, start_period, start_interval, retries } })
 }
 
-fn parse_copy(node: &Node) -> Result<Instruction, String> {
+fn parse_copy(node: &Node, frontend: Frontend) -> Result<Instruction, String> {
     if node.args.len() < 2 {
         return Err(err_no_destination_argument("COPY"));
     }
@@ -696,6 +741,8 @@ fn parse_copy(node: &Node) -> Result<Instruction, String> {
     let from = flags.add_string("from", "");
     let chmod = flags.add_string("chmod", "");
     let link = flags.add_bool("link", false);
+    let parents = (frontend == Frontend::Labs).then(|| flags.add_bool("parents", false));
+    let excludes = (frontend != Frontend::Embedded).then(|| flags.add_strings("exclude"));
     flags.parse()?;
     let (sources, contents, dest) = parse_sources_and_dest(node, "COPY")?;
     Ok(Instruction::Copy(CopyInstruction {
@@ -706,10 +753,12 @@ fn parse_copy(node: &Node) -> Result<Instruction, String> {
         chown: flags.value(chown).to_string(),
         chmod: flags.value(chmod).to_string(),
         link: flags.is_true(link),
+        excludes: excludes.map(|id| flags.values(id).to_vec()).unwrap_or_default(),
+        parents: parents.is_some_and(|id| flags.is_true(id)),
     }))
 }
 
-fn parse_add(node: &Node) -> Result<Instruction, String> {
+fn parse_add(node: &Node, frontend: Frontend) -> Result<Instruction, String> {
     if node.args.len() < 2 {
         return Err(err_no_destination_argument("ADD"));
     }
@@ -719,6 +768,7 @@ fn parse_add(node: &Node) -> Result<Instruction, String> {
     let link = flags.add_bool("link", false);
     let keep_git_dir = flags.add_bool("keep-git-dir", false);
     let checksum = flags.add_string("checksum", "");
+    let excludes = (frontend != Frontend::Embedded).then(|| flags.add_strings("exclude"));
     flags.parse()?;
     let (sources, contents, dest) = parse_sources_and_dest(node, "ADD")?;
     Ok(Instruction::Add(AddInstruction {
@@ -730,6 +780,7 @@ fn parse_add(node: &Node) -> Result<Instruction, String> {
         link: flags.is_true(link),
         keep_git_dir: flags.is_true(keep_git_dir),
         checksum: flags.value(checksum).to_string(),
+        excludes: excludes.map(|id| flags.values(id).to_vec()).unwrap_or_default(),
     }))
 }
 
@@ -1675,7 +1726,7 @@ mod tests {
     }
 
     fn check_parse(nodes: &[Node], expected: Expect) {
-        expected.assert_eq(&show(parse(nodes)));
+        expected.assert_eq(&show(parse(nodes, Frontend::Embedded)));
     }
 
     /// The expander's calls in order (`$V` becomes `val`, `$BAD` fails), then the instruction and its history text.
@@ -2126,6 +2177,8 @@ mod tests {
                         chown: "",
                         chmod: "",
                         link: false,
+                        excludes: [],
+                        parents: false,
                     },
                 )"#]],
         );
@@ -2133,57 +2186,60 @@ mod tests {
         check(
             Node { heredocs: vec![heredoc("EOF", "\"quotes\"\n")], ..node("COPY", &["<<'EOF'", "<<\"MISSING\"", "/q"]) },
             expect![[r#"
-            Copy(
-                CopyInstruction {
-                    sources: [],
-                    contents: [
-                        SourceContent {
-                            path: "EOF",
-                            data: "\"quotes\"\n",
-                            expand: false,
-                        },
-                        SourceContent {
-                            path: "MISSING",
-                            data: "",
-                            expand: false,
-                        },
-                    ],
-                    dest: "/q",
-                    from: None,
-                    chown: "",
-                    chmod: "",
-                    link: false,
-                },
-            )"#]],
+                Copy(
+                    CopyInstruction {
+                        sources: [],
+                        contents: [
+                            SourceContent {
+                                path: "EOF",
+                                data: "\"quotes\"\n",
+                                expand: false,
+                            },
+                            SourceContent {
+                                path: "MISSING",
+                                data: "",
+                                expand: false,
+                            },
+                        ],
+                        dest: "/q",
+                        from: None,
+                        chown: "",
+                        chmod: "",
+                        link: false,
+                        excludes: [],
+                        parents: false,
+                    },
+                )"#]],
         );
         check(
             json(node("ADD", &["<<EOF", "<<EOF<", "2<<-E\\ O", "/x"])),
             expect![[r#"
-            Add(
-                AddInstruction {
-                    sources: [
-                        "<<EOF<",
-                    ],
-                    contents: [
-                        SourceContent {
-                            path: "EOF",
-                            data: "",
-                            expand: true,
-                        },
-                        SourceContent {
-                            path: "E O",
-                            data: "",
-                            expand: true,
-                        },
-                    ],
-                    dest: "/x",
-                    chown: "",
-                    chmod: "",
-                    link: false,
-                    keep_git_dir: false,
-                    checksum: "",
-                },
-            )"#]],
+                Add(
+                    AddInstruction {
+                        sources: [
+                            "<<EOF<",
+                        ],
+                        contents: [
+                            SourceContent {
+                                path: "EOF",
+                                data: "",
+                                expand: true,
+                            },
+                            SourceContent {
+                                path: "E O",
+                                data: "",
+                                expand: true,
+                            },
+                        ],
+                        dest: "/x",
+                        chown: "",
+                        chmod: "",
+                        link: false,
+                        keep_git_dir: false,
+                        checksum: "",
+                        excludes: [],
+                    },
+                )"#]],
         );
     }
 
@@ -2323,40 +2379,43 @@ mod tests {
         check(
             with_flags(node("COPY", &["a", "b", "/c/"]), &["--from=build", "--chown=1:1", "--chmod=755", "--link"]),
             expect![[r#"
-            Copy(
-                CopyInstruction {
-                    sources: [
-                        "a",
-                        "b",
-                    ],
-                    contents: [],
-                    dest: "/c/",
-                    from: Some(
-                        "build",
-                    ),
-                    chown: "1:1",
-                    chmod: "755",
-                    link: true,
-                },
-            )"#]],
+                Copy(
+                    CopyInstruction {
+                        sources: [
+                            "a",
+                            "b",
+                        ],
+                        contents: [],
+                        dest: "/c/",
+                        from: Some(
+                            "build",
+                        ),
+                        chown: "1:1",
+                        chmod: "755",
+                        link: true,
+                        excludes: [],
+                        parents: false,
+                    },
+                )"#]],
         );
         check(
             with_flags(node("ADD", &["https://x/a.tgz", "/a"]), &["--keep-git-dir=TRUE", "--checksum=sha256:abc", "--link=false"]),
             expect![[r#"
-            Add(
-                AddInstruction {
-                    sources: [
-                        "https://x/a.tgz",
-                    ],
-                    contents: [],
-                    dest: "/a",
-                    chown: "",
-                    chmod: "",
-                    link: false,
-                    keep_git_dir: true,
-                    checksum: "sha256:abc",
-                },
-            )"#]],
+                Add(
+                    AddInstruction {
+                        sources: [
+                            "https://x/a.tgz",
+                        ],
+                        contents: [],
+                        dest: "/a",
+                        chown: "",
+                        chmod: "",
+                        link: false,
+                        keep_git_dir: true,
+                        checksum: "sha256:abc",
+                        excludes: [],
+                    },
+                )"#]],
         );
         let copy = |flags: &[&str]| with_flags(node("COPY", &["a", "b"]), flags);
         let nodes = [
@@ -2376,18 +2435,18 @@ mod tests {
         check_errors(
             &nodes,
             expect![[r#"
-            COPY ["--parents"] ["a", "b"]: unknown flag: parents
-            COPY ["--exclude=*.md"] ["a", "b"]: unknown flag: exclude
-            ADD ["--exclude=*.md"] ["a", "b"]: unknown flag: exclude
-            ADD ["--keep-git-dir=maybe"] ["a", "b"]: expecting boolean value for flag keep-git-dir, not: maybe
-            COPY ["--link="] ["a", "b"]: missing a value on flag: link
-            COPY ["--from"] ["a", "b"]: missing a value on flag: from
-            COPY ["--from=a", "--from=b"] ["a", "b"]: duplicate flag specified: from
-            COPY ["--chwon=1"] ["a", "b"]: unknown flag: chwon (did you mean chmod?)
-            COPY ["--Chown=1"] ["a", "b"]: unknown flag: Chown (did you mean chown?)
-            COPY ["-x"] ["a", "b"]: arg should start with -- : -x
-            COPY ["a", "b"]: Copy(CopyInstruction { sources: ["a"], contents: [], dest: "b", from: None, chown: "", chmod: "", link: false })
-            COPY ["a", "b"]: Copy(CopyInstruction { sources: ["a"], contents: [], dest: "b", from: None, chown: "", chmod: "", link: false })"#]],
+                COPY ["--parents"] ["a", "b"]: unknown flag: parents
+                COPY ["--exclude=*.md"] ["a", "b"]: unknown flag: exclude
+                ADD ["--exclude=*.md"] ["a", "b"]: unknown flag: exclude
+                ADD ["--keep-git-dir=maybe"] ["a", "b"]: expecting boolean value for flag keep-git-dir, not: maybe
+                COPY ["--link="] ["a", "b"]: missing a value on flag: link
+                COPY ["--from"] ["a", "b"]: missing a value on flag: from
+                COPY ["--from=a", "--from=b"] ["a", "b"]: duplicate flag specified: from
+                COPY ["--chwon=1"] ["a", "b"]: unknown flag: chwon (did you mean chmod?)
+                COPY ["--Chown=1"] ["a", "b"]: unknown flag: Chown (did you mean chown?)
+                COPY ["-x"] ["a", "b"]: arg should start with -- : -x
+                COPY ["a", "b"]: Copy(CopyInstruction { sources: ["a"], contents: [], dest: "b", from: None, chown: "", chmod: "", link: false, excludes: [], parents: false })
+                COPY ["a", "b"]: Copy(CopyInstruction { sources: ["a"], contents: [], dest: "b", from: None, chown: "", chmod: "", link: false, excludes: [], parents: false })"#]],
         );
     }
 
@@ -2643,6 +2702,8 @@ mod tests {
                                             chown: "",
                                             chmod: "",
                                             link: false,
+                                            excludes: [],
+                                            parents: false,
                                         },
                                     ),
                                     location: Location {
@@ -2750,29 +2811,32 @@ mod tests {
                         link: false,
                         keep_git_dir: false,
                         checksum: "val",
+                        excludes: [],
                     },
                 )"#]],
         );
         check_expand(
             with_flags(node("COPY", &["$V", "/dst"]), &["--from=$V", "--chown=$V", "--chmod=$V"]),
             expect![[r#"
-            calls: ["$V", "$V", "/dst"]
-            history: Ok(Some("COPY --chown=val --chmod=$V val /dst # buildkit"))
-            Copy(
-                CopyInstruction {
-                    sources: [
-                        "val",
-                    ],
-                    contents: [],
-                    dest: "/dst",
-                    from: Some(
-                        "$V",
-                    ),
-                    chown: "val",
-                    chmod: "$V",
-                    link: false,
-                },
-            )"#]],
+                calls: ["$V", "$V", "/dst"]
+                history: Ok(Some("COPY --chown=val --chmod=$V val /dst # buildkit"))
+                Copy(
+                    CopyInstruction {
+                        sources: [
+                            "val",
+                        ],
+                        contents: [],
+                        dest: "/dst",
+                        from: Some(
+                            "$V",
+                        ),
+                        chown: "val",
+                        chmod: "$V",
+                        link: false,
+                        excludes: [],
+                        parents: false,
+                    },
+                )"#]],
         );
         check_expand(
             node("VOLUME", &["/a", "$BAD", "/c"]),
@@ -3242,5 +3306,38 @@ mod tests {
             ü u 1
             same same 0"#]]
         .assert_eq(&lines.join("\n"));
+    }
+
+    #[test]
+    fn the_syntax_directive_names_the_frontend_whose_flags_count() {
+        let frontends: Vec<Frontend> = [
+            None,
+            Some("docker/dockerfile:1.7-labs"),
+            Some("docker.io/docker/dockerfile:1.7-labs"),
+            Some("docker/dockerfile:1"),
+            Some("docker/dockerfile:1.19"),
+            Some("docker/dockerfile:1.18.1"),
+            Some("docker/dockerfile"),
+            Some("docker/dockerfile-upstream:master-labs"),
+            Some("docker/dockerfile:1.4@sha256:9ba7531bd80fb0a858632727cf7a112fbfd19b17e94c4e84ced81e24ef1a0dbc"),
+            Some("example.com/my/frontend:2"),
+        ]
+        .into_iter()
+        .map(Frontend::of_syntax)
+        .collect();
+        use Frontend::*;
+        assert_eq!(frontends, [Embedded, Labs, Labs, Newer, Newer, Embedded, Newer, Labs, Embedded, Embedded]);
+        let copy = |frontend| {
+            let node = Node {
+                keyword: "copy".into(),
+                flags: vec!["--exclude=.git".into(), "--parents".into()],
+                args: vec![".".into(), ".".into()],
+                ..Node::default()
+            };
+            parse_node(&node, frontend).map(|_| ()).map_err(|message| message)
+        };
+        assert_eq!(copy(Embedded), Err("unknown flag: exclude".to_string()));
+        assert_eq!(copy(Newer), Err("unknown flag: parents".to_string()));
+        assert_eq!(copy(Labs), Ok(()));
     }
 }

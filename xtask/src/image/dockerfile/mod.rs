@@ -72,8 +72,11 @@ const REFUSED: &str = "docker build refuses this Dockerfile too: fix that line";
 
 fn read(text: &str, file: &str) -> Result<Read> {
     let parsed = parser::parse(text).map_err(|err| anyhow!("{file}:{}: {}; {REFUSED}", err.line, err.message))?;
+    // A syntax directive names the frontend BuildKit runs instead of its own, whose flags count.
+    let syntax = parsed.directives.iter().find(|(name, _)| name == "syntax").map(|(_, value)| value.as_str());
+    let frontend = instructions::Frontend::of_syntax(syntax);
     let (meta_args, stages) =
-        instructions::parse(&parsed.nodes).map_err(|err| anyhow!("{file}:{}: {}; {REFUSED}", err.line, err.message))?;
+        instructions::parse(&parsed.nodes, frontend).map_err(|err| anyhow!("{file}:{}: {}; {REFUSED}", err.line, err.message))?;
     if stages.is_empty() {
         bail!("{file}: no FROM instruction: a Dockerfile needs one, for instance FROM scratch");
     }
@@ -259,6 +262,8 @@ pub fn plan(text: &str, file: &str, build_args: &[(String, String)]) -> Result<I
             Instruction::Run(_) => return Err(declined(file, line, "RUN")),
             Instruction::Add(_) => return Err(declined(file, line, "ADD")),
             Instruction::Copy(copy) if copy.from.is_some() => return Err(declined(file, line, "COPY --from")),
+            Instruction::Copy(copy) if !copy.excludes.is_empty() => return Err(declined(file, line, "COPY --exclude")),
+            Instruction::Copy(copy) if copy.parents => return Err(declined(file, line, "COPY --parents")),
             Instruction::Copy(copy) if names_a_user(&copy.chown) => {
                 return Err(declined(
                     file,
