@@ -3334,7 +3334,7 @@ mod tests {
                 args: vec![".".into(), ".".into()],
                 ..Node::default()
             };
-            parse_node(&node, frontend).map(|_| ()).map_err(|message| message)
+            parse_node(&node, frontend).map(|_| ())
         };
         assert_eq!(copy(Embedded), Err("unknown flag: exclude".to_string()));
         assert_eq!(copy(Newer), Err("unknown flag: parents".to_string()));
