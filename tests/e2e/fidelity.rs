@@ -562,3 +562,135 @@ fn the_common_app_shape_runs_and_is_the_image_buildkit_makes() {
         assert!(modes[0].contains(" 600 ") && modes[1].contains(" 4755 "), "modes kept: {modes:?}");
     }
 }
+
+/// A Rust image of this machine's toolchain (`rustc`, `cargo`, the host's and the amd64 musl
+/// target's libraries, rust-lld as the musl linker) on the real Debian root file system tests/ci.sh
+/// makes (`XTASK_TEST_ROOTFS`), imported into `engine` once: the stand-in for Docker Hub's
+/// `rust`, which is not reachable here. `None` without the root file system.
+fn rust_image(engine: &Engine) -> Option<String> {
+    let Some(rootfs) = std::env::var_os("XTASK_TEST_ROOTFS") else {
+        eprintln!("XTASK_TEST_ROOTFS is not set (tests/ci.sh sets it): skipping the builder stage's comparison with BuildKit");
+        return None;
+    };
+    let version = run(Command::new("rustc").arg("--version"));
+    let version = crate::support::harness::stdout(&version).split_whitespace().nth(1).unwrap().to_string();
+    let tag = format!("xtask-test/rust:{version}");
+    if run(engine.docker().args(["image", "inspect", &tag])).status.success() {
+        return Some(tag);
+    }
+    let sysroot = PathBuf::from(crate::support::harness::stdout(&run(Command::new("rustc").args(["--print", "sysroot"]))).trim());
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("rust.tar");
+    let mut out = tar::Builder::new(fs::File::create(&archive).unwrap());
+    out.follow_symlinks(false);
+    let mut debian = tar::Archive::new(fs::File::open(&rootfs).unwrap());
+    for entry in debian.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        out.append_data(&mut header, path, &mut entry).unwrap();
+    }
+    let host = "lib/rustlib/x86_64-unknown-linux-gnu";
+    for part in ["bin/rustc", "bin/cargo", "lib", "lib/rustlib/x86_64-unknown-linux-musl", host] {
+        let source = sysroot.join(part);
+        let dest = Path::new("usr/local/rust").join(part);
+        if source.is_dir() && part == "lib" {
+            // The toolchain's shared libraries; the targets' directories come one by one.
+            for library in fs::read_dir(&source).unwrap().flatten().filter(|entry| entry.path().is_file()) {
+                out.append_path_with_name(library.path(), dest.join(library.file_name())).unwrap();
+            }
+        } else if source.is_dir() {
+            out.append_dir_all(&dest, &source).unwrap();
+        } else {
+            out.append_path_with_name(&source, &dest).unwrap();
+        }
+    }
+    out.into_inner().unwrap();
+    let changes = [
+        format!("ENV PATH=/usr/local/rust/bin:/usr/local/rust/{host}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "ENV CARGO_HOME=/usr/local/cargo".to_string(),
+        "ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld".to_string(),
+    ];
+    let mut command = engine.docker();
+    command.args(["import", "--platform", "linux/amd64"]);
+    for change in &changes {
+        command.args(["--change", change]);
+    }
+    let output = run(command.arg(&archive).arg(&tag));
+    assert!(output.status.success(), "docker import of the Rust image: {}", stderr(&output));
+    Some(tag)
+}
+
+/// BuildKit is the oracle for builder stages too: the Dockerfile as a Rust repository writes it
+/// (`FROM rust AS builder`, `RUN cargo build`, a runtime stage that copies the binary and runs a
+/// step) is built by BuildKit as written, cargo running in the builder stage, and by the xtask,
+/// which replaces the builder stage with its cross-compiled binary. The two images have the same
+/// configuration, history included, and the same layer entries but the binary's bytes, and both
+/// run. (linux/amd64: an arm64 `cargo build` under qemu takes minutes; the benchmark builds it.)
+#[test]
+fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_written() {
+    let Some(engine) = Engine::docker26() else { return };
+    let Some(rust) = rust_image(&engine) else { return };
+    let scratch = Scratch::empty();
+    scratch.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
+    scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    scratch.write(
+        "crates/stamp/src/main.rs",
+        "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
+    );
+    scratch.write(
+        "crates/stamp/Dockerfile",
+        &format!(
+            "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl\n\n\
+             FROM scratch\nCOPY --from=builder --chmod=755 /src/target/x86_64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\n\
+             RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENV STAMP_MODE=oracle\nWORKDIR /data\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"
+        ),
+    );
+    scratch.write(".dockerignore", "target\n.git\n");
+    let lockfile = run(Command::new(env!("CARGO")).args(["generate-lockfile", "--offline"]).current_dir(scratch.path()));
+    assert!(lockfile.status.success(), "{}", stderr(&lockfile));
+    scratch.git(&["init", "-q", "-b", "main"]);
+    scratch.commit("a Rust repository's Dockerfile");
+    engine.install_buildx(&scratch);
+
+    let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
+    let log = stderr(&built);
+    assert!(built.status.success(), "{log}");
+    assert!(log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build"), "{log}");
+    let epoch = scratch.git(&["log", "-1", "--format=%ct"]);
+    let tag = "fidelity/builder-stage:amd64";
+    let mut command = engine.docker();
+    command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", "linux/amd64"]);
+    command.args(["--build-arg", &format!("SOURCE_DATE_EPOCH={}", epoch.trim()), "--tag", tag, "--file", "crates/stamp/Dockerfile", "."]);
+    let output = run(command.current_dir(scratch.path()));
+    assert!(output.status.success(), "BuildKit could not build the Dockerfile as written: {}", stderr(&output));
+    let work = tempfile::tempdir().unwrap();
+    let mut theirs = saved_images(&engine, work.path(), &[(tag.to_string(), 0)]).remove(tag).unwrap();
+
+    let layout = scratch.path().join("target/xtask/oci/stamp");
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let root = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let image_index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(root)).unwrap()).unwrap();
+    let mut ours = read_image(&layout, image_index["manifests"][0]["digest"].as_str().unwrap(), 0);
+    let labels = ours.config["config"]["Labels"].as_object_mut().unwrap();
+    labels.retain(|key, _| !key.starts_with("org.opencontainers.image."));
+    if labels.is_empty() {
+        ours.config["config"].as_object_mut().unwrap().remove("Labels");
+    }
+    // The binaries are the two builds' own: their entries keep path, type, mode and owner.
+    for image in [&mut ours, &mut theirs] {
+        for entry in image.layers.iter_mut().flatten().filter(|entry| entry.starts_with("usr/local/bin/stamp ")) {
+            *entry = entry.split(' ').take(4).collect::<Vec<_>>().join(" ");
+        }
+    }
+    assert_eq!(ours, theirs, "the xtask's image differs from the one BuildKit makes of the Dockerfile as written");
+    for image in [tag, "xtask/stamp:linux-amd64"] {
+        let output = run(engine.docker().args(["run", "--rm", image, "/dev/stdout"]));
+        assert_eq!(
+            (output.status.success(), crate::support::harness::stdout(&output)),
+            (true, "x86_64".to_string()),
+            "{image}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -359,7 +359,13 @@ impl Builder<'_> {
         let mut manifests = Vec::new();
         let mut attachments = Vec::new();
         for platform in &self.config.platforms {
-            let parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
+            let mut parts = self.platform_parts(&layout, member, platform, plans, engine, provenance.epoch)?;
+            // A rewritten COPY of a staged binary is recorded as the Dockerfile wrote it.
+            for (rewritten, original) in plans.recipes[&member.name].history.get(platform).into_iter().flatten() {
+                for entry in parts.history.iter_mut().filter(|entry| entry.created_by.as_ref() == Some(rewritten)) {
+                    entry.created_by = Some(original.clone());
+                }
+            }
             let manifest = assembly::write_image(&layout, platform, parts, &annotations, provenance.epoch)?;
             if let Some(attester) = attester {
                 let base = base_of(member, platform, plans);
@@ -532,6 +538,9 @@ struct AppRecipe {
     staged: BTreeSet<String>,
     /// Whether the replaced builder stage built for a musl target, which the binary then keeps.
     musl: bool,
+    /// Per platform, the history entries of the rewritten COPYs and those of the COPYs as written
+    /// (`cargo_stage::Replacement::history`).
+    history: BTreeMap<Platform, Vec<(String, String)>>,
 }
 
 /// How one app's image is built.
@@ -564,6 +573,7 @@ fn recipe(
     let mut staged = BTreeSet::new();
     let mut reads_context = true;
     let mut musl = false;
+    let mut history = BTreeMap::new();
     let mut replaced: Option<String> = None;
     let mut kept: Option<String> = None;
     for platform in platforms {
@@ -596,6 +606,7 @@ fn recipe(
                 staged.extend(replacement.bins);
                 reads_context = replacement.reads_context;
                 musl |= replacement.musl;
+                history.insert(platform.clone(), replacement.history);
                 replaced = Some(replacement.why);
                 texts.insert(platform.clone(), replacement.text);
             }
@@ -607,6 +618,7 @@ fn recipe(
         staged.clear();
         reads_context = true;
         musl = false;
+        history.clear();
         // The convention of the workspace's own Dockerfiles: they copy the crate's binary.
         if text.contains("target/stage/") {
             staged.extend(member.bin.clone());
@@ -617,7 +629,8 @@ fn recipe(
     let kept =
         kept.map_or(String::new(), |why| format!(", its cargo build included (under emulation for another architecture), because {why}"));
     let engine = |why: String| {
-        Ok((AppRecipe { recipe: Recipe::Engine(texts.clone()), context: context.clone(), staged: staged.clone(), musl }, why))
+        let recipe = Recipe::Engine(texts.clone());
+        Ok((AppRecipe { recipe, context: context.clone(), staged: staged.clone(), musl, history: history.clone() }, why))
     };
     if builder == flags::Builder::Engine {
         return engine(format!("{replaced}built by the Docker engine (--builder engine){kept}"));
@@ -637,7 +650,7 @@ fn recipe(
             },
         };
     }
-    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged, musl };
+    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged, musl, history };
     Ok((recipe, format!("{replaced}assembled natively (its Dockerfile needs no engine)")))
 }
 

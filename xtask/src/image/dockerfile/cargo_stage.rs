@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::instructions::{Instruction, Stage};
+use super::instructions::{copy_commit_message, Instruction, Stage};
 use super::{lookup_in, meta_args, read, shell, workdir_after};
 
 /// What a Dockerfile's builder stages become.
@@ -47,6 +47,10 @@ pub struct Replacement {
     pub musl: bool,
     /// Its cargo build's profile and features.
     pub options: CargoOptions,
+    /// For each rewritten COPY, the history entry BuildKit records for it and the one it records
+    /// for the COPY as written (`COPY /src/target/release/api /usr/local/bin/ # buildkit`), which
+    /// the image gets instead: the same config as the Dockerfile's own build.
+    pub history: Vec<(String, String)>,
     /// One line for `--explain`.
     pub why: String,
 }
@@ -211,6 +215,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     // Lines left out become blank, so that every line keeps its number for later messages.
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
     let mut bins = BTreeSet::new();
+    let mut history: Vec<(String, String)> = Vec::new();
     let mut package = None;
     let mut reads_context = false;
     // Where the staged binaries are is known once every stage left is read.
@@ -261,6 +266,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         Err(why) => return Ok(CargoStages::Kept(format!("{file}:{why}"))),
                     };
                     let mut copied = Vec::new();
+                    let mut expanded_sources = Vec::new();
                     for source in &copy.sources {
                         let source = match expand(source) {
                             Ok(source) => source,
@@ -268,6 +274,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         };
                         // BuildKit reads a COPY --from source from the stage's root, whatever its WORKDIR.
                         let path = super::normalize("/", &source);
+                        expanded_sources.push(source.clone());
                         match build.binary_at(&path) {
                             Some(bin) => copied.push(bin),
                             None => {
@@ -295,6 +302,13 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                     }
                     let sources: Vec<String> = copied.iter().map(|bin| format!("{STAGED}{platform}/{bin}")).collect();
                     let rewritten = format!("COPY {flags}{} {}", sources.join(" "), copy.dest);
+                    // The history BuildKit records for the COPY as written, and for the rewritten one.
+                    let (chown, chmod, dest) = match (expand(&copy.chown), expand(&copy.chmod), expand(&copy.dest)) {
+                        (Ok(chown), Ok(chmod), Ok(dest)) => (chown, chmod, dest),
+                        (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => return Ok(CargoStages::Kept(why)),
+                    };
+                    let message = |sources: &[String]| copy_commit_message("COPY", &chown, &chmod, sources, &[], &dest);
+                    history.push((message(&sources), message(&expanded_sources)));
                     for at in command.location.start_line..=command.location.end_line {
                         lines[at - 1].clear();
                     }
@@ -329,6 +343,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     }
     let prefix = if reads_context { "target/stage/" } else { "" };
     let text: Vec<String> = lines.into_iter().map(|line| line.replace(STAGED, prefix)).collect();
+    let history = history.into_iter().map(|(rewritten, original)| (rewritten.replace(STAGED, prefix), original)).collect();
     let builder = builds.iter().position(|build| matches!(build, Ok(Some(_)))).expect("a builder stage");
     let stage = &read.stages[builder];
     let named = stage.name.as_deref().map_or(String::new(), |name| format!(" `{name}`"));
@@ -337,7 +352,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let Ok(Some(build)) = &builds[builder] else { unreachable!("found above") };
     let musl = build.triple.as_deref().is_some_and(|triple| triple.contains("-musl"));
     let options = build.options.clone();
-    Ok(CargoStages::Replaced(Box::new(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, why })))
+    Ok(CargoStages::Replaced(Box::new(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, history, why })))
 }
 
 /// The variables one command of a stage sees, each set or unset.
@@ -1227,6 +1242,23 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 # syntax=docker.io/docker/dockerfile:1.7-labs
                 FROM ubuntu AS runtime
                 COPY linux/arm64/reth /usr/local/bin"#]],
+        );
+    }
+
+    /// The image records each rewritten COPY as BuildKit records the COPY as written.
+    #[test]
+    fn the_history_of_a_rewritten_copy_is_the_written_ones() {
+        let CargoStages::Replaced(replacement) =
+            replace(BY_ARG, "Dockerfile", &[("BIN".to_string(), "capture".to_string())], "linux/arm64").unwrap()
+        else {
+            panic!("replaced")
+        };
+        assert_eq!(
+            replacement.history,
+            [(
+                "COPY linux/arm64/capture /usr/local/bin/capture # buildkit".to_string(),
+                "COPY /app/target/release/capture /usr/local/bin/capture # buildkit".to_string()
+            )]
         );
     }
 }

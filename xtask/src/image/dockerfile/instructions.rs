@@ -1354,7 +1354,14 @@ pub fn history_text(instruction: &Instruction, shell: &[String]) -> Result<Optio
 }
 
 /// `dispatchCopy`'s commit message, with the ` # buildkit` a history entry with a layer gets.
-fn copy_commit_message(keyword: &str, chown: &str, chmod: &str, sources: &[String], contents: &[SourceContent], dest: &str) -> String {
+pub(super) fn copy_commit_message(
+    keyword: &str,
+    chown: &str,
+    chmod: &str,
+    sources: &[String],
+    contents: &[SourceContent],
+    dest: &str,
+) -> String {
     let mut message = keyword.to_string();
     if !chown.is_empty() {
         message.push_str(&format!(" --chown={chown}"));
