@@ -6,6 +6,9 @@ The generated workspace has 500 crates under crates/ (every tenth an app with a 
 each depending on up to three lower-numbered crates, 20 files each. Three changes are detected:
 - `files`: a commit that edits three files of a library deep in the graph;
 - `docs`: a commit that edits only a README;
+- `manifest`: a commit that sets the release profile's `codegen-units` in the root Cargo.toml,
+  judged by its effect: every app's settings read at both commits, and both commits' graphs
+  resolved and simulated per app and target;
 - `lockfile`: a commit that adds a path dependency, so a manifest and Cargo.lock change: the
   head's graph is resolved and every app's build simulated per target, the lockfiles compared;
 - `registry`: the same commit with `--against-registry` and an empty repository, so every app's
@@ -152,6 +155,13 @@ def main():
         scenarios.append(("docs", "a README"))
         results["docs"] = measure(xtask, ws, env, args.runs)
 
+        # The root manifest: judged by its effect, each app's build resolved at both commits.
+        with open(os.path.join(ws, "Cargo.toml"), "a") as f:
+            f.write('\n[profile.release]\ncodegen-units = 1\n')
+        git(ws, "commit", "-qam", "root manifest change")
+        scenarios.append(("manifest", "root Cargo.toml: a profile"))
+        results["manifest"] = measure(xtask, ws, env, args.runs)
+
         app = crate_name(args.crates - 1)
         with open(os.path.join(ws, "crates", app, "Cargo.toml"), "a") as f:
             f.write(f'{crate_name(0)}-renamed = {{ path = "../{crate_name(0)}", package = "{crate_name(0)}" }}\n')
@@ -169,7 +179,7 @@ def main():
         for key, what in scenarios:
             elapsed, metadata, apps = results[key]
             print(f"{key:<10} {what:<28} {apps:>5} {elapsed:>12.3f} s {metadata:>13.3f} s {elapsed / metadata:>10.2f}x")
-        print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph)")
+        print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph); the root manifest case within 2x (it resolves two graphs)")
         if args.quick:
             print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:

@@ -8,6 +8,7 @@ use crate::support::harness::Scratch;
 enum Edit {
     Write(&'static str, &'static str),
     Append(&'static str, &'static str),
+    Replace(&'static str, &'static str, &'static str),
     Delete(&'static str),
     Move(&'static str, &'static str),
 }
@@ -19,6 +20,10 @@ fn apply(scratch: &Scratch, edits: &[Edit]) {
         match edit {
             Write(path, text) => scratch.write(path, text),
             Append(path, text) => scratch.edit(path, |old| format!("{old}{text}")),
+            Replace(path, from, to) => scratch.edit(path, |old| {
+                assert!(old.contains(from), "{path} has no {from}");
+                old.replace(from, to)
+            }),
             Delete(path) => std::fs::remove_file(scratch.path().join(path)).unwrap(),
             Move(from, to) => {
                 std::fs::create_dir_all(scratch.path().join(to).parent().unwrap()).unwrap();
@@ -48,6 +53,9 @@ fn check(setup: &[Edit], change: &[Edit], expected: &str) {
     assert_eq!(lines.join("\n"), expected, "setup and change gave:\n{json:#}");
 }
 
+/// The sample's `common` with its optional base64 from the workspace's dependencies.
+const COMMON_ON_WORKSPACE_BASE64: &str = "[package]\nname = \"common\"\nversion = \"0.1.0\"\nedition.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\nbase64 = { workspace = true, optional = true }\n\n[features]\nascii-logs = [\"dep:base64\"]\n";
+
 const RULES: &str = r#"
 [[workspace.metadata.xtask.rules]]
 paths = "protos/**"
@@ -65,9 +73,36 @@ fn each_rule_selects_what_it_should_in_a_real_repository() {
     check(&[], &[Append("crates/wordcount/src/lib.rs", "//\n")], "worker: dependency");
     check(&[], &[Append("crates/common/src/lib.rs", "//\n")], "hello-api: dependency\nworker: dependency");
     check(&[], &[Write("README.md", "docs\n"), Write("docs/notes.md", "notes\n")], "");
-    // Workspace-wide inputs.
-    check(&[], &[Append("Cargo.toml", "\n# a comment\n")], "hello-api: workspace\nworker: workspace");
-    check(&[], &[Append(".cargo/config.toml", "\n# a comment\n")], "hello-api: workspace\nworker: workspace");
+    // The root manifest and cargo's configuration, by what they do to each app's build: a
+    // comment, an alias, a profile or a workspace dependency nobody builds with, nothing; the
+    // release profile and the apps' target's flags, every app; a feature of a dependency only
+    // hello-api compiles, hello-api alone. The toolchain reaches every app.
+    check(&[], &[Append("Cargo.toml", "\n# a comment\n")], "");
+    check(&[], &[Append(".cargo/config.toml", "\n# a comment\n")], "");
+    check(&[], &[Replace(".cargo/config.toml", "[alias]\n", "[alias]\nrel = \"xtask release\"\n")], "");
+    check(&[], &[Append("Cargo.toml", "\n[profile.bench]\ndebug = true\n\n[workspace.dependencies]\nserde_json = \"1\"\n")], "");
+    check(
+        &[],
+        &[Replace("Cargo.toml", "[profile.release]\n", "[profile.release]\ncodegen-units = 1\n")],
+        "hello-api: build-settings\nworker: build-settings",
+    );
+    check(
+        &[],
+        &[Append(".cargo/config.toml", "\n[env]\nSAMPLE_MODE = \"release\"\n")],
+        "hello-api: build-settings\nworker: build-settings",
+    );
+    check(
+        &[
+            Append("Cargo.toml", "\n[workspace.dependencies]\nbase64 = { version = \">=0.22, <0.24\" }\n"),
+            Write("crates/common/Cargo.toml", COMMON_ON_WORKSPACE_BASE64),
+        ],
+        &[Edit::Replace(
+            "Cargo.toml",
+            "base64 = { version = \">=0.22, <0.24\" }",
+            "base64 = { version = \">=0.22, <0.24\", default-features = false, features = [\"alloc\"] }",
+        )],
+        "hello-api: build-settings",
+    );
     check(&[], &[Write("rust-toolchain.toml", "[toolchain]\nchannel = \"stable\"\n")], "hello-api: workspace\nworker: workspace");
     // A rename counts on both sides.
     check(

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::detect::harvest;
 use crate::detect::inputs::{self, AppInputs};
+use crate::detect::{harvest, settings};
 use crate::detect::{
     lockfile, select, select_all, selected, silent_reads, silently_read, Evidence, LockfileEvidence, Reason, SelectedApp, SILENT_READERS,
 };
@@ -120,6 +120,19 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
             }
         };
     }
+    // The root manifest and cargo's configuration are judged by what they do to each build;
+    // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
+    // every app that compiles.
+    if changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/")) {
+        let head = (!uncommitted).then_some(range.head.as_str());
+        evidence.build_effects = match build_effects(git, workspace, config, base, head) {
+            Ok(effects) => Some(effects),
+            Err(err) => {
+                eprintln!("note: cannot judge what Cargo.toml or .cargo/ changed in the builds ({err:#}); every app that compiles counts as changed");
+                None
+            }
+        };
+    }
     // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
     if changed.iter().any(|path| path == "Cargo.lock") {
         evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {
@@ -197,17 +210,7 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
         let resolver = match head {
             Head::WorkTree(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the dependency graph failed"))??,
             Head::Commit(rev) => {
-                let partial = workspace.scratch_dir("tree")?;
-                git.export(rev, partial.path(), is_graph_input)?;
-                commit_resolver = match graph::resolve_graph(partial.path(), true) {
-                    Ok(resolver) => resolver,
-                    Err(_) => {
-                        let whole = workspace.scratch_dir("tree")?;
-                        git.export(rev, whole.path(), |_| true)?;
-                        graph::resolve_graph(whole.path(), true)?
-                    }
-                }
-                .with_cargo_options(workspace.graph.cargo_options.clone());
+                commit_resolver = resolve_at(git, workspace, rev)?;
                 &commit_resolver
             }
         };
@@ -226,6 +229,97 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
             LockfileEvidence::NotCompared
         }
     }
+}
+
+/// The dependency graph of commit `rev`, resolved from the files cargo reads to resolve (see
+/// `is_graph_input`) exported from git, and from the whole tree when that is not enough.
+fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::Resolver> {
+    let partial = workspace.scratch_dir("tree")?;
+    git.export(rev, partial.path(), is_graph_input)?;
+    let resolver = match graph::resolve_graph(partial.path(), true) {
+        Ok(resolver) => resolver,
+        Err(_) => {
+            let whole = workspace.scratch_dir("tree")?;
+            git.export(rev, whole.path(), |_| true)?;
+            graph::resolve_graph(whole.path(), true)?
+        }
+    };
+    Ok(resolver.with_cargo_options(workspace.graph.cargo_options.clone()))
+}
+
+/// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
+/// does to their builds: each app's settings (`settings::of_apps`) and its resolved graph per
+/// target, at both commits (`head` `None`: the work tree). Per app reached, what changed.
+fn build_effects(
+    git: &Git<'_>,
+    workspace: &Workspace,
+    config: &Config,
+    base: &str,
+    head: Option<&str>,
+) -> Result<BTreeMap<String, String>> {
+    let before = settings_at(git, workspace, config, Some(base))?;
+    let after = settings_at(git, workspace, config, head)?;
+    let (packages, triples) = (compiled_packages(workspace), release_triples(config));
+    let resolved_before = per_app(workspace, resolve_at(git, workspace, base)?.per_app(&packages, &triples)?);
+    let head_resolver;
+    let resolver = match head {
+        None => workspace.graph.resolver()?,
+        Some(rev) => {
+            head_resolver = resolve_at(git, workspace, rev)?;
+            &head_resolver
+        }
+    };
+    let resolved_after = per_app(workspace, resolver.per_app(&packages, &triples)?);
+    let mut effects = BTreeMap::new();
+    for app in workspace.apps() {
+        let mut what = Vec::new();
+        if before.get(&app.name) != after.get(&app.name) {
+            what.push("the settings its build reads".to_string());
+        }
+        let (then, now) =
+            (resolved_before.get(&app.name).cloned().unwrap_or_default(), resolved_after.get(&app.name).cloned().unwrap_or_default());
+        if then != now {
+            what.push(format!("{} of the packages it compiles", then.symmetric_difference(&now).count()));
+        }
+        if !what.is_empty() {
+            effects.insert(app.name.clone(), what.join(" and "));
+        }
+    }
+    Ok(effects)
+}
+
+/// Each app's build settings (`settings::of_apps`) at commit `rev`, or in the work tree.
+pub fn settings_at(git: &Git<'_>, workspace: &Workspace, config: &Config, rev: Option<&str>) -> Result<BTreeMap<String, String>> {
+    let read = |path: &str| match rev {
+        Some(rev) => git.show(rev, path),
+        None => std::fs::read_to_string(workspace.root.join(path)).ok(),
+    };
+    let manifest = read("Cargo.toml");
+    let cargo_config = read(".cargo/config.toml").or_else(|| read(".cargo/config"));
+    let files = settings::Files { manifest: manifest.as_deref(), config: cargo_config.as_deref() };
+    settings::of_apps(&files, &app_builds(workspace, config))
+}
+
+/// The apps as their settings see them: the profile of the crate each compiles, and every Rust
+/// target a platform may build for (the configured one and its gnu counterpart).
+fn app_builds(workspace: &Workspace, config: &Config) -> Vec<settings::AppBuild> {
+    let mut triples: Vec<String> = Vec::new();
+    for triple in config.targets.values() {
+        let gnu = triple.rsplit_once('-').and_then(|(rest, abi)| Some(format!("{rest}-gnu{}", abi.strip_prefix("musl")?)));
+        triples.extend(std::iter::once(triple.clone()).chain(gnu));
+    }
+    workspace
+        .apps()
+        .map(|app| {
+            let crate_member = app.package.as_deref().and_then(|package| workspace.member(package));
+            settings::AppBuild {
+                name: app.name.clone(),
+                profile: crate_member.map_or_else(|| "release".to_string(), |member| member.cargo_options.profile.clone()),
+                triples: triples.clone(),
+                compiled: crate_member.is_some(),
+            }
+        })
+        .collect()
 }
 
 /// The crates the apps compile, for the graph's questions: an app's own, or the one an image's
@@ -301,8 +395,13 @@ pub fn selection(git: Option<&Git<'_>>, workspace: &Workspace, config: &Config, 
 pub fn current_inputs(git: &Git<'_>, workspace: &Workspace, config: &Config, rev: &str) -> Result<BTreeMap<String, AppInputs>> {
     let files = git.tree_files(rev)?;
     let resolved = resolved_with_cache(workspace, &release_triples(config), &files)?;
-    let evidence =
-        Evidence { rules: config.rules.clone(), context_sources: context_sources(workspace, &config.platforms)?, ..Evidence::default() };
+    let evidence = Evidence {
+        rules: config.rules.clone(),
+        context_sources: context_sources(workspace, &config.platforms)?,
+        // The work tree holds the commit: its settings are the commit's.
+        build_settings: settings_at(git, workspace, config, None).unwrap_or_default(),
+        ..Evidence::default()
+    };
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
 }
 

@@ -46,6 +46,8 @@ pub fn app_inputs(
         read_by_build: BTreeMap::new(),
         // What the macros it compiles read silently follows from what it resolves to.
         read_by_macros: detect::silent_reads(resolved),
+        build_effects: None,
+        build_settings: evidence.build_settings.clone(),
     };
     let mut selected: BTreeMap<String, Vec<Reason>> =
         detect::select(workspace, &paths, &evidence).into_iter().map(|app| (app.name, app.reasons)).collect();
@@ -66,7 +68,13 @@ pub fn app_inputs(
                 | Reason::ReadByMacro { path, .. } => (path, path.clone()),
                 _ => continue,
             };
-            lines.insert(format!("file {path} {}", objects.get(path.as_str()).unwrap_or(&"")));
+            // The root manifest and cargo's configuration count by the settings the app's build
+            // reads from them (its resolved graph is counted below), not by their text.
+            let settings = evidence.build_settings.get(&app.name).filter(|_| path == "Cargo.toml" || path.starts_with(".cargo/"));
+            match settings {
+                Some(settings) => lines.insert(format!("settings {path} {}", Digest::of(settings.as_bytes()))),
+                None => lines.insert(format!("file {path} {}", objects.get(path.as_str()).unwrap_or(&""))),
+            };
             pathspecs.insert(if pathspec.is_empty() { ".".to_string() } else { pathspec });
         }
         for package in resolved.get(&app.name).into_iter().flatten() {
@@ -185,6 +193,25 @@ mod tests {
             assert_ne!(before.0, after.0, "api compiles sqlx-macros");
             assert_eq!(before.1, after.1, "worker does not");
         }
+    }
+
+    #[test]
+    fn the_root_manifest_counts_by_the_settings_each_build_reads() {
+        let workspace = workspace_of(&[("api", "crates/api", &[], true), ("worker", "crates/worker", &[], true)]);
+        let digests = |manifest: &str, api_settings: &str| {
+            let evidence = Evidence {
+                build_settings: BTreeMap::from([("api".to_string(), api_settings.to_string()), ("worker".to_string(), "w".to_string())]),
+                ..Evidence::default()
+            };
+            let files = tree(&[("Cargo.toml", manifest), ("crates/api/Dockerfile", "a"), ("crates/worker/Dockerfile", "w")]);
+            let inputs = app_inputs(&workspace, &files, &evidence, &BTreeMap::new(), &platforms());
+            (inputs["api"].digest.clone(), inputs["worker"].digest.clone())
+        };
+        let before = digests("r1", "a1");
+        assert_eq!(digests("r2", "a1"), before, "a comment, an alias: the same settings");
+        let after = digests("r3", "a2");
+        assert_ne!(after.0, before.0, "api's profile changed");
+        assert_eq!(after.1, before.1, "worker's settings did not");
     }
 
     #[test]

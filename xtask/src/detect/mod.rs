@@ -12,6 +12,7 @@ pub mod harvest;
 pub mod heal;
 pub mod inputs;
 pub mod lockfile;
+pub mod settings;
 pub mod shards;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,8 +48,11 @@ pub enum Reason {
     /// describes it).
     Lockfile { packages: Vec<String> },
     /// A file every app's build reads changed (root manifest, toolchain, .cargo/, or the
-    /// lockfile when its graphs could not be compared).
+    /// lockfile when its graphs could not be compared), and what it did could not be judged.
     Workspace { path: String },
+    /// The root manifest or cargo's configuration changed what the app's build reads: its
+    /// settings (profile, flags, package defaults, the xtask's settings) or its resolved graph.
+    BuildSettings { path: String, what: String },
     /// A file the app's Dockerfile copies from outside the app's directory changed.
     BuildContext { path: String },
     /// A user rule of [workspace.metadata.xtask] matched.
@@ -84,6 +88,7 @@ impl std::fmt::Display for Reason {
             Reason::BaseImage { image, path } => write!(f, "base image {image} changed ({path})"),
             Reason::Lockfile { packages } => write!(f, "Cargo.lock changed its dependencies ({})", packages.join(", ")),
             Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
+            Reason::BuildSettings { path, what } => write!(f, "{path} changed {what}"),
             Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
             Reason::Rule { paths, path } => write!(f, "{path} changed (rule {paths})"),
             Reason::ReadByBuild { path } => write!(f, "{path}, which its build reads (dep-info), changed"),
@@ -117,6 +122,12 @@ pub struct Evidence {
     pub read_by_build: BTreeMap<String, Vec<String>>,
     /// Per app, what the macros its build compiles read silently (`silent_reads`).
     pub read_by_macros: BTreeMap<String, Vec<MacroRead>>,
+    /// Per app whose build a change of the root manifest or cargo's configuration reached, what
+    /// changed (`evidence::build_effects`); `None` when nothing was judged.
+    pub build_effects: Option<BTreeMap<String, String>>,
+    /// Per app, the settings its build reads from those files (`settings::of_apps`), which an
+    /// input digest records instead of the files' text.
+    pub build_settings: BTreeMap<String, String>,
 }
 
 /// A path at the workspace root that a macro reads while it expands.
@@ -214,8 +225,17 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
             continue;
         }
         if is_workspace_wide(path) {
-            let manifest_declared = declared.iter().filter(|_| path == "Cargo.toml");
-            crate_apps.iter().chain(manifest_declared).for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+            match &evidence.build_effects {
+                Some(effects) if path == "Cargo.toml" || path.starts_with(".cargo/") => {
+                    for (app, what) in effects.iter().filter(|(app, _)| all_apps.contains(app)) {
+                        add(app, Reason::BuildSettings { path: path.clone(), what: what.clone() });
+                    }
+                }
+                _ => {
+                    let manifest_declared = declared.iter().filter(|_| path == "Cargo.toml");
+                    crate_apps.iter().chain(manifest_declared).for_each(|name| add(name, Reason::Workspace { path: path.clone() }));
+                }
+            }
             continue;
         }
         for (app, reason) in reads_outside_crates(path, evidence) {
@@ -272,7 +292,7 @@ pub fn select(workspace: &Workspace, changed_paths: &[String], evidence: &Eviden
         .filter(|(name, _)| workspace.member(name).is_some_and(|member| !member.is_crate))
         .flat_map(|(name, reasons)| {
             reasons.iter().filter_map(move |reason| match reason {
-                Reason::Workspace { path } => Some((name.clone(), path.clone())),
+                Reason::Workspace { path } | Reason::BuildSettings { path, .. } => Some((name.clone(), path.clone())),
                 Reason::Lockfile { .. } => Some((name.clone(), "Cargo.lock".to_string())),
                 _ => None,
             })

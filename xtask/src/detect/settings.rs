@@ -1,0 +1,196 @@
+//! What the root manifest and cargo's configuration say about each app's build besides its
+//! dependency graph (which `graph::Resolver` resolves, `[patch]` and workspace dependencies
+//! included): the profile it is built with and the profiles that profile inherits, the package
+//! defaults its crates inherit (`[workspace.package]`), cargo's flags, linker and environment for
+//! its targets, and the xtask's own settings for it. A change to those files selects an app only
+//! when its part changed, so an alias, a member renamed, or a profile no app is built with
+//! selects nothing. Pure: the files' texts come in, one canonical text per app comes out.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Map, Value};
+
+/// One app, as far as its settings go.
+#[derive(Debug, Clone)]
+pub struct AppBuild {
+    pub name: String,
+    /// The cargo profile its binary is built with (`release`, `dist`...).
+    pub profile: String,
+    /// The Rust targets it may be built for: each platform's configured one and its gnu
+    /// counterpart, which a glibc base gets.
+    pub triples: Vec<String>,
+    /// Whether cargo builds anything for it (a crate, or an image whose builder stage the xtask
+    /// replaces): cargo's settings reach only those.
+    pub compiled: bool,
+}
+
+/// The root manifest's and cargo's configuration's texts (`None`: no such file).
+pub struct Files<'a> {
+    pub manifest: Option<&'a str>,
+    pub config: Option<&'a str>,
+}
+
+/// Per app, a canonical text of the settings its build reads from the two files. An error when
+/// one of them is not TOML: then nothing can be judged.
+pub fn of_apps(files: &Files<'_>, apps: &[AppBuild]) -> Result<BTreeMap<String, String>> {
+    let parse = |text: Option<&str>, name: &str| -> Result<Value> {
+        match text {
+            None => Ok(Value::Null),
+            Some(text) => {
+                let value: toml::Value = toml::from_str(text).with_context(|| format!("{name} is not TOML cargo can read"))?;
+                Ok(serde_json::to_value(value)?)
+            }
+        }
+    };
+    let manifest = parse(files.manifest, "Cargo.toml")?;
+    let config = parse(files.config, ".cargo/config.toml")?;
+    let xtask = &manifest["workspace"]["metadata"]["xtask"];
+    // A root manifest that is also a package: its every section is that crate's build.
+    let root_package = manifest.get("package").map(|_| {
+        let mut package = manifest.as_object().cloned().unwrap_or_default();
+        package.remove("workspace");
+        Value::Object(package)
+    });
+    let mut settings = BTreeMap::new();
+    for app in apps {
+        let declared = xtask["images"].as_array().and_then(|images| images.iter().find(|image| image["name"] == app.name.as_str()));
+        let mut of_app = json!({
+            "xtask": {
+                "platforms": xtask["platforms"],
+                "targets": xtask["targets"],
+                "libc": xtask["libc"],
+                "glibc": xtask["glibc"],
+                "declared": declared,
+            },
+        });
+        if app.compiled {
+            of_app["profiles"] = profiles(&manifest, &config, &app.profile);
+            of_app["workspace-package"] = manifest["workspace"]["package"].clone();
+            of_app["root-package"] = root_package.clone().unwrap_or(Value::Null);
+            of_app["cargo"] = cargo_settings(&config, &app.triples);
+        }
+        settings.insert(app.name.clone(), canonical(&of_app));
+    }
+    Ok(settings)
+}
+
+/// The profile `name` and those it inherits, from the manifest and from cargo's configuration
+/// (`[profile.*]` in either; the built-in `release` and `dev` end every chain).
+fn profiles(manifest: &Value, config: &Value, name: &str) -> Value {
+    let mut chain = Map::new();
+    let mut next = Some(name.to_string());
+    while let Some(profile) = next.take() {
+        if chain.contains_key(&profile) {
+            break;
+        }
+        let declared = [&manifest["profile"][&profile], &config["profile"][&profile]];
+        next = declared.iter().find_map(|table| table["inherits"].as_str()).map(str::to_string);
+        chain.insert(profile, json!(declared));
+    }
+    Value::Object(chain)
+}
+
+/// What cargo's configuration gives a build for `triples`: `[build]`'s flags, compiler and
+/// target, each `[target.<triple>]` of them and every `[target.'cfg(...)']` (whose conditions
+/// are not evaluated here), `[env]` and `[unstable]`. Not aliases, the network, registries,
+/// the terminal or the target directory, which change no binary.
+fn cargo_settings(config: &Value, triples: &[String]) -> Value {
+    let build: Map<String, Value> = config["build"]
+        .as_object()
+        .map(|build| {
+            build
+                .iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "jobs" | "target-dir" | "incremental"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let targets: Map<String, Value> = config["target"]
+        .as_object()
+        .map(|targets| {
+            targets
+                .iter()
+                .filter(|(key, _)| key.starts_with("cfg(") || triples.contains(key))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "build": build, "target": targets, "env": config["env"], "unstable": config["unstable"] })
+}
+
+/// JSON with every object's keys sorted (serde_json's map is sorted), as one line.
+fn canonical(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which of `api` (release), `batch` (profile dist) and the `sidecar` image (no cargo build)
+    /// a change from `before` to `after` reaches, the manifest's and the configuration's texts
+    /// as `(manifest, config)`.
+    fn check(before: (&str, &str), after: (&str, &str), expected: &[&str]) {
+        let apps = [
+            AppBuild { name: "api".into(), profile: "release".into(), triples: vec!["x86_64-unknown-linux-musl".into()], compiled: true },
+            AppBuild { name: "batch".into(), profile: "dist".into(), triples: vec!["x86_64-unknown-linux-musl".into()], compiled: true },
+            AppBuild { name: "sidecar".into(), profile: "release".into(), triples: vec![], compiled: false },
+        ];
+        let settings = |(manifest, config): (&str, &str)| {
+            of_apps(&Files { manifest: Some(manifest), config: (!config.is_empty()).then_some(config) }, &apps).unwrap()
+        };
+        let (then, now) = (settings(before), settings(after));
+        let reached: Vec<&str> = apps.iter().map(|app| app.name.as_str()).filter(|name| then[*name] != now[*name]).collect();
+        assert_eq!(reached, expected, "{before:?} → {after:?}");
+    }
+
+    const MANIFEST: &str = "[workspace]\nmembers = [\"crates/*\"]\n\n[workspace.package]\nedition = \"2021\"\n\n[profile.release]\nlto = true\n\n[profile.dist]\ninherits = \"release\"\nstrip = true\n\n[profile.bench-local]\ninherits = \"release\"\n";
+
+    #[test]
+    fn a_settings_change_reaches_the_apps_whose_build_reads_it() {
+        let with = |from: &str, to: &str| MANIFEST.replace(from, to);
+        // Members, aliases, profiles nobody is built with: nothing.
+        check((MANIFEST, ""), (&with("crates/*", "apps/*"), ""), &[]);
+        check((MANIFEST, ""), (MANIFEST, "[alias]\nx = \"run -p xtask --\"\n"), &[]);
+        check((MANIFEST, ""), (&with("[profile.bench-local]\n", "[profile.bench-local]\ndebug = true\n"), ""), &[]);
+        // A profile reaches what is built with it and with the profiles inheriting from it.
+        check((MANIFEST, ""), (&with("strip = true", "strip = false"), ""), &["batch"]);
+        check((MANIFEST, ""), (&with("lto = true", "lto = \"thin\""), ""), &["api", "batch"]);
+        check((MANIFEST, ""), (MANIFEST, "[profile.release]\ncodegen-units = 1\n"), &["api", "batch"]);
+        // Package defaults, flags and variables reach every compiled app.
+        check((MANIFEST, ""), (&with("2021", "2024"), ""), &["api", "batch"]);
+        check(
+            (MANIFEST, ""),
+            (MANIFEST, "[target.x86_64-unknown-linux-musl]\nrustflags = [\"-Ctarget-cpu=x86-64-v2\"]\n"),
+            &["api", "batch"],
+        );
+        check((MANIFEST, ""), (MANIFEST, "[target.aarch64-apple-darwin]\nrustflags = [\"-Ctarget-cpu=native\"]\n"), &[]);
+        check((MANIFEST, "[build]\njobs = 2\n"), (MANIFEST, "[build]\njobs = 4\n"), &[]);
+        check((MANIFEST, ""), (MANIFEST, "[env]\nAPP_MODE = \"prod\"\n"), &["api", "batch"]);
+        // The xtask's settings: its platforms reach every app, an image's declaration that image.
+        check(
+            (MANIFEST, ""),
+            (&format!("{MANIFEST}\n[workspace.metadata.xtask]\nplatforms = [\"linux/amd64\"]\n"), ""),
+            &["api", "batch", "sidecar"],
+        );
+        check(
+            (MANIFEST, ""),
+            (
+                &format!(
+                    "{MANIFEST}\n[[workspace.metadata.xtask.images]]\nname = \"sidecar\"\ndockerfile = \"docker/sidecar.Dockerfile\"\n"
+                ),
+                "",
+            ),
+            &["sidecar"],
+        );
+        check((MANIFEST, ""), (&format!("{MANIFEST}\n[workspace.metadata.xtask]\nrepository = \"oci:out\"\n"), ""), &[]);
+    }
+
+    #[test]
+    fn text_that_is_not_toml_judges_nothing() {
+        let apps = [AppBuild { name: "api".into(), profile: "release".into(), triples: vec![], compiled: true }];
+        let err = of_apps(&Files { manifest: Some("[workspace"), config: None }, &apps).unwrap_err();
+        assert!(err.to_string().starts_with("Cargo.toml is not TOML cargo can read"), "{err}");
+    }
+}
