@@ -19,7 +19,8 @@ repositories write theirs:
    empty zig cache: it replaces the builder stage by its own cross-compilation (gnu binaries
    linked by zig against the base's glibc, which it reads from the base's layers in the
    registry; no qemu) and builds the runtime stage, whose RUN needs an engine, with the Docker
-   engine (the arm64 RUN under qemu).
+   engine (the arm64 RUN under qemu; the engine's layer cache is used when it has the step, as
+   the xtask runs `docker build` without --no-cache).
 2. "qemu": `docker build --no-cache` of the same Dockerfile as written, once per platform: the
    builder stage's `cargo build` runs natively for amd64 and under qemu for arm64, the usual
    route to a multi-arch image without cross-compilation. Goal: the xtask >=10x faster.
@@ -31,10 +32,15 @@ repositories write theirs:
    runtime stage; `docker build --no-cache` once per platform (zig's cache in the build is empty
    too). Goal: the xtask >=1.5x faster.
 Each image then runs once per platform (`docker run`, the worker with empty input prints its
-summary line; arm64 under qemu's binfmt handler). Docker is this machine's engine (20.10, its
-legacy builder, which does not set BUILDPLATFORM/TARGETARCH itself: the zig peer gets them as
-build arguments). The docker builds' context is build.py's `sample_project`: the files git
-tracks less the members the worker does not reach, crates.io dependencies vendored.
+summary line; arm64 under qemu's binfmt handler; the xtask's layout is pushed to the registry
+for that, its base's layers fetched back into it). Docker is this machine's engine (20.10). The
+peers build with its BuildKit (v0.8, through Docker 26's buildx plugin, XTASK_TEST_DOCKER26_BUILDX,
+build.py's default path): its legacy builder cannot build a stage whose FROM names another
+platform than --platform (the stage's COPY fails: "image ... does not match the specified
+platform"); BuildKit also sets BUILDPLATFORM and TARGETARCH. The xtask runs the runtime stage
+with the engine as it finds it (the legacy builder, no buildx plugin in the default Docker
+configuration). The docker builds' context is build.py's `sample_project`: the files git tracks
+less the members the worker does not reach, crates.io dependencies vendored.
 
 Made here, without Docker Hub, once per machine and kept: the builder images
 xtask-bench/rust-gcc:<rust>-linux-amd64 (debootstrap amd64 minbase with gcc and libc6-dev in
@@ -46,7 +52,8 @@ tests/ci.sh) and -linux-arm64 (debootstrap arm64 minbase in /opt/xtask-bench/boo
 Each run pushes the bases to a docker-registry on a free loopback port as one manifest list,
 bench/debian:bookworm (the xtask reads its base from a registry, and its engine route pulls it
 per platform). Needs root, dockerd, qemu binfmt for arm64, debootstrap (first run), skopeo,
-docker-registry, zig and cargo-zigbuild in /opt/xtask-zig (tests/ci.sh installs them).
+docker-registry, the buildx plugin, zig and cargo-zigbuild in /opt/xtask-zig (tests/ci.sh
+installs them).
 
 `--quick` (for tests/ci.sh, offline, well under a minute) builds with the xtask only, for
 linux/amd64 only, with the zig cache as it is; without the docker peers. With Docker, skopeo,
@@ -69,7 +76,7 @@ import tempfile
 import time
 import urllib.request
 
-from build import run, rust_version, sample_project, timed
+from build import DOCKER26_BUILDX, run, rust_version, sample_project, timed
 from cross import commit, make_rust_image as make_arm64_rust_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,7 +106,6 @@ REAL_SHAPED = (
     f"RUN cargo build --release --locked --offline -p {APP}\n"
 ) + RUNTIME_STAGE.replace("{binary}", f"/src/target/release/{APP}")
 ZIG_SHAPED = (
-    "ARG BUILDPLATFORM=linux/amd64\n"
     "FROM --platform=$BUILDPLATFORM bench/rust-zig AS builder\n"
     "ARG TARGETARCH\n"
     "WORKDIR /src\n"
@@ -351,7 +357,7 @@ def main():
     if not args.quick:
         if os.geteuid() != 0:
             missing.append("root")
-        for tool in ("debootstrap", os.path.join(ZIG_VENV, "bin", "cargo-zigbuild")):
+        for tool in ("debootstrap", os.path.join(ZIG_VENV, "bin", "cargo-zigbuild"), DOCKER26_BUILDX):
             if shutil.which(tool) is None and not os.path.isfile(tool):
                 missing.append(tool)
         if not os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"):
@@ -384,6 +390,15 @@ def main():
         commit(ws, "worker compiles in a builder stage")
 
         if not args.quick:
+            # The peers build with BuildKit (the legacy builder cannot build a stage of another
+            # platform than --platform: its COPY fails), the engine's own through the buildx plugin.
+            config = os.path.join(tmp, "docker-config")
+            os.makedirs(os.path.join(config, "cli-plugins"))
+            os.symlink(DOCKER26_BUILDX, os.path.join(config, "cli-plugins", "docker-buildx"))
+            buildkit = dict(os.environ, DOCKER_BUILDKIT="1", DOCKER_CONFIG=config)
+            buildx = run(["docker", "buildx", "version"], env=buildkit).stdout.split()
+            about_buildkit = run(["docker", "buildx", "inspect", "default"], env=buildkit).stdout
+            about_buildkit = next((line.split(":", 1)[1].strip() for line in about_buildkit.splitlines() if line.startswith("BuildKit")), "?")
             rust_images = {"linux/amd64": make_amd64_rust_image(tmp), "linux/arm64": make_arm64_rust_image(tmp)}
             zig_image = make_zig_image(tmp, rust_images["linux/amd64"])
             run(["docker", "tag", zig_image, "bench/rust-zig:latest"])
@@ -419,11 +434,8 @@ def main():
                 for platform in platforms:
                     prepare(platform)
                     start = time.perf_counter()
-                    arch = platform.split("/")[1]
-                    # The legacy builder does not set the platform arguments BuildKit sets.
-                    arguments = ["--build-arg", "BUILDPLATFORM=linux/amd64", "--build-arg", f"TARGETARCH={arch}"] if route == "zig" else []
-                    run(["docker", "build", "--no-cache", "-q", "--platform", platform] + arguments
-                        + ["-f", dockerfile_name, "-t", f"bench-stages/{APP}-{route}:{slug(platform)}", "."], cwd=project)
+                    run(["docker", "build", "--no-cache", "-q", "--platform", platform,
+                         "-f", dockerfile_name, "-t", f"bench-stages/{APP}-{route}:{slug(platform)}", "."], cwd=project, env=buildkit)
                     per_platform.setdefault((route, platform), []).append(time.perf_counter() - start)
                     made_tags.append(f"bench-stages/{APP}-{route}:{slug(platform)}")
             return action
@@ -471,20 +483,23 @@ def main():
         if engine:
             layout = xtask_layout(ws, os.path.join(tmp, "target-xtask"))
             complete_layout(layout, registry, "bench/debian")
-            for platform in platforms:
-                image = f"bench-stages/{APP}-xtask:{slug(platform)}"
-                arch = platform.split("/")[1]
-                run(["skopeo", "copy", "-q", "--override-os", "linux", "--override-arch", arch, f"oci:{layout}", f"docker-daemon:{image}"])
-                made_tags.append(image)
-                if platform == "linux/amd64" or os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"):
-                    print(f"  xtask {platform}: {run_image(image, platform)}")
+            # skopeo cannot convert the layout's manifests for docker-daemon: (docker layer media
+            # types in OCI manifests); the engine pulls them from the registry as they are.
+            if registry is not None:
+                image = f"{registry.host}/bench/{APP}-xtask:latest"
+                run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}", f"docker://{image}"])
+                for platform in platforms:
+                    if platform == "linux/amd64" or os.path.exists("/proc/sys/fs/binfmt_misc/qemu-aarch64"):
+                        run(["docker", "pull", "-q", "--platform", platform, image])
+                        made_tags.append(image)
+                        print(f"  xtask {platform}: {run_image(image, platform)}")
             if not args.quick:
                 for route in ("qemu", "zig"):
                     for platform in platforms:
                         print(f"  {route} {platform}: {run_image(f'bench-stages/{APP}-{route}:{slug(platform)}', platform)}")
 
         print(f"\n{'one run' if runs == 1 else f'median of {runs} runs'}; Docker {run(['docker', 'version', '--format', '{{.Server.Version}}']).stdout.strip() if engine else '(none)'}"
-              f"{', legacy builder' if not args.quick else ''}; zig {zig_version() if os.path.isfile(zig) else '(none)'}"
+              f"{f', peers by its BuildKit {about_buildkit} (buildx {buildx[1] if len(buildx) > 1 else buildx})' if not args.quick else ''}; zig {zig_version() if os.path.isfile(zig) else '(none)'}"
               f"{'; the xtask and the zig peer both start with an empty zig cache' if not args.quick else ''}")
         if not with_base:
             print(f"note: without {', '.join(missing)}, the runtime stage is FROM scratch without RUN")
@@ -498,6 +513,12 @@ def main():
             registry.stop()
         if engine and made_tags:
             subprocess.run(["docker", "rmi"] + sorted(set(made_tags)), capture_output=True)
+        if engine and registry is not None:
+            # A pull from the registry also left digest references (repository@sha256:...).
+            listed = subprocess.run(["docker", "images", "--digests", "--format", "{{.Repository}}@{{.Digest}}"], capture_output=True, text=True).stdout
+            pulled = [line for line in listed.split() if line.startswith(registry.host + "/") and "@sha256:" in line]
+            if pulled:
+                subprocess.run(["docker", "rmi"] + pulled, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
