@@ -37,8 +37,9 @@ fn an_image_of_docker_that_compiles_a_crate_is_built_from_the_cross_compiled_cra
     add_bin_crate(&scratch, "gateway");
     scratch.write(
         "docker/api-server/Dockerfile",
-        "FROM rust:1.85-bookworm AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked -p gateway\n\nFROM scratch\nCOPY --from=builder /src/target/release/gateway /usr/local/bin/gateway\nENTRYPOINT [\"/usr/local/bin/gateway\"]\n",
+        "FROM rust:1.85-bookworm AS builder\nWORKDIR /src\nCOPY . .\nCOPY migrations /src/migrations\nRUN cargo build --release --locked -p gateway\n\nFROM scratch\nCOPY --from=builder /src/target/release/gateway /usr/local/bin/gateway\nENTRYPOINT [\"/usr/local/bin/gateway\"]\n",
     );
+    scratch.write("migrations/0001_init.sql", "CREATE TABLE routes (id INT);\n");
     // Named after the crate it builds: `docker/relay/` is the relay crate's image.
     add_bin_crate(&scratch, "relay");
     scratch.write(
@@ -74,6 +75,8 @@ fn an_image_of_docker_that_compiles_a_crate_is_built_from_the_cross_compiled_cra
     assert_eq!(select_after("crates/relay/src/main.rs", "// changed\n"), ["relay"]);
     assert_eq!(select_after("docker/relay/Dockerfile", "LABEL team=edge\n"), ["relay"]);
     assert_eq!(select_after("README.md", "\nA note.\n"), Vec::<String>::new());
+    // What the builder stage copies besides the workspace, which cargo's graph does not know.
+    assert_eq!(select_after("migrations/0001_init.sql", "-- seeded\n"), ["api-server"]);
 }
 
 /// What an app's own files select, by what the build does with them: an app's Dockerfile is an

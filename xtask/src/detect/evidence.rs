@@ -163,8 +163,17 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
             // crate graph tracks: only what the stages left copy counts, and nothing when they
             // read no context but the staged binaries.
             let text = match dockerfile::cargo_stage::replace(&text, dockerfile, &app.build_args(platform), &platform.to_string()) {
-                Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) if !replaced.reads_context => continue,
-                Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) => replaced.text,
+                Ok(dockerfile::cargo_stage::CargoStages::Replaced(replaced)) => {
+                    // What the replaced stages copied for cargo counts where the crate graph does
+                    // not know it (`COPY migrations ./migrations`): not the crates, manifests
+                    // and whole context, which it tracks.
+                    let sources = replaced.builder_sources.iter().map(|source| literal_prefix(source));
+                    found.extend(sources.filter(|source| !tracked_by_the_graph(workspace, source)));
+                    if !replaced.reads_context {
+                        continue;
+                    }
+                    replaced.text
+                }
                 _ => text.clone(),
             };
             // A Dockerfile the builder cannot read is reported by the build, not here.
@@ -181,6 +190,33 @@ pub fn context_sources(workspace: &Workspace, platforms: &[crate::image::platfor
         sources.insert(app.name.clone(), found.into_iter().collect());
     }
     Ok(sources)
+}
+
+/// A COPY source as a path every file it may copy lies under: itself, or for a pattern
+/// (`proto/*.proto`) the directories before its first wildcard; without a trailing `/`.
+fn literal_prefix(source: &str) -> String {
+    let source = source.trim_start_matches("./");
+    let literal = match source.find(['*', '?', '[']) {
+        Some(at) => source[..at].rsplit_once('/').map_or("", |(dir, _)| dir),
+        None => source,
+    };
+    literal.trim_end_matches('/').to_string()
+}
+
+/// Whether a path a replaced builder stage copied is one the crate graph already tracks for the
+/// build the xtask makes instead: the whole context, cargo's own files, a crate's directory, a
+/// file in one, or a directory holding crates.
+fn tracked_by_the_graph(workspace: &Workspace, source: &str) -> bool {
+    const CARGO_FILES: [&str; 6] = ["Cargo.toml", "Cargo.lock", ".cargo", "rust-toolchain", "rust-toolchain.toml", "target"];
+    let within = |dir: &str, path: &str| dir.is_empty() || path == dir || path.starts_with(&format!("{dir}/"));
+    source.is_empty()
+        || source == "."
+        || CARGO_FILES.contains(&source)
+        || workspace
+            .members
+            .iter()
+            .filter(|member| member.is_crate)
+            .any(|member| within(&member.dir, source) || within(source, &member.dir))
 }
 
 /// The tree whose dependency graph a lockfile comparison resolves.
@@ -257,19 +293,25 @@ fn build_effects(
     base: &str,
     head: Option<&str>,
 ) -> Result<BTreeMap<String, String>> {
-    let before = settings_at(git, workspace, config, Some(base))?;
-    let after = settings_at(git, workspace, config, head)?;
-    let (packages, triples) = (compiled_packages(workspace), release_triples(config));
-    let resolved_before = per_app(workspace, resolve_at(git, workspace, base)?.per_app(&packages, &triples)?);
-    let head_resolver;
-    let resolver = match head {
-        None => workspace.graph.resolver()?,
-        Some(rev) => {
-            head_resolver = resolve_at(git, workspace, rev)?;
-            &head_resolver
-        }
-    };
-    let resolved_after = per_app(workspace, resolver.per_app(&packages, &triples)?);
+    let (files_before, files_after) = (settings_files(git, workspace, Some(base)), settings_files(git, workspace, head));
+    let builds = app_builds(workspace, config);
+    let before = settings::of_apps(&files_before.as_files(), &builds)?;
+    let after = settings::of_apps(&files_after.as_files(), &builds)?;
+    // The graphs are resolved only when what cargo resolves from may have changed.
+    let (mut resolved_before, mut resolved_after) = (BTreeMap::new(), BTreeMap::new());
+    if settings::resolution_changed(&files_before.as_files(), &files_after.as_files())? {
+        let (packages, triples) = (compiled_packages(workspace), release_triples(config));
+        resolved_before = per_app(workspace, resolve_at(git, workspace, base)?.per_app(&packages, &triples)?);
+        let head_resolver;
+        let resolver = match head {
+            None => workspace.graph.resolver()?,
+            Some(rev) => {
+                head_resolver = resolve_at(git, workspace, rev)?;
+                &head_resolver
+            }
+        };
+        resolved_after = per_app(workspace, resolver.per_app(&packages, &triples)?);
+    }
     let mut effects = BTreeMap::new();
     for app in workspace.apps() {
         let mut what = Vec::new();
@@ -288,16 +330,29 @@ fn build_effects(
     Ok(effects)
 }
 
-/// Each app's build settings (`settings::of_apps`) at commit `rev`, or in the work tree.
-pub fn settings_at(git: &Git<'_>, workspace: &Workspace, config: &Config, rev: Option<&str>) -> Result<BTreeMap<String, String>> {
+/// The root manifest's and cargo's configuration's texts at commit `rev`, or in the work tree.
+struct SettingsFiles {
+    manifest: Option<String>,
+    config: Option<String>,
+}
+
+impl SettingsFiles {
+    fn as_files(&self) -> settings::Files<'_> {
+        settings::Files { manifest: self.manifest.as_deref(), config: self.config.as_deref() }
+    }
+}
+
+fn settings_files(git: &Git<'_>, workspace: &Workspace, rev: Option<&str>) -> SettingsFiles {
     let read = |path: &str| match rev {
         Some(rev) => git.show(rev, path),
         None => std::fs::read_to_string(workspace.root.join(path)).ok(),
     };
-    let manifest = read("Cargo.toml");
-    let cargo_config = read(".cargo/config.toml").or_else(|| read(".cargo/config"));
-    let files = settings::Files { manifest: manifest.as_deref(), config: cargo_config.as_deref() };
-    settings::of_apps(&files, &app_builds(workspace, config))
+    SettingsFiles { manifest: read("Cargo.toml"), config: read(".cargo/config.toml").or_else(|| read(".cargo/config")) }
+}
+
+/// Each app's build settings (`settings::of_apps`) in the work tree.
+fn work_tree_settings(git: &Git<'_>, workspace: &Workspace, config: &Config) -> Result<BTreeMap<String, String>> {
+    settings::of_apps(&settings_files(git, workspace, None).as_files(), &app_builds(workspace, config))
 }
 
 /// The apps as their settings see them: the profile of the crate each compiles, and every Rust
@@ -399,7 +454,7 @@ pub fn current_inputs(git: &Git<'_>, workspace: &Workspace, config: &Config, rev
         rules: config.rules.clone(),
         context_sources: context_sources(workspace, &config.platforms)?,
         // The work tree holds the commit: its settings are the commit's.
-        build_settings: settings_at(git, workspace, config, None).unwrap_or_default(),
+        build_settings: work_tree_settings(git, workspace, config).unwrap_or_default(),
         ..Evidence::default()
     };
     Ok(inputs::app_inputs(workspace, &files, &evidence, &resolved, &config.platforms))
@@ -450,6 +505,19 @@ pub fn current_inputs_in_new_shell(workspace: &Workspace, config: &Config, rev: 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn what_a_replaced_builder_stage_copies_counts_where_the_graph_does_not_know_it() {
+        let ws = crate::workspace::tests::workspace(&[("api", "crates/api", &[], true), ("common", "crates/common", &[], false)]);
+        let counted: Vec<String> =
+            [".", "./", "Cargo.toml", "crates", "crates/api/src", "crates/", "migrations/", "./proto/*.proto", "*.toml", "config/app.toml"]
+                .into_iter()
+                .map(literal_prefix)
+                .filter(|source| !tracked_by_the_graph(&ws, source))
+                .collect();
+        assert_eq!(counted, ["migrations", "proto", "config/app.toml"]);
+    }
+
     use super::*;
 
     #[test]

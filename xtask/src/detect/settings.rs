@@ -75,6 +75,31 @@ pub fn of_apps(files: &Files<'_>, apps: &[AppBuild]) -> Result<BTreeMap<String, 
     Ok(settings)
 }
 
+/// Whether the files' change can change what cargo resolves: anything in the root manifest but
+/// its profiles and the xtask's settings (workspace dependencies, `[patch]`, members, a root
+/// package's dependencies), and cargo's configuration's `[patch]` and `[resolver]`. When not,
+/// the graphs need not be resolved to judge the change. An error when one is not TOML.
+pub fn resolution_changed(before: &Files<'_>, after: &Files<'_>) -> Result<bool> {
+    let inputs = |files: &Files<'_>| -> Result<Value> {
+        let parse = |text: Option<&str>| -> Result<Value> {
+            Ok(match text {
+                None => Value::Null,
+                Some(text) => serde_json::to_value(toml::from_str::<toml::Value>(text).context("a file that is not TOML")?)?,
+            })
+        };
+        let mut manifest = parse(files.manifest)?;
+        if let Some(table) = manifest.as_object_mut() {
+            table.remove("profile");
+        }
+        if let Some(workspace) = manifest.get_mut("workspace").and_then(Value::as_object_mut) {
+            workspace.remove("metadata");
+        }
+        let config = parse(files.config)?;
+        Ok(json!({ "manifest": manifest, "patch": config["patch"], "resolver": config["resolver"] }))
+    };
+    Ok(inputs(before)? != inputs(after)?)
+}
+
 /// The profile `name` and those it inherits, from the manifest and from cargo's configuration
 /// (`[profile.*]` in either; the built-in `release` and `dev` end every chain).
 fn profiles(manifest: &Value, config: &Value, name: &str) -> Value {
@@ -192,5 +217,16 @@ mod tests {
         let apps = [AppBuild { name: "api".into(), profile: "release".into(), triples: vec![], compiled: true }];
         let err = of_apps(&Files { manifest: Some("[workspace"), config: None }, &apps).unwrap_err();
         assert!(err.to_string().starts_with("Cargo.toml is not TOML cargo can read"), "{err}");
+    }
+
+    #[test]
+    fn only_what_cargo_resolves_from_needs_the_graphs() {
+        let files = |manifest: &'static str, config: Option<&'static str>| Files { manifest: Some(manifest), config };
+        let changed = |before: Files<'_>, after: Files<'_>| resolution_changed(&before, &after).unwrap();
+        assert!(!changed(files(MANIFEST, None), files(&*MANIFEST.replace("lto = true", "lto = false").leak(), None)));
+        assert!(!changed(files(MANIFEST, None), files(MANIFEST, Some("[alias]\nx = \"build\"\n"))));
+        assert!(changed(files(MANIFEST, None), files(MANIFEST, Some("[patch.crates-io]\nserde = { path = \"../serde\" }\n"))));
+        let with_dependency = format!("{MANIFEST}\n[workspace.dependencies]\nserde = \"1\"\n").leak();
+        assert!(changed(files(MANIFEST, None), files(with_dependency, None)));
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::instructions::{copy_commit_message, Instruction, Stage};
+use super::instructions::{copy_commit_message, AddInstruction, CopyInstruction, Instruction, Stage};
 use super::{lookup_in, meta_args, read, shell, workdir_after};
 
 /// What a Dockerfile's builder stages become.
@@ -47,6 +47,9 @@ pub struct Replacement {
     pub musl: bool,
     /// Its cargo build's profile and features.
     pub options: CargoOptions,
+    /// What the left-out stages copied from the build context (`COPY migrations ./migrations`,
+    /// `COPY . .`), as written there: the xtask's build reads the same files from the workspace.
+    pub builder_sources: Vec<String>,
     /// For each rewritten COPY, the history entry BuildKit records for it and the one it records
     /// for the COPY as written (`COPY /src/target/release/api /usr/local/bin/ # buildkit`), which
     /// the image gets instead: the same config as the Dockerfile's own build.
@@ -331,10 +334,20 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     if bins.is_empty() {
         return Ok(CargoStages::None);
     }
-    // Every stage the rewritten Dockerfile does not need is left out, builder stages included.
+    // Every stage the rewritten Dockerfile does not need is left out, builder stages included;
+    // what they copied from the build context is kept as what the xtask's build reads.
+    let mut builder_sources = BTreeSet::new();
     for (index, stage) in read.stages.iter().enumerate() {
         if needed.contains(&index) {
             continue;
+        }
+        for (command, scope) in stage.commands.iter().zip(&scopes[index]) {
+            let (Instruction::Copy(CopyInstruction { from: None, sources, .. }) | Instruction::Add(AddInstruction { sources, .. })) =
+                &command.instruction
+            else {
+                continue;
+            };
+            builder_sources.extend(sources.iter().filter_map(|source| lex.process_word(source, &lookup_in(scope)).ok()));
         }
         let end = read.stages.get(index + 1).map_or(lines.len(), |next| next.location.start_line - 1);
         for line in stage.location.start_line..=end {
@@ -352,7 +365,18 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let Ok(Some(build)) = &builds[builder] else { unreachable!("found above") };
     let musl = build.triple.as_deref().is_some_and(|triple| triple.contains("-musl"));
     let options = build.options.clone();
-    Ok(CargoStages::Replaced(Box::new(Replacement { text: text.join("\n"), reads_context, package, bins, musl, options, history, why })))
+    let builder_sources = builder_sources.into_iter().collect();
+    Ok(CargoStages::Replaced(Box::new(Replacement {
+        text: text.join("\n"),
+        reads_context,
+        package,
+        bins,
+        musl,
+        options,
+        history,
+        builder_sources,
+        why,
+    })))
 }
 
 /// The variables one command of a stage sees, each set or unset.
