@@ -9,6 +9,8 @@ each depending on up to three lower-numbered crates, 20 files each. Three change
 - `manifest`: a commit that sets the release profile's `codegen-units` in the root Cargo.toml,
   judged by its effect: every app's settings read at both commits, and both commits' graphs
   resolved and simulated per app and target;
+- `resolve`: a commit that adds a `[workspace.dependencies]` entry, which cargo resolves from:
+  both commits' graphs are resolved and the apps that can reach a changed package simulated;
 - `lockfile`: a commit that adds a path dependency, so a manifest and Cargo.lock change: the
   head's graph is resolved and every app's build simulated per target, the lockfiles compared;
 - `registry`: the same commit with `--against-registry` and an empty repository, so every app's
@@ -162,6 +164,14 @@ def main():
         scenarios.append(("manifest", "root Cargo.toml: a profile"))
         results["manifest"] = measure(xtask, ws, env, args.runs)
 
+        # A change to what cargo resolves from: both commits' graphs resolved, the apps that can
+        # reach a changed package simulated.
+        with open(os.path.join(ws, "Cargo.toml"), "a") as f:
+            f.write(f'\n[workspace.dependencies]\n{crate_name(1)} = {{ path = "crates/{crate_name(1)}" }}\n')
+        git(ws, "commit", "-qam", "workspace dependency")
+        scenarios.append(("resolve", "root Cargo.toml: a dependency"))
+        results["resolve"] = measure(xtask, ws, env, args.runs)
+
         app = crate_name(args.crates - 1)
         with open(os.path.join(ws, "crates", app, "Cargo.toml"), "a") as f:
             f.write(f'{crate_name(0)}-renamed = {{ path = "../{crate_name(0)}", package = "{crate_name(0)}" }}\n')
@@ -179,7 +189,7 @@ def main():
         for key, what in scenarios:
             elapsed, metadata, apps = results[key]
             print(f"{key:<10} {what:<28} {apps:>5} {elapsed:>12.3f} s {metadata:>13.3f} s {elapsed / metadata:>10.2f}x")
-        print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph); the root manifest case within 2x (it resolves two graphs)")
+        print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph); the root manifest cases within 2x (a dependency resolves two graphs)")
         if args.quick:
             print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")
     finally:

@@ -270,17 +270,42 @@ fn compare_lockfiles(git: &Git<'_>, workspace: &Workspace, config: &Config, base
 /// The dependency graph of commit `rev`, resolved from the files cargo reads to resolve (see
 /// `is_graph_input`) exported from git, and from the whole tree when that is not enough.
 fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::Resolver> {
+    let metadata = metadata_at(git, workspace, rev)?;
+    Ok(graph::Resolver::new(&metadata)?.with_cargo_options(workspace.graph.cargo_options.clone()))
+}
+
+/// `cargo metadata` with its resolve graph for commit `rev` (see `resolve_at`).
+fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
     let partial = workspace.scratch_dir("tree")?;
     git.export(rev, partial.path(), is_graph_input)?;
-    let resolver = match graph::resolve_graph(partial.path(), true) {
-        Ok(resolver) => resolver,
+    match graph::full_metadata(partial.path(), true) {
+        Ok(metadata) => Ok(metadata),
         Err(_) => {
             let whole = workspace.scratch_dir("tree")?;
             git.export(rev, whole.path(), |_| true)?;
-            graph::resolve_graph(whole.path(), true)?
+            graph::full_metadata(whole.path(), true)
         }
-    };
-    Ok(resolver.with_cargo_options(workspace.graph.cargo_options.clone()))
+    }
+}
+
+/// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
+/// dependencies and features; paths relative to the workspace root, wherever it was resolved):
+/// two of these tell which packages a manifest change touched.
+fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
+    let value: serde_json::Value = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
+    let root = value["workspace_root"].as_str().unwrap_or_default().to_string();
+    let mut entries = BTreeMap::new();
+    for package in value["packages"].as_array().into_iter().flatten() {
+        let mut entry = package.clone();
+        if let Some(fields) = entry.as_object_mut() {
+            for field in ["id", "manifest_path", "targets"] {
+                fields.remove(field);
+            }
+        }
+        let key = format!("{} {}", package["name"].as_str().unwrap_or_default(), package["version"].as_str().unwrap_or_default());
+        entries.insert(key, serde_json::to_string(&entry)?.replace(&root, ""));
+    }
+    Ok(entries)
 }
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
@@ -301,16 +326,28 @@ fn build_effects(
     let (mut resolved_before, mut resolved_after) = (BTreeMap::new(), BTreeMap::new());
     if settings::resolution_changed(&files_before.as_files(), &files_after.as_files())? {
         let (packages, triples) = (compiled_packages(workspace), release_triples(config));
-        resolved_before = per_app(workspace, resolve_at(git, workspace, base)?.per_app(&packages, &triples)?);
-        let head_resolver;
-        let resolver = match head {
-            None => workspace.graph.resolver()?,
-            Some(rev) => {
-                head_resolver = resolve_at(git, workspace, rev)?;
-                &head_resolver
-            }
+        let metadata_before = metadata_at(git, workspace, base)?;
+        let metadata_after: std::sync::Arc<[u8]> = match head {
+            None => workspace.graph.metadata()?,
+            Some(rev) => metadata_at(git, workspace, rev)?.into(),
         };
-        resolved_after = per_app(workspace, resolver.per_app(&packages, &triples)?);
+        // Only the apps that can reach a package whose entry changed are simulated.
+        let (entries_before, entries_after) = (package_entries(&metadata_before)?, package_entries(&metadata_after)?);
+        let touched: BTreeSet<String> = entries_before
+            .keys()
+            .chain(entries_after.keys())
+            .filter(|key| entries_before.get(*key) != entries_after.get(*key))
+            .cloned()
+            .collect();
+        let options = workspace.graph.cargo_options.clone();
+        let before_resolver = graph::Resolver::new(&metadata_before)?.with_cargo_options(options.clone());
+        let after_resolver = graph::Resolver::new(&metadata_after)?.with_cargo_options(options);
+        let mut reaching: Vec<String> = before_resolver.apps_that_may_compile(&packages, &touched)?;
+        reaching.extend(after_resolver.apps_that_may_compile(&packages, &touched)?);
+        reaching.sort();
+        reaching.dedup();
+        resolved_before = per_app(workspace, before_resolver.per_app(&reaching, &triples)?);
+        resolved_after = per_app(workspace, after_resolver.per_app(&reaching, &triples)?);
     }
     let mut effects = BTreeMap::new();
     for app in workspace.apps() {

@@ -411,11 +411,6 @@ pub struct CompiledGraph {
     pub dependencies: Vec<BTreeSet<usize>>,
 }
 
-/// Resolves the workspace in `dir` from its Cargo.lock, never changing it (`--locked`).
-pub fn resolve_graph(dir: &Path, prefer_offline: bool) -> Result<Resolver> {
-    Resolver::new(&full_metadata(dir, prefer_offline)?)
-}
-
 /// `cargo metadata` of the workspace in `dir` with its resolve graph, from its Cargo.lock (never
 /// changing it: `--locked`). With `prefer_offline` cargo first tries without the network (fast,
 /// and enough when the crates are cached); when that fails, as on a fresh CI runner whose crates
