@@ -124,7 +124,11 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
     // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
     // every app that compiles.
     if changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/")) {
-        let head = (!uncommitted).then_some(range.head.as_str());
+        // The work tree stands for the head when it holds the head's graph inputs (the clean
+        // HEAD: nearly always), whose graph is then being resolved in the background already.
+        let head_is_work_tree =
+            uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
+        let head = (!head_is_work_tree).then_some(range.head.as_str());
         evidence.build_effects = match build_effects(git, workspace, config, base, head) {
             Ok(effects) => Some(effects),
             Err(err) => {
@@ -339,15 +343,17 @@ fn build_effects(
             .filter(|key| entries_before.get(*key) != entries_after.get(*key))
             .cloned()
             .collect();
-        let options = workspace.graph.cargo_options.clone();
-        let before_resolver = graph::Resolver::new(&metadata_before)?.with_cargo_options(options.clone());
-        let after_resolver = graph::Resolver::new(&metadata_after)?.with_cargo_options(options);
-        let mut reaching: Vec<String> = before_resolver.apps_that_may_compile(&packages, &touched)?;
-        reaching.extend(after_resolver.apps_that_may_compile(&packages, &touched)?);
-        reaching.sort();
-        reaching.dedup();
-        resolved_before = per_app(workspace, before_resolver.per_app(&reaching, &triples)?);
-        resolved_after = per_app(workspace, after_resolver.per_app(&reaching, &triples)?);
+        if !touched.is_empty() {
+            let options = workspace.graph.cargo_options.clone();
+            let before_resolver = graph::Resolver::new(&metadata_before)?.with_cargo_options(options.clone());
+            let after_resolver = graph::Resolver::new(&metadata_after)?.with_cargo_options(options);
+            let mut reaching: Vec<String> = before_resolver.apps_that_may_compile(&packages, &touched)?;
+            reaching.extend(after_resolver.apps_that_may_compile(&packages, &touched)?);
+            reaching.sort();
+            reaching.dedup();
+            resolved_before = per_app(workspace, before_resolver.per_app(&reaching, &triples)?);
+            resolved_after = per_app(workspace, after_resolver.per_app(&reaching, &triples)?);
+        }
     }
     let mut effects = BTreeMap::new();
     for app in workspace.apps() {
