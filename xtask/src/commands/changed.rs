@@ -108,12 +108,34 @@ fn print_detection(detection: &Detection) {
         println!("no app changed between {} and {head}", detection.base.as_deref().unwrap_or("(root)"));
     }
     for app in &detection.apps {
-        let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
-        println!("{}: {}", app.name, reasons.join("; "));
+        println!("{}: {}", app.name, summary(&app.name, &app.reasons));
     }
     for app in &detection.deleted {
         println!("{} (deleted from {}): not built", app.name, app.path);
     }
+}
+
+/// An app's reasons on one readable line: the first few, a lockfile change by its count and a
+/// few of its packages, and how many more there are; `--explain` and `--json` give them all.
+fn summary(app: &str, reasons: &[Reason]) -> String {
+    const SHOWN: usize = 3;
+    let mut shown: Vec<String> = reasons
+        .iter()
+        .take(SHOWN)
+        .map(|reason| match reason {
+            Reason::Lockfile { packages } if packages.len() > SHOWN => {
+                format!("Cargo.lock changed {} of the packages it compiles, e.g. {}", packages.len(), packages[..SHOWN].join(", "))
+            }
+            reason => reason.to_string(),
+        })
+        .collect();
+    let lockfile_cut = reasons.iter().take(SHOWN).any(|reason| matches!(reason, Reason::Lockfile { packages } if packages.len() > SHOWN));
+    if reasons.len() > SHOWN {
+        shown.push(format!("and {} more (--explain {app} for all)", reasons.len() - SHOWN));
+    } else if lockfile_cut {
+        shown.push(format!("--explain {app} for all"));
+    }
+    shown.join("; ")
 }
 
 /// Prints how `name` was found, then why it is selected, each reason as a chain from the changed
@@ -139,5 +161,26 @@ fn explain(workspace: &Workspace, detection: &Detection, name: &str) {
             Reason::File { path } => println!("{path} → {name}"),
             other => println!("{other} → {name}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_line_stays_readable() {
+        let file = |n: usize| Reason::File { path: format!("crates/api/src/m{n}.rs") };
+        assert_eq!(summary("api", &[file(1)]), "crates/api/src/m1.rs changed");
+        let many: Vec<Reason> = (1..=40).map(file).collect();
+        assert_eq!(
+            summary("api", &many),
+            "crates/api/src/m1.rs changed; crates/api/src/m2.rs changed; crates/api/src/m3.rs changed; and 37 more (--explain api for all)"
+        );
+        let packages: Vec<String> = (1..=37).map(|n| format!("crate{n} 1.0.{n} now depends on x")).collect();
+        assert_eq!(
+            summary("api", &[Reason::Lockfile { packages }]),
+            "Cargo.lock changed 37 of the packages it compiles, e.g. crate1 1.0.1 now depends on x, crate2 1.0.2 now depends on x, crate3 1.0.3 now depends on x; --explain api for all"
+        );
     }
 }
