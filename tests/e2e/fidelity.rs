@@ -621,76 +621,109 @@ fn rust_image(engine: &Engine) -> Option<String> {
     Some(tag)
 }
 
+/// The Debian root file system tests/ci.sh makes, imported into `engine` once as a runtime base
+/// (`debian:bookworm` of a real repository's Dockerfile).
+fn debian_image(engine: &Engine) -> Option<String> {
+    let rootfs = std::env::var_os("XTASK_TEST_ROOTFS")?;
+    let tag = "xtask-test/bookworm:12".to_string();
+    if !run(engine.docker().args(["image", "inspect", &tag])).status.success() {
+        let output = run(engine.docker().args(["import", "--platform", "linux/amd64"]).arg(&rootfs).arg(&tag));
+        assert!(output.status.success(), "docker import of the Debian root file system: {}", stderr(&output));
+    }
+    Some(tag)
+}
+
 /// BuildKit is the oracle for builder stages too: the Dockerfile as a Rust repository writes it
 /// (`FROM rust AS builder`, `RUN cargo build`, a runtime stage that copies the binary and runs a
 /// step) is built by BuildKit as written, cargo running in the builder stage, and by the xtask,
 /// which replaces the builder stage with its cross-compiled binary. The two images have the same
 /// configuration, history included, and the same layer entries but the binary's bytes, and both
-/// run. (linux/amd64: an arm64 `cargo build` under qemu takes minutes; the benchmark builds it.)
+/// run: on `scratch`, and on Debian with a user the runtime stage adds. (linux/amd64: an arm64
+/// `cargo build` under qemu takes minutes; tests/bench/stages.py builds it.)
 #[test]
 fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_written() {
     let Some(engine) = Engine::docker26() else { return };
     let Some(rust) = rust_image(&engine) else { return };
-    let scratch = Scratch::empty();
-    scratch.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
-    scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
-    scratch.write(
-        "crates/stamp/src/main.rs",
-        "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
+    let debian = debian_image(&engine).expect("XTASK_TEST_ROOTFS is set with the Rust image's");
+    let builder = format!(
+        "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl\n\n"
     );
-    scratch.write(
-        "crates/stamp/Dockerfile",
-        &format!(
-            "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl\n\n\
-             FROM scratch\nCOPY --from=builder --chmod=755 /src/target/x86_64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\n\
-             RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENV STAMP_MODE=oracle\nWORKDIR /data\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"
+    let copy = "COPY --from=builder --chmod=755 /src/target/x86_64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\n";
+    let runtimes = [
+        (
+            "scratch",
+            format!("FROM scratch\n{copy}RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENV STAMP_MODE=oracle\nWORKDIR /data\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            0,
         ),
-    );
-    scratch.write(".dockerignore", "target\n.git\n");
-    let lockfile = run(Command::new(env!("CARGO")).args(["generate-lockfile", "--offline"]).current_dir(scratch.path()));
-    assert!(lockfile.status.success(), "{}", stderr(&lockfile));
-    scratch.git(&["init", "-q", "-b", "main"]);
-    scratch.commit("a Rust repository's Dockerfile");
-    engine.install_buildx(&scratch);
-
-    let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
-    let log = stderr(&built);
-    assert!(built.status.success(), "{log}");
-    assert!(log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build"), "{log}");
-    let epoch = scratch.git(&["log", "-1", "--format=%ct"]);
-    let tag = "fidelity/builder-stage:amd64";
-    let mut command = engine.docker();
-    command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", "linux/amd64"]);
-    command.args(["--build-arg", &format!("SOURCE_DATE_EPOCH={}", epoch.trim()), "--tag", tag, "--file", "crates/stamp/Dockerfile", "."]);
-    let output = run(command.current_dir(scratch.path()));
-    assert!(output.status.success(), "BuildKit could not build the Dockerfile as written: {}", stderr(&output));
-    let work = tempfile::tempdir().unwrap();
-    let mut theirs = saved_images(&engine, work.path(), &[(tag.to_string(), 0)]).remove(tag).unwrap();
-
-    let layout = scratch.path().join("target/xtask/oci/stamp");
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let root = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
-    let image_index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(root)).unwrap()).unwrap();
-    let mut ours = read_image(&layout, image_index["manifests"][0]["digest"].as_str().unwrap(), 0);
-    let labels = ours.config["config"]["Labels"].as_object_mut().unwrap();
-    labels.retain(|key, _| !key.starts_with("org.opencontainers.image."));
-    if labels.is_empty() {
-        ours.config["config"].as_object_mut().unwrap().remove("Labels");
-    }
-    // The binaries are the two builds' own: their entries keep path, type, mode and owner.
-    for image in [&mut ours, &mut theirs] {
-        for entry in image.layers.iter_mut().flatten().filter(|entry| entry.starts_with("usr/local/bin/stamp ")) {
-            *entry = entry.split(' ').take(4).collect::<Vec<_>>().join(" ");
-        }
-    }
-    assert_eq!(ours, theirs, "the xtask's image differs from the one BuildKit makes of the Dockerfile as written");
-    for image in [tag, "xtask/stamp:linux-amd64"] {
-        let output = run(engine.docker().args(["run", "--rm", image, "/dev/stdout"]));
-        assert_eq!(
-            (output.status.success(), crate::support::harness::stdout(&output)),
-            (true, "x86_64".to_string()),
-            "{image}: {}",
-            stderr(&output)
+        (
+            "debian",
+            format!("FROM {debian}\nRUN useradd --system --no-create-home stamp\n{copy}USER stamp\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            1,
+        ),
+    ];
+    for (runtime, stage, base_layers) in runtimes {
+        let scratch = Scratch::empty();
+        scratch.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
+        scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+        scratch.write(
+            "crates/stamp/src/main.rs",
+            "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
         );
+        scratch.write("crates/stamp/Dockerfile", &format!("{builder}{stage}"));
+        scratch.write(".dockerignore", "target\n.git\n");
+        let lockfile = run(Command::new(env!("CARGO")).args(["generate-lockfile", "--offline"]).current_dir(scratch.path()));
+        assert!(lockfile.status.success(), "{}", stderr(&lockfile));
+        scratch.git(&["init", "-q", "-b", "main"]);
+        scratch.commit("a Rust repository's Dockerfile");
+        engine.install_buildx(&scratch);
+
+        let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
+        let log = stderr(&built);
+        assert!(built.status.success(), "{runtime}: {log}");
+        assert!(log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build"), "{runtime}: {log}");
+        let epoch = scratch.git(&["log", "-1", "--format=%ct"]);
+        let tag = format!("fidelity/builder-stage-{runtime}:amd64");
+        let mut command = engine.docker();
+        command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", "linux/amd64"]);
+        command.args([
+            "--build-arg",
+            &format!("SOURCE_DATE_EPOCH={}", epoch.trim()),
+            "--tag",
+            &tag,
+            "--file",
+            "crates/stamp/Dockerfile",
+            ".",
+        ]);
+        let output = run(command.current_dir(scratch.path()));
+        assert!(output.status.success(), "{runtime}: BuildKit could not build the Dockerfile as written: {}", stderr(&output));
+        let work = tempfile::tempdir().unwrap();
+        let mut theirs = saved_images(&engine, work.path(), &[(tag.clone(), base_layers)]).remove(&tag).unwrap();
+
+        let layout = scratch.path().join("target/xtask/oci/stamp");
+        let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let root = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        let image_index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(root)).unwrap()).unwrap();
+        let mut ours = read_image(&layout, image_index["manifests"][0]["digest"].as_str().unwrap(), base_layers);
+        let labels = ours.config["config"]["Labels"].as_object_mut().unwrap();
+        labels.retain(|key, _| !key.starts_with("org.opencontainers.image."));
+        if labels.is_empty() {
+            ours.config["config"].as_object_mut().unwrap().remove("Labels");
+        }
+        // The binaries are the two builds' own: their entries keep path, type, mode and owner.
+        for image in [&mut ours, &mut theirs] {
+            for entry in image.layers.iter_mut().flatten().filter(|entry| entry.starts_with("usr/local/bin/stamp ")) {
+                *entry = entry.split(' ').take(4).collect::<Vec<_>>().join(" ");
+            }
+        }
+        assert_eq!(ours, theirs, "{runtime}: the xtask's image differs from the one BuildKit makes of the Dockerfile as written");
+        for image in [tag.as_str(), "xtask/stamp:linux-amd64"] {
+            let output = run(engine.docker().args(["run", "--rm", image, "/dev/stdout"]));
+            assert_eq!(
+                (output.status.success(), crate::support::harness::stdout(&output)),
+                (true, "x86_64".to_string()),
+                "{runtime}, {image}: {}",
+                stderr(&output)
+            );
+        }
     }
 }

@@ -24,8 +24,15 @@ use crate::image::ImageParts;
 /// An image the engine built and saved, and the layers of the base images it could start from.
 pub struct SavedImage {
     pub archive: PathBuf,
-    /// Each base image's layers (diff IDs), as the engine holds them for the platform.
-    pub base_layers: Vec<Vec<Digest>>,
+    /// The base images, as the engine holds them for the platform.
+    pub bases: Vec<EngineBase>,
+}
+
+/// A base image the engine held when it built: its layers (diff IDs), and how many entries its
+/// history has, which the built image's history starts with.
+pub struct EngineBase {
+    pub layers: Vec<Digest>,
+    pub history: usize,
 }
 
 /// One image the engine builds: its Dockerfile's path (for messages), the text it reads (the
@@ -115,16 +122,21 @@ impl<'a> Engine<'a> {
             .run()
             .with_context(|| format!("`docker save` of the image built from {dockerfile} for {platform} failed"))?;
         let layers_format = "{{json .RootFS.Layers}}";
-        let mut base_layers = Vec::new();
+        let mut bases = Vec::new();
         for image in dockerfile::base_images(&text, build_args) {
             // BuildKit keeps the bases it pulls out of the engine's image store; those come from
             // a registry, and `import` matches their layers there instead.
             let Ok(layers) = cmd!(self.sh, "docker image inspect --format {layers_format} {image}").quiet().ignore_stderr().read() else {
                 continue;
             };
-            base_layers.push(serde_json::from_str::<Option<Vec<Digest>>>(&layers)?.unwrap_or_default());
+            let history =
+                cmd!(self.sh, "docker image history --quiet --no-trunc {image}").quiet().ignore_stderr().read().unwrap_or_default();
+            bases.push(EngineBase {
+                layers: serde_json::from_str::<Option<Vec<Digest>>>(&layers)?.unwrap_or_default(),
+                history: history.lines().count(),
+            });
         }
-        Ok(SavedImage { archive, base_layers })
+        Ok(SavedImage { archive, bases })
     }
 
     /// The engine's image store keeps one platform per tag, and the legacy builder uses whatever
@@ -274,7 +286,8 @@ fn emulator(host: &str, target: &str) -> Option<&'static str> {
 /// from the archive, checked against the diff ID the engine recorded, rewritten reproducibly
 /// (`layer::normalise_layer`) and stored by digest: a base's layer that no registry offers keeps
 /// its times, so it stays the same from one commit to the next, and every later layer's files
-/// get `epoch` as their time. The configuration is kept with every timestamp set to `epoch`.
+/// get `epoch` as their time. The configuration is kept, the history's times of the engine's own
+/// steps set to `epoch` (the base's entries keep theirs).
 pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoch: u64) -> Result<ImageParts> {
     let archive = SavedArchive::read(&saved.archive)?;
     let SavedEntry { config, layers: layer_paths, .. } = archive.entry()?;
@@ -287,7 +300,15 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
         .max_by_key(|(count, _)| *count)
         .map_or((0, None), |(count, base)| (count, Some(base)));
     // Layers of a base the engine holds but no registry offers keep their own times.
-    let from_base = saved.base_layers.iter().map(|base| shared(base)).max().unwrap_or(0).max(from_registry);
+    let engine_base = saved.bases.iter().max_by_key(|base| shared(&base.layers)).filter(|base| shared(&base.layers) > 0);
+    let from_engine_base = engine_base.map_or(0, |base| shared(&base.layers));
+    let from_base = from_engine_base.max(from_registry);
+    // The history entries that are the base's: its own count, from its registry or the engine.
+    let base_history = match (registry_base, engine_base) {
+        (Some((_, (_, base_config))), _) if from_registry > 0 && from_registry >= from_engine_base => base_config.history.len(),
+        (_, Some(base)) => base.history,
+        _ => 0,
+    };
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for (position, (path, expected)) in layer_paths.iter().zip(&config.rootfs.diff_ids).enumerate() {
@@ -306,7 +327,18 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
         diff_ids.push(diff_id);
     }
     let created = oci::rfc3339(epoch);
-    let history = config.history.into_iter().map(|entry| History { created: Some(created.clone()), ..entry }).collect();
+    // The base's entries keep their times, as BuildKit keeps them; the steps the engine ran,
+    // timed when it ran them (or when its cache did), get the epoch, as BuildKit gives them
+    // with SOURCE_DATE_EPOCH.
+    let history = config
+        .history
+        .into_iter()
+        .enumerate()
+        .map(|(position, entry)| match position < base_history {
+            true => entry,
+            false => History { created: Some(created.clone()), ..entry },
+        })
+        .collect();
     let mut container_config = config.config;
     // The legacy builder records the ID of the image the last step ran in, which is new whenever
     // the engine's cache is not used: it names nothing outside that engine, and would make every
@@ -341,6 +373,7 @@ fn first_line(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+
     use std::fs::File;
     use std::io::Read;
 
@@ -370,11 +403,12 @@ mod tests {
     }
 
     fn import_bytes(archive: &[u8], base_layers: Vec<Vec<Digest>>) -> Result<(ImageParts, tempfile::TempDir)> {
+        let bases = base_layers.into_iter().map(|layers| EngineBase { layers, history: 1 }).collect();
         let dir = tempfile::tempdir().unwrap();
         let archive_path = dir.path().join("image.tar");
         std::fs::write(&archive_path, archive).unwrap();
         let layout = Layout::create(&dir.path().join("layout")).unwrap();
-        let saved = SavedImage { archive: archive_path, base_layers };
+        let saved = SavedImage { archive: archive_path, bases };
         Ok((import(&saved, &[], &layout, 1_700_000_000)?, dir))
     }
 
