@@ -491,6 +491,15 @@ fn native_images_are_the_images_buildkit_makes() {
     assert!(failures.is_empty(), "{} of {} cases differ from BuildKit:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// `docker buildx build` of `dockerfile` in `scratch` for `platform`, tagged `tag`, its times
+/// from the commit's `epoch` as the xtask's are.
+fn buildx_build(engine: &Engine, scratch: &Scratch, platform: &str, epoch: &str, tag: &str, dockerfile: &str) -> std::process::Output {
+    let mut command = engine.docker();
+    command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", platform]);
+    command.args(["--build-arg", &format!("SOURCE_DATE_EPOCH={}", epoch.trim()), "--tag", tag, "--file", dockerfile, "."]);
+    run(command.current_dir(scratch.path()))
+}
+
 /// The shape most app images have (a working directory, the binary copied to `.`, a 600
 /// configuration file, a setuid helper, `ENTRYPOINT ["./app"]`), built by the real pipeline:
 /// it runs, and it is the image BuildKit makes of the same Dockerfile and context but for the
@@ -525,18 +534,7 @@ fn the_common_app_shape_runs_and_is_the_image_buildkit_makes() {
     let mut tags = Vec::new();
     for platform in PLATFORMS {
         let tag = format!("fidelity/app-shape:{}", platform.rsplit('/').next().unwrap());
-        let mut command = engine.docker();
-        command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", platform]);
-        command.args([
-            "--build-arg",
-            &format!("SOURCE_DATE_EPOCH={}", epoch.trim()),
-            "--tag",
-            &tag,
-            "--file",
-            "crates/worker/Dockerfile",
-            ".",
-        ]);
-        let output = run(command.current_dir(scratch.path()));
+        let output = buildx_build(&engine, &scratch, platform, &epoch, &tag, "crates/worker/Dockerfile");
         assert!(output.status.success(), "{}", stderr(&output));
         tags.push((tag, 0));
     }
@@ -683,18 +681,7 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         assert!(log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build"), "{runtime}: {log}");
         let epoch = scratch.git(&["log", "-1", "--format=%ct"]);
         let tag = format!("fidelity/builder-stage-{runtime}:amd64");
-        let mut command = engine.docker();
-        command.env("DOCKER_CONFIG", scratch.docker_config()).args(["buildx", "build", "--quiet", "--platform", "linux/amd64"]);
-        command.args([
-            "--build-arg",
-            &format!("SOURCE_DATE_EPOCH={}", epoch.trim()),
-            "--tag",
-            &tag,
-            "--file",
-            "crates/stamp/Dockerfile",
-            ".",
-        ]);
-        let output = run(command.current_dir(scratch.path()));
+        let output = buildx_build(&engine, &scratch, "linux/amd64", &epoch, &tag, "crates/stamp/Dockerfile");
         assert!(output.status.success(), "{runtime}: BuildKit could not build the Dockerfile as written: {}", stderr(&output));
         let work = tempfile::tempdir().unwrap();
         let mut theirs = saved_images(&engine, work.path(), &[(tag.clone(), base_layers)]).remove(&tag).unwrap();
