@@ -128,3 +128,58 @@ fn each_rule_selects_what_it_should_in_a_real_repository() {
     // A deleted app is reported, not built.
     check(&[], &[Delete("crates/hello-api/Dockerfile")], "deleted: hello-api");
 }
+
+/// The apps whose `cargo tree -p APP -e normal,build --target T` (the graph their build
+/// compiles, features included) differs between `base` and the head of `scratch`.
+fn trees_changed(scratch: &Scratch, base: &str) -> Vec<&'static str> {
+    let head = scratch.head();
+    let tree = |rev: &str, app: &str| {
+        scratch.git(&["checkout", "-q", rev]);
+        let output = std::process::Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-p", app, "-e", "normal,build", "--target", "x86_64-unknown-linux-musl", "-f", "{p} {f}"])
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let changed = ["hello-api", "worker"].into_iter().filter(|app| tree(base, app) != tree(&head, app)).collect();
+    scratch.git(&["checkout", "-q", "main"]);
+    changed
+}
+
+/// Root manifest edits select exactly the apps whose graph `cargo tree` says changed, and, for
+/// a setting that is no graph (a profile, a variable), the apps built with it.
+#[test]
+fn root_manifest_edits_select_what_cargo_tree_says_changed_and_who_reads_the_setting() {
+    let workspace_base64 = [
+        Append("Cargo.toml", "\n[workspace.dependencies]\nbase64 = { version = \">=0.22, <0.24\" }\n"),
+        Write("crates/common/Cargo.toml", COMMON_ON_WORKSPACE_BASE64),
+    ];
+    let rows: [(&[Edit], &[Edit], &[&str], &[&str]); 4] = [
+        (&[], &[Append("Cargo.toml", "\n[workspace.dependencies]\nserde_json = \"1\"\n")], &[], &[]),
+        (
+            &workspace_base64,
+            &[Replace(
+                "Cargo.toml",
+                "base64 = { version = \">=0.22, <0.24\" }",
+                "base64 = { version = \">=0.22, <0.24\", default-features = false, features = [\"alloc\"] }",
+            )],
+            &["hello-api"],
+            &["hello-api"],
+        ),
+        (&[], &[Replace("Cargo.toml", "resolver = \"2\"", "resolver = \"2\"\nexclude = [\"vendor\"]")], &[], &[]),
+        (&[], &[Replace("Cargo.toml", "[profile.release]\n", "[profile.release]\nopt-level = \"s\"\n")], &["hello-api", "worker"], &[]),
+    ];
+    for (setup, change, selected, trees) in rows {
+        let scratch = Scratch::new();
+        apply(&scratch, setup);
+        let base = scratch.commit("setup");
+        apply(&scratch, change);
+        scratch.commit("change");
+        let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+        let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
+        assert_eq!(apps, selected, "{json:#}");
+        assert_eq!(trees_changed(&scratch, &base), trees, "what cargo tree says for {json:#}");
+    }
+}
