@@ -7,6 +7,7 @@ mod attacks;
 mod changed;
 mod corpus;
 mod cross;
+mod docs;
 mod ecr;
 mod engine;
 mod errors;

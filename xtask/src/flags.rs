@@ -443,32 +443,3 @@ pub struct Merge {
     #[arg(long, value_name = "PEM", env = "XTASK_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    use super::*;
-
-    /// The README documents every command and every flag that `--help` lists.
-    #[test]
-    fn readme_names_every_command_and_flag() {
-        let readme = include_str!("../../README.md");
-        let mut missing = Vec::new();
-        for command in Xtask::command().get_subcommands() {
-            let name = format!("cargo xtask {}", command.get_name());
-            if !readme.contains(&name) {
-                missing.push(name.clone());
-            }
-            for arg in command.get_arguments() {
-                if let Some(long) = arg.get_long() {
-                    let flag = format!("--{long}");
-                    if !readme.contains(&flag) {
-                        missing.push(format!("{name} {flag}"));
-                    }
-                }
-            }
-        }
-        assert!(missing.is_empty(), "README.md does not mention: {missing:?}");
-    }
-}

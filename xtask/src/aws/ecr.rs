@@ -705,14 +705,4 @@ mod tests {
             }"#]]
         .assert_eq(&serde_json::to_string_pretty(&lifecycle_policy(&["worker".into()], &settings)).unwrap());
     }
-
-    /// The README holds the policy `cargo xtask ecr policy` prints, so it cannot drift.
-    #[test]
-    fn readme_holds_the_generated_iam_policy() {
-        let policy = serde_json::to_string_pretty(&iam_policy("arn:aws:ecr:REGION:ACCOUNT:repository/NAME")).unwrap();
-        assert!(
-            include_str!("../../../README.md").contains(&policy),
-            "README.md must contain the output of `cargo xtask ecr policy`:\n{policy}"
-        );
-    }
 }
