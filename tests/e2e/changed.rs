@@ -156,7 +156,9 @@ fn root_manifest_edits_select_what_cargo_tree_says_changed_and_who_reads_the_set
         Append("Cargo.toml", "\n[workspace.dependencies]\nbase64 = { version = \">=0.22, <0.24\" }\n"),
         Write("crates/common/Cargo.toml", COMMON_ON_WORKSPACE_BASE64),
     ];
-    let rows: [(&[Edit], &[Edit], &[&str], &[&str]); 4] = [
+    /// A setup, a change, the apps `changed` selects, and those whose cargo tree changed.
+    type Row<'a> = (&'a [Edit], &'a [Edit], &'a [&'a str], &'a [&'a str]);
+    let rows: [Row<'_>; 4] = [
         (&[], &[Append("Cargo.toml", "\n[workspace.dependencies]\nserde_json = \"1\"\n")], &[], &[]),
         (
             &workspace_base64,
