@@ -38,11 +38,15 @@ fn readme_names_every_command_and_flag() {
         if !readme.contains(&name) {
             missing.push(name.clone());
         }
+        // Each option line starts with its flags (`-h, --help`, `--repository <R>`).
         let flags: Vec<String> = help(&[&command])
-            .split_whitespace()
-            .map(|word| word.trim_end_matches(','))
-            .filter(|word| word.starts_with("--") && word.len() > 2)
-            .map(|word| word.split(['=', '[', '<']).next().unwrap().to_string())
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace().map(|word| word.trim_end_matches(','));
+                let first = words.next()?;
+                let long = if first.starts_with("--") { first } else { words.next().filter(|_| first.starts_with('-'))? };
+                long.starts_with("--").then(|| long.split(['=', '[', '<']).next().unwrap().to_string())
+            })
             .filter(|flag| flag != "--help" && flag != "--version")
             .collect();
         for flag in flags {

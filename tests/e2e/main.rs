@@ -3,6 +3,7 @@
 //! as an independent client, and a Docker engine where one runs). `support/` holds what they
 //! stand on; every other module is a group of tests.
 
+mod adopt;
 mod attacks;
 mod changed;
 mod corpus;

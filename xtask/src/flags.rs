@@ -43,6 +43,21 @@ pub enum Command {
     Hook(Hook),
     /// Print a shell completion script for `xtask` (use with `alias xtask='cargo xtask'`)
     Completions(Completions),
+    /// Bring the xtask into the Cargo workspace at PATH (run from the xtask's repository), or
+    /// upgrade the copy there: a workspace of its own, a `cargo xtask` alias, its images listed
+    Adopt(Adopt),
+}
+
+#[derive(Args, Debug)]
+pub struct Adopt {
+    /// The root of the Cargo workspace
+    pub path: std::path::PathBuf,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Exit 1 when the copy there is not current (as `dist generate --check`)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
 }
 
 #[derive(Args, Debug)]

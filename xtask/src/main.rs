@@ -78,6 +78,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
             Command::Verify(args) => done(commands::verify::run(&ctx, args).await),
             Command::Ecr(args) => done(commands::ecr::run(&ctx, args).await),
             Command::Hook(args) => done(commands::hook::run(&ctx, args).await),
+            Command::Adopt(args) => commands::adopt::run(&ctx, args),
             Command::Push(_) | Command::Assemble(_) | Command::Completions(_) => unreachable!("handled without a workspace"),
         }
     })

@@ -2,6 +2,7 @@
 //! the layers below (detection, builds, the repository side, AWS) and prints the outcome. They
 //! are leaves: no other module imports a command.
 
+pub mod adopt;
 pub mod assemble;
 pub mod build;
 pub mod changed;

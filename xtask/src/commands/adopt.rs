@@ -1,0 +1,415 @@
+//! `cargo xtask adopt PATH`, run from this repository: brings the xtask into the Cargo workspace
+//! at PATH. The crate is vendored into `PATH/xtask/` as a workspace of its own (its edition,
+//! formatting, profile settings and Cargo.lock; the host's root manifest excludes it), so that
+//! the host's `Cargo.lock`, its `cargo build/test/clippy --workspace` and its `cargo fmt --all`
+//! never see it, and `cargo xtask` is an alias running it with `--manifest-path`. It prints the
+//! images it finds there and how each will be built. Running it again upgrades the copy and
+//! keeps the host's settings; `--check` says whether the copy is current; `--dry-run` writes
+//! nothing. The text changes are pure functions below; reading and writing happen in `run`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use xshell::Shell;
+
+use crate::context::Context;
+use crate::flags;
+use crate::image::dockerfile::cargo_stage::{self, CargoStages};
+use crate::workspace::Workspace;
+
+/// The alias the host's `.cargo/config.toml` gets: the vendored crate, run from the root.
+const ALIAS: &str = "xtask = \"run --manifest-path xtask/Cargo.toml --quiet --\"";
+
+pub fn run(ctx: &Context, args: flags::Adopt) -> Result<ExitCode> {
+    let source = &ctx.workspace.root;
+    if !source.join("xtask/src/main.rs").is_file() {
+        bail!("adopt copies the xtask from the repository it runs in, and {} has no xtask/src/main.rs: run it from the xtask's own repository", source.display());
+    }
+    let host = args
+        .path
+        .canonicalize()
+        .with_context(|| format!("{} does not exist: give the root of the Cargo workspace to adopt the xtask", args.path.display()))?;
+    if host == *source {
+        bail!("{} is the xtask's own repository: give the root of another Cargo workspace", host.display());
+    }
+    let manifest_path = host.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("{} has no Cargo.toml: give the root of the Cargo workspace to adopt the xtask", host.display()))?;
+    let config_path = host.join(".cargo/config.toml");
+    let config = std::fs::read_to_string(&config_path).ok();
+
+    let mut wanted = vendored_files(ctx, source)?;
+    wanted.insert(manifest_path.clone(), host_manifest(&manifest)?.into_bytes());
+    wanted.insert(config_path.clone(), cargo_config(config.as_deref())?.into_bytes());
+    let stale = stale_files(&host, &wanted);
+    let changed: Vec<&PathBuf> = wanted
+        .iter()
+        .filter(|(path, bytes)| std::fs::read(host.join(path)).ok().as_deref() != Some(bytes.as_slice()))
+        .map(|(path, _)| path)
+        .collect();
+
+    if args.check {
+        if changed.is_empty() && stale.is_empty() {
+            println!("the xtask in {} is current", host.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for path in changed.iter().copied().chain(&stale) {
+            println!("not current: {}", shown(&host, path));
+        }
+        println!("run `cargo xtask adopt {}` to bring it up to date", args.path.display());
+        return Ok(ExitCode::from(1));
+    }
+    let (vendored, host_files): (Vec<&PathBuf>, Vec<&PathBuf>) = changed.iter().partition(|path| path.starts_with("xtask"));
+    let verb = if args.dry_run { "would write" } else { "writes" };
+    for path in host_files {
+        println!("{verb} {}", shown(&host, path));
+    }
+    if !vendored.is_empty() {
+        let files = if vendored.len() == 1 { "file" } else { "files" };
+        println!("{verb} {} {files} of the xtask into xtask/ (a workspace of its own)", vendored.len());
+    }
+    for path in &stale {
+        println!("{} {}", if args.dry_run { "would remove" } else { "removes" }, shown(&host, path));
+    }
+    if !args.dry_run {
+        for path in &changed {
+            let target = host.join(path);
+            std::fs::create_dir_all(target.parent().expect("a file has a directory"))?;
+            std::fs::write(&target, &wanted[*path]).with_context(|| format!("cannot write {}", target.display()))?;
+        }
+        for path in &stale {
+            std::fs::remove_file(host.join(path)).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    report_images(&host)?;
+    if changed.is_empty() && stale.is_empty() {
+        println!("the xtask in {} was current: nothing changed", host.display());
+    } else if !args.dry_run {
+        println!(
+            "next: in {}, `cargo xtask changed --all` (the first run compiles the xtask, a few minutes), then `cargo xtask build --all`; settings go to [workspace.metadata.xtask] in Cargo.toml (README, \"Configuration\")",
+            host.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A path of the host for messages: relative to its root.
+fn shown(host: &Path, path: &Path) -> String {
+    path.strip_prefix(host).unwrap_or(path).display().to_string()
+}
+
+/// What the vendored copy holds, by path relative to the host's root: the crate's sources as
+/// they are, its manifest made a workspace of its own (`vendored_manifest`), this repository's
+/// Cargo.lock less the entries the crate does not use (`crate_lockfile`), its rustfmt settings,
+/// and an ignore file for its target directory.
+fn vendored_files(ctx: &Context, source: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![source.join("xtask/src")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(source).expect("under the source").to_path_buf();
+                files.insert(relative, std::fs::read(&path)?);
+            }
+        }
+    }
+    let root_manifest = std::fs::read_to_string(source.join("Cargo.toml"))?;
+    let crate_manifest = std::fs::read_to_string(source.join("xtask/Cargo.toml"))?;
+    let manifest = vendored_manifest(&crate_manifest, &root_manifest)?;
+    files.insert("xtask/Cargo.lock".into(), crate_lockfile(ctx, &manifest, &std::fs::read(source.join("Cargo.lock"))?)?);
+    files.insert("xtask/Cargo.toml".into(), manifest.into_bytes());
+    if let Ok(rustfmt) = std::fs::read(source.join("rustfmt.toml")) {
+        files.insert("xtask/rustfmt.toml".into(), rustfmt);
+    }
+    files.insert("xtask/.gitignore".into(), b"/target\n".to_vec());
+    Ok(files)
+}
+
+/// The lockfile cargo makes of this repository's for the vendored manifest alone: the same
+/// versions, the entries of the other crates dropped (offline, in a scratch copy).
+fn crate_lockfile(ctx: &Context, manifest: &str, lockfile: &[u8]) -> Result<Vec<u8>> {
+    let scratch = ctx.workspace.scratch_dir("adopt")?;
+    std::fs::create_dir_all(scratch.path().join("src"))?;
+    std::fs::write(scratch.path().join("src/main.rs"), "")?;
+    std::fs::write(scratch.path().join("Cargo.toml"), manifest)?;
+    std::fs::write(scratch.path().join("Cargo.lock"), lockfile)?;
+    let cargo = crate::workspace::cargo();
+    let manifest_path = scratch.path().join("Cargo.toml");
+    xshell::cmd!(ctx.sh, "{cargo} metadata --format-version 1 --offline --manifest-path {manifest_path}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("cargo cannot resolve the vendored xtask from this repository's Cargo.lock offline: run `cargo fetch` here first")?;
+    Ok(std::fs::read(scratch.path().join("Cargo.lock"))?)
+}
+
+/// The vendored copy's files no longer in `wanted` (a source file removed upstream).
+fn stale_files(host: &Path, wanted: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<PathBuf> {
+    let mut stale = Vec::new();
+    let mut pending = vec![host.join("xtask/src")];
+    while let Some(dir) = pending.pop() {
+        for path in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|entry| entry.path()) {
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(host) {
+                if !wanted.contains_key(relative) {
+                    stale.push(relative.to_path_buf());
+                }
+            }
+        }
+    }
+    stale.sort();
+    stale
+}
+
+/// The crate's manifest as a workspace of its own: the fields it inherits from this
+/// repository's `[workspace.package]` written out, its end-to-end tests (this repository's) left
+/// out, an empty `[workspace]` table, and the dev profile's settings the xtask needs to be fast.
+fn vendored_manifest(crate_manifest: &str, root_manifest: &str) -> Result<String> {
+    let root: toml::Table = toml::from_str(root_manifest).context("this repository's Cargo.toml is not TOML")?;
+    let package =
+        root.get("workspace").and_then(|workspace| workspace.get("package")).cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let mut out = String::from("# Vendored by `cargo xtask adopt`: run it again to upgrade; `--check` says whether this is current.\n");
+    let mut in_tests = false;
+    for line in crate_manifest.lines() {
+        let header = line.trim_start().starts_with('[');
+        if header {
+            in_tests = line.trim() == "[[test]]";
+        }
+        if in_tests || line.contains("end-to-end tests") || line.contains("so that they can run the xtask binary") {
+            continue;
+        }
+        match line.split_once(".workspace = true") {
+            Some((key, _)) => {
+                let value = package.get(key.trim()).with_context(|| format!("[workspace.package] has no `{}`", key.trim()))?;
+                out.push_str(&format!("{} = {}\n", key.trim(), toml_value(value)));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("\n# A workspace of its own: the host's Cargo.lock, lints and `--workspace` commands do not reach it.\n[workspace]\n");
+    // The dev profile's settings for the xtask's hot crates, as this repository has them.
+    let mut in_dev_profile = false;
+    for line in root_manifest.lines() {
+        if line.starts_with('[') {
+            in_dev_profile = line.starts_with("[profile.dev");
+            if in_dev_profile {
+                out.push('\n');
+            }
+        }
+        if in_dev_profile && !line.trim_start().starts_with('#') && !line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// A TOML value as a manifest writes it (the strings and booleans of `[workspace.package]`).
+fn toml_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => format!("{text:?}"),
+        toml::Value::Array(items) => format!("[{}]", items.iter().map(toml_value).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+/// The host's root manifest with `xtask` in its workspace's `exclude`, so that a `members`
+/// glob never takes the vendored copy for a member; unchanged when it is there already.
+fn host_manifest(text: &str) -> Result<String> {
+    let parsed: toml::Table = toml::from_str(text).context("the Cargo.toml to adopt the xtask into is not TOML: fix it first")?;
+    let Some(workspace) = parsed.get("workspace") else {
+        bail!("the Cargo.toml to adopt the xtask into has no [workspace]: the xtask builds the apps of a Cargo workspace");
+    };
+    let excluded = workspace.get("exclude").and_then(|exclude| exclude.as_array());
+    if excluded.is_some_and(|exclude| exclude.iter().any(|path| path.as_str() == Some("xtask"))) {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len() + 24);
+    let mut in_workspace = false;
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_workspace = trimmed == "[workspace]";
+        }
+        if in_workspace && !done && excluded.is_some() && trimmed.starts_with("exclude") {
+            if let Some((before, after)) = line.split_once('[') {
+                out.push_str(&format!("{before}[\"xtask\", {}", after.trim_start()));
+                done = true;
+                continue;
+            }
+        }
+        out.push_str(line);
+        if trimmed == "[workspace]" && excluded.is_none() && !done {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("exclude = [\"xtask\"]\n");
+            done = true;
+        }
+    }
+    if !done {
+        bail!("cannot add \"xtask\" to the [workspace] exclude list of the Cargo.toml to adopt into: add `exclude = [\"xtask\"]` to its [workspace] and run adopt again");
+    }
+    Ok(out)
+}
+
+/// The host's `.cargo/config.toml` with the `cargo xtask` alias; unchanged when it has one.
+fn cargo_config(text: Option<&str>) -> Result<String> {
+    let text = text.unwrap_or_default();
+    let parsed: toml::Table = toml::from_str(text).context("the .cargo/config.toml to adopt the xtask into is not TOML: fix it first")?;
+    if parsed.get("alias").and_then(|alias| alias.get("xtask")).is_some() {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len() + ALIAS.len() + 10);
+    let mut added = false;
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        if line.trim() == "[alias]" && !added {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(ALIAS);
+            out.push('\n');
+            added = true;
+        }
+    }
+    if !added {
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+        }
+        out.push_str(&format!("[alias]\n{ALIAS}\n"));
+    }
+    Ok(out)
+}
+
+/// Prints the host's images (how each was found, and whether its builder stage gives way to the
+/// xtask's cross-compilation), and its Dockerfiles that are no image.
+fn report_images(host: &Path) -> Result<()> {
+    let sh = Shell::new()?;
+    let workspace = Workspace::load(&sh, host, false).context("reading the adopted workspace")?;
+    let mut dockerfiles = BTreeMap::new();
+    for app in workspace.apps() {
+        let dockerfile = app.dockerfile.clone().unwrap_or_default();
+        let how = match app.dockerfile_text(host).ok().map(|text| cargo_stage::replace(&text, &dockerfile, &app.build_args, "linux/amd64"))
+        {
+            Some(Ok(CargoStages::Replaced(replaced))) => replaced.why,
+            Some(Ok(CargoStages::Kept(why))) => format!("built as written, cargo included, because {why}"),
+            Some(Ok(CargoStages::None)) => "built as written".to_string(),
+            Some(Err(err)) => format!("not readable: {err:#}"),
+            None => "its Dockerfile cannot be read".to_string(),
+        };
+        println!("image {}: {}; {how}", app.name, app.found_how());
+        dockerfiles.insert(dockerfile, ());
+    }
+    for path in all_dockerfiles(host, host) {
+        if !dockerfiles.contains_key(&path) {
+            println!("not an image: {path} (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")");
+        }
+    }
+    Ok(())
+}
+
+/// Every Dockerfile under `dir` (`Dockerfile`, `Dockerfile.<name>`, `<name>.Dockerfile`), outside
+/// target directories, `.git` and the vendored xtask, relative to `root`.
+fn all_dockerfiles(root: &Path, dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| entry.path()) {
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | ".git" | "node_modules") && path != root.join("xtask") {
+                found.extend(all_dockerfiles(root, &path));
+            }
+        } else if name == "Dockerfile" || name.starts_with("Dockerfile.") || name.ends_with(".Dockerfile") {
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            found.push(relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vendored_manifest_is_a_workspace_of_its_own() {
+        let root = "[workspace]\nmembers = [\"xtask\"]\n\n[workspace.package]\nedition = \"2021\"\nlicense = \"MIT OR Apache-2.0\"\npublish = false\n\n[profile.dev.package.\"*\"]\ndebug = false\n# sha2 is hot\n[profile.dev.package.sha2]\nopt-level = 3\n\n[profile.release]\nstrip = true\n";
+        let krate = "[package]\nname = \"xtask\"\nedition.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\nanyhow = \"1\"\n\n# The end-to-end tests live in the workspace's top-level tests/ directory; they are declared here\n# so that they can run the xtask binary that cargo builds for them.\n[[test]]\nname = \"e2e\"\npath = \"../tests/e2e/main.rs\"\n";
+        expect_test::expect![[r#"
+            # Vendored by `cargo xtask adopt`: run it again to upgrade; `--check` says whether this is current.
+            [package]
+            name = "xtask"
+            edition = "2021"
+            license = "MIT OR Apache-2.0"
+            publish = false
+
+            [dependencies]
+            anyhow = "1"
+
+
+            # A workspace of its own: the host's Cargo.lock, lints and `--workspace` commands do not reach it.
+            [workspace]
+
+            [profile.dev.package."*"]
+            debug = false
+
+            [profile.dev.package.sha2]
+            opt-level = 3
+        "#]]
+        .assert_eq(&vendored_manifest(krate, root).unwrap());
+    }
+
+    #[test]
+    fn the_host_excludes_the_vendored_copy_and_gets_the_alias() {
+        let check = |text: &str, expected: expect_test::Expect| {
+            expected.assert_eq(&host_manifest(text).unwrap_or_else(|err| format!("error: {err}")))
+        };
+        check(
+            "[workspace]\nmembers = [\"*\"]\nresolver = \"3\"\n",
+            expect_test::expect![[r#"
+                [workspace]
+                exclude = ["xtask"]
+                members = ["*"]
+                resolver = "3"
+            "#]],
+        );
+        check(
+            "[workspace]\nmembers = [\"crates/*\"]\nexclude = [\"vendor\"]\n",
+            expect_test::expect![[r#"
+                [workspace]
+                members = ["crates/*"]
+                exclude = ["xtask", "vendor"]
+            "#]],
+        );
+        check(
+            "[workspace]\nexclude = [\"xtask\"]\n",
+            expect_test::expect![[r#"
+            [workspace]
+            exclude = ["xtask"]
+        "#]],
+        );
+        check(
+            "[package]\nname = \"x\"\n",
+            expect_test::expect![
+                "error: the Cargo.toml to adopt the xtask into has no [workspace]: the xtask builds the apps of a Cargo workspace"
+            ],
+        );
+        let config = |text: Option<&str>| cargo_config(text).unwrap();
+        assert_eq!(config(None), format!("[alias]\n{ALIAS}\n"));
+        assert_eq!(config(Some("[alias]\nb = \"build\"\n")), format!("[alias]\n{ALIAS}\nb = \"build\"\n"));
+        assert_eq!(config(Some("[build]\njobs = 2\n")), format!("[build]\njobs = 2\n\n[alias]\n{ALIAS}\n"));
+        let own = "[alias]\nxtask = \"run -p xtask --\"\n";
+        assert_eq!(config(Some(own)), own, "an alias of the user's stays");
+    }
+}
