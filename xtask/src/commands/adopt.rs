@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: flags::Adopt) -> Result<ExitCode> {
         println!("run `cargo xtask adopt {}` to bring it up to date", args.path.display());
         return Ok(ExitCode::from(1));
     }
-    let (vendored, host_files): (Vec<&PathBuf>, Vec<&PathBuf>) = changed.iter().partition(|path| path.starts_with("xtask"));
+    let (vendored, host_files): (Vec<&PathBuf>, Vec<&PathBuf>) = changed.iter().partition(|path| path.starts_with("xtask/"));
     let verb = if args.dry_run { "would write" } else { "writes" };
     for path in host_files {
         println!("{verb} {}", shown(&host, path));
@@ -127,7 +127,23 @@ fn vendored_files(ctx: &Context, source: &Path) -> Result<BTreeMap<PathBuf, Vec<
         files.insert("xtask/rustfmt.toml".into(), rustfmt);
     }
     files.insert("xtask/.gitignore".into(), b"/target\n".to_vec());
+    for name in ["release", "deploy"] {
+        let workflow = std::fs::read_to_string(source.join(format!(".github/workflows/{name}.yml")))?;
+        files.insert(format!(".github/workflows/xtask-{name}.yml").into(), host_workflow(&workflow).into_bytes());
+    }
     Ok(files)
+}
+
+/// One of this repository's workflows as the host runs it: the xtask built from its own
+/// manifest into `xtask/target/`, cached by its own files.
+fn host_workflow(workflow: &str) -> String {
+    let adopted = workflow
+        .replace("cargo build --package xtask", "cargo build --manifest-path xtask/Cargo.toml")
+        .replace("target/debug/xtask", "xtask/target/debug/xtask")
+        .replace("hashFiles('Cargo.lock', 'xtask/**', '.cargo/config.toml')", "hashFiles('xtask/**', '.cargo/config.toml')");
+    format!(
+        "# Written by `cargo xtask adopt` from the xtask's repository: run it again to upgrade (`--check` tells a stale copy).\n{adopted}"
+    )
 }
 
 /// The lockfile cargo makes of this repository's for the vendored manifest alone: the same
@@ -368,6 +384,23 @@ mod tests {
             opt-level = 3
         "#]]
         .assert_eq(&vendored_manifest(krate, root).unwrap());
+    }
+
+    #[test]
+    fn a_workflow_builds_the_vendored_xtask() {
+        let workflow = "      - id: xtask\n        uses: actions/cache@v4\n        with:\n          path: target/debug/xtask\n          key: xtask-${{ runner.arch }}-${{ hashFiles('Cargo.lock', 'xtask/**', '.cargo/config.toml') }}\n      - if: steps.xtask.outputs.cache-hit != 'true'\n        run: cargo build --package xtask\n      - run: target/debug/xtask changed --json\n";
+        expect_test::expect![[r#"
+            # Written by `cargo xtask adopt` from the xtask's repository: run it again to upgrade (`--check` tells a stale copy).
+                  - id: xtask
+                    uses: actions/cache@v4
+                    with:
+                      path: xtask/target/debug/xtask
+                      key: xtask-${{ runner.arch }}-${{ hashFiles('xtask/**', '.cargo/config.toml') }}
+                  - if: steps.xtask.outputs.cache-hit != 'true'
+                    run: cargo build --manifest-path xtask/Cargo.toml
+                  - run: xtask/target/debug/xtask changed --json
+        "#]]
+        .assert_eq(&host_workflow(workflow));
     }
 
     #[test]
