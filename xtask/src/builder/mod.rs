@@ -711,15 +711,25 @@ fn compile(
             let sysroot = sysroot || std::env::var_os(format!("PKG_CONFIG_SYSROOT_DIR_{}", triple.replace('-', "_"))).is_some();
             if let Some(library) = native.system_libraries.first().filter(|_| !sysroot) {
                 bail!(
-                    "{app} links the system's {} for {triple} (through `{}`), which no cross toolchain has: build it from source with {}, or give the build a sysroot that has it for {triple} (PKG_CONFIG_SYSROOT_DIR_{} and PKG_CONFIG_PATH_{}; README, \"C code and glibc\")",
+                    "{app} links the system's {} for {triple} (through `{}`: {}), which no cross toolchain has: build it from source with {}, or give the build a sysroot that has it for {triple} (PKG_CONFIG_SYSROOT_DIR_{} and PKG_CONFIG_PATH_{}; README, \"C code and glibc\")",
                     library.library,
                     library.package,
+                    library.path.join(" → "),
                     library.how,
                     triple.replace('-', "_"),
                     triple.replace('-', "_"),
                 );
             }
-            if native.compiles_c {
+            if native.compiles_c() {
+                // Said before minutes of compiling: which crates compile C, and through what.
+                if !compiles_c.iter().any(|(known, _)| known == app) {
+                    let crates: Vec<String> = native
+                        .c_packages
+                        .iter()
+                        .map(|path| format!("{} ({})", path.last().cloned().unwrap_or_default(), path.join(" → ")))
+                        .collect();
+                    eprintln!("{app} compiles C code, with zig as its C toolchain: {}", crates.join(", "));
+                }
                 compiles_c.insert((app.clone(), triple.to_string()));
             }
         }

@@ -216,21 +216,25 @@ impl Resolver {
         let member = self.graph.workspace().member_by_name(app)?;
         let built = self.cargo_build(&[member.id()], triple)?;
         let host = built.host_features().to_package_set();
+        let target = built.target_features().to_package_set();
         let on_host = |name: &str| host.packages(DependencyDirection::Forward).any(|package| package.name() == name);
-        let mut code = NativeCode { compiles_c: false, system_libraries: Vec::new() };
+        let mut code = NativeCode { c_packages: Vec::new(), system_libraries: Vec::new() };
         for list in built.target_features().packages_with_features(DependencyDirection::Forward) {
             let package = list.package();
             let builds_c = package.direct_links().any(|link| {
                 link.build().is_present() && matches!(link.to().name(), "cc" | "cmake") && host.contains(link.to().id()).unwrap_or(false)
             });
-            code.compiles_c |= builds_c || package.links().is_some();
+            if builds_c || package.links().is_some() {
+                code.c_packages.push(dependency_path(&self.graph, &target, member.id(), package.id()));
+            }
             let Some((_, library, vendored, how)) = SYSTEM_LIBRARIES.iter().find(|(name, ..)| *name == package.name()) else { continue };
             let from_source = match vendored {
                 Vendoring::Package(source) => on_host(source),
                 Vendoring::Feature(prefix) => list.named_features().any(|feature| feature.starts_with(prefix)),
             };
             if !from_source {
-                code.system_libraries.push(SystemLibrary { package: package.name().to_string(), library, how });
+                let path = dependency_path(&self.graph, &target, member.id(), package.id());
+                code.system_libraries.push(SystemLibrary { package: package.name().to_string(), library, how, path });
             }
         }
         Ok(code)
@@ -366,9 +370,10 @@ impl Resolver {
 /// What native code one app's build for one target has (`Resolver::native_code`).
 #[derive(Debug)]
 pub struct NativeCode {
-    /// A package compiled for the target has a build script that compiles C or C++ (a build
-    /// dependency on `cc` or `cmake`), or links a native library (`links`).
-    pub compiles_c: bool,
+    /// The packages compiled for the target whose build script compiles C or C++ (a build
+    /// dependency on `cc` or `cmake`), or that link a native library (`links`), each as the
+    /// path of dependencies from the app to it.
+    pub c_packages: Vec<Vec<String>>,
     /// Packages that link a library of the system they are built on, since the feature that
     /// builds it from source is off.
     pub system_libraries: Vec<SystemLibrary>,
@@ -380,6 +385,51 @@ pub struct SystemLibrary {
     pub library: &'static str,
     /// What builds it from source instead.
     pub how: &'static str,
+    /// The dependencies from the app to the package.
+    pub path: Vec<String>,
+}
+
+impl NativeCode {
+    pub fn compiles_c(&self) -> bool {
+        !self.c_packages.is_empty()
+    }
+}
+
+/// The names of a shortest path of dependencies of `graph` within `set` from `from` to `to`
+/// (both included).
+fn dependency_path(
+    graph: &guppy::graph::PackageGraph,
+    set: &guppy::graph::PackageSet<'_>,
+    from: &guppy::PackageId,
+    to: &guppy::PackageId,
+) -> Vec<String> {
+    let mut previous: std::collections::HashMap<&guppy::PackageId, &guppy::PackageId> = std::collections::HashMap::new();
+    let mut queue = std::collections::VecDeque::from([from]);
+    while let Some(current) = queue.pop_front() {
+        if current == to {
+            break;
+        }
+        let Ok(metadata) = graph.metadata(current) else { continue };
+        for link in metadata.direct_links().filter(|link| !link.dev_only()) {
+            let next = link.to().id();
+            if next != from && set.contains(next).unwrap_or(false) && !previous.contains_key(next) {
+                previous.insert(next, current);
+                queue.push_back(next);
+            }
+        }
+    }
+    let name = |id: &guppy::PackageId| graph.metadata(id).map(|package| package.name().to_string()).unwrap_or_default();
+    let mut path = vec![name(to)];
+    let mut at = to;
+    while let Some(before) = previous.get(at) {
+        path.push(name(before));
+        at = before;
+    }
+    if at != from {
+        return vec![name(from), name(to)];
+    }
+    path.reverse();
+    path
 }
 
 /// How a -sys crate builds its library from source: a source crate among its build
@@ -611,18 +661,21 @@ mod tests {
             let libraries: String = code
                 .system_libraries
                 .iter()
-                .map(|library| format!("; links {} via {}: {}", library.library, library.package, library.how))
+                .map(|library| {
+                    format!("; links {} via {} ({}): {}", library.library, library.package, library.path.join(" → "), library.how)
+                })
                 .collect();
-            format!("{app}: compiles C {}{libraries}\n", code.compiles_c)
+            let c: Vec<String> = code.c_packages.iter().map(|path| path.join(" → ")).collect();
+            format!("{app}: compiles C {}{libraries}\n", if c.is_empty() { "nowhere".to_string() } else { format!("in {}", c.join(", ")) })
         };
         let shown: String = ["plain", "zstd", "tls", "tls-vendored", "db", "db-bundled"].map(show).concat();
         expect_test::expect![[r#"
-            plain: compiles C false
-            zstd: compiles C true
-            tls: compiles C true; links OpenSSL (libssl) via openssl-sys: the `vendored` feature of `openssl` (or `openssl-sys`)
-            tls-vendored: compiles C true
-            db: compiles C true; links SQLite via libsqlite3-sys: the `bundled` feature of `libsqlite3-sys` (`rusqlite`'s and `sqlx`'s `bundled`)
-            db-bundled: compiles C true
+            plain: compiles C nowhere
+            zstd: compiles C in zstd → zstd-sys
+            tls: compiles C in tls → openssl-sys; links OpenSSL (libssl) via openssl-sys (tls → openssl-sys): the `vendored` feature of `openssl` (or `openssl-sys`)
+            tls-vendored: compiles C in tls-vendored → openssl-sys
+            db: compiles C in db → libsqlite3-sys; links SQLite via libsqlite3-sys (db → libsqlite3-sys): the `bundled` feature of `libsqlite3-sys` (`rusqlite`'s and `sqlx`'s `bundled`)
+            db-bundled: compiles C in db-bundled → libsqlite3-sys
         "#]]
         .assert_eq(&shown);
     }
