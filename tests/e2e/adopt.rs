@@ -42,6 +42,7 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
     );
     host.write("docker/Dockerfile.unified", "FROM rust AS build\nRUN cargo build --release -p api\nFROM scratch AS api\nCOPY --from=build /target/release/api /api\nFROM api AS debug\nENV RUST_LOG=debug\n");
     host.write("docker/ui/Dockerfile", "FROM node:20\nCOPY ui/ /app/\n");
+    host.write("deploy/Dockerfile", "ARG PACKAGE\nFROM scratch\n");
     assert!(cargo(host.path(), &["generate-lockfile", "--offline"]).status.success());
     host.git(&["init", "-q", "-b", "main"]);
     host.commit("a monorepo");
@@ -62,6 +63,7 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
         "writes .github/workflows/xtask-release.yml",
         "image api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage `builder` (crates/api/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead",
         "image ui: docker/ui/Dockerfile, an image of docker/ with a directory of its own; built as written",
+        "not an image: deploy/Dockerfile (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")",
     ] {
         assert!(printed.contains(line), "{line}:\n{printed}");
     }
@@ -102,4 +104,26 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
     let check = xtask(&["adopt", host.path().to_str().unwrap(), "--check"]);
     assert_eq!(check.status.code(), Some(1));
     assert!(stdout(&check).contains("not current: xtask/src/main.rs"), "{}", stdout(&check));
+}
+
+/// A workspace without any app yet (a Dockerfile at its root with `ARG PACKAGE`, as many have):
+/// `changed` says what an app is and which Dockerfiles it found.
+#[test]
+fn a_workspace_without_apps_is_told_what_an_app_is() {
+    let host = Scratch::empty();
+    host.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
+    host.write("crates/lib/Cargo.toml", "[package]\nname = \"lib\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    host.write("crates/lib/src/lib.rs", "");
+    host.write("Dockerfile", "FROM rust AS builder\nARG PACKAGE\nRUN cargo build --release -p ${PACKAGE}\n");
+    assert!(cargo(host.path(), &["generate-lockfile", "--offline"]).status.success());
+    host.git(&["init", "-q", "-b", "main"]);
+    host.commit("no app yet");
+    let output = run(Command::new(env!("CARGO_BIN_EXE_xtask")).args(["changed", "--all"]).current_dir(host.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("note: the workspace has no app yet: an app is a crate with a Dockerfile beside its Cargo.toml")
+            && stderr(&output).contains("Dockerfiles found: Dockerfile"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -327,31 +327,12 @@ fn report_images(host: &Path) -> Result<()> {
         println!("image {}: {}; {how}", app.name, app.found_how());
         dockerfiles.insert(dockerfile, ());
     }
-    for path in all_dockerfiles(host, host) {
+    for path in crate::workspace::dockerfiles_under(host) {
         if !dockerfiles.contains_key(&path) {
             println!("not an image: {path} (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")");
         }
     }
     Ok(())
-}
-
-/// Every Dockerfile under `dir` (`Dockerfile`, `Dockerfile.<name>`, `<name>.Dockerfile`), outside
-/// target directories, `.git` and the vendored xtask, relative to `root`.
-fn all_dockerfiles(root: &Path, dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for path in std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| entry.path()) {
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        if path.is_dir() {
-            if !matches!(name.as_str(), "target" | ".git" | "node_modules") && path != root.join("xtask") {
-                found.extend(all_dockerfiles(root, &path));
-            }
-        } else if name == "Dockerfile" || name.starts_with("Dockerfile.") || name.ends_with(".Dockerfile") {
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            found.push(relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"));
-        }
-    }
-    found.sort();
-    found
 }
 
 #[cfg(test)]

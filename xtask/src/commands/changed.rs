@@ -25,6 +25,14 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
     let workspace = &ctx.workspace;
     let git = ctx.git()?;
     let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &[] })?;
+    if workspace.apps().next().is_none() {
+        // A new user's first run: say what an app is, and which Dockerfiles are there.
+        let dockerfiles = crate::workspace::dockerfiles_under(&workspace.root);
+        let found = if dockerfiles.is_empty() { "none".to_string() } else { dockerfiles.join(", ") };
+        eprintln!(
+            "note: the workspace has no app yet: an app is a crate with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, or an image declared in [[workspace.metadata.xtask.images]] (a Dockerfile anywhere, with its build arguments, such as ARG PACKAGE); Dockerfiles found: {found}"
+        );
+    }
     let mut detection = detection(ctx, &git, &config, &args)?;
     if args.against_registry {
         let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;

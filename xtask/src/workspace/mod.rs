@@ -647,6 +647,28 @@ impl Workspace {
     }
 }
 
+/// Every Dockerfile under `root` (`Dockerfile`, `Dockerfile.<name>`, `<name>.Dockerfile`),
+/// outside target directories, `.git`, `node_modules` and a vendored `xtask/`, relative to it,
+/// with `/` separators, sorted: what a user may expect to be an image.
+pub fn dockerfiles_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) {
+        for path in std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| entry.path()) {
+            let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "node_modules") && path != root.join("xtask") {
+                    walk(root, &path, found);
+                }
+            } else if name == "Dockerfile" || name.starts_with("Dockerfile.") || name.ends_with(".Dockerfile") {
+                found.push(relative(root, &path));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found);
+    found.sort();
+    found
+}
+
 /// `CARGO_HOME` as cargo finds it.
 pub fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
