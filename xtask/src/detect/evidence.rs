@@ -279,10 +279,27 @@ fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::
 }
 
 /// `cargo metadata` with its resolve graph for commit `rev` (see `resolve_at`).
+/// The files cargo resolves from are kept exported in `target/xtask/cache/graph-tree/` between
+/// runs, with what they are, and only those that differ are written for the next commit asked
+/// for: on a slow disk, writing a large workspace's manifests takes longer than resolving it.
 fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
-    let partial = workspace.scratch_dir("tree")?;
-    git.export(rev, partial.path(), is_graph_input)?;
-    match graph::full_metadata(partial.path(), true) {
+    let cache = workspace.target_dir.join("xtask/cache/graph-tree");
+    let state = cache.with_extension("json");
+    std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    // One process at a time rewrites the tree and resolves it.
+    let lock = std::fs::File::create(cache.with_extension("lock"))?;
+    lock.lock()?;
+    let held: BTreeMap<String, String> =
+        std::fs::read(&state).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+    // A tree whose state is not known (a run that stopped half-way) is written whole again.
+    let _ = std::fs::remove_file(&state);
+    if held.is_empty() {
+        let _ = std::fs::remove_dir_all(&cache);
+        std::fs::create_dir_all(&cache)?;
+    }
+    let now = git.export_changes(rev, &cache, is_graph_input, &held)?;
+    std::fs::write(&state, serde_json::to_vec(&now)?)?;
+    match graph::full_metadata(&cache, true) {
         Ok(metadata) => Ok(metadata),
         Err(_) => {
             let whole = workspace.scratch_dir("tree")?;

@@ -1,5 +1,6 @@
 //! The git facts a release needs, each one `git` call through xshell.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -110,12 +111,41 @@ impl<'a> Git<'a> {
     /// tree with cargo. The blobs come from one `git cat-file --batch`; git trees hold no `..`
     /// components, so every path lands inside `dir`.
     pub fn export(&self, rev: &str, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
-        let sh = self.sh;
         let files: Vec<TreeFile> = self.tree_files(rev)?.into_iter().filter(|file| keep(&file.path)).collect();
+        self.write_blobs(&files, dir)
+    }
+
+    /// Makes `dir` hold exactly the files of `rev` that `keep` accepts, given what it holds now
+    /// (`held`: path to object, as the last call returned): only the files that differ are
+    /// written and those no longer wanted removed, which on a slow disk is most of the time an
+    /// export takes. Returns what `dir` holds.
+    pub fn export_changes(
+        &self,
+        rev: &str,
+        dir: &Path,
+        keep: impl Fn(&str) -> bool,
+        held: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let files: Vec<TreeFile> = self.tree_files(rev)?.into_iter().filter(|file| keep(&file.path)).collect();
+        let wanted: BTreeMap<String, String> = files.iter().map(|file| (file.path.clone(), file.object.clone())).collect();
+        for path in held.keys().filter(|path| !wanted.contains_key(*path)) {
+            let _ = std::fs::remove_file(dir.join(path));
+        }
+        let changed: Vec<TreeFile> = files.into_iter().filter(|file| held.get(&file.path) != Some(&file.object)).collect();
+        self.write_blobs(&changed, dir)?;
+        Ok(wanted)
+    }
+
+    /// Writes each of `files` (their blobs from one `git cat-file --batch`) under `dir`.
+    fn write_blobs(&self, files: &[TreeFile], dir: &Path) -> Result<()> {
+        let sh = self.sh;
+        if files.is_empty() {
+            return Ok(());
+        }
         let request: String = files.iter().map(|file| format!("{}\n", file.object)).collect();
         let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
         let mut rest = output.stdout.as_slice();
-        for file in &files {
+        for file in files {
             // Each answer is `<object> <type> <size>\n<contents>\n`.
             let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
             let header = std::str::from_utf8(&rest[..header_end])?;
