@@ -61,8 +61,8 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
         "writes .cargo/config.toml",
         "writes Cargo.toml",
         "writes .github/workflows/xtask-release.yml",
-        "image api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage `builder` (crates/api/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead",
-        "image ui: docker/ui/Dockerfile, an image of docker/ with a directory of its own; built as written",
+        "image api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage `builder` (crates/api/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is assembled natively",
+        "image ui: docker/ui/Dockerfile, an image of docker/ with a directory of its own; assembled natively",
         "not an image: deploy/Dockerfile (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")",
     ] {
         assert!(printed.contains(line), "{line}:\n{printed}");

@@ -16,7 +16,9 @@ use xshell::Shell;
 
 use crate::context::Context;
 use crate::flags;
+use crate::image::dockerfile;
 use crate::image::dockerfile::cargo_stage::{self, CargoStages};
+use crate::image::platform::Platform;
 use crate::workspace::Workspace;
 
 /// The alias the host's `.cargo/config.toml` gets: the vendored crate, run from the root.
@@ -316,13 +318,9 @@ fn report_images(host: &Path) -> Result<()> {
     let mut dockerfiles = BTreeMap::new();
     for app in workspace.apps() {
         let dockerfile = app.dockerfile.clone().unwrap_or_default();
-        let how = match app.dockerfile_text(host).ok().map(|text| cargo_stage::replace(&text, &dockerfile, &app.build_args, "linux/amd64"))
-        {
-            Some(Ok(CargoStages::Replaced(replaced))) => replaced.why,
-            Some(Ok(CargoStages::Kept(why))) => format!("built as written, cargo included, because {why}"),
-            Some(Ok(CargoStages::None)) => "built as written".to_string(),
-            Some(Err(err)) => format!("not readable: {err:#}"),
-            None => "its Dockerfile cannot be read".to_string(),
+        let how = match app.dockerfile_text(host) {
+            Ok(text) => how_built(&text, &dockerfile, &app.build_args(&Platform::parse("linux/amd64")?)),
+            Err(err) => format!("its Dockerfile cannot be read: {err:#}"),
         };
         println!("image {}: {}; {how}", app.name, app.found_how());
         dockerfiles.insert(dockerfile, ());
@@ -333,6 +331,29 @@ fn report_images(host: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How a build will make the image of `text`, as the build's first line says it: its builder
+/// stage replaced or kept, the rest assembled natively or built by the engine, and why.
+fn how_built(text: &str, dockerfile: &str, build_args: &[(String, String)]) -> String {
+    let (rest, replaced, kept) = match cargo_stage::replace(text, dockerfile, build_args, "linux/amd64") {
+        Ok(CargoStages::Replaced(replaced)) => (replaced.text.clone(), Some(replaced.why), None),
+        Ok(CargoStages::Kept(why)) => (text.to_string(), None, Some(why)),
+        Ok(CargoStages::None) => (text.to_string(), None, None),
+        Err(err) => return format!("not readable: {err:#}"),
+    };
+    let built = match dockerfile::plan(&rest, dockerfile, build_args) {
+        Ok(_) => "assembled natively".to_string(),
+        Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
+            Some(declined) => format!("built by the Docker engine, because {} has {}", declined.at, declined.what),
+            None => return format!("not readable: {err:#}"),
+        },
+    };
+    match (replaced, kept) {
+        (Some(why), _) => format!("{why}; the rest is {built}"),
+        (None, Some(why)) => format!("{built}, its cargo build included (under emulation for another architecture), because {why}"),
+        (None, None) => built,
+    }
 }
 
 #[cfg(test)]
