@@ -119,6 +119,28 @@ fn bad_input_gets_a_clear_error() {
         },
         Case { args: args(&["changed", "--base", "no-such-ref"]), setup: nothing, expected: "unknown git revision `no-such-ref`" },
         Case {
+            args: args(&["adopt", "no-such-workspace"]),
+            setup: nothing,
+            expected: "no-such-workspace does not exist: give the root of the Cargo workspace to adopt the xtask",
+        },
+        Case { args: args(&["adopt", "."]), setup: nothing, expected: "is the xtask's own repository: give the root of another Cargo workspace" },
+        Case {
+            args: args(&["changed", "--all"]),
+            setup: &|scratch| {
+                scratch.edit("Cargo.toml", |text| format!("{text}\n[[workspace.metadata.xtask.images]]\nname = \"x\"\ndockerfile = \"docker/nope.Dockerfile\"\n"));
+                scratch.commit("a declared image without its Dockerfile");
+            },
+            expected: "the image `x` of [[workspace.metadata.xtask.images]]: its dockerfile docker/nope.Dockerfile cannot be read",
+        },
+        Case {
+            args: args(&["changed", "--all"]),
+            setup: &|scratch| {
+                scratch.edit("Cargo.toml", |text| format!("{text}\n[[workspace.metadata.xtask.images]]\nname = \"x\"\ndockerfile = \"docker/base/Dockerfile\"\ntarget = \"release\"\n"));
+                scratch.commit("a declared image naming no stage");
+            },
+            expected: "docker/base/Dockerfile has no stage named `release`",
+        },
+        Case {
             args: args(&["release", "worker", "--tag-extra", "bad/suffix", "--dry-run"]),
             setup: nothing,
             expected: "`worker-bad/suffix` is not a valid tag",
