@@ -5,12 +5,13 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::support::harness::{make_layout, run, run_within, skopeo, stderr, stdout, Registry, Scratch};
+use crate::support::harness::{make_layout, push_base_image, run, run_within, skopeo, stderr, stdout, Registry, Scratch};
 use crate::support::hostile::{send_to, Answer, Hostile};
 
 type Row = (&'static str, fn() -> Result<(), String>);
@@ -46,6 +47,11 @@ const ATTACKS: &[Row] = &[
     ("a build script sees neither the signing key, its password nor AWS credentials", secrets_kept_from_build_scripts),
     ("the source annotation carries no credentials", source_without_credentials),
     ("a .cargo/config.toml in /tmp or /dev/shm never runs", planted_cargo_config),
+    ("a sparse archive member of 8 GiB is refused, never expanded", sparse_archive_member),
+    ("an archive's JSON member is read no further than 4 MiB", oversized_archive_member),
+    ("a foreign-blob list the xtask did not write cannot mount a private layer", foreign_list_from_elsewhere),
+    ("links planted in a destination layout are not followed", links_planted_in_a_destination),
+    ("a git dependency's credentials reach no blob of a release", git_dependency_credentials),
 ];
 
 #[test]
@@ -527,7 +533,8 @@ fn endless_manifest() -> Result<(), String> {
     refused(&scratch.xtask(&["images", "worker", "--repository", &format!("{}/acme/prod", front.host)]), "larger than 4096 KiB")
 }
 
-/// A layout whose first layer is not stored but recorded as living in `source`.
+/// A layout whose first layer is not stored but recorded as living in `source`, by a list
+/// someone else wrote.
 fn layout_with_foreign_layer(scratch: &Scratch, source: &str) -> String {
     let layout = make_layout(&scratch.path().join("foreign"), &[4096, 2048], 11);
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -542,18 +549,29 @@ fn layout_with_foreign_layer(scratch: &Scratch, source: &str) -> String {
 
 fn endless_blob() -> Result<(), String> {
     let registry = Registry::start();
-    let front = front_of(
-        &registry,
-        |line| match line.contains("/blobs/sha256:") && line.starts_with("GET ") {
+    let hostile = Arc::new(AtomicBool::new(false));
+    let turned = hostile.clone();
+    let front = Hostile::start(
+        &registry.host,
+        None,
+        Arc::new(move |line: &str| match turned.load(Ordering::SeqCst) && line.contains("/blobs/sha256:") && line.starts_with("GET ") {
             true => Answer::Endless(200, "application/octet-stream"),
             false => Answer::Forward,
-        },
-        |_, _| {},
+        }),
+        Arc::new(|_: &str, _: &mut Vec<(String, String)>| {}),
     );
     let scratch = Scratch::empty();
-    let layout = layout_with_foreign_layer(&scratch, &format!("{}/acme/base", front.host));
+    push_base_image(&scratch, &format!("{}/acme/base:1", front.host), &["amd64"]);
+    // The xtask's own layout over that base, whose layer it records as living in the base's
+    // repository; the registry turns hostile only once the layout is made.
+    std::fs::write(scratch.path().join("Dockerfile"), format!("FROM {}/acme/base:1\nLABEL built=here\n", front.host)).unwrap();
+    let layout = scratch.path().join("built");
+    let context = scratch.path().to_str().unwrap();
+    succeeded(&scratch.xtask(&["assemble", context, "--platform", "linux/amd64", "--output", layout.to_str().unwrap()]))?;
+    hostile.store(true, Ordering::SeqCst);
     let destination = format!("oci:{}:t", scratch.path().join("copy").display());
-    refused(&scratch.xtask(&["push", &layout, &destination]), "more than the 4096 bytes")
+    refused(&scratch.xtask(&["push", layout.to_str().unwrap(), &destination]), "bytes of blob")?;
+    refused(&scratch.xtask(&["push", layout.to_str().unwrap(), &destination]), "its descriptor gives")
 }
 
 fn ecr_host_with_userinfo() -> Result<(), String> {
@@ -582,7 +600,7 @@ fn foreign_source_with_userinfo() -> Result<(), String> {
     let registry = Registry::start();
     let scratch = Scratch::empty();
     let layout = layout_with_foreign_layer(&scratch, &format!("x@{}/acme/base", evil.host));
-    refused(&scratch.xtask(&["push", &layout, &format!("{}/acme/prod:t", registry.host)]), "is not a registry host")?;
+    refused(&scratch.xtask(&["push", &layout, &format!("{}/acme/prod:t", registry.host)]), "was not written by the xtask on this machine")?;
     ensure(evil.connections() == 0, || format!("{} connections reached the host after the `@`", evil.connections()))
 }
 
@@ -822,4 +840,108 @@ fn planted_cargo_config() -> Result<(), String> {
     let output = scratch.xtask_with_env(&["changed", "--base", &base], &[("TMPDIR", temp.path().to_str().unwrap())]);
     succeeded(&output)?;
     ensure(!mark.exists(), || "a rustc named by a planted .cargo/config.toml ran".into())
+}
+
+fn sparse_archive_member() -> Result<(), String> {
+    let scratch = Scratch::empty();
+    let members = scratch.path().join("members");
+    std::fs::create_dir(&members).unwrap();
+    // 8 GiB of holes in a few KiB of archive, where `docker save` puts its manifest.
+    std::fs::File::create(members.join("manifest.json")).unwrap().set_len(8 << 30).unwrap();
+    let archive = scratch.path().join("image.tar");
+    let made =
+        run(Command::new("tar").args(["--format=gnu", "--sparse", "-cf"]).arg(&archive).arg("-C").arg(&members).arg("manifest.json"));
+    assert!(made.status.success(), "tar: {}", stderr(&made));
+    let size = std::fs::metadata(&archive).unwrap().len();
+    assert!(size < 64 << 10, "the archive has {size} bytes");
+    let destination = format!("oci:{}:t", scratch.path().join("copy").display());
+    let output = run_within(&mut scratch.command(&["push", archive.to_str().unwrap(), &destination]), 60)
+        .ok_or("push of a sparse archive still ran after 60 s")?;
+    refused(&output, "member manifest.json is a sparse file")
+}
+
+fn oversized_archive_member() -> Result<(), String> {
+    let scratch = Scratch::empty();
+    // Valid JSON (an empty list after 16 MiB of blanks), so that only a bounded read refuses it.
+    let manifest = format!("{}[]", " ".repeat(16 << 20));
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "manifest.json", manifest.as_bytes()).unwrap();
+    let archive = scratch.path().join("image.tar");
+    std::fs::write(&archive, tar.into_inner().unwrap()).unwrap();
+    let destination = format!("oci:{}:t", scratch.path().join("copy").display());
+    refused(&scratch.xtask(&["push", archive.to_str().unwrap(), &destination]), "a JSON member is larger than 4 MiB")
+}
+
+fn foreign_list_from_elsewhere() -> Result<(), String> {
+    let registry = Registry::start();
+    let scratch = Scratch::empty();
+    // A private image the pusher's credentials reach, and someone else's layout over the same
+    // layers, whose list says the first one lives in the private repository.
+    let private = make_layout(&scratch.path().join("private"), &[4096, 2048], 11);
+    succeeded(&scratch.xtask(&["push", private.to_str().unwrap(), &format!("{}/acme/private:secret", registry.host)]))?;
+    let layout = layout_with_foreign_layer(&scratch, &format!("{}/acme/private", registry.host));
+    let output = scratch.xtask(&["push", &layout, &format!("{}/acme/public:latest", registry.host)]);
+    refused(&output, "was not written by the xtask on this machine")?;
+    let mounts: Vec<String> = registry.requests().into_iter().filter(|request| request.contains("mount=")).collect();
+    ensure(mounts.is_empty(), || format!("the registry was asked to mount: {mounts:?}"))?;
+    let public = registry.storage().tags("acme/public");
+    ensure(public.is_empty(), || format!("the public repository has tags: {public:?}"))
+}
+
+fn links_planted_in_a_destination() -> Result<(), String> {
+    let scratch = Scratch::empty();
+    let source = make_layout(&scratch.path().join("source"), &[512], 3);
+    let destination = scratch.path().join("destination");
+    std::fs::create_dir(&destination).unwrap();
+    // Links where a new layout's files go, to files that do not exist yet: following one would
+    // create its target.
+    let victims = scratch.path().join("victims");
+    std::fs::create_dir(&victims).unwrap();
+    for name in ["oci-layout", "index.json"] {
+        std::os::unix::fs::symlink(victims.join(name), destination.join(name)).unwrap();
+    }
+    let _ = scratch.xtask(&["push", source.to_str().unwrap(), &format!("oci:{}:t", destination.display())]);
+    let written: Vec<String> =
+        std::fs::read_dir(&victims).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+    ensure(written.is_empty(), || format!("writes followed planted links and made {written:?}"))
+}
+
+fn git_dependency_credentials() -> Result<(), String> {
+    let scratch = Scratch::new();
+    // A git dependency whose URL carries a token, vendored as cargo vendor does (this machine
+    // cannot reach the host), so that Cargo.lock and cargo metadata carry the URL.
+    let url = "https://oauth2:glpat-s3cr3t@git.example.com/acme/helper.git";
+    scratch.write("vendor/helper/Cargo.toml", "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    scratch.write("vendor/helper/src/lib.rs", "pub fn seven() -> u32 { 7 }\n");
+    scratch.write("vendor/helper/.cargo-checksum.json", r#"{"files":{},"package":null}"#);
+    scratch.write(
+        ".cargo/config.toml",
+        &format!(
+            "{}\n[source.\"git+{url}\"]\ngit = \"{url}\"\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"vendor\"\n",
+            std::fs::read_to_string(scratch.path().join(".cargo/config.toml")).unwrap_or_default()
+        ),
+    );
+    scratch.edit("crates/worker/Cargo.toml", |text| format!("{text}helper = {{ git = \"{url}\" }}\n"));
+    scratch.edit("Cargo.lock", |text| {
+        let text = text.replacen("name = \"worker\"\nversion = \"0.2.0\"\ndependencies = [\n", "name = \"worker\"\nversion = \"0.2.0\"\ndependencies = [\n \"helper\",\n", 1);
+        format!("{text}\n[[package]]\nname = \"helper\"\nversion = \"0.1.0\"\nsource = \"git+{url}#0123456789abcdef0123456789abcdef01234567\"\n")
+    });
+    scratch.commit("a private git dependency");
+    let output = scratch.xtask(&["release", "worker", "--platform", "linux/amd64", "--builder", "native"]);
+    succeeded(&output)?;
+    let blobs = scratch.path().join("target/registry/blobs/sha256");
+    let mut documents = 0;
+    for blob in std::fs::read_dir(&blobs).unwrap().flatten() {
+        let bytes = std::fs::read(blob.path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        documents += usize::from(text.contains("git.example.com/acme/helper"));
+        ensure(!text.contains("s3cr3t") && !text.contains("oauth2"), || {
+            format!("blob {} carries the token", blob.file_name().to_string_lossy())
+        })?;
+    }
+    // The dependency is named (by the SBOM, at least), only without its credentials.
+    ensure(documents > 0, || "no blob of the release names the git dependency: was the SBOM attached?".to_string())
 }

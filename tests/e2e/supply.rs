@@ -237,6 +237,7 @@ fn an_advisory_against_one_apps_crate_refuses_that_app_on_a_local_layout_and_rel
             "release",
             "hello-api",
             "worker",
+            "--no-attest",
             "--max-critical",
             "0",
             "--advisory-db",

@@ -390,11 +390,11 @@ pub struct Release {
     pub scan_timeout: Option<u64>,
     /// Attach to every platform image an SPDX 2.3 bill of materials of the crates its binary
     /// compiles and a SLSA provenance statement, as OCI 1.1 artifacts (referrers API, or the
-    /// `sha256-<hex>` tag schema where the registry lacks it); existing ones are kept
-    /// (default: `attest` in [workspace.metadata.xtask.supply-chain])
+    /// `sha256-<hex>` tag schema where the registry lacks it); existing ones are kept. The
+    /// default, unless `attest = false` in [workspace.metadata.xtask.supply-chain]
     #[arg(long)]
     pub attest: bool,
-    /// Attach nothing, whatever the configuration says
+    /// Attach no bill of materials or provenance, whatever the configuration says
     #[arg(long, conflicts_with = "attest")]
     pub no_attest: bool,
     /// Sign each index as `cosign sign --key` does (and, with --attest, the provenance as a DSSE

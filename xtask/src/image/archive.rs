@@ -53,11 +53,17 @@ impl<'a> SavedArchive<'a> {
                 continue;
             }
             let name = entry.path().with_context(unreadable)?.to_string_lossy().trim_start_matches("./").to_string();
+            // A sparse member reads as its holes filled with zeros: a few KiB of archive could
+            // stand for gigabytes. `docker save` writes none.
+            if entry.header().entry_type() == tar::EntryType::GNUSparse {
+                bail!(
+                    "{}: its member {name} is a sparse file, which `docker save` never writes: push an archive `docker save` made",
+                    archive.unreadable()
+                );
+            }
             archive.members.insert(name.clone(), (entry.raw_file_position(), entry.size()));
             if name.ends_with(".json") || name.ends_with("/json") || name == "oci-layout" {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).with_context(unreadable)?;
-                archive.json.insert(name, bytes);
+                archive.json.insert(name, read_document(&mut entry, &archive.unreadable())?);
             }
         }
         Ok(archive)
@@ -96,9 +102,7 @@ impl<'a> SavedArchive<'a> {
         if let Some(bytes) = self.json.get(name) {
             return Ok(bytes.clone());
         }
-        let mut bytes = Vec::new();
-        self.open(name)?.read_to_end(&mut bytes).with_context(|| self.unreadable())?;
-        Ok(bytes)
+        read_document(&mut self.open(name)?, &self.unreadable())
     }
 
     /// Streams the member `name`.
@@ -211,6 +215,17 @@ pub fn write_archive(layout: &Layout, manifest: &Descriptor, repo_tags: &[String
     add("manifest.json", entries.len() as u64, &mut entries.as_slice())?;
     tar.into_inner()?.flush()?;
     Ok(())
+}
+
+/// A JSON member (manifest.json, a configuration, an index), read whole but no further than a
+/// registry's manifest would be.
+fn read_document(member: &mut impl Read, unreadable: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    member.take(oci::MANIFEST_LIMIT + 1).read_to_end(&mut bytes).with_context(|| unreadable.to_string())?;
+    if bytes.len() as u64 > oci::MANIFEST_LIMIT {
+        bail!("{unreadable}: a JSON member is larger than {} MiB, which no image's needs", oci::MANIFEST_LIMIT >> 20);
+    }
+    Ok(bytes)
 }
 
 fn unreadable(path: &Path) -> String {

@@ -7,6 +7,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use hmac::Mac as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::image::oci::{self, Descriptor, Digest, ImageIndex};
@@ -19,8 +21,27 @@ pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 /// write would be lost. Between processes, the layout's directory is locked (`Layout::locked`).
 static INDEX_UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Beside `index.json`: blobs the layout references but does not hold, and where they are.
+/// Beside `index.json`: blobs the layout references but does not hold, and where they are, with
+/// a MAC under this machine's layout key. `push` mounts or fetches such a blob with the pusher's
+/// credentials, so a list the xtask did not write (a layout from elsewhere) could name any blob
+/// those credentials reach: a private layer, say, to be mounted into a public repository.
 const FOREIGN_BLOBS_FILE: &str = "xtask-foreign-blobs.json";
+
+/// The foreign-blob list as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignBlobsFile {
+    blobs: std::collections::BTreeMap<String, String>,
+    /// HMAC-SHA256 of `blobs` (serialized as JSON) under the layout key, base64.
+    #[serde(rename = "hmac-sha256")]
+    mac: String,
+}
+
+/// A layout's foreign-blob list, and whether this machine's xtask wrote it.
+enum ForeignBlobs {
+    Written(std::collections::BTreeMap<String, String>),
+    NotWrittenHere(std::collections::BTreeMap<String, String>),
+}
 
 /// A blob whose bytes do not hash to the digest that names it.
 #[derive(Debug)]
@@ -57,11 +78,13 @@ impl Layout {
     pub fn create(root: &Path) -> Result<Layout> {
         let blobs = root.join("blobs/sha256");
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create the image layout {}", root.display()))?;
-        if !root.join("oci-layout").exists() {
-            fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)?;
-        }
         let layout = Layout { root: root.to_path_buf() };
-        if !root.join("index.json").exists() {
+        // Asked without following links: a link planted as `oci-layout` pointing elsewhere
+        // (dangling, so that `exists` says no) would have the write create its target.
+        if fs::symlink_metadata(root.join("oci-layout")).is_err() {
+            layout.replace_file("oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
+        }
+        if fs::symlink_metadata(root.join("index.json")).is_err() {
             layout.write_index(&ImageIndex::new(Vec::new(), Default::default()))?;
         }
         Ok(layout)
@@ -238,27 +261,55 @@ impl Layout {
     /// as the layers of a base image are: they are mounted or fetched only when pushed.
     pub fn record_foreign(&self, digest: &Digest, source: &str) -> Result<()> {
         self.locked(|| {
-            let mut foreign = self.foreign_blobs()?;
+            // Entries this machine did not write are dropped, never signed.
+            let mut foreign = match self.foreign_blobs()? {
+                ForeignBlobs::Written(blobs) => blobs,
+                ForeignBlobs::NotWrittenHere(_) => Default::default(),
+            };
             if foreign.get(digest.as_str()).map(String::as_str) != Some(source) {
                 foreign.insert(digest.to_string(), source.to_string());
-                self.replace_file(FOREIGN_BLOBS_FILE, &serde_json::to_vec_pretty(&foreign)?)?;
+                let mac = base64::engine::general_purpose::STANDARD.encode(foreign_blobs_mac(&foreign)?.finalize().into_bytes());
+                self.replace_file(FOREIGN_BLOBS_FILE, &serde_json::to_vec_pretty(&ForeignBlobsFile { blobs: foreign, mac })?)?;
             }
             Ok(())
         })
     }
 
-    /// The repository a blob that is not stored here can be had from.
+    /// The repository a blob that is not stored here can be had from, as this machine's xtask
+    /// recorded it.
     pub fn foreign_source(&self, digest: &Digest) -> Result<Option<String>> {
-        Ok(self.foreign_blobs()?.remove(digest.as_str()))
+        match self.foreign_blobs()? {
+            ForeignBlobs::Written(mut blobs) => Ok(blobs.remove(digest.as_str())),
+            ForeignBlobs::NotWrittenHere(blobs) if blobs.contains_key(digest.as_str()) => bail!(
+                "blob {digest} is not in the image layout {}, and its {FOREIGN_BLOBS_FILE}, which says where the blob lives, was not \
+                 written by the xtask on this machine (or by an older one): such a list could name any blob your credentials reach, \
+                 so it is not followed. Rebuild the image here, or give a layout that holds all its blobs",
+                self.root.display()
+            ),
+            ForeignBlobs::NotWrittenHere(_) => Ok(None),
+        }
     }
 
-    fn foreign_blobs(&self) -> Result<std::collections::BTreeMap<String, String>> {
-        match fs::read(self.root.join(FOREIGN_BLOBS_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is corrupt: rebuild the image", self.root.join(FOREIGN_BLOBS_FILE).display())),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
-            Err(err) => Err(err.into()),
-        }
+    fn foreign_blobs(&self) -> Result<ForeignBlobs> {
+        let path = self.root.join(FOREIGN_BLOBS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(ForeignBlobs::Written(Default::default())),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let file: ForeignBlobsFile = match serde_json::from_slice(&bytes) {
+            Ok(file) => file,
+            // The plain map older versions wrote, or anyone's list: read to name it, never followed.
+            Err(_) => match serde_json::from_slice(&bytes) {
+                Ok(blobs) => return Ok(ForeignBlobs::NotWrittenHere(blobs)),
+                Err(_) => bail!("{} is corrupt: rebuild the image", path.display()),
+            },
+        };
+        let mac = base64::engine::general_purpose::STANDARD.decode(&file.mac).unwrap_or_default();
+        Ok(match foreign_blobs_mac(&file.blobs)?.verify_slice(&mac) {
+            Ok(()) => ForeignBlobs::Written(file.blobs),
+            Err(_) => ForeignBlobs::NotWrittenHere(file.blobs),
+        })
     }
 
     /// Copies a blob from another layout, verifying it on the way. Returns whether bytes moved.
@@ -322,6 +373,57 @@ impl Drop for BlobWriter {
 
 /// Creates `path`, which must not exist: a file or a link planted there makes this fail
 /// instead of being written through.
+/// The MAC of a foreign-blob list under this machine's layout key, before finalising.
+fn foreign_blobs_mac(blobs: &std::collections::BTreeMap<String, String>) -> Result<hmac::Hmac<Sha256>> {
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(layout_key()?).expect("HMAC takes a key of any length");
+    mac.update(&serde_json::to_vec(blobs)?);
+    Ok(mac)
+}
+
+/// This machine's layout key, made on first use: 32 random bytes in
+/// `$XDG_CACHE_HOME/xtask/layout.key` (else `~/.cache/xtask/`), readable by the user alone. Only
+/// what can read it can write a foreign-blob list `push` follows.
+fn layout_key() -> Result<&'static [u8]> {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key);
+    }
+    let cache = match (std::env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()), std::env::var_os("HOME")) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(home)) if !home.is_empty() => PathBuf::from(home).join(".cache"),
+        _ => bail!("neither XDG_CACHE_HOME nor HOME is set, so there is nowhere to keep the layout key: set HOME"),
+    };
+    let dir = cache.join("xtask");
+    let path = dir.join("layout.key");
+    let key = match fs::read(&path) {
+        Ok(key) if key.len() == 32 => key,
+        Ok(_) => bail!("{} is not a layout key (32 bytes): remove it, and rebuild the images it served", path.display()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut key = vec![0; 32];
+            File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut key)).context("cannot read /dev/urandom")?;
+            let temp = dir.join(format!(".layout.key.{}", unique()));
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)
+            }
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+            file.write_all(&key)?;
+            drop(file);
+            // A link, not a rename: of two processes making the key at once, the first one's stays.
+            let linked = fs::hard_link(&temp, &path);
+            fs::remove_file(&temp)?;
+            match linked {
+                Ok(()) => key,
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => fs::read(&path)?,
+                Err(err) => return Err(err).with_context(|| format!("cannot write {}", path.display())),
+            }
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    Ok(KEY.get_or_init(|| key))
+}
+
 fn new_file(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
@@ -376,5 +478,49 @@ mod tests {
         assert!(err.ends_with("has no image named `nope`; it has: app-abc, app-latest"), "{err}");
         let err = layout.resolve(None).unwrap_err().to_string();
         assert!(err.contains("holds 2 images (app-abc, app-latest): name one as"), "{err}");
+    }
+
+    #[test]
+    fn only_a_foreign_blob_list_this_machine_wrote_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let (base, other) = (Digest::of(b"base layer"), Digest::of(b"another"));
+        layout.record_foreign(&base, "registry.example/base").unwrap();
+        assert_eq!(layout.foreign_source(&base).unwrap().as_deref(), Some("registry.example/base"));
+        assert_eq!(layout.foreign_source(&other).unwrap(), None);
+
+        let path = dir.path().join(FOREIGN_BLOBS_FILE);
+        let written = fs::read_to_string(&path).unwrap();
+        let edits = [
+            written.replace("registry.example/base", "registry.example/private"),
+            serde_json::json!({ base.to_string(): "registry.example/base" }).to_string(),
+        ];
+        for edited in edits {
+            fs::write(&path, &edited).unwrap();
+            let err = layout.foreign_source(&base).unwrap_err().to_string();
+            assert!(err.contains("was not written by the xtask on this machine"), "{edited}: {err}");
+            assert_eq!(layout.foreign_source(&other).unwrap(), None);
+            // Recording anew signs only the new entry.
+            layout.record_foreign(&other, "registry.example/other").unwrap();
+            assert_eq!(layout.foreign_source(&other).unwrap().as_deref(), Some("registry.example/other"));
+            assert_eq!(layout.foreign_source(&base).unwrap(), None);
+            layout.record_foreign(&base, "registry.example/base").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_link_planted_in_a_new_layout_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        let root = dir.path().join("layout");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("oci-layout")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("index.json")).unwrap();
+        let layout = Layout::create(&root).unwrap();
+        let blob = layout.write_blob(oci::MEDIA_TYPE_MANIFEST, b"1").unwrap();
+        // Reading index.json through the dangling link fails; what matters is that nothing is
+        // written where the links point.
+        let _ = layout.tag("t", &blob);
+        assert!(!victim.exists(), "a write went through a planted link");
     }
 }

@@ -89,8 +89,8 @@ pub enum LibcPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct SupplyChain {
-    /// Attach a bill of materials and a provenance statement to every platform image, as
-    /// `release --attest` does.
+    /// Attach a bill of materials and a provenance statement to every platform image (the
+    /// default, as peers attach provenance; `false` as `--no-attest`).
     pub attest: bool,
     /// The formats of the bills of materials attested images get, each its own artifact.
     pub sbom: Vec<SbomFormat>,
@@ -107,7 +107,7 @@ pub struct SupplyChain {
 
 impl Default for SupplyChain {
     fn default() -> SupplyChain {
-        SupplyChain { attest: false, sbom: vec![SbomFormat::Spdx], sign: None, advisory_db: None, aws_credentials_in_builds: false }
+        SupplyChain { attest: true, sbom: vec![SbomFormat::Spdx], sign: None, advisory_db: None, aws_credentials_in_builds: false }
     }
 }
 

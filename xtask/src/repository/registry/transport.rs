@@ -20,8 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use crate::image::oci::Digest;
 use crate::image::reference::is_loopback;
 
-/// The largest manifest or config read: distribution's own limit.
-pub const MANIFEST_LIMIT: u64 = 4 << 20;
+pub use crate::image::oci::MANIFEST_LIMIT;
 /// The largest error answer, token answer or page of a tag list read.
 pub const SMALL_BODY_LIMIT: u64 = 1 << 20;
 
