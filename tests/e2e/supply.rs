@@ -19,7 +19,8 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
     let registry = Registry::start();
     let repository = format!("{}/acme/prod", registry.host);
     let sha = scratch.head();
-    scratch.xtask_ok(&["release", "worker", "--attest", "--repository", &repository]);
+    // Attestations are the default: no flag asks for them.
+    scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
 
     let index = skopeo_raw(&format!("docker://{repository}:worker-latest"));
     let documents = tempfile::tempdir().unwrap();
@@ -63,11 +64,12 @@ fn attested_images_carry_a_valid_sbom_and_provenance_per_platform_and_a_rerun_wr
 
     // Attaching changes no image: a release without attestations writes the same index.
     let plain = format!("{}/acme/plain", registry.host);
-    scratch.xtask_ok(&["release", "worker", "--repository", &plain]);
+    scratch.xtask_ok(&["release", "worker", "--no-attest", "--repository", &plain]);
     assert_eq!(skopeo_raw(&format!("docker://{plain}:worker-latest")), index);
 
+    // The same command again (its provenance records the command line).
     let before = registry.requests().len();
-    scratch.xtask_ok(&["release", "worker", "--attest", "--repository", &repository]);
+    scratch.xtask_ok(&["release", "worker", "--repository", &repository]);
     let writes: Vec<String> =
         registry.requests()[before..].iter().filter(|r| r.starts_with("PUT") || r.starts_with("POST")).cloned().collect();
     assert!(writes.is_empty(), "an unchanged re-release writes nothing: {writes:#?}");
