@@ -81,6 +81,33 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
         return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
     };
     let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
+    std::thread::scope(|scope| detect_changes(scope, git, workspace, config, range, uncommitted, base, changed))
+}
+
+/// `detect` once the changed paths are known.
+#[allow(clippy::too_many_arguments)]
+fn detect_changes<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    git: &Git<'_>,
+    workspace: &'env Workspace,
+    config: &Config,
+    range: &'env Range,
+    uncommitted: bool,
+    base: &'env str,
+    changed: Vec<String>,
+) -> Result<Detection> {
+    // The root manifest and cargo's configuration are judged by what they do to each build;
+    // when what cargo resolves from changed, the base's graph is resolved on another thread from
+    // now on, while the rest of the evidence is gathered.
+    let root_settings_changed = changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/"));
+    let resolves_anew = root_settings_changed.then(|| {
+        let committed_head = (!uncommitted).then_some(range.head.as_str());
+        settings::resolution_changed(
+            &settings_files(git, workspace, Some(base)).as_files(),
+            &settings_files(git, workspace, committed_head).as_files(),
+        )
+    });
+    let base_metadata = matches!(resolves_anew, Some(Ok(true))).then(|| scope.spawn(move || metadata_at_in_new_shell(workspace, base)));
     for rule in &config.rules {
         let Some(RuleApps::Named(names)) = &rule.apps else { continue };
         // A crate that stopped being an app (its Dockerfile deleted) leaves the rule stale, not
@@ -123,13 +150,21 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
     // The root manifest and cargo's configuration are judged by what they do to each build;
     // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
     // every app that compiles.
-    if changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/")) {
+    if root_settings_changed {
         // The work tree stands for the head when it holds the head's graph inputs (the clean
-        // HEAD: nearly always), whose graph is then being resolved in the background already.
-        let head_is_work_tree =
-            uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
-        let head = (!head_is_work_tree).then_some(range.head.as_str());
-        evidence.build_effects = match build_effects(git, workspace, config, base, head) {
+        // HEAD: nearly always), whose graph is then being resolved in the background.
+        let head_is_work_tree = || -> Result<bool> {
+            Ok(uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path))))
+        };
+        let effects = head_is_work_tree().and_then(|work_tree| {
+            let head = (!work_tree).then_some(range.head.as_str());
+            let base_metadata = || match base_metadata {
+                Some(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))?,
+                None => metadata_at(git, workspace, base),
+            };
+            build_effects(git, workspace, config, base, head, base_metadata)
+        });
+        evidence.build_effects = match effects {
             Ok(effects) => Some(effects),
             Err(err) => {
                 eprintln!("note: cannot judge what Cargo.toml or .cargo/ changed in the builds ({err:#}); every app that compiles counts as changed");
@@ -151,7 +186,7 @@ pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Ran
     }
     let apps = select(workspace, &changed, &evidence);
     let deleted = deleted_apps(git, workspace, base, &range.head)?;
-    Ok(Detection { base: Some(base.clone()), head: range.head.clone(), uncommitted, apps, deleted })
+    Ok(Detection { base: Some(base.to_string()), head: range.head.clone(), uncommitted, apps, deleted })
 }
 
 /// The paths each app's Dockerfile copies from outside the app's directory (and outside
@@ -311,20 +346,32 @@ fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8
 
 /// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
 /// dependencies and features; paths relative to the workspace root, wherever it was resolved):
-/// two of these tell which packages a manifest change touched.
+/// two of these tell which packages a manifest change touched. Each field is kept as cargo wrote
+/// it: building JSON values of a large workspace's metadata took most of a root manifest check.
 fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
-    let value: serde_json::Value = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
-    let root = value["workspace_root"].as_str().unwrap_or_default().to_string();
+    #[derive(serde::Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow)]
+        packages: Vec<BTreeMap<&'a str, &'a serde_json::value::RawValue>>,
+        workspace_root: String,
+    }
+    let metadata: Metadata = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
+    // The root as it is written inside JSON strings.
+    let root = serde_json::to_string(&metadata.workspace_root)?;
+    let root = root.trim_matches('"');
+    let text = |package: &BTreeMap<&str, &serde_json::value::RawValue>, field: &str| {
+        package.get(field).map_or_else(String::new, |value| value.get().trim_matches('"').to_string())
+    };
     let mut entries = BTreeMap::new();
-    for package in value["packages"].as_array().into_iter().flatten() {
-        let mut entry = package.clone();
-        if let Some(fields) = entry.as_object_mut() {
-            for field in ["id", "manifest_path", "targets"] {
-                fields.remove(field);
-            }
+    for package in &metadata.packages {
+        let mut entry = String::new();
+        for (field, value) in package.iter().filter(|(field, _)| !matches!(**field, "id" | "manifest_path" | "targets")) {
+            entry.push_str(field);
+            entry.push('=');
+            entry.push_str(value.get());
+            entry.push('\n');
         }
-        let key = format!("{} {}", package["name"].as_str().unwrap_or_default(), package["version"].as_str().unwrap_or_default());
-        entries.insert(key, serde_json::to_string(&entry)?.replace(&root, ""));
+        entries.insert(format!("{} {}", text(package, "name"), text(package, "version")), entry.replace(root, ""));
     }
     Ok(entries)
 }
@@ -338,6 +385,7 @@ fn build_effects(
     config: &Config,
     base: &str,
     head: Option<&str>,
+    base_metadata: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<BTreeMap<String, String>> {
     let (files_before, files_after) = (settings_files(git, workspace, Some(base)), settings_files(git, workspace, head));
     let builds = app_builds(workspace, config);
@@ -347,13 +395,19 @@ fn build_effects(
     let (mut resolved_before, mut resolved_after) = (BTreeMap::new(), BTreeMap::new());
     if settings::resolution_changed(&files_before.as_files(), &files_after.as_files())? {
         let (packages, triples) = (compiled_packages(workspace), release_triples(config));
-        let metadata_before = metadata_at(git, workspace, base)?;
         let metadata_after: std::sync::Arc<[u8]> = match head {
             None => workspace.graph.metadata()?,
             Some(rev) => metadata_at(git, workspace, rev)?.into(),
         };
+        // The head's packages are read while the base's graph may still be resolving.
+        let (metadata_before, entries_before, entries_after) = std::thread::scope(|scope| -> Result<_> {
+            let reading_after = scope.spawn(|| package_entries(&metadata_after));
+            let metadata_before = base_metadata()?;
+            let entries_before = package_entries(&metadata_before)?;
+            let entries_after = reading_after.join().map_err(|_| anyhow::anyhow!("reading the head's packages failed"))??;
+            Ok((metadata_before, entries_before, entries_after))
+        })?;
         // Only the apps that can reach a package whose entry changed are simulated.
-        let (entries_before, entries_after) = (package_entries(&metadata_before)?, package_entries(&metadata_after)?);
         let touched: BTreeSet<String> = entries_before
             .keys()
             .chain(entries_after.keys())
@@ -554,6 +608,13 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
         let _ = std::fs::remove_file(&partial);
     }
     Ok(per_app(workspace, resolved))
+}
+
+/// `metadata_at` from another thread, which needs a shell of its own.
+fn metadata_at_in_new_shell(workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
+    let sh = Shell::new()?;
+    sh.change_dir(&workspace.root);
+    metadata_at(&Git::open(&sh, &workspace.root)?, workspace, rev)
 }
 
 /// `current_inputs` from another thread, which needs a shell of its own.
