@@ -508,6 +508,8 @@ fn stage_build_from(
                 // `cd` and `export` hold to the end of the RUN line.
                 let mut cwd = end.workdir.clone();
                 let mut target_dir = lookup("CARGO_TARGET_DIR");
+                // Where `cargo install` puts binaries: CARGO_INSTALL_ROOT, else CARGO_HOME.
+                let (mut install_root, mut cargo_home) = (lookup("CARGO_INSTALL_ROOT"), lookup("CARGO_HOME"));
                 let mut profile_assignments: Vec<(String, String)> = Vec::new();
                 let mut rustflags = lookup("CARGO_ENCODED_RUSTFLAGS")
                     .map(|encoded| encoded.split('\x1f').map(str::to_string).collect::<Vec<_>>())
@@ -522,6 +524,8 @@ fn stage_build_from(
                         }
                         match key {
                             "CARGO_TARGET_DIR" => target_dir = Some(value.to_string()),
+                            "CARGO_INSTALL_ROOT" => install_root = Some(value.to_string()),
+                            "CARGO_HOME" => cargo_home = Some(value.to_string()),
                             "RUSTFLAGS" => rustflags = Some(value.split_whitespace().map(str::to_string).collect()),
                             _ if key.starts_with("CARGO_PROFILE_") => profile_assignments.push((key.to_string(), value.to_string())),
                             _ => {}
@@ -531,7 +535,13 @@ fn stage_build_from(
                         "export" => {}
                         "cd" => cwd = workdir_after(&cwd, args.first().map_or("/root", String::as_str)),
                         "cargo" => {
-                            let found = parse_cargo(args, &cwd, target_dir.as_deref(), end.context_root.as_deref());
+                            let places = Places {
+                                cwd: &cwd,
+                                target_dir: target_dir.as_deref(),
+                                context_root: end.context_root.as_deref(),
+                                install_root: install_root.as_deref().or(cargo_home.as_deref()),
+                            };
+                            let found = parse_cargo(args, &places);
                             let Some(mut found) = found.map_err(|why| format!("{line}: {why}"))? else { continue };
                             found.options.rustflags =
                                 build_rustflags(rustflags.as_deref().unwrap_or_default()).map_err(|why| format!("{line}: {why}"))?;
@@ -801,13 +811,33 @@ fn split_commands(words: &[String]) -> Vec<Vec<String>> {
     commands
 }
 
-/// cargo's arguments in a RUN line: the build the xtask reproduces; `None` for cargo commands
-/// that build nothing the image gets (`cargo chef cook`, `cargo fetch`, installing a tool); or
-/// why not. `cwd` is where it runs, `target_dir` the `CARGO_TARGET_DIR` it sees, and
-/// `context_root` where the stage copied the build context: the workspace's root.
-fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_root: Option<&str>) -> Result<Option<CargoBuild>, String> {
+/// Where a cargo command of a RUN line runs and puts things.
+struct Places<'a> {
+    /// Its working directory.
+    cwd: &'a str,
+    /// The `CARGO_TARGET_DIR` it sees.
+    target_dir: Option<&'a str>,
+    /// Where the stage copied the build context: the workspace's root.
+    context_root: Option<&'a str>,
+    /// Where `cargo install` puts `bin/`: `CARGO_INSTALL_ROOT`, else `CARGO_HOME`.
+    install_root: Option<&'a str>,
+}
+
+/// The `CARGO_HOME` of the official `rust` image, which nearly every Rust Dockerfile's builder
+/// starts from, for a `cargo install` whose stage sets none. A guess that cannot go wrong: a
+/// COPY that reads the binary elsewhere keeps the Dockerfile.
+const RUST_IMAGE_CARGO_HOME: &str = "/usr/local/cargo";
+
+/// cargo's arguments in a RUN line: the build the xtask reproduces (`cargo build`, or `cargo
+/// install --path` of a workspace package, whose binaries land in `<root>/bin`); `None` for
+/// cargo commands that build nothing the image gets (`cargo chef cook`, `cargo fetch`,
+/// installing a tool); or why not.
+fn parse_cargo(args: &[String], places: &Places<'_>) -> Result<Option<CargoBuild>, String> {
+    let (cwd, context_root) = (places.cwd, places.context_root);
     let mut args = args.iter().peekable();
     let subcommand = args.next().map(String::as_str).unwrap_or_default();
+    let installs = subcommand == "install";
+    let command = if installs { "cargo install" } else { "cargo build" };
     match subcommand {
         // cargo-zigbuild links with zig, as the xtask's build does.
         "build" | "b" | "zigbuild" => {}
@@ -815,9 +845,8 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
         "auditable" if args.peek().is_some_and(|next| *next == "build" || *next == "zigbuild") => {
             args.next();
         }
-        "install" if args.clone().any(|arg| arg == "--path" || arg.starts_with("--path=")) => {
-            return Err("`cargo install --path` installs the app: write it as `cargo build --release` and copy target/release/<bin>".into())
-        }
+        // The app, from the build context; the binaries it copies name the package.
+        "install" if args.clone().any(|arg| arg == "--path" || arg.starts_with("--path=")) => {}
         "update" => return Err("`cargo update` changes the lockfile the build resolves".into()),
         // Installing a tool, preparing or checking: no binary of the image.
         "chef" | "fetch" | "install" | "binstall" | "new" | "init" | "clean" | "vendor" | "generate-lockfile" | "metadata" | "tree"
@@ -826,7 +855,8 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
     }
     let mut build = CargoBuild::default();
     let mut profile: Option<String> = None;
-    let mut target_dir = target_dir.map(|dir| super::normalize(cwd, dir));
+    let mut target_dir = places.target_dir.map(|dir| super::normalize(cwd, dir));
+    let mut install_root = places.install_root.unwrap_or(RUST_IMAGE_CARGO_HOME).to_string();
     let mut manifest_dir = cwd.to_string();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -837,10 +867,16 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
             inline
                 .clone()
                 .or_else(|| args.next().cloned())
-                .ok_or_else(|| format!("`cargo build {flag}` is given no value (an ARG it names without a value?)"))
+                .ok_or_else(|| format!("`{command} {flag}` is given no value (an ARG it names without a value?)"))
         };
         match flag {
             "--release" | "-r" => profile = Some("release".into()),
+            "--path" if installs => {
+                value()?;
+            }
+            "--root" if installs => install_root = value()?,
+            "--debug" if installs => profile = Some("dev".into()),
+            "--force" | "-f" | "--no-track" if installs => {}
             "--locked" | "--frozen" | "--offline" | "-q" | "--quiet" | "-v" | "-vv" | "--verbose" | "--bins" | "--workspace" | "--all" => {}
             "-j" | "--jobs" | "--color" | "--message-format" => {
                 value()?;
@@ -861,7 +897,7 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
                 for feature in value()?.split([',', ' ']).filter(|feature| !feature.is_empty()) {
                     if feature.contains('/') {
                         return Err(format!(
-                            "`cargo build --features {feature}` turns on a feature of another package, which the xtask does not"
+                            "`{command} --features {feature}` turns on a feature of another package, which the xtask does not"
                         ));
                     }
                     build.options.features.push(feature.to_string());
@@ -869,12 +905,13 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
             }
             "--no-default-features" => build.options.no_default_features = true,
             "--all-features" => build.options.all_features = true,
-            _ => return Err(format!("`cargo build {arg}` is an option the xtask does not reproduce")),
+            _ => return Err(format!("`{command} {arg}` is an option the xtask does not reproduce")),
         }
     }
     build.options.features.sort();
     build.options.features.dedup();
-    build.options.profile = profile.unwrap_or_else(|| "dev".into());
+    // `cargo install` builds with the release profile unless told otherwise.
+    build.options.profile = profile.unwrap_or_else(|| if installs { "release" } else { "dev" }.into());
     // cargo's own target directory is at the workspace's root: where the build context went,
     // when the package is inside it.
     let within = |root: &&str| *root == manifest_dir || manifest_dir.starts_with(&format!("{}/", root.trim_end_matches('/')));
@@ -882,6 +919,7 @@ fn parse_cargo(args: &[String], cwd: &str, target_dir: Option<&str>, context_roo
         target_dir.unwrap_or_else(|| format!("{}/target", context_root.filter(within).unwrap_or(&manifest_dir).trim_end_matches('/')));
     let profile_dir = build.options.profile_dir();
     build.out_dir = match &build.triple {
+        _ if installs => format!("{}/bin", super::normalize(cwd, &install_root).trim_end_matches('/')),
         Some(triple) => format!("{target_dir}/{triple}/{profile_dir}"),
         None => format!("{target_dir}/{profile_dir}"),
     };
@@ -1034,6 +1072,66 @@ ENTRYPOINT ["gateway"]"#,
                 ---
                 FROM debian
                 COPY linux/arm64/app /app"#]],
+        );
+    }
+
+    #[test]
+    fn cargo_install_of_a_workspace_package_is_its_build() {
+        let with = |run: &str, copy: &str| {
+            format!("FROM rust:1.85 AS builder\nWORKDIR /usr/src/app\nCOPY . .\n{run}\nFROM debian:bookworm-slim\n{copy}\n")
+        };
+        // The rust image's CARGO_HOME, --root, and CARGO_INSTALL_ROOT over CARGO_HOME.
+        check(
+            &with("RUN cargo install --path crates/api --locked", "COPY --from=builder /usr/local/cargo/bin/api /usr/local/bin/api"),
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian:bookworm-slim
+                COPY linux/arm64/api /usr/local/bin/api"#]],
+        );
+        check(
+            &with("RUN cargo install --path . --root /usr/local --bin api", "COPY --from=builder /usr/local/bin/api /api"),
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian:bookworm-slim
+                COPY linux/arm64/api /api"#]],
+        );
+        check(
+            &with(
+                "ENV CARGO_HOME=/cargo\nRUN CARGO_INSTALL_ROOT=out cargo install --path crates/api",
+                "COPY --from=builder /usr/src/app/out/bin/api /api",
+            ),
+            expect![[r#"
+                package None, bins {"api"}, reads the context: false
+                the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian:bookworm-slim
+                COPY linux/arm64/api /api"#]],
+        );
+        // A user's own CARGO_HOME the stage does not set: the COPY reads no cargo output.
+        check(
+            &with("RUN cargo install --path crates/api", "COPY --from=builder /root/.cargo/bin/api /api"),
+            expect!["kept: Dockerfile:6: COPY --from=builder /root/.cargo/bin/api copies what is not a binary the stage's cargo build makes (/usr/local/cargo/bin/<bin>)"],
+        );
+        check(
+            &with("RUN cargo install --path crates/api --git https://example.com/x", "COPY --from=builder /usr/local/cargo/bin/api /api"),
+            expect!["kept: Dockerfile:4: `cargo install --git` is an option the xtask does not reproduce"],
+        );
+        // Installed with the release profile, or dev with --debug.
+        let options = |text: &str| match replace(text, "Dockerfile", &[], "linux/amd64").unwrap() {
+            CargoStages::Replaced(replacement) => replacement.options.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            options(&with("RUN cargo install --path crates/api -F tls", "COPY --from=builder /usr/local/cargo/bin/api /api")),
+            "profile release, features tls"
+        );
+        assert_eq!(
+            options(&with("RUN cargo install --debug --path crates/api", "COPY --from=builder /usr/local/cargo/bin/api /api")),
+            "profile dev"
         );
     }
 
