@@ -87,6 +87,20 @@ fn setup_is_idempotent_and_a_release_authenticates_with_the_ecr_token() {
     ]);
     assert!(read.status.success(), "{}", stderr(&read));
 
+    // A repository per image: each app's own is created, with a lifecycle rule for all its tags.
+    let per_image = format!("{ECR_HOST}/apps/{{image}}");
+    let made = ecr.xtask_ok(&scratch, &["ecr", "setup", "--repository", &per_image]);
+    for app in ["worker", "hello-api"] {
+        assert!(made.contains(&format!("{ECR_HOST}/apps/{app}: did create the repository")), "{made}");
+    }
+    assert!(made.contains("did write the lifecycle policy (2 rules)"), "{made}");
+    ecr.xtask_ok(&scratch, &["release", "worker", "--allow-dirty", "--no-attest", "--platform", "linux/amd64", "--repository", &per_image]);
+    let own = format!("docker://{}/apps/worker:latest", ecr.registry.host);
+    let read = skopeo(&["inspect", "--tls-verify=false", "--creds", &format!("AWS:{MOTO_PASSWORD}"), "--raw", &own]);
+    assert!(read.status.success(), "{}", stderr(&read));
+    let policy: serde_json::Value = serde_json::from_str(&ecr.xtask_ok(&scratch, &["ecr", "policy", "--repository", &per_image])).unwrap();
+    assert_eq!(policy["Statement"][1]["Resource"], "arn:aws:ecr:us-east-1:123456789012:repository/apps/*");
+
     // A credential the user configured for the host wins over the token.
     scratch.login(ECR_HOST, "AWS", "not-the-token");
     let refused = ecr.xtask(&scratch, &["release", "worker", "--allow-dirty", "--repository", &repository]);

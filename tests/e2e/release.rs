@@ -510,6 +510,54 @@ fn promote_copies_an_index_across_repositories_by_mounting_its_blobs() {
 }
 
 #[test]
+fn a_repository_per_image_holds_each_apps_images_tagged_by_commit_and_latest() {
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    let host = &registry.host;
+    let staging = format!("{host}/acme/{{image}}");
+    let tags = |repository: &str| -> Vec<String> { registry.storage().tags(repository).into_iter().map(|(tag, _)| tag).collect() };
+    let digest =
+        |repository: &str, tag: &str| registry.storage().tags(repository).into_iter().find(|(name, _)| name == tag).map(|(_, d)| d);
+    let release = |apps: &[&str]| {
+        let mut args = vec!["release", "--platform", "linux/amd64", "--no-attest", "--repository", &staging];
+        args.extend(apps);
+        scratch.xtask_ok(&args)
+    };
+    let first = scratch.head();
+    release(&["worker", "hello-api"]);
+    assert_eq!(tags("acme/worker"), [first.clone(), "latest".to_string()]);
+    assert_eq!(tags("acme/hello-api"), [first.clone(), "latest".to_string()]);
+    assert!(tags("acme/prod").is_empty() && registry.storage().dangling_tags("acme/worker").is_empty());
+
+    // images lists each app's own repository.
+    let listing: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["images", "--json", "--repository", &staging])).unwrap();
+    assert_eq!(listing["worker"][0]["tags"], serde_json::json!([first, "latest"]));
+    assert_eq!(listing["hello-api"][0]["tags"], serde_json::json!([first, "latest"]));
+
+    // A second release of worker, then a rollback to the first: `latest` moves, in worker's own repository.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    scratch.write("crates/worker/src/extra.rs", "// a second worker\n");
+    let second = scratch.commit("worker change");
+    release(&["worker"]);
+    assert_eq!(digest("acme/worker", "latest"), digest("acme/worker", &second));
+    let output = scratch.xtask_ok(&["rollback", "worker", "--to", &first, "--repository", &staging]);
+    assert!(output.contains("latest now names"), "{output}");
+    assert_eq!(digest("acme/worker", "latest"), digest("acme/worker", &first));
+    assert_eq!(digest("acme/hello-api", "latest"), digest("acme/hello-api", &first), "hello-api's repository is untouched");
+
+    // Promoted into per-image production, and into a shared repository, where the tags carry the app.
+    scratch.edit("Cargo.toml", |manifest| {
+        format!("{manifest}\n[workspace.metadata.xtask.environments]\nstaging = \"{staging}\"\nproduction = \"{host}/prod/{{image}}\"\n")
+    });
+    scratch.commit("environments");
+    scratch.xtask_ok(&["promote", "worker", "--from", "staging", "--to", "production"]);
+    assert_eq!(tags("prod/worker"), [first.clone(), "latest".to_string()]);
+    assert_eq!(digest("prod/worker", "latest"), digest("acme/worker", &first));
+    scratch.xtask_ok(&["promote", "worker", "--from", "production", "--to", &format!("{host}/shared/all")]);
+    assert_eq!(tags("shared/all"), [format!("worker-{first}"), "worker-latest".to_string()]);
+}
+
+#[test]
 fn docker_hub_short_names_and_untagged_references_resolve_as_docker_does() {
     let scratch = Scratch::new();
     let registry = Registry::start();

@@ -13,7 +13,7 @@ use aws_sdk_ecr::types::{
 };
 use base64::Engine as _;
 
-use crate::image::reference::Repository;
+use crate::image::reference::{Repositories, Repository};
 use crate::workspace::config::EcrSettings;
 
 /// An ECR registry host: `<account>.dkr.ecr.<region>.amazonaws.com`, the China partition's
@@ -159,30 +159,45 @@ pub struct Finding {
     pub package: String,
 }
 
-/// Reads and starts image scans in one ECR repository.
+/// Reads and starts image scans in the ECR repositories of the apps (one shared, or one each;
+/// on one registry).
 pub struct Scanner {
     client: aws_sdk_ecr::Client,
     account: String,
-    name: String,
+    repositories: Repositories,
 }
 
 impl Scanner {
-    pub async fn new(repository: &Repository) -> Result<Scanner> {
-        let (host, name) = ecr_repository(repository)?;
-        Ok(Scanner { client: client(&host.region).await, account: host.account, name })
+    /// For the repositories of `apps`, which must all be on ECR.
+    pub async fn new(repositories: &Repositories, apps: &[String]) -> Result<Scanner> {
+        let mut host = None;
+        for app in apps {
+            host = Some(ecr_repository(&repositories.of(app)?)?.0);
+        }
+        let host = match host {
+            Some(host) => host,
+            None => ecr_repository(&repositories.of("image")?)?.0,
+        };
+        Ok(Scanner { client: client(&host.region).await, account: host.account, repositories: repositories.clone() })
+    }
+
+    /// The ECR repository name of `app`'s images.
+    fn name(&self, app: &str) -> Result<String> {
+        Ok(ecr_repository(&self.repositories.of(app)?)?.1)
     }
 
     fn image(digest: &crate::image::oci::Digest) -> aws_sdk_ecr::types::ImageIdentifier {
         aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest.as_str()).build()
     }
 
-    pub async fn state(&self, digest: &crate::image::oci::Digest) -> Result<ScanState> {
+    pub async fn state(&self, app: &str, digest: &crate::image::oci::Digest) -> Result<ScanState> {
         use aws_sdk_ecr::types::ScanStatus;
+        let name = self.name(app)?;
         let described = self
             .client
             .describe_image_scan_findings()
             .registry_id(&self.account)
-            .repository_name(&self.name)
+            .repository_name(&name)
             .image_id(Scanner::image(digest))
             .send()
             .await;
@@ -191,7 +206,7 @@ impl Scanner {
             Err(err) if err.as_service_error().is_some_and(|e| e.is_scan_not_found_exception()) => return Ok(ScanState::NotStarted),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_image_not_found_exception()) => return Ok(ScanState::ImageUnknown),
             Err(err) => {
-                return Err(explain(err, "ecr:DescribeImageScanFindings", &format!("read the scan findings of {digest} in {}", self.name)))
+                return Err(explain(err, "ecr:DescribeImageScanFindings", &format!("read the scan findings of {digest} in {name}")))
             }
         };
         let status = output.image_scan_status();
@@ -208,19 +223,14 @@ impl Scanner {
 
     /// Starts a basic scan. One that already ran today (`LimitExceededException`: the scan on
     /// push got there first) is as good.
-    pub async fn start(&self, digest: &crate::image::oci::Digest) -> Result<()> {
-        let started = self
-            .client
-            .start_image_scan()
-            .registry_id(&self.account)
-            .repository_name(&self.name)
-            .image_id(Scanner::image(digest))
-            .send()
-            .await;
+    pub async fn start(&self, app: &str, digest: &crate::image::oci::Digest) -> Result<()> {
+        let name = self.name(app)?;
+        let started =
+            self.client.start_image_scan().registry_id(&self.account).repository_name(&name).image_id(Scanner::image(digest)).send().await;
         match started {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_limit_exceeded_exception()) => Ok(()),
-            Err(err) => Err(explain(err, "ecr:StartImageScan", &format!("start a scan of {digest} in {}", self.name))),
+            Err(err) => Err(explain(err, "ecr:StartImageScan", &format!("start a scan of {digest} in {name}"))),
         }
     }
 }
@@ -351,7 +361,7 @@ pub fn iam_policy(repository_arn: &str) -> serde_json::Value {
 
 /// The lifecycle policy `setup` writes: untagged images expire after the configured days, and
 /// each app keeps its newest `keep-images` images (its `<app>-` tags) in the shared repository.
-pub fn lifecycle_policy(apps: &[String], settings: &EcrSettings) -> serde_json::Value {
+pub fn lifecycle_policy(apps: &[String], settings: &EcrSettings, own_repository: bool) -> serde_json::Value {
     let mut rules = vec![serde_json::json!({
         "rulePriority": 1,
         "description": format!("expire untagged images after {} days", settings.expire_untagged_days),
@@ -359,10 +369,18 @@ pub fn lifecycle_policy(apps: &[String], settings: &EcrSettings) -> serde_json::
         "action": {"type": "expire"},
     })];
     for (priority, app) in (2..).zip(apps) {
+        // In an app's own repository every tag is the app's.
+        let tags = match own_repository {
+            true => serde_json::json!({"tagPatternList": ["*"]}),
+            false => serde_json::json!({"tagPrefixList": [format!("{app}-")]}),
+        };
+        let mut selection =
+            serde_json::json!({"tagStatus": "tagged", "countType": "imageCountMoreThan", "countNumber": settings.keep_images});
+        selection.as_object_mut().expect("an object").extend(tags.as_object().expect("an object").clone());
         rules.push(serde_json::json!({
             "rulePriority": priority,
             "description": format!("keep the newest {} images of {app}", settings.keep_images),
-            "selection": {"tagStatus": "tagged", "tagPrefixList": [format!("{app}-")], "countType": "imageCountMoreThan", "countNumber": settings.keep_images},
+            "selection": selection,
             "action": {"type": "expire"},
         }));
     }
@@ -442,7 +460,7 @@ pub fn plan(desired: &RepositoryState, current: Option<&RepositoryState>) -> Res
 }
 
 /// The repository state the configuration asks for.
-pub fn desired_state(settings: &EcrSettings, apps: &[String]) -> Result<RepositoryState> {
+pub fn desired_state(settings: &EcrSettings, apps: &[String], own_repository: bool) -> Result<RepositoryState> {
     ImageTagMutability::try_parse(&settings.tag_mutability).map_err(|_| {
         anyhow!(
             "tag-mutability = \"{}\" in [workspace.metadata.xtask.ecr] is not one of MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION",
@@ -468,7 +486,7 @@ pub fn desired_state(settings: &EcrSettings, apps: &[String]) -> Result<Reposito
         exclusions: if with_exclusions { settings.exclusions.clone() } else { Vec::new() },
         encryption,
         kms_key: settings.kms_key.clone(),
-        lifecycle_policy: Some(lifecycle_policy(apps, settings)),
+        lifecycle_policy: Some(lifecycle_policy(apps, settings, own_repository)),
     })
 }
 
@@ -574,9 +592,17 @@ async fn apply(client: &aws_sdk_ecr::Client, name: &str, change: &Change) -> Res
 
 /// Creates or updates the repository to match the configuration; with `dry_run` only prints
 /// what it would change. Returns the changes.
-pub async fn setup(repository: &Repository, settings: &EcrSettings, apps: &[String], dry_run: bool) -> Result<Vec<Change>> {
+/// Shapes `repository` for `apps`' images: their shared repository, or (`own_repository`) the
+/// one app's own.
+pub async fn setup(
+    repository: &Repository,
+    settings: &EcrSettings,
+    apps: &[String],
+    own_repository: bool,
+    dry_run: bool,
+) -> Result<Vec<Change>> {
     let (host, name) = ecr_repository(repository)?;
-    let desired = desired_state(settings, apps)?;
+    let desired = desired_state(settings, apps, own_repository)?;
     let client = client(&host.region).await;
     let current = current_state(&client, &name).await?;
     let changes = plan(&desired, current.as_ref()).with_context(|| format!("cannot set {repository} up"))?;
@@ -629,7 +655,7 @@ mod tests {
     }
 
     fn state(policy: Option<serde_json::Value>) -> RepositoryState {
-        desired_state(&EcrSettings::default(), &["hello-api".into()])
+        desired_state(&EcrSettings::default(), &["hello-api".into()], false)
             .map(|state| RepositoryState { lifecycle_policy: policy, ..state })
             .unwrap()
     }
@@ -637,7 +663,7 @@ mod tests {
     #[test]
     fn setup_plans_only_what_differs() {
         let settings = EcrSettings::default();
-        let desired = desired_state(&settings, &["hello-api".into(), "worker".into()]).unwrap();
+        let desired = desired_state(&settings, &["hello-api".into(), "worker".into()], false).unwrap();
         let describe = |changes: Vec<Change>| changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
         expect_test::expect![[r#"
             create the repository: scan on push true, tags IMMUTABLE_WITH_EXCLUSION except *-latest, encryption AES256
@@ -658,7 +684,7 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let check = |settings: EcrSettings, expected: &str| {
-            let err = desired_state(&settings, &[]).unwrap_err();
+            let err = desired_state(&settings, &[], false).unwrap_err();
             assert!(err.to_string().contains(expected), "{err}");
         };
         check(EcrSettings { tag_mutability: "FROZEN".into(), ..EcrSettings::default() }, "is not one of MUTABLE");
@@ -703,6 +729,10 @@ mod tests {
                 }
               ]
             }"#]]
-        .assert_eq(&serde_json::to_string_pretty(&lifecycle_policy(&["worker".into()], &settings)).unwrap());
+        .assert_eq(&serde_json::to_string_pretty(&lifecycle_policy(&["worker".into()], &settings, false)).unwrap());
+        // In the app's own repository, every tag is its.
+        let own = lifecycle_policy(&["worker".into()], &settings, true);
+        expect_test::expect![[r#"{"countNumber":10,"countType":"imageCountMoreThan","tagPatternList":["*"],"tagStatus":"tagged"}"#]]
+            .assert_eq(&own["rules"][1]["selection"].to_string());
     }
 }

@@ -115,7 +115,7 @@ impl ScanGate {
         let mut scans = Vec::new();
         for (platform, digest) in manifests {
             line.step(&format!("waiting for ECR's scan of {platform}"));
-            let outcome = self.wait_for(platform, digest).await?;
+            let outcome = self.wait_for(app, platform, digest).await?;
             scans.push(PlatformScan { platform: platform.clone(), digest: digest.clone(), outcome });
         }
         let table = findings_table(app, &scans, 20);
@@ -139,12 +139,12 @@ impl ScanGate {
         Ok(scans)
     }
 
-    async fn wait_for(&self, platform: &str, digest: &Digest) -> Result<Outcome> {
+    async fn wait_for(&self, app: &str, platform: &str, digest: &Digest) -> Result<Outcome> {
         let started = Instant::now();
         let mut poll = FIRST_POLL;
         let mut scan_started = false;
         loop {
-            match self.scanner.state(digest).await? {
+            match self.scanner.state(app, digest).await? {
                 ScanState::Complete(found) => return Ok(Outcome::Scanned(found)),
                 ScanState::Unsupported(reason) => return Ok(Outcome::Unsupported(reason)),
                 ScanState::Failed(status) => bail!(
@@ -157,7 +157,7 @@ impl ScanGate {
                 // Scan on push usually starts on its own; when it has not (or the repository
                 // does not scan on push), the gate starts a basic scan itself.
                 ScanState::NotStarted if !scan_started => {
-                    self.scanner.start(digest).await?;
+                    self.scanner.start(app, digest).await?;
                     scan_started = true;
                     continue;
                 }

@@ -35,9 +35,9 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
     }
     let mut detection = detection(ctx, &git, &config, &args)?;
     if args.against_registry {
-        let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;
+        let registries = Registries::new(args.ca_file.as_deref(), config.repository.host())?;
         let inputs = evidence::current_inputs(&git, workspace, &config, &detection.head)?;
-        let released = Released { store: &store, git: &git, head: &detection.head };
+        let released = Released { registries: &registries, repositories: &config.repository, git: &git, head: &detection.head };
         heal::add_unreleased(&released, workspace, &inputs, &[], &mut detection.apps).await?;
     }
     let shards = match args.shards {

@@ -7,27 +7,56 @@ use anyhow::{Context as _, Result};
 use crate::aws::ecr::{ecr_repository, iam_policy, setup};
 use crate::context::Context;
 use crate::flags;
-use crate::image::reference::Repository;
+use crate::image::reference::{Repositories, Repository};
+
+/// An image name that stands for every image in a per-image repository's IAM resource (a valid
+/// repository component that no template holds otherwise).
+const IMAGE_PLACEHOLDER_NAME: &str = "xtask-every-image";
 use crate::workspace::config::{Config, Overrides};
 
-/// The repositories `ecr setup` shapes: the one named with --repository; else the configured
-/// repository and every environment's repository on ECR (staging, production), each once. The
-/// configured repository must be on ECR unless an environment's is.
-fn setup_targets(config: &Config, named: bool) -> Result<Vec<Repository>> {
-    let mut targets = vec![config.repository.clone()];
+/// One repository `ecr setup` shapes, for the apps whose images it holds: all of them in a
+/// shared repository, one in its own.
+#[derive(PartialEq)]
+struct Target {
+    repository: Repository,
+    apps: Vec<String>,
+    own: bool,
+}
+
+/// The repositories `ecr setup` shapes: those --repository names; else the configured ones and
+/// every environment's on ECR (staging, production), each once. The configured repositories
+/// must be on ECR unless an environment's are.
+fn setup_targets(config: &Config, apps: &[String], named: bool) -> Result<Vec<Target>> {
+    let mut layouts = vec![config.repository.clone()];
     if !named {
         for (name, repository) in &config.environments {
-            let repository = Repository::parse(repository)
+            let layout = Repositories::parse(repository)
                 .with_context(|| format!("environment `{name}` in [workspace.metadata.xtask.environments]"))?;
-            if ecr_repository(&repository).is_ok() && !targets.contains(&repository) {
-                targets.push(repository);
+            if !layouts.contains(&layout) {
+                layouts.push(layout);
             }
         }
     }
-    match targets.iter().filter(|repository| ecr_repository(repository).is_ok()).count() {
-        0 => ecr_repository(&config.repository).map(|_| Vec::new()),
-        _ => Ok(targets.into_iter().filter(|repository| ecr_repository(repository).is_ok()).collect()),
+    let mut targets: Vec<Target> = Vec::new();
+    for layout in &layouts {
+        let repositories = match layout {
+            Repositories::Shared(repository) => vec![Target { repository: repository.clone(), apps: apps.to_vec(), own: false }],
+            Repositories::PerImage(_) => apps
+                .iter()
+                .map(|app| Ok(Target { repository: layout.of(app)?, apps: vec![app.clone()], own: true }))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        for target in repositories {
+            if ecr_repository(&target.repository).is_ok() && !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
     }
+    if targets.is_empty() {
+        // Says why the configured repository is not one.
+        ecr_repository(&config.repository.of(apps.first().map_or("image", String::as_str))?)?;
+    }
+    Ok(targets)
 }
 
 pub async fn run(ctx: &Context, args: flags::Ecr) -> Result<()> {
@@ -36,8 +65,8 @@ pub async fn run(ctx: &Context, args: flags::Ecr) -> Result<()> {
             let config = ctx.config(Overrides { repository: setup_args.repository.as_deref(), platforms: &[] })?;
             let apps = ctx.app_names();
             let verb = if setup_args.dry_run { "would" } else { "did" };
-            for repository in setup_targets(&config, setup_args.repository.is_some())? {
-                let changes = setup(&repository, &config.ecr, &apps, setup_args.dry_run).await?;
+            for Target { repository, apps, own } in setup_targets(&config, &apps, setup_args.repository.is_some())? {
+                let changes = setup(&repository, &config.ecr, &apps, own, setup_args.dry_run).await?;
                 if changes.is_empty() {
                     println!("{repository}: up to date");
                 }
@@ -48,8 +77,11 @@ pub async fn run(ctx: &Context, args: flags::Ecr) -> Result<()> {
         }
         flags::EcrCommand::Policy(policy_args) => {
             let config = ctx.config(Overrides { repository: policy_args.repository.as_deref(), platforms: &[] })?;
-            let arn = match ecr_repository(&config.repository) {
-                Ok((host, name)) => format!("arn:aws:ecr:{}:{}:repository/{name}", host.region, host.account),
+            // A repository per image: every name the template makes.
+            let arn = match ecr_repository(&config.repository.of(IMAGE_PLACEHOLDER_NAME)?) {
+                Ok((host, name)) => {
+                    format!("arn:aws:ecr:{}:{}:repository/{}", host.region, host.account, name.replace(IMAGE_PLACEHOLDER_NAME, "*"))
+                }
                 Err(_) => "arn:aws:ecr:REGION:ACCOUNT:repository/NAME".to_string(),
             };
             println!("{}", serde_json::to_string_pretty(&iam_policy(&arn))?);

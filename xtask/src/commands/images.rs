@@ -1,11 +1,14 @@
-//! `cargo xtask images [APP] [--json]`: the images of each app in the shared repository, newest
-//! first.
+//! `cargo xtask images [APP] [--json]`: the images of each app in its repository (the shared one,
+//! or its own), newest first.
+
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 
 use crate::context::Context;
 use crate::flags;
-use crate::repository::images;
+use crate::image::reference::Repositories;
+use crate::repository::images::{self, Owners};
 use crate::repository::store::Registries;
 use crate::workspace::config::Overrides;
 
@@ -16,14 +19,24 @@ pub async fn run(ctx: &Context, args: flags::Images) -> Result<()> {
         Some(app) => ctx.workspace.select_apps(std::slice::from_ref(app))?.into_iter().map(|member| member.name.clone()).collect(),
         None => apps.clone(),
     };
-    let repository = &config.repository;
-    let listing = images::list(&Registries::for_reading(repository.host())?.open(repository)?, &apps, &wanted).await?;
+    let registries = Registries::for_reading(config.repository.host())?;
+    // A shared repository is listed once for every app; each app's own, once for it.
+    let mut listing = BTreeMap::new();
+    match &config.repository {
+        Repositories::Shared(repository) => listing = images::list(&registries.open(repository)?, Owners::Shared(&apps), &wanted).await?,
+        Repositories::PerImage(_) => {
+            for app in &wanted {
+                let store = registries.open(&config.repository.of(app)?)?;
+                listing.extend(images::list(&store, Owners::Own(app), std::slice::from_ref(app)).await?);
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());
     }
     for (app, images) in &listing {
-        println!("{app}: {} images in {repository}", images.len());
+        println!("{app}: {} images in {}", images.len(), config.repository.of(app)?);
         for image in images {
             let carries = if image.carries.is_empty() { String::new() } else { format!("  [{}]", image.carries.join(", ")) };
             println!(

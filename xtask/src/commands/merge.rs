@@ -1,6 +1,7 @@
 //! `cargo xtask merge`: the last step of a release split across runners. Reads the records that
 //! the `release --by-digest` jobs printed, joins each app's platform images into one index, and
-//! writes it and its tags (`<app>-<sha>`, extras, `<app>-latest`, in that order) only when every
+//! writes it and its tags (`<app>-<sha>`, extras, `<app>-latest`, in that order; without `<app>-`
+//! in a repository per image) only when every
 //! platform of every app is in the repository; otherwise nothing is tagged. With a key (`--sign`
 //! or the configuration) each index is signed before its tags move.
 
@@ -12,7 +13,7 @@ use crate::commands::release::{release_tags, signing_key, TagPlan};
 use crate::context::Context;
 use crate::image::layout::Layout;
 use crate::image::oci::Descriptor;
-use crate::image::reference::Repository;
+use crate::image::reference::{Repositories, Repository};
 use crate::image::signature::Key;
 use crate::progress::Progress;
 use crate::repository::by_digest::{self, Pushed};
@@ -38,11 +39,11 @@ pub async fn run(ctx: &Context, args: crate::flags::Merge) -> Result<()> {
         records.push((name, record));
     }
     let (revision, recorded, joined) = by_digest::join(&records, &config.platforms)?;
-    let repository = match &args.repository {
+    let repositories = match &args.repository {
         Some(named) if *named != recorded => {
             bail!("the records say the images were pushed to {recorded}, not {named}: merge into the repository the jobs pushed to")
         }
-        _ => Repository::parse(&recorded)?,
+        _ => Repositories::parse(&recorded)?,
     };
     let date = match ctx.git().and_then(|git| git.commit_time(&revision)) {
         Ok(epoch) => crate::image::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect(),
@@ -50,16 +51,25 @@ pub async fn run(ctx: &Context, args: crate::flags::Merge) -> Result<()> {
         Err(err) => return Err(err.context("the `date` tag needs the commit in this clone")),
     };
     let apps: Vec<String> = ctx.workspace.apps().map(|member| member.name.clone()).collect();
-    let plan = TagPlan { revision: &revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest, apps: &apps };
+    let plan = TagPlan {
+        revision: &revision,
+        date: &date,
+        extra: &args.tag_extra,
+        latest: !args.no_latest,
+        apps: &apps,
+        repositories: &repositories,
+    };
     let key = signing_key(args.sign.as_deref(), args.no_sign, &config.supply_chain)?;
     let transfer = crate::flags::Transfer { ca_file: args.ca_file.clone(), ..Default::default() };
-    let pusher = Pusher::new(&transfer, repository.host(), Progress::new(true))?;
+    let pusher = Pusher::new(&transfer, repositories.host(), Progress::new(true))?;
     let registries = pusher.registries();
     // Every app's every platform is checked before the first index is written.
     for image in &joined {
+        let repository = repositories.of(&image.app)?;
         by_digest::check_present(registries, &repository, &image.index).await.with_context(|| format!("cannot merge {}", image.app))?;
     }
     for image in &joined {
+        let repository = repositories.of(&image.app)?;
         let version = ctx.workspace.member(&image.app).map(|member| member.version.as_str()).unwrap_or_default();
         let tags = release_tags(&image.app, version, &plan)?;
         let merged = async {

@@ -1,6 +1,7 @@
 //! `cargo xtask promote APP --from ENV --to ENV`: copies an app's released index from one
 //! repository to another with the same digest, then tags it there as in the source
-//! (`<app>-<sha>`, then the promoted tag), with its signature and the artifacts attached to its
+//! (`<app>-<sha>`, then the promoted tag; `<sha>` and the tag without `<app>-` in a repository
+//! of its own), with its signature and the artifacts attached to its
 //! platform images. Only manifests are read; configs and layers are recorded as living in the
 //! source repository, so the push mounts them across repositories of one registry and fetches and
 //! uploads them otherwise.
@@ -11,21 +12,20 @@ use crate::context::Context;
 use crate::flags;
 use crate::image::layout::Layout;
 use crate::image::oci::{Descriptor, ImageIndex, ImageManifest};
-use crate::image::reference::{validate_tag, Repository};
+use crate::image::reference::{validate_tag, Repositories, Repository};
 use crate::progress::Progress;
 use crate::repository::push::Pusher;
 use crate::repository::registry::Registry;
 use crate::repository::store::Store;
 use crate::workspace::config::{self, Overrides};
 
-/// The repository an environment name stands for, or the argument itself when it is a
-/// repository.
-fn environment(config: &config::Config, name: &str) -> Result<Repository> {
+/// The repositories an environment name stands for, or the argument itself when it names them.
+fn environment(config: &config::Config, name: &str) -> Result<Repositories> {
     match config.environments.get(name) {
         Some(repository) => {
-            Repository::parse(repository).with_context(|| format!("environment `{name}` in [workspace.metadata.xtask.environments]"))
+            Repositories::parse(repository).with_context(|| format!("environment `{name}` in [workspace.metadata.xtask.environments]"))
         }
-        None if name.contains('/') => Repository::parse(name),
+        None if name.contains('/') => Repositories::parse(name),
         None => {
             let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
             bail!(
@@ -39,12 +39,19 @@ fn environment(config: &config::Config, name: &str) -> Result<Repository> {
 pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
     ctx.workspace.select_apps(std::slice::from_ref(&args.app))?;
     let config = ctx.config(Overrides::default())?;
-    let (from, to) = (environment(&config, &args.from)?, environment(&config, &args.to)?);
+    let (from_layout, to_layout) = (environment(&config, &args.from)?, environment(&config, &args.to)?);
+    let (from, to) = (from_layout.of(&args.app)?, to_layout.of(&args.app)?);
     let Repository::Registry { host: from_host, path: from_path } = &from else {
         bail!("promote copies between registry repositories, and {from} is a local layout: push it with `cargo xtask push` instead");
     };
-    let tag = args.tag.clone().unwrap_or_else(|| format!("{}-latest", args.app));
+    let tag = args.tag.clone().unwrap_or_else(|| from_layout.tag(&args.app, "latest"));
     validate_tag(&tag).context("in --tag")?;
+    // Between a shared repository and the app's own, `<app>-X` and `X` are one tag.
+    let to_tag = |tag: &str| match (from_layout.per_image(), to_layout.per_image()) {
+        (false, true) => to_layout.tag(&args.app, tag.strip_prefix(&format!("{}-", args.app)).unwrap_or(tag)),
+        (true, false) => to_layout.tag(&args.app, tag),
+        _ => tag.to_string(),
+    };
     let pusher = Pusher::new(&args.transfer, to.host(), Progress::new(false))?;
     let source = pusher.registries().client(from_host)?;
     let Some((media_type, root_bytes)) = source.find_manifest(from_path, &tag).await? else {
@@ -59,15 +66,16 @@ pub async fn run(ctx: &Context, args: flags::Promote) -> Result<()> {
         copy_manifests(&source, (&from, from_path, &tag), &root, &root_bytes, &layout).await?;
         let annotations = crate::image::oci::annotations_of(&root_bytes).unwrap_or_default();
         let mut tags: Vec<String> =
-            annotations.get("org.opencontainers.image.revision").map(|sha| format!("{}-{sha}", args.app)).into_iter().collect();
+            annotations.get("org.opencontainers.image.revision").map(|sha| to_layout.tag(&args.app, sha)).into_iter().collect();
         // The revision comes from the image, so from whoever wrote it: it must make a tag.
         for revision_tag in &tags {
             validate_tag(revision_tag).with_context(|| {
                 format!("{from}:{tag} records a revision that makes no valid tag ({revision_tag}); promote images released by `cargo xtask release`")
             })?;
         }
-        if !tags.contains(&tag) {
-            tags.push(tag.clone());
+        let promoted_tag = to_tag(&tag);
+        if !tags.contains(&promoted_tag) {
+            tags.push(promoted_tag);
         }
         let line = pusher.progress().app(&args.app);
         // Untagged first, then what is attached to it (signature, attestations), then the tags.

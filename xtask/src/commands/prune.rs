@@ -8,25 +8,25 @@ use anyhow::{bail, Result};
 use crate::context::Context;
 use crate::flags;
 use crate::image::oci::Digest;
-use crate::image::reference::Repository;
+use crate::image::reference::{Repositories, Repository};
 use crate::repository::delete::delete_images;
-use crate::repository::images::{self, app_of, Image};
+use crate::repository::images::{self, Image, Owners};
 use crate::repository::store::Registries;
 use crate::workspace::config::Overrides;
 
 /// The images `prune` deletes: all but the newest `keep` (`images` come newest first), and
-/// never the one `<app>-latest` names, wherever it is in the list.
-pub fn prune_plan<'a>(app: &str, images: &'a [Image], keep: usize) -> Vec<&'a Image> {
-    let latest = format!("{app}-latest");
-    images.iter().skip(keep).filter(|image| !image.tags.contains(&latest)).collect()
+/// never the one `latest` (the app's `-latest` tag) names, wherever it is in the list.
+pub fn prune_plan<'a>(latest: &str, images: &'a [Image], keep: usize) -> Vec<&'a Image> {
+    images.iter().skip(keep).filter(|image| !image.tags.iter().any(|tag| tag == latest)).collect()
 }
 
 /// The images `delete` removes for `tags`, or why not: a tag that is not the app's or names no
-/// image, or an image that another tag, not asked for, also names.
-pub fn delete_plan<'a>(app: &str, apps: &[String], images: &'a [Image], tags: &[String]) -> Result<Vec<&'a Image>> {
+/// image, or an image that another tag, not asked for, also names. `latest` is the app's
+/// `-latest` tag.
+pub fn delete_plan<'a>(app: &str, owners: Owners<'_>, latest: &str, images: &'a [Image], tags: &[String]) -> Result<Vec<&'a Image>> {
     let mut doomed: Vec<&Image> = Vec::new();
     for tag in tags {
-        if app_of(tag, apps) != Some(app) {
+        if owners.owner(tag) != Some(app) {
             bail!("`{tag}` is not a tag of {app}'s images, which start with `{app}-`: `cargo xtask images {app}` lists them");
         }
         let Some(image) = images.iter().find(|image| image.tags.contains(tag)) else {
@@ -37,8 +37,8 @@ pub fn delete_plan<'a>(app: &str, apps: &[String], images: &'a [Image], tags: &[
             bail!(
                 "`{tag}` names the same image as {}, and a registry deletes an image with all of its tags: add --tag for each of them{}",
                 others.join(", "),
-                if others.contains(&format!("{app}-latest").as_str()) {
-                    format!(", or first point {app}-latest at another image with `cargo xtask rollback {app} --to SHA`")
+                if others.contains(&latest) {
+                    format!(", or first point {latest} at another image with `cargo xtask rollback {app} --to SHA`")
                 } else {
                     String::new()
                 }
@@ -54,10 +54,13 @@ pub fn delete_plan<'a>(app: &str, apps: &[String], images: &'a [Image], tags: &[
 /// What both commands start from: the repository, the workspace's apps and the listing of one
 /// app's images there, newest first.
 struct AppImages {
+    repositories: Repositories,
     repository: Repository,
     registries: Registries,
     apps: Vec<String>,
     images: Vec<Image>,
+    /// The app's `-latest` tag.
+    latest: String,
 }
 
 impl AppImages {
@@ -66,9 +69,12 @@ impl AppImages {
         let config = ctx.config(Overrides { repository, platforms: &[] })?;
         let apps = ctx.app_names();
         let registries = Registries::for_reading(config.repository.host())?;
-        let mut listing = images::list(&registries.open(&config.repository)?, &apps, &[app.to_string()]).await?;
+        let repository = config.repository.of(app)?;
+        let owners = Owners::of_app(&config.repository, &apps, app);
+        let mut listing = images::list(&registries.open(&repository)?, owners, &[app.to_string()]).await?;
         let images = listing.remove(app).unwrap_or_default();
-        Ok(AppImages { repository: config.repository, registries, apps, images })
+        let latest = config.repository.tag(app, "latest");
+        Ok(AppImages { repositories: config.repository, repository, registries, apps, images, latest })
     }
 
     async fn delete(&self, doomed: &[&Image], dry_run: bool) -> Result<()> {
@@ -88,7 +94,7 @@ impl AppImages {
 
 pub async fn run_prune(ctx: &Context, args: flags::Prune) -> Result<()> {
     let listed = AppImages::list(ctx, &args.app, args.repository.as_deref()).await?;
-    let doomed = prune_plan(&args.app, &listed.images, args.keep);
+    let doomed = prune_plan(&listed.latest, &listed.images, args.keep);
     if doomed.is_empty() {
         println!("{}: {} images in {}, none beyond the newest {} to delete", args.app, listed.images.len(), listed.repository, args.keep);
         return Ok(());
@@ -98,7 +104,8 @@ pub async fn run_prune(ctx: &Context, args: flags::Prune) -> Result<()> {
 
 pub async fn run_delete(ctx: &Context, args: flags::Delete) -> Result<()> {
     let listed = AppImages::list(ctx, &args.app, args.repository.as_deref()).await?;
-    let doomed = delete_plan(&args.app, &listed.apps, &listed.images, &args.tags)?;
+    let owners = Owners::of_app(&listed.repositories, &listed.apps, &args.app);
+    let doomed = delete_plan(&args.app, owners, &listed.latest, &listed.images, &args.tags)?;
     listed.delete(&doomed, args.dry_run).await
 }
 
@@ -126,7 +133,7 @@ mod tests {
 
     fn check_prune(keep: usize, expected: &[&str]) {
         let images = images();
-        let pruned: Vec<&str> = prune_plan("api", &images, keep).iter().map(|image| image.tags[0].as_str()).collect();
+        let pruned: Vec<&str> = prune_plan("api-latest", &images, keep).iter().map(|image| image.tags[0].as_str()).collect();
         assert_eq!(pruned, expected, "keep {keep}");
     }
 
@@ -142,8 +149,8 @@ mod tests {
         let images = images();
         let apps = vec!["api".to_string(), "api-gateway".to_string()];
         let tags: Vec<String> = tags.iter().map(|tag| tag.to_string()).collect();
-        let found =
-            delete_plan("api", &apps, &images, &tags).map(|doomed| doomed.iter().map(|image| image.tags[0].clone()).collect::<Vec<_>>());
+        let found = delete_plan("api", Owners::Shared(&apps), "api-latest", &images, &tags)
+            .map(|doomed| doomed.iter().map(|image| image.tags[0].clone()).collect::<Vec<_>>());
         match (found, expected) {
             (Ok(found), Ok(expected)) => assert_eq!(found, expected),
             (Err(err), Err(expected)) => assert_eq!(err.to_string(), expected),

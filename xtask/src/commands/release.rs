@@ -20,7 +20,7 @@ use crate::detect::{self, SelectedApp};
 use crate::flags;
 use crate::image::layout::Layout;
 use crate::image::oci::{Descriptor, Digest, ImageIndex};
-use crate::image::reference::validate_tag;
+use crate::image::reference::{validate_tag, Repositories};
 use crate::image::signature::Key;
 use crate::progress::{AppLine, Progress};
 use crate::repository::push::{PushReport, Pusher};
@@ -77,26 +77,33 @@ pub struct TagPlan<'a> {
     pub date: &'a str,
     pub extra: &'a [String],
     pub latest: bool,
-    /// Every app of the workspace: a tag another app's prefix owns is refused.
+    /// Every app of the workspace: in a shared repository, a tag another app's prefix owns is
+    /// refused.
     pub apps: &'a [String],
+    /// Whether each app's tags carry its name (a shared repository) or not (its own).
+    pub repositories: &'a Repositories,
 }
 
 /// The tags an app's index gets, in the order they are written: the immutable sha tag first,
 /// then the extra tags, and `-latest` last, so that it never names an image that lacks the others.
 pub fn release_tags(app: &str, version: &str, plan: &TagPlan<'_>) -> Result<Vec<String>> {
-    let mut tags = vec![format!("{app}-{}", plan.revision)];
+    let tag = |what: &str| plan.repositories.tag(app, what);
+    let mut tags = vec![tag(plan.revision)];
     for rule in plan.extra {
         tags.push(match rule.as_str() {
-            "semver" => format!("{app}-v{version}"),
-            "date" => format!("{app}-{}", plan.date),
-            suffix => format!("{app}-{suffix}"),
+            "semver" => tag(&format!("v{version}")),
+            "date" => tag(plan.date),
+            suffix => tag(suffix),
         });
     }
     if plan.latest {
-        tags.push(format!("{app}-latest"));
+        tags.push(tag("latest"));
     }
     for tag in &tags {
         validate_tag(tag).with_context(|| format!("app `{app}` gets an invalid tag; rename the package or change --tag-extra"))?;
+        if plan.repositories.per_image() {
+            continue;
+        }
         // `hello` with `api-latest` would write `hello-api-latest`, app hello-api's tag: listing,
         // pruning and rollback take a tag for the app whose name is its longest prefix.
         if let Some(owner) =
@@ -181,9 +188,22 @@ impl<'a> Release<'a> {
             bail!("{}", dirty_tree(&revision, &dirty_paths));
         }
         if args.create_repository && !args.dry_run {
-            crate::aws::ecr::setup(&config.repository, &config.ecr, &ctx.app_names(), false).await.context("--create-repository")?;
+            let apps = ctx.app_names();
+            match &config.repository {
+                Repositories::Shared(repository) => {
+                    crate::aws::ecr::setup(repository, &config.ecr, &apps, false, false).await.context("--create-repository")?;
+                }
+                Repositories::PerImage(_) => {
+                    for app in &apps {
+                        let repository = config.repository.of(app)?;
+                        crate::aws::ecr::setup(&repository, &config.ecr, std::slice::from_ref(app), true, false)
+                            .await
+                            .context("--create-repository")?;
+                    }
+                }
+            }
         }
-        let gate = scan_gate(args, &config).await?;
+        let gate = scan_gate(args, &config, &ctx.app_names()).await?;
         let advisory_gate = advisory_gate(ctx, args, &config)?;
         let supply_chain = &config.supply_chain;
         // A job of a sharded release (--by-digest) signs the provenance it attaches; `merge`
@@ -207,8 +227,12 @@ impl<'a> Release<'a> {
         let mut inputs = None;
         if detected && !args.git_only {
             let current = inputs.insert(evidence::current_inputs(&self.git, &ctx.workspace, &self.inputs_config, &self.revision)?);
-            let store = self.pusher.registries().open(&self.config.repository)?;
-            let released = Released { store: &store, git: &self.git, head: &self.revision };
+            let released = Released {
+                registries: self.pusher.registries(),
+                repositories: &self.config.repository,
+                git: &self.git,
+                head: &self.revision,
+            };
             heal::add_unreleased(&released, &ctx.workspace, current, &args.selection.exclude, &mut apps).await?;
         }
         // Pushed in this order: an image of docker/ and its tags before the images built on it.
@@ -224,7 +248,14 @@ impl<'a> Release<'a> {
         let epoch = self.git.commit_time(&self.revision)?;
         let date: String = crate::image::oci::rfc3339(epoch).chars().take(10).filter(|c| c.is_ascii_digit()).collect();
         let apps: Vec<String> = workspace.apps().map(|member| member.name.clone()).collect();
-        let tag_plan = TagPlan { revision: &self.revision, date: &date, extra: &args.tag_extra, latest: !args.no_latest, apps: &apps };
+        let tag_plan = TagPlan {
+            revision: &self.revision,
+            date: &date,
+            extra: &args.tag_extra,
+            latest: !args.no_latest,
+            apps: &apps,
+            repositories: &self.config.repository,
+        };
         let skipped = workspace
             .apps()
             .filter(|member| !selection.apps.iter().any(|app| app.name == member.name))
@@ -398,15 +429,13 @@ impl<'a> Release<'a> {
         for (image, line) in images.iter().zip(lines) {
             let layout = Layout::open(&image.layout)?;
             let index: ImageIndex = serde_json::from_slice(&layout.read_blob(&image.index)?).context("a built index is unreadable")?;
+            let repository = self.config.repository.of(&image.app)?;
             for manifest in &index.manifests {
-                self.pusher
-                    .push(&layout, manifest, &self.config.repository, &[], &line)
-                    .await
-                    .with_context(|| format!("cannot push {}", image.app))?;
+                self.pusher.push(&layout, manifest, &repository, &[], &line).await.with_context(|| format!("cannot push {}", image.app))?;
             }
             // Each platform image's attestations come from the job that built it.
             if !image.attachments.is_empty() {
-                referrers::attach(&self.pusher, &layout, &self.config.repository, &image.attachments, &line)
+                referrers::attach(&self.pusher, &layout, &repository, &image.attachments, &line)
                     .await
                     .with_context(|| format!("cannot attach the attestations of {}", image.app))?;
             }
@@ -425,7 +454,7 @@ impl<'a> Release<'a> {
         bases: Vec<watch::Receiver<bool>>,
         line: &AppLine,
     ) -> Result<PushReport> {
-        let (pusher, repository) = (&self.pusher, &self.config.repository);
+        let (pusher, repository) = (&self.pusher, &self.config.repository.of(&image.app)?);
         let layout = Layout::open(&image.layout)?;
         if self.gate.is_none() && image.attachments.is_empty() && self.key.is_none() && bases.is_empty() {
             return pusher.push(&layout, &image.index, repository, &app.tags, line).await;
@@ -535,7 +564,7 @@ struct AdvisoryGate {
 fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) -> Result<Option<AdvisoryGate>> {
     let thresholds =
         Thresholds { max_critical: args.max_critical.or(config.ecr.max_critical), max_high: args.max_high.or(config.ecr.max_high) };
-    let on_ecr = crate::aws::ecr::ecr_repository(&config.repository).is_ok();
+    let on_ecr = on_ecr(&config.repository);
     if args.dry_run || !thresholds.is_set() {
         return Ok(None);
     }
@@ -560,13 +589,13 @@ fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) 
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
-async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
+async fn scan_gate(args: &flags::Release, config: &config::Config, apps: &[String]) -> Result<Option<ScanGate>> {
     let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
     let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };
     if args.dry_run || !(flags.is_set() || configured.is_set()) {
         return Ok(None);
     }
-    if crate::aws::ecr::ecr_repository(&config.repository).is_err() {
+    if !on_ecr(&config.repository) {
         if flags.is_set() && advisory_db(args, config).is_none() {
             bail!(
                 "--max-critical and --max-high gate on ECR's image scans, and {} is not an ECR repository: release to <account>.dkr.ecr.<region>.amazonaws.com/NAME, name a RustSec advisory database with --advisory-db to gate on the apps' crates alone, or drop the flags",
@@ -586,8 +615,13 @@ async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Opt
         }
         return Ok(None);
     }
-    let scanner = crate::aws::ecr::Scanner::new(&config.repository).await?;
+    let scanner = crate::aws::ecr::Scanner::new(&config.repository, apps).await?;
     Ok(Some(ScanGate::new(scanner, flags, args.scan_timeout, &config.ecr)))
+}
+
+/// Whether the apps' repositories are on ECR (all are on one registry).
+fn on_ecr(repositories: &Repositories) -> bool {
+    repositories.of("image").is_ok_and(|repository| crate::aws::ecr::ecr_repository(&repository).is_ok())
 }
 
 /// Each platform and the digest of its manifest in the app's index.
@@ -761,7 +795,8 @@ mod tests {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         let extra = ["semver".to_string(), "date".to_string(), "staging".to_string()];
         let apps = ["hello".to_string(), "hello-api".to_string(), "worker".to_string()];
-        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true, apps: &apps };
+        let shared = Repositories::parse("registry.example/acme/prod").unwrap();
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &extra, latest: true, apps: &apps, repositories: &shared };
         expect_test::expect![[r#"
             hello-api-0123456789abcdef0123456789abcdef01234567
             hello-api-v0.3.1
@@ -769,7 +804,7 @@ mod tests {
             hello-api-staging
             hello-api-latest"#]]
         .assert_eq(&release_tags("hello-api", "0.3.1", &plan).unwrap().join("\n"));
-        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false, apps: &apps };
+        let plan = TagPlan { revision: sha, date: "20261122", extra: &[], latest: false, apps: &apps, repositories: &shared };
         assert_eq!(release_tags("worker", "0.2.0", &plan).unwrap(), [format!("worker-{sha}")]);
         let long = "a".repeat(100);
         let err = release_tags(&long, "1.0.0", &plan).unwrap_err();
@@ -781,5 +816,16 @@ mod tests {
         let err = release_tags("hello", "0.1.0", &TagPlan { extra: &owned, ..plan }).unwrap_err();
         expect_test::expect!["--tag-extra gives app `hello` the tag `hello-api-latest`, which belongs to app `hello-api` (its tags start `hello-api-`): choose a rule that does not start with `api`"].assert_eq(&format!("{err:#}"));
         assert!(release_tags("hello-api", "0.1.0", &TagPlan { extra: &owned, ..plan }).is_ok(), "its own prefix is the app's");
+        // In a repository of its own, an app's tags are its commit, the rules and latest.
+        let own = Repositories::parse("ghcr.io/acme/{image}").unwrap();
+        let plan = TagPlan { extra: &extra, latest: true, repositories: &own, ..plan };
+        expect_test::expect![[r#"
+            0123456789abcdef0123456789abcdef01234567
+            v0.3.1
+            20261122
+            staging
+            latest"#]]
+        .assert_eq(&release_tags("hello-api", "0.3.1", &plan).unwrap().join("\n"));
+        assert!(release_tags("hello", "0.1.0", &TagPlan { extra: &owned, ..plan }).is_ok(), "no other app's tags are there");
     }
 }

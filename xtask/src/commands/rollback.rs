@@ -1,5 +1,5 @@
 //! `cargo xtask rollback APP --to SHA`: points `<app>-latest` at the image already released as
-//! `<app>-<sha>`, with one manifest PUT and no blob moved. The target must exist: a rollback never
+//! `<app>-<sha>` (`latest` and `<sha>` in a repository per image), with one manifest PUT and no blob moved. The target must exist: a rollback never
 //! invents an image.
 
 use anyhow::{bail, Context as _, Result};
@@ -19,9 +19,10 @@ pub async fn run(ctx: &Context, args: flags::Rollback) -> Result<()> {
         Err(_) if args.to.len() == 40 => args.to.clone(),
         Err(err) => return Err(err.context(format!("--to {} is not a commit of this clone: pass the full 40-character sha", args.to))),
     };
-    let (app, target, latest) = (&args.app, format!("{}-{sha}", args.app), format!("{}-latest", args.app));
+    let app = &args.app;
+    let (target, latest) = (config.repository.tag(app, &sha), config.repository.tag(app, "latest"));
     validate_tag(&target).with_context(|| format!("--to {} does not name a release of {app}: pass a commit sha", args.to))?;
-    let repository = &config.repository;
+    let repository = &config.repository.of(app)?;
     match Registries::for_reading(repository.host())?.open(repository)?.retag(&target, &latest).await? {
         Some(Retagged::Moved(digest)) => println!("{latest} now names {digest} ({target}) in {repository}"),
         Some(Retagged::Unchanged) => println!("{latest} already names {target} in {repository}"),

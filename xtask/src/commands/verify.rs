@@ -16,15 +16,16 @@ pub async fn run(ctx: &Context, args: flags::Verify) -> Result<()> {
     let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &[] })?;
     let (app, tag) = match args.image.split_once('@') {
         Some((app, tag)) => (app.to_string(), tag.to_string()),
-        None => (args.image.clone(), format!("{}-latest", args.image)),
+        None => (args.image.clone(), config.repository.tag(&args.image, "latest")),
     };
     ctx.workspace.select_apps(std::slice::from_ref(&app))?;
+    let repository = config.repository.of(&app)?;
     let pem = std::fs::read_to_string(&args.key).with_context(|| format!("cannot read the public key {}", args.key.display()))?;
     let key = PublicKey::from_pem(&pem).with_context(|| format!("--key {}", args.key.display()))?;
-    let store = Registries::new(args.ca_file.as_deref(), config.repository.host())?.open(&config.repository)?;
-    let verified = signatures::verify(&store, &config.repository.to_string(), &app, &tag, &key)
+    let store = Registries::new(args.ca_file.as_deref(), repository.host())?.open(&repository)?;
+    let verified = signatures::verify(&store, &repository.to_string(), &app, &tag, &key)
         .await
-        .with_context(|| format!("{app}: verification of {tag} in {} failed", config.repository))?;
+        .with_context(|| format!("{app}: verification of {tag} in {repository} failed"))?;
     println!("{app}: {tag} ({}) is signed by {}, for {}", verified.digest, args.key.display(), verified.signed_for.join(", "));
     for platform in &verified.attested {
         println!("{app}: {platform}: signed provenance verified");

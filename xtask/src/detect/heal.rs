@@ -11,16 +11,18 @@ use anyhow::{Context, Result};
 use crate::detect::inputs::{self, AppInputs};
 use crate::detect::{self, Reason, SelectedApp};
 use crate::image::oci::Digest;
-use crate::repository::store::Store;
+use crate::image::reference::Repositories;
+use crate::repository::store::{Registries, Store};
 use crate::workspace::git::Git;
 use crate::workspace::Workspace;
 
 /// How many of an app's last changes are looked up before it counts as never released.
 const CHANGES_SEARCHED: usize = 10;
 
-/// What self-healing compares against: the repository, and the history leading to `head`.
+/// What self-healing compares against: each app's repository, and the history leading to `head`.
 pub struct Released<'a> {
-    pub store: &'a Store,
+    pub registries: &'a Registries,
+    pub repositories: &'a Repositories,
     pub git: &'a Git<'a>,
     pub head: &'a str,
 }
@@ -29,17 +31,19 @@ pub struct Released<'a> {
 /// an image of its current inputs: under `<app>-latest` (where a release that healed the app put
 /// it), or else under the newest `<app>-<sha>` of `last_changes`, the commits that last touched its
 /// inputs (which keeps a rollback of `-latest` in place).
-async fn unreleased_reason(store: &Store, app: &str, inputs: &AppInputs, last_changes: &[String]) -> Result<Option<Reason>> {
+async fn unreleased_reason(released: &Released<'_>, app: &str, inputs: &AppInputs, last_changes: &[String]) -> Result<Option<Reason>> {
+    let store: Store = released.registries.open(&released.repositories.of(app)?)?;
+    let store = &store;
     let recorded_inputs = |tag: String| async move {
         let annotations = store.find_annotations(&tag).await.with_context(|| format!("cannot look {tag} up in {store}"))?;
         anyhow::Ok(annotations.map(|annotations| annotations.get(inputs::ANNOTATION).and_then(|digest| digest.parse::<Digest>().ok())))
     };
-    if recorded_inputs(format!("{app}-latest")).await? == Some(Some(inputs.digest.clone())) {
+    if recorded_inputs(released.repositories.tag(app, "latest")).await? == Some(Some(inputs.digest.clone())) {
         return Ok(None);
     }
     let mut searched = Vec::new();
     for sha in last_changes {
-        let tag = format!("{app}-{sha}");
+        let tag = released.repositories.tag(app, sha);
         match recorded_inputs(tag.clone()).await? {
             None => searched.push(tag),
             Some(Some(digest)) if digest == inputs.digest => return Ok(None),
@@ -88,7 +92,7 @@ pub async fn add_unreleased(
         inputs.iter().filter(|(name, _)| !excluded.contains(name) && !apps.iter().any(|app| &app.name == *name)).collect();
     let mut changes = LastChanges::new(&candidates);
     released.git.walk_history(released.head, |sha, paths| changes.visit(sha, paths))?;
-    let lookups = candidates.iter().map(|(name, inputs)| unreleased_reason(released.store, name, inputs, &changes.found[*name]));
+    let lookups = candidates.iter().map(|(name, inputs)| unreleased_reason(released, name, inputs, &changes.found[*name]));
     let reasons = futures_util::future::join_all(lookups).await;
     for ((name, _), reason) in candidates.iter().zip(reasons) {
         if let Some(reason) = reason? {

@@ -60,6 +60,90 @@ impl fmt::Display for Repository {
     }
 }
 
+/// Where each app's images go (`repository` in the configuration, `XTASK_REPOSITORY`,
+/// `--repository`): one repository every app shares, its images tagged `<app>-<sha>` and
+/// `<app>-latest`, or one repository per image, `{image}` in the path standing for the app's name
+/// (`ghcr.io/acme/{image}`, as teams that publish each service on its own write it), tagged
+/// `<sha>` and `latest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repositories {
+    Shared(Repository),
+    /// The text with `{image}`, checked to make a valid repository of a valid name.
+    PerImage(String),
+}
+
+/// What stands for the app's name in a per-image repository.
+pub const IMAGE_PLACEHOLDER: &str = "{image}";
+
+impl Repositories {
+    pub fn parse(text: &str) -> Result<Repositories> {
+        if !text.contains(IMAGE_PLACEHOLDER) {
+            return Ok(Repositories::Shared(Repository::parse(text)?));
+        }
+        let (host, _) = text.split_once('/').unwrap_or((text, ""));
+        if host.contains(IMAGE_PLACEHOLDER) && !host.starts_with("oci:") {
+            bail!("`{text}` has {IMAGE_PLACEHOLDER} in its host: it stands for the image's name in the repository's path, as in ghcr.io/acme/{IMAGE_PLACEHOLDER}");
+        }
+        Repository::parse(&text.replace(IMAGE_PLACEHOLDER, "image"))
+            .with_context(|| format!("in `{text}`, with {IMAGE_PLACEHOLDER} standing for an image's name"))?;
+        Ok(Repositories::PerImage(text.to_string()))
+    }
+
+    /// The repository of `app`'s images.
+    pub fn of(&self, app: &str) -> Result<Repository> {
+        match self {
+            Repositories::Shared(repository) => Ok(repository.clone()),
+            Repositories::PerImage(text) => Repository::parse(&text.replace(IMAGE_PLACEHOLDER, app)).with_context(|| {
+                format!("the image `{app}` makes no repository name of `{text}`: rename the image, or write its repository out")
+            }),
+        }
+    }
+
+    /// `app`'s tag for `what` (a commit, `latest`, an extra rule's suffix): `<app>-<what>` in a
+    /// shared repository, `<what>` in the app's own.
+    pub fn tag(&self, app: &str, what: &str) -> String {
+        match self {
+            Repositories::Shared(_) => format!("{app}-{what}"),
+            Repositories::PerImage(_) => what.to_string(),
+        }
+    }
+
+    /// Whether every app has a repository of its own.
+    pub fn per_image(&self) -> bool {
+        matches!(self, Repositories::PerImage(_))
+    }
+
+    /// The registry host of every app's repository (the placeholder is never in the host).
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Repositories::Shared(repository) => repository.host(),
+            Repositories::PerImage(text) if text.starts_with("oci:") => None,
+            Repositories::PerImage(text) => text.split_once('/').map(|(host, _)| host),
+        }
+    }
+
+    /// Relative layout directories made relative to `root`.
+    pub fn rooted_at(self, root: &std::path::Path) -> Repositories {
+        match self {
+            Repositories::Shared(Repository::Layout { dir }) => Repositories::Shared(Repository::Layout { dir: root.join(dir) }),
+            Repositories::PerImage(text) => match text.strip_prefix("oci:") {
+                Some(dir) => Repositories::PerImage(format!("oci:{}", root.join(dir).display())),
+                None => Repositories::PerImage(text),
+            },
+            shared => shared,
+        }
+    }
+}
+
+impl fmt::Display for Repositories {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Repositories::Shared(repository) => write!(f, "{repository}"),
+            Repositories::PerImage(text) => f.write_str(text),
+        }
+    }
+}
+
 impl ImageReference {
     pub fn parse(text: &str) -> Result<ImageReference> {
         let (repository, tag) = match text.rsplit_once(':') {
@@ -191,6 +275,39 @@ pub fn is_valid_repository_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_per_image_makes_each_apps_repository_and_tags() {
+        let show =
+            |text: &str, app: &str| match Repositories::parse(text).and_then(|layout| Ok((layout.of(app)?, layout.tag(app, "latest")))) {
+                Ok((repository, tag)) => format!("{repository} {tag}"),
+                Err(err) => format!("error: {err:#}"),
+            };
+        let shown: Vec<String> = [
+            ("registry.example/acme/prod", "api"),
+            ("ghcr.io/acme/{image}", "api"),
+            ("ghcr.io/{image}/images", "api"),
+            ("oci:target/{image}", "api"),
+            ("ghcr.io/acme/{image}", "Api"),
+            ("{image}.example/acme", "api"),
+            ("ghcr.io/Acme/{image}", "api"),
+        ]
+        .iter()
+        .map(|(text, app)| show(text, app))
+        .collect();
+        expect_test::expect![[r#"
+            [
+                "registry.example/acme/prod api-latest",
+                "ghcr.io/acme/api latest",
+                "ghcr.io/api/images latest",
+                "oci:target/api latest",
+                "error: the image `Api` makes no repository name of `ghcr.io/acme/{image}`: rename the image, or write its repository out: `acme/Api` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components",
+                "error: `{image}.example/acme` has {image} in its host: it stands for the image's name in the repository's path, as in ghcr.io/acme/{image}",
+                "error: in `ghcr.io/Acme/{image}`, with {image} standing for an image's name: `Acme/image` is not a valid repository name: use lower-case letters, digits and the separators `.`, `_`, `-` between them, and `/` between components",
+            ]
+        "#]]
+        .assert_debug_eq(&shown);
+    }
 
     fn check(input: &str, expected: &str) {
         let actual = match ImageReference::parse(input) {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::image::oci::{self, Digest, ImageIndex, ImageManifest};
+use crate::image::reference::Repositories;
 use crate::repository::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,17 +37,49 @@ pub fn app_of<'a>(tag: &str, apps: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Whose a repository's tags are.
+#[derive(Clone, Copy)]
+pub enum Owners<'a> {
+    /// A repository the workspace's `apps` share: a tag is the app's whose name starts it
+    /// (`app_of`).
+    Shared(&'a [String]),
+    /// One app's own repository: every tag but those of attached artifacts (`sha256-<hex>...`).
+    Own(&'a str),
+}
+
+impl<'a> Owners<'a> {
+    /// The owners of `app`'s tags in `repositories`' layout, `apps` being the workspace's.
+    pub fn of_app(repositories: &Repositories, apps: &'a [String], app: &'a str) -> Owners<'a> {
+        match repositories.per_image() {
+            true => Owners::Own(app),
+            false => Owners::Shared(apps),
+        }
+    }
+
+    pub fn owner(&self, tag: &str) -> Option<&'a str> {
+        match *self {
+            Owners::Shared(apps) => app_of(tag, apps),
+            Owners::Own(_) if is_attachment_tag(tag) => None,
+            Owners::Own(app) => Some(app),
+        }
+    }
+}
+
+/// A tag the tag schema gives an attached artifact (`sha256-<hex>`, cosign's `.sig`, `.att`).
+fn is_attachment_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-").is_some_and(|rest| rest.len() >= 64 && rest[..64].bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The images of each of the `wanted` apps in `store`, newest first, found through the tags of
-/// the repository (`apps` are all of the workspace's). An image belongs to the app its
-/// `dev.xtask.app` annotation names; one without it (released before it existed, or by other
-/// tools) to the app whose name is the longest prefix of its tag. So `api`'s images never
-/// include those of an `api-gateway` that is not in this workspace.
-pub async fn list(store: &Store, apps: &[String], wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
+/// the repository. An image belongs to the app its `dev.xtask.app` annotation names; one without
+/// it (released before it existed, or by other tools) to the app `owners` gives its tag. So
+/// `api`'s images never include those of an `api-gateway` that is not in this workspace.
+pub async fn list(store: &Store, owners: Owners<'_>, wanted: &[String]) -> Result<BTreeMap<String, Vec<Image>>> {
     let mut by_app: BTreeMap<String, BTreeMap<Digest, Image>> = BTreeMap::new();
     let tags = store.tags().await.with_context(|| format!("cannot list the tags of {store}"))?;
     let all_tags: std::collections::BTreeSet<&str> = tags.iter().map(String::as_str).collect();
     for tag in tags.iter().cloned() {
-        let Some(app) = app_of(&tag, apps).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
+        let Some(app) = owners.owner(&tag).filter(|app| wanted.iter().any(|w| w == app)) else { continue };
         let Some(bytes) = store.find_manifest(&tag).await? else { continue };
         let annotations = crate::image::oci::annotations_of(&bytes).unwrap_or_default();
         if annotations.get(oci::APP_ANNOTATION).is_some_and(|owner| owner != app) {
@@ -181,5 +214,15 @@ mod tests {
                 .map(|tag| app_of(tag, &apps))
                 .collect();
         assert_eq!(owners, [Some("hello-api"), Some("hello"), Some("hello-api"), Some("worker"), None, None, None]);
+    }
+
+    #[test]
+    fn every_tag_of_an_apps_own_repository_is_its_own_but_the_attachments() {
+        let digest = "0123456789abcdef".repeat(4);
+        let owners: Vec<Option<&str>> = ["latest", "0123abc", "v1.0.0", &format!("sha256-{digest}"), &format!("sha256-{digest}.sig")]
+            .iter()
+            .map(|tag| Owners::Own("api").owner(tag))
+            .collect();
+        assert_eq!(owners, [Some("api"), Some("api"), Some("api"), None, None]);
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::image::libc::GlibcVersion;
 use crate::image::platform::Platform;
-use crate::image::reference::Repository;
+use crate::image::reference::Repositories;
 
 /// Where `release` writes when no repository is configured: a local OCI image layout, so that a
 /// first run works on a machine without any registry.
@@ -199,7 +199,7 @@ pub enum RuleApps {
 }
 #[derive(Debug)]
 pub struct Config {
-    pub repository: Repository,
+    pub repository: Repositories,
     pub platforms: Vec<Platform>,
     /// The Rust target triple each platform's binaries are compiled for.
     pub targets: BTreeMap<Platform, String>,
@@ -217,9 +217,7 @@ impl Config {
     /// Makes a relative layout repository relative to the workspace root, wherever the command
     /// runs.
     pub fn rooted_at(mut self, root: &std::path::Path) -> Config {
-        if let Repository::Layout { dir } = &self.repository {
-            self.repository = Repository::Layout { dir: root.join(dir) };
-        }
+        self.repository = self.repository.rooted_at(root);
         // So are the key and the advisory database the configuration names.
         let rooted = |path: &mut Option<String>| {
             if let Some(value) = path.as_mut().filter(|value| !value.starts_with("env://")) {
@@ -253,7 +251,7 @@ pub fn resolve(workspace_metadata: &serde_json::Value, env: &dyn Fn(&str) -> Opt
         .or(env_repository)
         .or(Some(metadata.repository).filter(|value| !value.is_empty()))
         .unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
-    let repository = Repository::parse(&repository)?;
+    let repository = Repositories::parse(&repository)?;
 
     let platform_texts: Vec<String> = if !overrides.platforms.is_empty() {
         overrides.platforms.to_vec()
