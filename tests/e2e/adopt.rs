@@ -63,9 +63,19 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
         "writes .github/workflows/xtask-release.yml",
         "image api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage `builder` (crates/api/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is assembled natively",
         "image ui: docker/ui/Dockerfile, an image of docker/ with a directory of its own; assembled natively",
-        "not an image: deploy/Dockerfile (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")",
+        "not an image: deploy/Dockerfile (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\"; it needs PACKAGE)",
     ] {
         assert!(printed.contains(line), "{line}:\n{printed}");
+    }
+    // The configuration is written, with what was found and a declaration to fill in.
+    let manifest = std::fs::read_to_string(host.path().join("Cargo.toml")).unwrap();
+    for line in [
+        "[workspace.metadata.xtask]\n",
+        "repository = \"\"\n",
+        "# - api: crates/api/Dockerfile, beside the crate's Cargo.toml; the builder stage",
+        "# dockerfile = \"deploy/Dockerfile\"\n# args = { PACKAGE = \"...\" }  # what it needs\n",
+    ] {
+        assert!(manifest.contains(line), "{line}:\n{manifest}");
     }
 
     // Its workflows are valid GitHub Actions workflows, checked as tests/ci.sh checks this

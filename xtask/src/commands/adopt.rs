@@ -43,7 +43,9 @@ pub fn run(ctx: &Context, args: flags::Adopt) -> Result<ExitCode> {
     let config = std::fs::read_to_string(&config_path).ok();
 
     let mut wanted = vendored_files(ctx, source)?;
-    wanted.insert(manifest_path.clone(), host_manifest(&manifest)?.into_bytes());
+    let host_manifest = host_manifest(&manifest)?;
+    let survey = survey_images(&host)?;
+    wanted.insert(manifest_path.clone(), with_settings(&host_manifest, &settings_table(&survey))?.into_bytes());
     wanted.insert(config_path.clone(), cargo_config(config.as_deref())?.into_bytes());
     let stale = stale_files(&host, &wanted);
     let changed: Vec<&PathBuf> = wanted
@@ -85,7 +87,16 @@ pub fn run(ctx: &Context, args: flags::Adopt) -> Result<ExitCode> {
             std::fs::remove_file(host.join(path)).with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
-    report_images(&host)?;
+    for (name, how) in &survey.images {
+        println!("image {name}: {how}");
+    }
+    for (path, offers) in &survey.undeclared {
+        let what = match offers {
+            Ok(offers) if !offers.required_args.is_empty() => format!("; it needs {}", offers.required_args.join(", ")),
+            _ => String::new(),
+        };
+        println!("not an image: {path} (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\"{what})");
+    }
     if changed.is_empty() && stale.is_empty() {
         println!("the xtask in {} was current: nothing changed", host.display());
     } else if !args.dry_run {
@@ -310,11 +321,21 @@ fn cargo_config(text: Option<&str>) -> Result<String> {
     Ok(out)
 }
 
-/// Prints the host's images (how each was found, and whether its builder stage gives way to the
+/// The host's images and its Dockerfiles that are no image.
+struct Survey {
+    /// Each image: its name, how it was found, and how it will be built (as the build's first line
+    /// says it: its builder stage replaced or kept, the rest assembled natively or by the engine).
+    images: Vec<(String, String)>,
+    /// Each Dockerfile no image is built from, with what it offers a declaration.
+    undeclared: Vec<(String, Result<dockerfile::Offers>)>,
+}
+
+/// Reads the host's images (how each was found, and whether its builder stage gives way to the
 /// xtask's cross-compilation), and its Dockerfiles that are no image.
-fn report_images(host: &Path) -> Result<()> {
+fn survey_images(host: &Path) -> Result<Survey> {
     let sh = Shell::new()?;
     let workspace = Workspace::load(&sh, host, false).context("reading the adopted workspace")?;
+    let mut survey = Survey { images: Vec::new(), undeclared: Vec::new() };
     let mut dockerfiles = BTreeMap::new();
     for app in workspace.apps() {
         let dockerfile = app.dockerfile.clone().unwrap_or_default();
@@ -322,15 +343,73 @@ fn report_images(host: &Path) -> Result<()> {
             Ok(text) => how_built(&text, &dockerfile, &app.build_args(&Platform::parse("linux/amd64")?)),
             Err(err) => format!("its Dockerfile cannot be read: {err:#}"),
         };
-        println!("image {}: {}; {how}", app.name, app.found_how());
+        survey.images.push((app.name.clone(), format!("{}; {how}", app.found_how())));
         dockerfiles.insert(dockerfile, ());
     }
     for path in crate::workspace::dockerfiles_under(host) {
         if !dockerfiles.contains_key(&path) {
-            println!("not an image: {path} (declare it in [[workspace.metadata.xtask.images]], README \"Other Dockerfiles\")");
+            let offers =
+                std::fs::read_to_string(host.join(&path)).map_err(anyhow::Error::from).and_then(|text| dockerfile::offers(&text, &path));
+            survey.undeclared.push((path, offers));
         }
     }
-    Ok(())
+    Ok(survey)
+}
+
+/// The `[workspace.metadata.xtask]` adopt writes for a host without one: the repository and
+/// platforms, the images found as comments, and a declaration to fill in for each Dockerfile that
+/// is no image yet.
+fn settings_table(survey: &Survey) -> String {
+    let mut table = String::from(concat!(
+        "# Written by `cargo xtask adopt` (README, \"Configuration\"); yours to edit: adopt leaves this\n",
+        "# table as it is once it is here.\n",
+        "[workspace.metadata.xtask]\n",
+        "# Empty: the local layout target/registry. One repository all images share, tagged\n",
+        "# <app>-<sha> and <app>-latest (\"ghcr.io/ORG/images\"), or one per image (\"ghcr.io/ORG/{image}\").\n",
+        "repository = \"\"\n",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    ));
+    if !survey.images.is_empty() {
+        table.push_str("# The images found (`cargo xtask changed --all` lists them):\n");
+        for (name, how) in &survey.images {
+            table.push_str(&format!("# - {name}: {how}\n"));
+        }
+    }
+    for (path, offers) in &survey.undeclared {
+        table.push_str(&format!("\n# {path} is no image yet: declare each image it makes (README, \"Other Dockerfiles\").\n"));
+        table.push_str(&format!("# [[workspace.metadata.xtask.images]]\n# name = \"NAME\"\n# dockerfile = \"{path}\"\n"));
+        match offers {
+            Ok(offers) => {
+                if !offers.stages.is_empty() {
+                    table.push_str(&format!("# target = \"STAGE\"  # one of its stages: {}\n", offers.stages.join(", ")));
+                }
+                if !offers.required_args.is_empty() {
+                    let args: Vec<String> = offers.required_args.iter().map(|arg| format!("{arg} = \"...\"")).collect();
+                    table.push_str(&format!("# args = {{ {} }}  # what it needs\n", args.join(", ")));
+                }
+            }
+            Err(err) => table.push_str(&format!("# (it cannot be read: {err:#})\n")),
+        }
+    }
+    table
+}
+
+/// The host's manifest with `table` added at its end, unless it has a `[workspace.metadata.xtask]`
+/// already: the user's settings are kept as they are.
+fn with_settings(manifest: &str, table: &str) -> Result<String> {
+    let parsed: toml::Table = toml::from_str(manifest).context("the Cargo.toml to adopt the xtask into is not TOML: fix it first")?;
+    let configured = parsed.get("workspace").and_then(|workspace| workspace.get("metadata")).and_then(|metadata| metadata.get("xtask"));
+    if configured.is_some() {
+        return Ok(manifest.to_string());
+    }
+    let separator = if manifest.ends_with("\n\n") || manifest.is_empty() {
+        ""
+    } else if manifest.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    Ok(format!("{manifest}{separator}{table}"))
 }
 
 /// How a build will make the image of `text`, as the build's first line says it: its builder
@@ -403,6 +482,51 @@ mod tests {
                   - run: xtask/target/debug/xtask changed --json
         "#]]
         .assert_eq(&host_workflow(workflow));
+    }
+
+    #[test]
+    fn the_settings_are_written_once_with_what_was_found() {
+        let offers = |text: &str| dockerfile::offers(text, "Dockerfile");
+        let survey = Survey {
+            images: vec![("api".into(), "crates/api/Dockerfile, beside the crate's Cargo.toml; assembled natively".into())],
+            undeclared: vec![
+                ("Dockerfile".into(), offers("ARG PACKAGE\nARG RUST=1.85\nFROM rust:$RUST AS build\nARG BIN\nARG TARGETARCH\nRUN cargo build -p $PACKAGE\nFROM scratch AS app\n")),
+                ("docker/broken.Dockerfile".into(), offers("RUN true\n")),
+            ],
+        };
+        let table = settings_table(&survey);
+        expect_test::expect![[r##"
+            # Written by `cargo xtask adopt` (README, "Configuration"); yours to edit: adopt leaves this
+            # table as it is once it is here.
+            [workspace.metadata.xtask]
+            # Empty: the local layout target/registry. One repository all images share, tagged
+            # <app>-<sha> and <app>-latest ("ghcr.io/ORG/images"), or one per image ("ghcr.io/ORG/{image}").
+            repository = ""
+            platforms = ["linux/amd64", "linux/arm64"]
+            # The images found (`cargo xtask changed --all` lists them):
+            # - api: crates/api/Dockerfile, beside the crate's Cargo.toml; assembled natively
+
+            # Dockerfile is no image yet: declare each image it makes (README, "Other Dockerfiles").
+            # [[workspace.metadata.xtask.images]]
+            # name = "NAME"
+            # dockerfile = "Dockerfile"
+            # target = "STAGE"  # one of its stages: build, app
+            # args = { PACKAGE = "...", BIN = "..." }  # what it needs
+
+            # docker/broken.Dockerfile is no image yet: declare each image it makes (README, "Other Dockerfiles").
+            # [[workspace.metadata.xtask.images]]
+            # name = "NAME"
+            # dockerfile = "docker/broken.Dockerfile"
+            # (it cannot be read: Dockerfile:1: no build stage in current context; docker build refuses this Dockerfile too: fix that line)
+        "##]]
+        .assert_eq(&table);
+        let manifest = "[workspace]\nmembers = [\"*\"]\n";
+        let written = with_settings(manifest, &table).unwrap();
+        assert_eq!(written, format!("{manifest}\n{table}"));
+        assert!(toml::from_str::<toml::Table>(&written).is_ok(), "{written}");
+        assert_eq!(with_settings(&written, "[other]\n").unwrap(), written, "the user's table is kept");
+        let theirs = "[workspace]\n[workspace.metadata.xtask]\nrepository = \"ghcr.io/acme/{image}\"\n";
+        assert_eq!(with_settings(theirs, &table).unwrap(), theirs);
     }
 
     #[test]

@@ -189,6 +189,35 @@ pub fn up_to_stage(text: &str, file: &str, target: &str) -> Result<String> {
     Ok(lines.iter().enumerate().map(|(at, line)| if at < kept { *line } else { "" }).collect::<Vec<_>>().join("\n"))
 }
 
+/// What a Dockerfile offers a build: its named stages, each a `--target`, and the build arguments
+/// it declares without a default anywhere, which a build must be given (`ARG PACKAGE`).
+pub struct Offers {
+    pub stages: Vec<String>,
+    pub required_args: Vec<String>,
+}
+
+pub fn offers(text: &str, file: &str) -> Result<Offers> {
+    let read = read(text, file)?;
+    let stages = read.stages.iter().filter_map(|stage| stage.name.clone()).collect();
+    let declared = read.meta_args.iter().chain(read.stages.iter().flat_map(|stage| &stage.commands)).filter_map(|command| {
+        match &command.instruction {
+            Instruction::Arg { args } => Some(args),
+            _ => None,
+        }
+    });
+    let mut required: Vec<String> = Vec::new();
+    let mut defaulted: Vec<&str> = Vec::new();
+    for (name, default) in declared.flatten() {
+        match default {
+            Some(_) => defaulted.push(name),
+            None if !PLATFORM_ARGS.contains(&name.as_str()) && !required.contains(name) => required.push(name.clone()),
+            None => {}
+        }
+    }
+    required.retain(|name| !defaulted.contains(&name.as_str()));
+    Ok(Offers { stages, required_args: required })
+}
+
 /// The Dockerfile with each `FROM scratch` naming `image` instead, other lines untouched.
 pub fn replace_scratch(text: &str, image: &str) -> String {
     let mut out = String::with_capacity(text.len());
