@@ -647,19 +647,29 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl\n\n"
     );
     let copy = "COPY --from=builder --chmod=755 /src/target/x86_64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\n";
+    // The same build as `cargo install` writes it, into the root the later stage copies from.
+    let installer = format!(
+        "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo install --path crates/stamp --locked --offline --root /opt/stamp --target x86_64-unknown-linux-musl\n\n"
+    );
+    let installed = "COPY --from=builder /opt/stamp/bin/stamp /usr/local/bin/stamp\n";
     let runtimes = [
         (
             "scratch",
-            format!("FROM scratch\n{copy}RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENV STAMP_MODE=oracle\nWORKDIR /data\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            format!("{builder}FROM scratch\n{copy}RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENV STAMP_MODE=oracle\nWORKDIR /data\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
             0,
         ),
         (
             "debian",
-            format!("FROM {debian}\nRUN useradd --system --no-create-home stamp\n{copy}USER stamp\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            format!("{builder}FROM {debian}\nRUN useradd --system --no-create-home stamp\n{copy}USER stamp\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
             1,
         ),
+        (
+            "install",
+            format!("{installer}FROM scratch\n{installed}RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            0,
+        ),
     ];
-    for (runtime, stage, base_layers) in runtimes {
+    for (runtime, dockerfile, base_layers) in runtimes {
         let scratch = Scratch::empty();
         scratch.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
         scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
@@ -667,7 +677,7 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             "crates/stamp/src/main.rs",
             "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
         );
-        scratch.write("crates/stamp/Dockerfile", &format!("{builder}{stage}"));
+        scratch.write("crates/stamp/Dockerfile", &dockerfile);
         scratch.write(".dockerignore", "target\n.git\n");
         let lockfile = run(Command::new(env!("CARGO")).args(["generate-lockfile", "--offline"]).current_dir(scratch.path()));
         assert!(lockfile.status.success(), "{}", stderr(&lockfile));

@@ -555,6 +555,13 @@ enum Recipe {
 /// replaced by the xtask's build where the image gets the same files (`cargo_stage`), for every
 /// platform or none. Then `auto` sends a Dockerfile the native builder declines
 /// (`dockerfile::Declined`) to the engine; a malformed one is an error either way.
+/// How a build with the automatic builder makes `member`'s image of `text` for `platforms`, as
+/// its first line says it: the builder stage replaced or kept, the rest assembled natively or
+/// built by the engine, and why (what `adopt` reports of each image it finds).
+pub fn how_built(text: &str, dockerfile: &str, platforms: &[Platform], member: &Member, workspace: &Workspace) -> Result<String> {
+    recipe(flags::Builder::Auto, text, dockerfile, platforms, member, workspace).map(|(_, why)| why)
+}
+
 fn recipe(
     builder: flags::Builder,
     text: &str,

@@ -14,10 +14,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use xshell::Shell;
 
+use crate::builder;
 use crate::context::Context;
 use crate::flags;
 use crate::image::dockerfile;
-use crate::image::dockerfile::cargo_stage::{self, CargoStages};
 use crate::image::platform::Platform;
 use crate::workspace::Workspace;
 
@@ -340,7 +340,8 @@ fn survey_images(host: &Path) -> Result<Survey> {
     for app in workspace.apps() {
         let dockerfile = app.dockerfile.clone().unwrap_or_default();
         let how = match app.dockerfile_text(host) {
-            Ok(text) => how_built(&text, &dockerfile, &app.build_args(&Platform::parse("linux/amd64")?)),
+            Ok(text) => builder::how_built(&text, &dockerfile, &[Platform::parse("linux/amd64")?], app, &workspace)
+                .unwrap_or_else(|err| format!("not readable: {err:#}")),
             Err(err) => format!("its Dockerfile cannot be read: {err:#}"),
         };
         survey.images.push((app.name.clone(), format!("{}; {how}", app.found_how())));
@@ -410,29 +411,6 @@ fn with_settings(manifest: &str, table: &str) -> Result<String> {
         "\n\n"
     };
     Ok(format!("{manifest}{separator}{table}"))
-}
-
-/// How a build will make the image of `text`, as the build's first line says it: its builder
-/// stage replaced or kept, the rest assembled natively or built by the engine, and why.
-fn how_built(text: &str, dockerfile: &str, build_args: &[(String, String)]) -> String {
-    let (rest, replaced, kept) = match cargo_stage::replace(text, dockerfile, build_args, "linux/amd64") {
-        Ok(CargoStages::Replaced(replaced)) => (replaced.text.clone(), Some(replaced.why), None),
-        Ok(CargoStages::Kept(why)) => (text.to_string(), None, Some(why)),
-        Ok(CargoStages::None) => (text.to_string(), None, None),
-        Err(err) => return format!("not readable: {err:#}"),
-    };
-    let built = match dockerfile::plan(&rest, dockerfile, build_args) {
-        Ok(_) => "assembled natively".to_string(),
-        Err(err) => match err.downcast_ref::<dockerfile::Declined>() {
-            Some(declined) => format!("built by the Docker engine, because {} has {}", declined.at, declined.what),
-            None => return format!("not readable: {err:#}"),
-        },
-    };
-    match (replaced, kept) {
-        (Some(why), _) => format!("{why}; the rest is {built}"),
-        (None, Some(why)) => format!("{built}, its cargo build included (under emulation for another architecture), because {why}"),
-        (None, None) => built,
-    }
 }
 
 #[cfg(test)]
