@@ -669,15 +669,19 @@ pub fn dockerfiles_under(root: &Path) -> Vec<String> {
     found
 }
 
-/// `CARGO_HOME` as cargo finds it.
+/// `CARGO_HOME` as cargo finds it (an empty one counts as unset).
 pub fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+    std::env::var_os("CARGO_HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
 }
 
 /// The cargo that runs the xtask (`cargo xtask` sets `CARGO`), so the same toolchain builds the
-/// apps; plain `cargo` otherwise.
+/// apps; plain `cargo` otherwise (an empty `CARGO`, as `CARGO=$(rustup which cargo)` leaves when
+/// that fails, counts as unset).
 pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+    std::env::var("CARGO").ok().filter(|cargo| !cargo.is_empty()).unwrap_or_else(|| "cargo".into())
 }
 
 fn relative(root: &Path, dir: &Path) -> String {
