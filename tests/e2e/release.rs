@@ -529,6 +529,11 @@ fn a_repository_per_image_holds_each_apps_images_tagged_by_commit_and_latest() {
     assert_eq!(tags("acme/hello-api"), [first.clone(), "latest".to_string()]);
     assert!(tags("acme/prod").is_empty() && registry.storage().dangling_tags("acme/worker").is_empty());
 
+    // A plan names each app's own repository.
+    let planned: serde_json::Value =
+        serde_json::from_str(&scratch.xtask_ok(&["release", "worker", "--dry-run", "--json", "--repository", &staging])).unwrap();
+    assert_eq!(planned["apps"][0]["repository"], format!("{host}/acme/worker"));
+
     // images lists each app's own repository.
     let listing: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["images", "--json", "--repository", &staging])).unwrap();
     assert_eq!(listing["worker"][0]["tags"], serde_json::json!([first, "latest"]));

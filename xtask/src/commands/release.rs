@@ -47,6 +47,9 @@ struct SkippedApp {
 #[derive(Serialize, Clone)]
 struct AppSummary {
     name: String,
+    /// Its own repository, when each app has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository: Option<String>,
     reasons: Vec<detect::Reason>,
     platforms: Vec<String>,
     tags: Vec<String>,
@@ -281,8 +284,13 @@ impl<'a> Release<'a> {
         };
         for app in &selection.apps {
             let version = workspace.member(&app.name).map(|member| member.version.as_str()).unwrap_or_default();
+            let repository = match self.config.repository.per_image() {
+                true => Some(self.config.repository.of(&app.name)?.to_string()),
+                false => None,
+            };
             summary.apps.push(AppSummary {
                 name: app.name.clone(),
+                repository,
                 reasons: app.reasons.clone(),
                 platforms: self.config.platforms.iter().map(ToString::to_string).collect(),
                 tags: release_tags(&app.name, version, &tag_plan)?,
@@ -691,7 +699,8 @@ fn print_summary(summary: &Summary<'_>, json: bool) -> Result<()> {
     } else if summary.dry_run {
         for app in &summary.apps {
             let reasons: Vec<String> = app.reasons.iter().map(ToString::to_string).collect();
-            println!("{}: would push to {} as {} ({})", app.name, summary.repository, app.tags.join(", "), reasons.join("; "));
+            let repository = app.repository.as_deref().unwrap_or(&summary.repository);
+            println!("{}: would push to {repository} as {} ({})", app.name, app.tags.join(", "), reasons.join("; "));
         }
     } else {
         print!("{}", summary_table(summary));
@@ -737,6 +746,7 @@ mod tests {
     fn summary_table_has_a_row_per_app() {
         let released = AppSummary {
             name: "hello-api".into(),
+            repository: None,
             reasons: vec![],
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             tags: vec!["hello-api-0123456789abcdef0123456789abcdef01234567".into(), "hello-api-latest".into()],
