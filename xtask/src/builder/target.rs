@@ -38,9 +38,7 @@ pub fn choose(configured: &str, policy: LibcPolicy, pin: Option<GlibcVersion>, b
     if is_gnu(configured) {
         return CompileTarget { triple: configured.to_string(), glibc: pin.or(base_glibc) };
     }
-    // The gnu counterpart of a musl target: `-musl` → `-gnu`, `-musleabihf` → `-gnueabihf`.
-    let counterpart = configured.rsplit_once('-').and_then(|(rest, abi)| Some(format!("{rest}-gnu{}", abi.strip_prefix("musl")?)));
-    match (policy, base, counterpart) {
+    match (policy, base, crate::image::platform::gnu_counterpart(configured)) {
         // A glibc whose version cannot be read: the static binary runs on it whatever it is.
         (LibcPolicy::Auto, Libc::Glibc(Some(_)), Some(triple)) => CompileTarget { triple, glibc: pin.or(base_glibc) },
         (LibcPolicy::Auto, Libc::Glibc(None), Some(triple)) if pin.is_some() => CompileTarget { triple, glibc: pin },

@@ -474,8 +474,7 @@ fn work_tree_settings(git: &Git<'_>, workspace: &Workspace, config: &Config) -> 
 fn app_builds(workspace: &Workspace, config: &Config) -> Vec<settings::AppBuild> {
     let mut triples: Vec<String> = Vec::new();
     for triple in config.targets.values() {
-        let gnu = triple.rsplit_once('-').and_then(|(rest, abi)| Some(format!("{rest}-gnu{}", abi.strip_prefix("musl")?)));
-        triples.extend(std::iter::once(triple.clone()).chain(gnu));
+        triples.extend(std::iter::once(triple.clone()).chain(crate::image::platform::gnu_counterpart(triple)));
     }
     workspace
         .apps()

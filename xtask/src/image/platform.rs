@@ -88,9 +88,25 @@ impl fmt::Display for Platform {
     }
 }
 
+/// The gnu counterpart of a musl Rust target, which an app on a glibc base is compiled for:
+/// `-musl` becomes `-gnu`, `-musleabihf` `-gnueabihf`; `None` for a target that is not musl.
+pub fn gnu_counterpart(triple: &str) -> Option<String> {
+    triple.rsplit_once('-').and_then(|(rest, abi)| Some(format!("{rest}-gnu{}", abi.strip_prefix("musl")?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn musl_targets_have_gnu_counterparts() {
+        let counterparts: Vec<Option<String>> =
+            ["aarch64-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "x86_64-unknown-linux-gnu"]
+                .iter()
+                .map(|t| gnu_counterpart(t))
+                .collect();
+        assert_eq!(counterparts, [Some("aarch64-unknown-linux-gnu".to_string()), Some("armv7-unknown-linux-gnueabihf".to_string()), None]);
+    }
 
     fn check(input: &str, expected: &str) {
         let actual = match Platform::parse(input) {
