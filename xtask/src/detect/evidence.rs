@@ -10,10 +10,10 @@ use serde::Serialize;
 use xshell::Shell;
 
 use crate::detect::inputs::{self, AppInputs};
-use crate::detect::{harvest, settings};
 use crate::detect::{
-    lockfile, select, select_all, selected, silent_reads, silently_read, Evidence, LockfileEvidence, Reason, SelectedApp, SILENT_READERS,
+    every_silent_read, lockfile, select, select_all, selected, silent_reads, silently_read, Evidence, LockfileEvidence, Reason, SelectedApp,
 };
+use crate::detect::{harvest, settings};
 use crate::flags;
 use crate::image::dockerfile;
 use crate::image::oci::Digest;
@@ -141,9 +141,7 @@ fn detect_changes<'scope, 'env>(
             Ok(resolved) => silent_reads(&per_app(workspace, resolved)),
             Err(err) => {
                 eprintln!("note: the dependency graph cannot be resolved ({err:#}), so every app that compiles crates counts as reading .sqlx/, migrations/ and .env");
-                let everything: BTreeSet<String> = SILENT_READERS.iter().map(|(package, _)| format!("{package} ")).collect();
-                let all = workspace.apps().filter(|app| app.package.is_some()).map(|app| (app.name.clone(), everything.clone())).collect();
-                silent_reads(&all)
+                workspace.apps().filter(|app| app.package.is_some()).map(|app| (app.name.clone(), every_silent_read())).collect()
             }
         };
     }

@@ -160,13 +160,23 @@ pub fn silent_reads(resolved: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<S
         let found: Vec<MacroRead> = SILENT_READERS
             .iter()
             .filter(|(package, _)| compiled.contains(package))
-            .flat_map(|(package, paths)| paths.iter().map(|path| MacroRead { path: path.to_string(), macro_package: package.to_string() }))
+            .flat_map(|(package, paths)| macro_reads(package, paths))
             .collect();
         if !found.is_empty() {
             reads.insert(app.clone(), found);
         }
     }
     reads
+}
+
+/// What all the silent readers read: what an app counts as reading when its graph cannot be
+/// resolved to tell which of them it compiles.
+pub fn every_silent_read() -> Vec<MacroRead> {
+    SILENT_READERS.iter().flat_map(|(package, paths)| macro_reads(package, paths)).collect()
+}
+
+fn macro_reads<'a>(package: &'a str, paths: &'a [&'a str]) -> impl Iterator<Item = MacroRead> + 'a {
+    paths.iter().map(move |path| MacroRead { path: path.to_string(), macro_package: package.to_string() })
 }
 
 /// Whether `path` is `root` or lies under it.
@@ -497,6 +507,14 @@ mod tests {
         );
         check_with(&[".sqlx-old/x", "docs/migrations/x", ".envrc"], &evidence, expect_test::expect![""]);
         assert!(silently_read(".sqlx/query-1.json") && silently_read("migrations") && !silently_read(".envrc"));
+        // A graph that cannot be resolved: the app counts as reading what every reader reads.
+        let unresolved = Evidence { read_by_macros: BTreeMap::from([("worker".to_string(), every_silent_read())]), ..Evidence::default() };
+        check_with(
+            &[".sqlx/query-4f1c.json"],
+            &unresolved,
+            expect_test::expect![[r#"
+                worker: .sqlx/query-4f1c.json, which sqlx-macros reads while compiling without telling the compiler, changed"#]],
+        );
     }
 
     #[test]
