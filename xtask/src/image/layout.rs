@@ -371,8 +371,6 @@ impl Drop for BlobWriter {
     }
 }
 
-/// Creates `path`, which must not exist: a file or a link planted there makes this fail
-/// instead of being written through.
 /// The MAC of a foreign-blob list under this machine's layout key, before finalising.
 fn foreign_blobs_mac(blobs: &std::collections::BTreeMap<String, String>) -> Result<hmac::Hmac<Sha256>> {
     let mut mac = hmac::Hmac::<Sha256>::new_from_slice(layout_key()?).expect("HMAC takes a key of any length");
@@ -424,6 +422,8 @@ fn layout_key() -> Result<&'static [u8]> {
     Ok(KEY.get_or_init(|| key))
 }
 
+/// Creates `path`, which must not exist: a file or a link planted there makes this fail
+/// instead of being written through.
 fn new_file(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
