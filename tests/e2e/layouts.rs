@@ -182,23 +182,24 @@ fn declared_images_share_one_dockerfile_by_build_argument_and_target() {
     assert_eq!(select_after("README.md", "\nA note.\n"), Vec::<String>::new());
 }
 
-/// A builder stage that builds with features and a profile of the workspace's own: the xtask
-/// builds the crate the same way, and the binary it stages has the feature's behaviour.
+/// A builder stage that builds with features (its own, and a dependency's as `dep/feat`) and a
+/// profile of the workspace's own: the xtask builds the crate the same way, and the binary it
+/// stages has the features' behaviour.
 #[test]
 fn the_profile_and_features_of_a_builder_stage_are_the_xtasks_build() {
     let scratch = Scratch::new();
     scratch.write(
         "crates/gateway/Cargo.toml",
-        "[package]\nname = \"gateway\"\nversion = \"0.2.0\"\nedition = \"2021\"\n\n[features]\ntls = []\n",
+        "[package]\nname = \"gateway\"\nversion = \"0.2.0\"\nedition = \"2021\"\n\n[features]\ntls = []\n\n[dependencies]\ncommon = { path = \"../common\" }\n",
     );
     scratch.write(
         "crates/gateway/src/main.rs",
-        "fn main() {\n    println!(\"gateway{}\", if cfg!(feature = \"tls\") { \" with tls\" } else { \"\" });\n}\n",
+        "fn main() {\n    println!(\"gateway{}\", if cfg!(feature = \"tls\") { \" with tls\" } else { \"\" });\n    println!(\"{}\", common::log_line(\"gateway\", \"start\", &[(\"name\", \"é\".to_string())]));\n}\n",
     );
     scratch.edit("Cargo.toml", |text| format!("{text}\n[profile.dist]\ninherits = \"release\"\nlto = \"thin\"\n"));
     scratch.write(
         "docker/api-server/Dockerfile",
-        "FROM rust:1.85-bookworm AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --locked --profile dist -p gateway --features tls\n\nFROM scratch\nCOPY --from=builder /src/target/dist/gateway /gateway\nENTRYPOINT [\"/gateway\"]\n",
+        "FROM rust:1.85-bookworm AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --locked --profile dist -p gateway --features tls,common/ascii-logs\n\nFROM scratch\nCOPY --from=builder /src/target/dist/gateway /gateway\nENTRYPOINT [\"/gateway\"]\n",
     );
     let output = run(Command::new(env!("CARGO")).args(["metadata", "--offline", "--format-version", "1"]).current_dir(scratch.path()));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -207,8 +208,9 @@ fn the_profile_and_features_of_a_builder_stage_are_the_xtasks_build() {
     let output = scratch.xtask(&["build", "api-server", "--platform", "linux/amd64,linux/arm64"]);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
-    assert!(log.contains("--profile dist --features tls --locked --target x86_64-unknown-linux-musl"), "{log}");
+    assert!(log.contains("--profile dist --features common/ascii-logs,tls --locked --target x86_64-unknown-linux-musl"), "{log}");
     assert!(log.contains("api-server: the builder stage `builder` (docker/api-server/Dockerfile:1) runs cargo build"), "{log}");
-    assert_eq!(stdout(&run(&mut Command::new(scratch.path().join("target/stage/linux/amd64/gateway")))), "gateway with tls\n");
+    let printed = stdout(&run(&mut Command::new(scratch.path().join("target/stage/linux/amd64/gateway"))));
+    assert!(printed.starts_with("gateway with tls\n") && !printed.contains('é'), "common's ascii-logs escapes the value: {printed}");
     assert!(scratch.path().join("target/x86_64-unknown-linux-musl/dist/gateway").is_file(), "built with the dist profile");
 }

@@ -317,20 +317,39 @@ impl Resolver {
     /// otherwise), resolver 2, on this host.
     fn cargo_build<'g>(&'g self, ids: &[&'g guppy::PackageId], triple: &str) -> Result<guppy::graph::cargo::CargoSet<'g>> {
         use guppy::graph::cargo::{CargoOptions, CargoResolverVersion};
-        use guppy::graph::feature::{named_feature_filter, StandardFeatures};
+        use guppy::graph::feature::{named_feature_filter, FeatureId, StandardFeatures};
         use guppy::platform::{Platform, TargetFeatures};
 
         let mut initials = self.graph.resolve_ids(std::iter::empty())?.to_feature_set(StandardFeatures::None);
         for id in ids {
-            let name = self.graph.metadata(id)?.name();
-            let options = self.cargo_options.get(name).cloned().unwrap_or_default();
+            let member = self.graph.metadata(id)?;
+            let options = self.cargo_options.get(member.name()).cloned().unwrap_or_default();
             let base = match (options.all_features, options.no_default_features) {
                 (true, _) => StandardFeatures::All,
                 (false, true) => StandardFeatures::None,
                 (false, false) => StandardFeatures::Default,
             };
-            let filter = named_feature_filter(base, options.features.iter().map(String::as_str));
+            // `--features dep/feat` turns on a feature of a dependency, and the dependency itself
+            // when it is optional; the others are the package's own.
+            let (of_dependencies, own): (Vec<&String>, Vec<&String>) = options.features.iter().partition(|feature| feature.contains('/'));
+            let filter = named_feature_filter(base, own.into_iter().map(String::as_str));
             initials = initials.union(&self.graph.resolve_ids([*id])?.to_feature_set(filter));
+            for feature in of_dependencies {
+                let (dependency, name) = feature.split_once('/').expect("partitioned on `/`");
+                let weak = dependency.ends_with('?');
+                let dependency = dependency.trim_end_matches('?');
+                let link = member.direct_links().find(|link| link.dep_name() == dependency).with_context(|| {
+                    format!("`--features {feature}` names a feature of `{dependency}`, which is no dependency of {}", member.name())
+                })?;
+                let features = self.graph.feature_graph();
+                let mut turned_on = vec![FeatureId::named(link.to().id(), name)];
+                // `dep?/feat` leaves an optional dependency off; `dep/feat` turns it on.
+                let optional = FeatureId::optional_dependency(member.id(), link.dep_name());
+                if !weak && features.contains(optional) {
+                    turned_on.push(optional);
+                }
+                initials = initials.union(&features.resolve_ids(turned_on)?);
+            }
         }
         let platform = Platform::new(triple.to_string(), TargetFeatures::Unknown)
             .with_context(|| format!("the Rust target `{triple}` is unknown to the dependency resolver"))?;
@@ -710,5 +729,26 @@ mod tests {
             "extra"
         );
         assert_eq!(compiled(Some(CargoOptions { all_features: true, ..CargoOptions::default() })), "extra logging");
+    }
+
+    /// `--features lib/fancy` turns on a feature of a dependency, `fancy`, which turns on `extra`.
+    #[test]
+    fn a_feature_of_a_dependency_is_turned_on_as_cargo_does() {
+        let metadata = metadata("0.1.0", "");
+        let compiled = |features: &[&str]| {
+            let options =
+                CargoOptions { features: features.iter().map(|feature| feature.to_string()).collect(), ..CargoOptions::default() };
+            let resolver = Resolver::new(&metadata).unwrap().with_cargo_options(BTreeMap::from([("api".to_string(), options)]));
+            let names = resolver
+                .compiled_into("api", TRIPLES[0])
+                .map(|packages| packages.into_iter().map(|package| package.name).collect::<Vec<_>>());
+            names.map(|names| names.join(" ")).unwrap_or_else(|err| format!("error: {err:#}"))
+        };
+        assert_eq!(compiled(&[]), "lib");
+        assert_eq!(compiled(&["lib/fancy"]), "extra lib");
+        assert_eq!(
+            compiled(&["nothere/fancy"]),
+            "error: `--features nothere/fancy` names a feature of `nothere`, which is no dependency of api"
+        );
     }
 }
