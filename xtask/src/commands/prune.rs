@@ -27,7 +27,14 @@ pub fn delete_plan<'a>(app: &str, owners: Owners<'_>, latest: &str, images: &'a 
     let mut doomed: Vec<&Image> = Vec::new();
     for tag in tags {
         if owners.owner(tag) != Some(app) {
-            bail!("`{tag}` is not a tag of {app}'s images, which start with `{app}-`: `cargo xtask images {app}` lists them");
+            match owners {
+                Owners::Shared(_) => {
+                    bail!("`{tag}` is not a tag of {app}'s images, which start with `{app}-`: `cargo xtask images {app}` lists them")
+                }
+                Owners::Own(_) => bail!(
+                    "`{tag}` names what is attached to an image of {app} (a signature or an attestation), which goes with its image: `cargo xtask images {app}` lists the images and their tags"
+                ),
+            }
         }
         let Some(image) = images.iter().find(|image| image.tags.contains(tag)) else {
             bail!("{app} has no image tagged `{tag}`: `cargo xtask images {app}` lists its images and tags");
@@ -175,5 +182,12 @@ mod tests {
             &["api-gateway-latest"],
             Err("`api-gateway-latest` is not a tag of api's images, which start with `api-`: `cargo xtask images api` lists them"),
         );
+        // In the app's own repository, every tag is its but those of attached artifacts.
+        let images = vec![image(0, &["c3", "latest"]), image(1, &["b2"])];
+        let attachment = format!("sha256-{}.sig", "0".repeat(64));
+        let err = delete_plan("api", Owners::Own("api"), "latest", &images, &[attachment]).unwrap_err();
+        assert!(err.to_string().contains("names what is attached to an image of api"), "{err}");
+        let doomed = delete_plan("api", Owners::Own("api"), "latest", &images, &["b2".to_string()]).unwrap();
+        assert_eq!(doomed[0].tags, ["b2"]);
     }
 }
