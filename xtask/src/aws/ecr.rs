@@ -13,7 +13,7 @@ use aws_sdk_ecr::types::{
 };
 use base64::Engine as _;
 
-use crate::image::reference::{Repositories, Repository};
+use crate::image::reference::{Repositories, Repository, IMAGE_PLACEHOLDER};
 use crate::workspace::config::EcrSettings;
 
 /// An ECR registry host: `<account>.dkr.ecr.<region>.amazonaws.com`, the China partition's
@@ -168,16 +168,9 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// For the repositories of `apps`, which must all be on ECR.
-    pub async fn new(repositories: &Repositories, apps: &[String]) -> Result<Scanner> {
-        let mut host = None;
-        for app in apps {
-            host = Some(ecr_repository(&repositories.of(app)?)?.0);
-        }
-        let host = match host {
-            Some(host) => host,
-            None => ecr_repository(&repositories.of("image")?)?.0,
-        };
+    /// For the apps' repositories, which must be on ECR.
+    pub async fn new(repositories: &Repositories) -> Result<Scanner> {
+        let (host, _) = ecr_repositories(repositories)?;
         Ok(Scanner { client: client(&host.region).await, account: host.account, repositories: repositories.clone() })
     }
 
@@ -493,12 +486,34 @@ pub fn desired_state(settings: &EcrSettings, apps: &[String], own_repository: bo
 /// The ECR host and repository name of `repository`, or an error naming the fix.
 pub fn ecr_repository(repository: &Repository) -> Result<(EcrHost, String)> {
     match repository {
-        Repository::Registry { host, path } => match parse_host(host) {
-            Some(ecr) => Ok((ecr, path.clone())),
-            None => bail!("{host} is not an ECR registry (<account>.dkr.ecr.<region>.amazonaws.com): `ecr` commands manage ECR repositories only"),
-        },
-        Repository::Layout { .. } => bail!("the repository is the local layout {repository}: pass --repository <account>.dkr.ecr.<region>.amazonaws.com/NAME or set `repository` in [workspace.metadata.xtask]"),
+        Repository::Registry { host, path } => on_ecr(host, path.clone()),
+        Repository::Layout { .. } => Err(a_local_layout(repository)),
     }
+}
+
+/// The ECR host of the apps' repositories and the names they make (`acme/*` for one per image,
+/// `*` standing for any image's name), or an error naming the fix.
+pub fn ecr_repositories(repositories: &Repositories) -> Result<(EcrHost, String)> {
+    match repositories {
+        Repositories::Shared(repository) => ecr_repository(repository),
+        Repositories::PerImage(text) => match (repositories.host(), text.split_once('/')) {
+            (Some(host), Some((_, path))) => on_ecr(host, path.replace(IMAGE_PLACEHOLDER, "*")),
+            _ => Err(a_local_layout(repositories)),
+        },
+    }
+}
+
+fn on_ecr(host: &str, name: String) -> Result<(EcrHost, String)> {
+    match parse_host(host) {
+        Some(ecr) => Ok((ecr, name)),
+        None => {
+            bail!("{host} is not an ECR registry (<account>.dkr.ecr.<region>.amazonaws.com): `ecr` commands manage ECR repositories only")
+        }
+    }
+}
+
+fn a_local_layout(repository: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!("the repository is the local layout {repository}: pass --repository <account>.dkr.ecr.<region>.amazonaws.com/NAME or set `repository` in [workspace.metadata.xtask]")
 }
 
 /// Reads the repository's current state, or `None` when it does not exist.

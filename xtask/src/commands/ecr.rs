@@ -4,14 +4,10 @@
 
 use anyhow::{Context as _, Result};
 
-use crate::aws::ecr::{ecr_repository, iam_policy, setup};
+use crate::aws::ecr::{ecr_repositories, ecr_repository, iam_policy, setup};
 use crate::context::Context;
 use crate::flags;
 use crate::image::reference::{Repositories, Repository};
-
-/// An image name that stands for every image in a per-image repository's IAM resource (a valid
-/// repository component that no template holds otherwise).
-const IMAGE_PLACEHOLDER_NAME: &str = "xtask-every-image";
 use crate::workspace::config::{Config, Overrides};
 
 /// One repository `ecr setup` shapes, for the apps whose images it holds: all of them in a
@@ -54,7 +50,7 @@ fn setup_targets(config: &Config, apps: &[String], named: bool) -> Result<Vec<Ta
     }
     if targets.is_empty() {
         // Says why the configured repository is not one.
-        ecr_repository(&config.repository.of(apps.first().map_or("image", String::as_str))?)?;
+        ecr_repositories(&config.repository)?;
     }
     Ok(targets)
 }
@@ -78,10 +74,8 @@ pub async fn run(ctx: &Context, args: flags::Ecr) -> Result<()> {
         flags::EcrCommand::Policy(policy_args) => {
             let config = ctx.config(Overrides { repository: policy_args.repository.as_deref(), platforms: &[] })?;
             // A repository per image: every name the template makes.
-            let arn = match ecr_repository(&config.repository.of(IMAGE_PLACEHOLDER_NAME)?) {
-                Ok((host, name)) => {
-                    format!("arn:aws:ecr:{}:{}:repository/{}", host.region, host.account, name.replace(IMAGE_PLACEHOLDER_NAME, "*"))
-                }
+            let arn = match ecr_repositories(&config.repository) {
+                Ok((host, names)) => format!("arn:aws:ecr:{}:{}:repository/{names}", host.region, host.account),
                 Err(_) => "arn:aws:ecr:REGION:ACCOUNT:repository/NAME".to_string(),
             };
             println!("{}", serde_json::to_string_pretty(&iam_policy(&arn))?);

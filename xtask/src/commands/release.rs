@@ -206,7 +206,7 @@ impl<'a> Release<'a> {
                 }
             }
         }
-        let gate = scan_gate(args, &config, &ctx.app_names()).await?;
+        let gate = scan_gate(args, &config).await?;
         let advisory_gate = advisory_gate(ctx, args, &config)?;
         let supply_chain = &config.supply_chain;
         // A job of a sharded release (--by-digest) signs the provenance it attaches; `merge`
@@ -597,7 +597,7 @@ fn advisory_gate(ctx: &Context, args: &flags::Release, config: &config::Config) 
 /// The scan gate, when thresholds are set by flags or configuration and the repository is on
 /// ECR. Thresholds given as flags for another repository are an error; configured ones are
 /// skipped there (a local layout while developing), with a note.
-async fn scan_gate(args: &flags::Release, config: &config::Config, apps: &[String]) -> Result<Option<ScanGate>> {
+async fn scan_gate(args: &flags::Release, config: &config::Config) -> Result<Option<ScanGate>> {
     let flags = Thresholds { max_critical: args.max_critical, max_high: args.max_high };
     let configured = Thresholds { max_critical: config.ecr.max_critical, max_high: config.ecr.max_high };
     if args.dry_run || !(flags.is_set() || configured.is_set()) {
@@ -623,13 +623,13 @@ async fn scan_gate(args: &flags::Release, config: &config::Config, apps: &[Strin
         }
         return Ok(None);
     }
-    let scanner = crate::aws::ecr::Scanner::new(&config.repository, apps).await?;
+    let scanner = crate::aws::ecr::Scanner::new(&config.repository).await?;
     Ok(Some(ScanGate::new(scanner, flags, args.scan_timeout, &config.ecr)))
 }
 
 /// Whether the apps' repositories are on ECR (all are on one registry).
 fn on_ecr(repositories: &Repositories) -> bool {
-    repositories.of("image").is_ok_and(|repository| crate::aws::ecr::ecr_repository(&repository).is_ok())
+    crate::aws::ecr::ecr_repositories(repositories).is_ok()
 }
 
 /// Each platform and the digest of its manifest in the app's index.
