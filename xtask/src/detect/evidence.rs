@@ -100,12 +100,10 @@ fn detect_changes<'scope, 'env>(
     // when what cargo resolves from changed, the base's graph is resolved on another thread from
     // now on, while the rest of the evidence is gathered.
     let root_settings_changed = changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/"));
-    let resolves_anew = root_settings_changed.then(|| {
+    let settings_before = root_settings_changed.then(|| settings_files(git, workspace, Some(base)));
+    let resolves_anew = settings_before.as_ref().map(|before| {
         let committed_head = (!uncommitted).then_some(range.head.as_str());
-        settings::resolution_changed(
-            &settings_files(git, workspace, Some(base)).as_files(),
-            &settings_files(git, workspace, committed_head).as_files(),
-        )
+        settings::resolution_changed(&before.as_files(), &settings_files(git, workspace, committed_head).as_files())
     });
     let base_metadata = matches!(resolves_anew, Some(Ok(true))).then(|| scope.spawn(move || metadata_at_in_new_shell(workspace, base)));
     for rule in &config.rules {
@@ -148,7 +146,7 @@ fn detect_changes<'scope, 'env>(
     // The root manifest and cargo's configuration are judged by what they do to each build;
     // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
     // every app that compiles.
-    if root_settings_changed {
+    if let Some(settings_before) = &settings_before {
         // The work tree stands for the head when it holds the head's graph inputs (the clean
         // HEAD: nearly always), whose graph is then being resolved in the background.
         let head_is_work_tree = || -> Result<bool> {
@@ -160,7 +158,7 @@ fn detect_changes<'scope, 'env>(
                 Some(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))?,
                 None => metadata_at(git, workspace, base),
             };
-            build_effects(git, workspace, config, base, head, base_metadata)
+            build_effects(git, workspace, config, settings_before, head, base_metadata)
         });
         evidence.build_effects = match effects {
             Ok(effects) => Some(effects),
@@ -376,16 +374,17 @@ fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
 /// does to their builds: each app's settings (`settings::of_apps`) and its resolved graph per
-/// target, at both commits (`head` `None`: the work tree). Per app reached, what changed.
+/// target, at both commits (the base's settings files and graph given, `head` `None`: the work
+/// tree). Per app reached, what changed.
 fn build_effects(
     git: &Git<'_>,
     workspace: &Workspace,
     config: &Config,
-    base: &str,
+    files_before: &SettingsFiles,
     head: Option<&str>,
     base_metadata: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<BTreeMap<String, String>> {
-    let (files_before, files_after) = (settings_files(git, workspace, Some(base)), settings_files(git, workspace, head));
+    let files_after = settings_files(git, workspace, head);
     let builds = app_builds(workspace, config);
     let before = settings::of_apps(&files_before.as_files(), &builds)?;
     let after = settings::of_apps(&files_after.as_files(), &builds)?;
