@@ -33,15 +33,21 @@ fn apply(scratch: &Scratch, edits: &[Edit]) {
     }
 }
 
-/// Commits `setup`, then `change`, and expects `changed --base <setup commit>` to print
-/// `app: kind, kind` lines for the selected apps and `deleted: app` lines.
-fn check(setup: &[Edit], change: &[Edit], expected: &str) {
+/// Commits `setup`, then `change`, and runs `changed --base <setup commit> --json`.
+fn changed_after(setup: &[Edit], change: &[Edit]) -> (Scratch, String, serde_json::Value) {
     let scratch = Scratch::new();
     apply(&scratch, setup);
     let base = scratch.commit("setup");
     apply(&scratch, change);
     scratch.commit("change");
-    let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    let json = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+    (scratch, base, json)
+}
+
+/// Commits `setup`, then `change`, and expects `changed --base <setup commit>` to print
+/// `app: kind, kind` lines for the selected apps and `deleted: app` lines.
+fn check(setup: &[Edit], change: &[Edit], expected: &str) {
+    let (_scratch, _, json) = changed_after(setup, change);
     let mut lines = Vec::new();
     for app in json["apps"].as_array().unwrap() {
         let kinds: Vec<&str> = app["reasons"].as_array().unwrap().iter().map(|reason| reason["kind"].as_str().unwrap()).collect();
@@ -174,12 +180,7 @@ fn root_manifest_edits_select_what_cargo_tree_says_changed_and_who_reads_the_set
         (&[], &[Replace("Cargo.toml", "[profile.release]\n", "[profile.release]\nopt-level = \"s\"\n")], &["hello-api", "worker"], &[]),
     ];
     for (setup, change, selected, trees) in rows {
-        let scratch = Scratch::new();
-        apply(&scratch, setup);
-        let base = scratch.commit("setup");
-        apply(&scratch, change);
-        scratch.commit("change");
-        let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--base", &base, "--json"])).unwrap();
+        let (scratch, base, json) = changed_after(setup, change);
         let apps: Vec<&str> = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap()).collect();
         assert_eq!(apps, selected, "{json:#}");
         assert_eq!(trees_changed(&scratch, &base), trees, "what cargo tree says for {json:#}");
