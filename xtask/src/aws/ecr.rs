@@ -607,6 +607,25 @@ async fn apply(client: &aws_sdk_ecr::Client, name: &str, change: &Change) -> Res
 
 /// Creates or updates the repository to match the configuration; with `dry_run` only prints
 /// what it would change. Returns the changes.
+/// One ECR repository to shape, for the apps whose images it holds: all of them in a shared
+/// repository, one in its own.
+#[derive(PartialEq)]
+pub struct Target {
+    pub repository: Repository,
+    pub apps: Vec<String>,
+    pub own: bool,
+}
+
+/// The repositories `layout` makes for `apps`: the shared one, or each app's own.
+pub fn targets(layout: &Repositories, apps: &[String]) -> Result<Vec<Target>> {
+    match layout {
+        Repositories::Shared(repository) => Ok(vec![Target { repository: repository.clone(), apps: apps.to_vec(), own: false }]),
+        Repositories::PerImage(_) => {
+            apps.iter().map(|app| Ok(Target { repository: layout.of(app)?, apps: vec![app.clone()], own: true })).collect()
+        }
+    }
+}
+
 /// Shapes `repository` for `apps`' images: their shared repository, or (`own_repository`) the
 /// one app's own.
 pub async fn setup(

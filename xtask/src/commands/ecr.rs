@@ -4,20 +4,11 @@
 
 use anyhow::{Context as _, Result};
 
-use crate::aws::ecr::{ecr_repositories, ecr_repository, iam_policy, setup};
+use crate::aws::ecr::{ecr_repositories, ecr_repository, iam_policy, setup, targets, Target};
 use crate::context::Context;
 use crate::flags;
-use crate::image::reference::{Repositories, Repository};
+use crate::image::reference::Repositories;
 use crate::workspace::config::{Config, Overrides};
-
-/// One repository `ecr setup` shapes, for the apps whose images it holds: all of them in a
-/// shared repository, one in its own.
-#[derive(PartialEq)]
-struct Target {
-    repository: Repository,
-    apps: Vec<String>,
-    own: bool,
-}
 
 /// The repositories `ecr setup` shapes: those --repository names; else the configured ones and
 /// every environment's on ECR (staging, production), each once. The configured repositories
@@ -33,26 +24,19 @@ fn setup_targets(config: &Config, apps: &[String], named: bool) -> Result<Vec<Ta
             }
         }
     }
-    let mut targets: Vec<Target> = Vec::new();
+    let mut shaped: Vec<Target> = Vec::new();
     for layout in &layouts {
-        let repositories = match layout {
-            Repositories::Shared(repository) => vec![Target { repository: repository.clone(), apps: apps.to_vec(), own: false }],
-            Repositories::PerImage(_) => apps
-                .iter()
-                .map(|app| Ok(Target { repository: layout.of(app)?, apps: vec![app.clone()], own: true }))
-                .collect::<Result<Vec<_>>>()?,
-        };
-        for target in repositories {
-            if ecr_repository(&target.repository).is_ok() && !targets.contains(&target) {
-                targets.push(target);
+        for target in targets(layout, apps)? {
+            if ecr_repository(&target.repository).is_ok() && !shaped.contains(&target) {
+                shaped.push(target);
             }
         }
     }
-    if targets.is_empty() {
+    if shaped.is_empty() {
         // Says why the configured repository is not one.
         ecr_repositories(&config.repository)?;
     }
-    Ok(targets)
+    Ok(shaped)
 }
 
 pub async fn run(ctx: &Context, args: flags::Ecr) -> Result<()> {

@@ -191,19 +191,10 @@ impl<'a> Release<'a> {
             bail!("{}", dirty_tree(&revision, &dirty_paths));
         }
         if args.create_repository && !args.dry_run {
-            let apps = ctx.app_names();
-            match &config.repository {
-                Repositories::Shared(repository) => {
-                    crate::aws::ecr::setup(repository, &config.ecr, &apps, false, false).await.context("--create-repository")?;
-                }
-                Repositories::PerImage(_) => {
-                    for app in &apps {
-                        let repository = config.repository.of(app)?;
-                        crate::aws::ecr::setup(&repository, &config.ecr, std::slice::from_ref(app), true, false)
-                            .await
-                            .context("--create-repository")?;
-                    }
-                }
+            for target in crate::aws::ecr::targets(&config.repository, &ctx.app_names())? {
+                crate::aws::ecr::setup(&target.repository, &config.ecr, &target.apps, target.own, false)
+                    .await
+                    .context("--create-repository")?;
             }
         }
         let gate = scan_gate(args, &config).await?;
