@@ -9,8 +9,11 @@ each depending on up to three lower-numbered crates, 20 files each. Three change
 - `manifest`: a commit that sets the release profile's `codegen-units` in the root Cargo.toml,
   judged by its effect: every app's settings read at both commits, and both commits' graphs
   resolved and simulated per app and target;
-- `resolve`: a commit that adds a `[workspace.dependencies]` entry, which cargo resolves from:
-  both commits' graphs are resolved and the apps that can reach a changed package simulated;
+- `resolve`: a commit that adds a `[workspace.dependencies]` entry no member inherits: the
+  members' manifests tell that no member's entry, so no graph, changed;
+- `inherited`: a commit that changes a `[workspace.dependencies]` entry the last app inherits
+  (set up by a commit before it): both commits' graphs are resolved and the apps that can reach
+  a changed package simulated;
 - `lockfile`: a commit that adds a path dependency, so a manifest and Cargo.lock change: the
   head's graph is resolved and every app's build simulated per target, the lockfiles compared;
 - `registry`: the same commit with `--against-registry` and an empty repository, so every app's
@@ -99,6 +102,15 @@ def write_crate(ws, i, deps):
         write(os.path.join(d, "src", f"m{k}.rs"), f"pub fn f{k}() -> u32 {{ {k} }}\n")
 
 
+def replace(path, old, new):
+    with open(path) as f:
+        text = f.read()
+    if old not in text:
+        sys.exit(f"{path} has no `{old}`")
+    with open(path, "w") as f:
+        f.write(text.replace(old, new, 1))
+
+
 def median_time(command, cwd, runs, env=None):
     times = []
     output = None
@@ -172,7 +184,17 @@ def main():
         scenarios.append(("resolve", "root Cargo.toml: a dependency"))
         results["resolve"] = measure(xtask, ws, env, args.runs)
 
+        # The last app inherits that dependency (with its Cargo.lock), then the root manifest
+        # changes the entry: both graphs are resolved.
         app = crate_name(args.crates - 1)
+        replace(os.path.join(ws, "crates", app, "Cargo.toml"), "[dependencies]\n", f"[build-dependencies]\n{crate_name(1)} = {{ workspace = true }}\n\n[dependencies]\n")
+        subprocess.run(["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, check=True, stdout=subprocess.DEVNULL)
+        git(ws, "commit", "-qam", "an app inherits the workspace dependency")
+        replace(os.path.join(ws, "Cargo.toml"), f'path = "crates/{crate_name(1)}" }}', f'path = "crates/{crate_name(1)}", default-features = false }}')
+        git(ws, "commit", "-qam", "inherited workspace dependency")
+        scenarios.append(("inherited", "root Cargo.toml: inherited dep"))
+        results["inherited"] = measure(xtask, ws, env, args.runs)
+
         with open(os.path.join(ws, "crates", app, "Cargo.toml"), "a") as f:
             f.write(f'{crate_name(0)}-renamed = {{ path = "../{crate_name(0)}", package = "{crate_name(0)}" }}\n')
         subprocess.run(["cargo", "metadata", "--offline", "--format-version", "1"], cwd=ws, check=True, stdout=subprocess.DEVNULL)
@@ -185,10 +207,10 @@ def main():
         results["registry"] = measure(xtask, ws, env, args.runs, ["--against-registry", "--repository", f"oci:{empty}"])
 
         print(f"cargo metadata: measured alternately with each case's runs, median of {args.runs}")
-        print(f"{'change':<10} {'changes':<28} {'apps':>5} {'xtask changed':>14} {'cargo metadata':>15} {'/ metadata':>11}")
+        print(f"{'change':<10} {'changes':<30} {'apps':>5} {'xtask changed':>14} {'cargo metadata':>15} {'/ metadata':>11}")
         for key, what in scenarios:
             elapsed, metadata, apps = results[key]
-            print(f"{key:<10} {what:<28} {apps:>5} {elapsed:>12.3f} s {metadata:>13.3f} s {elapsed / metadata:>10.2f}x")
+            print(f"{key:<10} {what:<30} {apps:>5} {elapsed:>12.3f} s {metadata:>13.3f} s {elapsed / metadata:>10.2f}x")
         print("goal: under 2 s and within 1.5x of cargo metadata (the lockfile case resolves the head's graph); the root manifest cases within 2x (a dependency resolves two graphs)")
         if args.quick:
             print(f"\nbenchmark wall time: {time.perf_counter() - wall:.1f} s (--quick)")

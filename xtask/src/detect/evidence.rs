@@ -9,11 +9,12 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+use crate::detect::harvest;
 use crate::detect::inputs::{self, AppInputs};
+use crate::detect::settings::{self, ResolutionChange};
 use crate::detect::{
     every_silent_read, lockfile, select, select_all, selected, silent_reads, silently_read, Evidence, LockfileEvidence, Reason, SelectedApp,
 };
-use crate::detect::{harvest, settings};
 use crate::flags;
 use crate::image::dockerfile;
 use crate::image::oci::Digest;
@@ -97,15 +98,25 @@ fn detect_changes<'scope, 'env>(
     changed: Vec<String>,
 ) -> Result<Detection> {
     // The root manifest and cargo's configuration are judged by what they do to each build;
-    // when what cargo resolves from changed, the base's graph is resolved on another thread from
-    // now on, while the rest of the evidence is gathered.
-    let root_settings_changed = changed.iter().any(|path| path == "Cargo.toml" || path.starts_with(".cargo/"));
+    // when what cargo resolves from may have changed, the base's graph is resolved in the
+    // background from now on, while the rest of the evidence is gathered (and whether the
+    // graphs need comparing at all), and stopped when they do not.
+    let root_settings_changed = changed.iter().any(|path| is_root_setting(path));
     let settings_before = root_settings_changed.then(|| settings_files(git, workspace, Some(base)));
-    let resolves_anew = settings_before.as_ref().map(|before| {
-        let committed_head = (!uncommitted).then_some(range.head.as_str());
-        settings::resolution_changed(&before.as_files(), &settings_files(git, workspace, committed_head).as_files())
+    let committed_head = (!uncommitted).then_some(range.head.as_str());
+    let change = settings_before.as_ref().map(|before| -> Result<_> {
+        let after = settings_files(git, workspace, committed_head);
+        Ok((settings::resolution_change(&before.as_files(), &after.as_files())?, after))
     });
-    let base_metadata = matches!(resolves_anew, Some(Ok(true))).then(|| scope.spawn(move || metadata_at_in_new_shell(workspace, base)));
+    let mut resolving_base = matches!(change, Some(Ok((ResolutionChange::MembersOnly | ResolutionChange::Graph, _))))
+        .then(|| scope.spawn(move || start_metadata_at_in_new_shell(workspace, base)));
+    let resolves_anew = settings_before.as_ref().zip(change).map(|(before, change)| {
+        change.and_then(|(change, after)| graph_may_change(git, workspace, change, (before, &after), committed_head, &changed))
+    });
+    if !matches!(resolves_anew, Some(Ok(true))) {
+        // Stopped: cargo is killed with the run.
+        drop(resolving_base.take().map(|resolving| resolving.join()));
+    }
     for rule in &config.rules {
         let Some(RuleApps::Named(names)) = &rule.apps else { continue };
         // A crate that stopped being an app (its Dockerfile deleted) leaves the rule stale, not
@@ -146,19 +157,21 @@ fn detect_changes<'scope, 'env>(
     // The root manifest and cargo's configuration are judged by what they do to each build;
     // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
     // every app that compiles.
-    if let Some(settings_before) = &settings_before {
+    if let (Some(settings_before), Some(resolves_anew)) = (&settings_before, resolves_anew) {
         // The work tree stands for the head when it holds the head's graph inputs (the clean
         // HEAD: nearly always), whose graph is then being resolved in the background.
         let head_is_work_tree = || -> Result<bool> {
             Ok(uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path))))
         };
-        let effects = head_is_work_tree().and_then(|work_tree| {
-            let head = (!work_tree).then_some(range.head.as_str());
-            let base_metadata = || match base_metadata {
-                Some(resolving) => resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))?,
+        let effects = resolves_anew.and_then(|resolves_anew| {
+            let head = if resolves_anew && head_is_work_tree()? { None } else { committed_head };
+            let base_metadata = || match resolving_base {
+                Some(resolving) => {
+                    resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))??.finish(git, workspace)
+                }
                 None => metadata_at(git, workspace, base),
             };
-            build_effects(git, workspace, config, settings_before, head, base_metadata)
+            build_effects(git, workspace, config, settings_before, head, resolves_anew.then_some(base_metadata))
         });
         evidence.build_effects = match effects {
             Ok(effects) => Some(effects),
@@ -314,6 +327,37 @@ fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::
 /// runs, with what they are, and only those that differ are written for the next commit asked
 /// for: on a slow disk, writing a large workspace's manifests takes longer than resolving it.
 fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
+    start_metadata_at(git, workspace, rev)?.finish(git, workspace)
+}
+
+/// `cargo metadata` of a commit running in the background (`start_metadata_at`), with the lock
+/// on the tree it resolves.
+struct ResolvingCommit {
+    rev: String,
+    run: graph::MetadataRun,
+    _tree: std::fs::File,
+}
+
+impl ResolvingCommit {
+    /// The metadata, waiting for it; from the whole tree when the files cargo resolves from were
+    /// not enough.
+    fn finish(self, git: &Git<'_>, workspace: &Workspace) -> Result<Vec<u8>> {
+        let ResolvingCommit { rev, run, _tree } = self;
+        match run.finish() {
+            Ok(metadata) => Ok(metadata),
+            Err(_) => {
+                drop(_tree);
+                let whole = workspace.scratch_dir("tree")?;
+                git.export(&rev, whole.path(), |_| true)?;
+                graph::full_metadata(whole.path(), true)
+            }
+        }
+    }
+}
+
+/// Exports the files commit `rev`'s graph is resolved from and starts `cargo metadata` over
+/// them (see `metadata_at`).
+fn start_metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<ResolvingCommit> {
     let cache = workspace.target_dir.join("xtask/cache/graph-tree");
     let state = cache.with_extension("json");
     std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
@@ -330,14 +374,10 @@ fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8
     }
     let now = git.export_changes(rev, &cache, is_graph_input, &held)?;
     std::fs::write(&state, serde_json::to_vec(&now)?)?;
-    match graph::full_metadata(&cache, true) {
-        Ok(metadata) => Ok(metadata),
-        Err(_) => {
-            let whole = workspace.scratch_dir("tree")?;
-            git.export(rev, whole.path(), |_| true)?;
-            graph::full_metadata(whole.path(), true)
-        }
-    }
+    // cargo keeps what it asked rustc about the target in the tree's target directory, which
+    // must exist for that: otherwise each run asks rustc again (twice, tens of milliseconds).
+    std::fs::create_dir_all(cache.join("target"))?;
+    Ok(ResolvingCommit { rev: rev.to_string(), run: graph::MetadataRun::start(&cache)?, _tree: lock })
 }
 
 /// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
@@ -374,23 +414,23 @@ fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
 /// does to their builds: each app's settings (`settings::of_apps`) and its resolved graph per
-/// target, at both commits (the base's settings files and graph given, `head` `None`: the work
-/// tree). Per app reached, what changed.
+/// target, at both commits (the base's settings files given, and the base's graph when what
+/// cargo resolves from changed (`resolution_changed`); `head` `None`: the work tree). Per app
+/// reached, what changed.
 fn build_effects(
     git: &Git<'_>,
     workspace: &Workspace,
     config: &Config,
     files_before: &SettingsFiles,
     head: Option<&str>,
-    base_metadata: impl FnOnce() -> Result<Vec<u8>>,
+    base_metadata: Option<impl FnOnce() -> Result<Vec<u8>>>,
 ) -> Result<BTreeMap<String, String>> {
     let files_after = settings_files(git, workspace, head);
     let builds = app_builds(workspace, config);
     let before = settings::of_apps(&files_before.as_files(), &builds)?;
     let after = settings::of_apps(&files_after.as_files(), &builds)?;
-    // The graphs are resolved only when what cargo resolves from may have changed.
     let (mut resolved_before, mut resolved_after) = (BTreeMap::new(), BTreeMap::new());
-    if settings::resolution_changed(&files_before.as_files(), &files_after.as_files())? {
+    if let Some(base_metadata) = base_metadata {
         let (packages, triples) = (compiled_packages(workspace), release_triples(config));
         let metadata_after: std::sync::Arc<[u8]> = match head {
             None => workspace.graph.metadata()?,
@@ -454,11 +494,47 @@ impl SettingsFiles {
 }
 
 fn settings_files(git: &Git<'_>, workspace: &Workspace, rev: Option<&str>) -> SettingsFiles {
-    let read = |path: &str| match rev {
-        Some(rev) => git.show(rev, path),
-        None => std::fs::read_to_string(workspace.root.join(path)).ok(),
-    };
-    SettingsFiles { manifest: read("Cargo.toml"), config: read(".cargo/config.toml").or_else(|| read(".cargo/config")) }
+    let mut read = read_files(git, workspace, rev, &["Cargo.toml", ".cargo/config.toml", ".cargo/config"].map(String::from)).into_iter();
+    let (manifest, config, legacy_config) = (read.next().flatten(), read.next().flatten(), read.next().flatten());
+    SettingsFiles { manifest, config: config.or(legacy_config) }
+}
+
+/// The texts of files (paths relative to the root) at commit `rev`, or in the work tree; `None`
+/// for one that is not there, or when git cannot tell.
+fn read_files(git: &Git<'_>, workspace: &Workspace, rev: Option<&str>, paths: &[String]) -> Vec<Option<String>> {
+    match rev {
+        Some(rev) => git.show_files(rev, paths).unwrap_or_else(|_| vec![None; paths.len()]),
+        None => paths.iter().map(|path| std::fs::read_to_string(workspace.root.join(path)).ok()).collect(),
+    }
+}
+
+/// Whether a change of the root settings (`change`, between the files `before` and `after`, those
+/// of `head`, `None`: the work tree) can change what cargo resolves. A change of only what the
+/// members inherit, in a range where no other file cargo resolves from changed, does so only when
+/// it reaches a member (`settings::members_reached`, which reads the members' manifests).
+fn graph_may_change(
+    git: &Git<'_>,
+    workspace: &Workspace,
+    change: ResolutionChange,
+    (before, after): (&SettingsFiles, &SettingsFiles),
+    head: Option<&str>,
+    changed: &[String],
+) -> Result<bool> {
+    Ok(match change {
+        ResolutionChange::Unchanged => false,
+        // With Cargo.lock and every other manifest as they were, the graph follows from the
+        // members' entries.
+        ResolutionChange::MembersOnly if changed.iter().filter(|path| is_graph_input(path)).all(|path| is_root_setting(path)) => {
+            let manifests: Vec<String> = workspace
+                .members
+                .iter()
+                .filter(|member| member.is_crate)
+                .map(|member| if member.dir.is_empty() { "Cargo.toml".to_string() } else { format!("{}/Cargo.toml", member.dir) })
+                .collect();
+            settings::members_reached(&before.as_files(), &after.as_files(), &read_files(git, workspace, head, &manifests))?
+        }
+        ResolutionChange::MembersOnly | ResolutionChange::Graph => true,
+    })
 }
 
 /// Each app's build settings (`settings::of_apps`) in the work tree.
@@ -516,6 +592,11 @@ pub fn is_graph_input(path: &str) -> bool {
         || path.ends_with("src/lib.rs")
         || path.ends_with("src/main.rs")
         || path.contains("src/bin/")
+}
+
+/// The root manifest and cargo's configuration: judged by what they do to each build.
+fn is_root_setting(path: &str) -> bool {
+    path == "Cargo.toml" || path.starts_with(".cargo/")
 }
 
 /// Apps whose Dockerfile was deleted and whose directory is no app any more.
@@ -606,11 +687,11 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
     Ok(per_app(workspace, resolved))
 }
 
-/// `metadata_at` from another thread, which needs a shell of its own.
-fn metadata_at_in_new_shell(workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
+/// `start_metadata_at` from another thread, which needs a shell of its own.
+fn start_metadata_at_in_new_shell(workspace: &Workspace, rev: &str) -> Result<ResolvingCommit> {
     let sh = Shell::new()?;
     sh.change_dir(&workspace.root);
-    metadata_at(&Git::open(&sh, &workspace.root)?, workspace, rev)
+    start_metadata_at(&Git::open(&sh, &workspace.root)?, workspace, rev)
 }
 
 /// `current_inputs` from another thread, which needs a shell of its own.

@@ -6,7 +6,7 @@
 //! when its part changed, so an alias, a member renamed, or a profile no app is built with
 //! selects nothing. Pure: the files' texts come in, one canonical text per app comes out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -75,12 +75,28 @@ pub fn of_apps(files: &Files<'_>, apps: &[AppBuild]) -> Result<BTreeMap<String, 
     Ok(settings)
 }
 
-/// Whether the files' change can change what cargo resolves: anything in the root manifest but
-/// its profiles and the xtask's settings (workspace dependencies, `[patch]`, members, a root
-/// package's dependencies), and cargo's configuration's `[patch]` and `[resolver]`. When not,
-/// the graphs need not be resolved to judge the change. An error when one is not TOML.
-pub fn resolution_changed(before: &Files<'_>, after: &Files<'_>) -> Result<bool> {
-    let inputs = |files: &Files<'_>| -> Result<Value> {
+/// How a change to the two files can change what cargo resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolutionChange {
+    /// Nothing cargo resolves from changed: the graphs need not be resolved.
+    Unchanged,
+    /// Only what the members inherit or which crates are members (`[workspace.dependencies]`,
+    /// `[workspace.package]`, `[workspace.lints]`, `members`, `exclude`, `default-members`):
+    /// cargo writes all of that into the members' own entries of `cargo metadata --no-deps`, so
+    /// with the same Cargo.lock (and no other manifest changed) the resolved graph can differ
+    /// only if one of those entries does.
+    MembersOnly,
+    /// Anything else cargo resolves from: `[patch]`, `[replace]`, `resolver`, a root package,
+    /// cargo's configuration's `[patch]` and `[resolver]`.
+    Graph,
+}
+
+/// How the files' change can change what cargo resolves: anything in the root manifest but its
+/// profiles and the xtask's settings, and cargo's configuration's `[patch]` and `[resolver]`.
+/// An error when one is not TOML.
+pub fn resolution_change(before: &Files<'_>, after: &Files<'_>) -> Result<ResolutionChange> {
+    const INHERITED_OR_MEMBERSHIP: [&str; 6] = ["dependencies", "package", "lints", "members", "exclude", "default-members"];
+    let inputs = |files: &Files<'_>, without_members: bool| -> Result<Value> {
         let parse = |text: Option<&str>| -> Result<Value> {
             Ok(match text {
                 None => Value::Null,
@@ -93,11 +109,61 @@ pub fn resolution_changed(before: &Files<'_>, after: &Files<'_>) -> Result<bool>
         }
         if let Some(workspace) = manifest.get_mut("workspace").and_then(Value::as_object_mut) {
             workspace.remove("metadata");
+            if without_members {
+                workspace.retain(|key, _| !INHERITED_OR_MEMBERSHIP.contains(&key.as_str()));
+            }
         }
         let config = parse(files.config)?;
         Ok(json!({ "manifest": manifest, "patch": config["patch"], "resolver": config["resolver"] }))
     };
-    Ok(inputs(before)? != inputs(after)?)
+    Ok(if inputs(before, false)? == inputs(after, false)? {
+        ResolutionChange::Unchanged
+    } else if inputs(before, true)? == inputs(after, true)? {
+        ResolutionChange::MembersOnly
+    } else {
+        ResolutionChange::Graph
+    })
+}
+
+/// Whether a `ResolutionChange::MembersOnly` change reaches some member's own entry: a member
+/// inherits (`x.workspace = true`) a workspace dependency, package field or the lints that
+/// changed, or which crates are members changed. `members` holds each member's manifest text
+/// (`None`: not read), and a manifest not read or not TOML counts as reached. When none is
+/// reached, and Cargo.lock and the other manifests are unchanged, cargo resolves the same graph.
+pub fn members_reached(before: &Files<'_>, after: &Files<'_>, members: &[Option<String>]) -> Result<bool> {
+    let workspace = |files: &Files<'_>| -> Result<Value> {
+        let manifest: toml::Value = toml::from_str(files.manifest.unwrap_or_default()).context("Cargo.toml is not TOML cargo can read")?;
+        Ok(serde_json::to_value(manifest)?["workspace"].clone())
+    };
+    let (then, now) = (workspace(before)?, workspace(after)?);
+    if then["members"] != now["members"] || then["exclude"] != now["exclude"] {
+        return Ok(true);
+    }
+    let changed_keys = |table: &str| -> BTreeSet<String> {
+        let keys = |value: &Value| value[table].as_object().map(|table| table.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        keys(&then).into_iter().chain(keys(&now)).filter(|key| then[table][key] != now[table][key]).collect()
+    };
+    let (dependencies, package, lints) = (changed_keys("dependencies"), changed_keys("package"), then["lints"] != now["lints"]);
+    let inherits = |value: &Value| value["workspace"] == Value::Bool(true);
+    let inherits_changed = |table: &Value, changed: &BTreeSet<String>| {
+        table.as_object().is_some_and(|table| table.iter().any(|(key, value)| changed.contains(key) && inherits(value)))
+    };
+    const DEPENDENCY_TABLES: [&str; 5] =
+        ["dependencies", "dev-dependencies", "build-dependencies", "dev_dependencies", "build_dependencies"];
+    for manifest in members {
+        let Some(manifest) = manifest.as_deref().and_then(|text| toml::from_str::<toml::Value>(text).ok()) else { return Ok(true) };
+        let manifest = serde_json::to_value(manifest)?;
+        let platform_tables = manifest["target"].as_object().into_iter().flat_map(|targets| targets.values());
+        let dependency_tables =
+            std::iter::once(&manifest).chain(platform_tables).flat_map(|tables| DEPENDENCY_TABLES.map(|name| &tables[name]));
+        if inherits_changed(&manifest["package"], &package)
+            || (lints && inherits(&manifest["lints"]))
+            || dependency_tables.into_iter().any(|table| inherits_changed(table, &dependencies))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The profile `name` and those it inherits, from the manifest and from cargo's configuration
@@ -219,14 +285,77 @@ mod tests {
         assert!(err.to_string().starts_with("Cargo.toml is not TOML cargo can read"), "{err}");
     }
 
+    fn files<'a>(manifest: &'a str, config: Option<&'a str>) -> Files<'a> {
+        Files { manifest: Some(manifest), config }
+    }
+
+    /// Whether a change of the root manifest from `before` to `after` reaches a member whose
+    /// manifest is `member` (beside one that inherits nothing).
+    fn check_members(before: &str, after: &str, member: &str, expected: bool) {
+        let members = [Some("[package]\nname = \"other\"\nversion = \"0.1.0\"\n".to_string()), Some(member.to_string())];
+        let reached = members_reached(&files(before, None), &files(after, None), &members).unwrap();
+        assert_eq!(reached, expected, "{before:?} → {after:?} for {member:?}");
+    }
+
+    #[test]
+    fn what_the_members_inherit_reaches_them() {
+        let with = |text: &str| format!("{MANIFEST}{text}");
+        let deps = &with("\n[workspace.dependencies]\nserde = \"1\"\nlog = \"0.4\"\n");
+        let serde_derive = &with("\n[workspace.dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nlog = \"0.4\"\n");
+        let uses = |table: &str| format!("[package]\nname = \"api\"\nversion = \"0.1.0\"\n\n{table}\n");
+        // A workspace dependency reaches the members that inherit it, in any dependency table.
+        check_members(deps, serde_derive, &uses("[dependencies]\nserde = { workspace = true }"), true);
+        check_members(deps, serde_derive, &uses("[dependencies]\nserde.workspace = true"), true);
+        check_members(deps, serde_derive, &uses("[dev-dependencies]\nserde = { workspace = true, features = [\"rc\"] }"), true);
+        check_members(deps, serde_derive, &uses("[target.'cfg(unix)'.build-dependencies]\nserde = { workspace = true }"), true);
+        check_members(deps, serde_derive, &uses("[dependencies]\nlog = { workspace = true }"), false);
+        check_members(deps, serde_derive, &uses("[dependencies]\nserde = \"1\""), false);
+        // Added or removed: only those that name it (which cargo would refuse when removed).
+        check_members(MANIFEST, deps, &uses("[dependencies]\nlog = { workspace = true }"), true);
+        check_members(deps, MANIFEST, &uses("[dependencies]\nanyhow = \"1\""), false);
+        // Package fields and lints.
+        let licensed = &MANIFEST.replace("edition = \"2021\"", "edition = \"2021\"\nlicense = \"MIT\"");
+        check_members(MANIFEST, licensed, &uses("[dependencies]"), false);
+        check_members(MANIFEST, licensed, "[package]\nname = \"api\"\nversion = \"0.1.0\"\nlicense.workspace = true\n", true);
+        check_members(MANIFEST, &MANIFEST.replace("2021", "2024"), "[package]\nname = \"api\"\nedition.workspace = true\n", true);
+        let linted = &with("\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n");
+        check_members(MANIFEST, linted, &uses("[lints]\nworkspace = true"), true);
+        check_members(MANIFEST, linted, &uses("[dependencies]"), false);
+        // Which crates are members, or a member that cannot be read: every member may be reached.
+        let moved = MANIFEST.replace("crates/*", "apps/*");
+        assert!(members_reached(&files(MANIFEST, None), &files(&moved, None), &[]).unwrap());
+        assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[None]).unwrap());
+        assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[Some("[package".to_string())]).unwrap());
+    }
+
     #[test]
     fn only_what_cargo_resolves_from_needs_the_graphs() {
-        let files = |manifest: &'static str, config: Option<&'static str>| Files { manifest: Some(manifest), config };
-        let changed = |before: Files<'_>, after: Files<'_>| resolution_changed(&before, &after).unwrap();
-        assert!(!changed(files(MANIFEST, None), files(&*MANIFEST.replace("lto = true", "lto = false").leak(), None)));
-        assert!(!changed(files(MANIFEST, None), files(MANIFEST, Some("[alias]\nx = \"build\"\n"))));
-        assert!(changed(files(MANIFEST, None), files(MANIFEST, Some("[patch.crates-io]\nserde = { path = \"../serde\" }\n"))));
-        let with_dependency = format!("{MANIFEST}\n[workspace.dependencies]\nserde = \"1\"\n").leak();
-        assert!(changed(files(MANIFEST, None), files(with_dependency, None)));
+        use ResolutionChange::{Graph, MembersOnly, Unchanged};
+        let check = |before: (&str, Option<&str>), after: (&str, Option<&str>), expected: ResolutionChange| {
+            let change = |(manifest, config), (manifest_after, config_after)| {
+                resolution_change(&files(manifest, config), &files(manifest_after, config_after)).unwrap()
+            };
+            assert_eq!(change(before, after), expected, "{before:?} → {after:?}");
+            assert_eq!(change(after, before), expected, "{after:?} → {before:?}");
+        };
+        let with = |from: &str, to: &str| MANIFEST.replace(from, to);
+        let appended = |text: &str| format!("{MANIFEST}{text}");
+        check((MANIFEST, None), (&with("lto = true", "lto = false"), None), Unchanged);
+        check((MANIFEST, None), (MANIFEST, Some("[alias]\nx = \"build\"\n")), Unchanged);
+        check((MANIFEST, None), (&appended("\n[workspace.metadata.xtask]\nplatforms = [\"linux/amd64\"]\n"), None), Unchanged);
+        // What the members inherit, and which crates are members, shows in their own entries.
+        check((MANIFEST, None), (&appended("\n[workspace.dependencies]\nserde = \"1\"\n"), None), MembersOnly);
+        check((MANIFEST, None), (&with("2021", "2024"), None), MembersOnly);
+        check((MANIFEST, None), (&with("crates/*", "apps/*"), None), MembersOnly);
+        check((MANIFEST, None), (&with("members", "exclude = [\"crates/old\"]\nmembers"), None), MembersOnly);
+        check((MANIFEST, None), (&appended("\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n"), None), MembersOnly);
+        // What resolves packages that are no members' own entries.
+        check((MANIFEST, None), (MANIFEST, Some("[patch.crates-io]\nserde = { path = \"../serde\" }\n")), Graph);
+        check((MANIFEST, None), (&appended("\n[patch.crates-io]\nserde = { path = \"../serde\" }\n"), None), Graph);
+        check((MANIFEST, None), (&with("[workspace]\n", "[workspace]\nresolver = \"3\"\n"), None), Graph);
+        check((MANIFEST, None), (MANIFEST, Some("[resolver]\nincompatible-rust-versions = \"fallback\"\n")), Graph);
+        check((MANIFEST, None), (&format!("[package]\nname = \"root\"\nversion = \"0.1.0\"\n\n{MANIFEST}"), None), Graph);
+        // Both at once: the graph.
+        check((MANIFEST, None), (&with("2021", "2024"), Some("[patch.crates-io]\nserde = { path = \"../serde\" }\n")), Graph);
     }
 }

@@ -106,6 +106,18 @@ impl<'a> Git<'a> {
         cmd!(sh, "git show {spec}").quiet().ignore_stderr().read().ok()
     }
 
+    /// The contents of each of `paths` at `rev` (`None`: it did not exist there, or is no text).
+    /// Two git calls whatever the count: `git cat-file` would walk the trees again for each
+    /// `rev:path`, which for a large workspace's manifests takes longer than listing them.
+    pub fn show_files(&self, rev: &str, paths: &[String]) -> Result<Vec<Option<String>>> {
+        let sh = self.sh;
+        let output = cmd!(sh, "git ls-tree -r -z --full-tree {rev} -- {paths...}").quiet().read()?;
+        let objects: BTreeMap<String, String> = parse_tree(&output)?.into_iter().map(|file| (file.path, file.object)).collect();
+        let found: Vec<&String> = paths.iter().filter_map(|path| objects.get(path)).collect();
+        let mut blobs = self.blobs(&found)?.into_iter();
+        Ok(paths.iter().map(|path| objects.get(path).and_then(|_| blobs.next()).and_then(|blob| String::from_utf8(blob).ok())).collect())
+    }
+
     /// Writes the files of `rev` that `keep` accepts into `dir`, an empty directory the caller
     /// made, without touching the work tree or the index: a partial checkout for reading an old
     /// tree with cargo. The blobs come from one `git cat-file --batch`; git trees hold no `..`
@@ -138,28 +150,38 @@ impl<'a> Git<'a> {
 
     /// Writes each of `files` (their blobs from one `git cat-file --batch`) under `dir`.
     fn write_blobs(&self, files: &[TreeFile], dir: &Path) -> Result<()> {
-        let sh = self.sh;
-        if files.is_empty() {
-            return Ok(());
+        let blobs = self.blobs(&files.iter().map(|file| &file.object).collect::<Vec<_>>())?;
+        for (file, contents) in files.iter().zip(blobs) {
+            let path = dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
         }
-        let request: String = files.iter().map(|file| format!("{}\n", file.object)).collect();
+        Ok(())
+    }
+
+    /// The contents of the blobs `objects` names, from one `git cat-file --batch`.
+    fn blobs(&self, objects: &[&String]) -> Result<Vec<Vec<u8>>> {
+        let sh = self.sh;
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request: String = objects.iter().map(|object| format!("{object}\n")).collect();
         let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
         let mut rest = output.stdout.as_slice();
-        for file in files {
+        let mut blobs = Vec::with_capacity(objects.len());
+        for _ in objects {
             // Each answer is `<object> <type> <size>\n<contents>\n`.
             let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
             let header = std::str::from_utf8(&rest[..header_end])?;
             let size: usize =
                 header.rsplit(' ').next().and_then(|size| size.parse().ok()).with_context(|| format!("git cat-file printed `{header}`"))?;
             let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
-            let path = dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+            blobs.push(contents.to_vec());
             rest = &rest[(header_end + 2 + size).min(rest.len())..];
         }
-        Ok(())
+        Ok(blobs)
     }
 
     /// The paths `git status` reports: changed, staged and untracked files of the work tree.
@@ -186,14 +208,7 @@ impl<'a> Git<'a> {
     pub fn tree_files(&self, rev: &str) -> Result<Vec<TreeFile>> {
         let sh = self.sh;
         let output = cmd!(sh, "git ls-tree -r -z --full-tree {rev}").quiet().read()?;
-        let mut files = Vec::new();
-        for entry in output.split('\0').filter(|entry| !entry.is_empty()) {
-            // `<mode> <type> <object>\t<path>`
-            let (meta, path) = entry.split_once('\t').with_context(|| format!("git ls-tree printed an unexpected line `{entry}`"))?;
-            let object = meta.rsplit(' ').next().unwrap_or_default();
-            files.push(TreeFile { path: path.to_string(), object: object.to_string() });
-        }
-        Ok(files)
+        parse_tree(&output)
     }
 
     /// Walks the first-parent history of `rev`, newest first (the commits a release on the
@@ -290,6 +305,18 @@ pub fn public_url(remote: &str) -> Option<String> {
 pub struct TreeFile {
     pub path: String,
     pub object: String,
+}
+
+/// `git ls-tree -r -z` output as files with their objects.
+fn parse_tree(output: &str) -> Result<Vec<TreeFile>> {
+    let mut files = Vec::new();
+    for entry in output.split('\0').filter(|entry| !entry.is_empty()) {
+        // `<mode> <type> <object>\t<path>`
+        let (meta, path) = entry.split_once('\t').with_context(|| format!("git ls-tree printed an unexpected line `{entry}`"))?;
+        let object = meta.rsplit(' ').next().unwrap_or_default();
+        files.push(TreeFile { path: path.to_string(), object: object.to_string() });
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -108,6 +108,26 @@ impl std::fmt::Debug for WorkTreeGraph {
     }
 }
 
+/// A tree's `cargo metadata` with its resolve graph (`full_metadata`), running in the background
+/// from `start` on; killed when dropped unfinished, so that a run found unneeded on the way
+/// costs no more waiting.
+pub struct MetadataRun {
+    dir: PathBuf,
+    background: Background,
+}
+
+impl MetadataRun {
+    pub fn start(dir: &Path) -> Result<MetadataRun> {
+        let background = Background::start(dir).context("cannot run cargo metadata")?;
+        Ok(MetadataRun { dir: dir.to_path_buf(), background })
+    }
+
+    /// Its output, waiting for it; online after all as `full_metadata` describes.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        self.background.finish().and_then(|output| settle(&self.dir, true, output))
+    }
+}
+
 impl Background {
     fn start(dir: &Path) -> std::io::Result<Background> {
         let mut child = metadata_command(dir, true).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
