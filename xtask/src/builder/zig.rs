@@ -204,22 +204,51 @@ pub fn run_as_compiler() -> Option<ExitCode> {
 /// - `-Wl,--undefined=SYM`: zig takes the same as `-u`.
 /// - `-Wl,<file>`: a file passed through to the linker; zig takes it as an input.
 /// - preprocessor options behind `-Wp,` other than dependency files.
-/// - for musl, the C runtime objects and libc rustc brings itself: zig brings its own.
+///
+/// For musl, a link keeps the C runtime rustc brings (its self-contained musl, libunwind and
+/// start files, which pure-Rust apps are linked with too) and zig adds nothing of its own
+/// (`-nostdlib -rtlib=none -fno-sanitize=undefined`, Rust's `compiler_builtins` standing in for
+/// compiler-rt): building zig's musl, compiler-rt and sanitizer runtime takes about 20 s of a
+/// cold build per target, and C code needs nothing musl's libc.a lacks. A link that brings a
+/// C++ runtime (`-lstdc++`, `-lc++`) takes zig's musl instead, the one its libc++ is built on.
+/// C compiles for musl leave out zig's default undefined-behaviour sanitizer, whose runtime such
+/// a link does not have.
 fn compiler_arguments(zig_target: &str, arguments: &[String], is_file: &dyn Fn(&str) -> bool) -> Vec<String> {
     let musl = zig_target.contains("-musl");
+    let linking = !arguments.iter().any(|argument| matches!(argument.as_str(), "-c" | "-S" | "-E"));
+    let cxx_runtime = arguments.iter().any(|argument| matches!(argument.as_str(), "-lstdc++" | "-lc++" | "-lc++abi"));
+    // rustc's self-contained directory, where its musl start files come from.
+    let rust_runtime = (musl && linking && !cxx_runtime)
+        .then(|| {
+            arguments.iter().find_map(|argument| {
+                let path = Path::new(argument.strip_prefix("-L").unwrap_or(argument).trim_start());
+                let dir = if argument.ends_with(".o") { path.parent()? } else { path };
+                dir.ends_with("self-contained").then(|| dir.display().to_string())
+            })
+        })
+        .flatten();
     let mut out = Vec::with_capacity(arguments.len());
     for argument in arguments {
         let argument = argument.as_str();
+        let start_file = argument.ends_with(".o") && argument.contains("self-contained") && argument.contains("crt");
         let dropped = argument.starts_with("--target=")
             || matches!(argument, "-Wl,--no-undefined-version" | "-Wl,-znostart-stop-gc" | "-Wl,--fix-cortex-a53-843419")
             || argument.starts_with("-Wl,-plugin-opt")
             || (argument.starts_with("-Wp,") && !["-Wp,-MD", "-Wp,-MMD", "-Wp,-MT"].iter().any(|kept| argument.starts_with(kept)))
-            || (musl
-                && (argument == "-lc" || (argument.ends_with(".o") && argument.contains("self-contained") && argument.contains("crt"))));
+            || (musl && rust_runtime.is_none() && (argument == "-lc" || start_file))
+            // musl's libc.a is also its libm, libpthread, libdl...; zig would build its own.
+            || (rust_runtime.is_some() && matches!(argument, "-lm" | "-lpthread" | "-ldl" | "-lrt" | "-lutil" | "-lresolv" | "-lcrypt" | "-lxnet"));
         if dropped {
             continue;
         }
-        if argument == "-lgcc_s" {
+        if let (Some(dir), Some(library @ ("c" | "unwind"))) = (&rust_runtime, argument.strip_prefix("-l")) {
+            // By path: zig takes `-lc` and `-lunwind` as asking for its own.
+            out.push(format!("{dir}/lib{library}.a"));
+        } else if rust_runtime.is_some() && argument == "-static-pie" {
+            // zig takes `-static-pie` for `-static` alone, and rustc's start file for a static
+            // PIE then crashes relocating a binary that is none.
+            out.extend(["-static", "-pie"].map(String::from));
+        } else if argument == "-lgcc_s" {
             out.push("-lunwind".to_string());
         } else if let Some(symbol) = argument.strip_prefix("-Wl,--undefined=") {
             out.push(format!("-Wl,-u,{symbol}"));
@@ -230,6 +259,11 @@ fn compiler_arguments(zig_target: &str, arguments: &[String], is_file: &dyn Fn(&
         } else {
             out.push(argument.to_string());
         }
+    }
+    if rust_runtime.is_some() {
+        out.extend(["-nostdlib", "-rtlib=none", "-fno-sanitize=undefined"].map(String::from));
+    } else if musl && !linking {
+        out.push("-fno-sanitize=undefined".to_string());
     }
     out
 }
@@ -275,18 +309,38 @@ mod tests {
         check(
             "aarch64-linux-musl",
             "-O3 -ffunction-sections -fdata-sections -fPIC --target=aarch64-unknown-linux-musl -I include -Wall -o out/x.o -c x.c",
-            expect!["-O3 -ffunction-sections -fdata-sections -fPIC -I include -Wall -o out/x.o -c x.c"],
+            expect!["-O3 -ffunction-sections -fdata-sections -fPIC -I include -Wall -o out/x.o -c x.c -fno-sanitize=undefined"],
         );
         check("x86_64-linux-gnu.2.28", "-Wp,-MD,dep.d -Wp,-U_FORTIFY_SOURCE -c y.c", expect!["-Wp,-MD,dep.d -c y.c"]);
     }
 
+    /// A musl link line as rustc writes it (`/rl` standing for the toolchain's rustlib), with
+    /// what the C code's build scripts add.
+    const MUSL_LINK: &str = "-m64 /rl/self-contained/crt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd -lm -lunwind -lc -Wl,--undefined=_AUDITABLE_VERSION_INFO -Wl,/existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs -Wl,--no-undefined-version /rl/self-contained/crtend.o /rl/self-contained/crtn.o";
+
     #[test]
-    fn a_musl_link_line_takes_zigs_runtime() {
+    fn a_musl_link_line_keeps_rusts_runtime() {
         check(
             "x86_64-linux-musl",
-            "-m64 /rustlib/x86_64-unknown-linux-musl/lib/self-contained/crt1.o /rustlib/x86_64-unknown-linux-musl/lib/self-contained/crti.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -lgcc_s -lc -Wl,--undefined=_AUDITABLE_VERSION_INFO -Wl,/existing/libfoo.a -Wl,-Bstatic -nodefaultlibs -Wl,--no-undefined-version /rustlib/x86_64-unknown-linux-musl/lib/self-contained/crtn.o -o app",
-            expect!["-m64 /tmp/rustc/symbols.o app.o -Wl,--as-needed -lunwind -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -Wl,-Bstatic -nodefaultlibs -o app"],
+            MUSL_LINK,
+            expect!["-m64 /rl/self-contained/crt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -rtlib=none -fno-sanitize=undefined"],
         );
+    }
+
+    #[test]
+    fn a_musl_link_line_with_a_cxx_runtime_takes_zigs() {
+        check(
+            "x86_64-linux-musl",
+            &MUSL_LINK.replace("-lzstd", "-lsnappy -lstdc++"),
+            expect!["-m64 /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lsnappy -lstdc++ -lm -lunwind -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs"],
+        );
+        check("aarch64-linux-musl", "-O0 -c x.c -o x.o", expect!["-O0 -c x.c -o x.o -fno-sanitize=undefined"]);
+    }
+
+    #[test]
+    fn a_static_pie_stays_one() {
+        let pie = MUSL_LINK.replace("crt1.o", "rcrt1.o").replace("-static -no-pie", "-static-pie");
+        check("x86_64-linux-musl", &pie, expect!["-m64 /rl/self-contained/rcrt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -rtlib=none -fno-sanitize=undefined"]);
     }
 
     #[test]
