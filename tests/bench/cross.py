@@ -6,8 +6,8 @@ The app is tests/e2e/fixtures/c-app's `sealer` (`ring`'s C and assembly, `zstd-s
 zstd), on `scratch`: static musl binaries for linux/amd64 and linux/arm64.
 
 1. cold: `xtask build sealer --platform linux/amd64,linux/arm64` from an empty target directory
-   and an empty zig cache (zig then builds musl's libc and compiler-rt for each target too),
-   against plain `cargo zigbuild --release --target x86_64-unknown-linux-musl --target
+   and an empty zig cache (cargo-zigbuild's zig then builds musl's libc, compiler-rt and
+   libunwind for each target; the xtask links with rustc's own musl runtime), against plain `cargo zigbuild --release --target x86_64-unknown-linux-musl --target
    aarch64-unknown-linux-musl` (PyPI's cargo-zigbuild, the same zig, also cold): the goal is
    <=1.1x, the xtask adding no cost to the compile it wraps, though it also reads the
    workspace's metadata, embeds the dependency lists and assembles both images.

@@ -189,9 +189,27 @@ pub fn run_as_compiler() -> Option<ExitCode> {
             _ => expanded.push(text),
         }
     }
-    let rewritten = compiler_arguments(&target, &expanded, &|path| Path::new(path).is_file());
+    let is_file = |path: &str| Path::new(path).is_file();
+    let zig_with = |runtime: Runtime| {
+        let mut command = std::process::Command::new(&zig);
+        command.arg(&tool).arg("-target").arg(&target).args(compiler_arguments(&target, &expanded, &is_file, runtime));
+        command
+    };
+    if is_link(&expanded) {
+        // The lean link first; a link it cannot make (a builtin only compiler-rt has) is made
+        // again with zig's runtime, and only that one's messages count.
+        match zig_with(Runtime::Lean).output() {
+            Ok(output) if output.status.success() => {
+                use std::io::Write as _;
+                let _ = std::io::stdout().write_all(&output.stdout);
+                let _ = std::io::stderr().write_all(&output.stderr);
+                return Some(ExitCode::SUCCESS);
+            }
+            _ => {}
+        }
+    }
     use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(&zig).arg(&tool).arg("-target").arg(&target).args(rewritten).exec();
+    let err = zig_with(Runtime::Zigs).exec();
     eprintln!("error: the xtask's compiler wrapper cannot run {zig}: {err}");
     Some(ExitCode::from(2))
 }
@@ -205,20 +223,15 @@ pub fn run_as_compiler() -> Option<ExitCode> {
 /// - `-Wl,<file>`: a file passed through to the linker; zig takes it as an input.
 /// - preprocessor options behind `-Wp,` other than dependency files.
 ///
-/// For musl, a link keeps the C runtime rustc brings (its self-contained musl, libunwind and
-/// start files, which pure-Rust apps are linked with too) and zig adds nothing of its own
-/// (`-nostdlib -rtlib=none -fno-sanitize=undefined`, Rust's `compiler_builtins` standing in for
-/// compiler-rt): building zig's musl, compiler-rt and sanitizer runtime takes about 20 s of a
-/// cold build per target, and C code needs nothing musl's libc.a lacks. A link that brings a
-/// C++ runtime (`-lstdc++`, `-lc++`) takes zig's musl instead, the one its libc++ is built on.
-/// C compiles for musl leave out zig's default undefined-behaviour sanitizer, whose runtime such
-/// a link does not have.
-fn compiler_arguments(zig_target: &str, arguments: &[String], is_file: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// A link with `Runtime::Lean` makes zig build nothing first; see `Runtime`. C compiles leave out
+/// zig's default undefined-behaviour sanitizer (on at `-O0`), whose runtime a lean link lacks.
+fn compiler_arguments(zig_target: &str, arguments: &[String], is_file: &dyn Fn(&str) -> bool, runtime: Runtime) -> Vec<String> {
     let musl = zig_target.contains("-musl");
-    let linking = !arguments.iter().any(|argument| matches!(argument.as_str(), "-c" | "-S" | "-E"));
+    let linking = is_link(arguments);
     let cxx_runtime = arguments.iter().any(|argument| matches!(argument.as_str(), "-lstdc++" | "-lc++" | "-lc++abi"));
+    let lean = linking && runtime == Runtime::Lean && !cxx_runtime;
     // rustc's self-contained directory, where its musl start files come from.
-    let rust_runtime = (musl && linking && !cxx_runtime)
+    let rust_runtime = (musl && lean)
         .then(|| {
             arguments.iter().find_map(|argument| {
                 let path = Path::new(argument.strip_prefix("-L").unwrap_or(argument).trim_start());
@@ -261,11 +274,35 @@ fn compiler_arguments(zig_target: &str, arguments: &[String], is_file: &dyn Fn(&
         }
     }
     if rust_runtime.is_some() {
-        out.extend(["-nostdlib", "-rtlib=none", "-fno-sanitize=undefined"].map(String::from));
-    } else if musl && !linking {
+        out.push("-nostdlib".to_string());
+    }
+    if (lean && (rust_runtime.is_some() || !musl)) || !linking {
         out.push("-fno-sanitize=undefined".to_string());
     }
+    if lean && (rust_runtime.is_some() || !musl) {
+        out.push("-rtlib=none".to_string());
+    }
     out
+}
+
+/// What a link takes from zig besides its linker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    /// Nothing zig builds first: for musl, the C runtime rustc brings (its self-contained musl
+    /// libc.a, libunwind.a and start files, which pure-Rust apps are linked with too); for glibc,
+    /// zig's stubs of the pinned version; and no compiler-rt (Rust's `compiler_builtins` has the
+    /// builtins) or sanitizer runtime. zig builds musl, compiler-rt and its UBSan runtime in
+    /// about 20 s of a cold build per musl target, compiler-rt and UBSan's in about 3 s per glibc
+    /// one, for C code that seldom needs them. Not for a link that brings a C++ runtime
+    /// (`-lstdc++`, `-lc++`): zig's libc++ is built on its own musl.
+    Lean,
+    /// zig's own musl, compiler-rt and UBSan runtime: for the links a lean one cannot make.
+    Zigs,
+}
+
+/// Whether a compiler driver's arguments link (rather than compile, assemble or preprocess).
+fn is_link(arguments: &[String]) -> bool {
+    !arguments.iter().any(|argument| matches!(argument.as_str(), "-c" | "-S" | "-E"))
 }
 
 /// The arguments of a GNU-style response file: separated by white space, with single and
@@ -299,8 +336,12 @@ mod tests {
     use super::*;
 
     fn check(zig_target: &str, arguments: &str, expected: expect_test::Expect) {
+        check_with(Runtime::Lean, zig_target, arguments, expected);
+    }
+
+    fn check_with(runtime: Runtime, zig_target: &str, arguments: &str, expected: expect_test::Expect) {
         let arguments: Vec<String> = arguments.split_whitespace().map(str::to_string).collect();
-        let rewritten = compiler_arguments(zig_target, &arguments, &|path| path.starts_with("/existing/"));
+        let rewritten = compiler_arguments(zig_target, &arguments, &|path| path.starts_with("/existing/"), runtime);
         expected.assert_eq(&rewritten.join(" "));
     }
 
@@ -311,7 +352,11 @@ mod tests {
             "-O3 -ffunction-sections -fdata-sections -fPIC --target=aarch64-unknown-linux-musl -I include -Wall -o out/x.o -c x.c",
             expect!["-O3 -ffunction-sections -fdata-sections -fPIC -I include -Wall -o out/x.o -c x.c -fno-sanitize=undefined"],
         );
-        check("x86_64-linux-gnu.2.28", "-Wp,-MD,dep.d -Wp,-U_FORTIFY_SOURCE -c y.c", expect!["-Wp,-MD,dep.d -c y.c"]);
+        check(
+            "x86_64-linux-gnu.2.28",
+            "-Wp,-MD,dep.d -Wp,-U_FORTIFY_SOURCE -c y.c",
+            expect!["-Wp,-MD,dep.d -c y.c -fno-sanitize=undefined"],
+        );
     }
 
     /// A musl link line as rustc writes it (`/rl` standing for the toolchain's rustlib), with
@@ -323,7 +368,7 @@ mod tests {
         check(
             "x86_64-linux-musl",
             MUSL_LINK,
-            expect!["-m64 /rl/self-contained/crt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -rtlib=none -fno-sanitize=undefined"],
+            expect!["-m64 /rl/self-contained/crt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -fno-sanitize=undefined -rtlib=none"],
         );
     }
 
@@ -338,9 +383,15 @@ mod tests {
     }
 
     #[test]
+    fn a_link_a_lean_runtime_cannot_make_takes_zigs() {
+        check_with(Runtime::Zigs, "x86_64-linux-musl", MUSL_LINK, expect!["-m64 /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd -lm -lunwind -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -no-pie -nodefaultlibs"]);
+        check_with(Runtime::Zigs, "aarch64-linux-gnu.2.36", "app.o -lgcc_s -lc -o app", expect!["app.o -lunwind -lc -o app"]);
+    }
+
+    #[test]
     fn a_static_pie_stays_one() {
         let pie = MUSL_LINK.replace("crt1.o", "rcrt1.o").replace("-static -no-pie", "-static-pie");
-        check("x86_64-linux-musl", &pie, expect!["-m64 /rl/self-contained/rcrt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -rtlib=none -fno-sanitize=undefined"]);
+        check("x86_64-linux-musl", &pie, expect!["-m64 /rl/self-contained/rcrt1.o /rl/self-contained/crti.o /rl/self-contained/crtbegin.o /tmp/rustc/symbols.o app.o -Wl,--as-needed -Wl,-Bstatic -lzstd /rl/self-contained/libunwind.a /rl/self-contained/libc.a -Wl,-u,_AUDITABLE_VERSION_INFO /existing/libfoo.a -nostartfiles -L /rl/self-contained -L /rl -o app -static -pie -nodefaultlibs /rl/self-contained/crtend.o /rl/self-contained/crtn.o -nostdlib -fno-sanitize=undefined -rtlib=none"]);
     }
 
     #[test]
@@ -348,7 +399,7 @@ mod tests {
         check(
             "aarch64-linux-gnu.2.36",
             "app.o -Wl,-znostart-stop-gc -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -Wl,-z,relro,-z,now -Wl,-O1 -Wl,/missing/file -pie -o app",
-            expect!["app.o -lunwind -lutil -lrt -lpthread -lm -ldl -lc -Wl,-z,relro,-z,now -Wl,-O1 -Wl,/missing/file -pie -o app"],
+            expect!["app.o -lunwind -lutil -lrt -lpthread -lm -ldl -lc -Wl,-z,relro,-z,now -Wl,-O1 -Wl,/missing/file -pie -o app -fno-sanitize=undefined -rtlib=none"],
         );
     }
 
