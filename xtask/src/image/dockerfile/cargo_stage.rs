@@ -424,8 +424,9 @@ struct StageEnd {
     /// Its ENVs (ARGs end with the stage).
     env: Scope,
     workdir: String,
-    /// Where it copied the build context (`COPY . .`): the workspace root, where cargo's target
-    /// directory is unless told otherwise.
+    /// Where it copied the build context (`COPY . .`), or the context's root manifest (`COPY
+    /// Cargo.toml Cargo.lock ./`, then each crate's directory): the workspace root, where
+    /// cargo's target directory is unless told otherwise.
     context_root: Option<String>,
     /// The directories it made: a binary copied into one keeps its name.
     dirs: Vec<String>,
@@ -484,6 +485,22 @@ fn stage_build_from(
             Instruction::Copy(copy) if copy.from.is_none() && copy.sources.iter().any(|source| matches!(source.as_str(), "." | "./")) => {
                 let dest = lex.process_word(&copy.dest, &lookup).unwrap_or_default();
                 end.context_root = Some(super::normalize(&end.workdir, &dest));
+            }
+            Instruction::Copy(copy)
+                if copy.from.is_none() && copy.sources.iter().any(|source| matches!(source.as_str(), "Cargo.toml" | "./Cargo.toml")) =>
+            {
+                // Into a directory (`./`, `.`, or with other sources), or as a file named so.
+                let dest = lex.process_word(&copy.dest, &lookup).unwrap_or_default();
+                let dest = super::normalize(&end.workdir, &dest);
+                let into_dir = copy.sources.len() > 1 || copy.dest.ends_with('/') || matches!(copy.dest.as_str(), "." | "./");
+                let root = if into_dir {
+                    Some(dest)
+                } else {
+                    dest.strip_suffix("/Cargo.toml").map(|dir| if dir.is_empty() { "/".to_string() } else { dir.to_string() })
+                };
+                if let Some(root) = root {
+                    end.context_root = Some(root);
+                }
             }
             Instruction::Run(run) => {
                 let words = if run.prepend_shell {
@@ -1326,6 +1343,20 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             CargoStages::Replaced(replacement) => replacement.options.to_string(),
             other => format!("{other:?}"),
         };
+        // The workspace's root is also where the root manifest went, when the stage copies the
+        // crates one by one (datafusion-ballista's and quiche's shapes).
+        for (copies, build) in [
+            ("COPY ./Cargo.toml /src/Cargo.toml\nCOPY ./crates/api /src/crates/api\nWORKDIR /src/crates/api", "RUN cargo build --release"),
+            (
+                "WORKDIR /src\nCOPY Cargo.toml Cargo.lock ./\nCOPY crates/ ./crates/",
+                "RUN cargo build --release --manifest-path crates/api/Cargo.toml",
+            ),
+            ("WORKDIR /src\nCOPY Cargo.toml .\nCOPY crates crates", "RUN cd crates/api && cargo build --release"),
+        ] {
+            let dockerfile =
+                format!("FROM rust AS build\n{copies}\n{build}\nFROM debian\nCOPY --from=build /src/target/release/api /api\n");
+            assert_eq!(options(&dockerfile), "profile release", "{dockerfile}");
+        }
         assert_eq!(
             options("FROM rust AS chef\nENV RUSTFLAGS=\"--cfg tokio_unstable -C linker=clang -Clink-arg=-fuse-ld=mold -C force-frame-pointers=yes\" RUSTC_WRAPPER=/usr/local/bin/sccache\nFROM chef AS build\nRUN cargo build -r && sccache --show-stats\nFROM debian\nCOPY --from=build /target/release/api /api\n"),
             "profile release, RUSTFLAGS --cfg tokio_unstable -Cforce-frame-pointers=yes"
