@@ -515,6 +515,7 @@ fn stage_build_from(
                     run.cmd_line.clone()
                 };
                 let commands = split_commands(&words);
+                let commands = follow_conditionals(&commands).unwrap_or(commands);
                 let runs_cargo = commands.iter().any(|words| program(words).is_some_and(|(name, _)| name == "cargo"));
                 if !runs_cargo && build.is_none() {
                     if mentions_cargo_build(&words.join(" ")) {
@@ -644,10 +645,109 @@ fn build_rustflags(flags: &[String]) -> Result<Vec<String>, String> {
     Ok(kept)
 }
 
-/// A simple command's program and arguments, after the variable assignments that lead it.
+/// A simple command's program (by its name, when run by its absolute path, as an installed
+/// program is) and arguments, after the variable assignments that lead it. `mold -run COMMAND`
+/// is COMMAND: mold only links it, and the xtask chooses each target's linker itself.
 fn program(words: &[String]) -> Option<(&str, &[String])> {
     let at = words.iter().position(|word| !is_assignment(word))?;
-    Some((words[at].as_str(), &words[at + 1..]))
+    let word = words[at].as_str();
+    let name = if word.starts_with('/') { word.rsplit('/').next().unwrap_or_default() } else { word };
+    let args = &words[at + 1..];
+    match (name, args.first().map(String::as_str)) {
+        ("mold", Some("-run")) => program(&args[1..]),
+        _ => Some((name, args)),
+    }
+}
+
+/// The commands of a RUN line with its `if` blocks followed: only the commands of the branches
+/// taken, when every condition is a test of words known before the line runs (`[ "$PROFILE" =
+/// "release" ]`, `-n`, `-z`, `!=`, numbers' `-eq` to `-ge`), as build arguments make them.
+/// `None` when one is not (a file test, a command's status), or the blocks do not close.
+fn follow_conditionals(commands: &[Vec<String>]) -> Option<Vec<Vec<String>>> {
+    /// One `if` block: whether its current branch runs, and whether one of its branches did.
+    struct Block {
+        outer: bool,
+        taking: bool,
+        taken: bool,
+    }
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut followed = Vec::new();
+    for command in commands {
+        let mut words = command.as_slice();
+        loop {
+            let active = blocks.iter().all(|block| block.taking);
+            match words.first().map(String::as_str) {
+                Some("if") => {
+                    let holds = test(&words[1..])?;
+                    blocks.push(Block { outer: active, taking: active && holds, taken: holds });
+                    words = &[];
+                }
+                Some("elif") => {
+                    let holds = test(&words[1..])?;
+                    let block = blocks.last_mut()?;
+                    block.taking = block.outer && !block.taken && holds;
+                    block.taken |= holds;
+                    words = &[];
+                }
+                Some("else") => {
+                    let block = blocks.last_mut()?;
+                    block.taking = block.outer && !block.taken;
+                    block.taken = true;
+                    words = &words[1..];
+                }
+                Some("then") => words = &words[1..],
+                Some("fi") => {
+                    blocks.pop()?;
+                    words = &words[1..];
+                }
+                _ => {
+                    if !words.is_empty() && active {
+                        followed.push(words.to_vec());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    blocks.is_empty().then_some(followed)
+}
+
+/// The value of a `test`, `[ ... ]` or `[[ ... ]]` command of known words; `None` for what only
+/// the running shell could tell.
+fn test(words: &[String]) -> Option<bool> {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["test", operands @ ..] | ["[", operands @ .., "]"] | ["[[", operands @ .., "]]"] => evaluate(operands),
+        _ => None,
+    }
+}
+
+/// A test's operands evaluated (see `test`).
+fn evaluate(operands: &[&str]) -> Option<bool> {
+    let number = |word: &str| word.parse::<i64>().ok();
+    let literal = |word: &str| !word.contains(['*', '?', '[']);
+    Some(match operands {
+        ["!", rest @ ..] => !evaluate(rest)?,
+        [] => false,
+        ["-n", word] => !word.is_empty(),
+        ["-z", word] => word.is_empty(),
+        [word] if !word.starts_with('-') => !word.is_empty(),
+        [a, "=" | "==", b] if literal(b) => a == b,
+        [a, "!=", b] if literal(b) => a != b,
+        [a, operator, b] => {
+            let (a, b) = (number(a)?, number(b)?);
+            match *operator {
+                "-eq" => a == b,
+                "-ne" => a != b,
+                "-lt" => a < b,
+                "-le" => a <= b,
+                "-gt" => a > b,
+                "-ge" => a >= b,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Whether a shell word is a variable assignment (`KEY=value`).
@@ -1374,6 +1474,49 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             options("FROM rust AS build\nRUN cargo build -r && strip --strip-debug target/release/api\nFROM debian\nCOPY --from=build /target/release/api /api\n"),
             "profile release, stripped of debuginfo"
         );
+    }
+
+    /// A RUN line's `if` blocks whose conditions the build arguments decide are followed
+    /// (AppFlowy's and Lemmy's shapes), as are cargo run by its path and under `mold -run`; a
+    /// condition only the running shell can tell keeps the Dockerfile.
+    #[test]
+    fn shell_logic_the_build_arguments_decide_is_followed() {
+        let shown = |run: &str, copied: &str, build_args: &[(&str, &str)]| {
+            let dockerfile = format!(
+                "FROM rust AS build\nARG PROFILE=release\nARG CAP=75\nWORKDIR /src\nCOPY . .\n{run}\nFROM debian\nCOPY --from=build {copied} /app\n"
+            );
+            let build_args: Vec<(String, String)> = build_args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            match replace(&dockerfile, "Dockerfile", &build_args, "linux/arm64").unwrap() {
+                CargoStages::Replaced(replacement) => format!("{:?} {}", replacement.bins, replacement.options),
+                CargoStages::Kept(why) => format!("kept: {}", why.split_once(": ").map_or(why.as_str(), |(_, why)| why)),
+                CargoStages::None => "none".into(),
+            }
+        };
+        let if_profile = "RUN if [ \"$PROFILE\" = \"release\" ]; then \\\n  cargo build --release --bin api; \\\nelse \\\n  cargo build --bin api; \\\nfi";
+        let rows = [
+            shown(if_profile, "/src/target/release/api", &[]),
+            shown(if_profile, "/src/target/debug/api", &[("PROFILE", "debug")]),
+            shown(
+                "RUN if [ $CAP -ge 80 ]; then cargo build -r --bin api -F fast; elif [ -n \"$PROFILE\" ]; then cargo build -r --bin api -F turing && mv target/release/api /api; else exit 1; fi",
+                "/api",
+                &[],
+            ),
+            shown("RUN if [ ! -z \"$PROFILE\" ]; then if [ \"$CAP\" != 75 ]; then exit 1; fi; cargo build -r --bin api; fi", "/src/target/release/api", &[]),
+            shown("RUN /usr/local/cargo/bin/cargo build -r --bin api && cp target/release/api /bin", "/bin/api", &[]),
+            shown("RUN /usr/bin/mold -run cargo build --bin api --release", "/src/target/release/api", &[]),
+            shown("RUN if [ -f Cargo.lock ]; then cargo build -r --bin api; fi", "/src/target/release/api", &[]),
+            shown("RUN if [ \"$PROFILE\" = \"release\" ]; then cargo build -r --bin api; fi; fi", "/src/target/release/api", &[]),
+        ];
+        expect![[r#"
+            {"api"} profile release
+            {"api"} profile dev
+            {"api"} profile release, features turing
+            {"api"} profile release
+            {"api"} profile release
+            {"api"} profile release
+            kept: cargo runs through a script the xtask cannot read
+            kept: cargo runs through a script the xtask cannot read"#]]
+        .assert_eq(&rows.join("\n"));
     }
 
     /// reth's shape: a labs frontend, whose `COPY --exclude` the planner stage uses.
