@@ -636,7 +636,8 @@ fn debian_image(engine: &Engine) -> Option<String> {
 /// step) is built by BuildKit as written, cargo running in the builder stage, and by the xtask,
 /// which replaces the builder stage with its cross-compiled binary. The two images have the same
 /// configuration, history included, and the same layer entries but the binary's bytes, and both
-/// run: on `scratch`, and on Debian with a user the runtime stage adds. (linux/amd64: an arm64
+/// run: on `scratch`, and on Debian with a user the runtime stage adds; built by `cargo install`,
+/// and chosen by a shell `if` on a build argument. (linux/amd64: an arm64
 /// `cargo build` under qemu takes minutes; tests/bench/stages.py builds it.)
 #[test]
 fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_written() {
@@ -652,6 +653,10 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo install --path crates/stamp --locked --offline --root /opt/stamp --target x86_64-unknown-linux-musl\n\n"
     );
     let installed = "COPY --from=builder /opt/stamp/bin/stamp /usr/local/bin/stamp\n";
+    // The build chosen by a shell `if` on a build argument, as AppFlowy's and Lemmy's are.
+    let switched = format!(
+        "FROM {rust} AS builder\nARG PROFILE=release\nWORKDIR /src\nCOPY . .\nRUN if [ \"$PROFILE\" = \"release\" ]; then \\\n      cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    else \\\n      cargo build --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    fi\n\n"
+    );
     let runtimes = [
         (
             "scratch",
@@ -668,6 +673,7 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             format!("{installer}FROM scratch\n{installed}RUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
             0,
         ),
+        ("if", format!("{switched}FROM scratch\n{copy}ENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
     ];
     for (runtime, dockerfile, base_layers) in runtimes {
         let scratch = Scratch::empty();
