@@ -73,6 +73,22 @@ fn an_app_with_c_code_builds_for_both_platforms_with_zig_and_the_same_on_any_che
     assert_eq!(built_digest(&first, "sealer"), built_digest(&second, "sealer"), "the C app differs between the two checkouts");
 }
 
+/// zig adds nothing of its own to a link unless it must: a C builtin Rust's `compiler_builtins`
+/// lacks (long double complex multiplication, `__mulxc3` and `__multc3`, in the fixture's
+/// `cpufeat`) makes the lean link fail, and the link is made again with zig's runtime. Both
+/// binaries run and compute.
+#[test]
+fn a_link_that_needs_zigs_own_runtime_gets_it() {
+    let scratch = Scratch::fixture("c-app");
+    let output = scratch.xtask(&["build", "cpufeat", "--platform", BOTH]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stage = scratch.path().join("target/stage");
+    assert_eq!(run_binary(&stage.join("linux/amd64/cpufeat")), "long double complex product: 4\n");
+    if runs_arm64() {
+        assert_eq!(run_binary(&stage.join("linux/arm64/cpufeat")), "long double complex product: 4\n");
+    }
+}
+
 /// A base image whose `libc.so.6` states `version` in glibc's banner, in Debian's multiarch
 /// directory, for amd64 and arm64.
 fn push_glibc_base(scratch: &Scratch, reference: &str, version: &str) {
