@@ -325,7 +325,8 @@ fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::
 /// `cargo metadata` with its resolve graph for commit `rev` (see `resolve_at`).
 /// The files cargo resolves from are kept exported in `target/xtask/cache/graph-tree/` between
 /// runs, with what they are, and only those that differ are written for the next commit asked
-/// for: on a slow disk, writing a large workspace's manifests takes longer than resolving it.
+/// for (none for the same commit): on a slow disk, writing a large workspace's manifests takes
+/// longer than resolving it.
 fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
     start_metadata_at(git, workspace, rev)?.finish(git, workspace)
 }
@@ -364,16 +365,22 @@ fn start_metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<
     // One process at a time rewrites the tree and resolves it.
     let lock = std::fs::File::create(cache.with_extension("lock"))?;
     lock.lock()?;
-    let held: BTreeMap<String, String> =
-        std::fs::read(&state).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+    /// What the tree holds: the files of commit `rev`, each with its object.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct Exported {
+        rev: String,
+        files: BTreeMap<String, String>,
+    }
+    let held: Exported = std::fs::read(&state).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
     // A tree whose state is not known (a run that stopped half-way) is written whole again.
     let _ = std::fs::remove_file(&state);
-    if held.is_empty() {
+    if held.files.is_empty() {
         let _ = std::fs::remove_dir_all(&cache);
         std::fs::create_dir_all(&cache)?;
     }
-    let now = git.export_changes(rev, &cache, is_graph_input, &held)?;
-    std::fs::write(&state, serde_json::to_vec(&now)?)?;
+    // A commit's files never change: a tree that holds them is not listed again.
+    let files = if held.rev == rev { held.files } else { git.export_changes(rev, &cache, is_graph_input, &held.files)? };
+    std::fs::write(&state, serde_json::to_vec(&Exported { rev: rev.to_string(), files })?)?;
     // cargo keeps what it asked rustc about the target in the tree's target directory, which
     // must exist for that: otherwise each run asks rustc again (twice, tens of milliseconds).
     std::fs::create_dir_all(cache.join("target"))?;
@@ -452,15 +459,26 @@ fn build_effects(
             .cloned()
             .collect();
         if !touched.is_empty() {
-            let options = workspace.graph.cargo_options.clone();
-            let before_resolver = graph::Resolver::new(&metadata_before)?.with_cargo_options(options.clone());
-            let after_resolver = graph::Resolver::new(&metadata_after)?.with_cargo_options(options);
+            // The two commits' graphs are built and simulated side by side.
+            let resolver = |metadata: &[u8]| -> Result<graph::Resolver> {
+                Ok(graph::Resolver::new(metadata)?.with_cargo_options(workspace.graph.cargo_options.clone()))
+            };
+            let (before_resolver, after_resolver) = std::thread::scope(|scope| {
+                let after = scope.spawn(|| resolver(&metadata_after));
+                (resolver(&metadata_before), after.join())
+            });
+            let before_resolver = before_resolver?;
+            let after_resolver = after_resolver.map_err(|_| anyhow::anyhow!("reading the head's dependency graph failed"))??;
             let mut reaching: Vec<String> = before_resolver.apps_that_may_compile(&packages, &touched)?;
             reaching.extend(after_resolver.apps_that_may_compile(&packages, &touched)?);
             reaching.sort();
             reaching.dedup();
-            resolved_before = per_app(workspace, before_resolver.per_app(&reaching, &triples)?);
-            resolved_after = per_app(workspace, after_resolver.per_app(&reaching, &triples)?);
+            let (before, after) = std::thread::scope(|scope| {
+                let after = scope.spawn(|| after_resolver.per_app(&reaching, &triples));
+                (before_resolver.per_app(&reaching, &triples), after.join())
+            });
+            resolved_before = per_app(workspace, before?);
+            resolved_after = per_app(workspace, after.map_err(|_| anyhow::anyhow!("simulating the head's builds failed"))??);
         }
     }
     let mut effects = BTreeMap::new();
