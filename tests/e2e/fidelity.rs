@@ -572,7 +572,8 @@ fn rust_image(engine: &Engine) -> Option<String> {
     };
     let version = run(Command::new("rustc").arg("--version"));
     let version = crate::support::harness::stdout(&version).split_whitespace().nth(1).unwrap().to_string();
-    let tag = format!("xtask-test/rust:{version}");
+    // Both musl targets' standard libraries, as `rustup target add` gives the official image.
+    let tag = format!("xtask-test/rust:{version}-musl-amd64-arm64");
     if run(engine.docker().args(["image", "inspect", &tag])).status.success() {
         return Some(tag);
     }
@@ -589,7 +590,7 @@ fn rust_image(engine: &Engine) -> Option<String> {
         out.append_data(&mut header, path, &mut entry).unwrap();
     }
     let host = "lib/rustlib/x86_64-unknown-linux-gnu";
-    for part in ["bin/rustc", "bin/cargo", "lib", "lib/rustlib/x86_64-unknown-linux-musl", host] {
+    for part in ["bin/rustc", "bin/cargo", "lib", "lib/rustlib/x86_64-unknown-linux-musl", "lib/rustlib/aarch64-unknown-linux-musl", host] {
         let source = sysroot.join(part);
         let dest = Path::new("usr/local/rust").join(part);
         if source.is_dir() && part == "lib" {
@@ -637,7 +638,9 @@ fn debian_image(engine: &Engine) -> Option<String> {
 /// which replaces the builder stage with its cross-compiled binary. The two images have the same
 /// configuration, history included, and the same layer entries but the binary's bytes, and both
 /// run: on `scratch`, and on Debian with a user the runtime stage adds; built by `cargo install`,
-/// and chosen by a shell `if` on a build argument. (linux/amd64: an arm64
+/// chosen by a shell `if` on a build argument, and for linux/arm64 cross-compiled in a builder
+/// stage `FROM --platform=$BUILDPLATFORM` (the workspace configures no linker: the xtask's build
+/// takes rust-lld), whose runtime step BuildKit runs under qemu. (Elsewhere linux/amd64: an arm64
 /// `cargo build` under qemu takes minutes; tests/bench/stages.py builds it.)
 #[test]
 fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_written() {
@@ -674,8 +677,12 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             0,
         ),
         ("if", format!("{switched}FROM scratch\n{copy}ENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
+        // arm64, as Rust repositories cross-compile in the Dockerfile: the builder stage runs on
+        // the build platform, and BuildKit runs the runtime stage's step under qemu.
+        ("arm64", format!("FROM --platform=$BUILDPLATFORM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN RUSTFLAGS=-Clinker=rust-lld cargo build --release --locked --offline -p stamp --target aarch64-unknown-linux-musl\n\nFROM scratch\nCOPY --from=builder --chmod=755 /src/target/aarch64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\nRUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
     ];
     for (runtime, dockerfile, base_layers) in runtimes {
+        let (platform, arch) = if runtime == "arm64" { ("linux/arm64", "aarch64") } else { ("linux/amd64", "x86_64") };
         let scratch = Scratch::empty();
         scratch.write("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n");
         scratch.write("crates/stamp/Cargo.toml", "[package]\nname = \"stamp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
@@ -691,13 +698,13 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         scratch.commit("a Rust repository's Dockerfile");
         engine.install_buildx(&scratch);
 
-        let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
+        let built = scratch.xtask_with_env(&["build", "stamp", "--platform", platform], &engine.env());
         let log = stderr(&built);
         assert!(built.status.success(), "{runtime}: {log}");
         assert!(log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build"), "{runtime}: {log}");
         let epoch = scratch.git(&["log", "-1", "--format=%ct"]);
-        let tag = format!("fidelity/builder-stage-{runtime}:amd64");
-        let output = buildx_build(&engine, &scratch, "linux/amd64", &epoch, &tag, "crates/stamp/Dockerfile");
+        let tag = format!("fidelity/builder-stage-{runtime}:{arch}");
+        let output = buildx_build(&engine, &scratch, platform, &epoch, &tag, "crates/stamp/Dockerfile");
         assert!(output.status.success(), "{runtime}: BuildKit could not build the Dockerfile as written: {}", stderr(&output));
         let work = tempfile::tempdir().unwrap();
         let mut theirs = saved_images(&engine, work.path(), &[(tag.clone(), base_layers)]).remove(&tag).unwrap();
@@ -719,11 +726,12 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             }
         }
         assert_eq!(ours, theirs, "{runtime}: the xtask's image differs from the one BuildKit makes of the Dockerfile as written");
-        for image in [tag.as_str(), "xtask/stamp:linux-amd64"] {
-            let output = run(engine.docker().args(["run", "--rm", image, "/dev/stdout"]));
+        let loaded = format!("xtask/stamp:{}", platform.replace('/', "-"));
+        for image in [tag.as_str(), loaded.as_str()] {
+            let output = run(engine.docker().args(["run", "--rm", "--platform", platform, image, "/dev/stdout"]));
             assert_eq!(
                 (output.status.success(), crate::support::harness::stdout(&output)),
-                (true, "x86_64".to_string()),
+                (true, arch.to_string()),
                 "{runtime}, {image}: {}",
                 stderr(&output)
             );

@@ -744,7 +744,7 @@ fn compile(
     let links_with_zig = |app: &str, triple: &str| target::is_gnu(triple) || compiles_c.contains(&(app.to_string(), triple.to_string()));
     let zig_triples: Vec<&String> =
         triples.iter().copied().filter(|triple| apps_for(triple).iter().any(|app| links_with_zig(app, triple))).collect();
-    toolchain::prepare_targets(sh, &workspace.root, &triples, &zig_triples)?;
+    let default_linkers = toolchain::prepare_targets(sh, &workspace.root, &triples, &zig_triples)?;
     let cargo = crate::workspace::cargo();
     let cargo_home = crate::workspace::cargo_home().unwrap_or_default();
     let env = |key: &str| std::env::var(key).ok();
@@ -802,6 +802,10 @@ fn compile(
                     args.extend(["--package".to_string(), app.to_string()]);
                 }
                 let mut command = cmd!(sh, "{cargo}");
+                // A musl target's default linker; zig's, set below, takes its place where zig links.
+                for (key, value) in &default_linkers {
+                    command = command.env(key, value);
+                }
                 for (key, value) in &embedding {
                     command = command.env(key, value);
                 }
@@ -830,6 +834,9 @@ fn compile(
                 }
                 let linker = match toolchains.get(triple.as_str()) {
                     Some(toolchain) if link => format!("zig cc -target {}", toolchain.zig_target),
+                    _ if default_linkers.iter().any(|(key, _)| key.contains(&triple.to_uppercase().replace('-', "_"))) => {
+                        "rust-lld, as no configuration names a linker for it".to_string()
+                    }
                     _ => "the configured linker".to_string(),
                 };
                 command.args(args).run().with_context(|| {

@@ -10,16 +10,22 @@ use xshell::{cmd, Shell};
 
 /// Adds missing rustup targets, as a user would have to anyway, and checks that the linker
 /// configured for each target can be found, but for the targets zig links (`linked_by_zig`).
-pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], linked_by_zig: &[&String]) -> Result<()> {
+/// Returns the linker variables of the musl targets no configuration gives a linker
+/// (`CARGO_TARGET_<T>_LINKER=rust-lld`): cargo's default, the host's `cc`, links no other
+/// architecture, while rust-lld with Rust's own musl runtime links every one from any host, as
+/// the xtask's own workspace configures it.
+pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], linked_by_zig: &[&String]) -> Result<Vec<(String, String)>> {
+    let configs = config_files(workspace_root);
+    let env = |key: &str| std::env::var(key).ok();
+    let defaults = default_linkers(&configs, &env, triples);
     // Without rustc on PATH cargo's own error says what is missing.
     let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
-        return Ok(());
+        return Ok(defaults);
     };
     let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
     install_missing_targets(sh, &rustlib, triples)?;
-    let configs = config_files(workspace_root);
     for triple in triples.iter().filter(|triple| !linked_by_zig.contains(triple)) {
-        let Some(linker) = configured_linker(&configs, &|key| std::env::var(key).ok(), triple) else { continue };
+        let Some(linker) = configured_linker(&configs, &env, triple) else { continue };
         if !linker_exists(&linker.program, &rustlib) {
             bail!(
                 "the linker `{}` that {} sets for {triple} is not installed: {}, or set another linker there",
@@ -29,7 +35,39 @@ pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], l
             );
         }
     }
-    Ok(())
+    Ok(defaults)
+}
+
+/// The linker variables of the musl targets among `triples` whose linker neither the
+/// environment nor a configuration file sets (see `prepare_targets`). A `cfg(...)` table's
+/// linker may apply to any of them: then cargo decides alone.
+fn default_linkers(configs: &[ConfigFile], env: &dyn Fn(&str) -> Option<String>, triples: &[&String]) -> Vec<(String, String)> {
+    if cfg_linker_configured(configs) {
+        return Vec::new();
+    }
+    triples
+        .iter()
+        .filter(|triple| triple.contains("-musl") && configured_linker(configs, env, triple).is_none())
+        .map(|triple| (linker_variable(triple), "rust-lld".to_string()))
+        .collect()
+}
+
+/// cargo's variable for the linker of `triple`.
+fn linker_variable(triple: &str) -> String {
+    format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace(['-', '.'], "_"))
+}
+
+/// Whether a configuration file sets a linker in a `[target.'cfg(...)']` table, which cargo
+/// evaluates and the xtask leaves to it.
+fn cfg_linker_configured(configs: &[ConfigFile]) -> bool {
+    configs.iter().any(|config| {
+        toml::from_str::<toml::Value>(&config.text).ok().is_some_and(|value| {
+            value
+                .get("target")
+                .and_then(toml::Value::as_table)
+                .is_some_and(|targets| targets.iter().any(|(key, table)| key.starts_with("cfg(") && table.get("linker").is_some()))
+        })
+    })
 }
 
 /// Where the remapping flags go: cargo reads `CARGO_ENCODED_RUSTFLAGS` or `RUSTFLAGS` instead of
@@ -128,7 +166,7 @@ struct ConfiguredLinker {
 /// first file that sets it wins over later ones. Only `[target.<triple>]` is read; a `cfg(..)`
 /// table is left to cargo.
 fn configured_linker(configs: &[ConfigFile], env: &dyn Fn(&str) -> Option<String>, triple: &str) -> Option<ConfiguredLinker> {
-    let variable = format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace(['-', '.'], "_"));
+    let variable = linker_variable(triple);
     if let Some(program) = env(&variable).filter(|program| !program.is_empty()) {
         return Some(ConfiguredLinker { program, origin: variable });
     }
@@ -258,6 +296,27 @@ mod tests {
             "aarch64-unknown-linux-gnu",
             Some(("/ws/tools/ld", "/ws/.cargo/config.toml:2")),
         );
+    }
+
+    #[test]
+    fn a_musl_target_no_configuration_links_gets_rust_lld() {
+        let defaults = |configs: &[(&str, &str)], env: &[(&str, &str)]| {
+            let configs: Vec<ConfigFile> = configs
+                .iter()
+                .map(|(path, text)| ConfigFile { path: PathBuf::from(path), shown: path.to_string(), text: text.to_string() })
+                .collect();
+            let env = |key: &str| env.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string());
+            let triples = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl", "aarch64-unknown-linux-gnu"].map(String::from);
+            let defaults = default_linkers(&configs, &env, &triples.iter().collect::<Vec<_>>());
+            defaults.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(
+            defaults(&[("/ws/.cargo/config.toml", WORKSPACE)], &[]),
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld"
+        );
+        let musl_configured = ("/ws/.cargo/config.toml", "[target.x86_64-unknown-linux-musl]\nlinker = \"musl-gcc\"\n");
+        assert_eq!(defaults(&[musl_configured], &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "clang")]), "");
+        assert_eq!(defaults(&[("/ws/.cargo/config.toml", "[target.'cfg(target_env = \"musl\")']\nlinker = \"clang\"\n")], &[]), "");
     }
 
     #[test]
