@@ -834,7 +834,7 @@ fn compile(
                 }
                 let linker = match toolchains.get(triple.as_str()) {
                     Some(toolchain) if link => format!("zig cc -target {}", toolchain.zig_target),
-                    _ if default_linkers.iter().any(|(key, _)| key.contains(&triple.to_uppercase().replace('-', "_"))) => {
+                    _ if default_linkers.iter().any(|(key, _)| *key == toolchain::linker_variable(triple)) => {
                         "rust-lld, as no configuration names a linker for it".to_string()
                     }
                     _ => "the configured linker".to_string(),

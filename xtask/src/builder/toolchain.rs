@@ -53,7 +53,7 @@ fn default_linkers(configs: &[ConfigFile], env: &dyn Fn(&str) -> Option<String>,
 }
 
 /// cargo's variable for the linker of `triple`.
-fn linker_variable(triple: &str) -> String {
+pub fn linker_variable(triple: &str) -> String {
     format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace(['-', '.'], "_"))
 }
 

@@ -33,7 +33,7 @@ pub struct WorkTreeGraph {
 
 enum State {
     NotStarted,
-    Running(Background),
+    Running(MetadataRun),
     /// The metadata, or the error message (shared by every later caller).
     Done(Result<Arc<[u8]>, String>),
 }
@@ -63,8 +63,8 @@ impl WorkTreeGraph {
     /// Started now, in the background; when the process cannot even start, it is resolved when
     /// asked for (and that reports the error).
     pub fn started(dir: &Path) -> WorkTreeGraph {
-        let state = match Background::start(dir) {
-            Ok(background) => State::Running(background),
+        let state = match MetadataRun::start(dir) {
+            Ok(run) => State::Running(run),
             Err(_) => State::NotStarted,
         };
         WorkTreeGraph {
@@ -82,9 +82,7 @@ impl WorkTreeGraph {
         let resolved = match std::mem::replace(&mut *state, State::NotStarted) {
             State::Done(resolved) => resolved,
             State::NotStarted => full_metadata(&self.dir, true).map(Arc::from).map_err(|err| format!("{err:#}")),
-            State::Running(background) => {
-                background.finish().and_then(|output| settle(&self.dir, true, output)).map(Arc::from).map_err(|err| format!("{err:#}"))
-            }
+            State::Running(run) => run.finish().map(Arc::from).map_err(|err| format!("{err:#}")),
         };
         *state = State::Done(resolved.clone());
         resolved.map_err(|message| anyhow!(message))
