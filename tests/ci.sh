@@ -162,12 +162,31 @@ if [ -x $docker26/usr/sbin/dockerd ] && ! DOCKER_HOST=unix://$docker26_socket do
     --exec-root /run/xtask-docker26/exec --pidfile /run/xtask-docker26/docker.pid >target/dockerd26.log 2>&1 &)
   for _ in $(seq 1 60); do DOCKER_HOST=unix://$docker26_socket docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
-# As root the engine must answer: the test fails, rather than skips, when it does not.
+# The same Docker 26 again, with the containerd image store, whose BuildKit can export OCI
+# archives: the test of a buildx builder outside the engine reaches that BuildKit with buildx's
+# `remote` driver. It has a network namespace of its own too: two engines in one would share,
+# and on stopping remove, one docker0 bridge.
+docker26_containerd_socket=/run/xtask-docker26-containerd/docker.sock
+if [ -x $docker26/usr/sbin/dockerd ] && ! DOCKER_HOST=unix://$docker26_containerd_socket docker info >/dev/null 2>&1; then
+  [ -e /run/netns/xtask-docker26-containerd ] \
+    || { ip netns add xtask-docker26-containerd && ip netns exec xtask-docker26-containerd ip link set lo up; }
+  mkdir -p /run/xtask-docker26-containerd
+  echo '{"features": {"containerd-snapshotter": true}}' >/run/xtask-docker26-containerd/daemon.json
+  (nsenter --net=/run/netns/xtask-docker26-containerd env PATH="$docker26/usr/bin:$docker26/usr/sbin:$PATH" \
+    $docker26/usr/sbin/dockerd --config-file /run/xtask-docker26-containerd/daemon.json \
+    --host unix://$docker26_containerd_socket --data-root /var/lib/xtask-docker26-containerd \
+    --exec-root /run/xtask-docker26-containerd/exec --pidfile /run/xtask-docker26-containerd/docker.pid \
+    >target/dockerd26-containerd.log 2>&1 &)
+  for _ in $(seq 1 60); do DOCKER_HOST=unix://$docker26_containerd_socket docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+# As root the engines must answer: the tests fail, rather than skip, when they do not.
 if [ "$(id -u)" -eq 0 ] || DOCKER_HOST=unix://$docker26_socket docker info >/dev/null 2>&1; then
   export XTASK_TEST_DOCKER26=unix://$docker26_socket
   export XTASK_TEST_DOCKER26_BUILDX=$docker26/usr/libexec/docker/cli-plugins/docker-buildx
   export XTASK_TEST_DOCKER26_NETNS=/run/netns/xtask-docker26
   export XTASK_TEST_DOCKER26_DATA_ROOT=/var/lib/xtask-docker26
+  export XTASK_TEST_DOCKER26_CONTAINERD=unix://$docker26_containerd_socket
+  export XTASK_TEST_DOCKER26_CONTAINERD_NETNS=/run/netns/xtask-docker26-containerd
 else
   echo "note: only root can start Docker 26 here; its engine test says it skipped"
 fi

@@ -422,3 +422,57 @@ fn a_declared_images_build_arguments_reach_the_engine() {
         assert_eq!(last.first().map(|(path, _)| path.as_str()), Some("etc/stamp-arch"), "the RUN step ran");
     }
 }
+
+/// A buildx builder of another driver than `docker` (here `remote`: an engine's own BuildKit,
+/// reached over its gRPC API as a docker-container, Kubernetes or cloud builder is) has no engine
+/// image store to save from: each platform's image is exported as an OCI archive, nothing is put
+/// into the engine, and the release is the one the `docker` driver's build and save gives, digest
+/// for digest, its base layers mounted from their repository.
+#[test]
+fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
+    let Some(engine) = Engine::docker26_containerd_store() else { return };
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    engine.prepare(&scratch, &registry);
+    engine.remote_builder(&scratch, "xtask-remote");
+    let base = format!("{}/base/os:1", registry.host);
+    push_base_image(&scratch, &base, &["amd64", "arm64"]);
+    add_stamp_app(&scratch, &base, "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+    let platforms = runnable_platforms();
+    let release = |repository: &str, builder: &[&str]| {
+        let repository = format!("{}/{repository}", registry.host);
+        let args = [&["release", "stamp", "--repository", &repository, "--json", "--platform", platforms][..], builder].concat();
+        release_json(&scratch, &engine, &args).0
+    };
+
+    let unknown = scratch.xtask_with_env(&["build", "stamp", "--engine-builder", "nosuch"], &engine.env());
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("the buildx builder `nosuch` does not answer"), "{}", stderr(&unknown));
+    // Only this test builds with this engine: what an earlier run left is removed first.
+    let in_store = || stdout(&run(engine.docker().args(["image", "ls", "--quiet", "xtask/stamp"]))).trim().to_string();
+    for image in in_store().lines() {
+        run(engine.docker().args(["image", "rm", "--force", image]));
+    }
+    let exported = release("remote/prod", &["--engine-builder", "xtask-remote"]);
+    assert_eq!(in_store(), "", "the remote builder put nothing into the engine");
+    assert_eq!(exported["apps"][0]["push"]["blobs_mounted"], platforms.split(',').count(), "{exported:#}");
+    let copy = tempfile::tempdir().unwrap();
+    let copied = skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/remote/prod:stamp-latest", registry.host),
+        &format!("oci:{}:x", copy.path().display()),
+    ]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let index = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
+        let last = layer_files(&blob_path(copy.path(), &manifest["layers"].as_array().unwrap().last().unwrap()["digest"]));
+        let machine = if entry["platform"]["architecture"] == "arm64" { "aarch64" } else { "x86_64" };
+        assert_eq!(last, [("etc/stamp-arch".to_string(), machine.to_string())], "the RUN step ran on {machine}");
+    }
+
+    let saved = release("docker/prod", &[]);
+    assert_eq!(exported["apps"][0]["digest"], saved["apps"][0]["digest"], "the same image as build and save:\n{exported:#}\n{saved:#}");
+}

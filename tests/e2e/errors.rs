@@ -107,6 +107,11 @@ fn bad_input_gets_a_clear_error() {
             expected: "crates/worker/Dockerfile:2: RUN is not assembled by the native builder",
         },
         Case {
+            args: args(&["build", "worker", "--builder", "engine", "--engine-builder", "ci"]),
+            setup: nothing,
+            expected: "--engine-builder ci names a buildx builder, and this Docker has no buildx plugin: install it",
+        },
+        Case {
             args: args(&["build", "worker", "--platform", "linux/x86_64"]),
             setup: nothing,
             expected: "unknown platform `linux/x86_64`",

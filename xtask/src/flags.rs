@@ -259,6 +259,11 @@ pub struct Selection {
     /// Dockerfile allows it and says which it took
     #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub builder: Builder,
+    /// The buildx builder that builds what needs an engine (default: BUILDX_BUILDER, else the one
+    /// `docker buildx use` selected); one of another driver than `docker` (docker-container,
+    /// remote, kubernetes, cloud) exports each image as an OCI archive instead of `docker save`
+    #[arg(long, value_name = "NAME")]
+    pub engine_builder: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

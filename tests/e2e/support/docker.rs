@@ -2,11 +2,16 @@
 //! builder), and the second one tests/ci.sh starts from Debian trixie's packages (26, with the
 //! buildx plugin, so builds go through BuildKit and `docker save` writes an OCI layout). The
 //! second engine lives in its own network namespace, so that its bridge setup leaves the first
-//! engine's alone; a registry on the host's loopback reaches it through a forwarder.
+//! engine's alone; a registry on the host's loopback reaches it through a forwarder. A third,
+//! Docker 26 again with the containerd image store, lends its BuildKit (which can export OCI
+//! archives) to buildx's `remote` driver: BuildKit outside the engine, as a `docker-container`,
+//! Kubernetes or cloud builder is.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,6 +49,55 @@ impl Engine {
             netns: std::env::var_os("XTASK_TEST_DOCKER26_NETNS").map(PathBuf::from),
         };
         Some(engine.answering("XTASK_TEST_DOCKER26", "the engine it names does not answer").expect("XTASK_TEST_DOCKER26 answers"))
+    }
+
+    /// Docker 26 with the containerd image store, as tests/ci.sh starts it beside the other:
+    /// `XTASK_TEST_DOCKER26_CONTAINERD` is its socket, `XTASK_TEST_DOCKER26_CONTAINERD_NETNS` its
+    /// network namespace.
+    pub fn docker26_containerd_store() -> Option<Engine> {
+        let docker26 = Engine::docker26()?;
+        let Some(host) = std::env::var_os("XTASK_TEST_DOCKER26_CONTAINERD") else {
+            eprintln!("XTASK_TEST_DOCKER26_CONTAINERD is not set (tests/ci.sh sets it): skipping the remote BuildKit test");
+            return None;
+        };
+        let engine = Engine {
+            name: "Docker 26 with the containerd image store",
+            host: Some(host.to_string_lossy().into_owned()),
+            netns: std::env::var_os("XTASK_TEST_DOCKER26_CONTAINERD_NETNS").map(PathBuf::from),
+            ..docker26
+        };
+        Some(
+            engine
+                .answering("XTASK_TEST_DOCKER26_CONTAINERD", "the engine it names does not answer")
+                .expect("XTASK_TEST_DOCKER26_CONTAINERD answers"),
+        )
+    }
+
+    /// Makes a buildx builder of the `remote` driver named `name` in the scratch's Docker
+    /// configuration, whose BuildKit is this engine's own: buildx reaches a remote BuildKit by its
+    /// gRPC API, which the engine serves on its socket after an HTTP upgrade (`POST /grpc`, what
+    /// buildx's `docker` driver asks for). A proxy in the scratch directory makes that upgrade for
+    /// each connection and then passes the bytes through, for as long as the tests run.
+    pub fn remote_builder(&self, scratch: &Scratch, name: &str) {
+        let engine_socket = self.host.as_deref().and_then(|host| host.strip_prefix("unix://")).expect("a unix socket").to_string();
+        let socket = scratch.docker_config().join("buildkit.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(mut engine) = UnixStream::connect(&engine_socket) else { continue };
+                if upgrade_to_grpc(&mut engine).is_ok() {
+                    pipe_unix(client.try_clone().unwrap(), engine.try_clone().unwrap());
+                    pipe_unix(engine, client);
+                }
+            }
+        });
+        let endpoint = format!("unix://{}", socket.display());
+        let output = crate::support::harness::run(
+            Command::new("docker")
+                .env("DOCKER_CONFIG", scratch.docker_config())
+                .args(["buildx", "create", "--name", name, "--driver", "remote", &endpoint]),
+        );
+        assert!(output.status.success(), "docker buildx create: {}", crate::support::harness::stderr(&output));
     }
 
     fn answering(self, required_by: &str, failure: &str) -> Option<Engine> {
@@ -128,6 +182,29 @@ fn forward_into(netns: &Path, port: u16) {
         }
     });
     listening.recv().unwrap();
+}
+
+/// Asks the engine on `engine` to speak BuildKit's gRPC (HTTP/2) on the connection from now on.
+fn upgrade_to_grpc(engine: &mut UnixStream) -> std::io::Result<()> {
+    engine.write_all(b"POST /grpc HTTP/1.1\r\nHost: docker\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")?;
+    // The response head, byte by byte: what follows it is already HTTP/2, the client's to read.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        engine.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    match head.starts_with(b"HTTP/1.1 101") {
+        true => Ok(()),
+        false => Err(std::io::Error::other(String::from_utf8_lossy(&head).into_owned())),
+    }
+}
+
+fn pipe_unix(mut from: UnixStream, mut to: UnixStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {

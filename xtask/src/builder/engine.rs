@@ -1,6 +1,9 @@
 //! The engine builder: a Dockerfile the native builder declines (RUN, several stages, ADD, ...)
 //! is built by the Docker engine once per platform (`docker build --platform`), and the image it
-//! saves (`docker save`) becomes layers and a config in the app's OCI layout. The layers are
+//! saves (`docker save`) becomes layers and a config in the app's OCI layout; a buildx builder of
+//! another driver than `docker` (docker-container, remote, kubernetes, cloud: BuildKit outside the
+//! engine) has no image store to save from, and exports the image directly as an OCI archive
+//! (`docker buildx build --output type=oci`), read the same way. The layers are
 //! rewritten with modification times clamped to the build's epoch and compressed at the fixed
 //! level, so that a rebuild of the same commit gives the same digests whenever the RUN steps
 //! themselves are deterministic. The push engine pushes the result; `docker push` is never used.
@@ -13,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::builder::native::BaseParts;
-use crate::image::archive::{SavedArchive, SavedEntry};
+use crate::image::archive::{SavedArchive, SavedEntry, SavedLayer};
 use crate::image::dockerfile;
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout};
@@ -45,16 +48,33 @@ pub struct Build<'a> {
     pub build_args: &'a [(String, String)],
 }
 
-/// A reachable Docker engine.
+/// A reachable Docker engine, and the builder that builds with it.
 pub struct Engine<'a> {
     sh: &'a Shell,
-    /// Without the buildx plugin `docker build` is the legacy builder, which needs the
-    /// platform's automatic build arguments passed and a stand-in for `scratch` (see `build`).
-    legacy: bool,
+    route: Route,
+    /// The buildx builder named with `--engine-builder`; otherwise buildx's own choice
+    /// (`BUILDX_BUILDER`, then the one `docker buildx use` selected).
+    builder: Option<String>,
+}
+
+/// How an engine build becomes an archive the xtask reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Without the buildx plugin `docker build` is the legacy builder, which needs the platform's
+    /// automatic build arguments passed and a stand-in for `scratch` (see `build`); then
+    /// `docker save`.
+    Legacy,
+    /// BuildKit through buildx's `docker` driver, which puts the image into the engine's store:
+    /// `docker build`, then `docker save`.
+    Store,
+    /// A buildx builder of another driver: `docker buildx build --output type=oci`.
+    Export,
 }
 
 impl<'a> Engine<'a> {
-    pub fn connect(sh: &'a Shell) -> Result<Engine<'a>> {
+    /// Reaches the Docker engine, and with buildx the builder `builder` names (or buildx's
+    /// selected one) to learn its driver.
+    pub fn connect(sh: &'a Shell, builder: Option<&str>) -> Result<Engine<'a>> {
         if cmd!(sh, "docker --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
             bail!(
                 "the engine builder needs the docker command and a Docker engine, and `docker` is not installed: install Docker (`apt-get install docker.io` on Debian and Ubuntu, Docker Desktop elsewhere), or make the Dockerfile native so that `--builder native` can assemble it"
@@ -68,8 +88,27 @@ impl<'a> Engine<'a> {
                 first_line(&String::from_utf8_lossy(&version.stderr))
             );
         }
-        let legacy = cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_err();
-        Ok(Engine { sh, legacy })
+        let buildx = cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok();
+        let route = match (buildx, builder) {
+            (false, Some(name)) => bail!(
+                "--engine-builder {name} names a buildx builder, and this Docker has no buildx plugin: install it (`apt-get install docker-buildx`, or Docker's docker-buildx-plugin), or leave --engine-builder out to build with the engine's own builder"
+            ),
+            (false, None) => Route::Legacy,
+            (true, _) => {
+                let inspected = cmd!(sh, "docker buildx inspect {builder...}").quiet().ignore_status().output()?;
+                let named = builder.map(str::to_string).or_else(|| std::env::var("BUILDX_BUILDER").ok().filter(|name| !name.is_empty()));
+                match (inspected.status.success(), named) {
+                    (true, _) => route_of(&String::from_utf8_lossy(&inspected.stdout)),
+                    (false, Some(name)) => bail!(
+                        "the buildx builder `{name}` does not answer (`docker buildx inspect` says: {}): `docker buildx ls` lists the builders; make one with `docker buildx create`, or name another with --engine-builder or BUILDX_BUILDER",
+                        first_line(&String::from_utf8_lossy(&inspected.stderr))
+                    ),
+                    // buildx that cannot say: `docker build` reports what is wrong when it builds.
+                    (false, None) => Route::Store,
+                }
+            }
+        };
+        Ok(Engine { sh, route, builder: builder.map(str::to_string) })
     }
 
     /// Builds `build` for `platform`, tags the result `xtask/<app>:<os>-<arch>` in the engine
@@ -89,16 +128,32 @@ impl<'a> Engine<'a> {
             check_emulation(platform)?;
         }
         let slug = platform.to_string().replace('/', "-");
-        if self.legacy {
+        let legacy = self.route == Route::Legacy;
+        if legacy {
             self.pull_bases(dockerfile, text, build_args, platform, loaded)?;
         }
-        let text = if self.legacy { self.with_platform_scratch(text, platform, &slug)? } else { text.to_string() };
+        let text = if legacy { self.with_platform_scratch(text, platform, &slug)? } else { text.to_string() };
         std::fs::create_dir_all(work)?;
         let image_id_file = work.join(format!("{slug}.iid"));
+        let archive = work.join(format!("{slug}.tar"));
         let tag = format!("xtask/{app}:{slug}");
         let mut command = Command::new("docker");
-        command.current_dir(context).args(["build", "--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
-        command.arg(&image_id_file);
+        command.current_dir(context);
+        if let Some(builder) = &self.builder {
+            command.env("BUILDX_BUILDER", builder);
+        }
+        match self.route {
+            Route::Legacy | Route::Store => {
+                command.args(["build", "--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
+                command.arg(&image_id_file);
+            }
+            // The xtask attaches its own SBOM and provenance; BuildKit's would make the archive an
+            // index of the image and its attestations.
+            Route::Export => {
+                command.args(["buildx", "build", "--platform", &platform.to_string(), "--file", "-", "--provenance=false", "--sbom=false"]);
+                command.args(["--output", &oci_output(&archive)]);
+            }
+        }
         for (name, value) in build_args {
             command.args(["--build-arg", &format!("{name}={value}")]);
         }
@@ -114,8 +169,11 @@ impl<'a> Engine<'a> {
                 "the Docker engine could not build {dockerfile} for {platform}: fix what it printed above (a RUN step that fails with `exec format error` needs qemu emulation: `apt-get install qemu-user-static binfmt-support` and `update-binfmts --enable`)"
             );
         }
+        if self.route == Route::Export {
+            // BuildKit outside the engine pulled the bases itself: the engine holds none of them.
+            return Ok(SavedImage { archive, bases: Vec::new() });
+        }
         let image_id = std::fs::read_to_string(&image_id_file)?.trim().to_string();
-        let archive = work.join(format!("{slug}.tar"));
         let archive_arg = &archive;
         cmd!(self.sh, "docker save --output {archive_arg} {image_id}")
             .quiet()
@@ -159,8 +217,16 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Loads an image archive (`docker save`'s format) into the engine, under its own tags.
-    pub fn load(&self, archive: &Path) -> Result<()> {
+    /// Loads an image archive (`docker save`'s format) into the engine, under its own tags: the
+    /// image `name` that `app` starts FROM. A builder outside the engine reads no image the
+    /// engine holds.
+    pub fn load(&self, archive: &Path, app: &str, name: &str) -> Result<()> {
+        if self.route == Route::Export {
+            bail!(
+                "{app} starts FROM {name}, an image of this monorepo built in this run, and the buildx builder{} runs outside the Docker engine, so it cannot read images the xtask puts there: build {app} with a builder of the `docker` driver (`--engine-builder default`), or push {name} first and name it by its registry",
+                self.builder.as_deref().map(|name| format!(" `{name}`")).unwrap_or_default()
+            );
+        }
         cmd!(self.sh, "docker load --quiet --input {archive}")
             .quiet()
             .ignore_stdout()
@@ -290,7 +356,7 @@ fn emulator(host: &str, target: &str) -> Option<&'static str> {
 /// steps set to `epoch` (the base's entries keep theirs).
 pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoch: u64) -> Result<ImageParts> {
     let archive = SavedArchive::read(&saved.archive)?;
-    let SavedEntry { config, layers: layer_paths, .. } = archive.entry()?;
+    let SavedEntry { config, layers: saved_layers, .. } = archive.entry()?;
     let shared = |base: &[Digest]| base.iter().zip(&config.rootfs.diff_ids).take_while(|(base, built)| base == built).count();
     // The base from a registry that shares the most leading layers with the image: those keep
     // the base's bytes and are mounted from its repository.
@@ -311,7 +377,7 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
     };
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
-    for (position, (path, expected)) in layer_paths.iter().zip(&config.rootfs.diff_ids).enumerate() {
+    for (position, (saved_layer, expected)) in saved_layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
         if let (true, Some((source, (base_manifest, _)))) = (position < from_registry, registry_base) {
             let layer = base_manifest.layers[position].clone();
             if !layout.has_blob(&layer.digest) {
@@ -322,7 +388,7 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
             continue;
         }
         let mtime = (position >= from_base).then_some(epoch);
-        let (layer, diff_id) = import_layer(&archive, path, expected, mtime, layout)?;
+        let (layer, diff_id) = import_layer(&archive, saved_layer, expected, mtime, layout)?;
         layers.push(layer);
         diff_ids.push(diff_id);
     }
@@ -347,16 +413,17 @@ pub fn import(saved: &SavedImage, bases: &[BaseParts<'_>], layout: &Layout, epoc
     Ok(ImageParts { layers, diff_ids, history, config: container_config, author: config.author })
 }
 
-/// Streams the layer at `path` into `layout`, rewritten with `mtime` (or its own times), after
-/// checking that its bytes hash to `expected`, the diff ID the engine recorded.
+/// Streams `saved` into `layout`, rewritten with `mtime` (or its own times), after checking that
+/// its tar hashes to `expected`, the diff ID the engine recorded.
 fn import_layer(
     archive: &SavedArchive,
-    path: &str,
+    saved: &SavedLayer,
     expected: &Digest,
     mtime: Option<u64>,
     layout: &Layout,
 ) -> Result<(Descriptor, Digest)> {
-    let mut original = layer::Hashing::new(archive.open(path)?);
+    let path = &saved.member;
+    let mut original = layer::Hashing::new(archive.open_layer(saved)?);
     let mut writer = layout.blob_writer()?;
     let diff_id =
         layer::normalise_layer(&mut original, mtime, &mut writer).with_context(|| format!("{}: layer {path}", archive.unreadable()))?;
@@ -365,6 +432,21 @@ fn import_layer(
     DigestMismatch::check(expected, original.digest()).with_context(|| format!("{}: layer {path}", archive.unreadable()))?;
     let (digest, size) = writer.finish(None)?;
     Ok((Descriptor::of_blob(oci::MEDIA_TYPE_LAYER_GZIP, digest, size), diff_id))
+}
+
+/// The driver `docker buildx inspect` names, as a route: every driver but `docker` is BuildKit
+/// outside the engine.
+fn route_of(inspected: &str) -> Route {
+    let driver = inspected.lines().find_map(|line| line.strip_prefix("Driver:")).map(str::trim);
+    match driver {
+        Some("docker") | None => Route::Store,
+        Some(_) => Route::Export,
+    }
+}
+
+/// buildx's `--output` for an OCI archive at `archive`; the value is CSV, so the path is quoted.
+fn oci_output(archive: &Path) -> String {
+    format!("type=oci,\"dest={}\"", archive.display().to_string().replace('"', "\"\""))
 }
 
 fn first_line(text: &str) -> &str {
@@ -379,6 +461,18 @@ mod tests {
 
     use super::*;
     use crate::image::archive::fixtures::{self, Docker};
+
+    #[test]
+    fn builders_outside_the_engine_export_their_images() {
+        let check = |inspected: &str, expected: Route| assert_eq!(route_of(inspected), expected, "{inspected}");
+        check("Name:   default\nDriver: docker\n\nNodes:\nName: default\n", Route::Store);
+        check("Name:          ci\nDriver:        docker-container\nLast Activity: 2026-12-06\n", Route::Export);
+        check("Name:   remote\nDriver: remote\n", Route::Export);
+        check("Name:   k\nDriver: kubernetes\n", Route::Export);
+        check("Name:   cloud-acme\nDriver: cloud\n", Route::Export);
+        check("", Route::Store);
+        assert_eq!(oci_output(Path::new("/w/a,b \"c\".tar")), r#"type=oci,"dest=/w/a,b ""c"".tar""#);
+    }
 
     #[test]
     fn emulation_is_needed_only_across_architectures() {
@@ -419,11 +513,15 @@ mod tests {
     }
 
     #[test]
-    fn docker_25_archives_name_their_configuration_by_digest() {
-        let archive = fixtures::saved_archive(Docker::V25, &[("worker", b"\x7fELF binary")], None);
-        let (v25, _dir) = import_bytes(&archive, Vec::new()).unwrap();
+    fn every_archive_format_gives_the_same_image() {
         let (v20, _dir) = import_bytes(&saved_archive(&[("worker", b"\x7fELF binary")], None), Vec::new()).unwrap();
-        assert_eq!((v25.layers, v25.diff_ids, v25.config), (v20.layers, v20.diff_ids, v20.config));
+        // Docker 25 names the configuration by digest; with the containerd image store it saves
+        // the layers gzip, as BuildKit exports them (where an index also holds attestations).
+        for docker in [Docker::V25, Docker::V25Containerd, Docker::BuildKitOci] {
+            let archive = fixtures::saved_archive(docker, &[("worker", b"\x7fELF binary")], None);
+            let (image, _dir) = import_bytes(&archive, Vec::new()).unwrap();
+            assert_eq!((&image.layers, &image.diff_ids, &image.config), (&v20.layers, &v20.diff_ids, &v20.config));
+        }
     }
 
     #[test]

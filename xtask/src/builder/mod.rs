@@ -99,7 +99,7 @@ pub async fn build_work_tree(
     config: &Config,
     git: Option<&Git<'_>>,
     apps: &[SelectedApp],
-    builder: flags::Builder,
+    with: BuildWith<'_>,
     registries: &Registries,
     progress: &Progress,
 ) -> Result<Vec<BuiltImage>> {
@@ -112,7 +112,21 @@ pub async fn build_work_tree(
         }
         _ => None,
     };
-    Builder { ctx, config, builder, registries, progress, attest: false, signing_key: None }.build(apps, provenance, inputs).await
+    Builder { ctx, config, with, registries, progress, attest: false, signing_key: None }.build(apps, provenance, inputs).await
+}
+
+/// What the user chose to build with: native or engine (`--builder`), and the buildx builder
+/// (`--engine-builder`).
+#[derive(Clone, Copy)]
+pub struct BuildWith<'a> {
+    pub builder: flags::Builder,
+    pub engine_builder: Option<&'a str>,
+}
+
+impl<'a> BuildWith<'a> {
+    pub fn of(selection: &'a flags::Selection) -> BuildWith<'a> {
+        BuildWith { builder: selection.builder, engine_builder: selection.engine_builder.as_deref() }
+    }
 }
 
 /// How `build` and `release` build: the workspace, its settings, the builder the user asked for,
@@ -120,7 +134,7 @@ pub async fn build_work_tree(
 pub struct Builder<'a> {
     pub ctx: &'a Context,
     pub config: &'a Config,
-    pub builder: flags::Builder,
+    pub with: BuildWith<'a>,
     pub registries: &'a Registries,
     pub progress: &'a Progress,
     /// Whether each platform image gets its SBOM and provenance attached (`attest`).
@@ -166,7 +180,7 @@ impl Builder<'_> {
         let members: Vec<&Member> = order.iter().map(|name| workspace.member(name).expect("selected apps are members")).collect();
         let mut plans = self.plan(&members).await?;
         let engine = match plans.recipes.values().any(|recipe| matches!(recipe.recipe, Recipe::Engine(_))) {
-            true => Some(Engine::connect(&self.ctx.sh)?),
+            true => Some(Engine::connect(&self.ctx.sh, self.with.engine_builder)?),
             false => None,
         };
         let inputs = std::thread::scope(|scope| {
@@ -226,8 +240,8 @@ impl Builder<'_> {
         for member in members {
             let dockerfile = member.dockerfile.as_deref().expect("apps have a Dockerfile");
             let text = member.dockerfile_text(&self.ctx.workspace.root)?;
-            let (recipe, why) = recipe(self.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace)?;
-            if self.builder == flags::Builder::Auto {
+            let (recipe, why) = recipe(self.with.builder, &text, dockerfile, &self.config.platforms, member, &self.ctx.workspace)?;
+            if self.with.builder == flags::Builder::Auto {
                 eprintln!("{}: {why}", member.name);
             }
             let monorepo_bases = self.ctx.workspace.image_bases(&member.name);
@@ -423,7 +437,7 @@ impl Builder<'_> {
                 // this platform, from their layouts: the engine finds them there and pulls nothing.
                 let monorepo_bases = workspace.image_bases(&member.name);
                 for base in &monorepo_bases {
-                    plans.local_bases[*base].load_into(engine, base, platform, &work)?;
+                    plans.local_bases[*base].load_into(engine, &member.name, base, platform, &work)?;
                 }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
                     let build_args = member.build_args(platform);
@@ -492,8 +506,8 @@ impl LocalBase {
         Ok(LocalBase { layout: built.layout.clone(), image, manifests })
     }
 
-    /// Puts its `platform` image into the engine as `<name>:latest`, the name a FROM gives it.
-    fn load_into(&self, engine: &Engine<'_>, name: &str, platform: &Platform, work: &Path) -> Result<()> {
+    /// Puts its `platform` image into the engine as `<name>:latest`, the name `app`'s FROM gives it.
+    fn load_into(&self, engine: &Engine<'_>, app: &str, name: &str, platform: &Platform, work: &Path) -> Result<()> {
         fs::create_dir_all(work)?;
         let archive = work.join(format!("{name}-{}.tar", platform.to_string().replace('/', "-")));
         let mut out = std::io::BufWriter::new(fs::File::create(&archive)?);
@@ -505,7 +519,7 @@ impl LocalBase {
         )
         .with_context(|| format!("cannot write the image {name} for the engine"))?;
         out.into_inner().map_err(|err| err.into_error())?;
-        engine.load(&archive)?;
+        engine.load(&archive, app, name)?;
         fs::remove_file(&archive)?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::builder::{self, load};
+use crate::builder::{self, load, BuildWith};
 use crate::context::Context;
 use crate::detect::evidence;
 use crate::flags;
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: flags::Build) -> Result<()> {
     }
     let registries = Registries::new(args.transfer.ca_file.as_deref(), config.repository.host())?;
     let progress = Progress::new(false);
-    let images = builder::build_work_tree(ctx, &config, git.as_ref(), &apps, selection.builder, &registries, &progress).await?;
+    let images = builder::build_work_tree(ctx, &config, git.as_ref(), &apps, BuildWith::of(selection), &registries, &progress).await?;
     let dirty = match &git {
         Some(git) => git.is_dirty()?,
         None => true,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::builder;
+use crate::builder::{self, BuildWith};
 use crate::context::Context;
 use crate::detect::evidence::{detect, resolve_range};
 use crate::detect::SelectedApp;
@@ -160,14 +160,19 @@ async fn build_pushed(ctx: &Context, pushed: &str) -> Result<()> {
     eprintln!("pre-push: building {}{tree}", names.join(", "));
     let apps: Vec<SelectedApp> = apps.into_values().collect();
     let registries = Registries::new(None, config.repository.host())?;
-    builder::build_work_tree(ctx, &config, Some(&git), &apps, flags::Builder::Auto, &registries, &Progress::new(false))
-        .await
-        .with_context(|| {
-            format!(
-                "the push was stopped: {} did not build; fix it and push again (`git push --no-verify` skips this check)",
-                names.join(", ")
-            )
-        })?;
+    builder::build_work_tree(
+        ctx,
+        &config,
+        Some(&git),
+        &apps,
+        BuildWith { builder: flags::Builder::Auto, engine_builder: None },
+        &registries,
+        &Progress::new(false),
+    )
+    .await
+    .with_context(|| {
+        format!("the push was stopped: {} did not build; fix it and push again (`git push --no-verify` skips this check)", names.join(", "))
+    })?;
     eprintln!("pre-push: {} built", names.join(", "));
     Ok(())
 }

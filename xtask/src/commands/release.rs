@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::aws::scan::{self, ScanGate, Thresholds};
-use crate::builder::{Builder, BuiltImage, DeferredInputs, Provenance};
+use crate::builder::{BuildWith, Builder, BuiltImage, DeferredInputs, Provenance};
 use crate::context::Context;
 use crate::detect::advisories;
 use crate::detect::evidence;
@@ -326,7 +326,7 @@ impl<'a> Release<'a> {
         let builder = Builder {
             ctx,
             config,
-            builder: self.args.selection.builder,
+            with: BuildWith::of(&self.args.selection),
             registries: self.pusher.registries(),
             progress: self.pusher.progress(),
             attest: self.attest,

@@ -1,7 +1,8 @@
-//! `docker save` archives, in both formats: Docker 20.10's (a tar of `<id>.json`, one
+//! Image archives: `docker save`'s, in both formats: Docker 20.10's (a tar of `<id>.json`, one
 //! `<id>/layer.tar` per layer and `manifest.json`) and Docker 25's and later (the same
-//! `manifest.json` over an OCI image layout: `index.json`, `oci-layout`, `blobs/sha256/<hex>`).
-//! The engine builder reads the image it saved; `push` takes an archive as `crane push` does. No
+//! `manifest.json` over an OCI image layout: `index.json`, `oci-layout`, `blobs/sha256/<hex>`);
+//! and BuildKit's OCI export (`--output type=oci`: the layout alone, its layers gzip). The engine
+//! builder reads the image it saved or exported; `push` takes an archive as `crane push` does. No
 //! network here, and every blob written to a layout is verified against its digest.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use serde::Deserialize;
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout, OCI_LAYOUT_FILE};
 use crate::image::oci::{
-    self, Descriptor, Digest, ImageConfig, ImageIndex, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST,
+    self, Descriptor, Digest, ImageConfig, ImageIndex, ANNOTATION_REFERENCE_TYPE, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST,
 };
 
 /// A `docker save` archive: its small JSON members are read into memory, its layers located to
@@ -27,12 +29,18 @@ pub struct SavedArchive<'a> {
     members: BTreeMap<String, (u64, u64)>,
 }
 
-/// The one image an archive holds, as its manifest.json lists it.
+/// The one image an archive holds, as its manifest.json (or its index.json) lists it.
 pub struct SavedEntry {
     pub config: ImageConfig,
     pub config_bytes: Vec<u8>,
-    /// The archive member of each layer, an uncompressed tar whose digest is its diff ID.
-    pub layers: Vec<String>,
+    pub layers: Vec<SavedLayer>,
+}
+
+/// A layer of an archive: the member holding it, a tar whose digest is its diff ID once
+/// decompressed (`docker save` writes them uncompressed, BuildKit's OCI export gzip).
+pub struct SavedLayer {
+    pub member: String,
+    pub gzip: bool,
 }
 
 #[derive(Deserialize)]
@@ -73,27 +81,85 @@ impl<'a> SavedArchive<'a> {
         unreadable(self.path)
     }
 
-    /// The archive's one image: its configuration and its layers.
+    /// The archive's one image: its configuration and its layers, as `docker save`'s
+    /// manifest.json lists them or, in an OCI export without one, as its index.json leads to them.
     pub fn entry(&self) -> Result<SavedEntry> {
-        let Some(list) = self.json.get("manifest.json") else {
-            bail!("{}: it has no manifest.json, so it is not a `docker save` archive", self.unreadable());
+        let (config_member, layers) = match self.json.get("manifest.json") {
+            Some(list) => {
+                let entries: Vec<ManifestEntry> = serde_json::from_slice(list).with_context(|| self.unreadable())?;
+                let [entry] = entries.as_slice() else {
+                    bail!("{}: expected one image in the archive, found {}: save one image per archive", self.unreadable(), entries.len());
+                };
+                // An engine with the containerd image store saves the layers as it stores them,
+                // compressed; the others save tars.
+                let layers = entry
+                    .layers
+                    .iter()
+                    .map(|member| Ok(SavedLayer { member: member.clone(), gzip: self.starts_gzip(member)? }))
+                    .collect::<Result<_>>()?;
+                (entry.config.clone(), layers)
+            }
+            None if self.json.contains_key("index.json") => self.exported_image()?,
+            None => bail!("{}: it has neither manifest.json nor index.json, so it is not an image archive", self.unreadable()),
         };
-        let entries: Vec<ManifestEntry> = serde_json::from_slice(list).with_context(|| self.unreadable())?;
-        let [entry] = entries.as_slice() else {
-            bail!("{}: expected one image in the archive, found {}: save one image per archive", self.unreadable(), entries.len());
-        };
-        let config_bytes = self.member(&entry.config)?;
+        let config_bytes = self.member(&config_member)?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .with_context(|| format!("{}: its configuration {} is not an image configuration", self.unreadable(), entry.config))?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
+            .with_context(|| format!("{}: its configuration {config_member} is not an image configuration", self.unreadable()))?;
+        if config.rootfs.diff_ids.len() != layers.len() {
             bail!(
                 "{}: its configuration lists {} layers and its manifest {}",
                 self.unreadable(),
                 config.rootfs.diff_ids.len(),
-                entry.layers.len()
+                layers.len()
             );
         }
-        Ok(SavedEntry { config, config_bytes, layers: entry.layers.clone() })
+        Ok(SavedEntry { config, config_bytes, layers })
+    }
+
+    /// The member of the configuration and the layers of an OCI export's one image: its
+    /// index.json names the image's manifest, or an index of it (BuildKit's multi-platform
+    /// export), whose attestation manifests are not images.
+    fn exported_image(&self) -> Result<(String, Vec<SavedLayer>)> {
+        let blob = |digest: &Digest| format!("blobs/sha256/{}", digest.hex());
+        let mut pending: Vec<Descriptor> = serde_json::from_slice::<ImageIndex>(&self.json["index.json"])
+            .with_context(|| format!("{}: its index.json", self.unreadable()))?
+            .manifests;
+        let mut images = Vec::new();
+        while let Some(descriptor) = pending.pop() {
+            if descriptor.annotations.get(ANNOTATION_REFERENCE_TYPE).is_some_and(|kind| kind == "attestation-manifest") {
+                continue;
+            }
+            let bytes = self.member(&blob(&descriptor.digest))?;
+            DigestMismatch::check(&descriptor.digest, Digest::of(&bytes)).with_context(|| self.unreadable())?;
+            match descriptor.is_index() {
+                true => pending.extend(
+                    serde_json::from_slice::<ImageIndex>(&bytes)
+                        .with_context(|| format!("{}: its index {} is not an image index", self.unreadable(), descriptor.digest))?
+                        .manifests,
+                ),
+                false => images.push(
+                    serde_json::from_slice::<oci::ImageManifest>(&bytes)
+                        .with_context(|| format!("{}: its manifest {} is not an image manifest", self.unreadable(), descriptor.digest))?,
+                ),
+            }
+        }
+        let [image] = images.as_slice() else {
+            bail!("{}: expected one image in the archive, found {}: export one platform per archive", self.unreadable(), images.len());
+        };
+        let mut layers = Vec::new();
+        for layer in &image.layers {
+            let gzip = match layer.media_type.as_str() {
+                oci::MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_DOCKER_LAYER_GZIP => true,
+                oci::MEDIA_TYPE_LAYER | MEDIA_TYPE_DOCKER_LAYER => false,
+                other => bail!(
+                    "{}: its layer {} is `{other}`, which the xtask does not read: export the image with gzip compression (buildx's default)",
+                    self.unreadable(),
+                    layer.digest
+                ),
+            };
+            layers.push(SavedLayer { member: blob(&layer.digest), gzip });
+        }
+        Ok((blob(&image.config.digest), layers))
     }
 
     /// A small member's bytes: Docker 20.10 names the configuration `<id>.json`, Docker 25 and
@@ -103,6 +169,22 @@ impl<'a> SavedArchive<'a> {
             return Ok(bytes.clone());
         }
         read_document(&mut self.open(name)?, &self.unreadable())
+    }
+
+    /// Whether the member `name` is gzip data (by its magic number): a tar starts with a name.
+    fn starts_gzip(&self, name: &str) -> Result<bool> {
+        let mut magic = Vec::new();
+        self.open(name)?.take(2).read_to_end(&mut magic).with_context(|| self.unreadable())?;
+        Ok(magic == [0x1f, 0x8b])
+    }
+
+    /// Streams the uncompressed tar of `layer`.
+    pub fn open_layer(&self, layer: &SavedLayer) -> Result<Box<dyn Read>> {
+        let member = self.open(&layer.member)?;
+        Ok(match layer.gzip {
+            true => Box::new(flate2::read::GzDecoder::new(member)),
+            false => Box::new(member),
+        })
     }
 
     /// Streams the member `name`.
@@ -125,8 +207,9 @@ impl<'a> SavedArchive<'a> {
         let entry = self.entry()?;
         let config = layout.write_blob(MEDIA_TYPE_DOCKER_CONFIG, &entry.config_bytes)?;
         let mut layers = Vec::new();
-        for (path, expected) in entry.layers.iter().zip(&entry.config.rootfs.diff_ids) {
-            let mut original = layer::Hashing::new(self.open(path)?);
+        for (layer, expected) in entry.layers.iter().zip(&entry.config.rootfs.diff_ids) {
+            let path = &layer.member;
+            let mut original = layer::Hashing::new(self.open_layer(layer)?);
             let mut writer = layout.blob_writer()?;
             layer::compress(&mut original, &mut writer).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
             DigestMismatch::check(expected, original.digest()).with_context(|| format!("{}: layer {path}", self.unreadable()))?;
@@ -229,7 +312,7 @@ fn read_document(member: &mut impl Read, unreadable: &str) -> Result<Vec<u8>> {
 }
 
 fn unreadable(path: &Path) -> String {
-    format!("cannot read the `docker save` archive {}", path.display())
+    format!("cannot read the image archive {}", path.display())
 }
 
 /// Archives as Docker writes them, for the tests of this module and of the engine builder.
@@ -243,9 +326,14 @@ pub mod fixtures {
         V20,
         /// Docker 25 and later: an OCI layout, every member under `blobs/sha256/<hex>`.
         V25,
+        /// Docker 25 and later with the containerd image store: the same, its layers gzip.
+        V25Containerd,
+        /// BuildKit's `--output type=oci`: the layout alone, its index.json naming an index of
+        /// the image and its attestation manifest, the layers gzip.
+        BuildKitOci,
     }
 
-    /// A `docker save` archive of one image with one layer holding `layer_files`; its
+    /// An archive of one image with one layer holding `layer_files`, as `docker` writes it; its
     /// configuration records `diff_id_override` instead of the layer's diff ID when given.
     pub fn saved_archive(docker: Docker, layer_files: &[(&str, &[u8])], diff_id_override: Option<&str>) -> Vec<u8> {
         let mut layer = tar::Builder::new(Vec::new());
@@ -269,7 +357,16 @@ pub mod fixtures {
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         });
         let mut archive = tar::Builder::new(Vec::new());
-        if docker == Docker::V25 {
+        let layout = docker != Docker::V20;
+        let (layer, layer_type) = match docker {
+            Docker::V20 | Docker::V25 => (layer, oci::MEDIA_TYPE_LAYER),
+            Docker::V25Containerd | Docker::BuildKitOci => {
+                let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                io::Write::write_all(&mut gzip, &layer).unwrap();
+                (gzip.finish().unwrap(), oci::MEDIA_TYPE_LAYER_GZIP)
+            }
+        };
+        if layout {
             for directory in ["blobs/", "blobs/sha256/"] {
                 let mut header = tar::Header::new_ustar();
                 header.set_entry_type(tar::EntryType::Directory);
@@ -286,26 +383,37 @@ pub mod fixtures {
         };
         let config = config.to_string();
         let blob_name = |bytes: &[u8]| format!("blobs/sha256/{}", Digest::of(bytes).hex());
-        let (layer_name, config_name) = match docker {
-            Docker::V20 => ("3333/layer.tar".to_string(), "6025.json".to_string()),
-            Docker::V25 => (blob_name(&layer), blob_name(config.as_bytes())),
+        let (layer_name, config_name) = match layout {
+            false => ("3333/layer.tar".to_string(), "6025.json".to_string()),
+            true => (blob_name(&layer), blob_name(config.as_bytes())),
         };
         add(&layer_name, &layer);
         add(&config_name, config.as_bytes());
-        if docker == Docker::V25 {
-            let manifest = serde_json::json!({
-                "schemaVersion": 2, "mediaType": oci::MEDIA_TYPE_MANIFEST,
-                "config": Descriptor::new(oci::MEDIA_TYPE_CONFIG, config.as_bytes()),
-                "layers": [Descriptor::new("application/vnd.oci.image.layer.v1.tar", &layer)],
-            })
-            .to_string();
-            add(&blob_name(manifest.as_bytes()), manifest.as_bytes());
-            let mut root = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, manifest.as_bytes());
-            root.annotations.insert("io.containerd.image.name".into(), "docker.io/library/worker:1".into());
+        if layout {
+            let manifest = |config: Descriptor, layers: &[Descriptor]| {
+                serde_json::json!({"schemaVersion": 2, "mediaType": oci::MEDIA_TYPE_MANIFEST, "config": config, "layers": layers})
+                    .to_string()
+            };
+            let image = manifest(Descriptor::new(oci::MEDIA_TYPE_CONFIG, config.as_bytes()), &[Descriptor::new(layer_type, &layer)]);
+            add(&blob_name(image.as_bytes()), image.as_bytes());
+            let mut root = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, image.as_bytes());
+            if docker == Docker::BuildKitOci {
+                let attestation = manifest(Descriptor::new("application/vnd.in-toto+json", b"{}"), &[]);
+                add(&blob_name(attestation.as_bytes()), attestation.as_bytes());
+                let mut attestation = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, attestation.as_bytes());
+                attestation.annotations.insert(ANNOTATION_REFERENCE_TYPE.into(), "attestation-manifest".into());
+                let index = oci::to_bytes(&ImageIndex::new(vec![root, attestation], BTreeMap::new()));
+                add(&blob_name(&index), &index);
+                root = Descriptor::new(oci::MEDIA_TYPE_INDEX, &index);
+            } else {
+                root.annotations.insert("io.containerd.image.name".into(), "docker.io/library/worker:1".into());
+            }
             add("index.json", &oci::to_bytes(&ImageIndex::new(vec![root], BTreeMap::new())));
             add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
         }
-        add("manifest.json", format!(r#"[{{"Config":"{config_name}","RepoTags":null,"Layers":["{layer_name}"]}}]"#).as_bytes());
+        if docker != Docker::BuildKitOci {
+            add("manifest.json", format!(r#"[{{"Config":"{config_name}","RepoTags":null,"Layers":["{layer_name}"]}}]"#).as_bytes());
+        }
         archive.into_inner().unwrap()
     }
 }
