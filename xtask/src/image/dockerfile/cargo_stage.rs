@@ -510,7 +510,12 @@ fn stage_build_from(
                         }
                         continue;
                     }
-                    lex.process_words(&run.cmd_line.join(" "), &lookup).map_err(|err| format!("{line}: {}", err.0))?
+                    // Split as /bin/sh splits it: `--features "$FEATURES"` with FEATURES empty is an
+                    // empty list of features, not the option's taking the next word.
+                    lex.clone()
+                        .keep_empty_quoted_words(true)
+                        .process_words(&run.cmd_line.join(" "), &lookup)
+                        .map_err(|err| format!("{line}: {}", err.0))?
                 } else {
                     run.cmd_line.clone()
                 };
@@ -981,10 +986,17 @@ fn parse_cargo(args: &[String], places: &Places<'_>) -> Result<Option<CargoBuild
             _ => (arg.as_str(), None),
         };
         let mut value = || {
-            inline
+            let value = inline
                 .clone()
                 .or_else(|| args.next().cloned())
-                .ok_or_else(|| format!("`{command} {flag}` is given no value (an ARG it names without a value?)"))
+                .ok_or_else(|| format!("`{command} {flag}` is given no value (an ARG it names without a value?)"))?;
+            // Only an empty list of features means something to cargo.
+            if value.is_empty() && !matches!(flag, "--features" | "-F") {
+                return Err(format!(
+                    "`{command} {flag}` is given an empty value (an empty ARG, or a variable the RUN line sets itself in a `case` or `$(...)`, which the xtask does not follow)"
+                ));
+            }
+            Ok(value)
         };
         match flag {
             "--release" | "-r" => profile = Some("release".into()),
@@ -1380,7 +1392,9 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             profile dist, no default features
             profile dev, all features
             profile release, features a,b,c
-            profile release, features serde/derive,tls"#]]
+            profile release, features serde/derive,tls
+            profile maxperf
+            Kept("Dockerfile:5: `cargo build --target` is given an empty value (an empty ARG, or a variable the RUN line sets itself in a `case` or `$(...)`, which the xtask does not follow)")"#]]
         .assert_eq(
             &[
                 options("RUN cargo build --release", "/src/target/release"),
@@ -1390,6 +1404,10 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 options("RUN cargo build --release -F 'c b,a'", "/src/target/release"),
                 // A dependency's feature, as cargo takes it.
                 options("RUN cargo build --release --features tls,serde/derive", "/src/target/release"),
+                // reth's: an empty build argument, quoted, is no feature, and --locked a flag.
+                options("ARG FEATURES=\"\"\nRUN cargo build --profile maxperf --features \"$FEATURES\" --locked", "/src/target/maxperf"),
+                // shadowsocks': the target a `case` sets in the same line is not followed.
+                options("ARG TARGET\nRUN case x in x) TARGET=a ;; esac && cargo build --release --target \"$TARGET\"", "/src/target/release"),
             ]
             .join("\n"),
         );

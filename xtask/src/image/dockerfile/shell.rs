@@ -54,6 +54,7 @@ pub struct Lex {
     raw_escapes: bool,
     skip_process_quotes: bool,
     skip_unset_env: bool,
+    empty_quoted_words: bool,
 }
 
 /// What is wrong with a word, in BuildKit's words: `failed to process "<word>": <reason>`.
@@ -81,7 +82,7 @@ pub(super) const MAX_REFERENCE_DEPTH: usize = 100;
 impl Lex {
     /// A lexer whose escape character is `escape`: `\` unless the `# escape=` directive says `` ` ``.
     pub fn new(escape: char) -> Lex {
-        Lex { escape, raw_quotes: false, raw_escapes: false, skip_process_quotes: false, skip_unset_env: false }
+        Lex { escape, raw_quotes: false, raw_escapes: false, skip_process_quotes: false, skip_unset_env: false, empty_quoted_words: false }
     }
 
     /// BuildKit's `RawQuotes`: quotes still group and protect, but stay in the output.
@@ -109,6 +110,14 @@ impl Lex {
         self
     }
 
+    /// Not BuildKit's: words split as `/bin/sh` splits a RUN line, where quotes with nothing in
+    /// them (`""`, `"$EMPTY"`) still make a word, an empty one. BuildKit's `ProcessWords` drops
+    /// it (it splits an instruction's arguments, where an empty one means nothing).
+    pub fn keep_empty_quoted_words(mut self, on: bool) -> Lex {
+        self.empty_quoted_words = on;
+        self
+    }
+
     /// BuildKit's `ProcessWord`: `word` with its variables expanded and its quotes and escapes removed.
     pub fn process_word(&self, word: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ShellError> {
         self.process(word, env).map(|expansion| expansion.result)
@@ -121,8 +130,15 @@ impl Lex {
     }
 
     fn process(&self, word: &str, env: Env<'_>) -> Result<Expansion, ShellError> {
-        let mut shell_word =
-            ShellWord { lex: self, scanner: scanner(word), env, raw_escapes: self.raw_escapes, words_buffer: String::new(), depth: 0 };
+        let mut shell_word = ShellWord {
+            lex: self,
+            scanner: scanner(word),
+            env,
+            raw_escapes: self.raw_escapes,
+            words_buffer: String::new(),
+            word_quoted: false,
+            depth: 0,
+        };
         let (result, words) = shell_word
             .process_stop_on(None, self.raw_escapes)
             .map_err(|reason| ShellError(format!("failed to process {}: {reason}", go_quote(word))))?;
@@ -161,6 +177,9 @@ struct ShellWord<'a> {
     /// `}`, so what came before such an expansion in the same word is lost: `a${X:-b}` splits into
     /// `b`, not `ab`.
     words_buffer: String,
+    /// Whether the word being gathered has quotes, which make it a word even when empty
+    /// ([`Lex::keep_empty_quoted_words`]).
+    word_quoted: bool,
     /// How many `${...}` words enclose the reader.
     depth: usize,
 }
@@ -190,7 +209,7 @@ impl ShellWord<'_> {
         while let Some(&ch) = self.scanner.peek() {
             if Some(ch) == stop {
                 self.scanner.next();
-                end_word(&mut words, &mut self.words_buffer);
+                self.end_word(&mut words);
                 return Ok((result, words));
             }
             let special = match ch {
@@ -208,6 +227,7 @@ impl ShellWord<'_> {
                     }
                 } else {
                     self.words_buffer.push_str(&text);
+                    self.word_quoted |= self.lex.empty_quoted_words && matches!(ch, '\'' | '"');
                 }
                 continue;
             }
@@ -229,14 +249,22 @@ impl ShellWord<'_> {
         if let Some(stop) = stop {
             return Err(format!("unexpected end of statement while looking for matching {stop}"));
         }
-        end_word(&mut words, &mut self.words_buffer);
+        self.end_word(&mut words);
         Ok((result, words))
+    }
+
+    /// Ends the word being gathered: a word when it has characters, or quotes.
+    fn end_word(&mut self, words: &mut Vec<String>) {
+        let quoted = mem::take(&mut self.word_quoted);
+        if !self.words_buffer.is_empty() || quoted {
+            words.push(mem::take(&mut self.words_buffer));
+        }
     }
 
     /// Adds an unprotected character to the words: whitespace ends the current word.
     fn add_to_words(&mut self, words: &mut Vec<String>, ch: char) {
         if ch.is_whitespace() {
-            end_word(words, &mut self.words_buffer);
+            self.end_word(words);
         } else {
             self.words_buffer.push(ch);
         }
@@ -468,11 +496,6 @@ impl ShellWord<'_> {
 }
 
 /// Ends the word being gathered, if it has anything in it.
-fn end_word(words: &mut Vec<String>, buffer: &mut String) {
-    if !buffer.is_empty() {
-        words.push(mem::take(buffer));
-    }
-}
 
 fn unsupported_modifier(spelled: &str) -> String {
     format!("unsupported modifier ({spelled}) in substitution")
@@ -1143,6 +1166,22 @@ mod tests {
         check(&vars, r"hello'\\there'", Ok(&[r"hello\\there"]));
         check(&vars, r"hello'\there'", Ok(&[r"hello\there"]));
         check(&vars, "hello'$there'", Ok(&["hello$there"]));
+    }
+
+    /// A RUN line split as `/bin/sh` splits it: quotes make a word even with nothing in them.
+    #[test]
+    fn shell_lines_keep_empty_quoted_words() {
+        let lex = Lex::new('\\').keep_empty_quoted_words(true);
+        let vars = [("EMPTY", ""), ("space", "a  b")];
+        let check = |word: &str, expected: &[&str]| check_words(&lex, &vars, word, Ok(expected));
+        check(r#"cargo build --features "$EMPTY" --locked"#, &["cargo", "build", "--features", "", "--locked"]);
+        check(r#"a '' "" b"#, &["a", "", "", "b"]);
+        check("a $EMPTY b", &["a", "b"]);
+        check(r#"a ${EMPTY}"" b"#, &["a", "", "b"]);
+        check(r#"x"" y "$space""#, &["x", "y", "a  b"]);
+        check(r#"--features="$EMPTY" c"#, &["--features=", "c"]);
+        // BuildKit's ProcessWords drops them.
+        check_words(&Lex::new('\\'), &vars, r#"a "" "$EMPTY" b"#, Ok(&["a", "b"]));
     }
 
     /// wordsTest again with `RawQuotes` and `SkipUnsetEnv`, the second mode of BuildKit's test, which
