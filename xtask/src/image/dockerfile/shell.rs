@@ -495,8 +495,6 @@ impl ShellWord<'_> {
     }
 }
 
-/// Ends the word being gathered, if it has anything in it.
-
 fn unsupported_modifier(spelled: &str) -> String {
     format!("unsupported modifier ({spelled}) in substitution")
 }
