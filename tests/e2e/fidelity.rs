@@ -656,9 +656,10 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         "FROM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo install --path crates/stamp --locked --offline --root /opt/stamp --target x86_64-unknown-linux-musl\n\n"
     );
     let installed = "COPY --from=builder /opt/stamp/bin/stamp /usr/local/bin/stamp\n";
-    // The build chosen by a shell `if` on a build argument, as AppFlowy's and Lemmy's are.
+    // The build chosen by a shell `if` on a build argument, as AppFlowy's and Lemmy's are; its
+    // features an empty build argument, quoted, as reth's are (sh passes an empty list).
     let switched = format!(
-        "FROM {rust} AS builder\nARG PROFILE=release\nWORKDIR /src\nCOPY . .\nRUN if [ \"$PROFILE\" = \"release\" ]; then \\\n      cargo build --release --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    else \\\n      cargo build --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    fi\n\n"
+        "FROM {rust} AS builder\nARG PROFILE=release\nARG FEATURES=\"\"\nWORKDIR /src\nCOPY . .\nRUN if [ \"$PROFILE\" = \"release\" ]; then \\\n      cargo build --release --features \"$FEATURES\" --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    else \\\n      cargo build --locked --offline -p stamp --target x86_64-unknown-linux-musl; \\\n    fi\n\n"
     );
     let runtimes = [
         (
