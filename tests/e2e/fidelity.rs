@@ -639,9 +639,10 @@ fn debian_image(engine: &Engine) -> Option<String> {
 /// configuration, history included, and the same layer entries but the binary's bytes, and both
 /// run: on `scratch`, and on Debian with a user the runtime stage adds; built by `cargo install`,
 /// chosen by a shell `if` on a build argument, and for linux/arm64 cross-compiled in a builder
-/// stage `FROM --platform=$BUILDPLATFORM` (the workspace configures no linker: the xtask's build
-/// takes rust-lld), whose runtime step BuildKit runs under qemu. (Elsewhere linux/amd64: an arm64
-/// `cargo build` under qemu takes minutes; tests/bench/stages.py builds it.)
+/// stage `FROM --platform=$BUILDPLATFORM`, its target chosen by a `case` on TARGETARCH (the
+/// workspace configures no linker: the xtask's build takes rust-lld), whose runtime step BuildKit
+/// runs under qemu. (Elsewhere linux/amd64: an arm64 `cargo build` under qemu takes minutes;
+/// tests/bench/stages.py builds it.)
 #[test]
 fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_written() {
     let Some(engine) = Engine::docker26() else { return };
@@ -679,8 +680,9 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
         ),
         ("if", format!("{switched}FROM scratch\n{copy}ENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
         // arm64, as Rust repositories cross-compile in the Dockerfile: the builder stage runs on
-        // the build platform, and BuildKit runs the runtime stage's step under qemu.
-        ("arm64", format!("FROM --platform=$BUILDPLATFORM {rust} AS builder\nWORKDIR /src\nCOPY . .\nRUN RUSTFLAGS=-Clinker=rust-lld cargo build --release --locked --offline -p stamp --target aarch64-unknown-linux-musl\n\nFROM scratch\nCOPY --from=builder --chmod=755 /src/target/aarch64-unknown-linux-musl/release/stamp /usr/local/bin/stamp\nRUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
+        // the build platform, a `case` on TARGETARCH chooses the Rust target (shadowsocks'
+        // shape), and BuildKit runs the runtime stage's step under qemu.
+        ("arm64", format!("FROM --platform=$BUILDPLATFORM {rust} AS builder\nARG TARGETARCH\nWORKDIR /src\nCOPY . .\nRUN case \"$TARGETARCH\" in \\\n      amd64) RUST_TARGET=x86_64-unknown-linux-musl ;; \\\n      arm64) RUST_TARGET=aarch64-unknown-linux-musl ;; \\\n    esac && \\\n    RUSTFLAGS=-Clinker=rust-lld cargo build --release --locked --offline -p stamp --target \"$RUST_TARGET\" && \\\n    cp target/$RUST_TARGET/release/stamp /stamp\n\nFROM scratch\nCOPY --from=builder --chmod=755 /stamp /usr/local/bin/stamp\nRUN [\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"]\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
     ];
     for (runtime, dockerfile, base_layers) in runtimes {
         let (platform, arch) = if runtime == "arm64" { ("linux/arm64", "aarch64") } else { ("linux/amd64", "x86_64") };

@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use super::instructions::{copy_commit_message, AddInstruction, CopyInstruction, Instruction, Stage};
+use super::run_line::{self, is_assignment};
 use super::{lookup_in, meta_args, read, shell, workdir_after};
 
 /// What a Dockerfile's builder stages become.
@@ -503,27 +504,21 @@ fn stage_build_from(
                 }
             }
             Instruction::Run(run) => {
-                let words = if run.prepend_shell {
+                let written = run.cmd_line.join(" ");
+                let commands = if run.prepend_shell {
                     if !run.files.is_empty() {
-                        if mentions_cargo_build(&run.cmd_line.join(" ")) {
+                        if mentions_cargo_build(&written) {
                             return Err(format!("{line}: a RUN heredoc that runs cargo"));
                         }
                         continue;
                     }
-                    // Split as /bin/sh splits it: `--features "$FEATURES"` with FEATURES empty is an
-                    // empty list of features, not the option's taking the next word.
-                    lex.clone()
-                        .keep_empty_quoted_words(true)
-                        .process_words(&run.cmd_line.join(" "), &lookup)
-                        .map_err(|err| format!("{line}: {}", err.0))?
+                    run_line::commands(lex, &written, &lookup).map_err(|why| format!("{line}: {why}"))?
                 } else {
-                    run.cmd_line.clone()
+                    vec![run.cmd_line.clone()]
                 };
-                let commands = split_commands(&words);
-                let commands = follow_conditionals(&commands).unwrap_or(commands);
                 let runs_cargo = commands.iter().any(|words| program(words).is_some_and(|(name, _)| name == "cargo"));
                 if !runs_cargo && build.is_none() {
-                    if mentions_cargo_build(&words.join(" ")) {
+                    if mentions_cargo_build(&written) {
                         return Err(format!("{line}: cargo runs through a script the xtask cannot read"));
                     }
                     continue;
@@ -542,6 +537,11 @@ fn stage_build_from(
                     let assignments = words.iter().take_while(|word| is_assignment(word));
                     let exported = args.iter().filter(|word| name == "export" && is_assignment(word));
                     for (key, value) in assignments.chain(exported).filter_map(|word| word.split_once('=')) {
+                        let followed =
+                            matches!(key, "CARGO_TARGET_DIR" | "CARGO_INSTALL_ROOT" | "CARGO_HOME") || key.starts_with("CARGO_PROFILE_");
+                        if let Some(name) = run_line::unknown_in(value).filter(|_| followed) {
+                            return Err(format!("{line}: {key} is set from `${name}`, {UNKNOWN_VALUE}"));
+                        }
                         if changes_the_build(key, value) {
                             return Err(format!("{line}: {key}={value} changes what cargo builds"));
                         }
@@ -556,8 +556,22 @@ fn stage_build_from(
                     }
                     match name {
                         "export" => {}
-                        "cd" => cwd = workdir_after(&cwd, args.first().map_or("/root", String::as_str)),
+                        "cd" => {
+                            let dir = args.first().map_or("/root", String::as_str);
+                            if let Some(name) = run_line::unknown_in(dir) {
+                                return Err(format!("{line}: `cd` reads `${name}`, {UNKNOWN_VALUE}"));
+                            }
+                            cwd = workdir_after(&cwd, dir);
+                        }
                         "cargo" => {
+                            if let Some(name) = args.iter().find_map(|arg| run_line::unknown_in(arg)) {
+                                return Err(format!("{line}: cargo reads `${name}`, {UNKNOWN_VALUE}"));
+                            }
+                            if let Some(arg) = args.iter().find(|arg| arg.contains("$(") || arg.contains('`')) {
+                                return Err(format!(
+                                    "{line}: cargo's argument `{arg}` is a command substitution's output, which the xtask does not know"
+                                ));
+                            }
                             let places = Places {
                                 cwd: &cwd,
                                 target_dir: target_dir.as_deref(),
@@ -568,6 +582,10 @@ fn stage_build_from(
                             let Some(mut found) = found.map_err(|why| format!("{line}: {why}"))? else { continue };
                             found.options.rustflags =
                                 build_rustflags(rustflags.as_deref().unwrap_or_default()).map_err(|why| format!("{line}: {why}"))?;
+                            // The flags that choose the linker are gone: the xtask chooses it.
+                            if let Some(name) = found.options.rustflags.iter().find_map(|flag| run_line::unknown_in(flag)) {
+                                return Err(format!("{line}: RUSTFLAGS reads `${name}`, {UNKNOWN_VALUE}"));
+                            }
                             let profile_vars = scope
                                 .iter()
                                 .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
@@ -662,104 +680,6 @@ fn program(words: &[String]) -> Option<(&str, &[String])> {
         ("mold", Some("-run")) => program(&args[1..]),
         _ => Some((name, args)),
     }
-}
-
-/// The commands of a RUN line with its `if` blocks followed: only the commands of the branches
-/// taken, when every condition is a test of words known before the line runs (`[ "$PROFILE" =
-/// "release" ]`, `-n`, `-z`, `!=`, numbers' `-eq` to `-ge`), as build arguments make them.
-/// `None` when one is not (a file test, a command's status), or the blocks do not close.
-fn follow_conditionals(commands: &[Vec<String>]) -> Option<Vec<Vec<String>>> {
-    /// One `if` block: whether its current branch runs, and whether one of its branches did.
-    struct Block {
-        outer: bool,
-        taking: bool,
-        taken: bool,
-    }
-    let mut blocks: Vec<Block> = Vec::new();
-    let mut followed = Vec::new();
-    for command in commands {
-        let mut words = command.as_slice();
-        loop {
-            let active = blocks.iter().all(|block| block.taking);
-            match words.first().map(String::as_str) {
-                Some("if") => {
-                    let holds = test(&words[1..])?;
-                    blocks.push(Block { outer: active, taking: active && holds, taken: holds });
-                    words = &[];
-                }
-                Some("elif") => {
-                    let holds = test(&words[1..])?;
-                    let block = blocks.last_mut()?;
-                    block.taking = block.outer && !block.taken && holds;
-                    block.taken |= holds;
-                    words = &[];
-                }
-                Some("else") => {
-                    let block = blocks.last_mut()?;
-                    block.taking = block.outer && !block.taken;
-                    block.taken = true;
-                    words = &words[1..];
-                }
-                Some("then") => words = &words[1..],
-                Some("fi") => {
-                    blocks.pop()?;
-                    words = &words[1..];
-                }
-                _ => {
-                    if !words.is_empty() && active {
-                        followed.push(words.to_vec());
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    blocks.is_empty().then_some(followed)
-}
-
-/// The value of a `test`, `[ ... ]` or `[[ ... ]]` command of known words; `None` for what only
-/// the running shell could tell.
-fn test(words: &[String]) -> Option<bool> {
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        ["test", operands @ ..] | ["[", operands @ .., "]"] | ["[[", operands @ .., "]]"] => evaluate(operands),
-        _ => None,
-    }
-}
-
-/// A test's operands evaluated (see `test`).
-fn evaluate(operands: &[&str]) -> Option<bool> {
-    let number = |word: &str| word.parse::<i64>().ok();
-    let literal = |word: &str| !word.contains(['*', '?', '[']);
-    Some(match operands {
-        ["!", rest @ ..] => !evaluate(rest)?,
-        [] => false,
-        ["-n", word] => !word.is_empty(),
-        ["-z", word] => word.is_empty(),
-        [word] if !word.starts_with('-') => !word.is_empty(),
-        [a, "=" | "==", b] if literal(b) => a == b,
-        [a, "!=", b] if literal(b) => a != b,
-        [a, operator, b] => {
-            let (a, b) = (number(a)?, number(b)?);
-            match *operator {
-                "-eq" => a == b,
-                "-ne" => a != b,
-                "-lt" => a < b,
-                "-le" => a <= b,
-                "-gt" => a > b,
-                "-ge" => a >= b,
-                _ => return None,
-            }
-        }
-        _ => return None,
-    })
-}
-
-/// Whether a shell word is a variable assignment (`KEY=value`).
-fn is_assignment(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(key, _)| {
-        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !key.starts_with(|c: char| c.is_ascii_digit())
-    })
 }
 
 /// Whether a Rust target triple builds for `platform`'s architecture (`linux/arm64`).
@@ -907,30 +827,16 @@ fn runs_cargo(stage: &Stage) -> bool {
         .any(|command| matches!(&command.instruction, Instruction::Run(run) if mentions_cargo_build(&run.cmd_line.join(" "))))
 }
 
-fn mentions_cargo_build(text: &str) -> bool {
-    text.contains("cargo build")
-        || text.contains("cargo install")
-        || text.contains("cargo auditable build")
-        || text.contains("cargo zigbuild")
-}
+/// Why a value the build reads keeps the Dockerfile when it comes from `run_line`'s unknowns.
+const UNKNOWN_VALUE: &str = "whose value the RUN line sets by a command substitution (`$(...)`) or in a branch the xtask cannot follow";
 
-/// A shell command line's simple commands: its words split at `&&` and `;`. Any other shell
-/// syntax (pipes, `||`, redirections, subshells) keeps the words together, and the command then
-/// does not start with `cargo build` alone.
-fn split_commands(words: &[String]) -> Vec<Vec<String>> {
-    let mut commands = vec![Vec::new()];
-    for word in words {
-        if word == "&&" || word == ";" {
-            commands.push(Vec::new());
-        } else if let Some(word) = word.strip_suffix(';') {
-            commands.last_mut().expect("one").push(word.to_string());
-            commands.push(Vec::new());
-        } else {
-            commands.last_mut().expect("one").push(word.clone());
-        }
-    }
-    commands.retain(|command| !command.is_empty());
-    commands
+/// Whether `text` has the words of a cargo command that builds (`cargo build`, `xx-cargo
+/// build`, not an apk package list's `cargo build-base`).
+fn mentions_cargo_build(text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let cargo = |word: &str| word == "cargo" || word.ends_with("-cargo") || word.ends_with("/cargo");
+    words.windows(2).any(|pair| cargo(pair[0]) && matches!(pair[1], "build" | "install" | "zigbuild"))
+        || words.windows(3).any(|triple| cargo(triple[0]) && triple[1..] == ["auditable", "build"])
 }
 
 /// Where a cargo command of a RUN line runs and puts things.
@@ -993,7 +899,7 @@ fn parse_cargo(args: &[String], places: &Places<'_>) -> Result<Option<CargoBuild
             // Only an empty list of features means something to cargo.
             if value.is_empty() && !matches!(flag, "--features" | "-F") {
                 return Err(format!(
-                    "`{command} {flag}` is given an empty value (an empty ARG, or a variable the RUN line sets itself in a `case` or `$(...)`, which the xtask does not follow)"
+                    "`{command} {flag}` is given an empty value (an ARG without a value, or a variable the RUN line does not set for this platform)"
                 ));
             }
             Ok(value)
@@ -1393,8 +1299,7 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             profile dev, all features
             profile release, features a,b,c
             profile release, features serde/derive,tls
-            profile maxperf
-            Kept("Dockerfile:5: `cargo build --target` is given an empty value (an empty ARG, or a variable the RUN line sets itself in a `case` or `$(...)`, which the xtask does not follow)")"#]]
+            profile maxperf"#]]
         .assert_eq(
             &[
                 options("RUN cargo build --release", "/src/target/release"),
@@ -1406,8 +1311,6 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 options("RUN cargo build --release --features tls,serde/derive", "/src/target/release"),
                 // reth's: an empty build argument, quoted, is no feature, and --locked a flag.
                 options("ARG FEATURES=\"\"\nRUN cargo build --profile maxperf --features \"$FEATURES\" --locked", "/src/target/maxperf"),
-                // shadowsocks': the target a `case` sets in the same line is not followed.
-                options("ARG TARGET\nRUN case x in x) TARGET=a ;; esac && cargo build --release --target \"$TARGET\"", "/src/target/release"),
             ]
             .join("\n"),
         );
@@ -1494,6 +1397,29 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
         );
     }
 
+    /// A builder stage is told by its commands' words: sozu's installs the packages `cargo` and
+    /// `build-base` before its build, which is replaced; a wrapper's build (`xx-cargo build`)
+    /// keeps the Dockerfile, with the reason.
+    #[test]
+    fn a_cargo_build_is_told_by_its_words() {
+        let dockerfile = |build: &str| {
+            format!("FROM alpine AS builder\nRUN apk add --no-cache --virtual .build-dependencies \\\n  cargo \\\n  build-base\nWORKDIR /src\nCOPY . .\n{build}\nFROM alpine\nCOPY --from=builder /src/target/release/sozu /usr/local/bin/sozu\n")
+        };
+        check(
+            &dockerfile("RUN cargo build --release"),
+            expect![[r#"
+            package None, bins {"sozu"}, reads the context: false
+            the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+            ---
+            FROM alpine
+            COPY linux/arm64/sozu /usr/local/bin/sozu"#]],
+        );
+        check(
+            &dockerfile("RUN xx-cargo build --release"),
+            expect!["kept: Dockerfile:7: cargo runs through a script the xtask cannot read"],
+        );
+    }
+
     /// A RUN line's `if` blocks whose conditions the build arguments decide are followed
     /// (AppFlowy's and Lemmy's shapes), as are cargo run by its path and under `mold -run`; a
     /// condition only the running shell can tell keeps the Dockerfile.
@@ -1522,6 +1448,18 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             shown("RUN if [ ! -z \"$PROFILE\" ]; then if [ \"$CAP\" != 75 ]; then exit 1; fi; cargo build -r --bin api; fi", "/src/target/release/api", &[]),
             shown("RUN /usr/local/cargo/bin/cargo build -r --bin api && cp target/release/api /bin", "/bin/api", &[]),
             shown("RUN /usr/bin/mold -run cargo build --bin api --release", "/src/target/release/api", &[]),
+            // shadowsocks': the target a `case` on the platform sets, then the build that uses it.
+            shown(
+                "ARG TARGETARCH\nRUN case \"$TARGETARCH\" in amd64) T=x86_64-unknown-linux-musl ;; arm64) T=aarch64-unknown-linux-musl ;; esac && cargo build -r --bin api --target \"$T\"",
+                "/src/target/aarch64-unknown-linux-musl/release/api",
+                &[("TARGETARCH", "arm64")],
+            ),
+            // astria's: for another platform the branch runs `$(uname -m)`.
+            shown(
+                "ARG TARGETPLATFORM\nRUN if [ \"$TARGETPLATFORM\" = linux/amd64 ]; then T=x86_64-unknown-linux-gnu; else T=$(uname -m)-unknown-linux-gnu; fi; cargo build -r --bin api --target $T",
+                "/src/target/aarch64-unknown-linux-gnu/release/api",
+                &[("TARGETPLATFORM", "linux/arm64")],
+            ),
             shown("RUN if [ -f Cargo.lock ]; then cargo build -r --bin api; fi", "/src/target/release/api", &[]),
             shown("RUN if [ \"$PROFILE\" = \"release\" ]; then cargo build -r --bin api; fi; fi", "/src/target/release/api", &[]),
         ];
@@ -1532,6 +1470,8 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             {"api"} profile release
             {"api"} profile release
             {"api"} profile release
+            {"api"} profile release
+            kept: cargo reads `$T`, whose value the RUN line sets by a command substitution (`$(...)`) or in a branch the xtask cannot follow
             kept: cargo runs through a script the xtask cannot read
             kept: cargo runs through a script the xtask cannot read"#]]
         .assert_eq(&rows.join("\n"));

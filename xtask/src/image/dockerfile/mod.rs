@@ -11,6 +11,7 @@ pub mod cargo_stage;
 mod go;
 pub mod instructions;
 pub mod parser;
+mod run_line;
 pub mod shell;
 
 use std::collections::BTreeSet;

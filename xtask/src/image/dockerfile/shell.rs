@@ -85,6 +85,11 @@ impl Lex {
         Lex { escape, raw_quotes: false, raw_escapes: false, skip_process_quotes: false, skip_unset_env: false, empty_quoted_words: false }
     }
 
+    /// The escape character.
+    pub fn escape(&self) -> char {
+        self.escape
+    }
+
     /// BuildKit's `RawQuotes`: quotes still group and protect, but stay in the output.
     pub fn raw_quotes(mut self, on: bool) -> Lex {
         self.raw_quotes = on;
