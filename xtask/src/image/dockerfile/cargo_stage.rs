@@ -160,7 +160,9 @@ struct CargoBuild {
     out_dir: String,
     /// The Rust target it names (`--target`), if any.
     triple: Option<String>,
-    /// Where later commands of the stage copied or moved binaries to: (absolute path, binary).
+    /// Where later commands of the stage copied or moved binaries to: (absolute path, binary);
+    /// an empty binary when the path ends in a pattern (`/usr/bin/ss*`), whose every binary it
+    /// matches is there under its own name.
     copies: Vec<(String, String)>,
 }
 
@@ -172,7 +174,14 @@ impl CargoBuild {
                 && !bin.contains('/')
                 && !crate::image::fstree::has_wildcard(bin)
         });
-        built.map(str::to_string).or_else(|| self.copies.iter().rev().find(|(copy, _)| copy == path).map(|(_, bin)| bin.clone()))
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let is_bin = |name: &str| self.bins.is_empty() || self.bins.iter().any(|known| known == name);
+        built.map(str::to_string).or_else(|| {
+            self.copies.iter().rev().find_map(|(copy, bin)| match bin.is_empty() {
+                false => (copy == path).then(|| bin.clone()),
+                true => (is_bin(name) && crate::image::fstree::go_match(copy, path).unwrap_or(false)).then(|| name.to_string()),
+            })
+        })
     }
 }
 
@@ -760,8 +769,16 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
                     || STANDARD_DIRS.contains(&into.as_str())
                     || dirs.iter().any(|dir| *dir == into || dir.starts_with(&format!("{into}/"))));
             for source in sources {
-                let Some(bin) = build.binary_at(&super::normalize(cwd, source)) else { continue };
                 let file_name = source.trim_end_matches('/').rsplit('/').next().unwrap_or(source).to_string();
+                let path = super::normalize(cwd, source);
+                // `mv target/release/ss* /usr/bin/`: each binary the pattern names goes there.
+                if crate::image::fstree::has_wildcard(&file_name) {
+                    if is_dir && path.rsplit_once('/').is_some_and(|(dir, _)| dir == build.out_dir) {
+                        build.copies.push((format!("{}/{file_name}", into.trim_end_matches('/')), String::new()));
+                    }
+                    continue;
+                }
+                let Some(bin) = build.binary_at(&path) else { continue };
                 let as_dir = (format!("{}/{file_name}", into.trim_end_matches('/')), bin.clone());
                 match is_dir {
                     true => build.copies.push(as_dir),
@@ -1237,6 +1254,20 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 ---
                 FROM debian
                 COPY linux/arm64/api /usr/local/bin/api"#]],
+        );
+        // shadowsocks': a pattern moves every binary it names, each under its own name; the
+        // runtime stage copies two.
+        check(
+            &with(
+                "RUN cargo build --release --target aarch64-unknown-linux-musl && mv target/aarch64-unknown-linux-musl/release/ss* target/release/",
+                "COPY --from=build /src/target/release/sslocal /src/target/release/ssserver /usr/bin/",
+            ),
+            expect![[r#"
+                package None, bins {"sslocal", "ssserver"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/sslocal linux/arm64/ssserver /usr/bin/"#]],
         );
         // A file destination, and a COPY --from source relative to the stage's root.
         check(
