@@ -101,17 +101,17 @@ fn detect_changes<'scope, 'env>(
     // when what cargo resolves from may have changed, the base's graph is resolved in the
     // background from now on, while the rest of the evidence is gathered (and whether the
     // graphs need comparing at all), and stopped when they do not.
-    let root_settings_changed = changed.iter().any(|path| is_root_setting(path));
-    let settings_before = root_settings_changed.then(|| settings_files(git, workspace, Some(base)));
     let committed_head = (!uncommitted).then_some(range.head.as_str());
-    let change = settings_before.as_ref().map(|before| -> Result<_> {
-        let after = settings_files(git, workspace, committed_head);
-        Ok((settings::resolution_change(&before.as_files(), &after.as_files())?, after))
-    });
-    let mut resolving_base = matches!(change, Some(Ok((ResolutionChange::MembersOnly | ResolutionChange::Graph, _))))
+    // The root settings at both ends, each read once.
+    let settings = changed
+        .iter()
+        .any(|path| is_root_setting(path))
+        .then(|| (settings_files(git, workspace, Some(base)), settings_files(git, workspace, committed_head)));
+    let change = settings.as_ref().map(|(before, after)| settings::resolution_change(&before.as_files(), &after.as_files()));
+    let mut resolving_base = matches!(change, Some(Ok(ResolutionChange::MembersOnly | ResolutionChange::Graph)))
         .then(|| scope.spawn(move || start_metadata_at_in_new_shell(workspace, base)));
-    let resolves_anew = settings_before.as_ref().zip(change).map(|(before, change)| {
-        change.and_then(|(change, after)| graph_may_change(git, workspace, change, (before, &after), committed_head, &changed))
+    let resolves_anew = settings.as_ref().zip(change).map(|((before, after), change)| {
+        change.and_then(|change| graph_may_change(git, workspace, change, (before, after), committed_head, &changed))
     });
     if !matches!(resolves_anew, Some(Ok(true))) {
         // Stopped: cargo is killed with the run.
@@ -157,7 +157,7 @@ fn detect_changes<'scope, 'env>(
     // The root manifest and cargo's configuration are judged by what they do to each build;
     // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
     // every app that compiles.
-    if let (Some(settings_before), Some(resolves_anew)) = (&settings_before, resolves_anew) {
+    if let (Some(settings), Some(resolves_anew)) = (&settings, resolves_anew) {
         // The work tree stands for the head when it holds the head's graph inputs (the clean
         // HEAD: nearly always), whose graph is then being resolved in the background.
         let head_is_work_tree = || -> Result<bool> {
@@ -171,7 +171,7 @@ fn detect_changes<'scope, 'env>(
                 }
                 None => metadata_at(git, workspace, base),
             };
-            build_effects(git, workspace, config, settings_before, head, resolves_anew.then_some(base_metadata))
+            build_effects(git, workspace, config, (&settings.0, &settings.1), head, resolves_anew.then_some(base_metadata))
         });
         evidence.build_effects = match effects {
             Ok(effects) => Some(effects),
@@ -421,18 +421,17 @@ fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
 /// does to their builds: each app's settings (`settings::of_apps`) and its resolved graph per
-/// target, at both commits (the base's settings files given, and the base's graph when what
-/// cargo resolves from changed (`resolution_changed`); `head` `None`: the work tree). Per app
-/// reached, what changed.
+/// target, at both commits (the settings files of both given, and the base's graph when what
+/// cargo resolves from changed (`resolution_changed`); `head` `None`: the work tree, which holds
+/// the head's graph inputs). Per app reached, what changed.
 fn build_effects(
     git: &Git<'_>,
     workspace: &Workspace,
     config: &Config,
-    files_before: &SettingsFiles,
+    (files_before, files_after): (&SettingsFiles, &SettingsFiles),
     head: Option<&str>,
     base_metadata: Option<impl FnOnce() -> Result<Vec<u8>>>,
 ) -> Result<BTreeMap<String, String>> {
-    let files_after = settings_files(git, workspace, head);
     let builds = app_builds(workspace, config);
     let before = settings::of_apps(&files_before.as_files(), &builds)?;
     let after = settings::of_apps(&files_after.as_files(), &builds)?;
