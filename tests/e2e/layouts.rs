@@ -107,6 +107,39 @@ fn an_apps_dockerfile_selects_only_its_image_and_tests_beside_a_root_build_scrip
     assert_eq!(select_after("crates/hello-api/build.rs", "// changed\n"), ["hello-api"]);
 }
 
+/// A repository's own Dockerfile at the root of a virtual workspace, building one crate (`RUN
+/// cargo build --release -p rumqttd`, rumqtt's shape): the image of that crate, named for it,
+/// found without configuration; a second root Dockerfile building the same crate
+/// (`Dockerfile.cross`) is left for a declaration. The crate's edits and the Dockerfile's select
+/// it; a README edit does not.
+#[test]
+fn a_root_dockerfile_is_the_image_of_the_crate_its_builder_stage_builds() {
+    let scratch = Scratch::new();
+    add_bin_crate(&scratch, "broker");
+    let dockerfile = "FROM rust:alpine AS builder\nWORKDIR /usr/src/app\nCOPY . .\nRUN cargo build --release -p broker\n\nFROM scratch\nCOPY --from=builder /usr/src/app/target/release/broker /usr/local/bin/broker\nENTRYPOINT [\"broker\"]\n";
+    scratch.write("Dockerfile", dockerfile);
+    scratch.write("Dockerfile.cross", dockerfile);
+    let mut base = scratch.commit("a root Dockerfile");
+
+    let explained = scratch.xtask_ok(&["changed", "--all", "--explain", "broker"]);
+    assert!(
+        explained.contains("broker: built from Dockerfile, at the workspace root, named for the crate its builder stage builds"),
+        "{explained}"
+    );
+    let output = scratch.xtask(&["build", "broker", "--platform", "linux/amd64"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("broker: the builder stage `builder` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead"),
+        "{}",
+        stderr(&output)
+    );
+    let mut select_after = |path: &str, text: &str| select_after_edit(&scratch, &mut base, path, text);
+    assert_eq!(select_after("crates/broker/src/main.rs", "// changed\n"), ["broker"]);
+    assert_eq!(select_after("Dockerfile", "ENV RUST_LOG=info\n"), ["broker"]);
+    assert_eq!(select_after("README.md", "more\n"), Vec::<String>::new());
+}
+
 /// One Dockerfile for several images, as PostHog and chroma write it: `ARG BIN` names the binary
 /// the builder stage compiles and the runtime stage copies, and a later stage is another target.
 const BY_ARG: &str = r#"FROM rust:1.85-bookworm AS builder

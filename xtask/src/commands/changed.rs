@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
         let dockerfiles = crate::workspace::dockerfiles_under(&workspace.root);
         let found = if dockerfiles.is_empty() { "none".to_string() } else { dockerfiles.join(", ") };
         eprintln!(
-            "note: the workspace has no app yet: an app is a crate with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, or an image declared in [[workspace.metadata.xtask.images]] (a Dockerfile anywhere, with its build arguments, such as ARG PACKAGE); Dockerfiles found: {found}"
+            "note: the workspace has no app yet: an app is a crate with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, a Dockerfile at the workspace root whose builder stage builds a crate (named for it), or an image declared in [[workspace.metadata.xtask.images]] (a Dockerfile anywhere, with its build arguments, such as ARG PACKAGE); Dockerfiles found: {found}"
         );
     }
     let mut detection = detection(ctx, &git, &config, &args)?;

@@ -86,7 +86,15 @@ impl std::fmt::Display for Reason {
             Reason::File { path } => write!(f, "{path} changed"),
             Reason::Dependency { crate_name, path } => write!(f, "dependency {crate_name} changed ({path})"),
             Reason::BaseImage { image, path } => write!(f, "base image {image} changed ({path})"),
-            Reason::Lockfile { packages } => write!(f, "Cargo.lock changed its dependencies ({})", packages.join(", ")),
+            Reason::Lockfile { packages } => {
+                // A dependency update can change hundreds of entries: the line shows the first.
+                const SHOWN: usize = 8;
+                let shown = packages.iter().take(SHOWN).map(String::as_str).collect::<Vec<_>>().join(", ");
+                match packages.len().saturating_sub(SHOWN) {
+                    0 => write!(f, "Cargo.lock changed its dependencies ({shown})"),
+                    more => write!(f, "Cargo.lock changed its dependencies ({shown}, and {more} more: --json lists them all)"),
+                }
+            }
             Reason::Workspace { path } => write!(f, "workspace-wide input {path} changed"),
             Reason::BuildSettings { path, what } => write!(f, "{path} changed {what}"),
             Reason::BuildContext { path } => write!(f, "{path}, which its Dockerfile copies, changed"),
@@ -574,6 +582,12 @@ mod tests {
             &["Cargo.lock"],
             &Evidence { lockfile: LockfileEvidence::Compared(BTreeMap::new()), ..Evidence::default() },
             expect_test::expect![""],
+        );
+        let update = (1..=10).map(|minor| format!("dep{minor} 1.{minor}.0")).collect();
+        check_with(
+            &["Cargo.lock"],
+            &Evidence { lockfile: LockfileEvidence::Compared(BTreeMap::from([("worker".to_string(), update)])), ..Evidence::default() },
+            expect_test::expect!["worker: Cargo.lock changed its dependencies (dep1 1.1.0, dep2 1.2.0, dep3 1.3.0, dep4 1.4.0, dep5 1.5.0, dep6 1.6.0, dep7 1.7.0, dep8 1.8.0, and 2 more: --json lists them all)"],
         );
         check(
             &["Cargo.lock"],

@@ -85,6 +85,9 @@ pub enum Found {
     DockerfileName,
     /// `[[workspace.metadata.xtask.images]]`.
     Declared,
+    /// A Dockerfile at a virtual workspace's root (`Dockerfile`, `Dockerfile.<x>`), the image of
+    /// the crate its builder stage builds.
+    WorkspaceRoot,
 }
 
 /// An image that is not a crate's own Dockerfile beside its manifest, before it becomes a member.
@@ -126,6 +129,19 @@ impl ImageEntry {
             stage: None,
             package: None,
         })
+    }
+
+    /// The image of the Dockerfile at the workspace root `path`, whose builder stage builds the
+    /// crate `package`: named for it.
+    pub fn at_root(path: &str, package: &str) -> ImageEntry {
+        ImageEntry {
+            name: package.to_string(),
+            dockerfile: path.to_string(),
+            found: Found::WorkspaceRoot,
+            build_args: Vec::new(),
+            stage: None,
+            package: Some(package.to_string()),
+        }
     }
 
     pub fn declared(image: config::DeclaredImage) -> ImageEntry {
@@ -177,6 +193,7 @@ impl Member {
             Found::ImageDir => format!("{dockerfile}, an image of {IMAGES_DIR}/ with a directory of its own"),
             Found::DockerfileName => format!("{dockerfile}, an image of {IMAGES_DIR}/ named by its Dockerfile"),
             Found::Declared => format!("{dockerfile}, declared in [[workspace.metadata.xtask.images]]"),
+            Found::WorkspaceRoot => format!("{dockerfile}, at the workspace root, named for the crate its builder stage builds"),
         };
         if let Some(stage) = &self.stage {
             how.push_str(&format!(", target {stage}"));
@@ -258,6 +275,20 @@ impl Workspace {
                 images.push(ImageEntry::of_dir(&path));
             } else if entry.path().is_file() {
                 images.extend(ImageEntry::of_file(&path));
+            }
+        }
+        // A virtual workspace's own Dockerfiles (a repository's `Dockerfile` at its root, building
+        // `-p rumqttd`) are the images of the crates their builder stages build, named for them,
+        // where no other image or Dockerfile of the crate's own has that name.
+        if !workspace.members.iter().any(|member| member.is_crate && member.dir.is_empty()) {
+            for path in root_dockerfiles(&workspace.root) {
+                let Ok(text) = std::fs::read_to_string(workspace.root.join(&path)) else { continue };
+                let Some(package) = workspace.builder_package(&text, &path, &[]) else { continue };
+                let claimed = images.iter().chain(&declared).any(|image| image.name == package || image.dockerfile == path)
+                    || workspace.member(&package).is_some_and(|member| member.dockerfile.is_some());
+                if !claimed {
+                    images.push(ImageEntry::at_root(&path, &package));
+                }
             }
         }
         // A Dockerfile the configuration names makes the images it declares, and no other.
@@ -666,6 +697,22 @@ pub fn dockerfiles_under(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     walk(root, root, &mut found);
     found.sort();
+    found
+}
+
+/// The Dockerfiles at `root` itself, `Dockerfile` first, then the others by name.
+fn root_dockerfiles(root: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            (name == "Dockerfile" || name.starts_with("Dockerfile.") || name.ends_with(".Dockerfile")) && !name.ends_with(".dockerignore")
+        })
+        .collect();
+    found.sort_by_key(|name| (name != "Dockerfile", name.clone()));
     found
 }
 
