@@ -475,4 +475,15 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
 
     let saved = release("docker/prod", &[]);
     assert_eq!(exported["apps"][0]["digest"], saved["apps"][0]["digest"], "the same image as build and save:\n{exported:#}\n{saved:#}");
+
+    // An image built FROM another image of this run needs the engine's image store.
+    scratch.edit("crates/stamp/Dockerfile", |text| text.replacen(&format!("FROM {base}"), "FROM base", 1));
+    scratch.commit("stamp on the monorepo's base");
+    let refused = scratch.xtask_with_env(&["build", "stamp", "--engine-builder", "xtask-remote"], &engine.env());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("stamp starts FROM base, an image of this monorepo built in this run, and the buildx builder `xtask-remote` runs outside the Docker engine"),
+        "{}",
+        stderr(&refused)
+    );
 }
