@@ -170,7 +170,7 @@ docker26_containerd_socket=/run/xtask-docker26-containerd/docker.sock
 if [ -x $docker26/usr/sbin/dockerd ] && ! DOCKER_HOST=unix://$docker26_containerd_socket docker info >/dev/null 2>&1; then
   [ -e /run/netns/xtask-docker26-containerd ] \
     || { ip netns add xtask-docker26-containerd && ip netns exec xtask-docker26-containerd ip link set lo up; }
-  mkdir -p /run/xtask-docker26-containerd
+  mkdir -p /run/xtask-docker26-containerd target
   echo '{"features": {"containerd-snapshotter": true}}' >/run/xtask-docker26-containerd/daemon.json
   (nsenter --net=/run/netns/xtask-docker26-containerd env PATH="$docker26/usr/bin:$docker26/usr/sbin:$PATH" \
     $docker26/usr/sbin/dockerd --config-file /run/xtask-docker26-containerd/daemon.json \
