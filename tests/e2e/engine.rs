@@ -389,6 +389,52 @@ fn a_builder_stage_before_a_runtime_stage_without_run_is_assembled_natively() {
     assert_eq!(layers_of(&scratch), staged_shape, "the same layers as the staged-binary Dockerfile's");
 }
 
+/// zero2prod's shape: the runtime stage copies a file of the build context too, and the
+/// .dockerignore leaves out `target/`, where the xtask stages the binaries. The builder stage is
+/// still replaced: BuildKit reads the staged binaries from a named build context, and the image
+/// has both platforms' binaries, the context's file and the RUN step's output.
+#[test]
+fn staged_binaries_reach_an_engine_through_a_named_context_where_the_dockerignore_leaves_them_out() {
+    let Some(engine) = Engine::docker26() else { return };
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    engine.prepare(&scratch, &registry);
+    add_stamp_app(&scratch, "scratch", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+    let dockerfile = BUILDER_STAGE_DOCKERFILE.replace("RUN [", "COPY configuration/base.yaml /etc/stamp.yaml\nRUN [");
+    scratch.write("crates/stamp/Dockerfile", &dockerfile);
+    scratch.write("configuration/base.yaml", "port: 8000\n");
+    scratch.write(".dockerignore", "target/\n.git\n");
+    scratch.commit("the runtime stage reads the context, which leaves out target/");
+    let platforms = runnable_platforms();
+    let output = scratch.xtask_with_env(&["build", "stamp", "--platform", platforms], &engine.env());
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("stamp: the builder stage `builder` (crates/stamp/Dockerfile:1) runs cargo build, which the xtask cross-compiles instead; the rest is built by the Docker engine, because its stages read the build context, whose .dockerignore leaves out target/stage/: the engine reads the staged binaries from the named build context xtask-stage"),
+        "{log}"
+    );
+    let layout = scratch.path().join("target/xtask/oci/stamp");
+    let index = read_json(&blob_path(&layout, &read_json(&layout.join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let manifest = read_json(&blob_path(&layout, &entry["digest"]));
+        let config = read_json(&blob_path(&layout, &manifest["config"]["digest"]));
+        let created_by: Vec<&str> =
+            config["history"].as_array().unwrap().iter().map(|entry| entry["created_by"].as_str().unwrap()).collect();
+        assert!(
+            created_by.iter().any(|line| line.starts_with("COPY /src/target/release/stamp /usr/local/bin/stamp")),
+            "the history says the COPY as written: {created_by:?}"
+        );
+        let files: Vec<(String, String)> =
+            manifest["layers"].as_array().unwrap().iter().flat_map(|layer| layer_files(&blob_path(&layout, &layer["digest"]))).collect();
+        let machine = if entry["platform"]["architecture"] == "arm64" { "aarch64" } else { "x86_64" };
+        assert!(files.contains(&("etc/stamp.yaml".to_string(), "port: 8000\n".to_string())), "{files:?}");
+        assert!(
+            files.contains(&("etc/stamp-arch".to_string(), machine.to_string())),
+            "the RUN step ran the staged binary on {machine}: {files:?}"
+        );
+    }
+}
+
 /// An image declared with a build argument, from a Dockerfile the engine builds: the engine gets
 /// the argument (the label says so), and the builder stage it names still gives way.
 #[test]

@@ -18,6 +18,7 @@ use xshell::{cmd, Shell};
 use crate::builder::native::BaseParts;
 use crate::image::archive::{SavedArchive, SavedEntry, SavedLayer};
 use crate::image::dockerfile;
+use crate::image::dockerfile::cargo_stage::STAGE_CONTEXT;
 use crate::image::layer;
 use crate::image::layout::{DigestMismatch, Layout};
 use crate::image::oci::{self, Descriptor, Digest, History, ImageConfig};
@@ -142,9 +143,23 @@ impl<'a> Engine<'a> {
         if let Some(builder) = &self.builder {
             command.env("BUILDX_BUILDER", builder);
         }
+        // The staged binaries, where the context's .dockerignore leaves them out.
+        let stage_context = text.contains(&format!("--from={STAGE_CONTEXT}")).then(|| context.join("target/stage"));
+        if let (Some(_), Route::Legacy) = (&stage_context, self.route) {
+            bail!(
+                "{dockerfile} reads the staged binaries from the named build context {STAGE_CONTEXT} (its .dockerignore leaves out target/stage/), which the legacy builder cannot give: install the buildx plugin, or add `!target/stage` to the .dockerignore"
+            );
+        }
         match self.route {
             Route::Legacy | Route::Store => {
-                command.args(["build", "--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
+                // A named build context needs buildx's own command (Docker 20.10's `docker build`
+                // is the legacy builder even with the plugin installed).
+                if stage_context.is_some() {
+                    command.args(["buildx", "build", "--load"]);
+                } else {
+                    command.arg("build");
+                }
+                command.args(["--platform", &platform.to_string(), "--file", "-", "--tag", &tag, "--iidfile"]);
                 command.arg(&image_id_file);
             }
             // The xtask attaches its own SBOM and provenance; BuildKit's would make the archive an
@@ -153,6 +168,9 @@ impl<'a> Engine<'a> {
                 command.args(["buildx", "build", "--platform", &platform.to_string(), "--file", "-", "--provenance=false", "--sbom=false"]);
                 command.args(["--output", &oci_output(&archive)]);
             }
+        }
+        if let Some(stage) = &stage_context {
+            command.arg("--build-context").arg(format!("{STAGE_CONTEXT}={}", stage.display()));
         }
         for (name, value) in build_args {
             command.args(["--build-arg", &format!("{name}={value}")]);

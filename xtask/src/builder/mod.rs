@@ -597,6 +597,7 @@ fn recipe(
     let mut history = BTreeMap::new();
     let mut replaced: Option<String> = None;
     let mut kept: Option<String> = None;
+    let mut in_stage_context = false;
     for platform in platforms {
         let found = cargo_stage::replace(text, dockerfile, &member.build_args_on(platform, &Platform::host()), &platform.to_string())?;
         let found = match found {
@@ -611,12 +612,14 @@ fn recipe(
                 replacement.options,
                 crate_options.map(ToString::to_string).unwrap_or_default()
             )),
-            CargoStages::Replaced(replacement)
+            // The binaries come from a named build context instead, which only an engine reads.
+            CargoStages::Replaced(mut replacement)
                 if replacement.reads_context && replacement.bins.iter().any(|bin| ignored(root, dockerfile, platform, bin)) =>
             {
-                CargoStages::Kept(format!(
-                    "{dockerfile}: its stages read the build context, whose .dockerignore leaves out target/stage/, where the xtask stages the binaries: add `!target/stage` to it"
-                ))
+                let (text, history) = replacement.in_stage_context.take().expect("made when the stages read the context");
+                (replacement.text, replacement.history) = (text, history);
+                in_stage_context = true;
+                CargoStages::Replaced(replacement)
             }
             found => found,
         };
@@ -640,6 +643,7 @@ fn recipe(
         reads_context = true;
         musl = false;
         history.clear();
+        in_stage_context = false;
         // The convention of the workspace's own Dockerfiles: they copy the crate's binary.
         if text.contains("target/stage/") {
             staged.extend(member.bin.clone());
@@ -655,6 +659,17 @@ fn recipe(
     };
     if builder == flags::Builder::Engine {
         return engine(format!("{replaced}built by the Docker engine (--builder engine){kept}"));
+    }
+    if in_stage_context {
+        if builder == flags::Builder::Native {
+            bail!(
+                "{dockerfile}: its stages read the build context, whose .dockerignore leaves out target/stage/, where the xtask stages the binaries, so only an engine can read them (from a named build context): add `!target/stage` to the .dockerignore to assemble it natively, or build with --builder auto"
+            );
+        }
+        return engine(format!(
+            "{replaced}built by the Docker engine, because its stages read the build context, whose .dockerignore leaves out target/stage/: the engine reads the staged binaries from the named build context {}",
+            cargo_stage::STAGE_CONTEXT
+        ));
     }
     let mut plans = BTreeMap::new();
     for platform in platforms {

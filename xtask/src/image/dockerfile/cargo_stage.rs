@@ -30,6 +30,10 @@ pub enum CargoStages {
     Replaced(Box<Replacement>),
 }
 
+/// The name of the build context that holds `target/stage/` where the workspace's context cannot
+/// (buildx's `--build-context xtask-stage=target/stage`).
+pub const STAGE_CONTEXT: &str = "xtask-stage";
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Replacement {
     /// The Dockerfile without the builder stages (and the stages only they used), each COPY of a
@@ -37,6 +41,11 @@ pub struct Replacement {
     /// `target/stage/<platform>/<bin>` when the stages left read the workspace as their context,
     /// else `<platform>/<bin>`, with `target/stage/` as the whole context.
     pub text: String,
+    /// When the stages left read the build context: the text and `history` with each rewritten
+    /// COPY reading the binaries from the named build context [`STAGE_CONTEXT`] (`COPY
+    /// --from=xtask-stage <platform>/<bin>`), `target/stage/`, for a context whose .dockerignore
+    /// leaves that directory out.
+    pub in_stage_context: Option<(String, Vec<(String, String)>)>,
     /// Whether the stages left copy from the build context besides the binaries.
     pub reads_context: bool,
     /// The package the builder stage builds (`-p`), when it names one.
@@ -233,6 +242,8 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let mut reads_context = false;
     // Where the staged binaries are is known once every stage left is read.
     const STAGED: &str = "\u{0}staged\u{0}";
+    // Where a rewritten COPY names the named build context, when it reads one.
+    const STAGED_FROM: &str = "\u{0}from\u{0}";
     let last = read.stages.len() - 1;
     // The stages the last one needs after the rewrite: its base chain and what it copies from.
     let mut needed = BTreeSet::from([last]);
@@ -314,7 +325,7 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         flags.push_str("--link ");
                     }
                     let sources: Vec<String> = copied.iter().map(|bin| format!("{STAGED}{platform}/{bin}")).collect();
-                    let rewritten = format!("COPY {flags}{} {}", sources.join(" "), copy.dest);
+                    let rewritten = format!("COPY {STAGED_FROM}{flags}{} {}", sources.join(" "), copy.dest);
                     // The history BuildKit records for the COPY as written, and for the rewritten one.
                     let (chown, chmod, dest) = match (expand(&copy.chown), expand(&copy.chmod), expand(&copy.dest)) {
                         (Ok(chown), Ok(chmod), Ok(dest)) => (chown, chmod, dest),
@@ -364,9 +375,13 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
             lines[line - 1].clear();
         }
     }
-    let prefix = if reads_context { "target/stage/" } else { "" };
-    let text: Vec<String> = lines.into_iter().map(|line| line.replace(STAGED, prefix)).collect();
-    let history = history.into_iter().map(|(rewritten, original)| (rewritten.replace(STAGED, prefix), original)).collect();
+    let render = |prefix: &str, from: &str| -> (String, Vec<(String, String)>) {
+        let text: Vec<String> = lines.iter().map(|line| line.replace(STAGED, prefix).replace(STAGED_FROM, from)).collect();
+        let history = history.iter().map(|(rewritten, original)| (rewritten.replace(STAGED, prefix), original.clone())).collect();
+        (text.join("\n"), history)
+    };
+    let (text, history) = render(if reads_context { "target/stage/" } else { "" }, "");
+    let in_stage_context = reads_context.then(|| render("", &format!("--from={STAGE_CONTEXT} ")));
     let builder = builds.iter().position(|build| matches!(build, Ok(Some(_)))).expect("a builder stage");
     let stage = &read.stages[builder];
     let named = stage.name.as_deref().map_or(String::new(), |name| format!(" `{name}`"));
@@ -377,7 +392,8 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     let options = build.options.clone();
     let builder_sources = builder_sources.into_iter().collect();
     Ok(CargoStages::Replaced(Box::new(Replacement {
-        text: text.join("\n"),
+        text,
+        in_stage_context,
         reads_context,
         package,
         bins,
