@@ -838,8 +838,9 @@ fn compile(
                 for (key, value) in &embedding {
                     command = command.env(key, value);
                 }
-                // Profile settings a builder stage gave as variables.
-                for (key, value) in &options.profile_env {
+                // Profile settings a builder stage gave as variables, and what its build scripts
+                // and macros read.
+                for (key, value) in options.profile_env.iter().chain(&options.env) {
                     command = command.env(key, value);
                 }
                 // The C toolchain is the same for every run of the target, so that the build

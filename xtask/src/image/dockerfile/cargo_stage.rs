@@ -12,7 +12,7 @@
 //! it but those binaries. Anything else is a `Kept` reason, and the whole Dockerfile goes to the
 //! engine as it is.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
@@ -83,6 +83,9 @@ pub struct CargoOptions {
     pub rustflags: Vec<String>,
     /// Profile settings given as variables (`CARGO_PROFILE_RELEASE_DEBUG=false`).
     pub profile_env: Vec<(String, String)>,
+    /// The variables of cargo's environment in the stage that its build scripts and macros may
+    /// read (`SQLX_OFFLINE=true`), which the xtask's build gets too (`carried_to_the_build`).
+    pub env: Vec<(String, String)>,
     /// What a `strip` after the build took out of the binary: `symbols` or `debuginfo`, as the
     /// profile's `strip` setting takes them out.
     pub strip: Option<String>,
@@ -97,6 +100,7 @@ impl Default for CargoOptions {
             all_features: false,
             rustflags: Vec::new(),
             profile_env: Vec::new(),
+            env: Vec::new(),
             strip: None,
         }
     }
@@ -149,7 +153,7 @@ impl std::fmt::Display for CargoOptions {
         if !self.rustflags.is_empty() {
             write!(f, ", RUSTFLAGS {}", self.rustflags.join(" "))?;
         }
-        for (key, value) in &self.profile_env {
+        for (key, value) in self.profile_env.iter().chain(&self.env) {
             write!(f, ", {key}={value}")?;
         }
         if let Some(strip) = &self.strip {
@@ -554,6 +558,8 @@ fn stage_build_from(
                 // Where `cargo install` puts binaries: CARGO_INSTALL_ROOT, else CARGO_HOME.
                 let (mut install_root, mut cargo_home) = (lookup("CARGO_INSTALL_ROOT"), lookup("CARGO_HOME"));
                 let mut profile_assignments: Vec<(String, String)> = Vec::new();
+                // What `export` put into the environment of the commands after it.
+                let mut exported_env: Vec<(String, String)> = Vec::new();
                 let mut rustflags = lookup("CARGO_ENCODED_RUSTFLAGS")
                     .map(|encoded| encoded.split('\x1f').map(str::to_string).collect::<Vec<_>>())
                     .or_else(|| lookup("RUSTFLAGS").map(|text| text.split_whitespace().map(str::to_string).collect()));
@@ -561,6 +567,10 @@ fn stage_build_from(
                     let Some((name, args)) = program(words) else { continue };
                     let assignments = words.iter().take_while(|word| is_assignment(word));
                     let exported = args.iter().filter(|word| name == "export" && is_assignment(word));
+                    for (key, value) in exported.clone().filter_map(|word| word.split_once('=')) {
+                        exported_env.retain(|(known, _)| known != key);
+                        exported_env.push((key.to_string(), value.to_string()));
+                    }
                     for (key, value) in assignments.chain(exported).filter_map(|word| word.split_once('=')) {
                         let followed =
                             matches!(key, "CARGO_TARGET_DIR" | "CARGO_INSTALL_ROOT" | "CARGO_HOME") || key.starts_with("CARGO_PROFILE_");
@@ -622,6 +632,25 @@ fn stage_build_from(
                             }
                             profile_env.sort();
                             found.options.profile_env = profile_env;
+                            // cargo's environment: the stage's ARGs and ENVs, what the line
+                            // exported, and the assignments that lead the command.
+                            let leading = words.iter().take_while(|word| is_assignment(word)).filter_map(|word| word.split_once('='));
+                            let mut env: BTreeMap<String, String> = BTreeMap::new();
+                            let stage_env = scope.iter().filter_map(|(key, value)| Some((key.clone(), value.clone()?)));
+                            for (key, value) in stage_env
+                                .chain(exported_env.iter().cloned())
+                                .chain(leading.map(|(key, value)| (key.to_string(), value.to_string())))
+                            {
+                                env.insert(key, value);
+                            }
+                            if let Some((key, name)) = env
+                                .iter()
+                                .find_map(|(key, value)| Some((key, run_line::unknown_in(value)?)))
+                                .filter(|(key, _)| carried_name(key))
+                            {
+                                return Err(format!("{line}: {key} is set from `${name}`, {UNKNOWN_VALUE}"));
+                            }
+                            found.options.env = env.into_iter().filter(|(key, value)| carried_to_the_build(key, value)).collect();
                             if let Some(triple) = found.triple.as_deref().filter(|triple| !builds_for(triple, platform)) {
                                 return Err(format!(
                                     "{line}: `cargo build --target {triple}` builds for another architecture than the image's ({platform})"
@@ -834,6 +863,62 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
 /// Whether a mode (`chmod`'s, `install -m`'s) leaves the binary as the staged one is: 0755.
 fn grants_execution(mode: &str) -> bool {
     matches!(mode, "+x" | "a+x" | "u+x" | "ugo+x" | "755" | "0755" | "u+x,g+x,o+x")
+}
+
+/// The variables of a builder stage that describe the container it runs in.
+const CONTAINER: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "SHELL",
+    "TERM",
+    "HOSTNAME",
+    "PWD",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "DEBIAN_FRONTEND",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "RUST_VERSION",
+];
+/// What the names of the variables for cargo, rustc, the C toolchain and pkg-config start with.
+const PREFIXES: [&str; 16] = [
+    "CARGO",
+    "RUSTC",
+    "RUSTUP",
+    "RUSTDOC",
+    "RUSTFLAGS",
+    "LC_",
+    "CC",
+    "CXX",
+    "AR",
+    "CFLAGS",
+    "CXXFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "LD_",
+    "PKG_CONFIG",
+    "SCCACHE",
+];
+/// The platform's automatic build arguments.
+const PLATFORM: [&str; 8] =
+    ["TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT"];
+
+/// Whether a variable of cargo's environment in the builder stage is given to the xtask's build
+/// too: what build scripts and macros may read (`SQLX_OFFLINE=true`, a version for `vergen`). Not
+/// what describes the container (`PATH`, `HOME`, locale, a path inside it), the C toolchain and
+/// pkg-config (the xtask chooses them per target), what cargo and rustc read themselves (followed
+/// where it matters), or the platform's automatic build arguments (the xtask builds per platform);
+/// nor an empty value, which a build script takes for unset.
+fn carried_to_the_build(key: &str, value: &str) -> bool {
+    !value.is_empty() && !value.starts_with('/') && carried_name(key)
+}
+
+/// Whether a variable of that name is given to the xtask's build when its value is (see
+/// `carried_to_the_build`).
+fn carried_name(key: &str) -> bool {
+    !CONTAINER.contains(&key) && !PLATFORM.contains(&key) && !PREFIXES.iter().any(|prefix| key.starts_with(prefix))
 }
 
 /// Whether setting `key` to `value` in the builder stage changes the binaries cargo makes in a
@@ -1346,6 +1431,7 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             profile dev, all features
             profile release, features a,b,c
             profile release, features serde/derive,tls
+            profile release, GIT_SHA=abc1234, SQLX_OFFLINE=true, VERSION=1.2
             profile maxperf"#]]
         .assert_eq(
             &[
@@ -1356,6 +1442,12 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 options("RUN cargo build --release -F 'c b,a'", "/src/target/release"),
                 // A dependency's feature, as cargo takes it.
                 options("RUN cargo build --release --features tls,serde/derive", "/src/target/release"),
+                // zero2prod's: what the build's macros and scripts read goes to the xtask's build;
+                // the container's paths and the C toolchain do not.
+                options(
+                    "ENV SQLX_OFFLINE true\nENV PATH=/usr/local/cargo/bin:$PATH OPENSSL_DIR=/usr CC=clang\nRUN export GIT_SHA=abc1234 && VERSION=1.2 cargo build --release",
+                    "/src/target/release",
+                ),
                 // reth's: an empty build argument, quoted, is no feature, and --locked a flag.
                 options("ARG FEATURES=\"\"\nRUN cargo build --profile maxperf --features \"$FEATURES\" --locked", "/src/target/maxperf"),
             ]
@@ -1511,13 +1603,13 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             shown("RUN if [ \"$PROFILE\" = \"release\" ]; then cargo build -r --bin api; fi; fi", "/src/target/release/api", &[]),
         ];
         expect![[r#"
-            {"api"} profile release
-            {"api"} profile dev
-            {"api"} profile release, features turing
-            {"api"} profile release
-            {"api"} profile release
-            {"api"} profile release
-            {"api"} profile release
+            {"api"} profile release, CAP=75, PROFILE=release
+            {"api"} profile dev, CAP=75, PROFILE=debug
+            {"api"} profile release, features turing, CAP=75, PROFILE=release
+            {"api"} profile release, CAP=75, PROFILE=release
+            {"api"} profile release, CAP=75, PROFILE=release
+            {"api"} profile release, CAP=75, PROFILE=release
+            {"api"} profile release, CAP=75, PROFILE=release
             kept: cargo reads `$T`, whose value the RUN line sets by a command substitution (`$(...)`) or in a branch the xtask cannot follow
             kept: cargo runs through a script the xtask cannot read
             kept: cargo runs through a script the xtask cannot read"#]]
