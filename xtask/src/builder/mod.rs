@@ -851,8 +851,19 @@ fn compile(
                     }
                 }
                 // A builder stage's RUSTFLAGS take the place of configured ones, as in its build.
-                let stage_flags = (!options.rustflags.is_empty()).then(|| {
-                    let encoded = options.rustflags.join("\x1f");
+                // Where the xtask chooses the linker, configured flags that choose another give
+                // way: the rest of the configured flags are given in the environment, where
+                // they take the place of the configured ones.
+                let chooses_linker = link || default_linkers.iter().any(|(key, _)| *key == toolchain::linker_variable(triple));
+                let user_flags = match options.rustflags.is_empty() {
+                    false => Some(options.rustflags.clone()),
+                    true if chooses_linker && env("RUSTFLAGS").is_none() && env("CARGO_ENCODED_RUSTFLAGS").is_none() => {
+                        toolchain::rustflags_without_linker(&workspace.root, triple)
+                    }
+                    true => None,
+                };
+                let stage_flags = user_flags.map(|flags| {
+                    let encoded = flags.join("\x1f");
                     let env = |key: &str| if key == "CARGO_ENCODED_RUSTFLAGS" { Some(encoded.clone()) } else { env(key) };
                     toolchain::remap_flags(&workspace.root, &cargo_home, &triples, &env)
                 });

@@ -102,6 +102,34 @@ pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String]
     RemapFlags::Config(triples.iter().flat_map(|triple| ["--config".to_string(), format!("target.{triple}.rustflags={list}")]).collect())
 }
 
+/// The rustflags cargo's configuration gives `triple` (`[target.<triple>] rustflags` of every
+/// file, the most specific last, as cargo joins them) without those that choose the linker, when
+/// some do (`-C linker=clang -C link-arg=-fuse-ld=lld`, as zero2prod configures its host): where
+/// the xtask chooses the linker, the configured flags, coming after its own, would take its place
+/// and link against the host's C library. `None` when none does, or when what applies cannot be
+/// told here (a `cfg(..)` table's rustflags, flags the builder stage rules would refuse).
+pub fn rustflags_without_linker(workspace_root: &Path, triple: &str) -> Option<Vec<String>> {
+    configured_rustflags_without_linker(&config_files(workspace_root), triple)
+}
+
+fn configured_rustflags_without_linker(configs: &[ConfigFile], triple: &str) -> Option<Vec<String>> {
+    let mut flags: Vec<String> = Vec::new();
+    for config in configs.iter().rev() {
+        let Ok(table) = config.text.parse::<toml::Table>() else { continue };
+        let Some(targets) = table.get("target").and_then(toml::Value::as_table) else { continue };
+        if targets.iter().any(|(key, value)| key.starts_with("cfg(") && value.get("rustflags").is_some()) {
+            return None;
+        }
+        match targets.get(triple).and_then(|target| target.get("rustflags")) {
+            Some(toml::Value::String(text)) => flags.extend(text.split_whitespace().map(str::to_string)),
+            Some(toml::Value::Array(items)) => flags.extend(items.iter().filter_map(|item| item.as_str().map(str::to_string))),
+            _ => {}
+        }
+    }
+    let kept = crate::image::dockerfile::cargo_stage::build_rustflags(&flags).ok()?;
+    (kept.len() != flags.len()).then_some(kept)
+}
+
 /// The host prefixes `remap_flags` replaces, each with its replacement, in that order; C
 /// compilers get the same (`zig::Toolchain::environment`).
 pub fn remap_prefixes(workspace_root: &Path, cargo_home: &Path) -> Vec<(PathBuf, &'static str)> {
@@ -296,6 +324,27 @@ mod tests {
             "aarch64-unknown-linux-gnu",
             Some(("/ws/tools/ld", "/ws/.cargo/config.toml:2")),
         );
+    }
+
+    #[test]
+    fn configured_flags_that_choose_the_linker_give_way_where_the_xtask_links() {
+        let file = |path: &str, text: &str| ConfigFile { path: PathBuf::from(path), shown: path.to_string(), text: text.to_string() };
+        let zero2prod = || {
+            file("/ws/.cargo/config.toml", "[target.x86_64-unknown-linux-gnu]\nrustflags = [\"-C\", \"linker=clang\", \"-C\", \"link-arg=-fuse-ld=lld\", \"--cfg\", \"tokio_unstable\"]\n")
+        };
+        let home = || file("/home/ci/.cargo/config.toml", "[target.x86_64-unknown-linux-gnu]\nrustflags = \"-Ctarget-feature=+aes\"\n");
+        let check =
+            |configs: &[ConfigFile], triple: &str| configured_rustflags_without_linker(configs, triple).map(|flags| flags.join(" "));
+        assert_eq!(check(&[zero2prod()], "x86_64-unknown-linux-gnu").as_deref(), Some("--cfg tokio_unstable"));
+        // Every file's, the most specific last, as cargo joins them.
+        assert_eq!(
+            check(&[zero2prod(), home()], "x86_64-unknown-linux-gnu").as_deref(),
+            Some("-Ctarget-feature=+aes --cfg tokio_unstable")
+        );
+        assert_eq!(check(&[zero2prod()], "aarch64-unknown-linux-gnu"), None, "no flags for that target");
+        assert_eq!(check(&[home()], "x86_64-unknown-linux-gnu"), None, "no flag chooses the linker");
+        let cfg = file("/ws/.cargo/config.toml", "[target.'cfg(target_os = \"linux\")']\nrustflags = [\"-C\", \"linker=clang\"]\n");
+        assert_eq!(check(&[zero2prod(), cfg], "x86_64-unknown-linux-gnu"), None, "a cfg table is not evaluated");
     }
 
     #[test]

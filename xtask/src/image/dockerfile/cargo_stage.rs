@@ -701,7 +701,7 @@ fn stage_build_from(
 /// The flags of a builder stage's `RUSTFLAGS` that the xtask's build takes: all but those that
 /// choose the linker (`-C linker=clang`, `-C link-arg=-fuse-ld=mold`), which the xtask chooses for
 /// each target; `-C target-cpu=native` names the machine that builds, which is no target.
-fn build_rustflags(flags: &[String]) -> Result<Vec<String>, String> {
+pub fn build_rustflags(flags: &[String]) -> Result<Vec<String>, String> {
     let mut kept = Vec::new();
     let mut words = flags.iter().filter(|flag| !flag.is_empty());
     while let Some(flag) = words.next() {
