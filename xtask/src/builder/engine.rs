@@ -47,6 +47,9 @@ pub struct Build<'a> {
     pub dockerfile: &'a str,
     pub text: &'a str,
     pub build_args: &'a [(String, String)],
+    /// The directory the text's COPYs read as the named build context
+    /// `cargo_stage::STAGE_CONTEXT` (`target/stage/`), when they do.
+    pub stage_context: Option<&'a Path>,
 }
 
 /// A reachable Docker engine, and the builder that builds with it.
@@ -124,7 +127,7 @@ impl<'a> Engine<'a> {
         work: &Path,
         loaded: &[&str],
     ) -> Result<SavedImage> {
-        let Build { dockerfile, text, build_args } = *build;
+        let Build { dockerfile, text, build_args, stage_context } = *build;
         if dockerfile::runs_commands(text) {
             check_emulation(platform)?;
         }
@@ -143,9 +146,7 @@ impl<'a> Engine<'a> {
         if let Some(builder) = &self.builder {
             command.env("BUILDX_BUILDER", builder);
         }
-        // The staged binaries, where the context's .dockerignore leaves them out.
-        let stage_context = text.contains(&format!("--from={STAGE_CONTEXT}")).then(|| context.join("target/stage"));
-        if let (Some(_), Route::Legacy) = (&stage_context, self.route) {
+        if let (Some(_), Route::Legacy) = (stage_context, self.route) {
             bail!(
                 "{dockerfile} reads the staged binaries from the named build context {STAGE_CONTEXT} (its .dockerignore leaves out target/stage/), which the legacy builder cannot give: install the buildx plugin, or add `!target/stage` to the .dockerignore"
             );
@@ -169,7 +170,7 @@ impl<'a> Engine<'a> {
                 command.args(["--output", &oci_output(&archive)]);
             }
         }
-        if let Some(stage) = &stage_context {
+        if let Some(stage) = stage_context {
             command.arg("--build-context").arg(format!("{STAGE_CONTEXT}={}", stage.display()));
         }
         for (name, value) in build_args {

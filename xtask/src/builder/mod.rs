@@ -441,7 +441,12 @@ impl Builder<'_> {
                 }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
                     let build_args = member.build_args(platform);
-                    let build = engine::Build { dockerfile, text: &texts[platform], build_args: &build_args };
+                    let build = engine::Build {
+                        dockerfile,
+                        text: &texts[platform],
+                        build_args: &build_args,
+                        stage_context: recipe.stage_context.as_deref(),
+                    };
                     engine.build(&member.name, &build, platform, &recipe.context, &work, &monorepo_bases)
                 })?;
                 let local = monorepo_bases.iter().map(|base| &plans.local_bases[*base].image);
@@ -555,6 +560,9 @@ struct AppRecipe {
     /// Per platform, the history entries of the rewritten COPYs and those of the COPYs as written
     /// (`cargo_stage::Replacement::history`).
     history: BTreeMap<Platform, Vec<(String, String)>>,
+    /// `target/stage/`, when the engine gets it as the named build context
+    /// `cargo_stage::STAGE_CONTEXT` (the context's .dockerignore leaves it out).
+    stage_context: Option<PathBuf>,
 }
 
 /// How one app's image is built.
@@ -655,7 +663,8 @@ fn recipe(
         kept.map_or(String::new(), |why| format!(", its cargo build included (under emulation for another architecture), because {why}"));
     let engine = |why: String| {
         let recipe = Recipe::Engine(texts.clone());
-        Ok((AppRecipe { recipe, context: context.clone(), staged: staged.clone(), musl, history: history.clone() }, why))
+        let stage_context = in_stage_context.then(|| root.join("target/stage"));
+        Ok((AppRecipe { recipe, context: context.clone(), staged: staged.clone(), musl, history: history.clone(), stage_context }, why))
     };
     if builder == flags::Builder::Engine {
         return engine(format!("{replaced}built by the Docker engine (--builder engine){kept}"));
@@ -686,7 +695,7 @@ fn recipe(
             },
         };
     }
-    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged, musl, history };
+    let recipe = AppRecipe { recipe: Recipe::Native(plans), context, staged, musl, history, stage_context: None };
     Ok((recipe, format!("{replaced}assembled natively (its Dockerfile needs no engine)")))
 }
 
@@ -773,7 +782,7 @@ fn compile(
     let links_with_zig = |app: &str, triple: &str| target::is_gnu(triple) || compiles_c.contains(&(app.to_string(), triple.to_string()));
     let zig_triples: Vec<&String> =
         triples.iter().copied().filter(|triple| apps_for(triple).iter().any(|app| links_with_zig(app, triple))).collect();
-    let default_linkers = toolchain::prepare_targets(sh, &workspace.root, &triples, &zig_triples)?;
+    let prepared = toolchain::prepare_targets(sh, &workspace.root, &triples, &zig_triples)?;
     let cargo = crate::workspace::cargo();
     let cargo_home = crate::workspace::cargo_home().unwrap_or_default();
     let env = |key: &str| std::env::var(key).ok();
@@ -832,7 +841,7 @@ fn compile(
                 }
                 let mut command = cmd!(sh, "{cargo}");
                 // A musl target's default linker; zig's, set below, takes its place where zig links.
-                for (key, value) in &default_linkers {
+                for (key, value) in &prepared.default_linkers {
                     command = command.env(key, value);
                 }
                 for (key, value) in &embedding {
@@ -854,11 +863,11 @@ fn compile(
                 // Where the xtask chooses the linker, configured flags that choose another give
                 // way: the rest of the configured flags are given in the environment, where
                 // they take the place of the configured ones.
-                let chooses_linker = link || default_linkers.iter().any(|(key, _)| *key == toolchain::linker_variable(triple));
+                let rust_lld = prepared.links_with_rust_lld(triple);
                 let user_flags = match options.rustflags.is_empty() {
                     false => Some(options.rustflags.clone()),
-                    true if chooses_linker && env("RUSTFLAGS").is_none() && env("CARGO_ENCODED_RUSTFLAGS").is_none() => {
-                        toolchain::rustflags_without_linker(&workspace.root, triple)
+                    true if (link || rust_lld) && env("RUSTFLAGS").is_none() && env("CARGO_ENCODED_RUSTFLAGS").is_none() => {
+                        prepared.rustflags_without_linker.get(triple.as_str()).cloned()
                     }
                     true => None,
                 };
@@ -875,9 +884,7 @@ fn compile(
                 }
                 let linker = match toolchains.get(triple.as_str()) {
                     Some(toolchain) if link => format!("zig cc -target {}", toolchain.zig_target),
-                    _ if default_linkers.iter().any(|(key, _)| *key == toolchain::linker_variable(triple)) => {
-                        "rust-lld, as no configuration names a linker for it".to_string()
-                    }
+                    _ if rust_lld => "rust-lld, as no configuration names a linker for it".to_string(),
                     _ => "the configured linker".to_string(),
                 };
                 command.args(args).run().with_context(|| {

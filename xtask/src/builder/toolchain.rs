@@ -3,6 +3,7 @@
 //! checked before compiling, so a missing cross linker is one sentence naming the setting and
 //! the package, not a page of linker output after the build.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -13,14 +14,21 @@ use xshell::{cmd, Shell};
 /// Returns the linker variables of the musl targets no configuration gives a linker
 /// (`CARGO_TARGET_<T>_LINKER=rust-lld`): cargo's default, the host's `cc`, links no other
 /// architecture, while rust-lld with Rust's own musl runtime links every one from any host, as
-/// the xtask's own workspace configures it.
-pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], linked_by_zig: &[&String]) -> Result<Vec<(String, String)>> {
+/// the xtask's own workspace configures it; and the configured rustflags that give way where the
+/// xtask chooses the linker, read from the same files.
+pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], linked_by_zig: &[&String]) -> Result<PreparedTargets> {
     let configs = config_files(workspace_root);
     let env = |key: &str| std::env::var(key).ok();
-    let defaults = default_linkers(&configs, &env, triples);
+    let prepared = PreparedTargets {
+        default_linkers: default_linkers(&configs, &env, triples),
+        rustflags_without_linker: triples
+            .iter()
+            .filter_map(|triple| Some((triple.to_string(), configured_rustflags_without_linker(&configs, triple)?)))
+            .collect(),
+    };
     // Without rustc on PATH cargo's own error says what is missing.
     let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() else {
-        return Ok(defaults);
+        return Ok(prepared);
     };
     let rustlib = Path::new(sysroot.trim()).join("lib/rustlib");
     install_missing_targets(sh, &rustlib, triples)?;
@@ -35,7 +43,24 @@ pub fn prepare_targets(sh: &Shell, workspace_root: &Path, triples: &[&String], l
             );
         }
     }
-    Ok(defaults)
+    Ok(prepared)
+}
+
+/// What cargo's configuration leaves for the xtask to set per target (`prepare_targets`).
+pub struct PreparedTargets {
+    /// The linker variables of the musl targets no configuration gives a linker.
+    pub default_linkers: Vec<(String, String)>,
+    /// Per target whose configured rustflags choose a linker, the rest of them
+    /// (`configured_rustflags_without_linker`).
+    pub rustflags_without_linker: BTreeMap<String, Vec<String>>,
+}
+
+impl PreparedTargets {
+    /// Whether `triple` gets rust-lld because nothing configures its linker.
+    pub fn links_with_rust_lld(&self, triple: &str) -> bool {
+        let variable = linker_variable(triple);
+        self.default_linkers.iter().any(|(key, _)| *key == variable)
+    }
 }
 
 /// The linker variables of the musl targets among `triples` whose linker neither the
@@ -53,7 +78,7 @@ fn default_linkers(configs: &[ConfigFile], env: &dyn Fn(&str) -> Option<String>,
 }
 
 /// cargo's variable for the linker of `triple`.
-pub fn linker_variable(triple: &str) -> String {
+fn linker_variable(triple: &str) -> String {
     format!("CARGO_TARGET_{}_LINKER", triple.to_uppercase().replace(['-', '.'], "_"))
 }
 
@@ -108,10 +133,6 @@ pub fn remap_flags(workspace_root: &Path, cargo_home: &Path, triples: &[&String]
 /// the xtask chooses the linker, the configured flags, coming after its own, would take its place
 /// and link against the host's C library. `None` when none does, or when what applies cannot be
 /// told here (a `cfg(..)` table's rustflags, flags the builder stage rules would refuse).
-pub fn rustflags_without_linker(workspace_root: &Path, triple: &str) -> Option<Vec<String>> {
-    configured_rustflags_without_linker(&config_files(workspace_root), triple)
-}
-
 fn configured_rustflags_without_linker(configs: &[ConfigFile], triple: &str) -> Option<Vec<String>> {
     let mut flags: Vec<String> = Vec::new();
     for config in configs.iter().rev() {
