@@ -11,6 +11,9 @@ struct Case<'a> {
 }
 
 /// Runs the xtask and checks that it fails with exit code 2 and a message containing `expected`.
+/// A builder stage and a runtime stage that copies a file of the build context too.
+const STAGE_READS_CONTEXT: &str = "FROM rust AS builder\nWORKDIR /src\nCOPY . .\nRUN cargo build --release -p worker\nFROM scratch\nCOPY --from=builder /src/target/release/worker /worker\nCOPY Cargo.toml /etc/worker.toml\n";
+
 fn check(scratch: &Scratch, args: &[String], expected: &str) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = scratch.xtask(&args);
@@ -110,6 +113,25 @@ fn bad_input_gets_a_clear_error() {
             args: args(&["build", "worker", "--builder", "engine", "--engine-builder", "ci"]),
             setup: nothing,
             expected: "--engine-builder ci names a buildx builder, and this Docker has no buildx plugin: install it",
+        },
+        Case {
+            args: args(&["build", "worker", "--builder", "native", "--platform", "linux/amd64"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", STAGE_READS_CONTEXT);
+                scratch.write(".dockerignore", "target/\n");
+                scratch.commit("a runtime stage that reads the context, target/ ignored");
+            },
+            expected: "crates/worker/Dockerfile: its stages read the build context, whose .dockerignore leaves out target/stage/, where the xtask stages the binaries, so only an engine can read them (from a named build context): add `!target/stage` to the .dockerignore to assemble it natively, or build with --builder auto",
+        },
+        Case {
+            // The machine's engine is Docker 20.10's legacy builder, which has no named contexts.
+            args: args(&["build", "worker", "--platform", "linux/amd64"]),
+            setup: &|scratch| {
+                scratch.write("crates/worker/Dockerfile", STAGE_READS_CONTEXT);
+                scratch.write(".dockerignore", "target/\n");
+                scratch.commit("a runtime stage that reads the context, target/ ignored");
+            },
+            expected: "crates/worker/Dockerfile reads the staged binaries from the named build context xtask-stage (its .dockerignore leaves out target/stage/), which the legacy builder cannot give: install the buildx plugin, or add `!target/stage` to the .dockerignore",
         },
         Case {
             args: args(&["build", "worker", "--platform", "linux/x86_64"]),
