@@ -16,11 +16,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Loads the workspace the current directory belongs to; with `resolve_graph` its resolved
-    /// graph starts resolving in the background too, for a command that may need it.
-    pub fn load(resolve_graph: bool) -> Result<Context> {
+    /// The context of the workspace the current directory belongs to (`Workspace::load`).
+    pub fn new(workspace: Workspace) -> Result<Context> {
         let sh = Shell::new()?;
-        let workspace = Workspace::load(&sh, &std::env::current_dir()?, resolve_graph)?;
         sh.change_dir(&workspace.root);
         let context = Context { sh, workspace };
         // Whatever the command, what it runs (cargo, build scripts, docker) never sees cosign's

@@ -22,7 +22,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::context::Context;
+use crate::detect::evidence::EarlyDetection;
 use crate::flags::Command;
+use crate::workspace::graph::WorkTreeGraph;
+use crate::workspace::Workspace;
 
 fn main() -> ExitCode {
     // cargo runs this executable as its rustc wrapper while the builder compiles the apps.
@@ -61,12 +64,25 @@ fn run(flags: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         command => command,
     };
-    // Detection may compare dependency graphs and a build of several apps checks them.
-    let resolves_graph = matches!(command, Command::Changed(_) | Command::Build(_) | Command::Release(_) | Command::Hook(_));
-    let ctx = Context::load(resolves_graph)?;
+    // Detection may compare dependency graphs, and a build of several apps checks them: the work
+    // tree's graph starts resolving now, in the background.
+    let dir = std::env::current_dir()?;
+    let graph = match &command {
+        Command::Changed(_) | Command::Build(_) | Command::Release(_) | Command::Hook(_) => WorkTreeGraph::started(&dir),
+        _ => WorkTreeGraph::on_demand(&dir),
+    };
+    let loading = Workspace::start_loading(&dir, graph)?;
+    // Meanwhile `changed` asks git what the range changed: to start the base's graph too when a
+    // root manifest change needs it, and to read the workspace from the work tree's graph when
+    // the detection certainly needs that.
+    let read_first = match &command {
+        Command::Changed(args) => commands::changed::read_git_first(args),
+        _ => None,
+    };
+    let ctx = Context::new(loading.finish(read_first.as_ref().is_some_and(EarlyDetection::needs_work_tree_graph))?)?;
     runtime.block_on(async {
         match command {
-            Command::Changed(args) => commands::changed::run(&ctx, args).await,
+            Command::Changed(args) => commands::changed::run(&ctx, args, read_first).await,
             Command::Build(args) => done(commands::build::run(&ctx, args).await),
             Command::Release(args) => done(commands::release::run(&ctx, args).await),
             Command::Images(args) => done(commands::images::run(&ctx, args).await),

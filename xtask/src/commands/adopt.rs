@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use xshell::Shell;
 
 use crate::builder;
 use crate::context::Context;
 use crate::flags;
 use crate::image::dockerfile;
 use crate::image::platform::Platform;
+use crate::workspace::graph::WorkTreeGraph;
 use crate::workspace::Workspace;
 
 /// The alias the host's `.cargo/config.toml` gets: the vendored crate, run from the root.
@@ -333,8 +333,7 @@ struct Survey {
 /// Reads the host's images (how each was found, and whether its builder stage gives way to the
 /// xtask's cross-compilation), and its Dockerfiles that are no image.
 fn survey_images(host: &Path) -> Result<Survey> {
-    let sh = Shell::new()?;
-    let workspace = Workspace::load(&sh, host, false).context("reading the adopted workspace")?;
+    let workspace = Workspace::load(host, WorkTreeGraph::on_demand(host), false).context("reading the adopted workspace")?;
     let mut survey = Survey { images: Vec::new(), undeclared: Vec::new() };
     let mut dockerfiles = BTreeMap::new();
     for app in workspace.apps() {

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::detect::evidence::{self, detect, resolve_range, Detection};
+use crate::detect::evidence::{self, detect, resolve_range, Detection, EarlyDetection};
 use crate::detect::heal::{self, Released};
 use crate::detect::shards::{self, Shard};
 use crate::detect::{select_all, Reason};
@@ -21,7 +21,14 @@ use crate::workspace::config::{Config, Overrides};
 use crate::workspace::git::Git;
 use crate::workspace::Workspace;
 
-pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
+/// The range's changes as git tells them before the workspace is loaded, so that the graphs the
+/// detection needs start resolving at once (`EarlyDetection`); none with --all.
+pub fn read_git_first(args: &flags::Changed) -> Option<EarlyDetection> {
+    let sh = xshell::Shell::new().ok()?;
+    (!args.all).then(|| EarlyDetection::read(&sh, args.base.as_deref(), args.head.as_deref(), args.include_uncommitted)).flatten()
+}
+
+pub async fn run(ctx: &Context, args: flags::Changed, read_first: Option<EarlyDetection>) -> Result<ExitCode> {
     let workspace = &ctx.workspace;
     let git = ctx.git()?;
     let config = ctx.config(Overrides { repository: args.repository.as_deref(), platforms: &[] })?;
@@ -33,7 +40,10 @@ pub async fn run(ctx: &Context, args: flags::Changed) -> Result<ExitCode> {
             "note: the workspace has no app yet: an app is a crate with a Dockerfile beside its Cargo.toml, an image of docker/<name>/Dockerfile or docker/Dockerfile.<name>, a Dockerfile at the workspace root whose builder stage builds a crate (named for it), or an image declared in [[workspace.metadata.xtask.images]] (a Dockerfile anywhere, with its build arguments, such as ARG PACKAGE); Dockerfiles found: {found}"
         );
     }
-    let mut detection = detection(ctx, &git, &config, &args)?;
+    let mut detection = match read_first.and_then(|read_first| read_first.detect(&git, workspace, &config)) {
+        Some(detection) => detection?,
+        None => detection(ctx, &git, &config, &args)?,
+    };
     if args.against_registry {
         let registries = Registries::new(args.ca_file.as_deref(), config.repository.host())?;
         let inputs = evidence::current_inputs(&git, workspace, &config, &detection.head)?;

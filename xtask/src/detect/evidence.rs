@@ -4,6 +4,7 @@
 //! decisions are made by the pure core in `detect`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -30,7 +31,7 @@ pub struct DeletedApp {
 }
 
 /// The commits a detection compares.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Range {
     /// `None` when the head commit has no parent.
     pub base: Option<String>,
@@ -77,125 +78,303 @@ pub struct Detection {
 /// Selects apps between two commits (or the base and the work tree), or every app for a root
 /// commit.
 pub fn detect(git: &Git<'_>, workspace: &Workspace, config: &Config, range: &Range, uncommitted: bool) -> Result<Detection> {
-    let Some(base) = &range.base else {
-        let apps = select_all(workspace, Reason::FirstCommit);
-        return Ok(Detection { base: None, head: range.head.clone(), uncommitted, apps, deleted: Vec::new() });
-    };
-    let changed = if uncommitted { git.uncommitted_paths(base)? } else { git.changed_paths(base, &range.head)? };
-    std::thread::scope(|scope| detect_changes(scope, git, workspace, config, range, uncommitted, base, changed))
+    let changes = RangeChanges::read(git, &workspace.root, range.clone(), uncommitted)?;
+    detect_changes(git, workspace, config, &changes, Started::default())
 }
 
-/// `detect` once the changed paths are known.
-#[allow(clippy::too_many_arguments)]
-fn detect_changes<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    git: &Git<'_>,
-    workspace: &'env Workspace,
-    config: &Config,
-    range: &'env Range,
+/// What git alone says about a detection's range: the paths it changed and, when the root
+/// settings are among them, their texts at both ends and what their change does to what cargo
+/// resolves. Read before the workspace is loaded (`EarlyDetection`), it tells which cargo
+/// resolutions the detection will ask for.
+pub struct RangeChanges {
+    range: Range,
     uncommitted: bool,
-    base: &'env str,
+    /// The work tree whose root the paths are relative to.
+    root: PathBuf,
+    /// Empty without a base.
     changed: Vec<String>,
-) -> Result<Detection> {
-    // The root manifest and cargo's configuration are judged by what they do to each build;
-    // when what cargo resolves from may have changed, the base's graph is resolved in the
-    // background from now on, while the rest of the evidence is gathered (and whether the
-    // graphs need comparing at all), and stopped when they do not.
-    let committed_head = (!uncommitted).then_some(range.head.as_str());
-    // The root settings at both ends, each read once.
-    let settings = changed
-        .iter()
-        .any(|path| is_root_setting(path))
-        .then(|| (settings_files(git, workspace, Some(base)), settings_files(git, workspace, committed_head)));
-    let change = settings.as_ref().map(|(before, after)| settings::resolution_change(&before.as_files(), &after.as_files()));
-    let mut resolving_base = matches!(change, Some(Ok(ResolutionChange::MembersOnly | ResolutionChange::Graph)))
-        .then(|| scope.spawn(move || start_metadata_at_in_new_shell(workspace, base)));
-    let resolves_anew = settings.as_ref().zip(change).map(|((before, after), change)| {
-        change.and_then(|change| graph_may_change(git, workspace, change, (before, after), committed_head, &changed))
-    });
-    if !matches!(resolves_anew, Some(Ok(true))) {
-        // Stopped: cargo is killed with the run.
-        drop(resolving_base.take().map(|resolving| resolving.join()));
+    /// Present when the root manifest or cargo's configuration changed.
+    settings: Option<RootSettings>,
+}
+
+/// The root settings at both ends of a range (each read once), and what their change does to
+/// resolution: an error when a file is not TOML, and nothing can be judged.
+struct RootSettings {
+    before: SettingsFiles,
+    after: SettingsFiles,
+    change: Result<ResolutionChange>,
+}
+
+impl RangeChanges {
+    /// Reads the changes of `range` in the work tree at `root`, the work tree's own with
+    /// `uncommitted`.
+    pub fn read(git: &Git<'_>, root: &Path, range: Range, uncommitted: bool) -> Result<RangeChanges> {
+        Ok(RangeChanges::changed_paths(git, root, range, uncommitted)?.with_root_settings(git))
     }
-    for rule in &config.rules {
-        let Some(RuleApps::Named(names)) = &rule.apps else { continue };
-        // A crate that stopped being an app (its Dockerfile deleted) leaves the rule stale, not
-        // wrong: it selects nothing for it. A name that is no crate at all is a mistake.
-        let (apps, former): (Vec<&String>, Vec<&String>) =
-            names.iter().partition(|name| workspace.member(name).is_none_or(|member| member.dockerfile.is_some()));
-        let apps: Vec<String> = apps.into_iter().cloned().collect();
-        workspace.select_apps(&apps).with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
-        for name in former {
-            eprintln!(
-                "note: the rule for `{}` of [[workspace.metadata.xtask.rules]] names {name}, which has no Dockerfile any more: it selects nothing for it; take {name} out of the rule",
-                rule.paths
-            );
-        }
-    }
-    let mut evidence = Evidence {
-        rules: config.rules.clone(),
-        context_sources: context_sources(workspace, &config.platforms)?,
-        read_by_build: harvest::recorded(workspace),
-        ..Evidence::default()
-    };
-    // What silent macros read matters only when something they read changed: the resolution
-    // that says which apps compile them is the slow part. When the graph cannot be resolved,
-    // every app that compiles crates counts as reading it.
-    if changed.iter().any(|path| silently_read(path)) {
-        evidence.read_by_macros = match workspace
-            .graph
-            .resolver()
-            .and_then(|resolver| resolver.per_app(&compiled_packages(workspace), &release_triples(config)))
-        {
-            Ok(resolved) => silent_reads(&per_app(workspace, resolved)),
-            Err(err) => {
-                eprintln!("note: the dependency graph cannot be resolved ({err:#}), so every app that compiles crates counts as reading .sqlx/, migrations/ and .env");
-                workspace.apps().filter(|app| app.package.is_some()).map(|app| (app.name.clone(), every_silent_read())).collect()
-            }
+
+    /// The changed paths alone (`with_root_settings` adds the rest).
+    fn changed_paths(git: &Git<'_>, root: &Path, range: Range, uncommitted: bool) -> Result<RangeChanges> {
+        let changed = match &range.base {
+            None => Vec::new(),
+            Some(base) if uncommitted => git.uncommitted_paths(base)?,
+            Some(base) => git.changed_paths(base, &range.head)?,
         };
+        Ok(RangeChanges { range, uncommitted, root: root.to_path_buf(), changed, settings: None })
     }
-    // The root manifest and cargo's configuration are judged by what they do to each build;
-    // what cannot be judged (a file that is not TOML, a graph that does not resolve) reaches
-    // every app that compiles.
-    if let (Some(settings), Some(resolves_anew)) = (&settings, resolves_anew) {
-        // The work tree stands for the head when it holds the head's graph inputs (the clean
-        // HEAD: nearly always), whose graph is then being resolved in the background.
-        let head_is_work_tree = || -> Result<bool> {
-            Ok(uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path))))
+
+    /// Whether the root manifest or cargo's configuration changed.
+    fn root_settings_changed(&self) -> bool {
+        self.changed.iter().any(|path| is_root_setting(path))
+    }
+
+    /// With the root settings at both ends, when they changed, read with one git call.
+    fn with_root_settings(mut self, git: &Git<'_>) -> RangeChanges {
+        let Some(base) = self.range.base.as_deref().filter(|_| self.root_settings_changed()) else { return self };
+        let head = (!self.uncommitted).then_some(self.range.head.as_str());
+        let mut wanted = vec![base];
+        wanted.extend(head);
+        let specs: Vec<(&str, &str)> = wanted.iter().flat_map(|rev| SETTINGS_FILES.map(|path| (*rev, path))).collect();
+        let mut read = git.show_each(&specs).unwrap_or_else(|_| vec![None; specs.len()]).into_iter();
+        let before = SettingsFiles::from_texts(&mut read);
+        let after = match head {
+            Some(_) => SettingsFiles::from_texts(&mut read),
+            None => settings_files(git, &self.root, None),
         };
-        let effects = resolves_anew.and_then(|resolves_anew| {
-            let head = if resolves_anew && head_is_work_tree()? { None } else { committed_head };
-            let base_metadata = || match resolving_base {
-                Some(resolving) => {
-                    resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))??.finish(git, workspace)
-                }
-                None => metadata_at(git, workspace, base),
-            };
-            build_effects(git, workspace, config, (&settings.0, &settings.1), head, resolves_anew.then_some(base_metadata))
+        let change = settings::resolution_change(&before.as_files(), &after.as_files());
+        self.settings = Some(RootSettings { before, after, change });
+        self
+    }
+
+    /// Whether the root settings' change may change what cargo resolves, so that the base's graph
+    /// is resolved too.
+    fn may_change_resolution(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_some_and(|settings| matches!(settings.change, Ok(ResolutionChange::MembersOnly | ResolutionChange::Graph)))
+    }
+
+    /// Whether the detection asks for the work tree's resolved graph: when the lockfile, what
+    /// cargo resolves from, or what silent macros read changed.
+    fn needs_work_tree_graph(&self) -> bool {
+        let changed = |wanted: &dyn Fn(&str) -> bool| self.changed.iter().any(|path| wanted(path));
+        self.may_change_resolution() || changed(&|path| path == "Cargo.lock") || changed(&silently_read)
+    }
+}
+
+/// A detection's git facts (`RangeChanges`), read before the workspace is loaded, with the
+/// base's graph resolving from then on when the root settings' change may need it: the two
+/// resolutions a root manifest change compares then run side by side, the work tree's loading
+/// the workspace, instead of one after the other.
+pub struct EarlyDetection {
+    changes: RangeChanges,
+    started: Started,
+}
+
+/// What an early detection started: the base's graph resolving, and git asked whether the work
+/// tree holds the head's graph inputs (`work_tree_holds`).
+#[derive(Default)]
+struct Started {
+    resolving_base: Option<ResolvingCommit>,
+    work_tree_is_head: Option<std::thread::JoinHandle<Result<bool>>>,
+}
+
+impl EarlyDetection {
+    /// Reads the changes of the range `base`..`head` (as `resolve_range` takes them) in the git
+    /// work tree that `sh`'s directory belongs to; `None` when git cannot tell, and the detection
+    /// made once the workspace is loaded reports why.
+    pub fn read(sh: &Shell, base: Option<&str>, head: Option<&str>, uncommitted: bool) -> Option<EarlyDetection> {
+        let git = Git::open(sh, &sh.current_dir()).ok()?;
+        let root = git.toplevel().ok()?;
+        sh.change_dir(&root);
+        let range = resolve_range(&git, base, head).ok()?;
+        let changes = RangeChanges::changed_paths(&git, &root, range, uncommitted).ok()?;
+        // The base's graph starts resolving as soon as the root settings are seen to have
+        // changed, and is stopped when their change turns out not to reach what cargo resolves
+        // (a profile). One that cannot start now is started again by the detection, which
+        // reports what fails.
+        let resolving_base = changes
+            .root_settings_changed()
+            .then(|| changes.range.base.as_deref().and_then(|base| start_metadata_at(&git, base).ok()))
+            .flatten();
+        let changes = changes.with_root_settings(&git);
+        let resolving_base = resolving_base.filter(|_| changes.may_change_resolution());
+        let work_tree_is_head = changes.needs_work_tree_graph().then(|| {
+            let (head, uncommitted) = (changes.range.head.clone(), changes.uncommitted);
+            std::thread::spawn(move || work_tree_holds(&root, &head, uncommitted))
         });
-        evidence.build_effects = match effects {
-            Ok(effects) => Some(effects),
-            Err(err) => {
-                eprintln!("note: cannot judge what Cargo.toml or .cargo/ changed in the builds ({err:#}); every app that compiles counts as changed");
-                None
+        Some(EarlyDetection { changes, started: Started { resolving_base, work_tree_is_head } })
+    }
+
+    /// Whether the detection will ask for the work tree's resolved graph.
+    pub fn needs_work_tree_graph(&self) -> bool {
+        self.changes.needs_work_tree_graph()
+    }
+
+    /// The detection, in `workspace` when it is the work tree the changes were read in; `None`
+    /// otherwise (a workspace below the repository's root), when the paths do not fit it.
+    pub fn detect(self, git: &Git<'_>, workspace: &Workspace, config: &Config) -> Option<Result<Detection>> {
+        (self.changes.root == workspace.root).then(|| detect_changes(git, workspace, config, &self.changes, self.started))
+    }
+}
+
+/// `detect` once the range's changes are known, with what was `started` before the workspace was
+/// loaded.
+fn detect_changes(git: &Git<'_>, workspace: &Workspace, config: &Config, changes: &RangeChanges, started: Started) -> Result<Detection> {
+    let RangeChanges { range, uncommitted, changed, settings, .. } = changes;
+    let Some(base) = &range.base else {
+        let apps = select_all(workspace, Reason::FirstCommit);
+        return Ok(Detection { base: None, head: range.head.clone(), uncommitted: *uncommitted, apps, deleted: Vec::new() });
+    };
+    // Whether the work tree holds the head's graph inputs (the clean HEAD: nearly always), so
+    // that its graph, resolved with the workspace, stands for the head's: asked once, by
+    // whichever comparison needs it first.
+    let asking = std::sync::Mutex::new(started.work_tree_is_head);
+    let work_tree_is_head = std::sync::OnceLock::new();
+    let work_tree_is_head = || -> Result<bool> {
+        let answer = work_tree_is_head.get_or_init(|| {
+            let answer = match asking.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+                Some(asking) => {
+                    asking.join().map_err(|_| anyhow::anyhow!("asking git about the work tree failed")).and_then(|answer| answer)
+                }
+                None => work_tree_holds(&workspace.root, &range.head, *uncommitted),
+            };
+            answer.map_err(|err| format!("{err:#}"))
+        });
+        answer.clone().map_err(anyhow::Error::msg)
+    };
+    std::thread::scope(|scope| {
+        // The root manifest and cargo's configuration are judged by what they do to each build,
+        // in a thread of their own while the rest of the evidence is gathered.
+        let root_effects = settings.as_ref().map(|settings| {
+            let work_tree_is_head = &work_tree_is_head;
+            scope.spawn(move || root_effects(workspace, config, changes, settings, started.resolving_base, work_tree_is_head))
+        });
+        for rule in &config.rules {
+            let Some(RuleApps::Named(names)) = &rule.apps else { continue };
+            // A crate that stopped being an app (its Dockerfile deleted) leaves the rule stale, not
+            // wrong: it selects nothing for it. A name that is no crate at all is a mistake.
+            let (apps, former): (Vec<&String>, Vec<&String>) =
+                names.iter().partition(|name| workspace.member(name).is_none_or(|member| member.dockerfile.is_some()));
+            let apps: Vec<String> = apps.into_iter().cloned().collect();
+            workspace
+                .select_apps(&apps)
+                .with_context(|| format!("in the rule for `{}` of [[workspace.metadata.xtask.rules]]", rule.paths))?;
+            for name in former {
+                eprintln!(
+                    "note: the rule for `{}` of [[workspace.metadata.xtask.rules]] names {name}, which has no Dockerfile any more: it selects nothing for it; take {name} out of the rule",
+                    rule.paths
+                );
             }
+        }
+        let mut evidence = Evidence {
+            rules: config.rules.clone(),
+            context_sources: context_sources(workspace, &config.platforms)?,
+            read_by_build: harvest::recorded(workspace),
+            ..Evidence::default()
         };
-    }
-    // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
-    if changed.iter().any(|path| path == "Cargo.lock") {
-        evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {
-            // The work tree's graph is resolved while git tells whether the work tree holds the
-            // head's graph inputs (the clean HEAD: nearly always); then no export is needed.
-            let work_tree = scope.spawn(|| workspace.graph.resolver());
-            let head_is_work_tree =
-                uncommitted || (git.rev_parse("HEAD")? == range.head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path)));
-            let head = if head_is_work_tree { Head::WorkTree(work_tree) } else { Head::Commit(&range.head) };
-            Ok(compare_lockfiles(git, workspace, config, base, head))
-        })?;
-    }
-    let apps = select(workspace, &changed, &evidence);
-    let deleted = deleted_apps(git, workspace, base, &range.head)?;
-    Ok(Detection { base: Some(base.to_string()), head: range.head.clone(), uncommitted, apps, deleted })
+        // What silent macros read matters only when something they read changed: the resolution
+        // that says which apps compile them is the slow part. When the graph cannot be resolved,
+        // every app that compiles crates counts as reading it.
+        if changed.iter().any(|path| silently_read(path)) {
+            evidence.read_by_macros = match workspace
+                .graph
+                .resolver()
+                .and_then(|resolver| resolver.per_app(&compiled_packages(workspace), &release_triples(config)))
+            {
+                Ok(resolved) => silent_reads(&per_app(workspace, resolved)),
+                Err(err) => {
+                    eprintln!("note: the dependency graph cannot be resolved ({err:#}), so every app that compiles crates counts as reading .sqlx/, migrations/ and .env");
+                    workspace.apps().filter(|app| app.package.is_some()).map(|app| (app.name.clone(), every_silent_read())).collect()
+                }
+            };
+        }
+        // The dependency graphs are resolved only when the lockfile changed: it is the slow part.
+        if changed.iter().any(|path| path == "Cargo.lock") {
+            evidence.lockfile = std::thread::scope(|scope| -> Result<LockfileEvidence> {
+                // The work tree's graph is read while git tells whether the work tree holds the
+                // head's graph inputs; then no export is needed.
+                let work_tree = scope.spawn(|| workspace.graph.resolver());
+                let head = if work_tree_is_head()? { Head::WorkTree(work_tree) } else { Head::Commit(&range.head) };
+                Ok(compare_lockfiles(git, workspace, config, base, head))
+            })?;
+        }
+        // What cannot be judged (a file that is not TOML, a graph that does not resolve)
+        // reaches every app that compiles.
+        if let Some(root_effects) = root_effects {
+            let effects = root_effects.join().map_err(|_| anyhow::anyhow!("judging the root settings' change failed"))?;
+            evidence.build_effects = match effects {
+                Ok(effects) => Some(effects),
+                Err(err) => {
+                    eprintln!("note: cannot judge what Cargo.toml or .cargo/ changed in the builds ({err:#}); every app that compiles counts as changed");
+                    None
+                }
+            };
+        }
+        let apps = select(workspace, changed, &evidence);
+        let deleted = deleted_apps(git, workspace, base, &range.head)?;
+        Ok(Detection { base: Some(base.to_string()), head: range.head.clone(), uncommitted: *uncommitted, apps, deleted })
+    })
+}
+
+/// What the root settings' change does to each app's build (`build_effects`). When what cargo
+/// resolves from may have changed, the base's graph resolves in the background (since before the
+/// workspace was loaded, or from now on) while the members' manifests tell whether the change
+/// reaches any of them (`graph_may_change`), and is stopped when it does not.
+fn root_effects(
+    workspace: &Workspace,
+    config: &Config,
+    changes: &RangeChanges,
+    settings: &RootSettings,
+    resolving_base: Option<ResolvingCommit>,
+    work_tree_is_head: &dyn Fn() -> Result<bool>,
+) -> Result<BTreeMap<String, String>> {
+    let change = *settings.change.as_ref().map_err(|err| anyhow::anyhow!("{err:#}"))?;
+    let base = changes.range.base.as_deref().expect("a range with changes has a base");
+    let committed_head = (!changes.uncommitted).then_some(changes.range.head.as_str());
+    with_new_git(&workspace.root, |git| {
+        std::thread::scope(|scope| {
+            let resolving_base = changes.may_change_resolution().then(|| {
+                // The work tree's graph stands for the head's nearly always: its packages are
+                // read, and its graph built, meanwhile too.
+                scope.spawn(|| workspace.graph.package_entries().and_then(|_| workspace.graph.resolver()).map(|_| ()));
+                scope.spawn(move || match resolving_base {
+                    Some(resolving) => Ok(resolving),
+                    None => start_metadata_at_in_new_shell(workspace, base),
+                })
+            });
+            // The head's files are read from the work tree when it holds them.
+            let head = match change {
+                ResolutionChange::Unchanged => committed_head,
+                _ => (!work_tree_is_head()?).then_some(committed_head).flatten(),
+            };
+            let resolves_anew = graph_may_change(git, workspace, change, (&settings.before, &settings.after), head, &changes.changed)?;
+            let resolving_base = match resolving_base {
+                Some(resolving) => Some(resolving.join().map_err(|_| anyhow::anyhow!("resolving the base's dependency graph failed"))?),
+                None => None,
+            };
+            // Stopped when not needed: cargo is killed with the run.
+            let base_metadata = resolves_anew.then_some(|| match resolving_base {
+                Some(resolving) => resolving?.finish(git, workspace),
+                None => metadata_at(git, workspace, base),
+            });
+            build_effects(git, workspace, config, (&settings.before, &settings.after), head, base_metadata)
+        })
+    })
+}
+
+/// `f` with a git of its own, for another thread: a shell cannot be shared between threads.
+fn with_new_git<T>(root: &Path, f: impl FnOnce(&Git<'_>) -> Result<T>) -> Result<T> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    f(&Git::open(&sh, root)?)
+}
+
+/// Whether the work tree at `root` holds the graph inputs of commit `head` (the clean HEAD:
+/// nearly always), so that its graph, resolved with the workspace, stands for the head's.
+fn work_tree_holds(root: &Path, head: &str, uncommitted: bool) -> Result<bool> {
+    with_new_git(root, |git| {
+        Ok(uncommitted || (git.rev_parse("HEAD")? == head && !git.dirty_paths()?.iter().any(|path| is_graph_input(path))))
+    })
 }
 
 /// The paths each app's Dockerfile copies from outside the app's directory (and outside
@@ -323,12 +502,13 @@ fn resolve_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<graph::
 }
 
 /// `cargo metadata` with its resolve graph for commit `rev` (see `resolve_at`).
-/// The files cargo resolves from are kept exported in `target/xtask/cache/graph-tree/` between
-/// runs, with what they are, and only those that differ are written for the next commit asked
-/// for (none for the same commit): on a slow disk, writing a large workspace's manifests takes
-/// longer than resolving it.
+/// The files cargo resolves from are kept exported in `.git/xtask/graph-tree/` between runs,
+/// with what they are, and only those that differ are written for the next commit asked for
+/// (none for the same commit): on a slow disk, writing a large workspace's manifests takes
+/// longer than resolving it. They live in git's directory, not the target directory, because
+/// that is known before cargo is asked anything (`EarlyDetection` starts from it).
 fn metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<Vec<u8>> {
-    start_metadata_at(git, workspace, rev)?.finish(git, workspace)
+    start_metadata_at(git, rev)?.finish(git, workspace)
 }
 
 /// `cargo metadata` of a commit running in the background (`start_metadata_at`), with the lock
@@ -358,8 +538,8 @@ impl ResolvingCommit {
 
 /// Exports the files commit `rev`'s graph is resolved from and starts `cargo metadata` over
 /// them (see `metadata_at`).
-fn start_metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<ResolvingCommit> {
-    let cache = workspace.target_dir.join("xtask/cache/graph-tree");
+fn start_metadata_at(git: &Git<'_>, rev: &str) -> Result<ResolvingCommit> {
+    let cache = git.own_dir()?.join("xtask/graph-tree");
     let state = cache.with_extension("json");
     std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
     // One process at a time rewrites the tree and resolves it.
@@ -372,51 +552,21 @@ fn start_metadata_at(git: &Git<'_>, workspace: &Workspace, rev: &str) -> Result<
         files: BTreeMap<String, String>,
     }
     let held: Exported = std::fs::read(&state).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
-    // A tree whose state is not known (a run that stopped half-way) is written whole again.
-    let _ = std::fs::remove_file(&state);
-    if held.files.is_empty() {
-        let _ = std::fs::remove_dir_all(&cache);
-        std::fs::create_dir_all(&cache)?;
+    // A commit's files never change: a tree that holds them is neither listed nor written again.
+    if held.rev != rev || held.files.is_empty() {
+        // A tree whose state is not known (a run that stopped half-way) is written whole again.
+        let _ = std::fs::remove_file(&state);
+        if held.files.is_empty() {
+            let _ = std::fs::remove_dir_all(&cache);
+            std::fs::create_dir_all(&cache)?;
+        }
+        let files = git.export_changes(rev, &cache, is_graph_input, &held.files)?;
+        std::fs::write(&state, serde_json::to_vec(&Exported { rev: rev.to_string(), files })?)?;
     }
-    // A commit's files never change: a tree that holds them is not listed again.
-    let files = if held.rev == rev { held.files } else { git.export_changes(rev, &cache, is_graph_input, &held.files)? };
-    std::fs::write(&state, serde_json::to_vec(&Exported { rev: rev.to_string(), files })?)?;
     // cargo keeps what it asked rustc about the target in the tree's target directory, which
     // must exist for that: otherwise each run asks rustc again (twice, tens of milliseconds).
     std::fs::create_dir_all(cache.join("target"))?;
     Ok(ResolvingCommit { rev: rev.to_string(), run: graph::MetadataRun::start(&cache)?, _tree: lock })
-}
-
-/// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
-/// dependencies and features; paths relative to the workspace root, wherever it was resolved):
-/// two of these tell which packages a manifest change touched. Each field is kept as cargo wrote
-/// it: building JSON values of a large workspace's metadata took most of a root manifest check.
-fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
-    #[derive(serde::Deserialize)]
-    struct Metadata<'a> {
-        #[serde(borrow)]
-        packages: Vec<BTreeMap<&'a str, &'a serde_json::value::RawValue>>,
-        workspace_root: String,
-    }
-    let metadata: Metadata = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
-    // The root as it is written inside JSON strings.
-    let root = serde_json::to_string(&metadata.workspace_root)?;
-    let root = root.trim_matches('"');
-    let text = |package: &BTreeMap<&str, &serde_json::value::RawValue>, field: &str| {
-        package.get(field).map_or_else(String::new, |value| value.get().trim_matches('"').to_string())
-    };
-    let mut entries = BTreeMap::new();
-    for package in &metadata.packages {
-        let mut entry = String::new();
-        for (field, value) in package.iter().filter(|(field, _)| !matches!(**field, "id" | "manifest_path" | "targets")) {
-            entry.push_str(field);
-            entry.push('=');
-            entry.push_str(value.get());
-            entry.push('\n');
-        }
-        entries.insert(format!("{} {}", text(package, "name"), text(package, "version")), entry.replace(root, ""));
-    }
-    Ok(entries)
 }
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it
@@ -438,18 +588,34 @@ fn build_effects(
     let (mut resolved_before, mut resolved_after) = (BTreeMap::new(), BTreeMap::new());
     if let Some(base_metadata) = base_metadata {
         let (packages, triples) = (compiled_packages(workspace), release_triples(config));
-        let metadata_after: std::sync::Arc<[u8]> = match head {
-            None => workspace.graph.metadata()?,
-            Some(rev) => metadata_at(git, workspace, rev)?.into(),
+        let metadata_after = head.map(|rev| metadata_at(git, workspace, rev)).transpose()?;
+        let resolver = |metadata: &[u8]| -> Result<graph::Resolver> {
+            Ok(graph::Resolver::new(metadata)?.with_cargo_options(workspace.graph.cargo_options.clone()))
         };
-        // The head's packages are read while the base's graph may still be resolving.
-        let (metadata_before, entries_before, entries_after) = std::thread::scope(|scope| -> Result<_> {
-            let reading_after = scope.spawn(|| package_entries(&metadata_after));
-            let metadata_before = base_metadata()?;
-            let entries_before = package_entries(&metadata_before)?;
-            let entries_after = reading_after.join().map_err(|_| anyhow::anyhow!("reading the head's packages failed"))??;
-            Ok((metadata_before, entries_before, entries_after))
+        // Each commit's packages are read, and its graph built, as soon as its metadata is there
+        // (the work tree's may be already): the head's while the base's graph may still be
+        // resolving, the base's two side by side. The graphs are built before the entries tell
+        // whether they are needed, which they are unless no package changed.
+        let metadata_before = std::sync::OnceLock::new();
+        let ((entries_after, commit_resolver), (entries_before, before_resolver)) = std::thread::scope(|scope| -> Result<_> {
+            let reading_after = scope.spawn(|| -> Result<_> {
+                Ok(match &metadata_after {
+                    None => (std::borrow::Cow::Borrowed(workspace.graph.package_entries()?), workspace.graph.resolver().map(|_| None)?),
+                    Some(metadata) => (std::borrow::Cow::Owned(graph::package_entries(metadata)?), Some(resolver(metadata)?)),
+                })
+            });
+            let fetched = base_metadata()?;
+            let metadata_before: &Vec<u8> = metadata_before.get_or_init(|| fetched);
+            let building_before = scope.spawn(|| resolver(metadata_before));
+            let entries_before = graph::package_entries(metadata_before)?;
+            let before_resolver = building_before.join().map_err(|_| anyhow::anyhow!("reading the base's dependency graph failed"))??;
+            let after = reading_after.join().map_err(|_| anyhow::anyhow!("reading the head's dependency graph failed"))??;
+            Ok((after, (entries_before, before_resolver)))
         })?;
+        let after_resolver = match &commit_resolver {
+            Some(resolver) => resolver,
+            None => workspace.graph.resolver()?,
+        };
         // Only the apps that can reach a package whose entry changed are simulated.
         let touched: BTreeSet<String> = entries_before
             .keys()
@@ -458,20 +624,11 @@ fn build_effects(
             .cloned()
             .collect();
         if !touched.is_empty() {
-            // The two commits' graphs are built and simulated side by side.
-            let resolver = |metadata: &[u8]| -> Result<graph::Resolver> {
-                Ok(graph::Resolver::new(metadata)?.with_cargo_options(workspace.graph.cargo_options.clone()))
-            };
-            let (before_resolver, after_resolver) = std::thread::scope(|scope| {
-                let after = scope.spawn(|| resolver(&metadata_after));
-                (resolver(&metadata_before), after.join())
-            });
-            let before_resolver = before_resolver?;
-            let after_resolver = after_resolver.map_err(|_| anyhow::anyhow!("reading the head's dependency graph failed"))??;
             let mut reaching: Vec<String> = before_resolver.apps_that_may_compile(&packages, &touched)?;
             reaching.extend(after_resolver.apps_that_may_compile(&packages, &touched)?);
             reaching.sort();
             reaching.dedup();
+            // The two commits' builds are simulated side by side.
             let (before, after) = std::thread::scope(|scope| {
                 let after = scope.spawn(|| after_resolver.per_app(&reaching, &triples));
                 (before_resolver.per_app(&reaching, &triples), after.join())
@@ -510,18 +667,28 @@ impl SettingsFiles {
     }
 }
 
-fn settings_files(git: &Git<'_>, workspace: &Workspace, rev: Option<&str>) -> SettingsFiles {
-    let mut read = read_files(git, workspace, rev, &["Cargo.toml", ".cargo/config.toml", ".cargo/config"].map(String::from)).into_iter();
-    let (manifest, config, legacy_config) = (read.next().flatten(), read.next().flatten(), read.next().flatten());
-    SettingsFiles { manifest, config: config.or(legacy_config) }
+/// The files `SettingsFiles` holds: the root manifest, and cargo's configuration under its two
+/// names.
+const SETTINGS_FILES: [&str; 3] = ["Cargo.toml", ".cargo/config.toml", ".cargo/config"];
+
+impl SettingsFiles {
+    /// From the texts of `SETTINGS_FILES`, in that order.
+    fn from_texts(texts: &mut impl Iterator<Item = Option<String>>) -> SettingsFiles {
+        let (manifest, config, legacy_config) = (texts.next().flatten(), texts.next().flatten(), texts.next().flatten());
+        SettingsFiles { manifest, config: config.or(legacy_config) }
+    }
+}
+
+fn settings_files(git: &Git<'_>, root: &Path, rev: Option<&str>) -> SettingsFiles {
+    SettingsFiles::from_texts(&mut read_files(git, root, rev, &SETTINGS_FILES.map(String::from)).into_iter())
 }
 
 /// The texts of files (paths relative to the root) at commit `rev`, or in the work tree; `None`
 /// for one that is not there, or when git cannot tell.
-fn read_files(git: &Git<'_>, workspace: &Workspace, rev: Option<&str>, paths: &[String]) -> Vec<Option<String>> {
+fn read_files(git: &Git<'_>, root: &Path, rev: Option<&str>, paths: &[String]) -> Vec<Option<String>> {
     match rev {
         Some(rev) => git.show_files(rev, paths).unwrap_or_else(|_| vec![None; paths.len()]),
-        None => paths.iter().map(|path| std::fs::read_to_string(workspace.root.join(path)).ok()).collect(),
+        None => paths.iter().map(|path| std::fs::read_to_string(root.join(path)).ok()).collect(),
     }
 }
 
@@ -548,7 +715,7 @@ fn graph_may_change(
                 .filter(|member| member.is_crate)
                 .map(|member| if member.dir.is_empty() { "Cargo.toml".to_string() } else { format!("{}/Cargo.toml", member.dir) })
                 .collect();
-            settings::members_reached(&before.as_files(), &after.as_files(), &read_files(git, workspace, head, &manifests))?
+            settings::members_reached(&before.as_files(), &after.as_files(), &read_files(git, &workspace.root, head, &manifests))?
         }
         ResolutionChange::MembersOnly | ResolutionChange::Graph => true,
     })
@@ -556,7 +723,7 @@ fn graph_may_change(
 
 /// Each app's build settings (`settings::of_apps`) in the work tree.
 fn work_tree_settings(git: &Git<'_>, workspace: &Workspace, config: &Config) -> Result<BTreeMap<String, String>> {
-    settings::of_apps(&settings_files(git, workspace, None).as_files(), &app_builds(workspace, config))
+    settings::of_apps(&settings_files(git, &workspace.root, None).as_files(), &app_builds(workspace, config))
 }
 
 /// The apps as their settings see them: the profile of the crate each compiles, and every Rust
@@ -706,9 +873,7 @@ fn resolved_with_cache(workspace: &Workspace, triples: &[&str], files: &[TreeFil
 
 /// `start_metadata_at` from another thread, which needs a shell of its own.
 fn start_metadata_at_in_new_shell(workspace: &Workspace, rev: &str) -> Result<ResolvingCommit> {
-    let sh = Shell::new()?;
-    sh.change_dir(&workspace.root);
-    start_metadata_at(&Git::open(&sh, &workspace.root)?, workspace, rev)
+    with_new_git(&workspace.root, |git| start_metadata_at(git, rev))
 }
 
 /// `current_inputs` from another thread, which needs a shell of its own.

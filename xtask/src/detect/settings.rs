@@ -151,6 +151,12 @@ pub fn members_reached(before: &Files<'_>, after: &Files<'_>, members: &[Option<
     const DEPENDENCY_TABLES: [&str; 5] =
         ["dependencies", "dev-dependencies", "build-dependencies", "dev_dependencies", "build_dependencies"];
     for manifest in members {
+        // Inheriting takes a `workspace` key: a manifest without the word (nor an escape that
+        // could spell it in a quoted key) inherits nothing, and parsing every member's manifest
+        // is most of this check's time.
+        if manifest.as_deref().is_some_and(|text| !text.contains("workspace") && !text.contains('\\')) {
+            continue;
+        }
         let Some(manifest) = manifest.as_deref().and_then(|text| toml::from_str::<toml::Value>(text).ok()) else { return Ok(true) };
         let manifest = serde_json::to_value(manifest)?;
         let platform_tables = manifest["target"].as_object().into_iter().flat_map(|targets| targets.values());
@@ -325,7 +331,11 @@ mod tests {
         let moved = MANIFEST.replace("crates/*", "apps/*");
         assert!(members_reached(&files(MANIFEST, None), &files(&moved, None), &[]).unwrap());
         assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[None]).unwrap());
-        assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[Some("[package".to_string())]).unwrap());
+        assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[Some("[package\nlog.workspace = true".to_string())]).unwrap());
+        // One that names no `workspace` inherits nothing, whatever else it says.
+        assert!(!members_reached(&files(MANIFEST, None), &files(deps, None), &[Some("[package".to_string())]).unwrap());
+        let escaped = "[package]\nname = \"api\"\n\n[dependencies]\nlog = { \"\\u0077orkspace\" = true }\n";
+        assert!(members_reached(&files(MANIFEST, None), &files(deps, None), &[Some(escaped.to_string())]).unwrap());
     }
 
     #[test]

@@ -23,6 +23,20 @@ impl<'a> Git<'a> {
         Ok(Git { sh })
     }
 
+    /// The root of the work tree, where the paths git prints start.
+    pub fn toplevel(&self) -> Result<PathBuf> {
+        let sh = self.sh;
+        Ok(cmd!(sh, "git rev-parse --show-toplevel").quiet().read().context("cannot find the root of this git work tree")?.into())
+    }
+
+    /// The repository's own directory (`.git`, or a linked work tree's), where the xtask keeps
+    /// the files it exports from commits: unlike the target directory, it is known before cargo
+    /// has been asked anything.
+    pub fn own_dir(&self) -> Result<PathBuf> {
+        let sh = self.sh;
+        Ok(cmd!(sh, "git rev-parse --absolute-git-dir").quiet().read().context("cannot find this repository's .git directory")?.into())
+    }
+
     /// The full 40-character sha of `rev`.
     pub fn rev_parse(&self, rev: &str) -> Result<String> {
         self.commit(rev).with_context(|| {
@@ -162,6 +176,31 @@ impl<'a> Git<'a> {
     }
 
     /// The contents of the blobs `objects` names, from one `git cat-file --batch`.
+    /// The text of each file `(rev, path)` (`None`: not there, or no text), from one
+    /// `git cat-file --batch`: for a few files, fewer git calls than `show_files`.
+    pub fn show_each(&self, files: &[(&str, &str)]) -> Result<Vec<Option<String>>> {
+        let sh = self.sh;
+        let request: String = files.iter().map(|(rev, path)| format!("{rev}:{path}\n")).collect();
+        let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
+        let mut rest = output.stdout.as_slice();
+        let mut texts = Vec::with_capacity(files.len());
+        for _ in files {
+            // Each answer is `<object> <type> <size>\n<contents>\n`, or `<name> missing\n`.
+            let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
+            let header: Vec<&str> = std::str::from_utf8(&rest[..header_end])?.split(' ').collect();
+            let [_, kind, size] = header[..] else {
+                texts.push(None);
+                rest = &rest[header_end + 1..];
+                continue;
+            };
+            let size: usize = size.parse().with_context(|| format!("git cat-file printed `{}`", header.join(" ")))?;
+            let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
+            texts.push((kind == "blob").then(|| String::from_utf8(contents.to_vec()).ok()).flatten());
+            rest = &rest[(header_end + 2 + size).min(rest.len())..];
+        }
+        Ok(texts)
+    }
+
     fn blobs(&self, objects: &[&String]) -> Result<Vec<Vec<u8>>> {
         let sh = self.sh;
         if objects.is_empty() {

@@ -29,6 +29,8 @@ pub struct WorkTreeGraph {
     state: Mutex<State>,
     /// guppy's graph of it, built once (parsing the metadata costs tens of milliseconds).
     resolver: std::sync::OnceLock<Result<Resolver, String>>,
+    /// Its `package_entries`, read once.
+    entries: std::sync::OnceLock<Result<BTreeMap<String, String>, String>>,
 }
 
 enum State {
@@ -38,9 +40,9 @@ enum State {
     Done(Result<Arc<[u8]>, String>),
 }
 
-/// An offline `cargo metadata --locked` run, its output read by threads of its own so that a
-/// full pipe never stalls it.
-struct Background {
+/// A `cargo metadata` run in the background, its output read by threads of its own so that a
+/// full pipe never stalls it; killed when dropped unfinished.
+pub struct Background {
     cargo: KilledUnlessWaited,
     stdout: JoinHandle<Vec<u8>>,
     stderr: JoinHandle<Vec<u8>>,
@@ -57,6 +59,7 @@ impl WorkTreeGraph {
             cargo_options: BTreeMap::new(),
             state: Mutex::new(State::NotStarted),
             resolver: std::sync::OnceLock::new(),
+            entries: std::sync::OnceLock::new(),
         }
     }
 
@@ -72,6 +75,7 @@ impl WorkTreeGraph {
             cargo_options: BTreeMap::new(),
             state: Mutex::new(state),
             resolver: std::sync::OnceLock::new(),
+            entries: std::sync::OnceLock::new(),
         }
     }
 
@@ -100,10 +104,51 @@ impl WorkTreeGraph {
     }
 }
 
+impl WorkTreeGraph {
+    /// `package_entries` of the metadata, read at most once per run.
+    pub fn package_entries(&self) -> Result<&BTreeMap<String, String>> {
+        let read =
+            self.entries.get_or_init(|| self.metadata().and_then(|metadata| package_entries(&metadata)).map_err(|err| format!("{err:#}")));
+        read.as_ref().map_err(|message| anyhow!(message.clone()))
+    }
+}
+
 impl std::fmt::Debug for WorkTreeGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkTreeGraph").field("dir", &self.dir).finish_non_exhaustive()
     }
+}
+
+/// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
+/// dependencies and features; paths relative to the workspace root, wherever it was resolved):
+/// two of these tell which packages a manifest change touched. Each field is kept as cargo wrote
+/// it: building JSON values of a large workspace's metadata took most of a root manifest check.
+pub fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow)]
+        packages: Vec<BTreeMap<&'a str, &'a serde_json::value::RawValue>>,
+        workspace_root: String,
+    }
+    let metadata: Metadata = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
+    // The root as it is written inside JSON strings.
+    let root = serde_json::to_string(&metadata.workspace_root)?;
+    let root = root.trim_matches('"');
+    let text = |package: &BTreeMap<&str, &serde_json::value::RawValue>, field: &str| {
+        package.get(field).map_or_else(String::new, |value| value.get().trim_matches('"').to_string())
+    };
+    let mut entries = BTreeMap::new();
+    for package in &metadata.packages {
+        let mut entry = String::new();
+        for (field, value) in package.iter().filter(|(field, _)| !matches!(**field, "id" | "manifest_path" | "targets")) {
+            entry.push_str(field);
+            entry.push('=');
+            entry.push_str(value.get());
+            entry.push('\n');
+        }
+        entries.insert(format!("{} {}", text(package, "name"), text(package, "version")), entry.replace(root, ""));
+    }
+    Ok(entries)
 }
 
 /// A tree's `cargo metadata` with its resolve graph (`full_metadata`), running in the background
@@ -127,8 +172,13 @@ impl MetadataRun {
 }
 
 impl Background {
+    /// An offline `cargo metadata --locked` of the workspace in `dir` (`metadata_command`).
     fn start(dir: &Path) -> std::io::Result<Background> {
-        let mut child = metadata_command(dir, true).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        Background::spawn(&mut metadata_command(dir, true))
+    }
+
+    pub fn spawn(command: &mut Command) -> std::io::Result<Background> {
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
@@ -141,7 +191,7 @@ impl Background {
         Ok(Background { cargo: KilledUnlessWaited(child), stdout, stderr })
     }
 
-    fn finish(self) -> Result<Output> {
+    pub fn finish(self) -> Result<Output> {
         let Background { mut cargo, stdout, stderr } = self;
         let status = cargo.0.wait().context("cannot wait for cargo metadata")?;
         // The pipes close when cargo exits, so the readers end.

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use xshell::{cmd, Shell};
 
 use crate::image::dockerfile::cargo_stage::CargoOptions;
 use crate::image::platform::Platform;
@@ -243,29 +242,47 @@ struct RawTarget {
 }
 
 impl Workspace {
-    /// Runs `cargo metadata` in `dir`. `--no-deps` keeps this fast and offline: path dependencies
-    /// between members are all the graph that selection needs. With `resolve_graph` the resolved
-    /// graph's run starts beside it, in the background (see `graph::WorkTreeGraph`).
-    pub fn load(sh: &Shell, dir: &Path, resolve_graph: bool) -> Result<Workspace> {
-        let graph = resolve_graph.then(|| graph::WorkTreeGraph::started(dir));
-        let _cwd = sh.push_dir(dir);
-        let cargo = cargo();
-        let output = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps").quiet().ignore_status().output()?;
-        if !output.status.success() {
-            // cargo's own message becomes part of the one error paragraph.
-            let reported = String::from_utf8_lossy(&output.stderr);
-            let reported: Vec<&str> =
-                reported.lines().map(|line| line.trim_start_matches("error: ").trim()).filter(|line| !line.is_empty()).collect();
-            bail!(
-                "cannot read the Cargo workspace in {}: cargo says: {}; run the xtask inside the workspace and fix that",
-                dir.display(),
-                reported.join(" ")
-            );
-        }
-        let mut workspace = Workspace::from_metadata(&output.stdout, &|app_dir| app_dir.join("Dockerfile").is_file())?;
-        if let Some(graph) = graph {
-            workspace.graph = graph;
-        }
+    /// Loads the workspace `dir` belongs to (`start_loading`, then `Loading::finish`).
+    pub fn load(dir: &Path, graph: graph::WorkTreeGraph, read_from_graph: bool) -> Result<Workspace> {
+        Workspace::start_loading(dir, graph)?.finish(read_from_graph)
+    }
+
+    /// Starts `cargo metadata --no-deps` in `dir`, in the background: fast and offline, since
+    /// path dependencies between members are all the graph that selection needs. `graph` is the
+    /// work tree's resolved graph, as the command started it.
+    pub fn start_loading(dir: &Path, graph: graph::WorkTreeGraph) -> Result<Loading> {
+        Ok(Loading { dir: dir.to_path_buf(), graph, members: Loading::start_members(dir)? })
+    }
+}
+
+/// A workspace being loaded (`Workspace::start_loading`): its `cargo metadata --no-deps` running
+/// beside the work tree's resolved graph until the command knows which of the two to read it
+/// from.
+pub struct Loading {
+    dir: PathBuf,
+    graph: graph::WorkTreeGraph,
+    members: graph::Background,
+}
+
+impl Loading {
+    /// The workspace, read from the `--no-deps` run, or with `read_from_graph` (for a command that
+    /// certainly needs the resolved graph) from that graph, the other run being stopped at once:
+    /// two cargo runs side by side slow each other down. When the graph fails, `--no-deps` runs
+    /// again, and its error is the one reported.
+    pub fn finish(self, read_from_graph: bool) -> Result<Workspace> {
+        let Loading { dir, graph, members } = self;
+        let has_dockerfile = |app_dir: &Path| app_dir.join("Dockerfile").is_file();
+        let resolved: std::sync::Arc<[u8]> = if read_from_graph {
+            drop(members);
+            match graph.metadata() {
+                Ok(metadata) => metadata,
+                Err(_) => Loading::members_metadata(&dir, Loading::start_members(&dir)?)?.into(),
+            }
+        } else {
+            Loading::members_metadata(&dir, members)?.into()
+        };
+        let mut workspace = Workspace::from_metadata(&resolved, &has_dockerfile)?;
+        workspace.graph = graph;
         let declared: Vec<ImageEntry> = config::declared_images(&workspace.metadata)?.into_iter().map(ImageEntry::declared).collect();
         let mut images: Vec<ImageEntry> = Vec::new();
         for entry in std::fs::read_dir(workspace.root.join(IMAGES_DIR)).into_iter().flatten().flatten() {
@@ -300,6 +317,31 @@ impl Workspace {
         Ok(workspace)
     }
 
+    fn start_members(dir: &Path) -> Result<graph::Background> {
+        let mut command = std::process::Command::new(cargo());
+        command.args(["metadata", "--format-version", "1", "--no-deps"]).current_dir(dir);
+        graph::Background::spawn(&mut command).context("cannot run cargo metadata")
+    }
+
+    /// The output of the `--no-deps` run `members` of the workspace in `dir`, or cargo's error.
+    fn members_metadata(dir: &Path, members: graph::Background) -> Result<Vec<u8>> {
+        let output = members.finish()?;
+        if !output.status.success() {
+            // cargo's own message becomes part of the one error paragraph.
+            let reported = String::from_utf8_lossy(&output.stderr);
+            let reported: Vec<&str> =
+                reported.lines().map(|line| line.trim_start_matches("error: ").trim()).filter(|line| !line.is_empty()).collect();
+            bail!(
+                "cannot read the Cargo workspace in {}: cargo says: {}; run the xtask inside the workspace and fix that",
+                dir.display(),
+                reported.join(" ")
+            );
+        }
+        Ok(output.stdout)
+    }
+}
+
+impl Workspace {
     pub fn from_metadata(json: &[u8], has_dockerfile: &dyn Fn(&Path) -> bool) -> Result<Workspace> {
         let raw: RawMetadata = serde_json::from_slice(json).context("unexpected cargo metadata output")?;
         let member_ids: HashSet<&str> = raw.workspace_members.iter().map(String::as_str).collect();
