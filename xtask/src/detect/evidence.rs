@@ -183,9 +183,7 @@ impl EarlyDetection {
     /// work tree that `sh`'s directory belongs to; `None` when git cannot tell, and the detection
     /// made once the workspace is loaded reports why.
     pub fn read(sh: &Shell, base: Option<&str>, head: Option<&str>, uncommitted: bool) -> Option<EarlyDetection> {
-        let git = Git::open(sh, &sh.current_dir()).ok()?;
-        let root = git.toplevel().ok()?;
-        sh.change_dir(&root);
+        let (git, root) = Git::open_at_root(sh).ok()?;
         let range = resolve_range(&git, base, head).ok()?;
         let changes = RangeChanges::changed_paths(&git, &root, range, uncommitted).ok()?;
         // The base's graph starts resolving as soon as the root settings are seen to have

@@ -8,6 +8,8 @@ use xshell::{cmd, Shell};
 
 pub struct Git<'a> {
     sh: &'a Shell,
+    /// `own_dir`, asked at most once.
+    own_dir: std::sync::OnceLock<PathBuf>,
 }
 
 impl<'a> Git<'a> {
@@ -20,21 +22,31 @@ impl<'a> Git<'a> {
                 dir.display()
             );
         }
-        Ok(Git { sh })
+        Ok(Git { sh, own_dir: std::sync::OnceLock::new() })
     }
 
-    /// The root of the work tree, where the paths git prints start.
-    pub fn toplevel(&self) -> Result<PathBuf> {
-        let sh = self.sh;
-        Ok(cmd!(sh, "git rev-parse --show-toplevel").quiet().read().context("cannot find the root of this git work tree")?.into())
+    /// The git of the work tree `sh`'s directory lies in, with `sh` moved to its root, which is
+    /// returned; one git call.
+    pub fn open_at_root(sh: &'a Shell) -> Result<(Git<'a>, PathBuf)> {
+        let output = cmd!(sh, "git rev-parse --show-toplevel --absolute-git-dir").quiet().ignore_stderr().read();
+        let (root, own_dir) = output
+            .ok()
+            .and_then(|out| out.split_once('\n').map(|(root, dir)| (PathBuf::from(root), PathBuf::from(dir))))
+            .with_context(|| format!("{} is not in a git work tree", sh.current_dir().display()))?;
+        sh.change_dir(&root);
+        Ok((Git { sh, own_dir: own_dir.into() }, root))
     }
 
     /// The repository's own directory (`.git`, or a linked work tree's), where the xtask keeps
     /// the files it exports from commits: unlike the target directory, it is known before cargo
     /// has been asked anything.
-    pub fn own_dir(&self) -> Result<PathBuf> {
+    pub fn own_dir(&self) -> Result<&Path> {
+        if let Some(dir) = self.own_dir.get() {
+            return Ok(dir);
+        }
         let sh = self.sh;
-        Ok(cmd!(sh, "git rev-parse --absolute-git-dir").quiet().read().context("cannot find this repository's .git directory")?.into())
+        let dir = cmd!(sh, "git rev-parse --absolute-git-dir").quiet().read().context("cannot find this repository's .git directory")?;
+        Ok(self.own_dir.get_or_init(|| dir.into()))
     }
 
     /// The full 40-character sha of `rev`.
