@@ -460,11 +460,14 @@ struct StageEnd {
     context_root: Option<String>,
     /// The directories it made: a binary copied into one keeps its name.
     dirs: Vec<String>,
+    /// The first command that ran on the copied sources and may have changed what cargo reads
+    /// (`may_change_sources`), as `line: why`: a build after it cannot be replaced.
+    sources_changed: Option<String>,
 }
 
 impl Default for StageEnd {
     fn default() -> StageEnd {
-        StageEnd { env: Vec::new(), workdir: "/".into(), context_root: None, dirs: Vec::new() }
+        StageEnd { env: Vec::new(), workdir: "/".into(), context_root: None, dirs: Vec::new(), sources_changed: None }
     }
 }
 
@@ -550,6 +553,10 @@ fn stage_build_from(
                     if mentions_cargo_build(&written) {
                         return Err(format!("{line}: cargo runs through a script the xtask cannot read"));
                     }
+                    if end.sources_changed.is_none() {
+                        end.sources_changed =
+                            commands.iter().find_map(|words| may_change_sources(words, end)).map(|why| format!("{line}: {why}"));
+                    }
                     continue;
                 }
                 // `cd` and `export` hold to the end of the RUN line.
@@ -607,6 +614,14 @@ fn stage_build_from(
                                     "{line}: cargo's argument `{arg}` is a command substitution's output, which the xtask does not know"
                                 ));
                             }
+                            // cargo-strip strips the binaries of the target directory, which the
+                            // profile's strip setting does in the link.
+                            if let (Some(build), ["strip"]) =
+                                (build.as_mut(), args.iter().map(String::as_str).collect::<Vec<_>>().as_slice())
+                            {
+                                build.options.strip = Some("symbols".into());
+                                continue;
+                            }
                             let places = Places {
                                 cwd: &cwd,
                                 target_dir: target_dir.as_deref(),
@@ -615,6 +630,9 @@ fn stage_build_from(
                             };
                             let found = parse_cargo(args, &places);
                             let Some(mut found) = found.map_err(|why| format!("{line}: {why}"))? else { continue };
+                            if let Some(why) = &end.sources_changed {
+                                return Err(why.clone());
+                            }
                             found.options.rustflags =
                                 build_rustflags(rustflags.as_deref().unwrap_or_default()).map_err(|why| format!("{line}: {why}"))?;
                             // The flags that choose the linker are gone: the xtask chooses it.
@@ -680,8 +698,12 @@ fn stage_build_from(
                                 }
                             });
                         }
-                        // Before the build, as on a RUN line of its own: tools the build needs.
-                        _ if build.is_none() => {}
+                        // Before the build, as on a RUN line of its own.
+                        _ if build.is_none() => {
+                            if end.sources_changed.is_none() {
+                                end.sources_changed = may_change_sources(words, end).map(|why| format!("{line}: {why}"));
+                            }
+                        }
                         _ => {
                             let build = build.as_mut().expect("after the build");
                             after_build(build, name, args, &cwd, &end.dirs).map_err(|why| format!("{line}: {why}"))?;
@@ -858,6 +880,33 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
         }
         other => Err(format!("`{other}` runs after cargo build, and may change the binary")),
     }
+}
+
+/// The program of a command run before the build that may make or change files cargo reads
+/// (web assets it embeds, generated code, a patched manifest): once the sources are in the stage
+/// (`StageEnd::context_root`), any but those that install tools and system packages, make users
+/// and directories, only read, or set the environment (`. "$HOME/.cargo/env"`). The xtask builds
+/// from the work tree, which holds none of what such a command made.
+fn may_change_sources(words: &[String], end: &StageEnd) -> Option<String> {
+    const LEAVE_SOURCES: &str = "apt-get apt apk yum dnf microdnf tdnf zypper pacman dpkg update-alternatives \
+        update-ca-certificates ldconfig locale-gen rustup rustc pip pip3 pipx cargo-binstall sccache curl wget gpg apt-key \
+        mkdir chmod chown ln useradd adduser groupadd addgroup usermod ls cat du echo printf true test [ pwd which command \
+        env id uname export set cd . source";
+    // Commands that touch only the paths they are given: harmless when those all lie outside the
+    // sources (`rm -rf /var/lib/apt/lists/*`).
+    const FILE_TOOLS: &str = "rm cp mv tar unzip touch install";
+    let (name, args) = program(words)?;
+    let context_root = end.context_root.as_deref()?;
+    let root = context_root.trim_end_matches('/');
+    let outside_sources = |arg: &String| {
+        let path = super::normalize("/", arg);
+        arg.starts_with('/') && path != root && !path.starts_with(&format!("{root}/"))
+    };
+    let listed = |list: &str| list.split_whitespace().any(|listed| listed == name);
+    let only_outside = listed(FILE_TOOLS) && args.iter().filter(|arg| !arg.starts_with('-')).all(outside_sources);
+    (!listed(LEAVE_SOURCES) && !only_outside).then(|| {
+        format!("`{name}` runs before cargo build on the copied sources, and may make or change files the build reads, which the xtask's build from the work tree would not have")
+    })
 }
 
 /// Whether a mode (`chmod`'s, `install -m`'s) leaves the binary as the staged one is: 0755.
@@ -1189,6 +1238,30 @@ ENTRYPOINT ["gateway"]"#,
             ],
         );
         check(&with("RUN ./build.sh", copy), expect!["none"]);
+        // What runs on the copied sources before the build may make files cargo reads (the web
+        // assets a server embeds), which the work tree the xtask builds from does not hold.
+        check(
+            &with("RUN npm --prefix web ci && npm --prefix web run build\nRUN cargo build --release", copy),
+            expect!["kept: Dockerfile:4: `npm` runs before cargo build on the copied sources, and may make or change files the build reads, which the xtask's build from the work tree would not have"],
+        );
+        check(
+            &with("RUN sed -i '/\"benches\"/d' Cargo.toml && cargo build --release", copy),
+            expect!["kept: Dockerfile:4: `sed` runs before cargo build on the copied sources, and may make or change files the build reads, which the xtask's build from the work tree would not have"],
+        );
+        // Before the sources are in, it only prepares the machine.
+        check(
+            "FROM rust AS build\nRUN npm install -g wasm-pack\nWORKDIR /src\nCOPY . .\nRUN cargo build --release\nFROM debian\nCOPY --from=build /src/target/release/app /app\n",
+            expect![[r#"
+                package None, bins {"app"}, reads the context: false
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY linux/arm64/app /app"#]],
+        );
+        check(
+            "FROM rust AS sources\nWORKDIR /src\nCOPY . .\nRUN make assets\nFROM sources AS build\nRUN cargo build --release\nFROM debian\nCOPY --from=build /src/target/release/app /app\n",
+            expect!["kept: Dockerfile:4: `make` runs before cargo build on the copied sources, and may make or change files the build reads, which the xtask's build from the work tree would not have"],
+        );
         check(
             &with("RUN cargo build --release", "COPY --from=build /src/target/release/app <<EOF /srv/\nnote\nEOF"),
             expect!["kept: Dockerfile:6: COPY --from=build with a heredoc writes more than the binaries"],
@@ -1432,7 +1505,8 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
             profile release, features a,b,c
             profile release, features serde/derive,tls
             profile release, GIT_SHA=abc1234, SQLX_OFFLINE=true, VERSION=1.2
-            profile maxperf"#]]
+            profile maxperf
+            profile release, stripped of symbols"#]]
         .assert_eq(
             &[
                 options("RUN cargo build --release", "/src/target/release"),
@@ -1450,6 +1524,8 @@ ENV ENTRYPOINT=/usr/local/bin/$BIN"#;
                 ),
                 // reth's: an empty build argument, quoted, is no feature, and --locked a flag.
                 options("ARG FEATURES=\"\"\nRUN cargo build --profile maxperf --features \"$FEATURES\" --locked", "/src/target/maxperf"),
+                // komodo's: cargo-strip strips what the build made.
+                options("RUN cargo build --release && cargo strip", "/src/target/release"),
             ]
             .join("\n"),
         );
