@@ -679,6 +679,13 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             0,
         ),
         ("if", format!("{switched}FROM scratch\n{copy}ENTRYPOINT [\"/usr/local/bin/stamp\"]\n"), 0),
+        // A file of the context out of the builder stage, as pgcat's configuration: read from the
+        // context, the builder stage still replaced.
+        (
+            "context-file",
+            format!("{builder}FROM scratch\n{copy}COPY --from=builder /src/crates/stamp/stamp.toml /etc/stamp/\nENTRYPOINT [\"/usr/local/bin/stamp\"]\n"),
+            0,
+        ),
         // arm64, as Rust repositories cross-compile in the Dockerfile: the builder stage runs on
         // the build platform, a `case` on TARGETARCH chooses the Rust target (shadowsocks'
         // shape), and BuildKit runs the runtime stage's step under qemu.
@@ -693,6 +700,7 @@ fn a_replaced_builder_stage_gives_the_image_buildkit_makes_of_the_dockerfile_as_
             "crates/stamp/src/main.rs",
             "fn main() {\n    let path = std::env::args().nth(1).expect(\"stamp needs a file to write\");\n    std::fs::write(path, std::env::consts::ARCH).unwrap();\n}\n",
         );
+        scratch.write("crates/stamp/stamp.toml", "mode = \"oracle\"\n");
         scratch.write("crates/stamp/Dockerfile", &dockerfile);
         scratch.write(".dockerignore", "target\n.git\n");
         let lockfile = run(Command::new(env!("CARGO")).args(["generate-lockfile", "--offline"]).current_dir(scratch.path()));

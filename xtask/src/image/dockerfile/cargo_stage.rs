@@ -294,6 +294,8 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         Err(why) => return Ok(CargoStages::Kept(format!("{file}:{why}"))),
                     };
                     let mut copied = Vec::new();
+                    // Files the stage has from the build context, as paths in the context.
+                    let mut from_context = Vec::new();
                     let mut expanded_sources = Vec::new();
                     for source in &copy.sources {
                         let source = match expand(source) {
@@ -303,15 +305,21 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                         // BuildKit reads a COPY --from source from the stage's root, whatever its WORKDIR.
                         let path = super::normalize("/", &source);
                         expanded_sources.push(source.clone());
-                        match build.binary_at(&path) {
-                            Some(bin) => copied.push(bin),
-                            None => {
+                        match (build.binary_at(&path), context_file(&ends[source_stage], build, &path)) {
+                            (Some(bin), _) => copied.push(bin),
+                            (None, Some(in_context)) => from_context.push(in_context),
+                            (None, None) => {
                                 return Ok(CargoStages::Kept(format!(
-                                    "{file}:{line}: COPY --from={from} {source} copies what is not a binary the stage's cargo build makes ({}/<bin>)",
+                                    "{file}:{line}: COPY --from={from} {source} copies what is not a binary the stage's cargo build makes ({}/<bin>) nor a file of the build context it copied",
                                     build.out_dir
                                 )))
                             }
                         }
+                    }
+                    if !copied.is_empty() && !from_context.is_empty() {
+                        return Ok(CargoStages::Kept(format!(
+                            "{file}:{line}: COPY --from={from} copies both binaries cargo built and files of the build context"
+                        )));
                     }
                     if !copy.contents.is_empty() {
                         return Ok(CargoStages::Kept(format!(
@@ -328,8 +336,14 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
                     if copy.link {
                         flags.push_str("--link ");
                     }
-                    let sources: Vec<String> = copied.iter().map(|bin| format!("{STAGED}{platform}/{bin}")).collect();
-                    let rewritten = format!("COPY {STAGED_FROM}{flags}{} {}", sources.join(" "), copy.dest);
+                    // A file of the context the builder stage copied is read from the context, as
+                    // BuildKit would have copied it there and out again, owner and mode alike.
+                    let (sources, from_stage) = match from_context.is_empty() {
+                        true => (copied.iter().map(|bin| format!("{STAGED}{platform}/{bin}")).collect::<Vec<_>>(), STAGED_FROM),
+                        false => (from_context, ""),
+                    };
+                    reads_context |= from_stage.is_empty();
+                    let rewritten = format!("COPY {from_stage}{flags}{} {}", sources.join(" "), copy.dest);
                     // The history BuildKit records for the COPY as written, and for the rewritten one.
                     let (chown, chmod, dest) = match (expand(&copy.chown), expand(&copy.chmod), expand(&copy.dest)) {
                         (Ok(chown), Ok(chmod), Ok(dest)) => (chown, chmod, dest),
@@ -409,6 +423,17 @@ pub fn replace(text: &str, file: &str, build_args: &[(String, String)], platform
     })))
 }
 
+/// Where file `path` of a builder stage is in the build context: under the directory a plain
+/// `COPY . <dir>` put the whole context (`StageEnd::whole_context`, forgotten once anything may
+/// have written there), and neither the context's root itself nor in a `target` directory, where
+/// cargo writes (zksync-era's `core/target/release/zksync_server` is a build's output).
+fn context_file(end: &StageEnd, build: &CargoBuild, path: &str) -> Option<String> {
+    let root = end.whole_context.as_deref()?.trim_end_matches('/');
+    let in_context = if root.is_empty() { path.strip_prefix('/') } else { path.strip_prefix(&format!("{root}/")) }?;
+    let in_output = in_context.split('/').any(|part| part == "target") || path.starts_with(&format!("{}/", build.out_dir));
+    (!in_context.is_empty() && !in_output).then(|| in_context.to_string())
+}
+
 /// The variables one command of a stage sees, each set or unset.
 type Scope = Vec<(String, Option<String>)>;
 
@@ -463,11 +488,15 @@ struct StageEnd {
     /// The first command that ran on the copied sources and may have changed what cargo reads
     /// (`may_change_sources`), as `line: why`: a build after it cannot be replaced.
     sources_changed: Option<String>,
+    /// Where a plain `COPY . <dir>` put the whole build context, as long as no COPY or ADD after
+    /// it wrote over it: a file there is the context's own, which a later stage's `COPY --from`
+    /// can read from the context instead.
+    whole_context: Option<String>,
 }
 
 impl Default for StageEnd {
     fn default() -> StageEnd {
-        StageEnd { env: Vec::new(), workdir: "/".into(), context_root: None, dirs: Vec::new(), sources_changed: None }
+        StageEnd { env: Vec::new(), workdir: "/".into(), context_root: None, dirs: Vec::new(), sources_changed: None, whole_context: None }
     }
 }
 
@@ -518,10 +547,19 @@ fn stage_build_from(
             Instruction::Copy(copy) if copy.from.is_none() && copy.sources.iter().any(|source| matches!(source.as_str(), "." | "./")) => {
                 let dest = lex.process_word(&copy.dest, &lookup).unwrap_or_default();
                 end.context_root = Some(super::normalize(&end.workdir, &dest));
+                // Files keep the context's owner and mode only when the COPY sets neither.
+                let plain = copy.sources.len() == 1
+                    && copy.chown.is_empty()
+                    && copy.chmod.is_empty()
+                    && copy.excludes.is_empty()
+                    && !copy.parents
+                    && copy.contents.is_empty();
+                end.whole_context = plain.then(|| end.context_root.clone()).flatten();
             }
             Instruction::Copy(copy)
                 if copy.from.is_none() && copy.sources.iter().any(|source| matches!(source.as_str(), "Cargo.toml" | "./Cargo.toml")) =>
             {
+                end.whole_context = None;
                 // Into a directory (`./`, `.`, or with other sources), or as a file named so.
                 let dest = lex.process_word(&copy.dest, &lookup).unwrap_or_default();
                 let dest = super::normalize(&end.workdir, &dest);
@@ -535,6 +573,7 @@ fn stage_build_from(
                     end.context_root = Some(root);
                 }
             }
+            Instruction::Copy(_) | Instruction::Add(_) => end.whole_context = None,
             Instruction::Run(run) => {
                 let written = run.cmd_line.join(" ");
                 let commands = if run.prepend_shell {
@@ -557,6 +596,10 @@ fn stage_build_from(
                         end.sources_changed =
                             commands.iter().find_map(|words| may_change_sources(words, end)).map(|why| format!("{line}: {why}"));
                     }
+                    let workdir = end.workdir.clone();
+                    for words in &commands {
+                        forget_context_if_written(end, words, &workdir);
+                    }
                     continue;
                 }
                 // `cd` and `export` hold to the end of the RUN line.
@@ -572,6 +615,9 @@ fn stage_build_from(
                     .or_else(|| lookup("RUSTFLAGS").map(|text| text.split_whitespace().map(str::to_string).collect()));
                 for words in &commands {
                     let Some((name, args)) = program(words) else { continue };
+                    if name != "cargo" {
+                        forget_context_if_written(end, words, &cwd);
+                    }
                     let assignments = words.iter().take_while(|word| is_assignment(word));
                     let exported = args.iter().filter(|word| name == "export" && is_assignment(word));
                     for (key, value) in exported.clone().filter_map(|word| word.split_once('=')) {
@@ -909,6 +955,25 @@ fn may_change_sources(words: &[String], end: &StageEnd) -> Option<String> {
     })
 }
 
+/// Forgets where the whole build context is in the stage (`StageEnd::whole_context`) once a
+/// command run in `cwd` may write there: one that redirects its output, or any but those that
+/// only read or change the environment and the system, run there or naming a path there. The
+/// files there may then no longer be the context's.
+fn forget_context_if_written(end: &mut StageEnd, words: &[String], cwd: &str) {
+    const WRITE_NOTHING_THERE: &str = "cd export set . source echo printf ls cat du test [ true which command env id uname pwd \
+        sccache apt-get apt apk yum dnf microdnf tdnf zypper pacman dpkg rustup rustc update-ca-certificates ldconfig \
+        locale-gen useradd adduser groupadd addgroup usermod gpg apt-key";
+    let Some(root) = end.whole_context.as_deref().map(|root| root.trim_end_matches('/').to_string()) else { return };
+    let Some((name, args)) = program(words) else { return };
+    let within = |path: &str| path == root || path.starts_with(&format!("{root}/")) || root.is_empty();
+    let redirects = words.iter().any(|word| word.contains('>'));
+    let names_it = within(cwd) || args.iter().filter(|arg| !arg.starts_with('-')).any(|arg| within(&super::normalize(cwd, arg)));
+    let writes_nothing_there = WRITE_NOTHING_THERE.split_whitespace().any(|listed| listed == name);
+    if redirects || (names_it && !writes_nothing_there) {
+        end.whole_context = None;
+    }
+}
+
 /// Whether a mode (`chmod`'s, `install -m`'s) leaves the binary as the staged one is: 0755.
 fn grants_execution(mode: &str) -> bool {
     matches!(mode, "+x" | "a+x" | "u+x" | "ugo+x" | "755" | "0755" | "u+x,g+x,o+x")
@@ -1219,17 +1284,33 @@ ENTRYPOINT ["gateway"]"#,
                 "kept: Dockerfile:4: `strip --remove-section=.comment` changes the binary in a way the profile's strip setting does not"
             ],
         );
+        // A file the builder stage has from the context is read from the context, as long as
+        // nothing may have written over it (pgcat's `COPY --from=builder /app/pgcat.toml`).
         check(
-            &with("RUN cargo build --release", "COPY --from=build /src/config.toml /etc/app.toml"),
-            expect![[
-                r#"kept: Dockerfile:6: COPY --from=build /src/config.toml copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>)"#
-            ]],
+            &with("RUN cargo build --release", &format!("{copy}\nCOPY --from=build --chmod=644 /src/config.toml /src/static /etc/app/")),
+            expect![[r#"
+                package None, bins {"app"}, reads the context: true
+                the builder stage `build` (Dockerfile:1) runs cargo build, which the xtask cross-compiles instead
+                ---
+                FROM debian
+                COPY target/stage/linux/arm64/app /app
+                COPY --chmod=644 config.toml static /etc/app/"#]],
+        );
+        check(
+            &with("RUN cargo build --release && cp config.example.toml config.toml", &format!("{copy}\nCOPY --from=build /src/config.toml /etc/app.toml")),
+            expect!["kept: Dockerfile:7: COPY --from=build /src/config.toml copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>) nor a file of the build context it copied"],
+        );
+        check(
+            &with("RUN cargo build --release", &format!("{copy}\nCOPY --from=build /src/target/release/app /src/config.toml /etc/app/")),
+            expect!["kept: Dockerfile:7: COPY --from=build copies both binaries cargo built and files of the build context"],
+        );
+        check(
+            "FROM rust AS build\nWORKDIR /src\nCOPY --chown=1000 . .\nRUN cargo build --release\nFROM debian\nCOPY --from=build /src/target/release/app /app\nCOPY --from=build /src/config.toml /etc/app.toml\n",
+            expect!["kept: Dockerfile:7: COPY --from=build /src/config.toml copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>) nor a file of the build context it copied"],
         );
         check(
             &with("RUN cargo build --release", "COPY --from=build /src/target/release/* /bin/"),
-            expect![[
-                r#"kept: Dockerfile:6: COPY --from=build /src/target/release/* copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>)"#
-            ]],
+            expect!["kept: Dockerfile:6: COPY --from=build /src/target/release/* copies what is not a binary the stage's cargo build makes (/src/target/release/<bin>) nor a file of the build context it copied"],
         );
         check(
             &with("ENV RUSTFLAGS=-Ctarget-cpu=native\nRUN cargo build --release", copy),
@@ -1330,7 +1411,7 @@ ENTRYPOINT ["gateway"]"#,
         // A user's own CARGO_HOME the stage does not set: the COPY reads no cargo output.
         check(
             &with("RUN cargo install --path crates/api", "COPY --from=builder /root/.cargo/bin/api /api"),
-            expect!["kept: Dockerfile:6: COPY --from=builder /root/.cargo/bin/api copies what is not a binary the stage's cargo build makes (/usr/local/cargo/bin/<bin>)"],
+            expect!["kept: Dockerfile:6: COPY --from=builder /root/.cargo/bin/api copies what is not a binary the stage's cargo build makes (/usr/local/cargo/bin/<bin>) nor a file of the build context it copied"],
         );
         check(
             &with("RUN cargo install --path crates/api --git https://example.com/x", "COPY --from=builder /usr/local/cargo/bin/api /api"),
