@@ -522,14 +522,46 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
     let saved = release("docker/prod", &[]);
     assert_eq!(exported["apps"][0]["digest"], saved["apps"][0]["digest"], "the same image as build and save:\n{exported:#}\n{saved:#}");
 
-    // An image built FROM another image of this run needs the engine's image store.
-    scratch.edit("crates/stamp/Dockerfile", |text| text.replacen(&format!("FROM {base}"), "FROM base", 1));
+    // An image built FROM another image of this run (docker/base): the builder outside the engine
+    // reads it from its layout as the named context `base`, and makes the image the `docker`
+    // driver makes FROM the image the xtask loaded into the engine.
+    // The base runs as an unprivileged user; the stamp writes into /etc.
+    scratch.edit("crates/stamp/Dockerfile", |text| text.replacen(&format!("FROM {base}"), "FROM base\nUSER 0", 1));
     scratch.commit("stamp on the monorepo's base");
-    let refused = scratch.xtask_with_env(&["build", "stamp", "--engine-builder", "xtask-remote"], &engine.env());
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("stamp starts FROM base, an image of this monorepo built in this run, and the buildx builder `xtask-remote` runs outside the Docker engine"),
-        "{}",
-        stderr(&refused)
+    let stamp = |released: &serde_json::Value| {
+        let apps = released["apps"].as_array().unwrap();
+        apps.iter().find(|app| app["name"] == "stamp").cloned().unwrap_or_else(|| panic!("{released:#}"))
+    };
+    for image in in_store().lines() {
+        run(engine.docker().args(["image", "rm", "--force", image]));
+    }
+    let on_base = release("remote/on-base", &["--engine-builder", "xtask-remote"]);
+    assert_eq!(in_store(), "", "the remote builder put nothing into the engine");
+    let on_base_saved = release("docker/on-base", &[]);
+    assert_eq!(
+        stamp(&on_base)["digest"],
+        stamp(&on_base_saved)["digest"],
+        "the same image as build and save:\n{on_base:#}\n{on_base_saved:#}"
     );
+    let copy = tempfile::tempdir().unwrap();
+    let copied = skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/remote/on-base:stamp-latest", registry.host),
+        &format!("oci:{}:x", copy.path().display()),
+    ]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let index = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
+    for entry in index["manifests"].as_array().unwrap() {
+        let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
+        let files: Vec<String> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|layer| layer_files(&blob_path(copy.path(), &layer["digest"])))
+            .map(|(path, _)| path)
+            .collect();
+        assert!(files.iter().any(|path| path.starts_with("etc/ssl/certs/")), "the base's layers are in {entry}: {files:?}");
+    }
 }

@@ -50,6 +50,17 @@ pub struct Build<'a> {
     /// The directory the text's COPYs read as the named build context
     /// `cargo_stage::STAGE_CONTEXT` (`target/stage/`), when they do.
     pub stage_context: Option<&'a Path>,
+    /// The images of this run the text starts FROM, which a builder outside the engine reads from
+    /// their layouts (`Engine::reads_layouts`).
+    pub local_images: &'a [LocalImage<'a>],
+}
+
+/// An image of this run that a build starts FROM by `name`: its platform image, in an OCI layout
+/// that holds every blob of it.
+pub struct LocalImage<'a> {
+    pub name: &'a str,
+    pub layout: &'a Path,
+    pub manifest: &'a Digest,
 }
 
 /// A reachable Docker engine, and the builder that builds with it.
@@ -127,7 +138,7 @@ impl<'a> Engine<'a> {
         work: &Path,
         loaded: &[&str],
     ) -> Result<SavedImage> {
-        let Build { dockerfile, text, build_args, stage_context } = *build;
+        let Build { dockerfile, text, build_args, stage_context, local_images } = *build;
         if dockerfile::runs_commands(text) {
             check_emulation(platform)?;
         }
@@ -172,6 +183,10 @@ impl<'a> Engine<'a> {
         }
         if let Some(stage) = stage_context {
             command.arg("--build-context").arg(format!("{STAGE_CONTEXT}={}", stage.display()));
+        }
+        // `FROM base` reads the named context `base`, which buildx sends from the layout.
+        for image in local_images.iter().filter(|_| self.reads_layouts()) {
+            command.arg("--build-context").arg(format!("{}=oci-layout://{}@{}", image.name, image.layout.display(), image.manifest));
         }
         for (name, value) in build_args {
             command.args(["--build-arg", &format!("{name}={value}")]);
@@ -236,16 +251,16 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Loads an image archive (`docker save`'s format) into the engine, under its own tags: the
-    /// image `name` that `app` starts FROM. A builder outside the engine reads no image the
-    /// engine holds.
-    pub fn load(&self, archive: &Path, app: &str, name: &str) -> Result<()> {
-        if self.route == Route::Export {
-            bail!(
-                "{app} starts FROM {name}, an image of this monorepo built in this run, and the buildx builder{} runs outside the Docker engine, so it cannot read images the xtask puts there: build {app} with a builder of the `docker` driver (`--engine-builder default`), or push {name} first and name it by its registry",
-                self.builder.as_deref().map(|name| format!(" `{name}`")).unwrap_or_default()
-            );
-        }
+    /// Whether the builder runs outside the engine, and reads the images of this run a build
+    /// starts FROM from their layouts (`Build::local_images`) rather than from the engine's store,
+    /// which it does not see.
+    pub fn reads_layouts(&self) -> bool {
+        self.route == Route::Export
+    }
+
+    /// Loads an image archive (`docker save`'s format) into the engine, under its own tags, for
+    /// the builders that read the engine's store.
+    pub fn load(&self, archive: &Path) -> Result<()> {
         cmd!(self.sh, "docker load --quiet --input {archive}")
             .quiet()
             .ignore_stdout()

@@ -436,8 +436,12 @@ impl Builder<'_> {
                 // The monorepo images it starts FROM go into the engine under their names, for
                 // this platform, from their layouts: the engine finds them there and pulls nothing.
                 let monorepo_bases = workspace.image_bases(&member.name);
-                for base in &monorepo_bases {
-                    plans.local_bases[*base].load_into(engine, &member.name, base, platform, &work)?;
+                let local_images: Vec<engine::LocalImage<'_>> =
+                    monorepo_bases.iter().map(|base| plans.local_bases[*base].local_image(base, platform)).collect::<Result<_>>()?;
+                if !engine.reads_layouts() {
+                    for base in &monorepo_bases {
+                        plans.local_bases[*base].load_into(engine, base, platform, &work)?;
+                    }
                 }
                 let saved = self.progress.section(&format!("docker build {} {platform}", member.name), || {
                     let build_args = member.build_args(platform);
@@ -446,6 +450,7 @@ impl Builder<'_> {
                         text: &texts[platform],
                         build_args: &build_args,
                         stage_context: recipe.stage_context.as_deref(),
+                        local_images: &local_images,
                     };
                     engine.build(&member.name, &build, platform, &recipe.context, &work, &monorepo_bases)
                 })?;
@@ -511,8 +516,25 @@ impl LocalBase {
         Ok(LocalBase { layout: built.layout.clone(), image, manifests })
     }
 
-    /// Puts its `platform` image into the engine as `<name>:latest`, the name `app`'s FROM gives it.
-    fn load_into(&self, engine: &Engine<'_>, app: &str, name: &str, platform: &Platform, work: &Path) -> Result<()> {
+    /// Its `platform` image, as a build FROM `name` reads it from the layout. Layers it has from a
+    /// registry (a base the native builder assembled on a registry image) are not in the layout.
+    fn local_image<'a>(&'a self, name: &'a str, platform: &Platform) -> Result<engine::LocalImage<'a>> {
+        let manifest = &self.manifests[platform];
+        let layout = Layout::open(&self.layout)?;
+        let (image, _) = &self.image.images[platform];
+        if let Some(layer) = image.layers.iter().find(|layer| !layout.has_blob(&layer.digest)) {
+            let from = layout.foreign_source(&layer.digest)?.map(|repository| format!(" (from {repository})")).unwrap_or_default();
+            bail!(
+                "{name} for {platform} has layer {}{from} outside its layout {}, where a buildx builder outside the Docker engine reads the images of this run: build the apps FROM {name} with a builder of the `docker` driver (`--engine-builder default`), or push {name} first and name it by its registry",
+                layer.digest,
+                self.layout.display()
+            );
+        }
+        Ok(engine::LocalImage { name, layout: &self.layout, manifest: &manifest.digest })
+    }
+
+    /// Puts its `platform` image into the engine as `<name>:latest`, the name a FROM gives it.
+    fn load_into(&self, engine: &Engine<'_>, name: &str, platform: &Platform, work: &Path) -> Result<()> {
         fs::create_dir_all(work)?;
         let archive = work.join(format!("{name}-{}.tar", platform.to_string().replace('/', "-")));
         let mut out = std::io::BufWriter::new(fs::File::create(&archive)?);
@@ -524,7 +546,7 @@ impl LocalBase {
         )
         .with_context(|| format!("cannot write the image {name} for the engine"))?;
         out.into_inner().map_err(|err| err.into_error())?;
-        engine.load(&archive, app, name)?;
+        engine.load(&archive)?;
         fs::remove_file(&archive)?;
         Ok(())
     }
