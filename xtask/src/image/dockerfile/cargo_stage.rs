@@ -1095,16 +1095,16 @@ const RUST_IMAGE_CARGO_HOME: &str = "/usr/local/cargo";
 fn parse_cargo(args: &[String], places: &Places<'_>) -> Result<Option<CargoBuild>, String> {
     let (cwd, context_root) = (places.cwd, places.context_root);
     let mut args = args.iter().peekable();
-    let subcommand = args.next().map(String::as_str).unwrap_or_default();
+    let mut subcommand = args.next().map(String::as_str).unwrap_or_default();
+    // cargo-auditable embeds the dependency list, as the xtask's build does.
+    if subcommand == "auditable" && args.peek().is_some_and(|next| matches!(next.as_str(), "build" | "zigbuild" | "install")) {
+        subcommand = args.next().map(String::as_str).unwrap_or_default();
+    }
     let installs = subcommand == "install";
     let command = if installs { "cargo install" } else { "cargo build" };
     match subcommand {
         // cargo-zigbuild links with zig, as the xtask's build does.
         "build" | "b" | "zigbuild" => {}
-        // cargo-auditable embeds the dependency list, as the xtask's build does.
-        "auditable" if args.peek().is_some_and(|next| *next == "build" || *next == "zigbuild") => {
-            args.next();
-        }
         // The app, from the build context; the binaries it copies name the package.
         "install" if args.clone().any(|arg| arg == "--path" || arg.starts_with("--path=")) => {}
         "update" => return Err("`cargo update` changes the lockfile the build resolves".into()),
@@ -1429,6 +1429,19 @@ ENTRYPOINT ["gateway"]"#,
         assert_eq!(
             options(&with("RUN cargo install --debug --path crates/api", "COPY --from=builder /usr/local/cargo/bin/api /api")),
             "profile dev"
+        );
+        // Through cargo-auditable, which embeds the dependency list as the xtask's build does:
+        // the app's install, and a tool's (neon's build tools), which is no binary of the image.
+        assert_eq!(
+            options(&with("RUN cargo auditable install --path crates/api --locked", "COPY --from=builder /usr/local/cargo/bin/api /api")),
+            "profile release"
+        );
+        assert_eq!(
+            options(&with(
+                "RUN cargo auditable install cargo-hakari --locked && cargo auditable build --release",
+                "COPY --from=builder /usr/src/app/target/release/api /api"
+            )),
+            "profile release"
         );
     }
 
