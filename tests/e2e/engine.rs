@@ -565,3 +565,35 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
         assert!(files.iter().any(|path| path.starts_with("etc/ssl/certs/")), "the base's layers are in {entry}: {files:?}");
     }
 }
+
+/// A monorepo base the native builder assembles on a registry image (`FROM <registry>/base/os`,
+/// then a COPY), and an app with a RUN step built FROM it by the engine: the base's layout is
+/// made to hold the registry image's layers too, fetched and verified, so that the engine reads
+/// the base whole (before, `docker load` found them missing).
+#[test]
+fn an_app_the_engine_builds_on_a_monorepo_base_of_a_registry_image_gets_the_whole_base() {
+    for engine in [Engine::default_engine(), Engine::docker26()].into_iter().flatten() {
+        let scratch = Scratch::new();
+        let registry = Registry::start();
+        engine.prepare(&scratch, &registry);
+        let os = format!("{}/base/os:1", registry.host);
+        push_base_image(&scratch, &os, &["amd64", "arm64"]);
+        scratch.edit("docker/base/Dockerfile", |old| old.replace("FROM scratch", &format!("FROM {os}")));
+        scratch.commit("the monorepo's base on a registry image");
+        // The base runs as an unprivileged user; the stamp writes into /etc.
+        add_stamp_app(&scratch, "base\nUSER 0", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+        let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
+        assert!(built.status.success(), "{}", stderr(&built));
+        assert!(stderr(&built).contains("base: assembled natively"), "{}", stderr(&built));
+        // The base's layers, the registry image's among them, then the app's own.
+        let layers = |image: &str| {
+            let output = run(engine.docker().args(["image", "inspect", "--format", "{{json .RootFS.Layers}}", image]));
+            assert!(output.status.success(), "{}", stderr(&output));
+            serde_json::from_str::<Vec<String>>(&stdout(&output)).unwrap()
+        };
+        let (base, stamp) = (layers("base:latest"), layers("xtask/stamp:linux-amd64"));
+        assert!(base.len() == 2 && stamp.len() > 2 && stamp.starts_with(&base), "base {base:?}, stamp {stamp:?}");
+        let ran = run(engine.docker().args(["run", "--rm", "xtask/stamp:linux-amd64", "/dev/stdout"]));
+        assert_eq!((ran.status.success(), stdout(&ran)), (true, "x86_64".to_string()), "{}", stderr(&ran));
+    }
+}

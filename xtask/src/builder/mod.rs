@@ -220,6 +220,14 @@ impl Builder<'_> {
                         read::base_tree(self.registries, &local.image.source, manifest, Some(&self.tree_cache()), Some(&layout)).await?;
                     plans.trees.insert((member.name.clone(), platform.clone()), tree);
                 }
+                // An engine reads it whole: the layers it took from a registry base come too.
+                let for_engine = members.iter().any(|app| {
+                    matches!(plans.recipes.get(&app.name).map(|recipe| &recipe.recipe), Some(Recipe::Engine(_)))
+                        && workspace.image_bases(&app.name).contains(&member.name.as_str())
+                });
+                for (manifest, _) in local.image.images.values().filter(|_| for_engine) {
+                    read::complete_layout(self.registries, &layout, manifest).await?;
+                }
                 plans.local_bases.insert(member.name.clone(), local);
             }
             built.insert(member.name.clone(), image);
@@ -437,7 +445,7 @@ impl Builder<'_> {
                 // this platform, from their layouts: the engine finds them there and pulls nothing.
                 let monorepo_bases = workspace.image_bases(&member.name);
                 let local_images: Vec<engine::LocalImage<'_>> =
-                    monorepo_bases.iter().map(|base| plans.local_bases[*base].local_image(base, platform)).collect::<Result<_>>()?;
+                    monorepo_bases.iter().map(|base| plans.local_bases[*base].local_image(base, platform)).collect();
                 if !engine.reads_layouts() {
                     for base in &monorepo_bases {
                         plans.local_bases[*base].load_into(engine, base, platform, &work)?;
@@ -516,21 +524,10 @@ impl LocalBase {
         Ok(LocalBase { layout: built.layout.clone(), image, manifests })
     }
 
-    /// Its `platform` image, as a build FROM `name` reads it from the layout. Layers it has from a
-    /// registry (a base the native builder assembled on a registry image) are not in the layout.
-    fn local_image<'a>(&'a self, name: &'a str, platform: &Platform) -> Result<engine::LocalImage<'a>> {
-        let manifest = &self.manifests[platform];
-        let layout = Layout::open(&self.layout)?;
-        let (image, _) = &self.image.images[platform];
-        if let Some(layer) = image.layers.iter().find(|layer| !layout.has_blob(&layer.digest)) {
-            let from = layout.foreign_source(&layer.digest)?.map(|repository| format!(" (from {repository})")).unwrap_or_default();
-            bail!(
-                "{name} for {platform} has layer {}{from} outside its layout {}, where a buildx builder outside the Docker engine reads the images of this run: build the apps FROM {name} with a builder of the `docker` driver (`--engine-builder default`), or push {name} first and name it by its registry",
-                layer.digest,
-                self.layout.display()
-            );
-        }
-        Ok(engine::LocalImage { name, layout: &self.layout, manifest: &manifest.digest })
+    /// Its `platform` image, as a build FROM `name` reads it from the layout (which holds all its
+    /// layers once `read::complete_layout` fetched those of its registry base).
+    fn local_image<'a>(&'a self, name: &'a str, platform: &Platform) -> engine::LocalImage<'a> {
+        engine::LocalImage { name, layout: &self.layout, manifest: &self.manifests[platform].digest }
     }
 
     /// Puts its `platform` image into the engine as `<name>:latest`, the name a FROM gives it.

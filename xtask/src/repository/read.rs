@@ -99,6 +99,27 @@ async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, 
     serde_json::from_slice(&bytes).with_context(|| format!("base image {image} has an invalid config"))
 }
 
+/// Makes the layout of an image of the monorepo built in this run hold every layer of its
+/// platform image `manifest`: those it took from its base stay in the base's registry (the
+/// layout records where), and are fetched into it, each verified, for an engine that reads the
+/// image whole (`docker load`, or a buildx builder's `oci-layout://` context).
+pub async fn complete_layout(registries: &Registries, layout: &crate::image::layout::Layout, manifest: &ImageManifest) -> Result<()> {
+    for layer in manifest.layers.iter().filter(|layer| !layout.has_blob(&layer.digest)) {
+        let source = layout.foreign_source(&layer.digest)?.with_context(|| {
+            format!("layer {} is neither in the image layout {} nor recorded as a registry's", layer.digest, layout.root().display())
+        })?;
+        let (host, path) = source.split_once('/').with_context(|| format!("`{source}` names no repository"))?;
+        let mut writer = layout.blob_writer()?;
+        registries
+            .client(host)?
+            .get_blob(path, &layer.digest, layer.size, &mut writer)
+            .await
+            .with_context(|| format!("cannot fetch layer {} from {source}", layer.digest))?;
+        writer.finish(Some(&layer.digest)).with_context(|| format!("layer {} from {source} is corrupt", layer.digest))?;
+    }
+    Ok(())
+}
+
 /// The file tree of a base image's platform image: its layers' entries applied in order. A
 /// native build needs it where a COPY or WORKDIR meets what the base has (Debian's `/bin` is a
 /// link to `usr/bin`, `/tmp` is sticky, a directory may belong to a user), so its layers are
