@@ -561,10 +561,11 @@ fn start_metadata_at(git: &Git<'_>, rev: &str) -> Result<ResolvingCommit> {
         let files = git.export_changes(rev, &cache, is_graph_input, &held.files)?;
         std::fs::write(&state, serde_json::to_vec(&Exported { rev: rev.to_string(), files })?)?;
     }
-    // cargo keeps what it asked rustc about the target in the tree's target directory, which
-    // must exist for that: otherwise each run asks rustc again (twice, tens of milliseconds).
+    // cargo keeps what it asked rustc about the target in the tree's target directory
+    // (`MetadataRun::start_exported`), which must exist for that: otherwise each run asks rustc
+    // again (twice, tens of milliseconds).
     std::fs::create_dir_all(cache.join("target"))?;
-    Ok(ResolvingCommit { rev: rev.to_string(), run: graph::MetadataRun::start(&cache)?, _tree: lock })
+    Ok(ResolvingCommit { rev: rev.to_string(), run: graph::MetadataRun::start_exported(&cache)?, _tree: lock })
 }
 
 /// Says which apps a change to the root manifest or cargo's configuration reaches, by what it

@@ -156,27 +156,37 @@ pub fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
 /// costs no more waiting.
 pub struct MetadataRun {
     dir: PathBuf,
+    /// The target directory cargo is told, when not the workspace's own.
+    target_dir: Option<PathBuf>,
     background: Background,
 }
 
 impl MetadataRun {
+    /// An offline `cargo metadata --locked` of the workspace in `dir` (`metadata_command`).
     pub fn start(dir: &Path) -> Result<MetadataRun> {
-        let background = Background::start(dir).context("cannot run cargo metadata")?;
-        Ok(MetadataRun { dir: dir.to_path_buf(), background })
+        MetadataRun::start_with(dir, None)
+    }
+
+    /// `start` in a tree the xtask exported from a commit: cargo keeps what it asked rustc about
+    /// the host in the tree's own target directory, whatever CARGO_TARGET_DIR says; one that does
+    /// not exist yet (a fresh CI runner's) would have it ask rustc again on every run, which takes
+    /// a quarter of a large workspace's resolution.
+    pub fn start_exported(tree: &Path) -> Result<MetadataRun> {
+        MetadataRun::start_with(tree, Some(tree.join("target")))
+    }
+
+    fn start_with(dir: &Path, target_dir: Option<PathBuf>) -> Result<MetadataRun> {
+        let background = Background::spawn(&mut metadata_command(dir, true, target_dir.as_deref())).context("cannot run cargo metadata")?;
+        Ok(MetadataRun { dir: dir.to_path_buf(), target_dir, background })
     }
 
     /// Its output, waiting for it; online after all as `full_metadata` describes.
     pub fn finish(self) -> Result<Vec<u8>> {
-        self.background.finish().and_then(|output| settle(&self.dir, true, output))
+        self.background.finish().and_then(|output| settle(&self.dir, self.target_dir.as_deref(), true, output))
     }
 }
 
 impl Background {
-    /// An offline `cargo metadata --locked` of the workspace in `dir` (`metadata_command`).
-    fn start(dir: &Path) -> std::io::Result<Background> {
-        Background::spawn(&mut metadata_command(dir, true))
-    }
-
     pub fn spawn(command: &mut Command) -> std::io::Result<Background> {
         let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let drain = |mut pipe: Box<dyn Read + Send>| {
@@ -554,12 +564,15 @@ pub struct CompiledGraph {
 /// are not downloaded yet, it resolves online (downloading them), unless `CARGO_NET_OFFLINE`
 /// forbids it. An error names what cargo said.
 pub fn full_metadata(dir: &Path, prefer_offline: bool) -> Result<Vec<u8>> {
-    let output = metadata_command(dir, prefer_offline).output().context("cannot run cargo metadata")?;
-    settle(dir, prefer_offline, output)
+    let output = metadata_command(dir, prefer_offline, None).output().context("cannot run cargo metadata")?;
+    settle(dir, None, prefer_offline, output)
 }
 
-fn metadata_command(dir: &Path, offline: bool) -> Command {
+fn metadata_command(dir: &Path, offline: bool, target_dir: Option<&Path>) -> Command {
     let mut command = Command::new(cargo());
+    if let Some(target_dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
     // Every feature's edges are in the graph (cargo resolves its metadata with the default
     // features only), so that a build with `--features` is resolved as cargo would.
     command.args(["metadata", "--format-version", "1", "--locked", "--all-features"]).current_dir(dir);
@@ -571,12 +584,12 @@ fn metadata_command(dir: &Path, offline: bool) -> Command {
 
 /// The metadata of a finished run, or of an online one when an offline run failed for want of
 /// downloads and the network is allowed.
-fn settle(dir: &Path, tried_offline: bool, mut output: Output) -> Result<Vec<u8>> {
+fn settle(dir: &Path, target_dir: Option<&Path>, tried_offline: bool, mut output: Output) -> Result<Vec<u8>> {
     let network_allowed = !std::env::var("CARGO_NET_OFFLINE").is_ok_and(|value| value == "true");
     // Only a refusal that offline mode caused (cargo's message says so) is worth the network.
     let for_want_of_downloads = String::from_utf8_lossy(&output.stderr).contains("offline");
     if !output.status.success() && tried_offline && network_allowed && for_want_of_downloads {
-        output = metadata_command(dir, false).output().context("cannot run cargo metadata")?;
+        output = metadata_command(dir, false, target_dir).output().context("cannot run cargo metadata")?;
     }
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
