@@ -16,6 +16,7 @@ use crate::image::layout::Layout;
 use crate::image::oci::{self, Descriptor, Digest, ImageIndex, ImageManifest};
 use crate::image::reference::Repository;
 use crate::progress::{AppLine, Progress};
+use crate::repository::read::fetch_blob;
 use crate::repository::registry::{BlobFile, Registry, Transfer};
 use crate::repository::store::Registries;
 
@@ -394,14 +395,6 @@ impl BlobJob {
         };
         Ok(Some(transfer))
     }
-}
-
-/// Downloads a blob of `size` bytes from a registry into a layout, which verifies its digest.
-async fn fetch_blob(registry: &Registry, repository: &str, digest: &Digest, size: u64, into: &Layout) -> Result<()> {
-    let mut writer = into.blob_writer()?;
-    registry.get_blob(repository, digest, size, &mut writer).await?;
-    writer.finish(Some(digest)).with_context(|| format!("blob {digest} from {}/{repository} is corrupt", registry.host()))?;
-    Ok(())
 }
 
 /// Reads and verifies the manifests under `root`, collecting the blobs they reference.

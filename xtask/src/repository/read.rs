@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::image::fstree::{BaseEntry, FileData, FsTree, Kind, Stat};
 
+use crate::image::layout::Layout;
 use crate::image::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest};
 use crate::image::platform::Platform;
 use crate::image::reference::{ImageReference, Repository};
@@ -103,20 +104,24 @@ async fn fetch_config(registry: &Registry, path: &str, descriptor: &Descriptor, 
 /// platform image `manifest`: those it took from its base stay in the base's registry (the
 /// layout records where), and are fetched into it, each verified, for an engine that reads the
 /// image whole (`docker load`, or a buildx builder's `oci-layout://` context).
-pub async fn complete_layout(registries: &Registries, layout: &crate::image::layout::Layout, manifest: &ImageManifest) -> Result<()> {
+pub async fn complete_layout(registries: &Registries, layout: &Layout, manifest: &ImageManifest) -> Result<()> {
     for layer in manifest.layers.iter().filter(|layer| !layout.has_blob(&layer.digest)) {
         let source = layout.foreign_source(&layer.digest)?.with_context(|| {
             format!("layer {} is neither in the image layout {} nor recorded as a registry's", layer.digest, layout.root().display())
         })?;
         let (host, path) = source.split_once('/').with_context(|| format!("`{source}` names no repository"))?;
-        let mut writer = layout.blob_writer()?;
-        registries
-            .client(host)?
-            .get_blob(path, &layer.digest, layer.size, &mut writer)
+        fetch_blob(&*registries.client(host)?, path, &layer.digest, layer.size, layout)
             .await
             .with_context(|| format!("cannot fetch layer {} from {source}", layer.digest))?;
-        writer.finish(Some(&layer.digest)).with_context(|| format!("layer {} from {source} is corrupt", layer.digest))?;
     }
+    Ok(())
+}
+
+/// Downloads a blob of `size` bytes from a registry into a layout, which verifies its digest.
+pub async fn fetch_blob(registry: &Registry, repository: &str, digest: &Digest, size: u64, into: &Layout) -> Result<()> {
+    let mut writer = into.blob_writer()?;
+    registry.get_blob(repository, digest, size, &mut writer).await?;
+    writer.finish(Some(digest)).with_context(|| format!("blob {digest} from {}/{repository} is corrupt", registry.host()))?;
     Ok(())
 }
 
@@ -131,7 +136,7 @@ pub async fn base_tree(
     source: &str,
     manifest: &ImageManifest,
     cache: Option<&Path>,
-    local: Option<&crate::image::layout::Layout>,
+    local: Option<&Layout>,
 ) -> Result<FsTree> {
     let mut tree = FsTree::new();
     for layer in &manifest.layers {
