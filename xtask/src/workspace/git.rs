@@ -6,6 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+/// An object `git cat-file` printed: its type (`blob`, `tree`...) and contents.
+struct GitObject {
+    kind: String,
+    contents: Vec<u8>,
+}
+
 pub struct Git<'a> {
     sh: &'a Shell,
     /// `own_dir`, asked at most once.
@@ -187,52 +193,53 @@ impl<'a> Git<'a> {
         Ok(())
     }
 
-    /// The contents of the blobs `objects` names, from one `git cat-file --batch`.
     /// The text of each file `(rev, path)` (`None`: not there, or no text), from one
     /// `git cat-file --batch`: for a few files, fewer git calls than `show_files`.
     pub fn show_each(&self, files: &[(&str, &str)]) -> Result<Vec<Option<String>>> {
+        let names: Vec<String> = files.iter().map(|(rev, path)| format!("{rev}:{path}")).collect();
+        let answers = self.cat_file(&names)?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.filter(|object| object.kind == "blob").and_then(|object| String::from_utf8(object.contents).ok()))
+            .collect())
+    }
+
+    /// The contents of the blobs `objects` names, from one `git cat-file --batch`.
+    fn blobs(&self, objects: &[&String]) -> Result<Vec<Vec<u8>>> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answers = self.cat_file(objects)?;
+        answers
+            .into_iter()
+            .zip(objects)
+            .map(|(answer, object)| answer.map(|object| object.contents).with_context(|| format!("git has no object {object}")))
+            .collect()
+    }
+
+    /// What one `git cat-file --batch` answers for each of `names` (an object, or `rev:path`): its
+    /// type and contents, or `None` when git has no such object.
+    fn cat_file(&self, names: &[impl AsRef<str>]) -> Result<Vec<Option<GitObject>>> {
         let sh = self.sh;
-        let request: String = files.iter().map(|(rev, path)| format!("{rev}:{path}\n")).collect();
+        let request: String = names.iter().map(|name| format!("{}\n", name.as_ref())).collect();
         let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
         let mut rest = output.stdout.as_slice();
-        let mut texts = Vec::with_capacity(files.len());
-        for _ in files {
+        let mut answers = Vec::with_capacity(names.len());
+        for _ in names {
             // Each answer is `<object> <type> <size>\n<contents>\n`, or `<name> missing\n`.
             let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
             let header: Vec<&str> = std::str::from_utf8(&rest[..header_end])?.split(' ').collect();
             let [_, kind, size] = header[..] else {
-                texts.push(None);
+                answers.push(None);
                 rest = &rest[header_end + 1..];
                 continue;
             };
             let size: usize = size.parse().with_context(|| format!("git cat-file printed `{}`", header.join(" ")))?;
             let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
-            texts.push((kind == "blob").then(|| String::from_utf8(contents.to_vec()).ok()).flatten());
+            answers.push(Some(GitObject { kind: kind.to_string(), contents: contents.to_vec() }));
             rest = &rest[(header_end + 2 + size).min(rest.len())..];
         }
-        Ok(texts)
-    }
-
-    fn blobs(&self, objects: &[&String]) -> Result<Vec<Vec<u8>>> {
-        let sh = self.sh;
-        if objects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let request: String = objects.iter().map(|object| format!("{object}\n")).collect();
-        let output = cmd!(sh, "git cat-file --batch").quiet().stdin(request).output()?;
-        let mut rest = output.stdout.as_slice();
-        let mut blobs = Vec::with_capacity(objects.len());
-        for _ in objects {
-            // Each answer is `<object> <type> <size>\n<contents>\n`.
-            let header_end = rest.iter().position(|&b| b == b'\n').context("git cat-file printed a truncated answer")?;
-            let header = std::str::from_utf8(&rest[..header_end])?;
-            let size: usize =
-                header.rsplit(' ').next().and_then(|size| size.parse().ok()).with_context(|| format!("git cat-file printed `{header}`"))?;
-            let contents = rest.get(header_end + 1..header_end + 1 + size).context("git cat-file printed a truncated blob")?;
-            blobs.push(contents.to_vec());
-            rest = &rest[(header_end + 2 + size).min(rest.len())..];
-        }
-        Ok(blobs)
+        Ok(answers)
     }
 
     /// The paths `git status` reports: changed, staged and untracked files of the work tree.
