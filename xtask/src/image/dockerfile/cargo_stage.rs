@@ -934,23 +934,14 @@ fn after_build(build: &mut CargoBuild, name: &str, args: &[String], cwd: &str, d
 /// and directories, only read, or set the environment (`. "$HOME/.cargo/env"`). The xtask builds
 /// from the work tree, which holds none of what such a command made.
 fn may_change_sources(words: &[String], end: &StageEnd) -> Option<String> {
-    const LEAVE_SOURCES: &str = "apt-get apt apk yum dnf microdnf tdnf zypper pacman dpkg update-alternatives \
-        update-ca-certificates ldconfig locale-gen rustup rustc pip pip3 pipx cargo-binstall sccache curl wget gpg apt-key \
-        mkdir chmod chown ln useradd adduser groupadd addgroup usermod ls cat du echo printf true test [ pwd which command \
-        env id uname export set cd . source";
     // Commands that touch only the paths they are given: harmless when those all lie outside the
     // sources (`rm -rf /var/lib/apt/lists/*`).
     const FILE_TOOLS: &str = "rm cp mv tar unzip touch install";
     let (name, args) = program(words)?;
-    let context_root = end.context_root.as_deref()?;
-    let root = context_root.trim_end_matches('/');
-    let outside_sources = |arg: &String| {
-        let path = super::normalize("/", arg);
-        arg.starts_with('/') && path != root && !path.starts_with(&format!("{root}/"))
-    };
-    let listed = |list: &str| list.split_whitespace().any(|listed| listed == name);
-    let only_outside = listed(FILE_TOOLS) && args.iter().filter(|arg| !arg.starts_with('-')).all(outside_sources);
-    (!listed(LEAVE_SOURCES) && !only_outside).then(|| {
+    let root = end.context_root.as_deref()?;
+    let outside_sources = |arg: &String| arg.starts_with('/') && !lies_within(&super::normalize("/", arg), root);
+    let only_outside = listed(FILE_TOOLS, name) && args.iter().filter(|arg| !arg.starts_with('-')).all(outside_sources);
+    (!listed(WRITE_NOTHING_THERE, name) && !listed(PREPARE_THE_MACHINE, name) && !only_outside).then(|| {
         format!("`{name}` runs before cargo build on the copied sources, and may make or change files the build reads, which the xtask's build from the work tree would not have")
     })
 }
@@ -960,18 +951,35 @@ fn may_change_sources(words: &[String], end: &StageEnd) -> Option<String> {
 /// only read or change the environment and the system, run there or naming a path there. The
 /// files there may then no longer be the context's.
 fn forget_context_if_written(end: &mut StageEnd, words: &[String], cwd: &str) {
-    const WRITE_NOTHING_THERE: &str = "cd export set . source echo printf ls cat du test [ true which command env id uname pwd \
-        sccache apt-get apt apk yum dnf microdnf tdnf zypper pacman dpkg rustup rustc update-ca-certificates ldconfig \
-        locale-gen useradd adduser groupadd addgroup usermod gpg apt-key";
-    let Some(root) = end.whole_context.as_deref().map(|root| root.trim_end_matches('/').to_string()) else { return };
+    let Some(root) = end.whole_context.as_deref() else { return };
     let Some((name, args)) = program(words) else { return };
-    let within = |path: &str| path == root || path.starts_with(&format!("{root}/")) || root.is_empty();
     let redirects = words.iter().any(|word| word.contains('>'));
-    let names_it = within(cwd) || args.iter().filter(|arg| !arg.starts_with('-')).any(|arg| within(&super::normalize(cwd, arg)));
-    let writes_nothing_there = WRITE_NOTHING_THERE.split_whitespace().any(|listed| listed == name);
-    if redirects || (names_it && !writes_nothing_there) {
+    let names_it =
+        lies_within(cwd, root) || args.iter().filter(|arg| !arg.starts_with('-')).any(|arg| lies_within(&super::normalize(cwd, arg), root));
+    if redirects || (names_it && !listed(WRITE_NOTHING_THERE, name)) {
         end.whole_context = None;
     }
+}
+
+/// Commands that write nothing into a stage's sources: they read, set the environment, or change
+/// the system (its packages, users, certificates).
+const WRITE_NOTHING_THERE: &str = "cd export set . source echo printf ls cat du test [ true which command env id uname pwd \
+    sccache apt-get apt apk yum dnf microdnf tdnf zypper pacman dpkg rustup rustc update-ca-certificates ldconfig \
+    locale-gen useradd adduser groupadd addgroup usermod gpg apt-key";
+
+/// Commands that, before the build, prepare the machine: install tools where tools go, make
+/// directories and links.
+const PREPARE_THE_MACHINE: &str = "pip pip3 pipx cargo-binstall curl wget update-alternatives mkdir chmod chown ln";
+
+/// Whether the program `name` is in `list` (names split by whitespace).
+fn listed(list: &str, name: &str) -> bool {
+    list.split_whitespace().any(|listed| listed == name)
+}
+
+/// Whether `path` (absolute, normalised) is directory `root` or lies under it.
+fn lies_within(path: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    root.is_empty() || path == root || path.starts_with(&format!("{root}/"))
 }
 
 /// Whether a mode (`chmod`'s, `install -m`'s) leaves the binary as the staged one is: 0755.
