@@ -44,6 +44,9 @@ fn add_stamp_app(scratch: &Scratch, from: &str, run_args: &str) {
     scratch.commit("add the stamp app");
 }
 
+/// A platform image's architecture, with its layers' files (`layer_files`).
+type ArchitectureLayers = (String, Vec<Vec<(String, String)>>);
+
 /// The files of a gzip layer, with their contents (or their size, when not text).
 pub fn layer_files(blob: &Path) -> Vec<(String, String)> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(blob).unwrap()));
@@ -496,27 +499,37 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
     assert!(stderr(&unknown).contains("the buildx builder `nosuch` does not answer"), "{}", stderr(&unknown));
     // Only this test builds with this engine: what an earlier run left is removed first.
     let in_store = || stdout(&run(engine.docker().args(["image", "ls", "--quiet", "xtask/stamp"]))).trim().to_string();
-    for image in in_store().lines() {
-        run(engine.docker().args(["image", "rm", "--force", image]));
-    }
+    let empty_store = || {
+        for image in in_store().lines() {
+            run(engine.docker().args(["image", "rm", "--force", image]));
+        }
+    };
+    // Each platform's architecture and its layers' files, as skopeo reads `stamp-latest` back.
+    let read_back = |repository: &str| -> Vec<ArchitectureLayers> {
+        let copy = tempfile::tempdir().unwrap();
+        let copied = skopeo(&[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{repository}:stamp-latest", registry.host),
+            &format!("oci:{}:x", copy.path().display()),
+        ]);
+        assert!(copied.status.success(), "{}", stderr(&copied));
+        let index = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
+        let platforms = index["manifests"].as_array().unwrap().iter().map(|entry| {
+            let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
+            let layers = manifest["layers"].as_array().unwrap().iter().map(|layer| layer_files(&blob_path(copy.path(), &layer["digest"])));
+            (entry["platform"]["architecture"].as_str().unwrap().to_string(), layers.collect())
+        });
+        platforms.collect()
+    };
+    empty_store();
     let exported = release("remote/prod", &["--engine-builder", "xtask-remote"]);
     assert_eq!(in_store(), "", "the remote builder put nothing into the engine");
     assert_eq!(exported["apps"][0]["push"]["blobs_mounted"], platforms.split(',').count(), "{exported:#}");
-    let copy = tempfile::tempdir().unwrap();
-    let copied = skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}/remote/prod:stamp-latest", registry.host),
-        &format!("oci:{}:x", copy.path().display()),
-    ]);
-    assert!(copied.status.success(), "{}", stderr(&copied));
-    let index = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
-    for entry in index["manifests"].as_array().unwrap() {
-        let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
-        let last = layer_files(&blob_path(copy.path(), &manifest["layers"].as_array().unwrap().last().unwrap()["digest"]));
-        let machine = if entry["platform"]["architecture"] == "arm64" { "aarch64" } else { "x86_64" };
-        assert_eq!(last, [("etc/stamp-arch".to_string(), machine.to_string())], "the RUN step ran on {machine}");
+    for (architecture, layers) in read_back("remote/prod") {
+        let machine = if architecture == "arm64" { "aarch64" } else { "x86_64" };
+        assert_eq!(layers.last().unwrap(), &[("etc/stamp-arch".to_string(), machine.to_string())], "the RUN step ran on {machine}");
     }
 
     let saved = release("docker/prod", &[]);
@@ -532,9 +545,7 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
         let apps = released["apps"].as_array().unwrap();
         apps.iter().find(|app| app["name"] == "stamp").cloned().unwrap_or_else(|| panic!("{released:#}"))
     };
-    for image in in_store().lines() {
-        run(engine.docker().args(["image", "rm", "--force", image]));
-    }
+    empty_store();
     let on_base = release("remote/on-base", &["--engine-builder", "xtask-remote"]);
     assert_eq!(in_store(), "", "the remote builder put nothing into the engine");
     let on_base_saved = release("docker/on-base", &[]);
@@ -543,26 +554,9 @@ fn a_buildx_builder_outside_the_engine_exports_its_images_directly() {
         stamp(&on_base_saved)["digest"],
         "the same image as build and save:\n{on_base:#}\n{on_base_saved:#}"
     );
-    let copy = tempfile::tempdir().unwrap();
-    let copied = skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{}/remote/on-base:stamp-latest", registry.host),
-        &format!("oci:{}:x", copy.path().display()),
-    ]);
-    assert!(copied.status.success(), "{}", stderr(&copied));
-    let index = read_json(&blob_path(copy.path(), &read_json(&copy.path().join("index.json"))["manifests"][0]["digest"]));
-    for entry in index["manifests"].as_array().unwrap() {
-        let manifest = read_json(&blob_path(copy.path(), &entry["digest"]));
-        let files: Vec<String> = manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|layer| layer_files(&blob_path(copy.path(), &layer["digest"])))
-            .map(|(path, _)| path)
-            .collect();
-        assert!(files.iter().any(|path| path.starts_with("etc/ssl/certs/")), "the base's layers are in {entry}: {files:?}");
+    for (architecture, layers) in read_back("remote/on-base") {
+        let files: Vec<&String> = layers.iter().flatten().map(|(path, _)| path).collect();
+        assert!(files.iter().any(|path| path.starts_with("etc/ssl/certs/")), "the base's layers are in {architecture}'s: {files:?}");
     }
 }
 
