@@ -591,3 +591,36 @@ fn an_app_the_engine_builds_on_a_monorepo_base_of_a_registry_image_gets_the_whol
         assert_eq!((ran.status.success(), stdout(&ran)), (true, "x86_64".to_string()), "{}", stderr(&ran));
     }
 }
+
+/// The same base, with a registry that answers the registry image's layer with other bytes when
+/// it is fetched for the engine: the build stops with exit 2 and says which layer, from where,
+/// and the layout keeps no blob of the wrong bytes.
+#[test]
+fn a_registry_layer_fetched_for_the_engine_is_verified() {
+    let Some(engine) = Engine::default_engine().or_else(Engine::docker26) else { return };
+    let scratch = Scratch::new();
+    let registry = Registry::start();
+    push_base_image(&scratch, &format!("{}/base/os:1", registry.host), &["amd64"]);
+    let index = skopeo_raw(&format!("docker://{}/base/os:1", registry.host));
+    let manifest = skopeo_raw(&format!("docker://{}/base/os@{}", registry.host, index["manifests"][0]["digest"].as_str().unwrap()));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    // The native build reads the layer first, and gets it; the fetch for the engine does not.
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let blob = format!("GET /v2/base/os/blobs/{layer} ");
+    let rule: crate::support::proxy::Rule = std::sync::Arc::new(move |_, request: &str| match request.starts_with(&blob) {
+        true if asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 => crate::support::proxy::Fault::Body("{}"),
+        _ => crate::support::proxy::Fault::Pass,
+    });
+    let proxy = crate::support::proxy::FaultProxy::start_with_rule(&registry.host, rule, std::sync::Arc::new(Vec::new));
+    engine.prepare(&scratch, &registry);
+    scratch.edit("docker/base/Dockerfile", |old| old.replace("FROM scratch", &format!("FROM {}/base/os:1", proxy.host)));
+    scratch.commit("the monorepo's base on a registry image");
+    add_stamp_app(&scratch, "base\nUSER 0", "\"/usr/local/bin/stamp\", \"/etc/stamp-arch\"");
+    let built = scratch.xtask_with_env(&["build", "stamp", "--platform", "linux/amd64"], &engine.env());
+    let message = stderr(&built);
+    assert_eq!(built.status.code(), Some(2), "{message}");
+    assert!(message.contains(&format!("cannot fetch layer {layer} from {}/base/os", proxy.host)), "{message}");
+    assert!(message.contains("is corrupt"), "{message}");
+    let blobs = scratch.path().join("target/xtask/oci/base/blobs/sha256");
+    assert!(!blobs.join(layer.trim_start_matches("sha256:")).exists(), "no blob of the wrong bytes is kept");
+}
