@@ -84,9 +84,12 @@ impl Layout {
         if fs::symlink_metadata(root.join("oci-layout")).is_err() {
             layout.replace_file("oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
         }
-        if fs::symlink_metadata(root.join("index.json")).is_err() {
-            layout.write_index(&ImageIndex::new(Vec::new(), Default::default()))?;
-        }
+        // Under the lock: a process that found no index.json would otherwise write an empty one
+        // over the tag another process creating the same layout had just written.
+        layout.locked(|| match fs::symlink_metadata(root.join("index.json")) {
+            Ok(_) => Ok(()),
+            Err(_) => layout.write_index(&ImageIndex::new(Vec::new(), Default::default())),
+        })?;
         Ok(layout)
     }
 
