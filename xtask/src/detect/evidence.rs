@@ -42,17 +42,34 @@ pub struct Range {
 /// used, or the head's parent when the head is on that branch (a push to main compares with the
 /// previous commit).
 pub fn resolve_range(git: &Git<'_>, base: Option<&str>, head: Option<&str>) -> Result<Range> {
-    let head = git.rev_parse(head.unwrap_or("HEAD"))?;
+    let head_rev = head.unwrap_or("HEAD");
+    // The revisions the range may need, asked together: without a base, the branch changes are
+    // compared with (`origin/HEAD`, `main` or `master`) and the head's first parent.
+    let parent = format!("{head_rev}^1");
+    let probes = match base {
+        Some(base) => vec![head_rev, base],
+        None => vec![head_rev, "origin/HEAD", "main", "master", &parent],
+    };
+    let found = git.commits(&probes)?;
+    // A revision not found is asked again alone, for the error that explains it.
+    let head = match &found[0] {
+        Some(sha) => sha.clone(),
+        None => git.rev_parse(head_rev)?,
+    };
     let base = match base {
-        Some(base) => Some(git.rev_parse(base)?),
+        Some(base) => Some(match &found[1] {
+            Some(sha) => sha.clone(),
+            None => git.rev_parse(base)?,
+        }),
         None => {
-            let merge_base = match git.default_branch() {
-                Some(branch) => Some(git.merge_base(&branch, &head)?),
+            let merge_base = match (1..4).find_map(|at| Some((probes[at], found[at].as_ref()?))) {
+                Some((_, branch)) if *branch == head => Some(head.clone()),
+                Some((branch, _)) => Some(git.merge_base(branch, &head)?),
                 None => None,
             };
             match merge_base {
                 Some(merge_base) if merge_base != head => Some(merge_base),
-                _ => match git.parent(&head) {
+                _ => match found[4].clone() {
                     None if git.is_shallow() => bail!(
                         "this clone is shallow, so the commit before {head} is missing: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --base"
                     ),
@@ -93,6 +110,8 @@ pub struct RangeChanges {
     root: PathBuf,
     /// Empty without a base.
     changed: Vec<String>,
+    /// The paths the range's commits deleted.
+    deleted: Vec<String>,
     /// Present when the root manifest or cargo's configuration changed.
     settings: Option<RootSettings>,
 }
@@ -114,12 +133,15 @@ impl RangeChanges {
 
     /// The changed paths alone (`with_root_settings` adds the rest).
     fn changed_paths(git: &Git<'_>, root: &Path, range: Range, uncommitted: bool) -> Result<RangeChanges> {
-        let changed = match &range.base {
-            None => Vec::new(),
-            Some(base) if uncommitted => git.uncommitted_paths(base)?,
-            Some(base) => git.changed_paths(base, &range.head)?,
+        let (changed, deleted) = match &range.base {
+            None => (Vec::new(), Vec::new()),
+            Some(base) if uncommitted => (git.uncommitted_paths(base)?, git.changed_paths(base, &range.head)?.deleted),
+            Some(base) => {
+                let committed = git.changed_paths(base, &range.head)?;
+                (committed.paths, committed.deleted)
+            }
         };
-        Ok(RangeChanges { range, uncommitted, root: root.to_path_buf(), changed, settings: None })
+        Ok(RangeChanges { range, uncommitted, root: root.to_path_buf(), changed, deleted, settings: None })
     }
 
     /// Whether the root manifest or cargo's configuration changed.
@@ -218,7 +240,7 @@ impl EarlyDetection {
 /// `detect` once the range's changes are known, with what was `started` before the workspace was
 /// loaded.
 fn detect_changes(git: &Git<'_>, workspace: &Workspace, config: &Config, changes: &RangeChanges, started: Started) -> Result<Detection> {
-    let RangeChanges { range, uncommitted, changed, settings, .. } = changes;
+    let RangeChanges { range, uncommitted, changed, deleted, settings, .. } = changes;
     let Some(base) = &range.base else {
         let apps = select_all(workspace, Reason::FirstCommit);
         return Ok(Detection { base: None, head: range.head.clone(), uncommitted: *uncommitted, apps, deleted: Vec::new() });
@@ -309,7 +331,7 @@ fn detect_changes(git: &Git<'_>, workspace: &Workspace, config: &Config, changes
             };
         }
         let apps = select(workspace, changed, &evidence);
-        let deleted = deleted_apps(git, workspace, base, &range.head)?;
+        let deleted = deleted_apps(git, workspace, base, deleted);
         Ok(Detection { base: Some(base.to_string()), head: range.head.clone(), uncommitted: *uncommitted, apps, deleted })
     })
 }
@@ -360,11 +382,12 @@ fn root_effects(
     })
 }
 
-/// `f` with a git of its own, for another thread: a shell cannot be shared between threads.
+/// `f` with a git of its own in `root`, a work tree's root that git was asked about already, for
+/// another thread: a shell cannot be shared between threads.
 fn with_new_git<T>(root: &Path, f: impl FnOnce(&Git<'_>) -> Result<T>) -> Result<T> {
     let sh = Shell::new()?;
     sh.change_dir(root);
-    f(&Git::open(&sh, root)?)
+    f(&Git::opened(&sh))
 }
 
 /// Whether the work tree at `root` holds the graph inputs of commit `head` (the clean HEAD:
@@ -783,9 +806,9 @@ fn is_root_setting(path: &str) -> bool {
 }
 
 /// Apps whose Dockerfile was deleted and whose directory is no app any more.
-fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) -> Result<Vec<DeletedApp>> {
+fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, deleted_paths: &[String]) -> Vec<DeletedApp> {
     let mut deleted = Vec::new();
-    for path in git.deleted_paths(base, head)? {
+    for path in deleted_paths {
         let Some(dir) = path.strip_suffix("/Dockerfile") else { continue };
         if workspace.apps().any(|app| app.dir == dir) {
             continue;
@@ -798,7 +821,7 @@ fn deleted_apps(git: &Git<'_>, workspace: &Workspace, base: &str, head: &str) ->
             .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or(dir).to_string());
         deleted.push(DeletedApp { name, path: dir.to_string() });
     }
-    Ok(deleted)
+    deleted
 }
 
 /// Apps for `build` and `release`: named ones, all of them, or the changed ones.

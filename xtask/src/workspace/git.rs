@@ -12,6 +12,13 @@ struct GitObject {
     contents: Vec<u8>,
 }
 
+/// The paths a range of commits changed, in git's order, and those of them it deleted.
+#[derive(Default)]
+pub struct ChangedPaths {
+    pub paths: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
 pub struct Git<'a> {
     sh: &'a Shell,
     /// `own_dir`, asked at most once.
@@ -29,6 +36,12 @@ impl<'a> Git<'a> {
             );
         }
         Ok(Git { sh, own_dir: std::sync::OnceLock::new() })
+    }
+
+    /// The git of `sh`'s directory, a work tree's root that another `Git` has opened already
+    /// (from another thread, which needs a shell of its own): no call.
+    pub fn opened(sh: &'a Shell) -> Git<'a> {
+        Git { sh, own_dir: std::sync::OnceLock::new() }
     }
 
     /// The git of the work tree `sh`'s directory lies in, with `sh` moved to its root, which is
@@ -80,13 +93,6 @@ impl<'a> Git<'a> {
         cmd!(sh, "git rev-parse --is-shallow-repository").quiet().ignore_stderr().read().is_ok_and(|out| out.trim() == "true")
     }
 
-    /// The first parent of `sha`, or `None` for a root commit.
-    pub fn parent(&self, sha: &str) -> Option<String> {
-        let sh = self.sh;
-        let spec = format!("{sha}^1");
-        cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty())
-    }
-
     /// The sha of `rev` when it names a commit (a probe: a missing one is no error to explain).
     fn commit(&self, rev: &str) -> Option<String> {
         let sh = self.sh;
@@ -94,9 +100,23 @@ impl<'a> Git<'a> {
         cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|sha| !sha.is_empty())
     }
 
-    /// The branch changes are compared with when no base is given: `origin/HEAD` or `main`.
-    pub fn default_branch(&self) -> Option<String> {
-        ["origin/HEAD", "main", "master"].into_iter().find(|rev| self.commit(rev).is_some()).map(str::to_string)
+    /// The sha of each of `revs` that names a commit, from one `git cat-file --batch-check`:
+    /// probes, so a missing one is `None`, no error to explain. A range's ends, the default
+    /// branches and the head's parent are asked together: each git call is milliseconds before
+    /// the base's graph can start resolving.
+    pub fn commits(&self, revs: &[&str]) -> Result<Vec<Option<String>>> {
+        if let Some(rev) = revs.iter().find(|rev| rev.contains(['\n', '\r'])) {
+            bail!("`{}` is not a git revision: a revision is one line", rev.escape_debug());
+        }
+        let sh = self.sh;
+        let request: String = revs.iter().map(|rev| format!("{rev}^{{commit}}\n")).collect();
+        let output = cmd!(sh, "git cat-file --batch-check=%(objectname)").quiet().ignore_stderr().stdin(request).read()?;
+        // A commit's answer is its sha alone; a miss is `<name> missing` (or `ambiguous`).
+        let answers: Vec<Option<String>> = output.lines().map(|line| (!line.contains(' ')).then(|| line.to_string())).collect();
+        if answers.len() != revs.len() {
+            bail!("git cat-file answered {} of {} revisions", answers.len(), revs.len());
+        }
+        Ok(answers)
     }
 
     pub fn merge_base(&self, a: &str, b: &str) -> Result<String> {
@@ -104,19 +124,22 @@ impl<'a> Git<'a> {
         cmd!(sh, "git merge-base {a} {b}").quiet().read().with_context(|| format!("{a} and {b} share no history: pass --base"))
     }
 
-    /// Paths changed between two commits. With `--no-renames` a rename counts as a deletion of
-    /// the old path and an addition of the new one, so both sides select their apps.
-    pub fn changed_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
+    /// Paths changed between two commits, and which of them were deleted, from one call. With
+    /// `--no-renames` a rename counts as a deletion of the old path and an addition of the new
+    /// one, so both sides select their apps.
+    pub fn changed_paths(&self, base: &str, head: &str) -> Result<ChangedPaths> {
         let sh = self.sh;
-        let output = cmd!(sh, "git diff --no-renames --name-only -z {base} {head}").quiet().read()?;
-        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
-    }
-
-    /// Paths deleted between two commits.
-    pub fn deleted_paths(&self, base: &str, head: &str) -> Result<Vec<String>> {
-        let sh = self.sh;
-        let output = cmd!(sh, "git diff --no-renames --name-only --diff-filter=D -z {base} {head}").quiet().read()?;
-        Ok(output.split('\0').filter(|path| !path.is_empty()).map(str::to_string).collect())
+        let output = cmd!(sh, "git diff --no-renames --name-status -z {base} {head}").quiet().read()?;
+        // Each change is `<status>\0<path>\0`.
+        let mut changed = ChangedPaths::default();
+        let mut fields = output.split('\0');
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            if status == "D" {
+                changed.deleted.push(path.to_string());
+            }
+            changed.paths.push(path.to_string());
+        }
+        Ok(changed)
     }
 
     /// Paths of the work tree that differ from `base`: tracked changes and untracked files.
