@@ -114,6 +114,10 @@ fn a_monorepo_adopts_the_xtask_with_one_command_and_keeps_its_own_checks() {
     let check = xtask(&["adopt", host.path().to_str().unwrap(), "--check"]);
     assert_eq!(check.status.code(), Some(1));
     assert!(stdout(&check).contains("not current: xtask/src/main.rs"), "{}", stdout(&check));
+    // The crate that reads cargo metadata is vendored beside it, and kept current the same way.
+    host.edit("xtask/metadata/src/lib.rs", |text| format!("{text}// changed by hand\n"));
+    let check = xtask(&["adopt", host.path().to_str().unwrap(), "--check"]);
+    assert!(stdout(&check).contains("not current: xtask/metadata/src/lib.rs"), "{}", stdout(&check));
 }
 
 /// A workspace without any app yet (a Dockerfile at its root with `ARG PACKAGE`, as many have):

@@ -24,6 +24,10 @@ use crate::workspace::Workspace;
 /// The alias the host's `.cargo/config.toml` gets: the vendored crate, run from the root.
 const ALIAS: &str = "xtask = \"run --manifest-path xtask/Cargo.toml --quiet --\"";
 
+/// The crates vendored, by directory: the xtask and the crate that reads cargo metadata, a path
+/// dependency under it (and so a member of its workspace).
+const VENDORED_CRATES: [&str; 2] = ["xtask", "xtask/metadata"];
+
 pub fn run(ctx: &Context, args: flags::Adopt) -> Result<ExitCode> {
     let source = &ctx.workspace.root;
     if !source.join("xtask/src/main.rs").is_file() {
@@ -113,13 +117,14 @@ fn shown(host: &Path, path: &Path) -> String {
     path.strip_prefix(host).unwrap_or(path).display().to_string()
 }
 
-/// What the vendored copy holds, by path relative to the host's root: the crate's sources as
-/// they are, its manifest made a workspace of its own (`vendored_manifest`), this repository's
-/// Cargo.lock less the entries the crate does not use (`crate_lockfile`), its rustfmt settings,
+/// What the vendored copy holds, by path relative to the host's root: the crates' sources as
+/// they are, the xtask's manifest made a workspace of its own (`vendored_manifest`) and the other
+/// crate's with what it inherits written out (`inherited_written_out`), this repository's
+/// Cargo.lock less the entries the crates do not use (`crate_lockfile`), its rustfmt settings,
 /// and an ignore file for its target directory.
 fn vendored_files(ctx: &Context, source: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let mut pending = vec![source.join("xtask/src")];
+    let mut pending: Vec<PathBuf> = VENDORED_CRATES.iter().map(|dir| source.join(dir).join("src")).collect();
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let path = entry?.path();
@@ -132,10 +137,17 @@ fn vendored_files(ctx: &Context, source: &Path) -> Result<BTreeMap<PathBuf, Vec<
         }
     }
     let root_manifest = std::fs::read_to_string(source.join("Cargo.toml"))?;
-    let crate_manifest = std::fs::read_to_string(source.join("xtask/Cargo.toml"))?;
-    let manifest = vendored_manifest(&crate_manifest, &root_manifest)?;
-    files.insert("xtask/Cargo.lock".into(), crate_lockfile(ctx, &manifest, &std::fs::read(source.join("Cargo.lock"))?)?);
-    files.insert("xtask/Cargo.toml".into(), manifest.into_bytes());
+    for dir in VENDORED_CRATES {
+        let path = PathBuf::from(dir).join("Cargo.toml");
+        let crate_manifest = std::fs::read_to_string(source.join(&path))?;
+        let manifest = match dir {
+            "xtask" => vendored_manifest(&crate_manifest, &root_manifest)?,
+            _ => inherited_written_out(&crate_manifest, &root_manifest)?,
+        };
+        files.insert(path, manifest.into_bytes());
+    }
+    let lockfile = crate_lockfile(ctx, &files, &std::fs::read(source.join("Cargo.lock"))?)?;
+    files.insert("xtask/Cargo.lock".into(), lockfile);
     if let Ok(rustfmt) = std::fs::read(source.join("rustfmt.toml")) {
         files.insert("xtask/rustfmt.toml".into(), rustfmt);
     }
@@ -159,13 +171,17 @@ fn host_workflow(workflow: &str) -> String {
     )
 }
 
-/// The lockfile cargo makes of this repository's for the vendored manifest alone: the same
-/// versions, the entries of the other crates dropped (offline, in a scratch copy).
-fn crate_lockfile(ctx: &Context, manifest: &str, lockfile: &[u8]) -> Result<Vec<u8>> {
+/// The lockfile cargo makes of this repository's for the vendored manifests alone (among
+/// `vendored`, the files by path): the same versions, the entries of the other crates dropped
+/// (offline, in a scratch copy of the manifests, with empty sources).
+fn crate_lockfile(ctx: &Context, vendored: &BTreeMap<PathBuf, Vec<u8>>, lockfile: &[u8]) -> Result<Vec<u8>> {
     let scratch = ctx.workspace.scratch_dir("adopt")?;
-    std::fs::create_dir_all(scratch.path().join("src"))?;
-    std::fs::write(scratch.path().join("src/main.rs"), "")?;
-    std::fs::write(scratch.path().join("Cargo.toml"), manifest)?;
+    for dir in VENDORED_CRATES {
+        let in_scratch = scratch.path().join(Path::new(dir).strip_prefix("xtask").expect("vendored under xtask/"));
+        std::fs::create_dir_all(in_scratch.join("src"))?;
+        std::fs::write(in_scratch.join(if dir == "xtask" { "src/main.rs" } else { "src/lib.rs" }), "")?;
+        std::fs::write(in_scratch.join("Cargo.toml"), &vendored[&Path::new(dir).join("Cargo.toml")])?;
+    }
     std::fs::write(scratch.path().join("Cargo.lock"), lockfile)?;
     let cargo = crate::workspace::cargo();
     let manifest_path = scratch.path().join("Cargo.toml");
@@ -180,7 +196,7 @@ fn crate_lockfile(ctx: &Context, manifest: &str, lockfile: &[u8]) -> Result<Vec<
 /// The vendored copy's files no longer in `wanted` (a source file removed upstream).
 fn stale_files(host: &Path, wanted: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<PathBuf> {
     let mut stale = Vec::new();
-    let mut pending = vec![host.join("xtask/src")];
+    let mut pending: Vec<PathBuf> = VENDORED_CRATES.iter().map(|dir| host.join(dir).join("src")).collect();
     while let Some(dir) = pending.pop() {
         for path in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|entry| entry.path()) {
             if path.is_dir() {
@@ -196,10 +212,31 @@ fn stale_files(host: &Path, wanted: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<PathBuf>
     stale
 }
 
-/// The crate's manifest as a workspace of its own: the fields it inherits from this
-/// repository's `[workspace.package]` written out, its end-to-end tests (this repository's) left
-/// out, an empty `[workspace]` table, and the dev profile's settings the xtask needs to be fast.
+/// The crate's manifest as a workspace of its own: `inherited_written_out`, an empty
+/// `[workspace]` table, and the dev profile's settings the xtask needs to be fast.
 fn vendored_manifest(crate_manifest: &str, root_manifest: &str) -> Result<String> {
+    let mut out = inherited_written_out(crate_manifest, root_manifest)?;
+    out.push_str("\n# A workspace of its own: the host's Cargo.lock, lints and `--workspace` commands do not reach it.\n[workspace]\n");
+    // The dev profile's settings for the xtask's hot crates, as this repository has them.
+    let mut in_dev_profile = false;
+    for line in root_manifest.lines() {
+        if line.starts_with('[') {
+            in_dev_profile = line.starts_with("[profile.dev");
+            if in_dev_profile {
+                out.push('\n');
+            }
+        }
+        if in_dev_profile && !line.trim_start().starts_with('#') && !line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// A vendored crate's manifest: the fields it inherits from this repository's
+/// `[workspace.package]` written out, and its end-to-end tests (this repository's) left out.
+fn inherited_written_out(crate_manifest: &str, root_manifest: &str) -> Result<String> {
     let root: toml::Table = toml::from_str(root_manifest).context("this repository's Cargo.toml is not TOML")?;
     let package =
         root.get("workspace").and_then(|workspace| workspace.get("package")).cloned().unwrap_or(toml::Value::Table(Default::default()));
@@ -222,21 +259,6 @@ fn vendored_manifest(crate_manifest: &str, root_manifest: &str) -> Result<String
                 out.push_str(line);
                 out.push('\n');
             }
-        }
-    }
-    out.push_str("\n# A workspace of its own: the host's Cargo.lock, lints and `--workspace` commands do not reach it.\n[workspace]\n");
-    // The dev profile's settings for the xtask's hot crates, as this repository has them.
-    let mut in_dev_profile = false;
-    for line in root_manifest.lines() {
-        if line.starts_with('[') {
-            in_dev_profile = line.starts_with("[profile.dev");
-            if in_dev_profile {
-                out.push('\n');
-            }
-        }
-        if in_dev_profile && !line.trim_start().starts_with('#') && !line.trim().is_empty() {
-            out.push_str(line);
-            out.push('\n');
         }
     }
     Ok(out)

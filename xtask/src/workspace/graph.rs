@@ -119,36 +119,10 @@ impl std::fmt::Debug for WorkTreeGraph {
     }
 }
 
-/// Each package of a `cargo metadata` as `name version`, with what its entry says (its source,
-/// dependencies and features; paths relative to the workspace root, wherever it was resolved):
-/// two of these tell which packages a manifest change touched. Each field is kept as cargo wrote
-/// it: building JSON values of a large workspace's metadata took most of a root manifest check.
+/// `xtask_metadata::package_entries`: each package of a `cargo metadata` as `name version`, with
+/// what its entry says; two of these tell which packages a manifest change touched.
 pub fn package_entries(metadata: &[u8]) -> Result<BTreeMap<String, String>> {
-    #[derive(serde::Deserialize)]
-    struct Metadata<'a> {
-        #[serde(borrow)]
-        packages: Vec<BTreeMap<&'a str, &'a serde_json::value::RawValue>>,
-        workspace_root: String,
-    }
-    let metadata: Metadata = serde_json::from_slice(metadata).context("unexpected cargo metadata output")?;
-    // The root as it is written inside JSON strings.
-    let root = serde_json::to_string(&metadata.workspace_root)?;
-    let root = root.trim_matches('"');
-    let text = |package: &BTreeMap<&str, &serde_json::value::RawValue>, field: &str| {
-        package.get(field).map_or_else(String::new, |value| value.get().trim_matches('"').to_string())
-    };
-    let mut entries = BTreeMap::new();
-    for package in &metadata.packages {
-        let mut entry = String::new();
-        for (field, value) in package.iter().filter(|(field, _)| !matches!(**field, "id" | "manifest_path" | "targets")) {
-            entry.push_str(field);
-            entry.push('=');
-            entry.push_str(value.get());
-            entry.push('\n');
-        }
-        entries.insert(format!("{} {}", text(package, "name"), text(package, "version")), entry.replace(root, ""));
-    }
-    Ok(entries)
+    xtask_metadata::package_entries(metadata).context("unexpected cargo metadata output")
 }
 
 /// A tree's `cargo metadata` with its resolve graph (`full_metadata`), running in the background

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 use crate::image::dockerfile::cargo_stage::CargoOptions;
 use crate::image::platform::Platform;
@@ -207,40 +206,6 @@ impl Member {
     }
 }
 
-#[derive(Deserialize)]
-struct RawMetadata {
-    packages: Vec<RawPackage>,
-    workspace_members: Vec<String>,
-    workspace_root: PathBuf,
-    target_directory: PathBuf,
-    #[serde(default)]
-    metadata: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct RawPackage {
-    id: String,
-    name: String,
-    version: String,
-    manifest_path: PathBuf,
-    dependencies: Vec<RawDependency>,
-    targets: Vec<RawTarget>,
-}
-
-#[derive(Deserialize)]
-struct RawDependency {
-    kind: Option<String>,
-    path: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct RawTarget {
-    name: String,
-    kind: Vec<String>,
-    #[serde(default)]
-    src_path: Option<PathBuf>,
-}
-
 impl Workspace {
     /// Loads the workspace `dir` belongs to (`start_loading`, then `Loading::finish`).
     pub fn load(dir: &Path, graph: graph::WorkTreeGraph, read_from_graph: bool) -> Result<Workspace> {
@@ -343,7 +308,7 @@ impl Loading {
 
 impl Workspace {
     pub fn from_metadata(json: &[u8], has_dockerfile: &dyn Fn(&Path) -> bool) -> Result<Workspace> {
-        let raw: RawMetadata = serde_json::from_slice(json).context("unexpected cargo metadata output")?;
+        let raw = xtask_metadata::read(json).context("unexpected cargo metadata output")?;
         let member_ids: HashSet<&str> = raw.workspace_members.iter().map(String::as_str).collect();
         let member_dirs: HashMap<&Path, &str> = raw
             .packages
