@@ -186,3 +186,36 @@ fn root_manifest_edits_select_what_cargo_tree_says_changed_and_who_reads_the_set
         assert_eq!(trees_changed(&scratch, &base), trees, "what cargo tree says for {json:#}");
     }
 }
+
+/// Without --base, a branch is compared with where it left the default branch (what a pull
+/// request changes, not the default branch's later commits), and the default branch's head with
+/// its previous commit; `origin/HEAD` names the default branch where a remote has one.
+#[test]
+fn without_a_base_a_branch_compares_with_where_it_left_the_default_branch() {
+    let scratch = Scratch::new();
+    let forked = scratch.head();
+    let changed = |scratch: &Scratch| -> (String, Vec<String>) {
+        let json: serde_json::Value = serde_json::from_str(&scratch.xtask_ok(&["changed", "--json"])).unwrap();
+        let apps = json["apps"].as_array().unwrap().iter().map(|app| app["name"].as_str().unwrap().to_string()).collect();
+        (json["base"].as_str().unwrap().to_string(), apps)
+    };
+    scratch.git(&["checkout", "-q", "-b", "feature"]);
+    scratch.write("crates/worker/src/first.rs", "//\n");
+    scratch.commit("feature, first");
+    scratch.write("crates/worker/src/second.rs", "//\n");
+    scratch.commit("feature, second");
+    scratch.git(&["checkout", "-q", "main"]);
+    scratch.write("crates/hello-api/src/later.rs", "//\n");
+    let main_before = scratch.head();
+    scratch.commit("main, later");
+    assert_eq!(changed(&scratch), (main_before, vec!["hello-api".to_string()]), "main's head against its previous commit");
+    scratch.git(&["checkout", "-q", "feature"]);
+    assert_eq!(changed(&scratch), (forked.clone(), vec!["worker".to_string()]), "the branch against where it left main");
+    // A clone's origin/HEAD names its default branch, whatever the local branches are called.
+    let clone = Scratch::clone_of(&scratch);
+    clone.git(&["remote", "add", "origin", scratch.path().to_str().unwrap()]);
+    clone.git(&["fetch", "-q", "origin"]);
+    clone.git(&["remote", "set-head", "origin", "main"]);
+    clone.git(&["branch", "-q", "-m", "feature", "work"]);
+    assert_eq!(changed(&clone), (forked, vec!["worker".to_string()]), "the branch against where it left origin/HEAD");
+}

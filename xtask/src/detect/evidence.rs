@@ -38,38 +38,43 @@ pub struct Range {
     pub head: String,
 }
 
+/// The branches that changes are compared with when no base is given: the first that exists.
+const DEFAULT_BRANCHES: [&str; 3] = ["origin/HEAD", "main", "master"];
+
 /// Resolves `--base` and `--head`. Without a base, the merge-base with the default branch is
 /// used, or the head's parent when the head is on that branch (a push to main compares with the
 /// previous commit).
 pub fn resolve_range(git: &Git<'_>, base: Option<&str>, head: Option<&str>) -> Result<Range> {
     let head_rev = head.unwrap_or("HEAD");
-    // The revisions the range may need, asked together: without a base, the branch changes are
-    // compared with (`origin/HEAD`, `main` or `master`) and the head's first parent.
+    // The revisions the range may need, asked together: without a base, the branches that
+    // changes are compared with, and the head's first parent.
     let parent = format!("{head_rev}^1");
-    let probes = match base {
-        Some(base) => vec![head_rev, base],
-        None => vec![head_rev, "origin/HEAD", "main", "master", &parent],
-    };
-    let found = git.commits(&probes)?;
+    let mut probes = vec![head_rev];
+    match base {
+        Some(base) => probes.push(base),
+        None => probes.extend(DEFAULT_BRANCHES.into_iter().chain([parent.as_str()])),
+    }
+    let mut found = git.commits(&probes)?.into_iter();
     // A revision not found is asked again alone, for the error that explains it.
-    let head = match &found[0] {
-        Some(sha) => sha.clone(),
+    let head = match found.next().flatten() {
+        Some(sha) => sha,
         None => git.rev_parse(head_rev)?,
     };
     let base = match base {
-        Some(base) => Some(match &found[1] {
-            Some(sha) => sha.clone(),
+        Some(base) => Some(match found.next().flatten() {
+            Some(sha) => sha,
             None => git.rev_parse(base)?,
         }),
         None => {
-            let merge_base = match (1..4).find_map(|at| Some((probes[at], found[at].as_ref()?))) {
-                Some((_, branch)) if *branch == head => Some(head.clone()),
+            let branches: Vec<Option<String>> = found.by_ref().take(DEFAULT_BRANCHES.len()).collect();
+            let merge_base = match DEFAULT_BRANCHES.into_iter().zip(branches).find_map(|(name, sha)| Some((name, sha?))) {
+                Some((_, branch)) if branch == head => Some(head.clone()),
                 Some((branch, _)) => Some(git.merge_base(branch, &head)?),
                 None => None,
             };
             match merge_base {
                 Some(merge_base) if merge_base != head => Some(merge_base),
-                _ => match found[4].clone() {
+                _ => match found.next().flatten() {
                     None if git.is_shallow() => bail!(
                         "this clone is shallow, so the commit before {head} is missing: fetch the history (`git fetch --unshallow`, or `fetch-depth: 0` in actions/checkout) or pass --base"
                     ),

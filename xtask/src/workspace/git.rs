@@ -95,9 +95,7 @@ impl<'a> Git<'a> {
 
     /// The sha of `rev` when it names a commit (a probe: a missing one is no error to explain).
     fn commit(&self, rev: &str) -> Option<String> {
-        let sh = self.sh;
-        let spec = format!("{rev}^{{commit}}");
-        cmd!(sh, "git rev-parse --verify --quiet {spec}").quiet().ignore_stderr().read().ok().filter(|sha| !sha.is_empty())
+        self.commits(&[rev]).ok()?.pop().flatten()
     }
 
     /// The sha of each of `revs` that names a commit, from one `git cat-file --batch-check`:
