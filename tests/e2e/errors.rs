@@ -145,6 +145,12 @@ fn bad_input_gets_a_clear_error() {
             expected: "target/nowhere is not an OCI image layout",
         },
         Case { args: args(&["changed", "--base", "no-such-ref"]), setup: nothing, expected: "unknown git revision `no-such-ref`" },
+        // git reads revisions a line each: one with a newline would read as two.
+        Case {
+            args: args(&["changed", "--base", "main\nHEAD"]),
+            setup: nothing,
+            expected: "`main\\nHEAD` is not a git revision: a revision is one line",
+        },
         Case {
             args: args(&["adopt", "no-such-workspace"]),
             setup: nothing,
